@@ -1,0 +1,32 @@
+# Both README commands start here: each target creates .venv and installs the package itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test test-slow bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+# The main job on a bundled example: compile a GEMM, run it on the numpy executor with a
+# numerics check against the float64 reference, and print its estimated cost on the M890.
+demo: $(STAMP)
+	$(BIN)/zhenwu-cc compile examples/gemm.zk -D M=256 -D N=256 -D K=128
+
+# The whole test suite: pytest (units, examples, properties, fuzzing) and lit + filecheck.
+test: $(STAMP)
+	$(BIN)/python -m pytest
+	$(BIN)/lit --quiet tests/filecheck
+
+# The property tests at full size (minutes).
+test-slow: $(STAMP)
+	ZHENWU_TEST_PROFILE=thorough $(BIN)/python -m pytest -m slow
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/frontend.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info tests/filecheck/Output .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Compiler passes, one module per pass, registered by name in `registry.py`."""

@@ -1,0 +1,1 @@
+"""Execution and estimation: reference evaluator, executor, numerics, cost model, targets."""

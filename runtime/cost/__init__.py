@@ -1,0 +1,1 @@
+"""The static cost model over `ppu` programs."""

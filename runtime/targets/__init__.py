@@ -1,0 +1,1 @@
+"""Target description files (TOML), one per chip."""

@@ -1,0 +1,5 @@
+import sys
+
+from zhenwu_cc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,251 @@
+"""The `zhenwu-cc` command line: argument parsing, exit codes, and the error boundary.
+
+Only the standard library is imported at start-up; each command imports what it needs, so
+`zhenwu-cc check` pays for xDSL and lark but never for the executor or the cost model.
+
+Exit codes: 0 ok, 1 user error (diagnostics), 2 usage error, 3 internal error (reproducer saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+RESULT_SCHEMA = "zhenwu-cc.result/1"
+
+
+class UsageError(Exception):
+    """A malformed command line (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _define(text: str) -> tuple[str, int]:
+    name, eq, value = text.partition("=")
+    try:
+        if not eq or not name.isidentifier():
+            raise ValueError
+        return name, int(value, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"bad -D {text!r}: expected NAME=INTEGER, e.g. -D M=2048") from None
+
+
+@dataclass
+class Output:
+    """What a command produced: a JSON payload, text for people, diagnostics."""
+
+    payload: dict = field(default_factory=dict)
+    text: str = ""
+
+
+# ---- shared steps -------------------------------------------------------------------------------
+def read_source(path: str) -> str:
+    from zhenwu_cc.diagnostics import error
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise error("ZK0001", f"cannot read {path}: {reason}") from None
+
+
+def load_module(args, sources):
+    """Read, parse and generate the `zk` module that the command line asks for."""
+    from zhenwu_cc.frontend import build
+
+    text = read_source(args.file)
+    sources.add(args.file, text)
+    return build(text, args.file, dict(args.define or []), getattr(args, "kernel", None))
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file and rename: never a half-written output."""
+    from zhenwu_cc.diagnostics import error
+
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise error("ZK0005", f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def signature(kernel) -> dict:
+    """A kernel's interface as plain data: parameters, results, shape parameters."""
+    from zhenwu_cc.dialects import dtypes
+
+    def tensor(name, t):
+        return {"name": name, "dtype": dtypes.from_xdsl(t.element_type).name,
+                "shape": list(t.get_shape())}
+
+    return {
+        "name": kernel.sym_name.data,
+        "params": {k: v.value.data for k, v in kernel.attributes["params"].data.items()},
+        "inputs": [tensor(n, a.type) for n, a in zip(kernel.arg_names, kernel.body.block.args)],
+        "outputs": [tensor(n, t) for n, t in zip(kernel.names_of_results,
+                                                 kernel.function_type.outputs.data)],
+    }
+
+
+def print_ir(op, debuginfo: bool = False) -> str:
+    import io
+
+    from xdsl.printer import Printer
+
+    buf = io.StringIO()
+    Printer(stream=buf, print_debuginfo=debuginfo).print_op(op)
+    return buf.getvalue() + "\n"
+
+
+# ---- commands -----------------------------------------------------------------------------------
+def cmd_check(args, sources) -> Output:
+    module = load_module(args, sources)
+    kernels = [signature(k) for k in module.ops]
+    names = ", ".join(k["name"] for k in kernels) or "no kernels"
+    return Output({"kernels": kernels}, f"{args.file}: ok ({names})\n")
+
+
+def cmd_compile(args, sources) -> Output:
+    module = load_module(args, sources)
+    ir = print_ir(module, args.print_debuginfo)
+    payload = {"emit": args.emit, "kernels": [signature(k) for k in module.ops]}
+    if args.output:
+        write_atomic(args.output, ir.encode())
+        payload["output"] = args.output
+        return Output(payload, "")
+    payload["ir"] = ir
+    return Output(payload, ir)
+
+
+COMMANDS: dict[str, Callable] = {"check": cmd_check, "compile": cmd_compile}
+
+
+def _add_source_args(p: argparse.ArgumentParser, kernel_help: str) -> None:
+    p.add_argument("file", help="the .zk source file")
+    p.add_argument("-D", dest="define", action="append", type=_define, metavar="NAME=VALUE",
+                   help="set a shape parameter (repeatable), e.g. -D M=2048")
+    p.add_argument("--kernel", help=kernel_help)
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="text for people, json for programs (one document on stdout)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from zhenwu_cc import __version__
+
+    parser = _Parser(prog="zhenwu-cc", description="Compile, run and cost .zk kernels for the "
+                     "Zhenwu M890 accelerator model.")
+    parser.add_argument("--version", action="version", version=f"zhenwu-cc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("check", help="parse and verify only")
+    _add_source_args(p, "check only this kernel")
+
+    p = sub.add_parser("compile", help="compile and print (or write) the IR")
+    _add_source_args(p, "compile only this kernel")
+    p.add_argument("--emit", choices=("zk",), default="zk", help="the stage to print")
+    p.add_argument("-o", dest="output", metavar="OUT", help="write the IR here (atomically)")
+    p.add_argument("--print-debuginfo", action="store_true",
+                   help="print source locations (loc(...)) on every op")
+    return parser
+
+
+# ---- the error boundary ---------------------------------------------------------------------------
+def _wants_json(argv: Sequence[str]) -> bool:
+    return any(a == "--format=json" for a in argv) or any(
+        a == "--format" and b == "json" for a, b in zip(argv, argv[1:]))
+
+
+def _emit(fmt: str, command: str | None, code: int, out: Output | None, diags, sources,
+          message: str | None = None) -> None:
+    if fmt == "json":
+        doc = {"schema": RESULT_SCHEMA, "command": command, "ok": code == EXIT_OK,
+               "exit_code": code, "diagnostics": [d.to_json() for d in diags]}
+        if message:
+            doc["message"] = message
+        if out is not None:
+            doc.update(out.payload)
+        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+        return
+    if out is not None and out.text:
+        sys.stdout.write(out.text)
+    if diags:
+        from zhenwu_cc.diagnostics import render_text
+
+        sys.stderr.write("\n".join(render_text(d, sources) for d in diags) + "\n")
+    if message:
+        sys.stderr.write(message + "\n")
+
+
+def _save_reproducer(argv: Sequence[str], exc: BaseException) -> str:
+    """Keep what is needed to replay an internal error: the command, inputs, and traceback."""
+    import hashlib
+    import shutil
+    import tempfile
+    import traceback
+
+    tb = "".join(traceback.format_exception(exc))
+    key = hashlib.sha256((" ".join(argv) + tb).encode()).hexdigest()[:12]
+    base = os.environ.get("ZHENWU_REPRODUCER_DIR") or tempfile.gettempdir()
+    path = os.path.join(base, f"zhenwu-cc-crash-{key}")
+    os.makedirs(path, exist_ok=True)
+    for a in argv:
+        if os.path.isfile(a):
+            shutil.copy(a, os.path.join(path, os.path.basename(a)))
+    with open(os.path.join(path, "command.json"), "w") as f:
+        json.dump({"argv": ["zhenwu-cc", *argv], "cwd": os.getcwd()}, f, indent=2)
+    with open(os.path.join(path, "traceback.txt"), "w") as f:
+        f.write(tb)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    fmt = "json" if _wants_json(argv) else "text"
+    from zhenwu_cc.diagnostics import CompileError, SourceMap
+
+    sources = SourceMap()
+    command = None
+    try:
+        args = build_parser().parse_args(argv)
+        command = args.command
+        out = COMMANDS[command](args, sources)
+        _emit(fmt, command, EXIT_OK, out, [], sources)
+        return EXIT_OK
+    except UsageError as exc:
+        _emit(fmt, command, EXIT_USAGE, None, [], sources,
+              f"{exc}\nrun `zhenwu-cc {command or ''} --help` for usage".replace("  ", " "))
+        return EXIT_USAGE
+    except CompileError as exc:
+        _emit(fmt, command, EXIT_USER, None, exc.diagnostics, sources)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit as exc:  # --help and --version exit through argparse
+        return int(exc.code or 0)
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # the CLI boundary: an internal error becomes exit 3
+        path = _save_reproducer(argv, exc)
+        _emit(fmt, command, EXIT_INTERNAL, None, [], sources,
+              f"internal compiler error: {type(exc).__name__}: {exc}\n"
+              f"This is a bug in zhenwu-cc. Please report it with the reproducer saved in {path}")
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

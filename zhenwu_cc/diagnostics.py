@@ -1,0 +1,203 @@
+"""User-facing diagnostics: stable codes, source spans, notes, fix-its; text and JSON renderings.
+
+Every user error anywhere in the toolchain is raised as `CompileError` carrying one or more
+`Diagnostic`s. The CLI renders them as `file:line:col: error[ZKnnnn]: message` plus an excerpt
+with a caret, or as JSON records. `CODES` is the registry; docs/errors.md documents each entry and
+a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+DIAGNOSTIC_SCHEMA = "zhenwu-cc.diagnostic/1"
+
+# code -> short title. Ranges: 00xx command line and files, 01xx syntax, 02xx names,
+# 03xx types and shapes, 04xx schedule, 05xx run inputs, 06xx lowering and on-chip memory,
+# 07xx targets and cost, 08xx low precision, 09xx HBM placement, 10xx IR files (`opt`).
+CODES: dict[str, str] = {
+    "ZK0001": "cannot read input file",
+    "ZK0002": "bad -D definition",
+    "ZK0003": "kernel not found",
+    "ZK0004": "several kernels: choose one",
+    "ZK0005": "cannot write output file",
+    "ZK0006": "unknown pipeline stage or pass",
+    "ZK0101": "unexpected character",
+    "ZK0102": "unexpected token",
+    "ZK0103": "unexpected end of input",
+    "ZK0104": "expression nested too deeply",
+    "ZK0105": "invalid number literal",
+    "ZK0201": "undefined name",
+    "ZK0202": "name bound twice",
+    "ZK0203": "unknown function",
+    "ZK0204": "unknown dtype",
+    "ZK0205": "duplicate kernel",
+    "ZK0206": "duplicate parameter",
+    "ZK0207": "unknown shape parameter",
+    "ZK0208": "name shadows a builtin or parameter",
+    "ZK0209": "missing return",
+    "ZK0210": "statement after return",
+    "ZK0301": "matmul shapes do not match",
+    "ZK0302": "shapes cannot be broadcast",
+    "ZK0303": "mixed dtypes without a common type",
+    "ZK0304": "axis out of range",
+    "ZK0305": "wrong number of arguments",
+    "ZK0306": "unknown or bad keyword argument",
+    "ZK0307": "result does not match the declared type",
+    "ZK0308": "operation not defined for this dtype",
+    "ZK0309": "reshape changes the element count",
+    "ZK0310": "slice out of range",
+    "ZK0311": "literal not representable in the dtype",
+    "ZK0312": "scalar where a tensor is needed",
+    "ZK0313": "bad shape",
+    "ZK0314": "bad permutation",
+    "ZK0315": "concat shapes do not match",
+    "ZK0316": "dimension expression is not an exact integer",
+    "ZK0317": "wrong number of results",
+    "ZK0401": "schedule for unknown kernel",
+    "ZK0402": "schedule names an unknown value",
+    "ZK0403": "bad tile sizes",
+    "ZK0404": "bad precision directive",
+    "ZK0405": "bad placement directive",
+    "ZK0406": "bad buffers directive",
+    "ZK0407": "directive given twice",
+    "ZK0408": "unknown schedule directive",
+    "ZK0409": "bad accumulate directive",
+    "ZK0410": "duplicate schedule block",
+    "ZK0501": "missing or extra input",
+    "ZK0502": "input has the wrong shape",
+    "ZK0503": "input has the wrong dtype",
+    "ZK0504": "cannot read inputs file",
+    "ZK0505": "run needs too much host memory",
+}
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of a source file; lines and columns count from 1, `end_col` is exclusive."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    @staticmethod
+    def point(file: str, line: int, col: int, width: int = 1) -> Span:
+        return Span(file, line, col, line, col + max(width, 1))
+
+    def to_json(self) -> dict:
+        return {"file": self.file, "line": self.line, "col": self.col,
+                "end_line": self.end_line, "end_col": self.end_col}
+
+
+@dataclass(frozen=True)
+class Note:
+    message: str
+    span: Span | None = None
+
+
+@dataclass(frozen=True)
+class FixIt:
+    """Replace the text at `span` with `replacement` (an agent can apply it mechanically)."""
+
+    span: Span
+    replacement: str
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: str
+    message: str
+    span: Span | None = None
+    notes: tuple[Note, ...] = ()
+    fixits: tuple[FixIt, ...] = ()
+    help: str | None = None
+    severity: str = "error"
+
+    def __post_init__(self):
+        if self.code not in CODES:
+            raise ValueError(f"unregistered diagnostic code {self.code}")
+
+    def to_json(self) -> dict:
+        rec: dict = {"schema": DIAGNOSTIC_SCHEMA, "severity": self.severity, "code": self.code,
+                     "title": CODES[self.code], "message": self.message}
+        rec["span"] = self.span.to_json() if self.span else None
+        rec["notes"] = [{"message": n.message, "span": n.span.to_json() if n.span else None}
+                        for n in self.notes]
+        rec["help"] = self.help
+        rec["fixits"] = [{"span": f.span.to_json(), "replacement": f.replacement}
+                         for f in self.fixits]
+        return rec
+
+
+class CompileError(Exception):
+    """A user error: one or more diagnostics. Never a bug in the compiler."""
+
+    def __init__(self, diagnostics: Diagnostic | Sequence[Diagnostic]):
+        if isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        self.diagnostics = list(diagnostics)
+        super().__init__("\n".join(f"{d.code}: {d.message}" for d in self.diagnostics))
+
+
+def error(code: str, message: str, span: Span | None = None, *, notes: Iterable[Note] = (),
+          fixits: Iterable[FixIt] = (), help: str | None = None) -> CompileError:
+    """Build a CompileError for one diagnostic (raise the result)."""
+    return CompileError(Diagnostic(code, message, span, tuple(notes), tuple(fixits), help))
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """The closest candidate to a misspelt `word`, if one is close enough to suggest."""
+    matches = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+@dataclass
+class SourceMap:
+    """Source texts by file name, so diagnostics can quote the offending line."""
+
+    texts: dict[str, str] = field(default_factory=dict)
+
+    def add(self, file: str, text: str) -> None:
+        self.texts[file] = text
+
+    def line(self, file: str, line: int) -> str | None:
+        text = self.texts.get(file)
+        if text is None:
+            return None
+        lines = text.splitlines()
+        return lines[line - 1] if 0 < line <= len(lines) else None
+
+
+def _excerpt(span: Span, sources: SourceMap) -> list[str]:
+    text = sources.line(span.file, span.line)
+    if text is None:
+        return []
+    text = text.expandtabs(1)
+    width = (span.end_col - span.col) if span.end_line == span.line else len(text) - span.col + 1
+    width = max(1, min(width, max(1, len(text) - span.col + 1)))
+    gutter = f"{span.line:>4} | "
+    return [gutter + text, " " * (len(gutter) + span.col - 1) + "^" + "~" * (width - 1)]
+
+
+def _loc(span: Span | None) -> str:
+    return f"{span.file}:{span.line}:{span.col}: " if span else ""
+
+
+def render_text(diag: Diagnostic, sources: SourceMap) -> str:
+    out = [f"{_loc(diag.span)}{diag.severity}[{diag.code}]: {diag.message}"]
+    if diag.span:
+        out += _excerpt(diag.span, sources)
+    for note in diag.notes:
+        out.append(f"{_loc(note.span)}note: {note.message}")
+        if note.span:
+            out += _excerpt(note.span, sources)
+    if diag.help:
+        out.append(f"help: {diag.help}")
+    for fix in diag.fixits:
+        out.append(f"fix-it: replace {fix.span.line}:{fix.span.col}-{fix.span.end_line}:"
+                   f"{fix.span.end_col} with `{fix.replacement}`")
+    return "\n".join(out)

@@ -1,0 +1,296 @@
+"""Source text -> `ast.Module`, with lark's LALR parser and spans on every node.
+
+The lark tree is turned into the AST by a non-recursive transformer, so a long expression cannot
+overflow Python's stack; lark errors become ZK01xx diagnostics.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+import lark
+from lark import Token, v_args
+from lark.visitors import Transformer_NonRecursive
+
+from zhenwu_cc.diagnostics import Span, did_you_mean, error
+from zhenwu_cc.frontend import ast
+
+MAX_DEPTH = 1000  # deeper expressions get ZK0104 instead of straining every later stage
+DIRECTIVES = ("tile", "precision", "accumulate", "place", "buffers")
+_DIRECTIVE_TERMINALS = {"_" + d.upper() for d in DIRECTIVES}
+_TERMINAL_WORDS = {"NAME": "a name", "INT": "an integer", "FLOAT": "a number",
+                   "SIGNED_INT": "an integer", "COMPOP": "a comparison", "ADDOP": "`+` or `-`",
+                   "MULOP": "`*`, `/` or `@`", "$END": "end of input"}
+
+
+@cache
+def _lark() -> lark.Lark:
+    grammar = resources.files("zhenwu_cc.frontend").joinpath("grammar.lark").read_text()
+    # cache=True keeps the analysed LALR tables in the temp dir, keyed by the grammar's hash.
+    return lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                     cache=True)
+
+
+def _span(file: str, meta) -> Span:
+    return Span(file, meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _tok_span(file: str, tok: Token) -> Span:
+    return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
+
+
+class _ToAst(Transformer_NonRecursive):
+    def __init__(self, file: str):
+        super().__init__()
+        self.file = file
+
+    def _s(self, meta) -> Span:
+        return _span(self.file, meta)
+
+    # expressions
+    @v_args(meta=True)
+    def name(self, meta, c):
+        return ast.Name(self._s(meta), str(c[0]))
+
+    @v_args(meta=True)
+    def int_lit(self, meta, c):
+        return ast.Number(self._s(meta), int(c[0]), str(c[0]))
+
+    @v_args(meta=True)
+    def float_lit(self, meta, c):
+        return ast.Number(self._s(meta), float(c[0]), str(c[0]))
+
+    @v_args(meta=True)
+    def neg(self, meta, c):
+        return ast.Neg(self._s(meta), c[0])
+
+    @v_args(meta=True)
+    def binop(self, meta, c):
+        return ast.BinOp(self._s(meta), str(c[1]), c[0], c[2])
+
+    compare = binop
+
+    @v_args(meta=True)
+    def call(self, meta, c):
+        func, rest = c[0], [x for x in c[1:] if x is not None]
+        args = [a for a in rest if not isinstance(a, ast.Kwarg)]
+        kwargs = [a for a in rest if isinstance(a, ast.Kwarg)]
+        return ast.Call(self._s(meta), str(func), _tok_span(self.file, func), args, kwargs)
+
+    @v_args(meta=True)
+    def kwarg(self, meta, c):
+        return ast.Kwarg(self._s(meta), str(c[0]), c[1])
+
+    @v_args(meta=True)
+    def seq(self, meta, c):
+        return ast.Seq(self._s(meta), [x for x in c if x is not None])
+
+    @v_args(meta=True)
+    def index(self, meta, c):
+        return ast.Index(self._s(meta), c[0], list(c[1:]))
+
+    @v_args(meta=True)
+    def sub_index(self, meta, c):
+        return ast.SubIndex(self._s(meta), c[0])
+
+    @v_args(meta=True)
+    def sub_slice(self, meta, c):
+        return ast.SubSlice(self._s(meta), c[0], c[1])
+
+    # kernels
+    @v_args(meta=True)
+    def tensor_type(self, meta, c):
+        dims = [d for d in c[1:] if d is not None]
+        return ast.TensorType(self._s(meta), str(c[0]), _tok_span(self.file, c[0]), dims)
+
+    @v_args(meta=True)
+    def shape_param(self, meta, c):
+        return ast.ShapeParam(self._s(meta), str(c[0]), int(c[1]))
+
+    def shape_params(self, c):
+        return [x for x in c if x is not None]
+
+    params = shape_params
+
+    @v_args(meta=True)
+    def param(self, meta, c):
+        return ast.Param(self._s(meta), str(c[0]), c[1])
+
+    @v_args(meta=True)
+    def result(self, meta, c):
+        return ast.Result(self._s(meta), str(c[0]) if c[0] is not None else None, c[1])
+
+    @v_args(meta=True)
+    def results_one(self, meta, c):
+        return [ast.Result(self._s(meta), None, c[0])]
+
+    def results_many(self, c):
+        return list(c)
+
+    @v_args(meta=True)
+    def assign(self, meta, c):
+        return ast.Assign(self._s(meta), str(c[0]), _tok_span(self.file, c[0]), c[1])
+
+    @v_args(meta=True)
+    def ret(self, meta, c):
+        return ast.Return(self._s(meta), list(c))
+
+    @v_args(meta=True)
+    def kernel(self, meta, c):
+        name, shape_params, params, results, *body = c
+        return ast.Kernel(self._s(meta), str(name), _tok_span(self.file, name),
+                          shape_params or [], params, results, body)
+
+    # schedules
+    def _ident(self, tok: Token) -> ast.Ident:
+        return ast.Ident(_tok_span(self.file, tok), str(tok))
+
+    def name_list(self, c):
+        return [self._ident(t) for t in c]
+
+    @v_args(meta=True)
+    def int_list(self, meta, c):
+        return (self._s(meta), [int(x) for x in c if x is not None])
+
+    @v_args(meta=True)
+    def tile_dir(self, meta, c):
+        sizes_span, sizes = c[1]
+        return ast.TileDirective(self._s(meta), self._ident(c[0]), sizes, sizes_span,
+                                 int(c[2]) if c[2] is not None else None)
+
+    @v_args(meta=True)
+    def scale_mode(self, meta, c):
+        return (self._ident(c[0]), [int(x) for x in c[1:] if x is not None])
+
+    @v_args(meta=True)
+    def precision_dir(self, meta, c):
+        mode, args = c[2] if c[2] is not None else (None, [])
+        return ast.PrecisionDirective(self._s(meta), c[0], self._ident(c[1]), mode, args)
+
+    @v_args(meta=True)
+    def accumulate_dir(self, meta, c):
+        return ast.AccumulateDirective(self._s(meta), self._ident(c[0]))
+
+    def place_hbm(self, c):
+        stacks = [int(x) for x in c if x is not None]
+        return ("hbm", stacks or None)
+
+    def place_l2(self, c):
+        return ("l2", None)
+
+    @v_args(meta=True)
+    def place_dir(self, meta, c):
+        memory, stacks = c[1]
+        return ast.PlaceDirective(self._s(meta), c[0], memory, stacks)
+
+    @v_args(meta=True)
+    def buffers_dir(self, meta, c):
+        return ast.BuffersDirective(self._s(meta), int(c[0]))
+
+    @v_args(meta=True)
+    def schedule(self, meta, c):
+        return ast.Schedule(self._s(meta), str(c[0]), _tok_span(self.file, c[0]), list(c[1:]))
+
+    @v_args(meta=True)
+    def start(self, meta, c):
+        span = self._s(meta) if not meta.empty else Span(self.file, 1, 1, 1, 1)
+        return ast.Module(span, [x for x in c if isinstance(x, ast.Kernel)],
+                          [x for x in c if isinstance(x, ast.Schedule)])
+
+
+def _describe_expected(expected: set[str]) -> str:
+    parser = _lark()
+    words = []
+    for term in sorted(expected):
+        if term in _TERMINAL_WORDS:
+            words.append(_TERMINAL_WORDS[term])
+            continue
+        try:
+            pattern = parser.get_terminal(term).pattern
+        except KeyError:
+            words.append(term)
+            continue
+        if pattern.type == "str":
+            words.append(f"`{pattern.value}`")
+        else:  # a keyword: _TILE matches /tile\b/
+            words.append(f"`{term.lstrip('_').lower()}`")
+    words = sorted(set(words))
+    if len(words) > 8:
+        return ", ".join(words[:8]) + ", ..."
+    return ", ".join(words)
+
+
+def _syntax_error(file: str, exc: lark.exceptions.UnexpectedInput):
+    if isinstance(exc, lark.exceptions.UnexpectedCharacters):
+        span = Span.point(file, exc.line, exc.column)
+        char = exc.char
+        help = "use pow(x, y) for powers" if char == "*" else None
+        return error("ZK0101", f"unexpected character {char!r}", span, help=help)
+    if isinstance(exc, lark.exceptions.UnexpectedEOF):
+        return error("ZK0103", "unexpected end of input; expected "
+                     + _describe_expected(set(exc.expected)),
+                     help="check for an unclosed `{`, `(` or `[`")
+    assert isinstance(exc, lark.exceptions.UnexpectedToken)
+    tok = exc.token
+    if tok.type == "$END":
+        lines = max(1, exc.line if exc.line and exc.line > 0 else 1)
+        return error("ZK0103", "unexpected end of input; expected "
+                     + _describe_expected(exc.expected), Span.point(file, lines, max(1, exc.column)),
+                     help="check for an unclosed `{`, `(` or `[`")
+    span = _tok_span(file, tok)
+    if tok.type == "NAME" and exc.expected & _DIRECTIVE_TERMINALS:
+        keywords = [t.lstrip("_").lower() for t in exc.expected if t.startswith("_")]
+        guess = did_you_mean(str(tok), keywords)
+        return error("ZK0408", f"unknown schedule directive `{tok}`", span,
+                     help=f"did you mean `{guess}`?" if guess else
+                     "directives are: " + ", ".join(DIRECTIVES))
+    help = None
+    if str(tok) == "*" and exc.expected and "MINUS" in exc.expected:
+        help = "`**` is not an operator: use pow(x, y)"
+    elif str(tok) == "=" and "COMPOP" in exc.expected:
+        help = "bindings are `name = expr` statements; compare with `==`"
+    return error("ZK0102", f"unexpected `{tok}`; expected " + _describe_expected(exc.expected),
+                 span, help=help)
+
+
+def _check_depth(file: str, module: ast.Module) -> None:
+    """Reject absurdly deep expressions (iteratively, so the check itself cannot overflow)."""
+    stack: list[tuple[object, int]] = []
+    for k in module.kernels:
+        stack.extend((s, 1) for s in k.body)
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise error("ZK0104", f"expression nested more than {MAX_DEPTH} levels deep",
+                        node.span, help="split the expression into named bindings")
+        for child in _children(node):
+            stack.append((child, depth + 1))
+
+
+def _children(node) -> list:
+    match node:
+        case ast.Assign(value=v) | ast.Neg(operand=v) | ast.Kwarg(value=v) | ast.SubIndex(index=v):
+            return [v]
+        case ast.Return(values=vs) | ast.Seq(items=vs):
+            return list(vs)
+        case ast.BinOp(lhs=a, rhs=b):
+            return [a, b]
+        case ast.Call(args=a, kwargs=k):
+            return [*a, *k]
+        case ast.Index(base=b, subs=s):
+            return [b, *s]
+        case ast.SubSlice(start=a, stop=b):
+            return [x for x in (a, b) if x is not None]
+    return []
+
+
+def parse(text: str, file: str = "<input>") -> ast.Module:
+    """Parse `.zk` source into an AST; raises CompileError (ZK01xx) on bad syntax."""
+    try:
+        tree = _lark().parse(text)
+    except lark.exceptions.UnexpectedInput as exc:
+        raise _syntax_error(file, exc) from None
+    module = _ToAst(file).transform(tree)
+    _check_depth(file, module)
+    return module
