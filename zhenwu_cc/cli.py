@@ -68,6 +68,20 @@ def load_module(args, sources):
     return build(text, args.file, dict(args.define or []), getattr(args, "kernel", None))
 
 
+def one_kernel(module, file: str):
+    """The single kernel a command works on; ZK0004 when the file has several and no --kernel."""
+    from zhenwu_cc.diagnostics import error
+
+    kernels = list(module.ops)
+    if len(kernels) == 1:
+        return kernels[0]
+    if not kernels:
+        raise error("ZK0003", f"{file} defines no kernel", help="add `kernel NAME(...) -> ... {}`")
+    names = [k.sym_name.data for k in kernels]
+    raise error("ZK0004", f"{file} has {len(names)} kernels ({', '.join(names)}); this command "
+                "works on one", help=f"choose one with --kernel, e.g. --kernel {names[0]}")
+
+
 def write_atomic(path: str, data: bytes) -> None:
     """Write `data` to `path` via a temporary file and rename: never a half-written output."""
     from zhenwu_cc.diagnostics import error
@@ -131,7 +145,88 @@ def cmd_compile(args, sources) -> Output:
     return Output(payload, ir)
 
 
-COMMANDS: dict[str, Callable] = {"check": cmd_check, "compile": cmd_compile}
+def cmd_opt(args, sources) -> Output:
+    from zhenwu_cc.opt import run_opt
+    from zhenwu_cc.pipeline import Instrumentation, parse_pipeline
+
+    text = sys.stdin.read() if args.file == "-" else read_source(args.file)
+    sources.add(args.file, text)
+    if args.dump_pass_pipeline:
+        specs = ",".join(str(p.spec()) for p in parse_pipeline(args.pipeline))
+        sys.stderr.write(f"Pass Manager with {specs.count(',') + bool(specs)} passes:\n"
+                         f"builtin.module({specs})\n")
+    inst = Instrumentation(print_after_all=args.print_ir_after_all,
+                           print_after=tuple(args.print_ir_after or ()),
+                           tree_dir=args.print_ir_tree_dir, verify_each=args.verify_each,
+                           timing=args.timing, print_debuginfo=args.print_debuginfo)
+    result = run_opt(text, args.file, args.pipeline, split=args.split_input_file,
+                     verify_diagnostics=args.verify_diagnostics, inst=inst,
+                     generic=args.print_op_generic, debuginfo=args.print_debuginfo)
+    if args.timing:
+        sys.stderr.write(result.timing)
+    if args.output:
+        write_atomic(args.output, result.text.encode())
+        return Output({"output": args.output}, "")
+    return Output({"ir": result.text}, result.text)
+
+
+def _format_stat(v: float | None) -> str:
+    return "-" if v is None else f"{v:.6g}"
+
+
+def cmd_run(args, sources) -> Output:
+    from zhenwu_cc.dialects import dtypes
+    from zhenwu_cc.runtime import reference
+
+    kernel = one_kernel(load_module(args, sources), args.file)
+    if not args.reference:  # where the lowered-program executor will become the default
+        raise UsageError("run: only the reference evaluator exists so far; pass --reference")
+    reference.ensure_host_memory(kernel, args.mode)
+    given = reference.load_npz(args.inputs) if args.inputs else {}
+    inputs = reference.check_inputs(kernel, given, seed=args.seed)
+    outputs = reference.evaluate(kernel, inputs, mode=args.mode)
+    if args.out:
+        write_atomic(args.out, reference.npz_bytes(outputs))
+    types = {n: dtypes.from_xdsl(t.element_type).name
+             for n, t in zip(kernel.names_of_results, kernel.function_type.outputs.data)}
+    records, lines = [], []
+    for name, value in outputs.items():
+        stats = reference.summarize(value)
+        records.append({"name": name, "dtype": types[name], "shape": list(value.shape),
+                        "storage": str(value.dtype), **stats})
+        shape = ", ".join(str(d) for d in value.shape)
+        lines.append(f"{name}: {types[name]}[{shape}] " + " ".join(
+            f"{k}={_format_stat(stats[k])}" for k in ("min", "max", "mean", "std"))
+            + f" nan={stats['nan']} inf={stats['inf']}\n")
+    payload = {"kernel": kernel.sym_name.data, "executor": "reference", "mode": args.mode,
+               "seed": args.seed,
+               "inputs": [{"name": n, "source": "file" if n in given else "random"}
+                          for n in kernel.arg_names],
+               "outputs": records}
+    if args.out:
+        payload["output"] = args.out
+    return Output(payload, "".join(lines))
+
+
+COMMANDS: dict[str, Callable] = {"check": cmd_check, "compile": cmd_compile, "opt": cmd_opt,
+                                 "run": cmd_run}
+
+
+def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
+    """mlir-opt's instrumentation flags, shared by `compile` and `opt`."""
+    p.add_argument("--print-ir-after-all", action="store_true",
+                   help="print the IR after every pass (to stderr)")
+    p.add_argument("--print-ir-after", action="append", metavar="PASS",
+                   help="print the IR after this pass (repeatable)")
+    p.add_argument("--print-ir-tree-dir", metavar="DIR",
+                   help="write the IR after each pass to DIR/NN_pass.mlir, headed by the pass")
+    p.add_argument("--verify-each", action=argparse.BooleanOptionalAction, default=True,
+                   help="verify the IR after every pass (default: on)")
+    p.add_argument("--timing", action="store_true", help="print time per pass (to stderr)")
+    p.add_argument("--dump-pass-pipeline", action="store_true",
+                   help="print the pass pipeline that will run (to stderr)")
+    p.add_argument("--print-debuginfo", action="store_true",
+                   help="print source locations (loc(...)) on every op")
 
 
 def _add_source_args(p: argparse.ArgumentParser, kernel_help: str) -> None:
@@ -141,6 +236,16 @@ def _add_source_args(p: argparse.ArgumentParser, kernel_help: str) -> None:
     p.add_argument("--kernel", help=kernel_help)
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="text for people, json for programs (one document on stdout)")
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text, 0)
+        if value < 0:
+            raise ValueError
+        return value
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad --seed {text!r}: expected an integer >= 0") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +266,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", dest="output", metavar="OUT", help="write the IR here (atomically)")
     p.add_argument("--print-debuginfo", action="store_true",
                    help="print source locations (loc(...)) on every op")
+
+    p = sub.add_parser("opt", help="run a pass pipeline on MLIR text (like mlir-opt)")
+    p.add_argument("file", help="an .mlir file, or - for stdin")
+    p.add_argument("-p", "--pass-pipeline", dest="pipeline", default="",
+                   help="passes in xDSL's textual syntax, e.g. 'decompose,tile,cse'")
+    p.add_argument("-o", dest="output", metavar="OUT", help="write the IR here (atomically)")
+    p.add_argument("--split-input-file", action="store_true",
+                   help="run each chunk separated by a `// -----` line on its own")
+    p.add_argument("--verify-diagnostics", action="store_true",
+                   help="print diagnostics to stdout and exit 0 (for filecheck tests)")
+    p.add_argument("--print-op-generic", action="store_true", help="print the generic op form")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    _add_pipeline_args(p)
+
+    p = sub.add_parser("run", help="run a kernel on the CPU and summarise its outputs")
+    _add_source_args(p, "run this kernel (needed when the file has several)")
+    p.add_argument("--reference", action="store_true",
+                   help="evaluate the zk IR with the numpy reference evaluator (required for now)")
+    p.add_argument("--mode", choices=("f64", "typed"), default="f64",
+                   help="f64: exact math in float64; typed: every op rounded to its dtype")
+    p.add_argument("--inputs", metavar="IN.npz",
+                   help="arrays by parameter name; parameters not given are random")
+    p.add_argument("--out", metavar="OUT.npz", help="write the outputs by result name (atomically)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs (default 0)")
     return parser
 
 

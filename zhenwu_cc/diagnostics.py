@@ -71,6 +71,17 @@ CODES: dict[str, str] = {
     "ZK0503": "input has the wrong dtype",
     "ZK0504": "cannot read inputs file",
     "ZK0505": "run needs too much host memory",
+    "ZK0506": "bad ZHENWU_MAX_HOST_BYTES",
+    "ZK0507": "NaN in a dtype without NaN",
+    "ZK0601": "on-chip buffers exceed the SRAM of a compute unit",
+    "ZK0602": "tile IR without SRAM buffers",
+    "ZK0701": "unknown target",
+    "ZK0702": "malformed target file",
+    "ZK0703": "dtype not supported by the target's tensor engine",
+    "ZK0704": "L2-resident tensors exceed the target's persisting L2",
+    "ZK0705": "tensor placed on an HBM stack the target lacks",
+    "ZK1001": "cannot parse IR",
+    "ZK1002": "IR does not verify",
 }
 
 

@@ -52,6 +52,7 @@ SCALE_MODES = {"tensor": 0, "channel": 1, "block": 2, "mx": 0, "nvfp4": 0, "none
 ACCUMULATE_DTYPES = ("f32", "f16", "bf16")
 MAX_BUFFERS = 8
 MAX_TILE = 1 << 16
+I64 = dtypes.DTYPES["i64"]  # the range of every compile-time integer
 
 
 # ---- values during generation ------------------------------------------------------------------
@@ -134,6 +135,7 @@ SCALAR_BINARY: dict[str, Callable] = {
     "max": max, "min": min, "pow": lambda a, b: _fold(math.pow, a, b),
 }
 OPERATOR_KIND = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+OPERATOR_SYMBOL = {v: k for k, v in OPERATOR_KIND.items()}
 COMPARE_KIND = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
 SCALAR_COMPARE = {"eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b,
                   "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b}
@@ -190,7 +192,7 @@ class _KernelGen:
             if isinstance(v.num, int):
                 return v.num
             if float(v.num).is_integer():
-                return int(v.num)
+                return _i64(int(v.num), v.span)
             raise error("ZK0316", f"{what} must be an integer, got {v.num!r}", v.span)
         raise error("ZK0316", f"{what} must be a compile-time integer, got {v.describe()}", v.span,
                     help="use integer literals or shape parameters")
@@ -304,19 +306,20 @@ class _KernelGen:
 
     # -- operators --
     def binary(self, kind: str, lhs: Value, rhs: Value, span: Span) -> Value:
+        what = f"`{OPERATOR_SYMBOL.get(kind, kind)}`"  # messages quote what the source wrote
         if lhs.items is not None or rhs.items is not None:
-            raise error("ZK0312", f"`{kind}` cannot take a sequence", span)
+            raise error("ZK0312", f"{what} cannot take a sequence", span)
         if lhs.is_scalar and rhs.is_scalar:
             return Value(span, num=_fold_binary(kind, lhs.num, rhs.num, span))
-        lhs, rhs = self.unify([lhs, rhs], span, f"`{kind}`")
+        lhs, rhs = self.unify([lhs, rhs], span, what)
         dt = lhs.dtype
         if kind in ("div", "pow") and not dt.is_float:
-            raise error("ZK0308", f"`{kind}` needs float tensors, got {dt.name}", span,
+            raise error("ZK0308", f"{what} needs float tensors, got {dt.name}", span,
                         help="cast first, e.g. `f32(x)`")
         if dt.name == "i1" and kind in ("add", "sub", "mul"):
-            raise error("ZK0308", f"arithmetic on i1 masks is not defined ({kind})", span,
+            raise error("ZK0308", f"arithmetic on i1 masks is not defined ({what})", span,
                         help="use where(mask, x, 0) to apply a mask")
-        self.broadcast_check([lhs, rhs], span, f"`{kind}`")
+        self.broadcast_check([lhs, rhs], span, what)
         return self.tensor(zk.BINARY_OPS[kind](lhs.ssa, rhs.ssa), span)
 
     def compare(self, kind: str, lhs: Value, rhs: Value, span: Span) -> Value:
@@ -352,7 +355,7 @@ class _KernelGen:
         if v.is_scalar:
             if isinstance(v.num, bool):
                 raise error("ZK0308", "cannot negate `true`/`false`", span)
-            return Value(span, num=-v.num)
+            return Value(span, num=_i64(-v.num, span))
         v = self.need_tensor(v, "unary `-`")
         if v.dtype.name in ("i1", "ui8", "f8E8M0FNU"):
             raise error("ZK0308", f"unary `-` is not defined for {v.dtype.name}", span)
@@ -573,7 +576,7 @@ class _KernelGen:
         kw = self.kwargs(node, kwargs, ("axis",))
         shape = self.dims(args[0], "iota shape")
         axis = self.axis(self.static_int(kw["axis"], "axis"), len(shape), kw["axis"].span) \
-            if "axis" in kw else len(shape) - 1
+            if "axis" in kw else self.axis(-1, len(shape), node.span)
         t = TensorType(dtypes.to_xdsl(dtypes.I32), shape)
         return self.tensor(zk.IotaOp(axis, t), node.span)
 
@@ -592,6 +595,9 @@ class _KernelGen:
                                            for i in range(rank) if i != axis):
                 raise error("ZK0315", f"`concat` along axis {axis}: {vals[0].describe()} and "
                             f"{v.describe()} differ off that axis", v.span)
+        if sum(v.shape[axis] for v in vals) > I64.finite_max:
+            raise error("ZK0313", f"`concat` along axis {axis} makes a dimension beyond i64",
+                        node.span)
         return self.tensor(zk.ConcatOp([v.ssa for v in vals], axis), node.span)
 
     def softmax_call(self, node, args, kwargs) -> Value:
@@ -724,10 +730,18 @@ def _fold_binary(kind: str, a, b, span: Span):
         if b == 0:
             raise error("ZK0311", "division by zero in a constant expression", span)
         if isinstance(a, int) and isinstance(b, int) and a % b == 0:
-            return a // b
+            return _i64(a // b, span)
         return a / b
-    out = SCALAR_BINARY[kind](a, b)
-    return out
+    return _i64(SCALAR_BINARY[kind](a, b), span)
+
+
+def _i64(num, span: Span):
+    """Integer constants stay within i64, as their literals do: the IR holds no more, and
+    float() of a bigger one overflows."""
+    if isinstance(num, int) and not I64.finite_min <= num <= I64.finite_max:
+        raise error("ZK0311", f"the integer constant {num} does not fit in i64", span,
+                    help="for a large number use a float, e.g. `1e20`")
+    return num
 
 
 def _mix_help(a: DType, b: DType) -> str:
@@ -850,7 +864,9 @@ def _kernel(k: ast.Kernel, defines: dict[str, int]) -> tuple[zk.KernelOp, _Kerne
         if (v.dtype, v.shape) != (want, tuple(rtype.get_shape())):
             fix = ()
             if v.shape == tuple(rtype.get_shape()):
-                fix = (FixIt(expr.span, f"{want.name}(<expr>)"),)
+                at = expr.span  # two insertions that wrap the expression in a cast
+                fix = (FixIt(Span(at.file, at.line, at.col, at.line, at.col), f"{want.name}("),
+                       FixIt(Span(at.file, at.end_line, at.end_col, at.end_line, at.end_col), ")"))
             raise CompileError(Diagnostic(
                 "ZK0307", f"result {i} is {v.describe()} but the kernel declares "
                 f"{type_str(want, rtype.get_shape())}", expr.span,
@@ -881,7 +897,6 @@ def _check_bindable(name: str, span: Span) -> None:
 
 def _apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen: _KernelGen) -> None:
     arg_attrs: list[dict[str, Attribute]] = [{} for _ in op.body.block.args]
-    arg_index = {a.name_hint: i for i, a in enumerate(op.body.block.args)}
     first: dict[tuple[str, str], Span] = {}
 
     def once(key: tuple[str, str], span: Span, what: str) -> None:
@@ -903,15 +918,15 @@ def _apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen: _KernelGen) -> No
         if not b.value.is_tensor:
             raise error("ZK0402", f"`{ident.id}` is a compile-time scalar, not a tensor",
                         ident.span)
-        if not allow_params and b.is_param:
-            raise error("ZK0402", f"`{ident.id}` is a parameter; tiles apply to computed values",
+        if not allow_params and isinstance(b.value.ssa.owner, Block):  # a parameter or its alias
+            raise error("ZK0402", f"`{ident.id}` names a parameter; tiles apply to computed values",
                         ident.span)
         return b.value
 
     def set_attr(ident: ast.Ident, key: str, attr: Attribute) -> None:
         v = resolve(ident).ssa
         if isinstance(v.owner, Block):
-            arg_attrs[arg_index[ident.id]][key] = attr
+            arg_attrs[v.index][key] = attr  # a parameter, or a binding that aliases it
         else:
             v.owner.attributes[key] = attr
 
@@ -925,7 +940,7 @@ def _apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen: _KernelGen) -> No
                 what = ("[M, N, K] for a matmul and its epilogue" if rooted
                         else f"one per dimension of {v.describe()}")
                 if len(d.sizes) != want:
-                    raise error("ZK0403", f"`tile {d.target.id}` needs {want} sizes ({what}), got "
+                    raise error("ZK0403", f"`tile {d.target.id}` needs {want} size{'s' * (want != 1)} ({what}), got "
                                 f"{len(d.sizes)}", d.sizes_span)
                 if any(not 1 <= s <= MAX_TILE for s in d.sizes):
                     raise error("ZK0403", f"tile sizes must be between 1 and {MAX_TILE}",
@@ -1058,6 +1073,9 @@ def generate(module: ast.Module, defines: dict[str, int] | None = None,
             raise error("ZK0002", f"-D {name}: no kernel here has a shape parameter `{name}`"
                         + (f"; did you mean `{guess}`?" if guess else ""),
                         help="shape parameters: " + (", ".join(sorted(known)) or "none"))
+        if not 1 <= defines[name] <= I64.finite_max:
+            raise error("ZK0002", f"-D {name}={defines[name]}: a shape parameter must be >= 1 "
+                        "and fit in i64")
     ops = []
     for k in chosen:
         op, gen = _kernel(k, defines)

@@ -6,6 +6,7 @@ overflow Python's stack; lark errors become ZK01xx diagnostics.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 
@@ -13,10 +14,11 @@ import lark
 from lark import Token, v_args
 from lark.visitors import Transformer_NonRecursive
 
-from zhenwu_cc.diagnostics import Span, did_you_mean, error
+from zhenwu_cc.diagnostics import CompileError, Span, did_you_mean, error
 from zhenwu_cc.frontend import ast
 
 MAX_DEPTH = 1000  # deeper expressions get ZK0104 instead of straining every later stage
+I64_MAX = 2**63 - 1  # compile-time integers are i64; larger literals get ZK0105
 DIRECTIVES = ("tile", "precision", "accumulate", "place", "buffers")
 _DIRECTIVE_TERMINALS = {"_" + d.upper() for d in DIRECTIVES}
 _TERMINAL_WORDS = {"NAME": "a name", "INT": "an integer", "FLOAT": "a number",
@@ -48,6 +50,16 @@ class _ToAst(Transformer_NonRecursive):
     def _s(self, meta) -> Span:
         return _span(self.file, meta)
 
+    def _int(self, tok: Token) -> int:
+        """An integer literal, at most i64 (past 4300 digits Python's int() refuses it anyway)."""
+        digits = tok.lstrip("-").lstrip("0")
+        if len(digits) <= 19 and -I64_MAX - 1 <= int(tok) <= I64_MAX:
+            return int(tok)
+        shown = tok if len(tok) <= 24 else tok[:20] + "..."
+        raise error("ZK0105", f"integer literal `{shown}` does not fit in 64 bits",
+                    _tok_span(self.file, tok),
+                    help="for a large number write a float literal, e.g. `1e20`")
+
     # expressions
     @v_args(meta=True)
     def name(self, meta, c):
@@ -55,7 +67,7 @@ class _ToAst(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def int_lit(self, meta, c):
-        return ast.Number(self._s(meta), int(c[0]), str(c[0]))
+        return ast.Number(self._s(meta), self._int(c[0]), str(c[0]))
 
     @v_args(meta=True)
     def float_lit(self, meta, c):
@@ -106,7 +118,7 @@ class _ToAst(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def shape_param(self, meta, c):
-        return ast.ShapeParam(self._s(meta), str(c[0]), int(c[1]))
+        return ast.ShapeParam(self._s(meta), str(c[0]), self._int(c[1]))
 
     def shape_params(self, c):
         return [x for x in c if x is not None]
@@ -151,17 +163,17 @@ class _ToAst(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def int_list(self, meta, c):
-        return (self._s(meta), [int(x) for x in c if x is not None])
+        return (self._s(meta), [self._int(x) for x in c if x is not None])
 
     @v_args(meta=True)
     def tile_dir(self, meta, c):
         sizes_span, sizes = c[1]
         return ast.TileDirective(self._s(meta), self._ident(c[0]), sizes, sizes_span,
-                                 int(c[2]) if c[2] is not None else None)
+                                 self._int(c[2]) if c[2] is not None else None)
 
     @v_args(meta=True)
     def scale_mode(self, meta, c):
-        return (self._ident(c[0]), [int(x) for x in c[1:] if x is not None])
+        return (self._ident(c[0]), [self._int(x) for x in c[1:] if x is not None])
 
     @v_args(meta=True)
     def precision_dir(self, meta, c):
@@ -173,7 +185,7 @@ class _ToAst(Transformer_NonRecursive):
         return ast.AccumulateDirective(self._s(meta), self._ident(c[0]))
 
     def place_hbm(self, c):
-        stacks = [int(x) for x in c if x is not None]
+        stacks = [self._int(x) for x in c if x is not None]
         return ("hbm", stacks or None)
 
     def place_l2(self, c):
@@ -186,7 +198,7 @@ class _ToAst(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def buffers_dir(self, meta, c):
-        return ast.BuffersDirective(self._s(meta), int(c[0]))
+        return ast.BuffersDirective(self._s(meta), self._int(c[0]))
 
     @v_args(meta=True)
     def schedule(self, meta, c):
@@ -265,7 +277,9 @@ def _check_depth(file: str, module: ast.Module) -> None:
             raise error("ZK0104", f"expression nested more than {MAX_DEPTH} levels deep",
                         node.span, help="split the expression into named bindings")
         for child in _children(node):
-            stack.append((child, depth + 1))
+            # a left operand stays level: `x + x + ... + x` is flat source however long it is
+            level = isinstance(node, ast.BinOp) and child is node.lhs
+            stack.append((child, depth if level else depth + 1))
 
 
 def _children(node) -> list:
@@ -285,12 +299,41 @@ def _children(node) -> list:
     return []
 
 
+# A run of characters that starts like a number (`1e`, `1.5.3`, `0x10`, `2x`); valid ones match
+# the grammar's FLOAT or INT in full. Only consulted once parsing has failed.
+_NUMBER_RUN = re.compile(r"(?<![\w.])(?:\d|\.\d)[\w.]*(?:(?<=[eE])[+-][\w.]*)?")
+_VALID_NUMBER = re.compile(r"(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+"
+                           r"|[0-9]+")
+
+
+def _bad_number(file: str, text: str, exc: lark.exceptions.UnexpectedInput):
+    """ZK0105 for the first malformed number literal at or before the syntax error, if any."""
+    code = re.sub(r"//[^\n]*", lambda m: " " * len(m.group(0)), text)  # keep offsets
+    at = getattr(exc, "pos_in_stream", None)
+    for m in _NUMBER_RUN.finditer(code):
+        if at is not None and m.start() > at:
+            return None
+        if not _VALID_NUMBER.fullmatch(m.group(0)):
+            line = code.count("\n", 0, m.start()) + 1
+            col = m.start() - (code.rfind("\n", 0, m.start()) + 1) + 1
+            return error("ZK0105", f"invalid number literal `{m.group(0)}`",
+                         Span.point(file, line, col, len(m.group(0))),
+                         help="numbers are integers (`128`) or decimals with an optional exponent "
+                         "(`0.5`, `.5`, `1e-5`); write `2 * x`, not `2x`")
+    return None
+
+
 def parse(text: str, file: str = "<input>") -> ast.Module:
     """Parse `.zk` source into an AST; raises CompileError (ZK01xx) on bad syntax."""
     try:
         tree = _lark().parse(text)
     except lark.exceptions.UnexpectedInput as exc:
-        raise _syntax_error(file, exc) from None
-    module = _ToAst(file).transform(tree)
+        raise (_bad_number(file, text, exc) or _syntax_error(file, exc)) from None
+    try:
+        module = _ToAst(file).transform(tree)
+    except lark.exceptions.VisitError as exc:  # lark wraps what the callbacks raise
+        if isinstance(exc.orig_exc, CompileError):
+            raise exc.orig_exc from None
+        raise
     _check_depth(file, module)
     return module

@@ -1,0 +1,355 @@
+"""`alloc-sram`: give every tile value inside a `tile.grid` a buffer in a compute unit's SRAM.
+
+A grid's tiles run one per CU, so the values of one grid body must fit one CU's SRAM together.
+The pass numbers the ops of a grid body in program order and gives each value a live interval;
+values that may overwrite one another in place are merged into one buffer; the buffers are then
+placed by a linear scan (first fit at `alignment`-byte offsets), reusing the bytes of dead ones.
+
+Liveness: a value lives from its definition to its last use. A use inside a `tile.loop` of a value
+defined outside it keeps the value live to the end of that loop (every step reads it). A
+multi-buffered load lives for its whole loop: the DMA of step k+1 fills another slot while step k
+computes. A loop's iter arg is defined where the loop starts, its result where the body ends.
+
+In place: an elementwise op may write over an operand of its own type that it reads last, a
+`tile.mma` over its accumulator, a loop's iter arg over its init and its result over the value
+yielded for it. The iter arg and the result always share a buffer (the accumulator); the init and
+the yielded value join it where their lifetimes allow, and `lower-ppu` copies where they do not.
+An iter arg yielded for another accumulator (a swap) is first copied (`zk.broadcast` to its own
+shape), the one change this pass makes to the IR.
+
+Output: `sram.offset` (bytes) and `sram.depth` (slots) on the op that defines each value (arrays
+with one entry per accumulator on a `tile.loop`; a `zk.reshape` repeats its input's buffer, which it
+views), `sram.peak` (bytes) on the grid. ZK0601 when the peak exceeds the SRAM of a CU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    IntegerAttr,
+    ModuleOp,
+    TensorType,
+    i64,
+)
+from xdsl.ir import BlockArgument, Operation, SSAValue
+from xdsl.passes import ModulePass
+
+from zhenwu_cc.diagnostics import CompileError, Note, error
+from zhenwu_cc.dialects import dtypes, tile, zk
+from zhenwu_cc.dialects.loc import span_of
+
+DEFAULT_BUFFERS = 2  # double buffering, unless the schedule says `buffers N`
+
+
+def buffer_of(value: SSAValue) -> tuple[int, int] | None:
+    """The (offset, depth) alloc-sram recorded for a tile value, or None when it has none."""
+    if isinstance(value, BlockArgument):  # a loop's iter arg lives in its result's buffer
+        loop = value.owner.parent_op()
+        assert isinstance(loop, tile.LoopOp)
+        value = loop.res[value.index - 1]
+    op = value.owner
+    assert isinstance(op, Operation)
+    offset, depth = op.attributes.get("sram.offset"), op.attributes.get("sram.depth")
+    if isinstance(offset, DenseArrayBase) and isinstance(depth, DenseArrayBase):
+        return offset.get_values()[value.index], depth.get_values()[value.index]
+    if isinstance(offset, IntegerAttr) and isinstance(depth, IntegerAttr):
+        return offset.value.data, depth.value.data
+    return None
+
+
+def root_of(value: SSAValue) -> SSAValue:
+    """The value whose buffer `value` names: a reshape inside a grid is a view of its input."""
+    while isinstance(value.owner, zk.ReshapeOp):
+        value = value.owner.input
+    return value
+
+
+def tile_bytes(value: SSAValue) -> int:
+    t = value.type
+    assert isinstance(t, TensorType)
+    count = 1
+    for d in t.get_shape():
+        count *= d
+    return dtypes.from_xdsl(t.element_type).nbytes(count)
+
+
+def _loops_around(op: Operation) -> list[tile.LoopOp]:
+    """The tile.loops enclosing `op`, innermost first, up to its grid."""
+    loops = []
+    parent = op.parent_op()
+    while isinstance(parent, tile.LoopOp):
+        loops.append(parent)
+        parent = parent.parent_op()
+    return loops
+
+
+def _writes_in_place(x: SSAValue, y: SSAValue) -> bool:
+    """May `y` be written over `x` by the op that defines `y`, which reads `x` for the last time?"""
+    if isinstance(y, BlockArgument):
+        loop = y.owner.parent_op()
+        return isinstance(loop, tile.LoopOp) and loop.inits[y.index - 1] == x
+    op = y.owner
+    if isinstance(op, tile.LoopOp):
+        return root_of(op.body.block.last_op.operands[y.index]) == x
+    if isinstance(op, tile.MmaOp):
+        return root_of(op.acc) == x
+    return (isinstance(op, zk.ELEMENTWISE_OPS) and x.type == y.type
+            and any(root_of(o) == x for o in op.operands))
+
+
+@dataclass
+class _Value:
+    value: SSAValue
+    order: int  # position in program order, for deterministic choices
+    start: int
+    end: int
+    nbytes: int
+    depth: int
+
+    def fits_with(self, other: _Value) -> bool:
+        first, second = sorted((self, other), key=lambda v: (v.start, v.end))
+        if first.end < second.start:
+            return True
+        return first.end == second.start and _writes_in_place(first.value, second.value)
+
+
+@dataclass
+class Buffer:
+    """Values that share one SRAM buffer, one after another."""
+
+    values: list[_Value]
+    offset: int = 0
+
+    @property
+    def first(self) -> _Value:
+        return min(self.values, key=lambda v: v.order)
+
+    @property
+    def start(self) -> int:
+        return min(v.start for v in self.values)
+
+    @property
+    def end(self) -> int:
+        return max(v.end for v in self.values)
+
+    @property
+    def nbytes(self) -> int:
+        return self.first.nbytes * self.first.depth
+
+
+@dataclass
+class GridPlan:
+    """The buffers of one grid, placed, and the SRAM they need."""
+
+    buffers: list[Buffer]
+    peak: int
+    of: dict[SSAValue, Buffer]  # every tile value (root) of the body -> its buffer
+
+
+class _Planner:
+    def __init__(self, grid: tile.GridOp, buffers: int, alignment: int):
+        self.buffers = buffers
+        self.alignment = alignment
+        self.ops = list(grid.body.walk())
+        self.index = {op: i for i, op in enumerate(self.ops)}
+        self.values: dict[SSAValue, _Value] = {}
+        self.of: dict[SSAValue, Buffer] = {}
+
+    def end_of(self, loop: tile.LoopOp) -> int:
+        return self.index[loop.body.block.last_op]
+
+    def live(self, value: SSAValue, order: int) -> _Value:
+        """The interval and size of a tile value (a root: no reshape)."""
+        if isinstance(value, BlockArgument):
+            loop = value.owner.parent_op()
+            assert isinstance(loop, tile.LoopOp)
+            start, outer = self.index[loop], [loop, *_loops_around(loop)]
+        elif isinstance(value.owner, tile.LoopOp):
+            start, outer = self.end_of(value.owner), _loops_around(value.owner)
+        else:
+            start, outer = self.index[value.owner], _loops_around(value.owner)
+        end, depth = start, 1
+        if isinstance(value.owner, tile.LoadOp) and outer and self.buffers > 1:
+            depth = self.buffers
+            start, end = self.index[outer[0]], self.end_of(outer[0])
+        for user in self._users(value):
+            at = self.index[user]
+            for loop in _loops_around(user):
+                if loop not in outer:
+                    at = max(at, self.end_of(loop))
+            end = max(end, at)
+        return _Value(value, order, start, end, tile_bytes(value), depth)
+
+    def _users(self, value: SSAValue) -> list[Operation]:
+        users = []
+        for use in value.uses:
+            if isinstance(use.operation, zk.ReshapeOp):
+                users += self._users(use.operation.result)
+            users.append(use.operation)
+        return users
+
+    def new(self, value: SSAValue) -> None:
+        v = self.live(value, len(self.values))
+        self.values[value] = v
+        self.of[value] = Buffer([v])
+
+    def union(self, a: SSAValue, b: SSAValue) -> bool:
+        """Put the values of b's buffer into a's, if they fit one after another."""
+        if b not in self.of:  # defined outside the grid: not a tile of this body
+            return False
+        ba, bb = self.of[a], self.of[b]
+        if ba is bb:
+            return True
+        va, vb = ba.first, bb.first
+        if (a.type, va.depth) != (b.type, vb.depth) or va.depth > 1:
+            return False
+        if not all(x.fits_with(y) for x in ba.values for y in bb.values):
+            return False
+        ba.values += bb.values
+        for v in bb.values:
+            self.of[v.value] = ba
+        return True
+
+    def candidates(self, op: Operation, value: SSAValue) -> list[SSAValue]:
+        """Buffers `value` would best share: the accumulator it is yielded into, then operands
+        it may overwrite in place."""
+        out = [use.operation.parent_op().res[use.index] for use in value.uses
+               if isinstance(use.operation, tile.YieldOp)
+               and isinstance(use.operation.parent_op(), tile.LoopOp)]
+        if isinstance(op, tile.MmaOp):
+            out.append(root_of(op.acc))
+        elif isinstance(op, zk.ELEMENTWISE_OPS):
+            out += [root_of(o) for o in op.operands if o.type == value.type]
+        return list(dict.fromkeys(out))
+
+    def plan(self) -> GridPlan:
+        for op in self.ops:
+            if isinstance(op, tile.LoopOp):
+                for arg, res, init in zip(op.iter_args, op.res, op.inits):
+                    self.new(arg)
+                    self.new(res)
+                    joined = self.union(arg, res)
+                    assert joined, "a loop's iter arg and result always fit one buffer"
+                    self.union(arg, root_of(init))
+            elif not isinstance(op, zk.ReshapeOp):
+                for value in op.results:
+                    if isinstance(value.type, TensorType):
+                        self.new(value)
+                        for other in self.candidates(op, value):
+                            if self.union(value, other):
+                                break
+        buffers = list({id(b): b for b in self.of.values()}.values())
+        return GridPlan(buffers, self.place(buffers), dict(self.of))
+
+    def place(self, buffers: list[Buffer]) -> int:
+        """Linear scan in order of first definition, first fit; returns the peak in bytes."""
+        align = self.alignment
+        active: list[Buffer] = []
+        peak = 0
+        for buf in sorted(buffers, key=lambda b: (b.start, b.first.order)):
+            active = sorted((a for a in active if a.end >= buf.start), key=lambda a: a.offset)
+            offset = 0
+            for a in active:
+                if offset + buf.nbytes <= a.offset:
+                    break
+                offset = max(offset, -(-(a.offset + a.nbytes) // align) * align)
+            buf.offset = offset
+            active.append(buf)
+            peak = max(peak, offset + buf.nbytes)
+        return peak
+
+
+def break_swaps(grid: tile.GridOp) -> None:
+    """Copy an iter arg yielded for another accumulator (`tile.yield %b, %a`) first.
+
+    Each accumulator keeps one buffer, and its result is written where the body ends; the copy
+    lets one accumulator's old value outlive that write for the other to take it."""
+    for loop in [op for op in grid.body.walk() if isinstance(op, tile.LoopOp)]:
+        end = loop.body.block.last_op
+        for index, value in enumerate(end.operands):
+            if value in loop.iter_args and value.index - 1 != index:
+                copy = zk.BroadcastOp(value, value.type.get_shape())
+                copy.location = end.location
+                loop.body.block.insert_op_before(copy, end)
+                end.operands[index] = copy.result
+
+
+def plan_grid(grid: tile.GridOp, buffers: int = DEFAULT_BUFFERS, alignment: int = 128) -> GridPlan:
+    """Decide the SRAM buffers of one grid body (without recording them)."""
+    return _Planner(grid, buffers, alignment).plan()
+
+
+def _record(grid: tile.GridOp, plan: GridPlan) -> None:
+    for op in grid.body.walk():
+        values = [root_of(r) for r in op.results if isinstance(r.type, TensorType)]
+        if not values:
+            continue
+        offsets = [plan.of[v].offset for v in values]
+        depths = [plan.of[v].first.depth for v in values]
+        if isinstance(op, tile.LoopOp):
+            op.attributes["sram.offset"] = DenseArrayBase.from_list(i64, offsets)
+            op.attributes["sram.depth"] = DenseArrayBase.from_list(i64, depths)
+        else:
+            op.attributes["sram.offset"] = IntegerAttr(offsets[0], 64)
+            op.attributes["sram.depth"] = IntegerAttr(depths[0], 64)
+    grid.attributes["sram.peak"] = IntegerAttr(plan.peak, 64)
+
+
+def _describe(buf: Buffer) -> str:
+    v = buf.first
+    t = v.value.type
+    assert isinstance(t, TensorType)
+    what = "x".join([*(str(d) for d in t.get_shape()), str(dtypes.from_xdsl(t.element_type))])
+    owner = v.value.owner
+    op = owner.parent_op() if isinstance(v.value, BlockArgument) else owner
+    slots = f" x {v.depth} slots" if v.depth > 1 else ""
+    return f"`{op.name}` {what}: {v.nbytes} bytes{slots} at offset {buf.offset}"
+
+
+def _overflow(grid: tile.GridOp, plan: GridPlan, capacity: int, source: str) -> CompileError:
+    notes = []
+    for buf in sorted(plan.buffers, key=lambda b: (b.offset, b.first.order)):
+        v = buf.first.value
+        op = v.owner.parent_op() if isinstance(v, BlockArgument) else v.owner
+        notes.append(Note(_describe(buf), span_of(op)))
+    multi = any(b.first.depth > 1 for b in plan.buffers)
+    return error(
+        "ZK0601",
+        f"the on-chip buffers of this {grid.role.data} grid need {plan.peak} bytes of SRAM per "
+        f"compute unit, more than the {capacity} of {source}",
+        span_of(grid), notes=notes,
+        help="use smaller `tile` sizes for this computation in the schedule"
+             + (", or `buffers 1` to stop multi-buffering its loads" if multi else ""))
+
+
+@dataclass(frozen=True)
+class AllocSramPass(ModulePass):
+    """Place the tile values of every grid in SRAM; record offsets, depths and peaks."""
+
+    name = "alloc-sram"
+
+    sram_bytes: int = 0  # SRAM per compute unit; 0 = the target's
+    target: str = "m890"
+    alignment: int = 128
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        capacity, source = self.sram_bytes, "the `sram-bytes` option"
+        if not capacity:
+            from zhenwu_cc.runtime.target import load_target
+
+            capacity, source = load_target(self.target).sram_per_cu, f"target `{self.target}`"
+        for kernel in op.walk():
+            if not isinstance(kernel, zk.KernelOp):
+                continue
+            count = kernel.attributes.get("zk.buffers")
+            buffers = count.value.data if isinstance(count, IntegerAttr) else DEFAULT_BUFFERS
+            for grid in kernel.body.walk():
+                if isinstance(grid, tile.GridOp):
+                    break_swaps(grid)
+                    plan = plan_grid(grid, buffers, self.alignment)
+                    _record(grid, plan)
+                    if plan.peak > capacity:
+                        raise _overflow(grid, plan, capacity, source)

@@ -1,0 +1,317 @@
+"""`lower-ppu`: the tile program as the machine runs it (`tile` + `zk` → `ppu`).
+
+Each `zk.kernel` becomes a `ppu.kernel` of the same name whose arguments are the input tensors
+and then the output tensors, as HBM memrefs. The `tile.empty` behind a returned value (followed
+through the grids that fill it and kernel-level reshapes) becomes that output argument (viewed in
+the empty's shape if a reshape intervenes); any other becomes a `ppu.global`. Each `tile.grid`
+becomes a `ppu.launch` over the target's compute units whose body allocates the SRAM buffers that
+`alloc-sram` decided (a `ppu.slot` per step for multi-buffered ones), moves tiles with DMA and
+computes into those buffers. Consecutive loads share one `ppu.wait`, placed before the first op
+that needs them. Every op made carries the location of the op it comes from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from xdsl.builder import Builder
+from xdsl.context import Context
+from xdsl.dialects.builtin import IndexType, MemRefType, ModuleOp, TensorType
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from zhenwu_cc.diagnostics import error
+from zhenwu_cc.dialects import ppu, tile, zk
+from zhenwu_cc.dialects.loc import span_of
+from zhenwu_cc.passes.alloc_sram import buffer_of, root_of
+
+REDUCTIONS = {zk.ReduceSumOp: "sum", zk.ReduceMaxOp: "max", zk.ReduceMinOp: "min"}
+
+
+def _hbm(t: Attribute) -> MemRefType:
+    assert isinstance(t, TensorType)
+    return ppu.memref(t.element_type, t.get_shape(), "hbm")
+
+
+def _ints(values) -> tuple[int, ...] | None:
+    return tuple(values.get_values()) if values is not None else None
+
+
+def _vmap_fn(op: Operation) -> str:
+    """The vector function of a `zk` elementwise op."""
+    if isinstance(op, zk.CompareOp):
+        return op.predicate.data
+    fn = op.name.split(".")[1]
+    assert fn in ppu.VMAP_UNARY + ppu.VMAP_BINARY + ppu.VMAP_TERNARY, (
+        f"`{op.name}` is a composite: `decompose` expands it before tiling")
+    return fn
+
+
+def _returned_empties(kernel: zk.KernelOp) -> dict[tile.EmptyOp, int]:
+    """The tile.empty each kernel result is written into, with the result's index."""
+    ret = kernel.body.block.last_op
+    assert isinstance(ret, zk.ReturnOp)
+    out: dict[tile.EmptyOp, int] = {}
+    for index, value in enumerate(ret.values):
+        while not isinstance(value.owner, tile.EmptyOp):
+            owner = value.owner
+            if isinstance(owner, zk.ReshapeOp):
+                value = owner.input
+            else:
+                assert isinstance(owner, tile.GridOp), (
+                    "every kernel result is filled by a tile.grid (the `tile` pass)")
+                value = owner.outs[value.index]
+        assert value.owner not in out, "each kernel result has a tile.empty of its own"
+        out[value.owner] = index
+    return out
+
+
+class _Lowering:
+    """Lowers one kernel; `values` maps tile-level values to their ppu counterparts."""
+
+    def __init__(self, cus: int):
+        self.cus = cus
+        self.values: dict[SSAValue, SSAValue] = {}
+        self.allocs: dict[tuple[int, int, MemRefType], SSAValue] = {}  # of the current launch
+        self.pending: list[SSAValue] = []  # tokens of loads not yet waited for
+        self.b: Builder
+
+    def emit(self, new: Operation, source: Operation) -> Operation:
+        new.location = source.location
+        return self.b.insert(new)
+
+    # ---- kernel level -----------------------------------------------------------------------
+    def kernel(self, k: zk.KernelOp) -> ppu.KernelOp:
+        ins = [_hbm(t) for t in k.function_type.inputs.data]
+        outs = [_hbm(t) for t in k.function_type.outputs.data]
+        block = Block(arg_types=[*ins, *outs])
+        for arg, name in zip(block.args, [*k.arg_names, *k.names_of_results]):
+            arg.name_hint = name
+        for old, new in zip(k.body.block.args, block.args):
+            new.location = old.location
+            self.values[old] = new
+        self.b = Builder(InsertPoint.at_end(block))
+        outputs = block.args[len(ins):]
+        returned = _returned_empties(k)
+        for op in k.body.block.ops:
+            if isinstance(op, tile.EmptyOp):
+                self.empty(op, outputs[returned[op]] if op in returned else None)
+            elif isinstance(op, tile.GridOp):
+                self.grid(op)
+            elif isinstance(op, zk.ReshapeOp):
+                if all(isinstance(use.operation, zk.ReturnOp) for use in op.result.uses):
+                    continue  # the data is already in the output argument
+                self.values[op.result] = self.emit(
+                    ppu.ViewOp(self.values[op.input], op.result.type.get_shape()), op).result
+            else:
+                assert isinstance(op, zk.ReturnOp), f"`{op.name}` outside a tile.grid"
+                self.emit(ppu.ReturnOp(), op)
+        arg_attrs = [a.data for a in k.arg_attrs.data] if k.arg_attrs else [{}] * len(ins)
+        new = ppu.KernelOp(k.sym_name.data, ins, outs, Region(block),
+                           arg_attrs=[*arg_attrs, *([{}] * len(outs))],
+                           attributes=dict(k.attributes))
+        new.location = k.location
+        return new
+
+    def empty(self, op: tile.EmptyOp, output: SSAValue | None) -> None:
+        if output is None:
+            new = self.emit(ppu.GlobalOp(_hbm(op.result.type)), op)
+            new.attributes |= op.attributes
+            value = new.result
+            value.name_hint = op.result.name_hint
+        elif output.type.get_shape() != op.result.type.get_shape():
+            value = self.emit(ppu.ViewOp(output, op.result.type.get_shape()), op).result
+        else:
+            value = output
+        self.values[op.result] = value
+
+    def grid(self, g: tile.GridOp) -> None:
+        body = Block(arg_types=[IndexType()] * len(g.grid_shape))
+        for old, new in zip(g.index_args, body.args):
+            new.name_hint, new.location = old.name_hint, old.location
+            self.values[old] = new
+        for arg, value in zip([*g.in_args, *g.out_args], [*g.ins, *g.outs]):
+            self.values[arg] = self.values[value]
+        for res, value in zip(g.res, g.outs):
+            self.values[res] = self.values[value]
+        self.emit(ppu.LaunchOp(g.grid_shape, self.cus, g.role.data, Region(body)), g)
+        outer, self.b = self.b, Builder(InsertPoint.at_end(body))
+        self.allocs = {}
+        for op in g.body.walk():
+            for value in op.results:
+                if isinstance(value.type, TensorType) and not isinstance(op, zk.ReshapeOp):
+                    self.alloc(op, value)
+        self.block(g.body.block, None)
+        self.emit(ppu.YieldOp(), g.body.block.last_op)
+        self.b = outer
+
+    def alloc(self, op: Operation, value: SSAValue) -> None:
+        """One ppu.alloc per distinct (offset, depth, type), at the top of the launch."""
+        placed = buffer_of(value)
+        if placed is None:
+            raise error("ZK0602", f"`{op.name}` inside a tile.grid has no SRAM buffer",
+                        span_of(op), help="run `alloc-sram` before `lower-ppu`")
+        offset, depth = placed
+        t = value.type
+        assert isinstance(t, TensorType)
+        shape = [*([depth] if depth > 1 else []), *t.get_shape()]
+        key = (offset, depth, ppu.memref(t.element_type, shape, "sram"))
+        if key not in self.allocs:
+            new = self.emit(ppu.AllocOp(key[2], offset, depth), op)
+            new.result.name_hint = value.name_hint
+            self.allocs[key] = new.result
+
+    def buffer(self, value: SSAValue, iv: SSAValue | None) -> SSAValue:
+        """The SRAM memref a tile value is written into (its slot for this step if multi-buffered)."""
+        offset, depth = buffer_of(value)
+        t = value.type
+        shape = [*([depth] if depth > 1 else []), *t.get_shape()]
+        buf = self.allocs[(offset, depth, ppu.memref(t.element_type, shape, "sram"))]
+        if depth == 1:
+            return buf
+        assert iv is not None, "only loads inside a tile.loop are multi-buffered"
+        return self.emit(ppu.SlotOp(buf, iv), value.owner).result
+
+    # ---- grid bodies --------------------------------------------------------------------------
+    def block(self, block: Block, iv: SSAValue | None) -> None:
+        """Lower the ops of a grid or loop body, all but its terminator."""
+        for op in block.ops:
+            if op is block.last_op:
+                break
+            if not isinstance(op, tile.LoadOp) and op.dialect_name() != "arith":
+                self.wait()  # every other op but index math may read what the loads bring
+            if isinstance(op, tile.LoopOp):
+                self.loop(op)
+                continue
+            for value in op.results:
+                if isinstance(value.type, TensorType) and not isinstance(op, zk.ReshapeOp):
+                    self.values[value] = self.buffer(value, iv)
+            self.lower(op)
+        self.wait()
+
+    def wait(self) -> None:
+        if self.pending:
+            first = self.pending[0].owner
+            assert isinstance(first, Operation)
+            self.emit(ppu.WaitOp(self.pending), first)
+            self.pending = []
+
+    def copy(self, src: SSAValue, dst: SSAValue, source: Operation) -> None:
+        if src != dst:
+            self.emit(ppu.VMapOp("copy", [src], dst), source)
+
+    def loop(self, op: tile.LoopOp) -> None:
+        carried = [self.buffer(r, None) for r in op.res]
+        for init, dst in zip(op.inits, carried):
+            if self.values[init] != dst and isinstance(root_of(init).owner, zk.ConstantOp):
+                self.emit(ppu.FillOp(root_of(init).owner.number, dst), op)
+            else:
+                self.copy(self.values[init], dst, op)
+        body = Block(arg_types=[IndexType()])
+        iv = body.args[0]
+        iv.name_hint, iv.location = op.induction_var.name_hint, op.induction_var.location
+        self.values[op.induction_var] = iv
+        self.values.update(zip(op.iter_args, carried))
+        self.values.update(zip(op.res, carried))
+        self.emit(ppu.LoopOp(op.trip_count, Region(body)), op)
+        outer, self.b = self.b, Builder(InsertPoint.at_end(body))
+        self.block(op.body.block, iv)
+        end = op.body.block.last_op
+        for value, dst in zip(end.operands, carried):
+            self.copy(self.values[value], dst, end)
+        self.emit(ppu.YieldOp(), end)
+        self.b = outer
+
+    def lower(self, op: Operation) -> None:
+        v = self.values
+        lowering = _LOWERINGS.get(type(op))
+        if lowering is not None:
+            lowering(self, op)
+        elif isinstance(op, zk.ELEMENTWISE_OPS):
+            self.emit(ppu.VMapOp(_vmap_fn(op), [v[o] for o in op.operands], v[op.result]), op)
+        elif isinstance(op, tuple(REDUCTIONS)):
+            assert op.keepdims is not None, "reductions inside grids keep their dims"
+            self.emit(ppu.VReduceOp(REDUCTIONS[type(op)], v[op.input], op.axis_list,
+                                    v[op.result]), op)
+        else:
+            assert op.dialect_name() == "arith", f"`{op.name}` cannot be lowered inside a grid"
+            self.emit(op.clone(value_mapper=v), op)
+
+
+def _load(lo: _Lowering, op: tile.LoadOp) -> None:
+    v = lo.values
+    b, e = _ints(op.base), _ints(op.bound)
+    new = lo.emit(ppu.DmaLoadOp(v[op.source], [v[i] for i in op.indices], v[op.result],
+                                b, e, op.pad_value), op)
+    lo.pending.append(new.token)
+
+
+def _store(lo: _Lowering, op: tile.StoreOp) -> None:
+    v = lo.values
+    new = lo.emit(ppu.DmaStoreOp(v[op.value], v[op.dest], [v[i] for i in op.indices],
+                                 _ints(op.base), _ints(op.bound)), op)
+    lo.emit(ppu.WaitOp([new.token]), op)
+
+
+def _mma(lo: _Lowering, op: tile.MmaOp) -> None:
+    v = lo.values
+    lo.copy(v[op.acc], v[op.result], op)
+    lo.emit(ppu.MmaOp(v[op.lhs], v[op.rhs], v[op.result]), op)
+
+
+def _iota(lo: _Lowering, op: tile.IotaOp) -> None:
+    v = lo.values
+    lo.emit(ppu.VIotaOp([v[i] for i in op.indices], op.sizes.get_values(),
+                        op.axis.value.data, v[op.result]), op)
+
+
+def _constant(lo: _Lowering, op: zk.ConstantOp) -> None:
+    lo.emit(ppu.FillOp(op.number, lo.values[op.result]), op)
+
+
+def _argmax(lo: _Lowering, op: zk.ArgmaxOp) -> None:
+    assert op.keepdims is not None, "reductions inside grids keep their dims"
+    v = lo.values
+    lo.emit(ppu.VReduceOp("argmax", v[op.input], [op.axis.value.data], v[op.result]), op)
+
+
+def _transpose(lo: _Lowering, op: zk.TransposeOp) -> None:
+    v = lo.values
+    lo.emit(ppu.VTransposeOp(v[op.input], op.permutation, v[op.result]), op)
+
+
+def _broadcast(lo: _Lowering, op: zk.BroadcastOp) -> None:
+    lo.copy(lo.values[op.input], lo.values[op.result], op)
+
+
+def _reshape(lo: _Lowering, op: zk.ReshapeOp) -> None:
+    view = lo.emit(ppu.ViewOp(lo.values[op.input], op.result.type.get_shape()), op)
+    lo.values[op.result] = view.result
+
+
+_LOWERINGS: dict[type[Operation], Callable[[_Lowering, Operation], None]] = {
+    tile.LoadOp: _load, tile.StoreOp: _store, tile.MmaOp: _mma, tile.IotaOp: _iota,
+    zk.ConstantOp: _constant, zk.ArgmaxOp: _argmax, zk.TransposeOp: _transpose,
+    zk.BroadcastOp: _broadcast, zk.ReshapeOp: _reshape,
+}
+
+
+@dataclass(frozen=True)
+class LowerPpuPass(ModulePass):
+    """Turn every tile-level `zk.kernel` into a `ppu.kernel` (run `alloc-sram` first)."""
+
+    name = "lower-ppu"
+
+    target: str = "m890"
+    cus: int = 0  # compute units a launch spreads over; 0 = the target's
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        cus = self.cus
+        if not cus:
+            from zhenwu_cc.runtime.target import load_target
+
+            cus = load_target(self.target).compute_units
+        for kernel in [k for k in op.walk() if isinstance(k, zk.KernelOp)]:
+            Rewriter.replace_op(kernel, _Lowering(cus).kernel(kernel))

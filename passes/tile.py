@@ -1,0 +1,887 @@
+"""The `tile` pass: `zk` tensors -> `tile` grids of output tiles.
+
+How a kernel is cut into grids. A value is *materialised* (written to a global tensor by a grid
+of its own) when it is a kernel result, an anchor (matmul, reduction, argmax, concat) that cannot
+be computed inside the tile that needs it, or the input of a reshape (a view) or a concat.
+Everything else is *inlined*: recomputed inside each consumer tile from tile loads — elementwise
+ops, casts, transposes, broadcasts, slices, iotas and constants. So:
+
+- a matmul grid runs the K loop and applies its elementwise epilogue (`gelu(x @ w + b)`) to the
+  accumulator before the store: no round trip through HBM;
+- a reduction is inlined into a consumer whose tile covers the whole reduced axis (a row-resident
+  softmax or layernorm is one grid reading each row once); when the axis is too long for SRAM it
+  gets a grid of its own that loops over chunks of the axis, and consumers load the result
+  (multi-pass: a 65,536-column softmax runs as max, sum and normalise grids, never holding a
+  whole row on chip);
+- skinny GEMMs split K across compute units (a grid dimension for the split), writing f32
+  partial sums that the consumer grid reduces before the epilogue.
+
+Tile sizes come from the schedule's `tile NAME [...]` or from a heuristic that fits the target's
+SRAM (and, for matmuls, fills its compute units). Tiles at edges are padded on load and clipped
+on store; where padding could leak into a reduction (a computed operand rather than a load with
+the identity as padding) it is masked with `iota < extent`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from xdsl.context import Context
+from xdsl.dialects import arith
+from xdsl.dialects.builtin import IndexType, IntegerAttr, ModuleOp, TensorType
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+
+from zhenwu_cc.diagnostics import Note, error
+from zhenwu_cc.dialects import dtypes, tile, zk
+from zhenwu_cc.dialects.loc import span_of
+
+DEFAULT_TK = 64
+MIN_SPLIT_K_CHUNK = 256  # each split-K part reduces at least this many K elements
+TILE_CHOICES = (256, 128, 64, 32, 16, 8, 4, 2, 1)
+
+
+def _shape(v: SSAValue) -> tuple[int, ...]:
+    return tuple(v.type.get_shape())
+
+
+def _dtype(v: SSAValue) -> dtypes.DType:
+    return dtypes.from_xdsl(v.type.element_type)
+
+
+@dataclass(frozen=True)
+class Req:
+    """A tile of a value: index, size, window (base, bound) per dimension, and the padding
+    its consumer needs outside the window (0 for matmul operands, the identity for reductions)."""
+
+    idx: tuple[SSAValue, ...]
+    sizes: tuple[int, ...]
+    base: tuple[int, ...]
+    bound: tuple[int, ...]
+    pad: float = 0.0
+
+    def key(self) -> tuple:
+        return (tuple(id(i) for i in self.idx), self.sizes, self.base, self.bound, self.pad)
+
+    def ragged(self, d: int) -> bool:
+        """Whether tiles along dim d overhang the window (edge tiles hold padding)."""
+        return self.bound[d] % self.sizes[d] != 0
+
+
+@dataclass
+class _Scope:
+    block: Block
+    memo: dict = field(default_factory=dict)
+    loop_var: SSAValue | None = None
+
+
+class _Grid:
+    """Builds one tile.grid: its block, its ins, and the tiles of values inside it."""
+
+    def __init__(self, tiler: _KernelTiler, rank: int, loc):
+        self.tiler = tiler
+        self.loc = loc
+        self.rank = rank
+        self.block = Block(arg_types=[IndexType()] * rank)
+        self.ins: list[SSAValue] = []  # kernel-level tensors read by this grid
+        self.in_args: dict[SSAValue, SSAValue] = {}
+        self.scopes = [_Scope(self.block)]
+        self.anchor: tuple[zk.MatmulOp, Req, SSAValue] | None = None
+        self.tile_elems = 0  # elements of the grid's result tile, set by its builder
+        self.zero = self.emit(arith.ConstantOp(IntegerAttr(0, IndexType())), loc)
+
+    @property
+    def index_args(self) -> Sequence[SSAValue]:
+        return self.block.args[: self.rank]
+
+    def tile_index(self, counts: Sequence[int]) -> tuple[SSAValue, ...]:
+        """The grid's indices, with the constant 0 along dimensions of a single tile, so that
+        the same tile reached two ways (e.g. a whole row for a reduction) is built once."""
+        return tuple(self.zero if c == 1 else i for i, c in zip(self.index_args, counts))
+
+    # -- emission --
+    def emit(self, op: Operation, loc, scope: _Scope | None = None) -> SSAValue | None:
+        op.location = loc
+        (scope or self.scopes[-1]).block.add_op(op)
+        return op.results[0] if op.results else None
+
+    def scope_for(self, req: Req) -> _Scope:
+        """The innermost scope that defines one of the tile's indices: tiles that do not
+        depend on a loop's variable are hoisted out of the loop."""
+        for scope in reversed(self.scopes[1:]):
+            if any(_defined_in(i, scope.block) for i in req.idx):
+                return scope
+        return self.scopes[0]
+
+    def global_arg(self, tensor: SSAValue) -> SSAValue:
+        if tensor not in self.in_args:
+            self.ins.append(tensor)
+            arg = self.block.insert_arg(tensor.type, len(self.block.args))
+            if tensor.name_hint:
+                arg.name_hint = tensor.name_hint
+            self.in_args[tensor] = arg
+        return self.in_args[tensor]
+
+    def index_const(self, value: int, scope: _Scope) -> SSAValue:
+        key = ("const", value)
+        if key not in scope.memo:
+            scope.memo[key] = self.emit(arith.ConstantOp(IntegerAttr(value, IndexType())),
+                                        self.loc, scope)
+        return scope.memo[key]
+
+    # -- tiles of values --
+    def tile_of(self, v: SSAValue, req: Req) -> SSAValue:
+        scope = self.scope_for(req)
+        key = (id(v), req.key())
+        for s in self.scopes:
+            if key in s.memo:
+                return s.memo[key]
+        saved = self.scopes
+        self.scopes = self.scopes[: self.scopes.index(scope) + 1]
+        try:
+            out = self._generate(v, req)
+        finally:
+            self.scopes = saved
+        scope.memo[key] = out
+        return out
+
+    def _load(self, tensor: SSAValue, req: Req, loc) -> SSAValue:
+        arg = self.global_arg(tensor)
+        return self.emit(tile.LoadOp(arg, req.idx, req.sizes, req.base, req.bound, req.pad), loc)
+
+    def _generate(self, v: SSAValue, req: Req) -> SSAValue:
+        tiler = self.tiler
+        if isinstance(v.owner, zk.MatmulOp) and v.owner in tiler.partials:
+            return self._sum_partials(v.owner, req)
+        if v in tiler.materialized:
+            return self._load(tiler.materialized[v], req, tiler.loc_of(v))
+        op = v.owner
+        loc = op.location
+        if self.anchor is not None and op is self.anchor[0] and req.key() == self.anchor[1].key():
+            return self.anchor[2]
+        if isinstance(op, zk.ConstantOp):
+            shape = () if not _shape(v) else req.sizes
+            return self.emit(zk.ConstantOp(op.number, TensorType(v.type.element_type, shape)), loc)
+        if isinstance(op, zk.IotaOp):
+            return self._iota(op, req)
+        if isinstance(op, (zk.UnaryElementwiseOp, zk.BinaryElementwiseOp, zk.CompareOp,
+                           zk.SelectOp, zk.CastOp)):
+            tiles = [self.tile_of(x, _operand_req(req, _shape(v), _shape(x), 0.0, self.zero))
+                     for x in op.operands]
+            return self.emit(_clone_elementwise(op, tiles), loc)
+        if isinstance(op, zk.BroadcastOp):
+            t = self.tile_of(op.input, _operand_req(req, _shape(v), _shape(op.input), req.pad,
+                                                  self.zero))
+            if _shape(t) == req.sizes:
+                return t
+            return self.emit(zk.BroadcastOp(t, req.sizes), loc)
+        if isinstance(op, zk.TransposeOp):
+            perm = op.permutation
+            inv = [perm.index(d) for d in range(len(perm))]
+            sub = Req(tuple(req.idx[inv[d]] for d in range(len(perm))),
+                      tuple(req.sizes[inv[d]] for d in range(len(perm))),
+                      tuple(req.base[inv[d]] for d in range(len(perm))),
+                      tuple(req.bound[inv[d]] for d in range(len(perm))), req.pad)
+            return self.emit(zk.TransposeOp(self.tile_of(op.input, sub), perm), loc)
+        if isinstance(op, zk.SliceOp):
+            start = tuple(op.start.get_values())
+            sub = Req(req.idx, req.sizes, tuple(b + s for b, s in zip(req.base, start)),
+                      req.bound, req.pad)
+            return self.tile_of(op.input, sub)
+        if isinstance(op, zk.ReduceOp) and self._inlinable(op, req):
+            return self._inline_reduce(op, req)
+        if isinstance(op, zk.ArgmaxOp) and self._inlinable(op, req):
+            return self._inline_argmax(op, req)
+        return self._load(tiler.ensure(v), req, loc)
+
+    def _sum_partials(self, mm: zk.MatmulOp, req: Req) -> SSAValue:
+        """A split-K matmul's tile: the sum of its f32 partial tiles."""
+        partials, split = self.tiler.partials[mm]
+        loc = mm.location
+        sub = Req((self.zero, *req.idx), (split, *req.sizes), (0, *req.base),
+                  (split, *req.bound), 0.0)
+        total = self.emit(zk.ReduceSumOp(self._load(partials, sub, loc), [0], True), loc)
+        total = self.emit(zk.ReshapeOp(total, req.sizes), loc)
+        if total.type.element_type != mm.result.type.element_type:
+            total = self.emit(zk.CastOp(total, mm.result.type.element_type), loc)
+        return total
+
+    def _iota(self, op: zk.IotaOp, req: Req) -> SSAValue:
+        axis = op.axis.value.data
+        t = self.emit(tile.IotaOp(req.idx, req.sizes, axis, op.result.type.element_type),
+                      op.location)
+        if req.base[axis]:
+            c = self.emit(zk.ConstantOp(req.base[axis], TensorType(op.result.type.element_type,
+                                                                   [])), op.location)
+            t = self.emit(zk.AddOp(t, c), op.location)
+        return t
+
+    # -- reductions inside a tile --
+    def _reduced_axes(self, op) -> tuple[int, ...]:
+        return op.axis_list if isinstance(op, zk.ReduceOp) else (op.axis.value.data,)
+
+    def _input_req(self, op, req: Req, pad: float) -> Req:
+        """Map a request on a reduction's output to its input, whole along the reduced axes."""
+        shape = _shape(op.input)
+        axes = self._reduced_axes(op)
+        keep = op.keepdims is not None
+        idx, sizes, base, bound, k = [], [], [], [], 0
+        zero = self.index_const(0, self.scopes[0])
+        for d, extent in enumerate(shape):
+            if d in axes:
+                idx.append(zero), sizes.append(extent), base.append(0), bound.append(extent)
+                k += 1 if keep else 0
+                continue
+            idx.append(req.idx[k]), sizes.append(req.sizes[k])
+            base.append(req.base[k]), bound.append(req.bound[k])
+            k += 1
+        return Req(tuple(idx), tuple(sizes), tuple(base), tuple(bound), pad)
+
+    def _inlinable(self, op, req: Req) -> bool:
+        """A reduction can be computed inside this tile if its whole input tile is no bigger
+        than the grid's own tiles (whole rows of a row-wise kernel) or the tile budget."""
+        sub = self._input_req(op, req, 0.0)
+        limit = max(self.tile_elems, self.tiler.tile_budget(_dtype(op.input)))
+        return math.prod(sub.sizes) <= limit
+
+    def _inline_reduce(self, op: zk.ReduceOp, req: Req) -> SSAValue:
+        kind = _reduce_kind(op)
+        ident = _identity(kind, _dtype(op.input))
+        x = self.tile_of(op.input, self._input_req(op, req, ident))
+        r = self.emit(_reduce_op(kind, x, op.axis_list), op.location)
+        if isinstance(op, zk.ReduceMeanOp):
+            n = math.prod(_shape(op.input)[a] for a in op.axis_list)
+            r = self._scale(r, 1.0 / n, op.location)
+        return self._drop_kept(r, op, req, op.location)
+
+    def _inline_argmax(self, op: zk.ArgmaxOp, req: Req) -> SSAValue:
+        x = self.tile_of(op.input, self._input_req(op, req, -math.inf))
+        r = self.emit(zk.ArgmaxOp(x, op.axis.value.data, True), op.location)
+        return self._drop_kept(r, op, req, op.location)
+
+    def _drop_kept(self, r: SSAValue, op, req: Req, loc) -> SSAValue:
+        if op.keepdims is not None or _shape(r) == req.sizes:
+            return r
+        return self.emit(zk.ReshapeOp(r, req.sizes), loc)
+
+    def _scale(self, t: SSAValue, factor: float, loc) -> SSAValue:
+        c = self.emit(zk.ConstantOp(factor, TensorType(t.type.element_type, [])), loc)
+        return self.emit(zk.MulOp(t, c), loc)
+
+    def mask(self, t: SSAValue, req: Req, dim: int, fill: float, loc) -> SSAValue:
+        """Replace the overhang of edge tiles along `dim` by `fill`."""
+        i32 = dtypes.to_xdsl(dtypes.I32)
+        pos = self.emit(tile.IotaOp(req.idx, req.sizes, dim, i32), loc)
+        lim = self.emit(zk.ConstantOp(req.bound[dim], TensorType(i32, [])), loc)
+        inside = self.emit(zk.CompareOp("lt", pos, lim), loc)
+        f = self.emit(zk.ConstantOp(fill, TensorType(t.type.element_type, [])), loc)
+        return self.emit(zk.SelectOp(inside, t, f), loc)
+
+    # -- loops --
+    def loop(self, trips: int, inits: Sequence[SSAValue], body_fn, loc) -> list[SSAValue]:
+        """A tile.loop whose body `body_fn(k, accs) -> next accs` runs in a new scope."""
+        body = Block(arg_types=[IndexType()] + [v.type for v in inits])
+        self.scopes.append(_Scope(body, loop_var=body.args[0]))
+        try:
+            nxt = body_fn(body.args[0], list(body.args[1:]))
+            self.emit(tile.YieldOp(nxt), loc)
+        finally:
+            self.scopes.pop()
+        op = tile.LoopOp(trips, inits, Region(body))
+        self.emit(op, loc)
+        return list(op.res)
+
+    def finish(self, outs: Sequence[SSAValue], role: str, shape: Sequence[int],
+               stores) -> tile.GridOp:
+        """Add the outs, store the result tiles, and build the grid op."""
+        out_args = [self.block.insert_arg(o.type, len(self.block.args)) for o in outs]
+        for value, arg_index, idx, base in stores:
+            self.emit(tile.StoreOp(value, out_args[arg_index], idx, base), self.loc, self.scopes[0])
+        self.emit(tile.YieldOp(), self.loc, self.scopes[0])
+        n = len(shape)
+        block = self.block
+        # The block was built with index args then ins; outs come last, as tile.grid wants.
+        assert len(block.args) == n + len(self.ins) + len(outs)
+        return tile.GridOp(shape, role, self.ins, outs, Region(block))
+
+
+def _operand_req(req: Req, out_shape: Sequence[int], in_shape: Sequence[int], pad: float,
+                 zero: SSAValue) -> Req:
+    """numpy broadcasting, in reverse: the tile of an operand that the output tile needs."""
+    lead = len(out_shape) - len(in_shape)
+    idx, sizes, base, bound = [], [], [], []
+    for d, extent in enumerate(in_shape):
+        o = d + lead
+        if extent == 1 and out_shape[o] != 1:
+            idx.append(zero), sizes.append(1), base.append(0), bound.append(1)
+        else:
+            idx.append(req.idx[o]), sizes.append(req.sizes[o])
+            base.append(req.base[o]), bound.append(req.bound[o])
+    return Req(tuple(idx), tuple(sizes), tuple(base), tuple(bound), pad)
+
+
+def _defined_in(v: SSAValue, block: Block) -> bool:
+    owner = v.owner
+    return owner is block if isinstance(owner, Block) else owner.parent is block
+
+
+def _clone_elementwise(op: Operation, tiles: list[SSAValue]) -> Operation:
+    if isinstance(op, zk.UnaryElementwiseOp):
+        return type(op)(tiles[0])
+    if isinstance(op, zk.BinaryElementwiseOp):
+        return type(op)(tiles[0], tiles[1])
+    if isinstance(op, zk.CompareOp):
+        return zk.CompareOp(op.predicate.data, tiles[0], tiles[1])
+    if isinstance(op, zk.SelectOp):
+        return zk.SelectOp(*tiles)
+    assert isinstance(op, zk.CastOp)
+    return zk.CastOp(tiles[0], op.result.type.element_type)
+
+
+def _reduce_kind(op) -> str:
+    return {zk.ReduceSumOp: "sum", zk.ReduceMeanOp: "sum", zk.ReduceMaxOp: "max",
+            zk.ReduceMinOp: "min"}[type(op)]
+
+
+def _identity(kind: str, dt: dtypes.DType) -> float:
+    if kind == "sum":
+        return 0.0
+    big = math.inf if dt.is_float else float(dt.finite_max)
+    return -big if kind == "max" else (big if dt.is_float else float(dt.finite_min))
+
+
+def _reduce_op(kind: str, x: SSAValue, axes: Sequence[int]) -> Operation:
+    cls = {"sum": zk.ReduceSumOp, "max": zk.ReduceMaxOp, "min": zk.ReduceMinOp}[kind]
+    return cls(x, axes, True)
+
+
+def _combine(kind: str, a: SSAValue, b: SSAValue) -> Operation:
+    return {"sum": zk.AddOp, "max": zk.MaxOp, "min": zk.MinOp}[kind](a, b)
+
+
+# ---- the kernel ---------------------------------------------------------------------------------
+class _KernelTiler:
+    def __init__(self, kernel: zk.KernelOp, target):
+        self.kernel = kernel
+        self.target = target
+        self.block = kernel.body.block
+        self.materialized: dict[SSAValue, SSAValue] = {a: a for a in self.block.args}
+        self.partials: dict[zk.MatmulOp, tuple[SSAValue, int]] = {}
+        self.new_ops: list[Operation] = []
+        self.buffers = (kernel.attributes["zk.buffers"].value.data
+                        if "zk.buffers" in kernel.attributes else 2)
+        acc = kernel.attributes.get("zk.accumulate")
+        self.acc_type = acc if acc is not None else dtypes.to_xdsl(dtypes.F32)
+
+    def loc_of(self, v: SSAValue):
+        return v.owner.location if isinstance(v.owner, Operation) else self.kernel.location
+
+    def tile_budget(self, dt: dtypes.DType) -> int:
+        """Elements one tile may hold: SRAM shared by ~8 live tiles of 4-byte values."""
+        return _pow2_floor(max(1024, self.target.sram_per_cu // (4 * 8)))
+
+    # -- materialisation --
+    def ensure(self, v: SSAValue) -> SSAValue:
+        """The kernel-level tensor holding `v`, building the grid that computes it if needed."""
+        if v in self.materialized:
+            return self.materialized[v]
+        op = v.owner
+        if isinstance(op, zk.ReshapeOp):
+            src = self.ensure(op.input)
+            out = self.add(zk.ReshapeOp(src, _shape(v)), op.location)
+        elif isinstance(op, zk.ConcatOp):
+            out = self.concat(op)
+        else:
+            out = self.grid_for(v)
+        if v.name_hint and not out.name_hint:
+            out.name_hint = v.name_hint
+        self.materialized[v] = out
+        return out
+
+    def add(self, op: Operation, loc) -> SSAValue:
+        op.location = loc
+        self.new_ops.append(op)
+        return op.results[0]
+
+    def empty(self, v: SSAValue, shape: Sequence[int] | None = None,
+              element_type: Attribute | None = None) -> SSAValue:
+        t = TensorType(element_type or v.type.element_type, list(shape or _shape(v)))
+        e = tile.EmptyOp(t)
+        if isinstance(v.owner, Operation) and "zk.place" in v.owner.attributes:
+            e.attributes["zk.place"] = v.owner.attributes["zk.place"]
+        return self.add(e, self.loc_of(v))
+
+    def grid_for(self, v: SSAValue) -> SSAValue:
+        op = v.owner
+        mm = zk.matmul_feeding(op) if isinstance(op, Operation) else None
+        if mm is not None and mm not in self.partials and _exclusive(mm, op):
+            return self.matmul_grid(v, mm)
+        if isinstance(op, (zk.ReduceOp, zk.ArgmaxOp)):
+            return self.reduction_grid(v, op)
+        return self.elementwise_grid(v)
+
+    # -- tile sizes --
+    def sizes_for(self, v: SSAValue) -> tuple[int, ...]:
+        """Tile sizes for a grid over `v`: the directive's, else whole rows that fit."""
+        directive = _directive(v)
+        shape = _shape(v)
+        if directive is not None and len(directive.values) == len(shape):
+            return tuple(min(s, d) for s, d in zip(directive.values, shape))
+        if not shape:
+            return ()
+        budget = self.tile_budget(_dtype(v))
+        sizes = [1] * len(shape)
+        sizes[-1] = min(shape[-1], budget)
+        if len(shape) >= 2:
+            rows = max(1, budget // sizes[-1])
+            sizes[-2] = min(shape[-2], _pow2_floor(rows))
+        return tuple(sizes)
+
+    def reduction_sizes(self, v: SSAValue, axis: int, keep: bool) -> tuple[int, ...]:
+        """Output tiles of a reduction grid: a few rows (or a run of columns when the reduced
+        axis is not the last), leaving the tile budget to long chunks of the reduced axis."""
+        directive = _directive(v)
+        shape = _shape(v)
+        if directive is not None and len(directive.values) == len(shape):
+            return tuple(min(s, d) for s, d in zip(directive.values, shape))
+        in_rank = len(shape) + (0 if keep else 1)
+        kept = [d for d in range(in_rank) if d != axis]
+        sizes = [1] * in_rank
+        if kept:
+            inner = kept[-1]
+            sizes[inner] = min(_shape(v.owner.input)[inner], 8 if axis == in_rank - 1 else 64)
+        if not keep:
+            del sizes[axis]
+        return tuple(sizes)
+
+    def matmul_sizes(self, v: SSAValue, mm: zk.MatmulOp) -> tuple[int, int, int, int]:
+        """(tm, tn, tk, split) from the directive, or chosen to fit SRAM and fill the chip."""
+        m, n = _shape(mm.result)[-2:]
+        k = _shape(mm.lhs)[-1]
+        for carrier in (v.owner, mm):
+            if "zk.tile" in carrier.attributes:
+                attr = carrier.attributes["zk.tile"]
+                tm, tn, tk = attr.values
+                return min(tm, m), min(tn, n), min(tk, k), attr.split_k.data
+        elem = max(_dtype(mm.lhs).nbytes(1), 1)
+        tk = min(k, DEFAULT_TK)
+        sram = self.target.sram_per_cu
+        best = None
+        for tm in TILE_CHOICES:
+            for tn in TILE_CHOICES:
+                tm_, tn_ = min(tm, _pow2_ceil(m)), min(tn, _pow2_ceil(n))
+                need = (tm_ * tk + tk * tn_) * elem * self.buffers + tm_ * tn_ * 4 * 2
+                if need <= sram and (best is None or tm_ * tn_ > best[0] * best[1]):
+                    best = (tm_, tn_)
+        tm, tn = best or (16, 16)
+        tm, tn = min(tm, m), min(tn, n)
+        batch = math.prod(_shape(mm.result)[:-2])
+        tiles = batch * -(-m // tm) * -(-n // tn)
+        split = 1
+        cus = self.target.compute_units
+        if tiles < cus and k >= 2 * MIN_SPLIT_K_CHUNK:
+            split = max(1, min(-(-cus // tiles), k // MIN_SPLIT_K_CHUNK))
+        return tm, tn, tk, split
+
+    # -- grids --
+    def new_grid(self, rank: int, loc) -> _Grid:
+        return _Grid(self, rank, loc)
+
+    def elementwise_grid(self, v: SSAValue) -> SSAValue:
+        shape = _shape(v)
+        sizes = self.sizes_for(v)
+        counts = tile.tile_counts(shape, sizes)
+        loc = self.loc_of(v)
+        g = self.new_grid(len(shape), loc)
+        g.tile_elems = math.prod(sizes)
+        idx = g.tile_index(counts)
+        t = g.tile_of(v, Req(idx, sizes, (0,) * len(shape), shape))
+        role = "copy" if v in self.block.args else "elementwise"
+        out = self.empty(v)
+        grid = g.finish([out], role, counts, [(t, 0, idx, None)])
+        return self.add(grid, loc)
+
+    def reduction_grid(self, v: SSAValue, op) -> SSAValue:
+        """A grid over the kept dims that loops over chunks of the (single) reduced axis."""
+        in_shape = _shape(op.input)
+        axes = op.axis_list if isinstance(op, zk.ReduceOp) else (op.axis.value.data,)
+        assert len(axes) == 1, "multi-axis reductions are split before tiling"
+        axis = axes[0]
+        keep = op.keepdims is not None
+        out_shape = _shape(v)
+        out_sizes = list(self.reduction_sizes(v, axis, keep))
+        kept_sizes = list(out_sizes)
+        if not keep:
+            kept_sizes.insert(axis, 1)
+        budget = self.tile_budget(_dtype(op.input))
+        other = math.prod(s for d, s in enumerate(kept_sizes) if d != axis)
+        chunk = max(1, min(in_shape[axis], budget // max(other, 1)))
+        if in_shape[axis] > chunk:
+            chunk = _pow2_floor(chunk)
+        trips = -(-in_shape[axis] // chunk)
+        loc = op.location
+        g = self.new_grid(len(out_shape), loc)
+        counts = tile.tile_counts(out_shape, out_sizes)
+        out_idx = list(g.tile_index(counts))
+        kept_idx = list(out_idx)
+        if not keep:
+            kept_idx.insert(axis, g.zero)
+        kind = "argmax" if isinstance(op, zk.ArgmaxOp) else _reduce_kind(op)
+        dt = _dtype(op.input)
+        ident = _identity("max" if kind == "argmax" else kind, dt)
+        acc_shape = [s if d != axis else 1 for d, s in enumerate(kept_sizes)]
+
+        def chunk_req(k: SSAValue) -> Req:
+            idx = [k if d == axis else kept_idx[d] for d in range(len(in_shape))]
+            sizes = [chunk if d == axis else kept_sizes[d] for d in range(len(in_shape))]
+            return Req(tuple(idx), tuple(sizes), (0,) * len(in_shape), in_shape, ident)
+
+        def chunk_tile(k: SSAValue) -> SSAValue:
+            req = chunk_req(k)
+            x = g.tile_of(op.input, req)
+            if req.ragged(axis) and not isinstance(x.owner, tile.LoadOp):
+                x = g.mask(x, req, axis, ident, loc)
+            return x
+
+        if kind == "argmax":
+            init_m = g.emit(zk.ConstantOp(ident, TensorType(op.input.type.element_type, acc_shape)),
+                            loc)
+            i32 = dtypes.to_xdsl(dtypes.I32)
+            init_i = g.emit(zk.ConstantOp(0, TensorType(i32, acc_shape)), loc)
+
+            def body(k, accs):
+                x = chunk_tile(k)
+                tmax = g.emit(zk.ReduceMaxOp(x, [axis], True), loc)
+                targ = g.emit(zk.ArgmaxOp(x, axis, True), loc)
+                off = g.emit(tile.IotaOp([k if d == axis else g.zero for d in range(len(in_shape))],
+                                         [1] * len(in_shape), axis, i32), loc)
+                step = g.emit(zk.ConstantOp(chunk, TensorType(i32, [])), loc)
+                base = g.emit(zk.MulOp(off, step), loc)
+                garg = g.emit(zk.AddOp(targ, base), loc)
+                better = g.emit(zk.CompareOp("gt", tmax, accs[0]), loc)
+                return [g.emit(zk.MaxOp(accs[0], tmax), loc),
+                        g.emit(zk.SelectOp(better, garg, accs[1]), loc)]
+
+            result = g.loop(trips, [init_m, init_i], body, loc)[1]
+        else:
+            init = g.emit(zk.ConstantOp(ident, TensorType(op.result.type.element_type, acc_shape)),
+                          loc)
+
+            def body(k, accs):
+                part = g.emit(_reduce_op(kind, chunk_tile(k), [axis]), loc)
+                return [g.emit(_combine(kind, accs[0], part), loc)]
+
+            result = g.loop(trips, [init], body, loc)[0]
+            if isinstance(op, zk.ReduceMeanOp):
+                result = g._scale(result, 1.0 / in_shape[axis], loc)
+        if not keep:
+            result = g.emit(zk.ReshapeOp(result, out_sizes), loc)
+        out = self.empty(v)
+        grid = g.finish([out], "reduction", counts, [(result, 0, tuple(out_idx), None)])
+        return self.add(grid, loc)
+
+    def matmul_grid(self, v: SSAValue, mm: zk.MatmulOp) -> SSAValue:
+        tm, tn, tk, split = self.matmul_sizes(v, mm)
+        out_shape = _shape(mm.result)
+        ksteps = k_steps(mm, tk)
+        split = _divisor_at_most(ksteps, split)
+        if split > 1:
+            self.split_k_grid(mm, tm, tn, tk, split)
+            return self.elementwise_grid(v)
+        loc = mm.location
+        sizes = (1,) * (len(out_shape) - 2) + (tm, tn)
+        g = self.new_grid(len(out_shape), loc)
+        g.tile_elems = math.prod(sizes)
+        counts = tile.tile_counts(out_shape, sizes)
+        idx = g.tile_index(counts)
+        req = Req(idx, sizes, (0,) * len(out_shape), out_shape)
+        acc = self.accumulate(g, mm, req, lambda kk: kk, ksteps, tk, loc)
+        g.anchor = (mm, req, acc)
+        t = g.tile_of(v, req)
+        out = self.empty(v)
+        grid = g.finish([out], "matmul", counts, [(t, 0, idx, None)])
+        return self.add(grid, loc)
+
+    def accumulate(self, g: _Grid, mm: zk.MatmulOp, req: Req, k_index, trips: int, tk: int,
+                   loc) -> SSAValue:
+        """The K loop of a matmul tile: loads (or computed prologue tiles) and tile.mma."""
+        out_shape = _shape(mm.result)
+        k = _shape(mm.lhs)[-1]
+        acc_t = TensorType(self.acc_type, list(req.sizes))
+        init = g.emit(zk.ConstantOp(0.0, acc_t), loc)
+
+        def body(kv, accs):
+            kk = k_index(kv)
+            lhs_req = _matmul_operand_req(req, out_shape, _shape(mm.lhs), kk, tk, "lhs", g.zero)
+            rhs_req = _matmul_operand_req(req, out_shape, _shape(mm.rhs), kk, tk, "rhs", g.zero)
+            a = g.tile_of(mm.lhs, lhs_req)
+            b = g.tile_of(mm.rhs, rhs_req)
+            if k % tk and not _zero_padded(a):
+                a = g.mask(a, lhs_req, len(lhs_req.sizes) - 1, 0.0, loc)
+            if k % tk and not _zero_padded(b):
+                b = g.mask(b, rhs_req, len(rhs_req.sizes) - 2, 0.0, loc)
+            return [g.emit(tile.MmaOp(a, b, accs[0]), loc)]
+
+        acc = g.loop(trips, [init], body, loc)[0]
+        if self.acc_type != mm.result.type.element_type:
+            acc = g.emit(zk.CastOp(acc, mm.result.type.element_type), loc)
+        return acc
+
+    def split_k_grid(self, mm: zk.MatmulOp, tm: int, tn: int, tk: int, split: int) -> None:
+        """Partial sums over `split` equal slices of K, one grid dimension, into an f32 tensor
+        [split, *out]; consumers sum the partials inside their own tiles (`_sum_partials`)."""
+        out_shape = _shape(mm.result)
+        per_split = k_steps(mm, tk) // split
+        loc = mm.location
+        sizes = (1,) * (len(out_shape) - 2) + (tm, tn)
+        g = self.new_grid(len(out_shape) + 1, loc)
+        s, *out_idx = g.index_args
+        req = Req(tuple(out_idx), sizes, (0,) * len(out_shape), out_shape)
+        steps = g.index_const(per_split, g.scopes[0])
+        first = g.emit(arith.MuliOp(s, steps), loc)
+        acc = self.accumulate(g, mm, req, lambda kv: g.emit(arith.AddiOp(first, kv), loc),
+                              per_split, tk, loc)
+        partials = self.empty(mm.result, (split, *out_shape), dtypes.to_xdsl(dtypes.F32))
+        if acc.type.element_type != partials.type.element_type:
+            acc = g.emit(zk.CastOp(acc, partials.type.element_type), loc)
+        acc = g.emit(zk.ReshapeOp(acc, (1, *sizes)), loc)
+        grid = g.finish([partials], "matmul", (split, *tile.tile_counts(out_shape, sizes)),
+                        [(acc, 0, (s, *out_idx), None)])
+        self.partials[mm] = (self.add(grid, loc), split)
+
+    def concat(self, op: zk.ConcatOp) -> SSAValue:
+        """One copy grid per input, each storing at its offset along the axis."""
+        axis = op.axis.value.data
+        dest = self.empty(op.result)
+        offset = 0
+        for x in op.inputs:
+            shape = _shape(x)
+            sizes = self.sizes_for(x)
+            g = self.new_grid(len(shape), op.location)
+            counts = tile.tile_counts(shape, sizes)
+            idx = g.tile_index(counts)
+            t = g.tile_of(x, Req(idx, sizes, (0,) * len(shape), shape))
+            base = [offset if d == axis else 0 for d in range(len(shape))]
+            grid = g.finish([dest], "copy", counts, [(t, 0, idx, base)])
+            dest = self.add(grid, op.location)
+            offset += shape[axis]
+        return dest
+
+    # -- the whole kernel --
+    def run(self) -> None:
+        ret = self.block.last_op
+        assert isinstance(ret, zk.ReturnOp)
+        results: list[SSAValue] = []
+        for v in ret.values:
+            t = self.ensure(v)
+            if t in results or not _is_fresh(t):
+                t = self.copy_of(v, t)
+            results.append(t)
+        for op in self.new_ops:
+            self.block.insert_op_before(op, ret)
+        for i, t in enumerate(results):
+            ret.operands[i] = t
+        new = {id(op) for op in self.new_ops}
+        for op in reversed(list(self.block.ops)):
+            if op is not ret and id(op) not in new:
+                op.detach()
+                op.erase(safe_erase=False)
+
+    def copy_of(self, v: SSAValue, t: SSAValue) -> SSAValue:
+        """A fresh tensor for a result that is an input, a view, or returned twice."""
+        shape = _shape(t)
+        loc = self.loc_of(v)
+        g = self.new_grid(len(shape), loc)
+        sizes = self.sizes_for(t)
+        counts = tile.tile_counts(shape, sizes)
+        idx = g.tile_index(counts)
+        tt = g._load(t, Req(idx, sizes, (0,) * len(shape), shape), loc)
+        out = self.empty(t)
+        grid = g.finish([out], "copy", counts, [(tt, 0, idx, None)])
+        return self.add(grid, loc)
+
+
+def _directive(v: SSAValue) -> zk.TileAttr | None:
+    """The `tile` directive for a grid over `v`: on v's op, or on an elementwise producer of the
+    same shape that the grid computes inline (`tile y [...]` where the root is `f16(y)`)."""
+    stack, seen = [v], set()
+    while stack:
+        cur = stack.pop()
+        op = cur.owner
+        if not isinstance(op, Operation) or id(op) in seen or _shape(cur) != _shape(v):
+            continue
+        seen.add(id(op))
+        if "zk.tile" in op.attributes:
+            return op.attributes["zk.tile"]
+        if isinstance(op, zk.ELEMENTWISE_OPS):
+            stack.extend(op.operands)
+    return None
+
+
+def _is_fresh(t: SSAValue) -> bool:
+    """Results must be written by a grid (a view of a grid result also counts)."""
+    op = t.owner
+    while isinstance(op, zk.ReshapeOp):
+        op = op.input.owner
+    return isinstance(op, tile.GridOp)
+
+
+def _exclusive(mm: zk.MatmulOp, root: Operation) -> bool:
+    """The matmul's value, and every value between it and `root`, is used only on the way to
+    `root`: then computing the epilogue on the accumulator serves every use."""
+    if root is mm:
+        return True
+    path = _path_ops(root, mm)
+    inside = {id(op) for op in path}
+    return all(id(use.operation) in inside
+               for op in [mm, *path] if op is not root
+               for use in op.results[0].uses)
+
+
+def _path_ops(root: Operation, mm: zk.MatmulOp) -> list[Operation]:
+    """The elementwise ops on paths from `mm` to `root` (root included)."""
+    out, stack, seen = [], [root], set()
+    while stack:
+        op = stack.pop()
+        if id(op) in seen:
+            continue
+        seen.add(id(op))
+        out.append(op)
+        for operand in op.operands:
+            owner = operand.owner
+            if isinstance(owner, zk.ELEMENTWISE_OPS) and _reaches(owner, mm):
+                stack.append(owner)
+    return out
+
+
+def _reaches(op: Operation, target: Operation) -> bool:
+    stack, seen = [op], set()
+    while stack:
+        cur = stack.pop()
+        if cur is target:
+            return True
+        if id(cur) in seen or not isinstance(cur, zk.ELEMENTWISE_OPS):
+            continue
+        seen.add(id(cur))
+        stack.extend(o.owner for o in cur.operands if isinstance(o.owner, Operation))
+    return False
+
+
+def _matmul_operand_req(req: Req, out_shape, in_shape, k_idx: SSAValue, tk: int, side: str,
+                        zero: SSAValue) -> Req:
+    """The operand tile for output tile `req` at K step `k_idx` (batch dims broadcast)."""
+    rank = len(in_shape)
+    batch_out = len(out_shape) - 2
+    idx, sizes, base, bound = [], [], [], []
+    for d in range(rank - 2):
+        o = batch_out - (rank - 2) + d
+        if in_shape[d] == 1 and out_shape[o] != 1:
+            idx.append(zero), sizes.append(1)
+        else:
+            idx.append(req.idx[o]), sizes.append(1)
+        base.append(0), bound.append(in_shape[d])
+    m_idx, n_idx = req.idx[-2], req.idx[-1]
+    tm, tn = req.sizes[-2], req.sizes[-1]
+    if side == "lhs":
+        idx += [m_idx, k_idx]
+        sizes += [tm, tk]
+    else:
+        idx += [k_idx, n_idx]
+        sizes += [tk, tn]
+    base += [0, 0]
+    bound += [in_shape[-2], in_shape[-1]]
+    return Req(tuple(idx), tuple(sizes), tuple(base), tuple(bound), 0.0)
+
+
+def k_steps(mm: zk.MatmulOp, tk: int) -> int:
+    return -(-_shape(mm.lhs)[-1] // tk)
+
+
+def _divisor_at_most(n: int, limit: int) -> int:
+    """The largest divisor of n not above limit (split-K parts must be equal)."""
+    return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)
+
+
+def _zero_padded(t: SSAValue) -> bool:
+    """Tiles whose padding is certainly zero: loads with pad 0, and their transposes/casts."""
+    op = t.owner
+    while isinstance(op, (zk.TransposeOp, zk.CastOp)):
+        op = op.input.owner
+    return isinstance(op, tile.LoadOp) and op.pad_value == 0.0
+
+
+def _pow2_floor(n: int) -> int:
+    return 1 << (max(n, 1).bit_length() - 1)
+
+
+def _pow2_ceil(n: int) -> int:
+    return 1 << (max(n, 1) - 1).bit_length()
+
+
+def split_multi_axis_reductions(kernel: zk.KernelOp) -> None:
+    """sum(x, (0, 1)) -> sum(sum(x, 1), 0): tiling handles one reduced axis per grid."""
+    for op in list(kernel.body.walk()):
+        if not isinstance(op, zk.ReduceOp) or len(op.axis_list) < 2:
+            continue
+        keep = op.keepdims is not None
+        cur = op.input
+        kind = type(op)
+        inner = zk.ReduceSumOp if kind is zk.ReduceMeanOp else kind
+        axes = sorted(op.axis_list, reverse=True)
+        new_ops = []
+        for i, a in enumerate(axes):
+            cls = kind if (i == len(axes) - 1 and kind is not zk.ReduceMeanOp) else inner
+            r = cls(cur, [a], True)
+            r.location = op.location
+            new_ops.append(r)
+            cur = r.result
+        if kind is zk.ReduceMeanOp:
+            n = math.prod(_shape(op.input)[a] for a in op.axis_list)
+            c = zk.ConstantOp(1.0 / n, TensorType(op.result.type.element_type, []))
+            m = zk.MulOp(cur, c.result)
+            c.location = m.location = op.location
+            new_ops += [c, m]
+            cur = m.result
+        if not keep:
+            r = zk.ReshapeOp(cur, _shape(op.result))
+            r.location = op.location
+            new_ops.append(r)
+            cur = r.result
+        for new in new_ops:
+            kernel.body.block.insert_op_before(new, op)
+        if op.result.name_hint:
+            cur.name_hint = op.result.name_hint
+        new_ops[-1].attributes.update(op.attributes)
+        op.result.replace_by(cur)
+        op.detach()
+        op.erase()
+
+
+@dataclass(frozen=True)
+class TilePass(ModulePass):
+    """Cut every `zk.kernel` into `tile.grid`s (see the module docstring)."""
+
+    name = "tile"
+    target: str = "m890"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        from zhenwu_cc.runtime.target import load_target
+
+        target = load_target(self.target)
+        for kernel in list(op.walk()):
+            if isinstance(kernel, zk.KernelOp):
+                _check_primitives(kernel)
+                split_multi_axis_reductions(kernel)
+                _KernelTiler(kernel, target).run()
+
+
+def _check_primitives(kernel: zk.KernelOp) -> None:
+    from zhenwu_cc.passes.decompose import COMPOSITES
+
+    for op in kernel.body.walk():
+        if isinstance(op, COMPOSITES):
+            raise error("ZK0602", f"`{op.name}` must be expanded by `decompose` before `tile`",
+                        span_of(op), help="run the pipeline `decompose,tile`",
+                        notes=[Note("the default pipelines do this")])

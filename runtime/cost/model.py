@@ -1,0 +1,496 @@
+"""The analytic cost model: a `Workload` on a `Target` becomes time, every figure from a named term.
+
+Why this shape: it is the skeleton that fits XLA's measured H100 GEMMs (hardware-numerics.md §5,
+benchmarks/calibrate_cost_model.py): a fixed per-kernel cost, per-CU engine pipelines overlapped
+by multi-buffering, waves of tiles over the CUs, bounded by the shared HBM (per stack, so
+placement matters), L2 and the dtype's tensor peak. It is static and pure arithmetic on a few
+dozen numbers, so a tuner can call it thousands of times. docs/cost-model.md gives the formula.
+
+Per phase (`tiles` T, `steps` S, `buffers` B, CUs N, a = tiles running at once):
+
+    waves      = ceil(T / N); full waves run a = min(T, N) tiles, the last one the remainder
+    per step   dma    = max over HBM stacks of (bytes for that stack x a) / (e_m x stack BW),
+                        and L2 hits x a / (e_l2 x L2 BW), whichever is longer
+               tensor = FLOPs / (e_c x per-CU peak of the dtype it runs in)
+               vector = (ops + conversions) / (e_v x per-CU vector rate) + transcendentals / ...
+    per tile   B >= 2: dma + (S-1) x max(dma, compute) + compute   (fill, overlap, drain)
+               B == 1: S x (dma + compute)                          (no overlap)
+               plus prologue (dma then compute) and epilogue (compute then dma)
+    pipeline   = sum over waves of the tile time at that wave's a
+    phase time = max(pipeline, hbm_bound, l2_bound, compute_bound, vector_bound)
+
+and total = target.kernel_overhead + sum of phase times. Amounts per step or per tile are the
+representative ones (phase totals / tiles / steps).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from zhenwu_cc.diagnostics import Span, error
+from zhenwu_cc.runtime.cost.workload import Phase, Tensor, Workload
+from zhenwu_cc.runtime.target import Target
+
+COST_SCHEMA = "zhenwu-cc.cost/1"
+WHERE = ("prologue", "body", "epilogue")
+KINDS = ("load", "store", "mma", "vector", "transcendental", "quantize")
+# A scaled cast (quantize, or an emulated dtype's dequantize) costs a multiply by the scale and a
+# convert on the vector engine.
+CONVERT_OPS = 2
+# When an emulated matmul's loads do not say their dtype, its operand elements are estimated from
+# its FLOPs for a 128x128 output tile: (128 + 128) x k elements per 2 x 128 x 128 x k FLOPs.
+EMULATED_ELEMENTS_PER_FLOP = 1 / 128
+BOUNDS = ("compute", "hbm", "l2", "vector")
+
+
+@dataclass(frozen=True)
+class PhaseEstimate:
+    """One phase's time and the named terms it came from (seconds unless said otherwise).
+
+    terms: pipeline (per-CU time over all waves); dma, hbm, l2, tensor, vector (busy time of one
+    CU's engines over the phase; hbm and l2 are the two sources of dma); prologue, epilogue;
+    exposed (pipeline time not hidden by overlap: fill and drain, or all of it with one buffer);
+    wave_quantization (time lost to a partly filled last wave, or to fewer tiles than CUs);
+    hbm_bound, l2_bound, compute_bound, vector_bound (the whole chip's floors for the phase).
+    """
+
+    name: str
+    loc: str
+    tiles: int
+    steps: int
+    buffers: int
+    waves: int
+    active_cus: int
+    time: float
+    bound: str
+    terms: dict[str, float]
+    hbm_read_bytes: int
+    hbm_write_bytes: int
+    l2_read_bytes: int
+    sram_bytes: int
+
+
+@dataclass(frozen=True)
+class LocTime:
+    """Time attributed to one `.zk` source location: `time` shares out the phase times (they sum
+    to the kernel time less the fixed overhead); the rest are engine busy times."""
+
+    time: float
+    dma: float
+    tensor: float
+    vector: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    kernel: str
+    target: str
+    time: float  # seconds, the whole kernel
+    overhead: float  # the fixed per-kernel term
+    bound: str  # compute | hbm | l2 | vector | overhead
+    phases: tuple[PhaseEstimate, ...]
+    flops_by_dtype: dict[str, int]
+    achieved_flops: dict[str, float]  # FLOP/s per operand dtype
+    peak_fraction: dict[str, float]  # of the datasheet peak the dtype runs at
+    hbm_read_bytes: int
+    hbm_write_bytes: int
+    arithmetic_intensity: float | None  # useful FLOPs per HBM byte; None without HBM traffic
+    ridge_point: dict[str, float]  # the target's FLOP per HBM byte, per dtype used
+    by_loc: dict[str, LocTime]
+    dtype_support: dict[str, dict[str, str]]  # dtype -> {"support", "runs_as"}
+    sram_peak: int
+    sram_capacity: int
+    flags: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict:
+        """A plain dict with a fixed key order and rounded floats, the same bytes every run."""
+        return {
+            "schema": COST_SCHEMA,
+            "kernel": self.kernel,
+            "target": self.target,
+            "time_s": _r(self.time),
+            "overhead_s": _r(self.overhead),
+            "bound": self.bound,
+            "flags": list(self.flags),
+            "flops_by_dtype": {k: self.flops_by_dtype[k] for k in sorted(self.flops_by_dtype)},
+            "achieved_flops_per_s": {k: _r(self.achieved_flops[k])
+                                     for k in sorted(self.achieved_flops)},
+            "peak_fraction": {k: _r(self.peak_fraction[k]) for k in sorted(self.peak_fraction)},
+            "hbm_read_bytes": self.hbm_read_bytes,
+            "hbm_write_bytes": self.hbm_write_bytes,
+            "arithmetic_intensity": _r(self.arithmetic_intensity),
+            "ridge_point": {k: _r(self.ridge_point[k]) for k in sorted(self.ridge_point)},
+            "dtype_support": {k: dict(self.dtype_support[k]) for k in sorted(self.dtype_support)},
+            "sram": {"peak_bytes": self.sram_peak, "capacity_bytes": self.sram_capacity},
+            "phases": [{
+                "name": p.name, "loc": p.loc, "tiles": p.tiles, "steps": p.steps,
+                "buffers": p.buffers, "waves": p.waves, "active_cus": p.active_cus,
+                "time_s": _r(p.time), "bound": p.bound,
+                "terms_s": {k: _r(v) for k, v in p.terms.items()},
+                "hbm_read_bytes": p.hbm_read_bytes, "hbm_write_bytes": p.hbm_write_bytes,
+                "l2_read_bytes": p.l2_read_bytes, "sram_bytes": p.sram_bytes,
+            } for p in self.phases],
+            "by_loc": {loc: {"time_s": _r(t.time), "dma_s": _r(t.dma), "tensor_s": _r(t.tensor),
+                             "vector_s": _r(t.vector)}
+                       for loc, t in sorted(self.by_loc.items())},
+        }
+
+
+def _r(x: float | None) -> float | None:
+    """Six significant digits: stable across platforms, finer than the model's accuracy."""
+    return None if x is None else float(f"{x:.6g}")
+
+
+def estimate(workload: Workload, target: Target) -> Estimate:
+    """The time of `workload` on `target`, term by term (see the module docstring)."""
+    stacks = _stack_shares(workload, target)
+    support = _check_dtypes(workload, target)
+    _check_l2_pins(workload, target)
+    l2 = _L2Contents(target, workload)
+    phases, attributions = [], []
+    for phase in workload.phases:
+        est, attr = _phase(phase, workload, target, stacks, l2)
+        phases.append(est)
+        attributions.append(attr)
+
+    overhead = target.kernel_overhead
+    total = overhead + sum(p.time for p in phases)
+    by_bound = {"overhead": overhead}
+    for p in phases:
+        by_bound[p.bound] = by_bound.get(p.bound, 0.0) + p.time
+    bound = max(by_bound, key=lambda k: (by_bound[k], -list(by_bound).index(k)))
+
+    by_loc: dict[str, list[float]] = {}
+    for attr in attributions:
+        for loc, parts in attr.items():
+            acc = by_loc.setdefault(loc, [0.0, 0.0, 0.0, 0.0])
+            for i, part in enumerate(parts):
+                acc[i] += part
+
+    flops = dict(workload.flops_by_dtype) or _mma_flops(workload)
+    hbm_read = sum(p.hbm_read_bytes for p in phases)
+    hbm_write = sum(p.hbm_write_bytes for p in phases)
+    achieved = {dt: f / total for dt, f in flops.items()}
+    fraction = {dt: achieved[dt] / target.tensor_peak(dt)[0] for dt in flops
+                if target.tensor_peak(dt)[0] > 0}
+    sram_peak = max((p.sram_bytes for p in workload.phases), default=0)
+    flags = [f"emulated:{dt}:via:{s['runs_as']}" for dt, s in sorted(support.items())
+             if s["support"] == "emulated"]
+    flags += [f"f32_runs_as:{s['runs_as']}" for dt, s in support.items()
+              if dt == "f32" and s["runs_as"] != "f32"]
+    if sram_peak > target.sram_per_cu:
+        flags.append("sram_overflow")
+    return Estimate(
+        kernel=workload.kernel, target=target.name, time=total, overhead=overhead, bound=bound,
+        phases=tuple(phases), flops_by_dtype=flops, achieved_flops=achieved,
+        peak_fraction=fraction, hbm_read_bytes=hbm_read, hbm_write_bytes=hbm_write,
+        arithmetic_intensity=(sum(flops.values()) / (hbm_read + hbm_write)
+                              if hbm_read + hbm_write else None),
+        ridge_point={dt: target.ridge_point(dt) for dt in flops if target.tensor_peak(dt)[0] > 0},
+        by_loc={loc: LocTime(*v) for loc, v in by_loc.items()}, dtype_support=support,
+        sram_peak=sram_peak, sram_capacity=target.sram_per_cu, flags=tuple(flags),
+    )
+
+
+# ---- checks -------------------------------------------------------------------------------------
+def _span(loc: str) -> Span | None:
+    file, _, rest = loc.rpartition(":")
+    file, _, line = file.rpartition(":")
+    if file and line.isdigit() and rest.isdigit():
+        return Span.point(file, int(line), int(rest))
+    return None
+
+
+def _check_dtypes(workload: Workload, target: Target) -> dict[str, dict[str, str]]:
+    """How each matmul operand dtype runs; an unsupported one is a user error, never costed."""
+    support: dict[str, dict[str, str]] = {}
+    for phase in workload.phases:
+        for w in phase.work:
+            if w.kind != "mma" or w.dtype in support:
+                continue
+            runs_as, how = target.execution_dtype(w.dtype)
+            if how == "unsupported":
+                ok = sorted(dt for dt, r in target.tensor.items() if r.support != "unsupported")
+                raise error("ZK0703", f"matmul with {w.dtype or 'untyped'} operands: the "
+                            f"{target.name} tensor engine does not support {w.dtype}",
+                            _span(w.loc),
+                            help=f"cast the operands to a dtype {target.name} supports "
+                                 f"({', '.join(ok)}) with a `precision` directive, or choose "
+                                 "another target")
+            support[w.dtype] = {"support": how, "runs_as": runs_as}
+    return support
+
+
+def _check_l2_pins(workload: Workload, target: Target) -> None:
+    pinned = sorted(t.name for t in workload.tensors.values() if t.l2_resident)
+    need = sum(workload.tensors[n].bytes for n in pinned)
+    if pinned and need > target.l2.persisting_bytes:
+        raise error("ZK0704", f"tensors pinned in L2 ({', '.join(pinned)}) need {need} bytes; "
+                    f"{target.name} can set aside {target.l2.persisting_bytes} bytes of L2",
+                    help="pin fewer or smaller tensors (`place NAME in l2`), or leave them in HBM")
+
+
+def _stack_shares(workload: Workload, target: Target) -> dict[str, tuple[int, ...]]:
+    """The HBM stacks each tensor's traffic lands on (evenly): its placement, cut to the stacks a
+    tensor of its size actually spans at the target's interleave granularity."""
+    count = target.hbm.stacks
+    shares = {}
+    for name, t in workload.tensors.items():
+        bad = [s for s in t.stacks if not 0 <= s < count]
+        if bad:
+            raise error("ZK0705", f"tensor `{name}` is placed on HBM stack(s) "
+                        f"{', '.join(map(str, bad))}, but {target.name} has stacks "
+                        f"0..{count - 1}", help=f"place `{name}` on stacks 0..{count - 1}")
+        placed = tuple(dict.fromkeys(t.stacks)) or tuple(range(count))
+        spans = max(1, math.ceil(t.bytes / target.hbm.interleave))
+        shares[name] = placed[:spans]
+    return shares
+
+
+def _mma_flops(workload: Workload) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for phase in workload.phases:
+        for w in phase.work:
+            if w.kind == "mma":
+                out[w.dtype] = out.get(w.dtype, 0) + w.amount
+    return out
+
+
+# ---- one phase ----------------------------------------------------------------------------------
+class _L2Contents:
+    """What L2 holds between phases: pinned tensors once first touched, and intermediates a
+    phase stores while they fit (a later phase reads them back from L2, as a write-back cache
+    serves a split-K reduction). The rest of L2 is the capacity streaming re-reads can use."""
+
+    def __init__(self, target: Target, workload: Workload):
+        self.tensors = workload.tensors
+        self.free = target.l2.bytes - sum(t.bytes for t in self.tensors.values() if t.l2_resident)
+        self.present: set[str] = set()
+
+    def store(self, name: str) -> bool:
+        """Whether a store to `name` stays in L2 (no HBM write)."""
+        t = self.tensors.get(name)
+        if t is None or t.role != "intermediate":
+            return False
+        if t.l2_resident or name in self.present:
+            return True
+        if t.bytes <= self.free:
+            self.free -= t.bytes
+            self.present.add(name)
+            return True
+        return False
+
+    def touch(self, phase: Phase) -> None:
+        for w in phase.work:
+            t = self.tensors.get(w.tensor)
+            if t is not None and t.l2_resident:
+                self.present.add(t.name)
+
+
+def _hbm_fractions(phase: Phase, tensors: dict[str, Tensor], target: Target,
+                   l2: _L2Contents) -> dict[str, float]:
+    """The fraction of each loaded tensor's bytes that comes from HBM (the rest are L2 hits).
+
+    Loads beyond a tensor's unique bytes are re-reads. Within a wave, tiles are taken in square
+    groups (as tile rasterizers do), so a wave of a tiles reads a / min(reuse, sqrt(a)) distinct
+    panels of a tensor each panel of which `reuse` tiles read; re-reads inside a wave hit L2 in
+    the share of that wave's distinct bytes L2 can hold, re-reads across waves in the share of the
+    tensor's unique bytes it can hold. L2-resident tensors come from HBM only on first touch.
+    """
+    loads: dict[str, int] = {}
+    for w in phase.work:
+        if w.kind == "load":
+            loads[w.tensor] = loads.get(w.tensor, 0) + w.amount
+    a = min(phase.tiles, target.compute_units)
+    group = math.sqrt(a)
+    capacity = max(l2.free, 0)
+    fractions, reread = {}, {}
+    for name, total in loads.items():
+        t = tensors.get(name)
+        unique = min(phase.unique_load_bytes.get(name, total), total)
+        if name in l2.present:
+            fractions[name] = 0.0
+        elif t is not None and t.l2_resident:
+            fractions[name] = unique / total if total else 0.0
+        elif 0 < unique < total:
+            per_tile = total / phase.tiles
+            wave_distinct = min(unique, a * per_tile / min(total / unique, group))
+            across = min(max(phase.tiles / a * wave_distinct, unique), total)
+            reread[name] = (total, unique, wave_distinct, across)
+        else:
+            fractions[name] = 1.0
+    if reread:
+        keep_phase = min(1.0, capacity / max(sum(r[1] for r in reread.values()), 1))
+        keep_wave = min(1.0, capacity / max(sum(r[2] for r in reread.values()), 1))
+        for name, (total, unique, _, across) in reread.items():
+            hbm = unique + (across - unique) * (1 - keep_phase) + (total - across) * (1 - keep_wave)
+            fractions[name] = hbm / total
+    return fractions
+
+
+def _phase(phase: Phase, workload: Workload, target: Target, stacks: dict[str, tuple[int, ...]],
+           l2: _L2Contents):
+    if phase.tiles < 1 or phase.steps < 1 or phase.buffers < 1:
+        raise ValueError(f"phase {phase.name}: tiles, steps and buffers must be >= 1")
+    n_cu = target.compute_units
+    eff = target.efficiency
+    all_stacks = tuple(range(target.hbm.stacks))
+    stack_bw = target.hbm.stack_bandwidth * eff.memory
+    l2_bw = target.l2.bandwidth * eff.l2
+    vec_rate = target.vector.ops_per_clock_per_cu * target.clock * eff.vector  # per CU
+    trans_rate = target.vector.transcendentals_per_clock_per_cu * target.clock * eff.vector
+    hbm_frac = _hbm_fractions(phase, workload.tensors, target, l2)
+    operand_elems = _operand_elements(phase)
+    mma_by_dtype: dict[str, int] = {}
+    for w in phase.work:
+        if w.kind == "mma":
+            mma_by_dtype[w.dtype] = mma_by_dtype.get(w.dtype, 0) + w.amount
+
+    # Totals over the phase, by where: HBM bytes per stack, L2 bytes, CU-seconds per engine.
+    stack_bytes = {k: [0.0] * target.hbm.stacks for k in WHERE}
+    l2_bytes = dict.fromkeys(WHERE, 0.0)
+    tensor_s = dict.fromkeys(WHERE, 0.0)
+    vector_s = dict.fromkeys(WHERE, 0.0)
+    hbm_read = hbm_write = 0.0
+    # Per work item: (loc, engine, amount in that engine's unit) for attribution.
+    shares: list[tuple[str, str, float]] = []
+    for w in phase.work:
+        if w.kind not in KINDS or w.where not in WHERE:
+            raise ValueError(f"phase {phase.name}: bad work kind/where {w.kind!r}/{w.where!r}")
+        if w.kind in ("load", "store"):
+            t = workload.tensors.get(w.tensor)
+            if w.tensor and t is None:
+                raise ValueError(f"phase {phase.name}: work names unknown tensor {w.tensor!r}")
+            if w.kind == "load":
+                from_hbm = w.amount * hbm_frac[w.tensor]
+                hbm_read += from_hbm
+            else:
+                from_hbm = 0.0 if l2.store(w.tensor) else float(w.amount)
+                hbm_write += from_hbm
+            l2_bytes[w.where] += w.amount - from_hbm
+            on = stacks.get(w.tensor, all_stacks)
+            for s in on:
+                stack_bytes[w.where][s] += from_hbm / len(on)
+            shares.append((w.loc, "dma", float(w.amount)))
+        elif w.kind == "mma":
+            runs_as, how = target.execution_dtype(w.dtype)
+            per_cu = target.tensor[runs_as].flops_per_s / n_cu * eff.compute
+            tensor_s[w.where] += w.amount / per_cu
+            shares.append((w.loc, "tensor", w.amount / per_cu))
+            if how == "emulated":
+                elems = (operand_elems[w.dtype] * w.amount / mma_by_dtype[w.dtype]
+                         if operand_elems.get(w.dtype) else w.amount * EMULATED_ELEMENTS_PER_FLOP)
+                secs = CONVERT_OPS * elems / vec_rate
+                vector_s[w.where] += secs
+                shares.append((w.loc, "vector", secs))
+        else:
+            rate = trans_rate if w.kind == "transcendental" else vec_rate
+            secs = w.amount * (CONVERT_OPS if w.kind == "quantize" else 1) / rate
+            vector_s[w.where] += secs
+            shares.append((w.loc, "vector", secs))
+    l2.touch(phase)
+
+    T, S, B = phase.tiles, phase.steps, phase.buffers
+    per = {"prologue": T, "body": T * S, "epilogue": T}  # tile-steps each total is spread over
+    reps = {"prologue": 1, "body": S, "epilogue": 1}  # how often one tile does each part
+    compute = {k: max(tensor_s[k], vector_s[k]) / per[k] for k in WHERE}  # one tile-step's
+
+    def dma(a: int) -> dict[str, tuple[float, float]]:
+        """(HBM, L2) seconds of one tile-step's (or prologue's, epilogue's) DMA while a tiles
+        run at once: each stack serves its share of all a CUs' bytes, L2 the hits."""
+        return {k: (max(stack_bytes[k]) * a / per[k] / stack_bw,
+                    l2_bytes[k] * a / per[k] / l2_bw) for k in WHERE}
+
+    def tile(a: int) -> tuple[float, float, float, float, float]:
+        """(chain, slot, DMA busy, HBM part, L2 part) of one tile while a tiles run at once.
+
+        chain: the tile on its own: prologue, the step pipeline (with B >= 2 the first load and
+        the last compute are exposed, the rest overlaps), epilogue. slot: what the tile adds
+        when the CU has a next tile: with B >= 2 loads run ahead into the next tile, so only the
+        busier engine counts; with B == 1 nothing overlaps and slot = chain.
+        """
+        parts = dma(a)
+        d = {k: max(parts[k]) for k in WHERE}
+        c = compute
+        if B >= 2:
+            body = d["body"] + (S - 1) * max(d["body"], c["body"]) + c["body"]
+        else:
+            body = S * (d["body"] + c["body"])
+        chain = d["prologue"] + c["prologue"] + body + c["epilogue"] + d["epilogue"]
+        busy = sum(reps[k] * d[k] for k in WHERE)
+        slot = max(busy, sum(reps[k] * c[k] for k in WHERE)) if B >= 2 else chain
+        return (chain, slot, busy, sum(reps[k] * parts[k][0] for k in WHERE),
+                sum(reps[k] * parts[k][1] for k in WHERE))
+
+    waves = math.ceil(T / n_cu)
+    a_full = min(T, n_cu)
+    full, last = tile(a_full), tile(T - (waves - 1) * n_cu)
+    pipeline = (waves - 1) * full[1] + last[0]
+    dma_busy, hbm_busy, l2_busy = ((waves - 1) * full[i] + last[i] for i in (2, 3, 4))
+    tensor_busy = waves * sum(reps[k] * tensor_s[k] / per[k] for k in WHERE)
+    vector_busy = waves * sum(reps[k] * vector_s[k] / per[k] for k in WHERE)
+    parts = dma(a_full)
+    edges = {k: waves * (max(parts[k]) + compute[k]) for k in ("prologue", "epilogue")}
+    bounds = {
+        "hbm_bound": max(sum(stack_bytes[k][s] for k in WHERE) for s in all_stacks) / stack_bw,
+        "l2_bound": sum(l2_bytes.values()) / l2_bw,
+        "compute_bound": sum(tensor_s.values()) / n_cu,
+        "vector_bound": sum(vector_s.values()) / n_cu,
+    }
+    time = max(pipeline, *bounds.values())
+    terms = {
+        "pipeline": pipeline, "dma": dma_busy, "hbm": hbm_busy, "l2": l2_busy,
+        "tensor": tensor_busy, "vector": vector_busy, **edges,
+        "exposed": max(0.0, (waves - 1) * (full[1] - max(full[2], tensor_busy / waves,
+                                                          vector_busy / waves))
+                       + last[0] - max(last[2], tensor_busy / waves, vector_busy / waves)),
+        "wave_quantization": min(pipeline, (waves - T / n_cu) * full[1]), **bounds,
+    }
+    weight = {
+        "compute": max(tensor_busy, bounds["compute_bound"]),
+        "hbm": max(hbm_busy, bounds["hbm_bound"]),
+        "l2": max(l2_busy, bounds["l2_bound"]),
+        "vector": max(vector_busy, bounds["vector_bound"]),
+    }
+    bound = max(BOUNDS, key=lambda k: (weight[k], -BOUNDS.index(k)))
+    est = PhaseEstimate(
+        name=phase.name, loc=phase.loc, tiles=T, steps=S, buffers=B, waves=waves,
+        active_cus=a_full, time=time, bound=bound, terms=terms,
+        hbm_read_bytes=round(hbm_read), hbm_write_bytes=round(hbm_write),
+        l2_read_bytes=round(sum(w.amount for w in phase.work if w.kind == "load") - hbm_read),
+        sram_bytes=phase.sram_bytes,
+    )
+    return est, _attribute(shares, time, {"dma": dma_busy, "tensor": tensor_busy,
+                                          "vector": vector_busy})
+
+
+def _operand_elements(phase: Phase) -> dict[str, float]:
+    """Elements loaded per dtype: what an emulated matmul in that dtype must convert."""
+    from zhenwu_cc.dialects.dtypes import DTYPES
+
+    out: dict[str, float] = {}
+    for w in phase.work:
+        if w.kind == "load" and w.dtype in DTYPES:
+            out[w.dtype] = out.get(w.dtype, 0.0) + w.amount * 8 / DTYPES[w.dtype].bits
+    return out
+
+
+def _attribute(shares: list[tuple[str, str, float]], time: float,
+               busy: dict[str, float]) -> dict[str, tuple[float, float, float, float]]:
+    """Split each engine's busy time among the work items by their share of that engine's work,
+    and the phase time among engines in proportion to their busy times."""
+    totals = dict.fromkeys(busy, 0.0)
+    for _, engine, amount in shares:
+        totals[engine] += amount
+    all_busy = sum(busy.values())
+    out: dict[str, list[float]] = {}
+    column = {"dma": 1, "tensor": 2, "vector": 3}
+    for loc, engine, amount in shares:
+        if not totals[engine]:
+            continue
+        part = amount / totals[engine]
+        acc = out.setdefault(loc, [0.0, 0.0, 0.0, 0.0])
+        acc[0] += time * busy[engine] / all_busy * part if all_busy else 0.0
+        acc[column[engine]] += busy[engine] * part
+    return {loc: tuple(v) for loc, v in out.items()}

@@ -1,0 +1,72 @@
+"""What a lowered kernel asks of the machine, as plain data: the cost model's input.
+
+`workload_of(ppu_module)` (in `extract.py`) reads a `ppu` program and produces a `Workload`; the
+cost model (`model.py`) turns a `Workload` and a `Target` into time. Keeping this contract as
+data lets the model be tested and calibrated on its own, and keeps it free of IR details.
+
+Amounts are totals over the whole phase (every tile, every step, edge tiles counted exactly);
+`tiles` and `steps` say how the phase is spread over the compute units and pipelined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ENGINES = ("dma", "tensor", "vector")
+
+
+@dataclass(frozen=True)
+class Work:
+    """One kind of work from one source op, summed over a phase.
+
+    kind:   "load" | "store"      bytes moved between HBM (or L2) and SRAM, `tensor` names which
+            "mma"                 tensor-engine FLOPs (2 per multiply-add); `dtype` = operand dtype
+            "vector"              vector-engine element operations; `dtype` = compute dtype
+            "transcendental"      exp / log / erf / tanh / rsqrt ... element operations
+            "quantize"            elements scaled and cast to a low-precision format (vector engine)
+    where:  "body" (every step), "prologue" (once per tile, before the steps) or "epilogue"
+            (once per tile, after the steps).
+    """
+
+    kind: str
+    amount: int
+    where: str = "body"
+    dtype: str = ""
+    tensor: str = ""
+    loc: str = ""  # "file:line:col" of the .zk source op this work comes from
+    op: str = ""  # the ppu op name, e.g. "ppu.mma"
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One grid of tiles run over the compute units; phases run one after another."""
+
+    name: str
+    tiles: int  # independent work items (output tiles x split-K parts)
+    steps: int  # pipelined steps per tile (the reduction loop), >= 1
+    buffers: int  # multi-buffering depth: how many steps' loads may be in flight
+    sram_bytes: int  # peak SRAM one compute unit uses
+    work: tuple[Work, ...]
+    # For L2 reuse: distinct bytes of each tensor this phase reads. Loads beyond these are
+    # re-reads of tiles that other tiles (on other CUs) also read.
+    unique_load_bytes: dict[str, int] = field(default_factory=dict)
+    loc: str = ""
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A global tensor: where it lives decides the bandwidth its traffic gets."""
+
+    name: str
+    bytes: int
+    role: str  # "input" | "output" | "intermediate"
+    stacks: tuple[int, ...] = ()  # HBM stacks it is interleaved over; () = all
+    l2_resident: bool = False  # pinned in L2 (`place NAME in l2`)
+
+
+@dataclass(frozen=True)
+class Workload:
+    kernel: str
+    phases: tuple[Phase, ...]
+    tensors: dict[str, Tensor]
+    flops_by_dtype: dict[str, int] = field(default_factory=dict)  # useful FLOPs, for TFLOP/s

@@ -1,0 +1,169 @@
+"""What the vector and tensor engines compute, on tiles batched over the launch grid.
+
+Every array here is `[grid..., tile...]`: `r` leading grid axes (size 1 where a value does not
+depend on that grid index), then the tile's own axes. Vector work computes in float32 (integers
+in int64, i1 as bool) and rounds into the destination's type with `numerics.round_to`; the tensor
+engine multiplies operands upcast exactly to float32 and accumulates in the accumulator's type.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import scipy.special
+
+from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.runtime.numerics import round_to
+
+F32 = np.dtype(np.float32)
+
+
+def compute_dtype(dt: np.dtype) -> np.dtype:
+    """The type an element is computed in: float32 for floats, int64 for integers, bool kept."""
+    if dt == np.bool_:
+        return dt
+    if dt.kind in "iu":
+        return np.dtype(np.int64)
+    return F32
+
+
+def up(x: np.ndarray) -> np.ndarray:
+    return x.astype(compute_dtype(x.dtype), copy=False)
+
+
+def into(x: np.ndarray, d: DType) -> np.ndarray:
+    """`x` held as an element of `d` (no copy when it already is one)."""
+    return x if x.dtype == d.np_dtype else round_to(x, d)
+
+
+def align(x: np.ndarray, r: int, rank: int) -> np.ndarray:
+    """`x` with size-1 axes after its `r` grid axes so that its tile part has `rank` axes."""
+    extra = rank - (x.ndim - r)
+    return x.reshape(x.shape[:r] + (1,) * extra + x.shape[r:]) if extra else x
+
+
+# ---- ppu.vmap ---------------------------------------------------------------------------------
+Fn = Callable[..., np.ndarray]
+
+
+def _rsqrt(x, out=None):
+    root = np.sqrt(x, out=out)
+    return np.divide(root.dtype.type(1), root, out=root)
+
+
+def _copy(x, out=None):
+    if out is None:
+        return np.array(x)
+    np.copyto(out, x)
+    return out
+
+
+_UFUNCS: dict[str, Fn] = {
+    "neg": np.negative, "abs": np.abs, "exp": np.exp, "log": np.log, "tanh": np.tanh,
+    "erf": scipy.special.erf, "sqrt": np.sqrt, "rsqrt": _rsqrt, "copy": _copy,
+    "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide,
+    "max": np.maximum, "min": np.minimum, "pow": np.power,
+    "eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
+    "gt": np.greater, "ge": np.greater_equal,
+}
+COMPARISONS = frozenset({"eq", "ne", "lt", "le", "gt", "ge"})
+
+
+def result_dtype(fn: str, ins: Sequence[np.ndarray]) -> np.dtype:
+    """The type `vmap fn` computes its result in (before rounding into the destination)."""
+    if fn in COMPARISONS:
+        return np.dtype(np.bool_)
+    if fn == "select":
+        return np.result_type(compute_dtype(ins[1].dtype), compute_dtype(ins[2].dtype))
+    return np.result_type(*(compute_dtype(x.dtype) for x in ins))
+
+
+def vmap(fn: str, ins: Sequence[np.ndarray], dest: DType, out: np.ndarray | None) -> np.ndarray:
+    """`fn` of the aligned inputs, held in `dest`; written into `out` when one is given (a
+    destination array of the exact result shape and type that may be overwritten)."""
+    if fn == "cast":
+        return _cast(ins[0], dest)
+    if fn == "select":
+        cond, a, b = ins
+        return into(np.where(cond, up(a), up(b)), dest)
+    return into(_UFUNCS[fn](*(up(x) for x in ins), out=out), dest)
+
+
+def _cast(x: np.ndarray, dest: DType) -> np.ndarray:
+    """Round (saturating) into `dest`; NaN cast to an integer is 0, as in the reference."""
+    if dest.is_int and dest.kind != "bool" and x.dtype.kind not in "biu":
+        x = up(x)
+        x = np.where(np.isnan(x), x.dtype.type(0), x)
+    return round_to(x, dest)
+
+
+# ---- ppu.vreduce ------------------------------------------------------------------------------
+def vreduce(fn: str, x: np.ndarray, axes: tuple[int, ...], dest: DType) -> np.ndarray:
+    """Reduce the (grid-offset) `axes` keeping them as 1: sum/max/min accumulate in float32
+    (int64 for integers); argmax is the first index of the maximum along its one axis."""
+    if fn == "argmax":
+        if len(axes) != 1:
+            raise ValueError(f"argmax reduces one axis, not {len(axes)}")
+        return into(np.argmax(up(x), axis=axes[0], keepdims=True), dest)
+    reduce = {"sum": np.sum, "max": np.max, "min": np.min}[fn]
+    xs = up(x)
+    if fn == "sum":
+        return into(reduce(xs, axis=axes, keepdims=True, dtype=xs.dtype), dest)
+    return into(reduce(xs, axis=axes, keepdims=True), dest)
+
+
+# ---- ppu.mma ----------------------------------------------------------------------------------
+def grid_matmul(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """`a @ b` over broadcast leading axes, in `dtype`, with as few and as large BLAS calls as the
+    broadcasting allows: axes only `a` spans fold into its rows, axes only `b` spans into its
+    columns, and only axes both span remain a batch. A GEMM's A tiles [gi, 1, m, K] and B tiles
+    [1, gj, K, n] become one [gi*m, K] @ [K, gj*n] product."""
+    nd = max(a.ndim, b.ndim)
+    a = a.reshape((1,) * (nd - a.ndim) + a.shape)
+    b = b.reshape((1,) * (nd - b.ndim) + b.shape)
+    outer = nd - 2
+    sa, sb = a.shape[:outer], b.shape[:outer]
+    both = [d for d in range(outer) if sa[d] > 1 and sb[d] > 1]
+    a_only = [d for d in range(outer) if sa[d] > 1 and sb[d] == 1]
+    b_only = [d for d in range(outer) if sa[d] == 1 and sb[d] > 1]
+    ones_a = [d for d in range(outer) if sa[d] == 1]
+    ones_b = [d for d in range(outer) if sb[d] == 1]
+    (m, k), n = a.shape[-2:], b.shape[-1]
+    s = math.prod(sa[d] for d in both)
+    rows = math.prod(sa[d] for d in a_only) * m
+    cols = math.prod(sb[d] for d in b_only) * n
+    lhs = np.ascontiguousarray(a.transpose(both + a_only + ones_a + [outer, outer + 1]),
+                               dtype=dtype).reshape(s, rows, k)
+    rhs = np.ascontiguousarray(b.transpose(both + ones_b + [outer] + b_only + [outer + 1]),
+                               dtype=dtype).reshape(s, k, cols)
+    prod = np.matmul(lhs[0], rhs[0]) if s == 1 else np.matmul(lhs, rhs)
+    prod = prod.reshape([sa[d] for d in both + a_only] + [m] + [sb[d] for d in b_only] + [n])
+    pos = {d: i for i, d in enumerate(both + a_only)}
+    m_at = len(pos)
+    pos |= {d: m_at + 1 + i for i, d in enumerate(b_only)}
+    order = [pos[d] for d in sorted(pos)] + [m_at, m_at + 1 + len(b_only)]
+    shape = tuple(max(x, y) for x, y in zip(sa, sb)) + (m, n)
+    return prod.transpose(order).reshape(shape)
+
+
+def product(lhs: np.ndarray, rhs: np.ndarray, r: int, rank: int) -> np.ndarray:
+    """The tensor engine's `lhs @ rhs` for grid-batched tiles whose tile part is brought to
+    `rank` axes: float32 products of exactly upcast operands (int64 for integers)."""
+    dtype = compute_dtype(lhs.dtype)
+    return grid_matmul(align(lhs, r, rank), align(rhs, r, rank), dtype)
+
+
+def accumulate(acc: np.ndarray, prod: np.ndarray, d: DType, owned: bool) -> np.ndarray:
+    """`acc + prod` held in the accumulator's type `d`: float32 adds; another float type rounds
+    the sum once into `d`; integers wrap as a fixed-width accumulator does. `prod` is a fresh
+    array the sum may be written into; `owned` says `acc` may be overwritten too."""
+    if d.is_int:
+        return (acc.astype(np.int64) + prod).astype(d.np_dtype)
+    if acc.dtype != F32:
+        return into(up(acc) + prod, d)
+    for target in (prod, acc if owned else None):
+        if target is not None and target.shape == np.broadcast_shapes(acc.shape, prod.shape):
+            return np.add(acc, prod, out=target)
+    return acc + prod

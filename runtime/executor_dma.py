@@ -1,0 +1,122 @@
+"""Tile data movement of the executor: all tiles of one `ppu.dma_load` / `ppu.dma_store` at once.
+
+A window (base, bound) of a global tensor cut into tiles of `sizes` is seen as a block array
+`[n0, n1, ..., t0, t1, ...]` (tile index first, element within the tile last): a strided view of
+the tensor when the tiles divide the window, else (loads) a copy padded with the pad value, or
+(stores) a padded staging copy written back clipped. Tile indices are index values over the grid
+(executor_index.py). With affine indices, the tiles of every grid point are one strided view of
+the block array — no copy at all for a load; otherwise a fancy-index gather or scatter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+from xdsl.ir import Operation
+
+from zhenwu_cc.diagnostics import error
+from zhenwu_cc.dialects.loc import span_of
+from zhenwu_cc.dialects.tile import tile_counts
+from zhenwu_cc.runtime.executor_index import Index
+
+
+def window(x: np.ndarray, base: Sequence[int], bound: Sequence[int]) -> np.ndarray:
+    return x[tuple(slice(b, b + e) for b, e in zip(base, bound))]
+
+
+def _divides(bound: Sequence[int], sizes: Sequence[int]) -> bool:
+    return all(e % t == 0 for e, t in zip(bound, sizes))
+
+
+def _blocks(win: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+    """`win` (whose shape the tiles divide) as a [n..., t...] view."""
+    counts = tuple(e // t for e, t in zip(win.shape, sizes))
+    strides = tuple(t * s for t, s in zip(sizes, win.strides)) + win.strides
+    return as_strided(win, counts + tuple(sizes), strides, writeable=win.flags.writeable)
+
+
+def load_blocks(x: np.ndarray, base: Sequence[int], bound: Sequence[int], sizes: Sequence[int],
+                pad: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The block array a load reads, and whether it is a copy (padded edge tiles)."""
+    win = window(x, base, bound)
+    if _divides(bound, sizes):
+        return _blocks(win, sizes), False
+    full = tuple(n * t for n, t in zip(tile_counts(bound, sizes), sizes))
+    padded = np.full(full, pad, dtype=x.dtype)
+    padded[tuple(slice(0, e) for e in bound)] = win
+    return _blocks(padded, sizes), True
+
+
+def check_tiles(op: Operation, indices: Sequence[Index], counts: Sequence[int],
+                names: dict[int, str], context: str) -> None:
+    """ZK0610 when a tile index lies outside [0, count) on any grid point."""
+    for d, (ix, n) in enumerate(zip(indices, counts)):
+        v = ix.value
+        bad = (v < 0) | (v >= n)
+        if bad.any():
+            at = np.argwhere(bad)[0] if v.ndim else ()
+            where = ", ".join(f"{names.get(p - v.ndim, '?')}={c}"
+                              for p, c in enumerate(at) if v.shape[p] > 1)
+            point = f" at {where}" if where else ""
+            raise error("ZK0610", f"`{op.name}` addresses tile {int(v[tuple(at)])} of dimension "
+                        f"{d}, outside the {n} tile(s) of its window{point}{context}",
+                        span_of(op), help="the tile indices or the grid of the lowered program "
+                        "are wrong; report it with the IR (--emit ppu)")
+
+
+def index_shape(indices: Sequence[Index], naxes: int) -> tuple[int, ...]:
+    return np.broadcast_shapes(*(ix.value.shape for ix in indices), (1,) * naxes)
+
+
+def _strided(blocks: np.ndarray, indices: Sequence[Index], shape: tuple[int, ...],
+             writeable: bool) -> np.ndarray:
+    """The tiles at affine `indices` over the grid `shape`: a view of `blocks`."""
+    rank = len(indices)
+    origin = blocks[(*(ix.affine.const for ix in indices), Ellipsis)]
+    strides = []
+    for p, n in enumerate(shape):
+        axis = p - len(shape)
+        step = sum(ix.affine.coef(axis) * blocks.strides[d] for d, ix in enumerate(indices))
+        strides.append(step if n > 1 else 0)
+    assert origin.ndim == blocks.ndim - rank
+    return as_strided(origin, shape + origin.shape, tuple(strides) + origin.strides,
+                      writeable=writeable)
+
+
+def _affine(indices: Sequence[Index]) -> bool:
+    return all(ix.affine is not None for ix in indices)
+
+
+def gather(blocks: np.ndarray, indices: Sequence[Index], naxes: int) -> np.ndarray:
+    """Tiles at `indices` for every grid point: shape index_shape(...) + tile shape."""
+    shape = index_shape(indices, naxes)
+    if _affine(indices):
+        return _strided(blocks, indices, shape, writeable=False)
+    tiles = blocks[tuple(ix.value for ix in indices)]
+    return tiles.reshape(shape + tiles.shape[tiles.ndim - (blocks.ndim - len(indices)):])
+
+
+def _scatter(blocks: np.ndarray, indices: Sequence[Index], grid: tuple[int, ...],
+             value: np.ndarray) -> None:
+    if _affine(indices):
+        _strided(blocks, indices, grid, writeable=True)[...] = value
+    else:
+        blocks[tuple(np.broadcast_to(ix.value, grid) for ix in indices)] = value
+
+
+def store(x: np.ndarray, base: Sequence[int], bound: Sequence[int], sizes: Sequence[int],
+          indices: Sequence[Index], value: np.ndarray, naxes: int) -> None:
+    """Write the tiles `value` ([grid..., tile...]) at `indices` of `x`'s window, clipped."""
+    grid = np.broadcast_shapes(index_shape(indices, naxes), value.shape[:naxes])
+    win = window(x, base, bound)
+    if _divides(bound, sizes):
+        _scatter(_blocks(win, sizes), indices, grid, value)
+        return
+    full = tuple(n * t for n, t in zip(tile_counts(bound, sizes), sizes))
+    staging = np.empty(full, dtype=x.dtype)
+    inner = tuple(slice(0, e) for e in bound)
+    staging[inner] = win
+    _scatter(_blocks(staging, sizes), indices, grid, value)
+    win[...] = staging[inner]

@@ -1,0 +1,69 @@
+"""Static checks of a launch's SRAM plan: every buffer inside the SRAM, no two live ones sharing
+bytes. They need no data, so the executor runs them before a launch touches any."""
+
+from __future__ import annotations
+
+from xdsl.ir import Operation
+
+from zhenwu_cc.diagnostics import Note, error
+from zhenwu_cc.dialects import ppu
+from zhenwu_cc.dialects.loc import span_of
+
+
+def _name(op: ppu.AllocOp) -> str:
+    return f"`%{op.result.name_hint}`" if op.result.name_hint else "a buffer"
+
+
+def _ancestors(op: Operation) -> list[Operation]:
+    out = []
+    while (op := op.parent_op()) is not None:
+        out.append(op)
+    return out
+
+
+def _live_range(alloc: ppu.AllocOp, launch: ppu.LaunchOp, pos: dict[Operation, int],
+                end: dict[Operation, int]) -> tuple[int, int]:
+    """Walk positions from the alloc to its last use; a use inside a loop that does not also
+    hold the alloc keeps it live until that loop ends (the next step uses it again)."""
+    holders = set(_ancestors(alloc))
+    values = [alloc.result] + [u.operation.result for u in alloc.result.uses
+                               if isinstance(u.operation, ppu.SlotOp)]
+    last = pos[alloc]
+    for v in values:
+        for use in v.uses:
+            far = pos[use.operation]
+            for q in _ancestors(use.operation):
+                if q is launch:
+                    break
+                if isinstance(q, ppu.LoopOp) and q not in holders:
+                    far = max(far, end[q])
+            last = max(last, far)
+    return pos[alloc], last
+
+
+def check_allocations(launch: ppu.LaunchOp, sram_bytes: int | None) -> None:
+    """ZK0611 for a buffer past `sram_bytes` (skipped when None), ZK0612 for live buffers whose
+    byte ranges overlap."""
+    ops = list(launch.body.walk())
+    pos = {op: i for i, op in enumerate(ops)}
+    end = {}
+    for op in reversed(ops):
+        end[op] = max([pos[op], *(end[c] for r in op.regions for b in r.blocks for c in b.ops)])
+    allocs = [op for op in ops if isinstance(op, ppu.AllocOp)]
+    for a in allocs:
+        top = a.byte_offset + a.nbytes
+        if sram_bytes is not None and top > sram_bytes:
+            raise error("ZK0611", f"{_name(a)} takes SRAM bytes [{a.byte_offset}, {top}), beyond "
+                        f"the {sram_bytes} bytes of a compute unit's SRAM", span_of(a),
+                        help="use smaller tiles or fewer buffers (schedule `tile`, `buffers`)")
+    ranges = [(a, _live_range(a, launch, pos, end)) for a in allocs]
+    for i, (a, (a0, a1)) in enumerate(ranges):
+        for b, (b0, b1) in ranges[:i]:
+            lo, hi = max(a.byte_offset, b.byte_offset), min(a.byte_offset + a.nbytes,
+                                                             b.byte_offset + b.nbytes)
+            if lo < hi and a0 <= b1 and b0 <= a1:
+                raise error("ZK0612", f"{_name(a)} and {_name(b)} are live at the same time and "
+                            f"share SRAM bytes [{lo}, {hi})", span_of(a),
+                            notes=[Note(f"{_name(b)} is allocated here", span_of(b))],
+                            help="the SRAM allocation of the lowered program is wrong; report "
+                            "it with the IR (--emit ppu)")

@@ -1,0 +1,535 @@
+"""The reference evaluator: the `zk` dialect run directly with numpy, the oracle for every lowering.
+
+It is written to be obviously right rather than fast: one small rule per op, whole-array numpy
+calls, every value kept until the end. Two modes:
+
+- "f64": the exact math. Floats are float64, integers int64, i1 bool; float->float casts are the
+  identity; casts to an integer type round half to even, then clip to that type's range.
+- "typed": what the source's dtypes say. Inputs are rounded into their declared dtypes; each op
+  computes from its operands in float32 (integers in int64, integer matmul in int32) and its result
+  is rounded into the op's element type with `numerics.round_to` (RNE; low-precision floats and
+  integers saturate). Values are held in the declared numpy / ml_dtypes types.
+
+Schedule attributes (tiles, precision, placement, accumulate) are ignored: they say how to compute,
+and the oracle computes what the source means. Casting NaN to an integer gives 0 in both modes.
+
+The same module prepares the inputs of a run (random, or checked user arrays) and guards host
+memory, so the lowered-program executor can share them.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import zipfile
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import scipy.special
+from xdsl.dialects.builtin import FileLineColLoc, TensorType
+from xdsl.ir import Operation, SSAValue
+
+from zhenwu_cc.diagnostics import Span, did_you_mean, error
+from zhenwu_cc.dialects import dtypes, zk
+from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.runtime.numerics import round_to
+
+MODES = ("f64", "typed")
+MAX_HOST_BYTES_ENV = "ZHENWU_MAX_HOST_BYTES"
+
+
+# ---- how a mode holds and computes values --------------------------------------------------------
+class _Mode:
+    def __init__(self, name: str):
+        if name not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {name!r}")
+        self.typed = name == "typed"
+        self.float = np.float32 if self.typed else np.float64
+
+    def up(self, x: np.ndarray) -> np.ndarray:
+        """An operand as computed on: float32/float64 for floats, int64 for integers, bool kept."""
+        if x.dtype == np.bool_:
+            return x
+        if x.dtype.kind in "iu":
+            return x.astype(np.int64, copy=False)
+        return x.astype(self.float, copy=False)
+
+    def hold(self, x: np.ndarray, d: DType) -> np.ndarray:
+        """A computed value as this mode stores an element of type `d`."""
+        if self.typed:
+            return x if x.dtype == d.np_dtype else round_to(x, d)
+        held = np.float64 if d.is_float else np.bool_ if d.kind == "bool" else np.int64
+        return x.astype(held, copy=False)
+
+    def element_bytes(self, d: DType) -> int:
+        if self.typed:
+            return d.np_dtype.itemsize
+        return 1 if d.kind == "bool" else 8
+
+
+def _dtype(v: SSAValue) -> DType:
+    return dtypes.from_xdsl(v.type.element_type)
+
+
+def _shape(v: SSAValue) -> tuple[int, ...]:
+    return tuple(v.type.get_shape())
+
+
+# ---- the rules, one per op or op family ------------------------------------------------------------
+Rule = Callable[[Operation, list[np.ndarray], _Mode], np.ndarray]
+
+
+def _gelu(x):
+    return 0.5 * x * (1.0 + scipy.special.erf(x * (1.0 / math.sqrt(2.0))))
+
+
+def _gelu_tanh(x):
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * (x * x * x))))
+
+
+def _softplus(x):
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+
+
+_UNARY: dict[type, Callable[[np.ndarray], np.ndarray]] = {
+    zk.NegOp: np.negative, zk.AbsOp: np.abs, zk.ExpOp: np.exp, zk.LogOp: np.log,
+    zk.TanhOp: np.tanh, zk.ErfOp: scipy.special.erf, zk.SqrtOp: np.sqrt,
+    zk.RsqrtOp: lambda x: 1.0 / np.sqrt(x), zk.SigmoidOp: scipy.special.expit,
+    zk.ReluOp: lambda x: np.maximum(x, 0.0), zk.GeluOp: _gelu, zk.GeluTanhOp: _gelu_tanh,
+    zk.SiluOp: lambda x: x * scipy.special.expit(x), zk.SoftplusOp: _softplus,
+}
+_BINARY: dict[type, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    zk.AddOp: np.add, zk.SubOp: np.subtract, zk.MulOp: np.multiply, zk.DivOp: np.true_divide,
+    zk.MaxOp: np.maximum, zk.MinOp: np.minimum, zk.PowOp: np.power,
+}
+_COMPARE = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
+            "gt": np.greater, "ge": np.greater_equal}
+_REDUCE: dict[type, Callable] = {
+    zk.ReduceSumOp: np.sum, zk.ReduceMaxOp: np.max, zk.ReduceMinOp: np.min,
+    zk.ReduceMeanOp: np.mean,
+}
+
+
+def _unary(op, args, m):
+    return _UNARY[type(op)](m.up(args[0]))
+
+
+def _binary(op, args, m):
+    return _BINARY[type(op)](m.up(args[0]), m.up(args[1]))
+
+
+def _compare(op, args, m):
+    return _COMPARE[op.predicate.data](m.up(args[0]), m.up(args[1]))
+
+
+def _select(op, args, m):
+    return np.where(args[0], args[1], args[2])
+
+
+def _to_int(x: np.ndarray, d: DType) -> np.ndarray:
+    """Round half to even and clip into `d`'s range, as int64 (NaN -> 0)."""
+    lo, hi = int(d.finite_min), int(d.finite_max)
+    if x.dtype.kind in "biu":
+        return np.clip(x.astype(np.int64), lo, hi)
+    r = np.rint(np.where(np.isnan(x), 0.0, x))
+    # float(hi) of i64 rounds up to 2**63, which int64 cannot hold: pin the top explicitly.
+    return np.where(r >= hi, hi, np.clip(r, lo, hi).astype(np.int64))
+
+
+def _cast(op, args, m):
+    x, to = m.up(args[0]), _dtype(op.result)
+    if to.kind == "bool":
+        return x != 0
+    if to.is_int:
+        return _to_int(x, to)
+    return x  # a float target: f64 keeps the value, typed rounds it in `hold`
+
+
+def _matmul(op, args, m):
+    a, b = args
+    if _dtype(op.lhs).is_int:
+        acc = np.int32 if m.typed else np.int64  # int32 wraps on overflow, as an accumulator does
+        return np.matmul(a.astype(acc), b.astype(acc))
+    return np.matmul(m.up(a), m.up(b))
+
+
+def _keepdims(op) -> bool:
+    return op.keepdims is not None
+
+
+def _reduce(op, args, m):
+    return _REDUCE[type(op)](m.up(args[0]), axis=op.axis_list, keepdims=_keepdims(op))
+
+
+def _logsumexp_of(x: np.ndarray, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
+    """log(sum(exp(x))) with the max subtracted; an infinite max shifts by 0 instead."""
+    top = np.max(x, axis=axes, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    out = np.log(np.sum(np.exp(x - top), axis=axes, keepdims=True)) + top
+    return out if keepdims else np.squeeze(out, axis=axes)
+
+
+def _logsumexp(op, args, m):
+    return _logsumexp_of(m.up(args[0]), op.axis_list, _keepdims(op))
+
+
+def _argmax(op, args, m):
+    return np.argmax(m.up(args[0]), axis=op.axis.value.data, keepdims=_keepdims(op))
+
+
+def _softmax(op, args, m):
+    x, axis = m.up(args[0]), op.axis.value.data
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _log_softmax(op, args, m):
+    x = m.up(args[0])
+    return x - _logsumexp_of(x, (op.axis.value.data,), True)
+
+
+def _affine(op, args, m, y):
+    """Apply a norm's optional scale and bias (operands after the input, in that order)."""
+    rest = iter(args[1:])
+    if op.scale is not None:
+        y = y * m.up(next(rest))
+    if op.bias is not None:
+        y = y + m.up(next(rest))
+    return y
+
+
+def _layernorm(op, args, m):
+    x, axis, eps = m.up(args[0]), op.axis.value.data, op.eps.value.data
+    centred = x - np.mean(x, axis=axis, keepdims=True)
+    var = np.mean(centred * centred, axis=axis, keepdims=True)
+    return _affine(op, args, m, centred / np.sqrt(var + eps))
+
+
+def _rmsnorm(op, args, m):
+    x, axis, eps = m.up(args[0]), op.axis.value.data, op.eps.value.data
+    return _affine(op, args, m, x / np.sqrt(np.mean(x * x, axis=axis, keepdims=True) + eps))
+
+
+def _constant(op, args, m):
+    d = _dtype(op.result)
+    value = op.number if d.is_float else bool(op.number) if d.kind == "bool" else int(op.number)
+    return m.hold(np.full(_shape(op.result), value), d)  # the float64 literal, rounded once
+
+
+def _iota(op, args, m):
+    shape, axis = _shape(op.result), op.axis.value.data
+    ramp = np.arange(shape[axis]).reshape([-1 if i == axis else 1 for i in range(len(shape))])
+    return np.broadcast_to(ramp, shape)
+
+
+def _broadcast(op, args, m):
+    return np.broadcast_to(args[0], _shape(op.result))
+
+
+def _transpose(op, args, m):
+    return np.transpose(args[0], op.permutation)
+
+
+def _reshape(op, args, m):
+    return np.reshape(args[0], _shape(op.result))
+
+
+def _slice(op, args, m):
+    window = zip(op.start.get_values(), op.limit.get_values())
+    return args[0][tuple(slice(lo, hi) for lo, hi in window)]
+
+
+def _concat(op, args, m):
+    return np.concatenate(args, axis=op.axis.value.data)
+
+
+RULES: dict[type, Rule] = {
+    **dict.fromkeys(_UNARY, _unary), **dict.fromkeys(_BINARY, _binary),
+    **dict.fromkeys(_REDUCE, _reduce),
+    zk.CompareOp: _compare, zk.SelectOp: _select, zk.CastOp: _cast, zk.MatmulOp: _matmul,
+    zk.LogSumExpOp: _logsumexp, zk.ArgmaxOp: _argmax, zk.SoftmaxOp: _softmax,
+    zk.LogSoftmaxOp: _log_softmax, zk.LayerNormOp: _layernorm, zk.RMSNormOp: _rmsnorm,
+    zk.ConstantOp: _constant, zk.IotaOp: _iota, zk.BroadcastOp: _broadcast,
+    zk.TransposeOp: _transpose, zk.ReshapeOp: _reshape, zk.SliceOp: _slice,
+    zk.ConcatOp: _concat,
+}
+
+
+# ---- evaluation -----------------------------------------------------------------------------------
+def evaluate(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray], *,
+             mode: str = "f64") -> dict[str, np.ndarray]:
+    """Run `kernel` on `inputs` (one array per parameter) and return its results by name.
+
+    Raises CompileError ZK0501-ZK0503 for bad inputs and ZK0505 when the run would not fit in
+    host memory; an op without a rule is a compiler bug (TypeError).
+    """
+    m = _Mode(mode)
+    ensure_host_memory(kernel, mode)
+    block = kernel.body.block
+    _reject_unknown(kernel, inputs)
+    env: dict[SSAValue, np.ndarray] = {}
+    for name, arg in zip(kernel.arg_names, block.args):
+        if name not in inputs:
+            raise error("ZK0501", f"missing input `{name}` for kernel `{kernel.sym_name.data}`",
+                        _span(arg, name), help="pass one array per parameter, or fill the rest "
+                        "with check_inputs(kernel, inputs, seed=...)")
+        env[arg] = m.hold(_checked(name, arg, inputs[name]), _dtype(arg))
+    with np.errstate(all="ignore"):  # IEEE results (inf, nan) are the semantics, not accidents
+        for op in block.ops:
+            if isinstance(op, zk.ReturnOp):
+                return {name: np.array(env[v], order="C")
+                        for name, v in zip(kernel.names_of_results, op.operands)}
+            rule = RULES.get(type(op))
+            if rule is None:
+                raise TypeError(f"the reference evaluator has no rule for {op.name}")
+            out = np.asarray(rule(op, [env[v] for v in op.operands], m))
+            assert not (m.typed and out.dtype == np.float64), f"{op.name} computed in float64"
+            result = op.results[0]
+            assert out.shape == _shape(result), f"{op.name} gave shape {out.shape}"
+            if m.typed:
+                _refuse_nan(out, _dtype(result), f"the {op.name} here", _loc_span(op.location))
+            env[result] = m.hold(out, _dtype(result))
+    raise AssertionError("a zk.kernel ends with zk.return")
+
+
+# ---- inputs -----------------------------------------------------------------------------------------
+def _loc_span(loc, width: int = 1) -> Span | None:
+    if isinstance(loc, FileLineColLoc):
+        return Span.point(loc.filename.data, loc.line.data, loc.column.data, width)
+    return None
+
+
+def _span(arg: SSAValue, name: str) -> Span | None:
+    return _loc_span(getattr(arg, "location", None), len(name))
+
+
+def _kernel_span(kernel: zk.KernelOp) -> Span | None:
+    return _loc_span(kernel.location, len(kernel.sym_name.data))
+
+
+def _refuse_nan(x: np.ndarray, d: DType, what: str, span: Span | None) -> None:
+    """ZK0507 when NaN would be stored in a format without NaN (FP4): `round_to` refuses it,
+    and the user needs to know where it arose, not a stack trace."""
+    if d.is_float and not d.has_nan and x.dtype.kind in "fV" and np.isnan(x).any():
+        raise error("ZK0507", f"{what} gives {int(np.isnan(x).sum())} NaN value(s), but "
+                    f"{d.name} has no NaN", span,
+                    help="find where the NaN comes from (`run --mode f64` counts NaN per output), "
+                    "or keep the value in a format that has NaN")
+
+
+def _rng(seed: int, name: str) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(name.encode())]))
+
+
+def _random_values(rng: np.random.Generator, d: DType, shape: tuple[int, ...]) -> np.ndarray:
+    if d.kind == "bool":
+        return rng.random(shape) < 0.5
+    if d.is_int:
+        return rng.integers(0 if d.finite_min == 0 else -8, 8, shape)
+    if d.name == "f8E8M0FNU":  # a scale format: powers of two, no zero or sign
+        return np.exp2(rng.integers(-4, 5, shape)).astype(np.float32)
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def random_inputs(kernel: zk.KernelOp, seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic inputs in the declared dtypes, one generator per (seed, parameter name), so
+    adding or renaming one parameter leaves the others' values alone.
+
+    Floats are standard normal (well inside even FP4's range of +-6, so few saturate); E8M0 scales
+    are powers of two 2**-4..2**4; signed integers -8..7, unsigned 0..7; i1 fair coin flips.
+    """
+    out = {}
+    for name, arg in zip(kernel.arg_names, kernel.body.block.args):
+        d = _dtype(arg)
+        out[name] = round_to(_random_values(_rng(seed, name), d, _shape(arg)), d)
+    return out
+
+
+def _reject_unknown(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray]) -> None:
+    names = kernel.arg_names
+    for name in inputs:
+        if name not in names:
+            guess = did_you_mean(name, names)
+            raise error("ZK0501", f"input `{name}` is not a parameter of kernel "
+                        f"`{kernel.sym_name.data}` (parameters: {', '.join(names) or 'none'})",
+                        _kernel_span(kernel),
+                        help=f"did you mean `{guess}`?" if guess else
+                        "rename the array to a parameter's name, or drop it")
+
+
+def _is_float_array(dt: np.dtype) -> bool:
+    return dt.kind == "f" or any(dt == d.np_dtype for d in dtypes.DTYPES.values() if d.is_float)
+
+
+def _checked(name: str, arg: SSAValue, value) -> np.ndarray:
+    """`value` for parameter `name`, rounded into its dtype, or ZK0502 / ZK0503 saying why not.
+
+    The dtype rule: a float parameter takes any real float array (numpy or ml_dtypes), whose values
+    are rounded into the declared dtype (RNE, saturating); an integer or i1 parameter takes integer
+    or bool arrays whose values all lie in the declared range (i1: 0 and 1). Anything else (floats
+    for an integer parameter, integers for a float one, complex, strings, the raw `V` arrays that
+    ml_dtypes types become in .npz files) is refused rather than guessed at.
+    """
+    d, shape = _dtype(arg), _shape(arg)
+    x = np.asarray(value)
+    span = _span(arg, name)
+    want = f"{d.name}[{', '.join(map(str, shape))}]"
+    if x.shape != shape:
+        raise error("ZK0502", f"input `{name}` has shape {list(x.shape)} but the parameter is "
+                    f"{want}", span, help=f"give `{name}` the shape {list(shape)} (after -D "
+                    "definitions), or change the shape parameters with -D")
+    if d.is_float:
+        if not _is_float_array(x.dtype):
+            hint = ("ml_dtypes arrays lose their type in .npz files; store the values as float32 "
+                    "and they are rounded into the parameter's dtype" if x.dtype.kind == "V"
+                    else f"convert it to a float array, e.g. .astype(np.float32); values are "
+                    f"rounded into {d.name}")
+            raise error("ZK0503", f"input `{name}` is {x.dtype} but the parameter is {want}",
+                        span, help=hint)
+        _refuse_nan(x, d, f"input `{name}`", span)
+        return round_to(x, d)
+    if x.dtype.kind not in "biu":
+        raise error("ZK0503", f"input `{name}` is {x.dtype} but the parameter is {want}; "
+                    "an integer parameter takes only integer or bool values", span,
+                    help=f"convert it with .astype(np.{d.np_dtype}) if its values are whole "
+                    f"numbers in {d.name}'s range")
+    lo, hi = int(d.finite_min), int(d.finite_max)
+    if x.size and (int(x.min()) < lo or int(x.max()) > hi):
+        bad = int(x.min()) if int(x.min()) < lo else int(x.max())
+        raise error("ZK0503", f"input `{name}` has the value {bad}, outside {d.name}'s range "
+                    f"{lo}..{hi}", span, help=f"give `{name}` values in {lo}..{hi}")
+    return round_to(x, d)
+
+
+def check_inputs(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray],
+                 seed: int = 0) -> dict[str, np.ndarray]:
+    """User-supplied arrays checked against the kernel's parameters (see `_checked` for the dtype
+    rule) and rounded into their dtypes; parameters not supplied come from `random_inputs(seed)`.
+
+    ZK0501: a name that is no parameter; ZK0502: a wrong shape; ZK0503: a dtype that cannot hold
+    the parameter's values.
+    """
+    _reject_unknown(kernel, inputs)
+    out = {}
+    filled = None
+    for name, arg in zip(kernel.arg_names, kernel.body.block.args):
+        if name in inputs:
+            out[name] = _checked(name, arg, inputs[name])
+        else:
+            filled = filled if filled is not None else random_inputs(kernel, seed)
+            out[name] = filled[name]
+    return out
+
+
+# ---- host memory ----------------------------------------------------------------------------------
+_SCRATCH_ARRAYS = 4  # temporaries one rule makes at most, each as large as its biggest operand
+
+
+def estimate_host_bytes(kernel: zk.KernelOp, mode: str) -> int:
+    """An upper bound on the host memory a reference run takes: the caller's inputs, their copies
+    in the mode's representation, every intermediate and result (all kept to the end), the copied
+    outputs, and scratch for the largest op at 8 bytes an element."""
+    m = _Mode(mode)
+    block = kernel.body.block
+
+    def size(v: SSAValue, per_element: int) -> int:
+        return math.prod(_shape(v)) * per_element
+
+    total = sum(size(a, _dtype(a).np_dtype.itemsize) + size(a, m.element_bytes(_dtype(a)))
+                for a in block.args)
+    largest = 0
+    for op in block.ops:
+        values = [*op.operands, *op.results]
+        largest = max([largest, *(math.prod(_shape(v)) for v in values)])
+        if isinstance(op, zk.ReturnOp):
+            total += sum(size(v, m.element_bytes(_dtype(v))) for v in op.operands)
+        else:
+            total += sum(size(v, m.element_bytes(_dtype(v))) for v in op.results)
+    return total + _SCRATCH_ARRAYS * 8 * largest
+
+
+def host_memory_limit() -> int | None:
+    """`ZHENWU_MAX_HOST_BYTES` (bytes, or with a K/M/G/T suffix in powers of 1024), else 60% of
+    physical memory; None when neither is known."""
+    raw = os.environ.get(MAX_HOST_BYTES_ENV)
+    if raw is not None:
+        text = raw.strip().upper()
+        scale = 1024 ** (" KMGT".index(text[-1])) if text and text[-1] in "KMGT" else 1
+        digits = text[:-1] if scale > 1 else text
+        if not digits.isdigit():
+            raise error("ZK0506", f"{MAX_HOST_BYTES_ENV}={raw!r} is not a byte count",
+                        help="set it to a whole number of bytes, optionally with K, M, G or T, "
+                        f"e.g. {MAX_HOST_BYTES_ENV}=8G")
+        return int(digits) * scale
+    try:
+        return int(0.6 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _bytes(n: int) -> str:
+    unit = max((u for u in range(5) if n >= 1024**u), default=0)
+    return f"{n / 1024**unit:.3g} {('B', 'KiB', 'MiB', 'GiB', 'TiB')[unit]}"
+
+
+def ensure_host_memory(kernel: zk.KernelOp, mode: str) -> None:
+    """Refuse (ZK0505) before allocating when the run's upper-bound estimate exceeds the limit."""
+    need, limit = estimate_host_bytes(kernel, mode), host_memory_limit()
+    if limit is not None and need > limit:
+        raise error("ZK0505", f"running kernel `{kernel.sym_name.data}` in {mode} mode needs up "
+                    f"to {_bytes(need)} ({need} bytes) of host memory, more than the limit of "
+                    f"{_bytes(limit)} ({limit} bytes)", _kernel_span(kernel),
+                    help="use smaller shapes (-D NAME=VALUE), --mode typed (fewer bytes per "
+                    f"element), or raise the limit with {MAX_HOST_BYTES_ENV}=<bytes>")
+
+
+# ---- .npz files of a run ------------------------------------------------------------------------
+def load_npz(path: str) -> dict[str, np.ndarray]:
+    """The arrays of an .npz archive by name, or ZK0504 when it cannot be read as one."""
+
+    def fail(reason: str):
+        return error("ZK0504", f"cannot read inputs {path}: {reason}",
+                     help="give an .npz archive written by numpy.savez, one array per parameter")
+
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except OSError as exc:
+        raise fail(exc.strerror or str(exc)) from None
+    except (ValueError, EOFError, zipfile.BadZipFile):
+        raise fail("not an .npz archive") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise fail("a single .npy array, not an .npz archive of named arrays")
+    try:
+        with archive:
+            return {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise fail(f"corrupt archive ({exc})") from None
+
+
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """An .npz archive of `arrays` with fixed timestamps (same arrays, same bytes). ml_dtypes
+    values are stored as float32, which holds them exactly, since .npz files cannot name those
+    types."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name, arr in arrays.items():
+            if arr.dtype.kind == "V":
+                arr = arr.astype(np.float32)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def summarize(x: np.ndarray) -> dict:
+    """Statistics of the finite values (None when there are none) and counts of NaN and Inf."""
+    v = np.asarray(x).astype(np.float64)
+    finite = v[np.isfinite(v)]
+    stats: dict = dict.fromkeys(("min", "max", "mean", "std"))
+    if finite.size:
+        stats = {"min": float(finite.min()), "max": float(finite.max()),
+                 "mean": float(finite.mean()), "std": float(finite.std())}
+    return {**stats, "nan": int(np.isnan(v).sum()), "inf": int(np.isinf(v).sum())}
+

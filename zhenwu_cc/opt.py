@@ -1,0 +1,97 @@
+"""`zhenwu-cc opt`: an mlir-opt-like driver over our dialects, for pass tests and debugging.
+
+It parses MLIR text, runs a pass pipeline, and prints the result. `--split-input-file` runs each
+`// -----` chunk on its own; `--verify-diagnostics` prints diagnostics to stdout instead of
+failing, so lit + filecheck tests can check error messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from zhenwu_cc.diagnostics import CompileError, Diagnostic, Span, error
+
+SPLIT_MARKER = "// -----"
+
+
+@dataclass
+class OptResult:
+    text: str  # the printed IR of every chunk (and diagnostics under --verify-diagnostics)
+    timing: str = ""
+
+
+def _parse(ctx, text: str, file: str, line_offset: int):
+    from xdsl.parser import Parser
+    from xdsl.utils.exceptions import ParseError
+
+    try:
+        return Parser(ctx, text, file).parse_module()
+    except ParseError as exc:
+        loc = exc.span.get_location()
+        raise error("ZK1001", exc.msg, Span.point(file, loc.line + line_offset, loc.col)) from None
+
+
+def _verify_input(module) -> None:
+    """Verify parsed IR op by op, so the diagnostic points at the first op that fails."""
+    from xdsl.utils.exceptions import VerifyException
+
+    from zhenwu_cc.dialects.loc import span_of
+
+    for op in module.walk():
+        try:
+            op.verify(verify_nested_ops=False)
+        except VerifyException as exc:
+            raise error("ZK1002", f"`{op.name}`: {exc}", span_of(op),
+                        help="fix the IR so that the op verifies") from None
+
+
+def _render_for_check(diags: list[Diagnostic]) -> str:
+    out = []
+    for d in diags:
+        where = f"{d.span.line}:{d.span.col}: " if d.span else ""
+        out.append(f"{where}error[{d.code}]: {d.message}")
+        out.extend(f"note: {n.message}" for n in d.notes)
+    return "\n".join(out) + "\n"
+
+
+def run_opt(text: str, file: str, pipeline: str, *, split: bool = False,
+            verify_diagnostics: bool = False, inst=None, generic: bool = False,
+            debuginfo: bool = False) -> OptResult:
+    """Parse `text`, run `pipeline` on it (per chunk with `split`), and print the result."""
+    import io
+
+    from xdsl.printer import Printer
+
+    from zhenwu_cc.pipeline import (
+        format_timing,
+        make_context,
+        parse_pipeline,
+        run_pipeline,
+    )
+
+    passes = parse_pipeline(pipeline)
+    chunks, offsets = [text], [0]
+    if split:
+        chunks, offsets, line = [], [], 0
+        for piece in text.split("\n" + SPLIT_MARKER):
+            chunks.append(piece)
+            offsets.append(line)
+            line += piece.count("\n") + 1
+    outputs, timings = [], []
+    for chunk, offset in zip(chunks, offsets):
+        ctx = make_context()
+        try:
+            module = _parse(ctx, chunk, file, offset)
+            _verify_input(module)
+            run = run_pipeline(ctx, module, passes, inst)
+        except CompileError as exc:
+            if not verify_diagnostics:
+                raise
+            outputs.append(_render_for_check(exc.diagnostics))
+            continue
+        timings.append(format_timing(run))
+        buf = io.StringIO()
+        Printer(stream=buf, print_generic_format=generic, print_debuginfo=debuginfo).print_op(
+            module)
+        outputs.append(buf.getvalue() + "\n")
+    return OptResult(f"{SPLIT_MARKER}\n".join(outputs), "".join(timings))

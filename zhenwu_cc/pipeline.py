@@ -1,0 +1,195 @@
+"""The pass manager: default pipelines per stage, textual pipelines, and IR instrumentation.
+
+Pipelines use xDSL's textual syntax with our short pass names (`decompose,tile{...},cse`).
+Instrumentation follows mlir-opt: --print-ir-after-all, --print-ir-after=PASS,
+--print-ir-tree-dir=DIR (one numbered file per pass, headed by the pass with its options),
+--verify-each (on by default) and --timing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass, PassPipeline
+from xdsl.utils.exceptions import VerifyException
+
+from zhenwu_cc.diagnostics import did_you_mean, error
+
+STAGES = ("zk", "tile", "ppu")
+# The passes that take a freshly generated `zk` module to each stage.
+DEFAULT_PIPELINES = {
+    "zk": "",
+}
+
+
+def _dialect(module: str, name: str):
+    def load():
+        import importlib
+
+        return getattr(importlib.import_module(module), name)
+
+    return load
+
+
+DIALECTS = {
+    "arith": _dialect("xdsl.dialects.arith", "Arith"),
+    "zk": _dialect("zhenwu_cc.dialects.zk", "ZK"),
+    "tile": _dialect("zhenwu_cc.dialects.tile", "TILE"),
+    "ppu": _dialect("zhenwu_cc.dialects.ppu", "PPU"),
+}
+
+
+def make_context() -> Context:
+    """A context that knows builtin, arith (index math) and our dialects, loaded lazily."""
+    from xdsl.dialects.builtin import Builtin
+
+    ctx = Context()
+    ctx.load_dialect(Builtin)
+    for name, factory in DIALECTS.items():
+        ctx.register_dialect(name, factory)
+    return ctx
+
+
+@dataclass
+class Instrumentation:
+    """What to show while a pipeline runs (all off except verification)."""
+
+    print_after_all: bool = False
+    print_after: tuple[str, ...] = ()
+    tree_dir: str | None = None
+    verify_each: bool = True
+    timing: bool = False
+    print_debuginfo: bool = False
+    stream: TextIO | None = None  # where --print-ir-after* goes (stderr, as in mlir-opt)
+
+
+@dataclass
+class PassTiming:
+    name: str
+    seconds: float
+
+
+@dataclass
+class PipelineRun:
+    passes: tuple[ModulePass, ...]
+    timings: list[PassTiming] = field(default_factory=list)
+
+
+def parse_pipeline(spec: str) -> tuple[ModulePass, ...]:
+    """Textual pipeline -> pass instances; unknown passes and bad options are ZK0006."""
+    from xdsl.utils.exceptions import ArgSpecParseError
+
+    from zhenwu_cc.passes.registry import get_passes
+
+    available = get_passes()
+    spec = spec.strip()
+    if spec.startswith("builtin.module(") and spec.endswith(")"):
+        spec = spec[len("builtin.module("):-1]
+    if not spec:
+        return ()
+    try:
+        pipeline = PassPipeline.parse_spec(available, spec)
+    except ArgSpecParseError as exc:
+        raise error("ZK0006", f"cannot parse the pass pipeline {spec!r}: {exc}") from None
+    except ValueError as exc:
+        message = str(exc)
+        names = [n for n in _names_in(spec) if n not in available]
+        if names:
+            guess = did_you_mean(names[0], available)
+            raise error("ZK0006", f"unknown pass `{names[0]}`", help=(
+                f"did you mean `{guess}`? " if guess else "")
+                + "passes: " + ", ".join(sorted(available))) from None
+        raise error("ZK0006", f"bad pass pipeline {spec!r}: {message}") from None
+    return pipeline.passes
+
+
+def _names_in(spec: str) -> list[str]:
+    from xdsl.utils.arg_spec import parse_pipeline as parse_specs
+
+    return [s.name for s in parse_specs(spec)]
+
+
+def default_pipeline(stage: str) -> str:
+    return DEFAULT_PIPELINES[stage]
+
+
+def _print_module(module: ModuleOp, debuginfo: bool) -> str:
+    import io
+
+    from xdsl.printer import Printer
+
+    buf = io.StringIO()
+    Printer(stream=buf, print_debuginfo=debuginfo).print_op(module)
+    return buf.getvalue() + "\n"
+
+
+def verify(module: ModuleOp, after: str) -> None:
+    """Verify the module; a failure after a pass is a compiler bug unless the input was IR."""
+    try:
+        module.verify()
+    except VerifyException as exc:
+        raise VerificationFailed(after, exc) from exc
+
+
+class VerificationFailed(Exception):
+    """The IR did not verify after `after` (a pass, or "parsing")."""
+
+    def __init__(self, after: str, cause: VerifyException):
+        self.after = after
+        self.cause = cause
+        super().__init__(f"IR does not verify after {after}: {cause}")
+
+
+def run_pipeline(ctx: Context, module: ModuleOp, passes: tuple[ModulePass, ...],
+                 inst: Instrumentation | None = None) -> PipelineRun:
+    """Apply `passes` to `module` in place, with the requested instrumentation."""
+    inst = inst or Instrumentation()
+    run = PipelineRun(passes)
+    if inst.tree_dir:
+        os.makedirs(inst.tree_dir, exist_ok=True)
+    for index, p in enumerate(passes, start=1):
+        start = time.perf_counter()
+        p.apply(ctx, module)
+        run.timings.append(PassTiming(p.name, time.perf_counter() - start))
+        if inst.verify_each:
+            verify(module, f"pass `{p.name}`")
+        header = f"// -----// IR after {p.name} ({p.spec()}) //----- //\n"
+        if inst.print_after_all or p.name in inst.print_after:
+            (inst.stream or _stderr()).write(header + _print_module(module, inst.print_debuginfo))
+        if inst.tree_dir:
+            path = os.path.join(inst.tree_dir, f"{index:02d}_{p.name}.mlir")
+            with open(path, "w") as f:
+                f.write(header + _print_module(module, True))
+    return run
+
+
+def format_timing(run: PipelineRun) -> str:
+    total = sum(t.seconds for t in run.timings) or 1e-12
+    lines = ["===-------------------------------------------------------------------------===",
+             "                         ... Pass execution timing report ...",
+             "===-------------------------------------------------------------------------===",
+             f"  Total Execution Time: {total:.4f} seconds", "",
+             "  ----Wall Time----  ----Name----"]
+    for t in run.timings:
+        lines.append(f"  {t.seconds:.4f} ({100 * t.seconds / total:5.1f}%)  {t.name}")
+    lines.append(f"  {total:.4f} (100.0%)  Total")
+    return "\n".join(lines) + "\n"
+
+
+def _stderr() -> TextIO:
+    import sys
+
+    return sys.stderr
+
+
+def lower(module: ModuleOp, stage: str, inst: Instrumentation | None = None,
+          ctx: Context | None = None) -> PipelineRun:
+    """Take a freshly generated `zk` module to `stage` with the default pipeline."""
+    return run_pipeline(ctx or make_context(), module, parse_pipeline(default_pipeline(stage)),
+                        inst)
+
