@@ -745,7 +745,8 @@ class NormOp(IRDLOperation):
     traits = traits_def(Pure())
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
     assembly_format = ("$input (`scale` $scale^)? (`bias` $bias^)? `axis` $axis `eps` $eps "
-                       "attr-dict `:` type($input) (`,` type($scale)^)? (`,` type($bias)^)?")
+                       "attr-dict `:` type($input) (`,` `scale` type($scale)^)? "
+                       "(`,` `bias` type($bias)^)?")
 
     def __init__(self, input: SSAValue, scale: SSAValue | None, bias: SSAValue | None, axis: int,
                  eps: float):

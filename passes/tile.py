@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects import arith
-from xdsl.dialects.builtin import IndexType, IntegerAttr, ModuleOp, TensorType
+from xdsl.dialects.builtin import DictionaryAttr, IndexType, IntegerAttr, ModuleOp, TensorType
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 
@@ -85,6 +85,8 @@ class _Grid:
         self.loc = loc
         self.rank = rank
         self.block = Block(arg_types=[IndexType()] * rank)
+        for arg, name in zip(self.block.args, _index_names(rank)):
+            arg.name_hint = name
         self.ins: list[SSAValue] = []  # kernel-level tensors read by this grid
         self.in_args: dict[SSAValue, SSAValue] = {}
         self.scopes = [_Scope(self.block)]
@@ -132,7 +134,9 @@ class _Grid:
         return scope.memo[key]
 
     # -- tiles of values --
-    def tile_of(self, v: SSAValue, req: Req) -> SSAValue:
+    def tile_of(self, v: SSAValue, req: Req, user=None) -> SSAValue:
+        """The tile `req` of `v`, built once per scope. `user` is the location of the op that
+        needs it: loads are charged to their consumer, not to the kernel's signature."""
         scope = self.scope_for(req)
         key = (id(v), req.key())
         for s in self.scopes:
@@ -141,7 +145,7 @@ class _Grid:
         saved = self.scopes
         self.scopes = self.scopes[: self.scopes.index(scope) + 1]
         try:
-            out = self._generate(v, req)
+            out = self._generate(v, req, user)
         finally:
             self.scopes = saved
         scope.memo[key] = out
@@ -151,12 +155,12 @@ class _Grid:
         arg = self.global_arg(tensor)
         return self.emit(tile.LoadOp(arg, req.idx, req.sizes, req.base, req.bound, req.pad), loc)
 
-    def _generate(self, v: SSAValue, req: Req) -> SSAValue:
+    def _generate(self, v: SSAValue, req: Req, user) -> SSAValue:
         tiler = self.tiler
         if isinstance(v.owner, zk.MatmulOp) and v.owner in tiler.partials:
             return self._sum_partials(v.owner, req)
         if v in tiler.materialized:
-            return self._load(tiler.materialized[v], req, tiler.loc_of(v))
+            return self._load(tiler.materialized[v], req, user or tiler.loc_of(v))
         op = v.owner
         loc = op.location
         if self.anchor is not None and op is self.anchor[0] and req.key() == self.anchor[1].key():
@@ -168,12 +172,12 @@ class _Grid:
             return self._iota(op, req)
         if isinstance(op, (zk.UnaryElementwiseOp, zk.BinaryElementwiseOp, zk.CompareOp,
                            zk.SelectOp, zk.CastOp)):
-            tiles = [self.tile_of(x, _operand_req(req, _shape(v), _shape(x), 0.0, self.zero))
-                     for x in op.operands]
+            tiles = [self.tile_of(x, _operand_req(req, _shape(v), _shape(x), 0.0, self.zero),
+                                  loc) for x in op.operands]
             return self.emit(_clone_elementwise(op, tiles), loc)
         if isinstance(op, zk.BroadcastOp):
             t = self.tile_of(op.input, _operand_req(req, _shape(v), _shape(op.input), req.pad,
-                                                  self.zero))
+                                                  self.zero), loc)
             if _shape(t) == req.sizes:
                 return t
             return self.emit(zk.BroadcastOp(t, req.sizes), loc)
@@ -184,17 +188,17 @@ class _Grid:
                       tuple(req.sizes[inv[d]] for d in range(len(perm))),
                       tuple(req.base[inv[d]] for d in range(len(perm))),
                       tuple(req.bound[inv[d]] for d in range(len(perm))), req.pad)
-            return self.emit(zk.TransposeOp(self.tile_of(op.input, sub), perm), loc)
+            return self.emit(zk.TransposeOp(self.tile_of(op.input, sub, loc), perm), loc)
         if isinstance(op, zk.SliceOp):
             start = tuple(op.start.get_values())
             sub = Req(req.idx, req.sizes, tuple(b + s for b, s in zip(req.base, start)),
                       req.bound, req.pad)
-            return self.tile_of(op.input, sub)
+            return self.tile_of(op.input, sub, user)
         if isinstance(op, zk.ReduceOp) and self._inlinable(op, req):
             return self._inline_reduce(op, req)
         if isinstance(op, zk.ArgmaxOp) and self._inlinable(op, req):
             return self._inline_argmax(op, req)
-        return self._load(tiler.ensure(v), req, loc)
+        return self._load(tiler.ensure(v), req, user or loc)
 
     def _sum_partials(self, mm: zk.MatmulOp, req: Req) -> SSAValue:
         """A split-K matmul's tile: the sum of its f32 partial tiles."""
@@ -249,7 +253,7 @@ class _Grid:
     def _inline_reduce(self, op: zk.ReduceOp, req: Req) -> SSAValue:
         kind = _reduce_kind(op)
         ident = _identity(kind, _dtype(op.input))
-        x = self.tile_of(op.input, self._input_req(op, req, ident))
+        x = self.tile_of(op.input, self._input_req(op, req, ident), op.location)
         r = self.emit(_reduce_op(kind, x, op.axis_list), op.location)
         if isinstance(op, zk.ReduceMeanOp):
             n = math.prod(_shape(op.input)[a] for a in op.axis_list)
@@ -257,7 +261,7 @@ class _Grid:
         return self._drop_kept(r, op, req, op.location)
 
     def _inline_argmax(self, op: zk.ArgmaxOp, req: Req) -> SSAValue:
-        x = self.tile_of(op.input, self._input_req(op, req, -math.inf))
+        x = self.tile_of(op.input, self._input_req(op, req, -math.inf), op.location)
         r = self.emit(zk.ArgmaxOp(x, op.axis.value.data, True), op.location)
         return self._drop_kept(r, op, req, op.location)
 
@@ -283,6 +287,9 @@ class _Grid:
     def loop(self, trips: int, inits: Sequence[SSAValue], body_fn, loc) -> list[SSAValue]:
         """A tile.loop whose body `body_fn(k, accs) -> next accs` runs in a new scope."""
         body = Block(arg_types=[IndexType()] + [v.type for v in inits])
+        body.args[0].name_hint = "k"
+        for acc in body.args[1:]:
+            acc.name_hint = "acc"
         self.scopes.append(_Scope(body, loop_var=body.args[0]))
         try:
             nxt = body_fn(body.args[0], list(body.args[1:]))
@@ -305,6 +312,12 @@ class _Grid:
         # The block was built with index args then ins; outs come last, as tile.grid wants.
         assert len(block.args) == n + len(self.ins) + len(outs)
         return tile.GridOp(shape, role, self.ins, outs, Region(block))
+
+
+def _index_names(rank: int) -> list[str]:
+    """Readable grid index names: ..., b1, b0, i, j (the last two are rows and columns)."""
+    tail = ["i", "j"][-rank:] if rank else []
+    return [f"b{rank - len(tail) - 1 - d}" for d in range(rank - len(tail))] + tail
 
 
 def _operand_req(req: Req, out_shape: Sequence[int], in_shape: Sequence[int], pad: float,
@@ -540,7 +553,7 @@ class _KernelTiler:
 
         def chunk_tile(k: SSAValue) -> SSAValue:
             req = chunk_req(k)
-            x = g.tile_of(op.input, req)
+            x = g.tile_of(op.input, req, loc)
             if req.ragged(axis) and not isinstance(x.owner, tile.LoadOp):
                 x = g.mask(x, req, axis, ident, loc)
             return x
@@ -616,8 +629,8 @@ class _KernelTiler:
             kk = k_index(kv)
             lhs_req = _matmul_operand_req(req, out_shape, _shape(mm.lhs), kk, tk, "lhs", g.zero)
             rhs_req = _matmul_operand_req(req, out_shape, _shape(mm.rhs), kk, tk, "rhs", g.zero)
-            a = g.tile_of(mm.lhs, lhs_req)
-            b = g.tile_of(mm.rhs, rhs_req)
+            a = g.tile_of(mm.lhs, lhs_req, loc)
+            b = g.tile_of(mm.rhs, rhs_req, loc)
             if k % tk and not _zero_padded(a):
                 a = g.mask(a, lhs_req, len(lhs_req.sizes) - 1, 0.0, loc)
             if k % tk and not _zero_padded(b):
@@ -873,8 +886,22 @@ class TilePass(ModulePass):
         for kernel in list(op.walk()):
             if isinstance(kernel, zk.KernelOp):
                 _check_primitives(kernel)
+                _record_flops(kernel)
                 split_multi_axis_reductions(kernel)
                 _KernelTiler(kernel, target).run()
+
+
+def _record_flops(kernel: zk.KernelOp) -> None:
+    """Useful FLOPs of the source's matmuls by operand dtype (`zk.flops`), for achieved-TFLOP/s
+    figures: tiles compute padding too, so the lowered program overstates them."""
+    flops: dict[str, int] = {}
+    for op in kernel.body.walk():
+        if isinstance(op, zk.MatmulOp):
+            name = _dtype(op.lhs).name
+            flops[name] = flops.get(name, 0) + 2 * math.prod(_shape(op.result)) * _shape(op.lhs)[-1]
+    if flops:
+        kernel.attributes["zk.flops"] = DictionaryAttr(
+            {k: IntegerAttr(v, 64) for k, v in sorted(flops.items())})
 
 
 def _check_primitives(kernel: zk.KernelOp) -> None:

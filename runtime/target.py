@@ -44,6 +44,7 @@ FIELDS: dict[str, tuple[str, str, float, bool, float | None]] = {
     "l2.bandwidth": (_NUM, "bytes/s", 0, False, None),
     "l2.persisting": ("bool", "", 0, True, None),
     "l2.persisting_max_fraction": (_NUM, "fraction of l2.bytes", 0, True, 1),
+    "l2.multicast": ("int", "CUs one L2 read can feed", 1, True, None),
     "hbm.interleave": ("int", "bytes", 1, True, None),
     "hbm.alignment": ("int", "bytes", 1, True, None),
     "hbm.stacks.count": ("int", "stacks", 1, True, None),
@@ -104,6 +105,7 @@ class L2Cache:
     bandwidth: float
     persisting: bool  # can a region be set aside for pinned (`place NAME in l2`) tensors?
     persisting_max_fraction: float
+    multicast: int  # CUs one L2 read can deliver to (tiles of a wave sharing a slice)
 
     @property
     def persisting_bytes(self) -> int:
@@ -323,7 +325,7 @@ class _Reader:
                                 float(v("vector.transcendentals_per_clock_per_cu"))),
             sram_per_cu=v("sram.bytes_per_cu"),
             l2=L2Cache(v("l2.bytes"), float(v("l2.bandwidth")), v("l2.persisting"),
-                       float(v("l2.persisting_max_fraction"))),
+                       float(v("l2.persisting_max_fraction")), v("l2.multicast")),
             hbm=HBM(v("hbm.stacks.count"), v("hbm.stacks.capacity"),
                     float(v("hbm.stacks.bandwidth")), v("hbm.interleave"), v("hbm.alignment")),
             links=Links(v("links.count"), float(v("links.bandwidth"))),

@@ -253,6 +253,21 @@ def check_buffers(grid: tile.GridOp, trips: int = 3) -> None:
         token, slot = latest[value]
         assert (owner[span(value, slot)] == token).all(), f"%{value.name_hint} was overwritten"
 
+    def disjoint_or_in_place(op: Operation, operand: SSAValue) -> None:
+        """An op writes over an operand only elementwise (same type) or as mma's accumulator."""
+        x = root_of(operand)
+        if not isinstance(x.type, TensorType) or x.owner is grid.body.block:
+            return
+        for y in op.results:
+            if not isinstance(y.type, TensorType) or isinstance(op, zk.ReshapeOp):
+                continue
+            a, b = span(x, latest[x][1]), span(y, 0)
+            if a.stop <= b.start or b.stop <= a.start:
+                continue
+            assert a == b and (isinstance(op, zk.ELEMENTWISE_OPS) and x.type == y.type
+                               or isinstance(op, tile.MmaOp) and x == root_of(op.acc)), (
+                f"{op.name} writes %{y.name_hint} over its operand %{x.name_hint}")
+
     def prefetched(block: Block) -> list[tile.LoadOp]:
         return [op for op in block.ops
                 if isinstance(op, tile.LoadOp) and buffer_of(op.result)[1] > 1]
@@ -261,7 +276,11 @@ def check_buffers(grid: tile.GridOp, trips: int = 3) -> None:
         """Accumulators take their next values one after another, as lower-ppu copies them."""
         for value, arg in zip(values, args):
             read(value)
-            write(arg)
+            value = root_of(value)
+            if buffer_of(value) == buffer_of(arg) and latest[value][1] == 0:
+                latest[arg] = latest[value]  # already in place: nothing moves
+            else:
+                write(arg)
 
     def run(block: Block, pending: dict[Operation, tuple[int, int]]) -> None:
         for op in block.ops:
@@ -282,6 +301,7 @@ def check_buffers(grid: tile.GridOp, trips: int = 3) -> None:
                 continue
             for operand in op.operands:
                 read(operand)
+                disjoint_or_in_place(op, operand)
             if op in pending:
                 latest[op.results[0]] = pending[op]
             elif isinstance(op, zk.ReshapeOp):

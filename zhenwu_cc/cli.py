@@ -133,10 +133,42 @@ def cmd_check(args, sources) -> Output:
     return Output({"kernels": kernels}, f"{args.file}: ok ({names})\n")
 
 
+def instrumentation(args):
+    from zhenwu_cc.pipeline import Instrumentation
+
+    return Instrumentation(print_after_all=args.print_ir_after_all,
+                           print_after=tuple(args.print_ir_after or ()),
+                           tree_dir=args.print_ir_tree_dir, verify_each=args.verify_each,
+                           timing=args.timing, print_debuginfo=args.print_debuginfo)
+
+
+def dump_pipeline(passes) -> None:
+    specs = ",".join(str(p.spec(include_default=True)) for p in passes)
+    sys.stderr.write(f"Pass Manager with {len(passes)} passes:\nbuiltin.module({specs})\n")
+
+
 def cmd_compile(args, sources) -> Output:
+    from zhenwu_cc.pipeline import (
+        default_pipeline,
+        format_timing,
+        make_context,
+        parse_pipeline,
+        run_pipeline,
+    )
+
     module = load_module(args, sources)
+    kernels = [signature(k) for k in module.ops]
+    spec = args.pipeline if args.pipeline is not None else default_pipeline(args.emit, args.target)
+    passes = parse_pipeline(spec)
+    if args.dump_pass_pipeline:
+        dump_pipeline(passes)
+    run = run_pipeline(make_context(), module, passes, instrumentation(args))
+    if args.timing:
+        sys.stderr.write(format_timing(run))
     ir = print_ir(module, args.print_debuginfo)
-    payload = {"emit": args.emit, "kernels": [signature(k) for k in module.ops]}
+    payload = {"emit": args.emit, "target": args.target,
+               "pipeline": ",".join(str(p.spec(include_default=True)) for p in passes),
+               "kernels": kernels}
     if args.output:
         write_atomic(args.output, ir.encode())
         payload["output"] = args.output
@@ -147,18 +179,13 @@ def cmd_compile(args, sources) -> Output:
 
 def cmd_opt(args, sources) -> Output:
     from zhenwu_cc.opt import run_opt
-    from zhenwu_cc.pipeline import Instrumentation, parse_pipeline
+    from zhenwu_cc.pipeline import parse_pipeline
 
     text = sys.stdin.read() if args.file == "-" else read_source(args.file)
     sources.add(args.file, text)
     if args.dump_pass_pipeline:
-        specs = ",".join(str(p.spec()) for p in parse_pipeline(args.pipeline))
-        sys.stderr.write(f"Pass Manager with {specs.count(',') + bool(specs)} passes:\n"
-                         f"builtin.module({specs})\n")
-    inst = Instrumentation(print_after_all=args.print_ir_after_all,
-                           print_after=tuple(args.print_ir_after or ()),
-                           tree_dir=args.print_ir_tree_dir, verify_each=args.verify_each,
-                           timing=args.timing, print_debuginfo=args.print_debuginfo)
+        dump_pipeline(parse_pipeline(args.pipeline))
+    inst = instrumentation(args)
     result = run_opt(text, args.file, args.pipeline, split=args.split_input_file,
                      verify_diagnostics=args.verify_diagnostics, inst=inst,
                      generic=args.print_op_generic, debuginfo=args.print_debuginfo)
@@ -208,8 +235,60 @@ def cmd_run(args, sources) -> Output:
     return Output(payload, "".join(lines))
 
 
+def estimate_for(args, sources, target_name: str):
+    """Compile the one kernel of the command line for `target_name` and estimate its cost."""
+    from zhenwu_cc.pipeline import lower
+    from zhenwu_cc.runtime.cost.extract import workload_of
+    from zhenwu_cc.runtime.cost.model import estimate
+    from zhenwu_cc.runtime.target import load_target
+
+    module = load_module(args, sources)
+    one_kernel(module, args.file)
+    target = load_target(target_name)
+    lower(module, "ppu", target_name)
+    return estimate(workload_of(module.ops.first), target), target
+
+
+def cmd_cost(args, sources) -> Output:
+    from zhenwu_cc.runtime.cost import report
+
+    est, target = estimate_for(args, sources, args.target)
+    payload = {"cost": est.to_json()}
+    if args.trace:
+        from zhenwu_cc.runtime.cost import trace
+
+        write_atomic(args.trace, trace.dumps(trace.trace(est, target)).encode())
+        payload["trace"] = args.trace
+    return Output(payload, report.render(est, sources))
+
+
+def cmd_compare(args, sources) -> Output:
+    from zhenwu_cc.runtime.cost import report
+
+    rows = []
+    for name in [t for t in args.targets.split(",") if t]:
+        est, _ = estimate_for(args, sources, name)
+        dts = sorted(est.flops_by_dtype)
+        flags = [f"{dt} {est.dtype_support[dt]['support']}" for dt in sorted(est.dtype_support)
+                 if est.dtype_support[dt]["support"] != "native"]
+        rows.append({"target": name, "time_s": est.time, "bound": est.bound,
+                     "tflops": sum(est.achieved_flops.get(d, 0.0) for d in dts) / 1e12
+                     if dts else None,
+                     "peak_fraction": max((est.peak_fraction.get(d, 0.0) for d in dts),
+                                          default=None),
+                     "notes": "; ".join(flags)})
+    return Output({"comparison": rows}, report.render_comparison(rows))
+
+
 COMMANDS: dict[str, Callable] = {"check": cmd_check, "compile": cmd_compile, "opt": cmd_opt,
-                                 "run": cmd_run}
+                                 "run": cmd_run,
+            "cost": cmd_cost, "compare": cmd_compare}
+
+
+def _add_target_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", default=os.environ.get("ZHENWU_TARGET", "m890"),
+                   help="chip model: m890 (default), 810e, h20, h100, h200, or a .toml file "
+                   "(default from $ZHENWU_TARGET)")
 
 
 def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
@@ -262,10 +341,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compile", help="compile and print (or write) the IR")
     _add_source_args(p, "compile only this kernel")
-    p.add_argument("--emit", choices=("zk",), default="zk", help="the stage to print")
+    p.add_argument("--emit", choices=("zk", "tile", "ppu"), default="ppu",
+                   help="the stage to print: zk (as written), tile (grids), ppu (the machine)")
+    _add_target_arg(p)
     p.add_argument("-o", dest="output", metavar="OUT", help="write the IR here (atomically)")
-    p.add_argument("--print-debuginfo", action="store_true",
-                   help="print source locations (loc(...)) on every op")
+    p.add_argument("-p", "--pass-pipeline", dest="pipeline", default=None,
+                   help="run these passes instead of the default pipeline for --emit")
+    _add_pipeline_args(p)
+
+    p = sub.add_parser("cost", help="estimate time on a chip model, and why")
+    _add_source_args(p, "the kernel to cost (when the file has several)")
+    _add_target_arg(p)
+    p.add_argument("--trace", metavar="OUT.json",
+                   help="write a Chrome trace (open it in Perfetto: ui.perfetto.dev)")
+
+    p = sub.add_parser("compare", help="the same kernel's estimated cost on several chips")
+    _add_source_args(p, "the kernel to compare (when the file has several)")
+    p.add_argument("--targets", default="m890,h20,810e,h100,h200",
+                   help="comma-separated targets (default: m890,h20,810e,h100,h200)")
 
     p = sub.add_parser("opt", help="run a pass pipeline on MLIR text (like mlir-opt)")
     p.add_argument("file", help="an .mlir file, or - for stdin")

@@ -8,6 +8,7 @@ Instrumentation follows mlir-opt: --print-ir-after-all, --print-ir-after=PASS,
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,10 +22,15 @@ from xdsl.utils.exceptions import VerifyException
 from zhenwu_cc.diagnostics import did_you_mean, error
 
 STAGES = ("zk", "tile", "ppu")
-# The passes that take a freshly generated `zk` module to each stage.
-DEFAULT_PIPELINES = {
-    "zk": "",
-}
+DEFAULT_TARGET = "m890"
+
+
+def default_pipeline(stage: str, target: str = DEFAULT_TARGET) -> str:
+    """The passes that take a freshly generated `zk` module to `stage` for `target`."""
+    t = "{target=" + json.dumps(target) + "}"
+    to_tile = f"decompose,tile{t},canonicalize,cse"
+    to_ppu = f"{to_tile},alloc-sram{t},lower-ppu{t},canonicalize,cse"
+    return {"zk": "", "tile": to_tile, "ppu": to_ppu}[stage]
 
 
 def _dialect(module: str, name: str):
@@ -114,10 +120,6 @@ def _names_in(spec: str) -> list[str]:
     return [s.name for s in parse_specs(spec)]
 
 
-def default_pipeline(stage: str) -> str:
-    return DEFAULT_PIPELINES[stage]
-
-
 def _print_module(module: ModuleOp, debuginfo: bool) -> str:
     import io
 
@@ -158,7 +160,7 @@ def run_pipeline(ctx: Context, module: ModuleOp, passes: tuple[ModulePass, ...],
         run.timings.append(PassTiming(p.name, time.perf_counter() - start))
         if inst.verify_each:
             verify(module, f"pass `{p.name}`")
-        header = f"// -----// IR after {p.name} ({p.spec()}) //----- //\n"
+        header = f"// -----// IR after {p.name} ({p.spec(include_default=True)}) //----- //\n"
         if inst.print_after_all or p.name in inst.print_after:
             (inst.stream or _stderr()).write(header + _print_module(module, inst.print_debuginfo))
         if inst.tree_dir:
@@ -187,9 +189,8 @@ def _stderr() -> TextIO:
     return sys.stderr
 
 
-def lower(module: ModuleOp, stage: str, inst: Instrumentation | None = None,
-          ctx: Context | None = None) -> PipelineRun:
+def lower(module: ModuleOp, stage: str, target: str = DEFAULT_TARGET,
+          inst: Instrumentation | None = None, ctx: Context | None = None) -> PipelineRun:
     """Take a freshly generated `zk` module to `stage` with the default pipeline."""
-    return run_pipeline(ctx or make_context(), module, parse_pipeline(default_pipeline(stage)),
-                        inst)
-
+    return run_pipeline(ctx or make_context(), module,
+                        parse_pipeline(default_pipeline(stage, target)), inst)

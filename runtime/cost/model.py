@@ -289,8 +289,9 @@ class _L2Contents:
 
 
 def _hbm_fractions(phase: Phase, tensors: dict[str, Tensor], target: Target,
-                   l2: _L2Contents) -> dict[str, float]:
-    """The fraction of each loaded tensor's bytes that comes from HBM (the rest are L2 hits).
+                   l2: _L2Contents) -> tuple[dict[str, float], dict[str, float]]:
+    """The fraction of each loaded tensor's bytes that comes from HBM (the rest are L2 hits),
+    and how many tiles read each of its bytes (its reuse: loads / unique bytes).
 
     Loads beyond a tensor's unique bytes are re-reads. Within a wave, tiles are taken in square
     groups (as tile rasterizers do), so a wave of a tiles reads a / min(reuse, sqrt(a)) distinct
@@ -305,10 +306,11 @@ def _hbm_fractions(phase: Phase, tensors: dict[str, Tensor], target: Target,
     a = min(phase.tiles, target.compute_units)
     group = math.sqrt(a)
     capacity = max(l2.free, 0)
-    fractions, reread = {}, {}
+    fractions, reread, reuse = {}, {}, {}
     for name, total in loads.items():
         t = tensors.get(name)
         unique = min(phase.unique_load_bytes.get(name, total), total)
+        reuse[name] = total / unique if 0 < unique < total else 1.0
         if name in l2.present:
             fractions[name] = 0.0
         elif t is not None and t.l2_resident:
@@ -326,7 +328,7 @@ def _hbm_fractions(phase: Phase, tensors: dict[str, Tensor], target: Target,
         for name, (total, unique, _, across) in reread.items():
             hbm = unique + (across - unique) * (1 - keep_phase) + (total - across) * (1 - keep_wave)
             fractions[name] = hbm / total
-    return fractions
+    return fractions, reuse
 
 
 def _phase(phase: Phase, workload: Workload, target: Target, stacks: dict[str, tuple[int, ...]],
@@ -340,7 +342,7 @@ def _phase(phase: Phase, workload: Workload, target: Target, stacks: dict[str, t
     l2_bw = target.l2.bandwidth * eff.l2
     vec_rate = target.vector.ops_per_clock_per_cu * target.clock * eff.vector  # per CU
     trans_rate = target.vector.transcendentals_per_clock_per_cu * target.clock * eff.vector
-    hbm_frac = _hbm_fractions(phase, workload.tensors, target, l2)
+    hbm_frac, reuse = _hbm_fractions(phase, workload.tensors, target, l2)
     operand_elems = _operand_elements(phase)
     mma_by_dtype: dict[str, int] = {}
     for w in phase.work:
@@ -352,7 +354,7 @@ def _phase(phase: Phase, workload: Workload, target: Target, stacks: dict[str, t
     l2_bytes = dict.fromkeys(WHERE, 0.0)
     tensor_s = dict.fromkeys(WHERE, 0.0)
     vector_s = dict.fromkeys(WHERE, 0.0)
-    hbm_read = hbm_write = 0.0
+    hbm_read = hbm_write = l2_read = 0.0
     # Per work item: (loc, engine, amount in that engine's unit) for attribution.
     shares: list[tuple[str, str, float]] = []
     for w in phase.work:
@@ -365,10 +367,14 @@ def _phase(phase: Phase, workload: Workload, target: Target, stacks: dict[str, t
             if w.kind == "load":
                 from_hbm = w.amount * hbm_frac[w.tensor]
                 hbm_read += from_hbm
+                l2_read += w.amount - from_hbm
+                # Tiles of a wave that share a slice get it from one multicast L2 read.
+                sharing = min(target.l2.multicast, reuse[w.tensor])
+                l2_bytes[w.where] += (w.amount - from_hbm) / sharing
             else:
                 from_hbm = 0.0 if l2.store(w.tensor) else float(w.amount)
                 hbm_write += from_hbm
-            l2_bytes[w.where] += w.amount - from_hbm
+                l2_bytes[w.where] += w.amount - from_hbm
             on = stacks.get(w.tensor, all_stacks)
             for s in on:
                 stack_bytes[w.where][s] += from_hbm / len(on)
@@ -458,7 +464,7 @@ def _phase(phase: Phase, workload: Workload, target: Target, stacks: dict[str, t
         name=phase.name, loc=phase.loc, tiles=T, steps=S, buffers=B, waves=waves,
         active_cus=a_full, time=time, bound=bound, terms=terms,
         hbm_read_bytes=round(hbm_read), hbm_write_bytes=round(hbm_write),
-        l2_read_bytes=round(sum(w.amount for w in phase.work if w.kind == "load") - hbm_read),
+        l2_read_bytes=round(l2_read),
         sram_bytes=phase.sram_bytes,
     )
     return est, _attribute(shares, time, {"dma": dma_busy, "tensor": tensor_busy,

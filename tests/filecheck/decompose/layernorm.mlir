@@ -3,7 +3,7 @@
 // layernorm = (x - mean) * rsqrt(mean((x - mean)^2) + eps) * scale + bias; an f16 input, scale
 // and bias are widened to f32, and the schedule's tile lands on the final cast.
 zk.kernel @layernorm(%x: tensor<4x8xf16>, %g: tensor<8xf16>, %b: tensor<8xf16>) -> (y: tensor<4x8xf16>) {
-  %y = zk.layernorm %x scale %g bias %b axis 1 eps 1.000000e-05 {zk.tile = #zk.tile<[2, 8]>} : tensor<4x8xf16>, tensor<8xf16>, tensor<8xf16>
+  %y = zk.layernorm %x scale %g bias %b axis 1 eps 1.000000e-05 {zk.tile = #zk.tile<[2, 8]>} : tensor<4x8xf16>, scale tensor<8xf16>, bias tensor<8xf16>
   zk.return %y : tensor<4x8xf16>
 }
 

@@ -2,7 +2,7 @@
 
 // rmsnorm = x * rsqrt(mean(x * x) + eps) * scale.
 zk.kernel @rmsnorm(%x: tensor<4x8xf32>, %g: tensor<8xf32>) -> (y: tensor<4x8xf32>) {
-  %y = zk.rmsnorm %x scale %g axis 1 eps 1.000000e-06 : tensor<4x8xf32>, tensor<8xf32>
+  %y = zk.rmsnorm %x scale %g axis 1 eps 1.000000e-06 : tensor<4x8xf32>, scale tensor<8xf32>
   zk.return %y : tensor<4x8xf32>
 }
 

@@ -1,0 +1,171 @@
+"""`ppu` program -> `Workload`: what each launch asks of the DMA, tensor and vector engines.
+
+Counts are exact: a DMA's bytes are summed over every tile it moves, with edge tiles clipped to
+the tensor (tile indices are evaluated over the whole grid and loop with numpy, the way the
+executor addresses them); compute is counted on whole tiles, as the engines run them. The
+kernel's useful FLOPs (for achieved TFLOP/s) come from the `zk.flops` attribute that the `tile`
+pass records from the source-level matmuls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+from xdsl.dialects import arith
+from xdsl.dialects.builtin import DictionaryAttr, MemRefType
+from xdsl.ir import Block, Operation, SSAValue
+
+from zhenwu_cc.dialects import dtypes, ppu, zk
+from zhenwu_cc.dialects.loc import loc_text
+from zhenwu_cc.runtime.cost.workload import Phase, Tensor, Work, Workload
+
+_INDEX_FNS = {arith.AddiOp: np.add, arith.SubiOp: np.subtract, arith.MuliOp: np.multiply,
+              arith.FloorDivSIOp: np.floor_divide, arith.RemSIOp: np.remainder}
+
+
+def _elements(t: MemRefType) -> int:
+    return math.prod(t.get_shape())
+
+
+def _nbytes(t: MemRefType, count: int | None = None) -> int:
+    return dtypes.from_xdsl(t.element_type).nbytes(_elements(t) if count is None else count)
+
+
+class _Names:
+    """Global tensors by name: kernel arguments by their names, globals numbered, views resolved
+    to the tensor they look into."""
+
+    def __init__(self, kernel: ppu.KernelOp):
+        self.names: dict[SSAValue, str] = {}
+        self.tensors: dict[str, Tensor] = {}
+        n_in = len(kernel.inputs)
+        for i, arg in enumerate(kernel.body.block.args):
+            role = "input" if i < n_in else "output"
+            self._add(arg, arg.name_hint or f"arg{i}", role, kernel.arg_attr(i, "zk.place"))
+        for op in kernel.body.block.ops:
+            if isinstance(op, ppu.GlobalOp):
+                self._add(op.result, op.result.name_hint or f"tmp{len(self.tensors)}",
+                          "intermediate", op.attributes.get("zk.place"))
+            elif isinstance(op, ppu.ViewOp):
+                self.names[op.result] = self.names[op.source]
+
+    def _add(self, v: SSAValue, name: str, role: str, place) -> None:
+        while name in self.tensors:
+            name += "_"
+        self.names[v] = name
+        stacks = place.stack_ids if isinstance(place, zk.PlaceAttr) else ()
+        l2 = isinstance(place, zk.PlaceAttr) and place.memory.data == "l2"
+        self.tensors[name] = Tensor(name, _nbytes(v.type), role, tuple(stacks), l2)
+
+
+class _Space:
+    """The iteration space of a launch (grid dims, then the loop's steps) for index arithmetic."""
+
+    def __init__(self, launch: ppu.LaunchOp, loop: ppu.LoopOp | None):
+        grid = launch.grid_shape
+        self.shape = (*grid, loop.trip_count if loop else 1)
+        rank = len(self.shape)
+        self.values: dict[SSAValue, np.ndarray] = {}
+        for d, arg in enumerate(launch.body.block.args):
+            self.values[arg] = np.arange(grid[d]).reshape([-1 if i == d else 1
+                                                           for i in range(rank)])
+        if loop is not None:
+            self.values[loop.induction_var] = np.arange(loop.trip_count).reshape(
+                [1] * (rank - 1) + [-1])
+
+    def index(self, v: SSAValue) -> np.ndarray:
+        if v not in self.values:
+            op = v.owner
+            if isinstance(op, arith.ConstantOp):
+                self.values[v] = np.asarray(op.value.value.data)
+            else:
+                fn = _INDEX_FNS[type(op)]
+                self.values[v] = fn(self.index(op.lhs), self.index(op.rhs))
+        return self.values[v]
+
+    def total(self, per_point: np.ndarray, in_loop: bool) -> int:
+        """Sum a broadcastable per-point count over the space (the loop dim only if in it)."""
+        per_point = np.asarray(per_point)
+        full = list(self.shape) if in_loop else [*self.shape[:-1], 1]
+        arr = per_point.reshape([1] * (len(full) - per_point.ndim) + list(per_point.shape))
+        repeat = math.prod(n for n, m in zip(full, arr.shape) if m == 1)
+        return int(arr.sum(dtype=np.int64)) * repeat
+
+
+def _dma_elements(op, space: _Space, in_loop: bool) -> int:
+    base, bound = op.window
+    extents = None
+    for idx, size, lim in zip(op.indices, op.tile_sizes, bound):
+        e = np.clip(lim - space.index(idx) * size, 0, size)
+        extents = e if extents is None else extents * e
+    return space.total(1 if extents is None else extents, in_loop)
+
+
+def _work(op: Operation, space: _Space, in_loop: bool, count: int,
+          names: _Names) -> tuple[str, int, str, str] | None:
+    """(kind, amount, dtype, tensor) of one op over the phase, or None if it costs nothing."""
+    if isinstance(op, (ppu.DmaLoadOp, ppu.DmaStoreOp)):
+        t = op.global_value.type
+        n = _dma_elements(op, space, in_loop)
+        kind = "load" if isinstance(op, ppu.DmaLoadOp) else "store"
+        return kind, _nbytes(t, n), dtypes.from_xdsl(t.element_type).name, \
+            names.names[op.global_value]
+    if isinstance(op, ppu.MmaOp):
+        a, b, c = (v.type.get_shape() for v in (op.lhs, op.rhs, op.acc))
+        flops = 2 * math.prod(c) * a[-1]
+        return "mma", flops * count, dtypes.from_xdsl(op.lhs.type.element_type).name, ""
+    if isinstance(op, ppu.VMapOp):
+        kind = "transcendental" if op.function in ppu.TRANSCENDENTAL else "vector"
+        return kind, _elements(op.out.type) * count, _dtype(op.out), ""
+    if isinstance(op, ppu.VReduceOp):
+        return "vector", _elements(op.input.type) * count, _dtype(op.input), ""
+    if isinstance(op, (ppu.VTransposeOp, ppu.FillOp, ppu.VIotaOp)):
+        return "vector", _elements(op.out.type) * count, _dtype(op.out), ""
+    return None
+
+
+def _dtype(v: SSAValue) -> str:
+    return dtypes.from_xdsl(v.type.element_type).name
+
+
+def _phase(launch: ppu.LaunchOp, names: _Names) -> Phase:
+    ops = list(launch.body.block.ops)
+    loop = next((op for op in ops if isinstance(op, ppu.LoopOp)), None)
+    space = _Space(launch, loop)
+    tiles, steps = launch.tiles, (loop.trip_count if loop else 1)
+    work: list[Work] = []
+    unique: dict[str, int] = defaultdict(int)
+    where = "prologue" if loop else "body"
+    for op in ops:
+        if op is loop:
+            for inner in loop.body.block.ops:
+                w = _work(inner, space, True, tiles * steps, names)
+                if w is not None:
+                    work.append(Work(w[0], w[1], "body", w[2], w[3], loc_text(inner), inner.name))
+            where = "epilogue"
+            continue
+        w = _work(op, space, False, tiles, names)
+        if w is not None:
+            work.append(Work(w[0], w[1], where, w[2], w[3], loc_text(op), op.name))
+    for w in work:
+        if w.kind == "load":
+            unique[w.tensor] += w.amount
+    allocs = [op for op in launch.walk() if isinstance(op, ppu.AllocOp)]
+    sram = max((a.byte_offset + a.nbytes for a in allocs), default=0)
+    buffers = max((a.slots for a in allocs), default=1)
+    bounded = {name: min(total, names.tensors[name].bytes) for name, total in unique.items()}
+    return Phase(f"{launch.role.data} {loc_text(launch)}".strip(), tiles, steps, buffers, sram,
+                 tuple(work), bounded, loc_text(launch))
+
+
+def workload_of(kernel: ppu.KernelOp) -> Workload:
+    """The cost model's view of a lowered kernel."""
+    names = _Names(kernel)
+    phases = tuple(_phase(op, names) for op in kernel.body.block.ops
+                   if isinstance(op, ppu.LaunchOp))
+    flops = kernel.attributes.get("zk.flops")
+    useful = ({k: v.value.data for k, v in flops.data.items()}
+              if isinstance(flops, DictionaryAttr) else {})
+    return Workload(kernel.sym_name.data, phases, names.tensors, useful)

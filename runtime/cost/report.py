@@ -1,0 +1,88 @@
+"""The cost estimate for people: a compact text report that names where the time goes.
+
+JSON comes from `Estimate.to_json()`; this module only formats. Source lines are quoted from the
+`.zk` file so the per-line breakdown reads like a profile.
+"""
+
+from __future__ import annotations
+
+from zhenwu_cc.diagnostics import SourceMap
+
+
+def seconds(t: float) -> str:
+    if t >= 1e-3:
+        return f"{t * 1e3:.3f} ms"
+    return f"{t * 1e6:.2f} us"
+
+
+def nbytes(n: float) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+def _source_line(loc: str, sources: SourceMap) -> str:
+    file, _, rest = loc.rpartition(":")
+    file, _, line = file.rpartition(":")
+    text = sources.line(file, int(line)) if line.isdigit() else None
+    return text.strip() if text else ""
+
+
+def render(est, sources: SourceMap) -> str:
+    """The whole report: headline, roofline position, phases, and time by source line."""
+    lines = [f"kernel {est.kernel} on {est.target}: {seconds(est.time)}  (bound: {est.bound})"]
+    for dt in sorted(est.flops_by_dtype):
+        achieved = est.achieved_flops.get(dt, 0.0)
+        frac = est.peak_fraction.get(dt, 0.0)
+        support = est.dtype_support.get(dt, {})
+        runs = support.get("runs_as", dt)
+        note = "" if support.get("support", "native") == "native" else \
+            f"  [{support['support']}: runs as {runs}]"
+        lines.append(f"  {dt} matmul: {est.flops_by_dtype[dt] / 1e9:.3f} GFLOP, "
+                     f"{achieved / 1e12:.1f} TFLOP/s = {100 * frac:.1f}% of peak{note}")
+    lines.append(f"  HBM: read {nbytes(est.hbm_read_bytes)}, write {nbytes(est.hbm_write_bytes)}")
+    if est.arithmetic_intensity is not None and est.ridge_point:
+        ridge = ", ".join(f"{dt} {r:.0f}" for dt, r in sorted(est.ridge_point.items()))
+        lines.append(f"  arithmetic intensity {est.arithmetic_intensity:.1f} FLOP/B "
+                     f"(ridge point: {ridge})")
+    lines.append(f"  SRAM: peak {nbytes(est.sram_peak)} of {nbytes(est.sram_capacity)} per CU")
+    lines.append(f"  fixed overhead: {seconds(est.overhead)}")
+    for flag in est.flags:
+        lines.append(f"  note: {flag}")
+    lines.append("")
+    lines.append("phases:")
+    for i, p in enumerate(est.phases):
+        terms = p.terms
+        lines.append(f"  [{i}] {p.name}: {seconds(p.time)}  bound {p.bound}; {p.tiles} tiles x "
+                     f"{p.steps} steps in {p.waves} wave(s) on {p.active_cus} CUs, "
+                     f"{p.buffers} buffer(s)")
+        engines = "  ".join(f"{k} {seconds(terms[k])}" for k in ("dma", "tensor", "vector")
+                            if k in terms)
+        floors = "  ".join(f"{k} {seconds(terms[k])}" for k in
+                           ("hbm_bound", "l2_bound", "compute_bound", "vector_bound")
+                           if terms.get(k))
+        lines.append(f"      per CU: {engines}")
+        lines.append(f"      floors: {floors}")
+        if terms.get("wave_quantization"):
+            lines.append(f"      wave quantization: {seconds(terms['wave_quantization'])}")
+    if est.by_loc:
+        lines.append("")
+        lines.append("time by source line:")
+        total = sum(t.time for t in est.by_loc.values()) or 1.0
+        for loc, t in sorted(est.by_loc.items(), key=lambda kv: (-kv[1].time, kv[0])):
+            text = _source_line(loc, sources)
+            lines.append(f"  {100 * t.time / total:5.1f}%  {seconds(t.time):>11}  {loc}  {text}")
+    return "\n".join(lines) + "\n"
+
+
+def render_comparison(rows: list[dict]) -> str:
+    """One line per target: time, bound, achieved fraction of peak."""
+    head = f"{'target':<8} {'time':>12} {'bound':<9} {'TFLOP/s':>9} {'of peak':>8}  notes"
+    out = [head, "-" * len(head)]
+    for r in rows:
+        tf = f"{r['tflops']:.1f}" if r["tflops"] is not None else "-"
+        frac = f"{100 * r['peak_fraction']:.1f}%" if r["peak_fraction"] is not None else "-"
+        out.append(f"{r['target']:<8} {seconds(r['time_s']):>12} {r['bound']:<9} {tf:>9} "
+                   f"{frac:>8}  {r['notes']}")
+    return "\n".join(out) + "\n"

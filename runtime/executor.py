@@ -1,0 +1,484 @@
+"""The executor: a `ppu` kernel run on numpy arrays as the PPU would run it, one launch at a time.
+
+Every `ppu.launch` executes once for its whole grid. Each SRAM buffer holds one numpy array
+`[grid..., tile...]` with a size-1 grid axis wherever its contents do not depend on that grid
+index (a GEMM's A tile is [gi, 1, tm, tk]); index values are integer arrays over the grid
+(executor_index.py). A `ppu.dma_load` is one gather of every tile (a strided view of the source
+when the tile indices are affine), a `ppu.dma_store` one scatter, both with the window, padding
+and clipping the IR states (executor_dma.py); vector and tensor work is one numpy call per op
+over the grid (executor_compute.py). A `ppu.loop` runs its steps in order, each over the whole
+grid, except that a loop which only loads tiles and accumulates `ppu.mma` products into float32
+becomes one matmul over the whole reduction (executor_merge.py).
+
+It checks what the hardware would not forgive, each a CompileError: a tile index outside its
+window (ZK0610), SRAM overflow and overlapping live buffers (ZK0611, ZK0612, executor_sram.py),
+reads of SRAM never written (ZK0613) and of HBM never stored (ZK0614), output elements no store
+wrote (ZK0615), tiles storing different data to one place (ZK0616), division by zero in index
+arithmetic (ZK0617) — and it refuses a run that would not fit in host memory (ZK0505,
+executor_memory.py) before allocating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from xdsl.ir import Operation, SSAValue
+
+from zhenwu_cc.diagnostics import did_you_mean, error
+from zhenwu_cc.dialects import dtypes, ppu
+from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.dialects.loc import span_of
+from zhenwu_cc.dialects.tile import tile_counts
+from zhenwu_cc.runtime import executor_dma as dma
+from zhenwu_cc.runtime.executor_compute import (
+    accumulate,
+    align,
+    into,
+    product,
+    result_dtype,
+    vmap,
+    vreduce,
+)
+from zhenwu_cc.runtime.executor_index import INDEX_OPS, Index, evaluate
+from zhenwu_cc.runtime.executor_memory import ensure_host_memory, estimate_host_bytes
+from zhenwu_cc.runtime.executor_merge import mergeable, run_merged
+from zhenwu_cc.runtime.executor_sram import check_allocations
+from zhenwu_cc.runtime.numerics import round_to
+from zhenwu_cc.runtime.reference import _checked
+
+__all__ = ["execute", "estimate_host_bytes"]
+
+
+def _dtype(v: SSAValue) -> DType:
+    return dtypes.from_xdsl(v.type.element_type)
+
+
+def _shape(v: SSAValue) -> tuple[int, ...]:
+    return tuple(v.type.get_shape())
+
+
+def _name(v: SSAValue) -> str:
+    return f"`%{v.name_hint}`" if v.name_hint else "a buffer"
+
+
+# ---- memory state -------------------------------------------------------------------------------
+@dataclass
+class _Global:
+    """A global tensor (or a view of one): its array, the root array it shares memory with, and
+    which elements a store has written (None: all, as for inputs, or not tracked)."""
+
+    array: np.ndarray
+    root: np.ndarray
+    mask: np.ndarray | None
+
+
+class _Alloc:
+    """One SRAM allocation over the grid: per slot, an array [grid..., tile...] or None (never
+    written), whether the executor may overwrite that array in place (no one else sees it), and
+    on which grid points the slot has been written."""
+
+    def __init__(self, op: ppu.AllocOp, r: int):
+        shape = _shape(op.result)
+        self.op, self.r, self.depth = op, r, op.slots
+        self.dtype = _dtype(op.result)
+        self.tile = shape[1:] if self.depth > 1 else shape
+        self.values: list[np.ndarray | None] = [None] * self.depth
+        self.owned = [False] * self.depth
+        self.written = [np.zeros((), np.bool_)] * self.depth
+
+    def parts(self, index: Index | None) -> list[tuple[int, np.ndarray | None]]:
+        """(slot, grid points choosing it or None for all) that a slot index selects."""
+        if index is None:
+            return [(0, None)]
+        s = np.mod(index.value, self.depth)
+        if s.size == 1:
+            return [(int(s.reshape(-1)[0]), None)]
+        return [(int(k), s == k) for k in np.unique(s)]
+
+    def unwritten(self, index: Index | None) -> int | None:
+        """A slot read through `index` on some grid point that never wrote it, if any."""
+        for k, choose in self._all_parts(index):
+            if not (self.written[k] if choose is None else self.written[k] | ~choose).all():
+                return k
+        return None
+
+    def _all_parts(self, index):
+        if index is None and self.depth > 1:
+            return [(k, None) for k in range(self.depth)]
+        return self.parts(index)
+
+    def _value(self, k: int) -> np.ndarray:
+        v = self.values[k]
+        return v if v is not None else np.zeros((1,) * self.r + self.tile, self.dtype.np_dtype)
+
+    def _grid(self, choose: np.ndarray) -> np.ndarray:
+        return choose.reshape((1,) * (self.r - choose.ndim) + choose.shape
+                              + (1,) * len(self.tile))
+
+    def read(self, index: Index | None) -> tuple[np.ndarray, bool]:
+        """The contents seen through `index`, and whether that array is owned."""
+        if index is None and self.depth > 1:
+            slots = np.broadcast_arrays(*(self._value(k) for k in range(self.depth)))
+            return np.stack(slots, axis=self.r), False
+        (k, _), *rest = parts = self.parts(index)
+        out = self._value(k)
+        for k2, choose in rest:
+            out = np.where(self._grid(choose), self._value(k2), out)
+        return out, len(parts) == 1 and self.owned[k]
+
+    def put(self, k: int, value: np.ndarray, owned: bool = False) -> None:
+        self.values[k], self.owned[k], self.written[k] = value, owned, np.ones((), np.bool_)
+
+    def write(self, index: Index | None, value: np.ndarray, owned: bool) -> None:
+        if index is None and self.depth > 1:
+            for k in range(self.depth):
+                self.put(k, value[(slice(None),) * self.r + (k,)])
+            return
+        parts = self.parts(index)
+        if len(parts) == 1:
+            self.put(parts[0][0], value, owned)
+            return
+        for k, choose in parts:
+            old = self.values[k]
+            self.values[k] = value if old is None else np.where(self._grid(choose), value, old)
+            self.owned[k] = False
+            self.written[k] = self.written[k] | choose
+
+    def disown(self, index: Index | None) -> None:
+        for k, _ in self._all_parts(index):
+            self.owned[k] = False
+
+
+@dataclass(frozen=True)
+class _Ref:
+    """An SRAM buffer value: an allocation, and the slot index when it came from `ppu.slot`."""
+
+    alloc: _Alloc
+    index: Index | None
+
+
+@dataclass
+class _Launch:
+    """What one launch keeps while it runs."""
+
+    rank: int
+    names: dict[int, str]
+    allocs: list[_Alloc] = field(default_factory=list)
+    blocks: dict[int, dict[tuple, np.ndarray]] = field(default_factory=dict)  # by id(root)
+    viewed: set[int] = field(default_factory=set)  # id(root) of sources SRAM may alias
+
+
+# ---- the interpreter ------------------------------------------------------------------------------
+class Interpreter:
+    """Runs one kernel; `env` maps SSA values to index values, globals and SRAM references."""
+
+    def __init__(self, kernel: ppu.KernelOp, check_uninitialised: bool, sram_bytes: int | None):
+        self.kernel = kernel
+        self.check = check_uninitialised
+        self.sram_bytes = sram_bytes
+        self.env: dict[SSAValue, object] = {}
+        self.launch: _Launch | None = None
+        self.steps: list[tuple[str, int]] = []  # loops being stepped through, for messages
+        self.rules: dict[type, Callable[[Operation], None]] = {
+            ppu.GlobalOp: self._global, ppu.ViewOp: self._view, ppu.LaunchOp: self._launch,
+            ppu.LoopOp: self._loop, ppu.AllocOp: self._alloc, ppu.SlotOp: self._slot,
+            ppu.DmaLoadOp: self._load, ppu.DmaStoreOp: self._store, ppu.MmaOp: self._mma,
+            ppu.VMapOp: self._vmap, ppu.VReduceOp: self._vreduce,
+            ppu.VTransposeOp: self._vtranspose, ppu.FillOp: self._fill, ppu.VIotaOp: self._viota,
+            ppu.WaitOp: _nothing, ppu.YieldOp: _nothing, ppu.ReturnOp: _nothing,
+            **dict.fromkeys(INDEX_OPS, self._index),
+        }
+
+    # -- running --
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._bind_inputs(inputs)
+        outputs = {}
+        for arg in self.kernel.outputs:
+            array = np.zeros(_shape(arg), _dtype(arg).np_dtype)
+            mask = np.zeros(array.shape, np.bool_) if self.check else None
+            self.env[arg] = _Global(array, array, mask)
+            outputs[_arg_name(self.kernel, arg)] = array
+        with np.errstate(all="ignore"):  # IEEE results (inf, nan) are the semantics
+            self.block(self.kernel.body.block)
+        for arg in self.kernel.outputs:
+            self._check_written(arg)
+        return outputs
+
+    def block(self, block) -> None:
+        for op in block.ops:
+            self.run_op(op)
+
+    def run_op(self, op: Operation) -> None:
+        rule = self.rules.get(type(op))
+        if rule is None:
+            raise TypeError(f"the executor has no rule for {op.name}")
+        rule(op)
+
+    # -- values --
+    def dtype(self, v: SSAValue) -> DType:
+        return _dtype(v)
+
+    def read_owned(self, v: SSAValue, op: Operation) -> tuple[np.ndarray, bool]:
+        """An SRAM buffer's contents (ZK0613 if unwritten) and whether they may be overwritten."""
+        ref: _Ref = self.env[v]
+        if self.check and (k := ref.alloc.unwritten(ref.index)) is not None:
+            slot = f" (slot {k})" if ref.alloc.depth > 1 else ""
+            raise error("ZK0613", f"`{op.name}` reads {_name(ref.alloc.op.result)}{slot} before "
+                        f"anything wrote it{self._context()}", span_of(op),
+                        help="a buffer must be loaded, filled or computed into before it is "
+                        "read; the lowered program is wrong, report it with the IR (--emit ppu)")
+        return ref.alloc.read(ref.index)
+
+    def read(self, v: SSAValue, op: Operation) -> np.ndarray:
+        return self.read_owned(v, op)[0]
+
+    def write(self, v: SSAValue, value: np.ndarray, owned: bool) -> None:
+        ref: _Ref = self.env[v]
+        tile = ref.alloc.tile if ref.index is not None or ref.alloc.depth == 1 else _shape(v)
+        r = self.launch.rank
+        if value.shape[r:] != tile:
+            value, owned = np.broadcast_to(value, value.shape[:r] + tile), False
+        ref.alloc.write(ref.index, value, owned)
+
+    def _context(self) -> str:
+        return f" (at {', '.join(f'{n}={k}' for n, k in self.steps)})" if self.steps else ""
+
+    # -- kernel level --
+    def _bind_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
+        names = [_arg_name(self.kernel, a) for a in self.kernel.inputs]
+        for name in inputs:
+            if name not in names:
+                guess = did_you_mean(name, names)
+                raise error("ZK0501", f"input `{name}` is not an input of kernel "
+                            f"`{self.kernel.sym_name.data}` (inputs: {', '.join(names)})",
+                            span_of(self.kernel),
+                            help=f"did you mean `{guess}`?" if guess else "drop it")
+        stored = _stored_roots(self.kernel)
+        for name, arg in zip(names, self.kernel.inputs):
+            if name not in inputs:
+                raise error("ZK0501", f"missing input `{name}` for kernel "
+                            f"`{self.kernel.sym_name.data}`", span_of(self.kernel),
+                            help="pass one array per input argument")
+            x = inputs[name]
+            if (isinstance(x, np.ndarray) and x.dtype == _dtype(arg).np_dtype
+                    and x.shape == _shape(arg) and arg not in stored):
+                x = np.ascontiguousarray(x).view()
+                x.flags.writeable = False
+            else:
+                x = np.ascontiguousarray(_checked(name, arg, x))
+            self.env[arg] = _Global(x, x, None)
+
+    def _global(self, op: ppu.GlobalOp) -> None:
+        array = np.zeros(_shape(op.result), _dtype(op.result).np_dtype)
+        self.env[op.result] = _Global(array, array,
+                                      np.zeros(array.shape, np.bool_) if self.check else None)
+
+    def _view(self, op: ppu.ViewOp) -> None:
+        g: _Global = self.env[op.source]
+        shape = _shape(op.result)
+        self.env[op.result] = _Global(g.array.reshape(shape), g.root,
+                                      None if g.mask is None else g.mask.reshape(shape))
+
+    def _check_written(self, arg: SSAValue) -> None:
+        g: _Global = self.env[arg]
+        if g.mask is None or g.mask.all():
+            return
+        missing = np.argwhere(~g.mask)
+        raise error("ZK0615", f"{len(missing)} element(s) of output "
+                    f"`{_arg_name(self.kernel, arg)}` were never stored, the first at index "
+                    f"{missing[0].tolist()}", span_of(self.kernel),
+                    help="the grid or the store tile indices of the lowered program do not "
+                    "cover the output; report it with the IR (--emit ppu)")
+
+    # -- launches and loops --
+    def _launch(self, op: ppu.LaunchOp) -> None:
+        check_allocations(op, self.sram_bytes)
+        grid = op.grid_shape
+        r = len(grid)
+        args = op.body.block.args
+        self.launch = _Launch(r, {d - r: a.name_hint or f"grid{d}" for d, a in enumerate(args)})
+        for d, (arg, n) in enumerate(zip(args, grid)):
+            self.env[arg] = Index.along(d - r, n)
+        self.block(op.body.block)
+        self.launch = None
+
+    def _loop(self, op: ppu.LoopOp) -> None:
+        if mergeable(op) and run_merged(self, op):
+            return
+        name = op.induction_var.name_hint or "step"
+        for k in range(op.trip_count):
+            self.env[op.induction_var] = Index.constant(k)
+            self.steps.append((name, k))
+            self.block(op.body.block)
+            self.steps.pop()
+
+    def _index(self, op: Operation) -> None:
+        self.env[op.results[0]] = evaluate(op, [self.env[v] for v in op.operands])
+
+    # -- SRAM --
+    def _alloc(self, op: ppu.AllocOp) -> None:
+        alloc = _Alloc(op, self.launch.rank)
+        self.launch.allocs.append(alloc)
+        self.env[op.result] = _Ref(alloc, None)
+
+    def _slot(self, op: ppu.SlotOp) -> None:
+        self.env[op.result] = _Ref(self.env[op.buffer].alloc, self.env[op.index])
+
+    # -- DMA --
+    def load_tiles(self, op: ppu.DmaLoadOp, naxes: int) -> np.ndarray:
+        """Every grid point's tile of a load, [index axes (naxes)..., tile...], bounds-checked
+        (ZK0610) and, for tensors stores write, checked to have been stored (ZK0614)."""
+        g: _Global = self.env[op.source]
+        indices = [self.env[i] for i in op.indices]
+        base, bound = op.window
+        dma.check_tiles(op, indices, tile_counts(bound, op.tile_sizes), self.launch.names,
+                        self._context())
+        pad = round_to(np.array(op.pad_value), _dtype(op.source))
+        blocks = self._blocks(g, op.source, base, bound, op.tile_sizes, pad, "data")
+        if g.mask is not None:
+            mask = self._blocks(g, op.source, base, bound, op.tile_sizes, np.True_, "mask")
+            if not dma.gather(mask, indices, naxes).all():
+                raise error("ZK0614", f"`{op.name}` reads elements of {_name(op.source)} that "
+                            f"no store has written yet{self._context()}", span_of(op),
+                            help="the launches of the lowered program are out of order or do "
+                            "not cover the tensor; report it with the IR (--emit ppu)")
+        return dma.gather(blocks, indices, naxes)
+
+    def _blocks(self, g: _Global, source: SSAValue, base, bound, sizes, pad, kind: str):
+        cache = self.launch.blocks.setdefault(id(g.root), {})
+        key = (kind, source, base, bound, sizes)
+        if key not in cache:
+            array = g.array if kind == "data" else g.mask
+            cache[key], copied = dma.load_blocks(array, base, bound, sizes, pad)
+            if not copied and kind == "data":
+                self.launch.viewed.add(id(g.root))
+        return cache[key]
+
+    def _load(self, op: ppu.DmaLoadOp) -> None:
+        self.write(op.dest, self.load_tiles(op, self.launch.rank), owned=False)
+
+    def _store(self, op: ppu.DmaStoreOp) -> None:
+        g: _Global = self.env[op.dest]
+        value = self.read(op.source, op)
+        r = self.launch.rank
+        indices = [self.env[i] for i in op.indices]
+        base, bound = op.window
+        dma.check_tiles(op, indices, tile_counts(bound, op.tile_sizes), self.launch.names,
+                        self._context())
+        self._check_race(op, indices, value)
+        self._detach(g.root)
+        dma.store(g.array, base, bound, op.tile_sizes, indices, value, r)
+        if g.mask is not None:
+            dma.store(g.mask, base, bound, op.tile_sizes, indices,
+                      np.broadcast_to(np.True_, value.shape), r)
+
+    def _check_race(self, op: ppu.DmaStoreOp, indices: list[Index], value: np.ndarray) -> None:
+        r = self.launch.rank
+        where = dma.index_shape(indices, r)
+        for p in range(r):
+            if value.shape[p] > 1 and where[p] == 1:
+                axis = self.launch.names[p - r]
+                raise error("ZK0616", f"`{op.name}` writes the tile of every `{axis}` to the same "
+                            f"place, but the data differ along `{axis}`{self._context()}",
+                            span_of(op), help="the store's tile indices miss a grid index; "
+                            "report it with the IR (--emit ppu)")
+
+    def _detach(self, root: np.ndarray) -> None:
+        """Before a store changes `root`, copy SRAM contents that are views of it and forget
+        padded copies of it: SRAM holds what was loaded, not what memory holds now."""
+        self.launch.blocks.pop(id(root), None)
+        if id(root) not in self.launch.viewed:
+            return
+        for alloc in self.launch.allocs:
+            for k, v in enumerate(alloc.values):
+                if v is not None and np.may_share_memory(v, root):
+                    alloc.values[k], alloc.owned[k] = np.array(v), True
+
+    # -- compute --
+    def _mma(self, op: ppu.MmaOp) -> None:
+        r = self.launch.rank
+        prod = product(self.read(op.lhs, op), self.read(op.rhs, op), r, len(_shape(op.acc)))
+        acc, owned = self.read_owned(op.acc, op)
+        self.write(op.acc, accumulate(acc, prod, _dtype(op.acc), owned), owned=True)
+
+    def _vmap(self, op: ppu.VMapOp) -> None:
+        r = self.launch.rank
+        rank = len(_shape(op.out))
+        ins = [align(self.read(v, op), r, rank) for v in op.ins]
+        dest = _dtype(op.out)
+        out = None
+        if op.function not in ("cast", "select"):
+            ref: _Ref = self.env[op.out]
+            current, owned = ref.alloc.read(ref.index)
+            if (owned and current.shape == np.broadcast_shapes(*(x.shape for x in ins))
+                    and current.dtype == result_dtype(op.function, ins) == dest.np_dtype):
+                out = current
+        self.write(op.out, vmap(op.function, ins, dest, out), owned=True)
+
+    def _vreduce(self, op: ppu.VReduceOp) -> None:
+        r = self.launch.rank
+        axes = tuple(r + a for a in op.axis_list)
+        self.write(op.out, vreduce(op.function, self.read(op.input, op), axes, _dtype(op.out)),
+                   owned=True)
+
+    def _vtranspose(self, op: ppu.VTransposeOp) -> None:
+        r = self.launch.rank
+        x = self.read(op.input, op)
+        perm = list(range(r)) + [r + p for p in op.perm.get_values()]
+        ref: _Ref = self.env[op.input]
+        ref.alloc.disown(ref.index)
+        self.write(op.out, np.transpose(x, perm), owned=False)
+
+    def _fill(self, op: ppu.FillOp) -> None:
+        d = _dtype(op.out)
+        value = round_to(np.array(op.number), d)
+        self.write(op.out, np.broadcast_to(value, (1,) * self.launch.rank + _shape(op.out)),
+                   owned=False)
+
+    def _viota(self, op: ppu.VIotaOp) -> None:
+        r = self.launch.rank
+        axis = op.axis.value.data
+        sizes = tuple(op.sizes.get_values())
+        start = self.env[op.indices[axis]].value * sizes[axis]
+        start = start.reshape((1,) * (r - start.ndim) + start.shape + (1,) * len(sizes))
+        ramp = np.arange(sizes[axis]).reshape([-1 if a == axis else 1 for a in range(len(sizes))])
+        self.write(op.out, into(start + ramp, _dtype(op.out)), owned=False)
+
+
+def _nothing(op: Operation) -> None:
+    """Waits complete at once: every DMA is done when its op returns."""
+
+
+def _arg_name(kernel: ppu.KernelOp, arg: SSAValue) -> str:
+    return arg.name_hint or f"arg{arg.index}"
+
+
+def _stored_roots(kernel: ppu.KernelOp) -> set[SSAValue]:
+    """The kernel arguments some `ppu.dma_store` writes (directly or through views)."""
+    out = set()
+    for op in kernel.walk():
+        if isinstance(op, ppu.DmaStoreOp):
+            v = op.dest
+            while isinstance(v.owner, ppu.ViewOp):
+                v = v.owner.source
+            out.add(v)
+    return out
+
+
+def execute(kernel: ppu.KernelOp, inputs: Mapping[str, np.ndarray], *,
+            check_uninitialised: bool = True, sram_bytes: int | None = None
+            ) -> dict[str, np.ndarray]:
+    """Run `kernel` on `inputs` (by input argument name) and return its outputs by name, each
+    in its declared element type (ml_dtypes types for bf16 / FP8 / FP4).
+
+    Inputs of another float type are rounded into the declared one (ZK0501-ZK0503 for missing,
+    unknown, misshapen or mistyped inputs, as in the reference evaluator). `check_uninitialised`
+    tracks which SRAM slots and HBM elements have been written (ZK0613-ZK0615); `sram_bytes`
+    bounds every `ppu.alloc` (ZK0611; None skips the check). Raises ZK0505 before allocating
+    when `estimate_host_bytes(kernel)` exceeds the host-memory limit.
+    """
+    ensure_host_memory(kernel)
+    return Interpreter(kernel, check_uninitialised, sram_bytes).run(inputs)
+

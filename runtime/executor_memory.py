@@ -1,0 +1,124 @@
+"""How much host memory an executor run takes, estimated from the IR before anything is allocated.
+
+A launch holds every SRAM buffer for the whole grid at once, but only along the grid axes its
+contents depend on (a GEMM's A tile does not depend on the column index), so the estimate follows
+that dependence through the program: launch indices -> index arithmetic -> DMA tile indices ->
+buffers -> whatever is computed from them. It adds float32 working copies, padded copies of
+edge-tiled sources, the operands of merged reduction loops, and the kernel's global tensors
+(the caller's inputs and checked copies, outputs, intermediates, and their written-masks).
+"""
+
+from __future__ import annotations
+
+import math
+
+from xdsl.ir import Operation, SSAValue
+
+from zhenwu_cc.diagnostics import error
+from zhenwu_cc.dialects import dtypes, ppu
+from zhenwu_cc.dialects.loc import span_of
+from zhenwu_cc.dialects.tile import tile_counts
+from zhenwu_cc.runtime.executor_index import INDEX_OPS
+from zhenwu_cc.runtime.reference import MAX_HOST_BYTES_ENV, host_memory_limit
+
+_SCRATCH = 3  # float32 temporaries one vector op makes at most, each as large as its destination
+
+
+def _elements(v: SSAValue) -> int:
+    return math.prod(v.type.get_shape())
+
+
+def _itemsize(v: SSAValue) -> int:
+    return dtypes.from_xdsl(v.type.element_type).np_dtype.itemsize
+
+
+def _root(v: SSAValue) -> Operation:
+    op = v.owner
+    return _root(op.buffer) if isinstance(op, ppu.SlotOp) else op
+
+
+class _Dependence:
+    """Which grid axes each index value and each allocation's contents vary along."""
+
+    def __init__(self, launch: ppu.LaunchOp):
+        self.of: dict[SSAValue | Operation, frozenset[int]] = {
+            arg: frozenset({d}) for d, arg in enumerate(launch.body.block.args)}
+        changed = True
+        while changed:
+            before = dict(self.of)
+            for op in launch.body.walk():
+                self._visit(op)
+            changed = before != self.of
+
+    def axes(self, v: SSAValue) -> frozenset[int]:
+        key = _root(v) if isinstance(v.owner, (ppu.AllocOp, ppu.SlotOp)) else v
+        return self.of.get(key, frozenset())
+
+    def _join(self, dest: SSAValue, *sources: SSAValue) -> None:
+        key = _root(dest)
+        self.of[key] = self.of.get(key, frozenset()).union(*(self.axes(s) for s in sources))
+
+    def _visit(self, op: Operation) -> None:
+        if isinstance(op, INDEX_OPS):
+            self.of[op.results[0]] = frozenset().union(*(self.axes(v) for v in op.operands))
+        elif isinstance(op, (ppu.DmaLoadOp, ppu.VIotaOp)):
+            self._join(op.dest if isinstance(op, ppu.DmaLoadOp) else op.out, *op.indices)
+        elif isinstance(op, ppu.VMapOp):
+            self._join(op.out, *op.ins)
+        elif isinstance(op, (ppu.VReduceOp, ppu.VTransposeOp)):
+            self._join(op.out, op.input)
+        elif isinstance(op, ppu.MmaOp):
+            self._join(op.acc, op.lhs, op.rhs)
+
+
+def _launch_bytes(launch: ppu.LaunchOp) -> int:
+    grid = launch.grid_shape
+    dep = _Dependence(launch)
+
+    def held(v: SSAValue) -> int:
+        """Bytes of `v`'s contents over the grid, in float32 (or wider) working precision."""
+        return (math.prod(grid[d] for d in dep.axes(v)) * _elements(v) * max(_itemsize(v), 4))
+
+    allocs = [op for op in launch.body.walk() if isinstance(op, ppu.AllocOp)]
+    values = sum(held(a.result) for a in allocs)
+    largest = max((held(a.result) for a in allocs), default=0)
+    padded = staging = merged = 0
+    for op in launch.body.walk():
+        if isinstance(op, (ppu.DmaLoadOp, ppu.DmaStoreOp)):
+            _, bound = op.window
+            full = math.prod(n * t for n, t in zip(tile_counts(bound, op.tile_sizes),
+                                                   op.tile_sizes))
+            if full != math.prod(bound):
+                copy = full * _itemsize(op.global_value)
+                if isinstance(op, ppu.DmaLoadOp):
+                    padded += copy
+                else:
+                    staging = max(staging, copy)
+        elif isinstance(op, ppu.MmaOp) and isinstance(op.parent_op(), ppu.LoopOp):
+            trips = op.parent_op().trip_count
+            merged += (held(op.lhs) + held(op.rhs)) * trips + held(op.acc)
+    return values + _SCRATCH * largest + padded + staging + merged
+
+
+def estimate_host_bytes(kernel: ppu.KernelOp) -> int:
+    """Peak host bytes a run of `kernel` is expected to take (an estimate meant to err high)."""
+    total, peak = 0, 0
+    for arg in kernel.inputs:
+        total += 2 * _elements(arg) * _itemsize(arg)  # the caller's array and a checked copy
+    for v in [*kernel.outputs, *(op.result for op in kernel.body.block.ops
+                                 if isinstance(op, ppu.GlobalOp))]:
+        total += _elements(v) * (_itemsize(v) + 1)  # the tensor and its written-mask
+    for op in kernel.body.block.ops:
+        if isinstance(op, ppu.LaunchOp):
+            peak = max(peak, _launch_bytes(op))
+    return total + peak
+
+
+def ensure_host_memory(kernel: ppu.KernelOp) -> None:
+    """Refuse (ZK0505) before allocating when the estimate exceeds the host-memory limit."""
+    need, limit = estimate_host_bytes(kernel), host_memory_limit()
+    if limit is not None and need > limit:
+        raise error("ZK0505", f"executing kernel `{kernel.sym_name.data}` needs about {need} "
+                    f"bytes of host memory, more than the limit of {limit} bytes",
+                    span_of(kernel), help="use smaller shapes (-D NAME=VALUE) or tiles, or raise "
+                    f"the limit with {MAX_HOST_BYTES_ENV}=<bytes>")
