@@ -419,12 +419,14 @@ class _KernelTiler:
         return op.results[0]
 
     def empty(self, v: SSAValue, shape: Sequence[int] | None = None,
-              element_type: Attribute | None = None) -> SSAValue:
+              element_type: Attribute | None = None) -> tile.EmptyOp:
+        """A destination for `v` (not yet added: a grid that does not fit is discarded)."""
         t = TensorType(element_type or v.type.element_type, list(shape or _shape(v)))
         e = tile.EmptyOp(t)
+        e.location = self.loc_of(v)
         if isinstance(v.owner, Operation) and "zk.place" in v.owner.attributes:
             e.attributes["zk.place"] = v.owner.attributes["zk.place"]
-        return self.add(e, self.loc_of(v))
+        return e
 
     def grid_for(self, v: SSAValue) -> SSAValue:
         op = v.owner
@@ -502,19 +504,67 @@ class _KernelTiler:
     def new_grid(self, rank: int, loc) -> _Grid:
         return _Grid(self, rank, loc)
 
+    def fit(self, v: SSAValue, build, sizes: tuple[int, ...], shrink, directive: bool,
+            what: str) -> SSAValue:
+        """Build a grid with `sizes`, shrinking them until its buffers fit in SRAM.
+
+        `build(sizes) -> (ops, result, grid)`. Sizes the schedule gave are never changed
+        silently: if they do not fit, the error names the buffers and sizes that would."""
+        from zhenwu_cc.passes.alloc_sram import plan_grid
+
+        capacity = self.target.sram_per_cu
+        too_big = None
+        while True:
+            ops, result, grid = build(sizes)
+            plan = plan_grid(grid, self.buffers)
+            if plan.peak <= capacity:
+                break
+            too_big = too_big or (sizes, plan, grid)
+            smaller = shrink(sizes)
+            if smaller is None:
+                raise self.overflow(v, what, too_big, capacity, None)
+            sizes = smaller
+        if too_big is not None and directive:
+            raise self.overflow(v, what, too_big, capacity, (sizes, plan.peak))
+        for op in ops:
+            self.new_ops.append(op)
+        return result
+
+    def overflow(self, v: SSAValue, what: str, too_big, capacity: int, fits):
+        sizes, plan, grid = too_big
+        notes = []
+        for buf in sorted(plan.buffers, key=lambda b: b.offset):
+            t = buf.first.value.type
+            slots = f" x {buf.first.depth} slots" if buf.first.depth > 1 else ""
+            notes.append(Note(f"{_shape_text(t)}: {buf.first.nbytes} bytes{slots}"))
+        carrier = _directive_op(v)
+        name = (carrier.results[0].name_hint if carrier is not None else None) or v.name_hint \
+            or "this value"
+        help = (f"`tile {name} {list(fits[0])}` fits ({fits[1]} bytes)" if fits else
+                "even the smallest tiles do not fit: this target's SRAM is too small for it")
+        return error("ZK0604", f"tiles of `{name}` ({what} {list(sizes)}) need {plan.peak} bytes "
+                     f"of SRAM per compute unit; target `{self.target.name}` has {capacity}",
+                     span_of(v.owner) if isinstance(v.owner, Operation) else None,
+                     notes=notes, help=help)
+
     def elementwise_grid(self, v: SSAValue) -> SSAValue:
         shape = _shape(v)
-        sizes = self.sizes_for(v)
-        counts = tile.tile_counts(shape, sizes)
         loc = self.loc_of(v)
-        g = self.new_grid(len(shape), loc)
-        g.tile_elems = math.prod(sizes)
-        idx = g.tile_index(counts)
-        t = g.tile_of(v, Req(idx, sizes, (0,) * len(shape), shape))
         role = "copy" if v in self.block.args else "elementwise"
-        out = self.empty(v)
-        grid = g.finish([out], role, counts, [(t, 0, idx, None)])
-        return self.add(grid, loc)
+
+        def build(sizes):
+            counts = tile.tile_counts(shape, sizes)
+            g = self.new_grid(len(shape), loc)
+            g.tile_elems = math.prod(sizes)
+            idx = g.tile_index(counts)
+            t = g.tile_of(v, Req(idx, sizes, (0,) * len(shape), shape))
+            out = self.empty(v)
+            grid = g.finish([out.result], role, counts, [(t, 0, idx, None)])
+            grid.location = loc
+            return [out, grid], grid.res[0], grid
+
+        return self.fit(v, build, self.sizes_for(v), _halve_largest, _directive(v) is not None,
+                        "tile")
 
     def reduction_grid(self, v: SSAValue, op) -> SSAValue:
         """A grid over the kept dims that loops over chunks of the (single) reduced axis."""
@@ -523,16 +573,26 @@ class _KernelTiler:
         assert len(axes) == 1, "multi-axis reductions are split before tiling"
         axis = axes[0]
         keep = op.keepdims is not None
-        out_shape = _shape(v)
-        out_sizes = list(self.reduction_sizes(v, axis, keep))
-        kept_sizes = list(out_sizes)
+        out_sizes = self.reduction_sizes(v, axis, keep)
+        kept = list(out_sizes)
         if not keep:
-            kept_sizes.insert(axis, 1)
+            kept.insert(axis, 1)
         budget = self.tile_budget(_dtype(op.input))
-        other = math.prod(s for d, s in enumerate(kept_sizes) if d != axis)
+        other = math.prod(s for d, s in enumerate(kept) if d != axis)
         chunk = max(1, min(in_shape[axis], budget // max(other, 1)))
         if in_shape[axis] > chunk:
             chunk = _pow2_floor(chunk)
+        return self.fit(v, lambda sizes: self._reduction(v, op, axis, sizes[:-1], sizes[-1]),
+                        (*out_sizes, chunk), _halve_largest, _directive(v) is not None,
+                        "tile (and reduction chunk)")
+
+    def _reduction(self, v: SSAValue, op, axis: int, out_sizes, chunk: int):
+        in_shape = _shape(op.input)
+        keep = op.keepdims is not None
+        out_shape = _shape(v)
+        kept_sizes = list(out_sizes)
+        if not keep:
+            kept_sizes.insert(axis, 1)
         trips = -(-in_shape[axis] // chunk)
         loc = op.location
         g = self.new_grid(len(out_shape), loc)
@@ -546,13 +606,10 @@ class _KernelTiler:
         ident = _identity("max" if kind == "argmax" else kind, dt)
         acc_shape = [s if d != axis else 1 for d, s in enumerate(kept_sizes)]
 
-        def chunk_req(k: SSAValue) -> Req:
+        def chunk_tile(k: SSAValue) -> SSAValue:
             idx = [k if d == axis else kept_idx[d] for d in range(len(in_shape))]
             sizes = [chunk if d == axis else kept_sizes[d] for d in range(len(in_shape))]
-            return Req(tuple(idx), tuple(sizes), (0,) * len(in_shape), in_shape, ident)
-
-        def chunk_tile(k: SSAValue) -> SSAValue:
-            req = chunk_req(k)
+            req = Req(tuple(idx), tuple(sizes), (0,) * len(in_shape), in_shape, ident)
             x = g.tile_of(op.input, req, loc)
             if req.ragged(axis) and not isinstance(x.owner, tile.LoadOp):
                 x = g.mask(x, req, axis, ident, loc)
@@ -592,17 +649,24 @@ class _KernelTiler:
         if not keep:
             result = g.emit(zk.ReshapeOp(result, out_sizes), loc)
         out = self.empty(v)
-        grid = g.finish([out], "reduction", counts, [(result, 0, tuple(out_idx), None)])
-        return self.add(grid, loc)
+        grid = g.finish([out.result], "reduction", counts, [(result, 0, tuple(out_idx), None)])
+        grid.location = loc
+        return [out, grid], grid.res[0], grid
 
     def matmul_grid(self, v: SSAValue, mm: zk.MatmulOp) -> SSAValue:
         tm, tn, tk, split = self.matmul_sizes(v, mm)
-        out_shape = _shape(mm.result)
-        ksteps = k_steps(mm, tk)
-        split = _divisor_at_most(ksteps, split)
+        directive = "zk.tile" in v.owner.attributes or "zk.tile" in mm.attributes
+        split = _divisor_at_most(k_steps(mm, tk), split)
         if split > 1:
-            self.split_k_grid(mm, tm, tn, tk, split)
+            self.partials[mm] = self.fit(
+                mm.result, lambda sz: self._split_k(mm, *sz, split), (tm, tn, tk),
+                _halve_matmul, directive, "tile [M, N, K]"), split
             return self.elementwise_grid(v)
+        return self.fit(v, lambda sz: self._matmul(v, mm, *sz), (tm, tn, tk), _halve_matmul,
+                        directive, "tile [M, N, K]")
+
+    def _matmul(self, v: SSAValue, mm: zk.MatmulOp, tm: int, tn: int, tk: int):
+        out_shape = _shape(mm.result)
         loc = mm.location
         sizes = (1,) * (len(out_shape) - 2) + (tm, tn)
         g = self.new_grid(len(out_shape), loc)
@@ -610,12 +674,13 @@ class _KernelTiler:
         counts = tile.tile_counts(out_shape, sizes)
         idx = g.tile_index(counts)
         req = Req(idx, sizes, (0,) * len(out_shape), out_shape)
-        acc = self.accumulate(g, mm, req, lambda kk: kk, ksteps, tk, loc)
+        acc = self.accumulate(g, mm, req, lambda kk: kk, k_steps(mm, tk), tk, loc)
         g.anchor = (mm, req, acc)
         t = g.tile_of(v, req)
         out = self.empty(v)
-        grid = g.finish([out], "matmul", counts, [(t, 0, idx, None)])
-        return self.add(grid, loc)
+        grid = g.finish([out.result], "matmul", counts, [(t, 0, idx, None)])
+        grid.location = loc
+        return [out, grid], grid.res[0], grid
 
     def accumulate(self, g: _Grid, mm: zk.MatmulOp, req: Req, k_index, trips: int, tk: int,
                    loc) -> SSAValue:
@@ -642,7 +707,7 @@ class _KernelTiler:
             acc = g.emit(zk.CastOp(acc, mm.result.type.element_type), loc)
         return acc
 
-    def split_k_grid(self, mm: zk.MatmulOp, tm: int, tn: int, tk: int, split: int) -> None:
+    def _split_k(self, mm: zk.MatmulOp, tm: int, tn: int, tk: int, split: int):
         """Partial sums over `split` equal slices of K, one grid dimension, into an f32 tensor
         [split, *out]; consumers sum the partials inside their own tiles (`_sum_partials`)."""
         out_shape = _shape(mm.result)
@@ -657,17 +722,21 @@ class _KernelTiler:
         acc = self.accumulate(g, mm, req, lambda kv: g.emit(arith.AddiOp(first, kv), loc),
                               per_split, tk, loc)
         partials = self.empty(mm.result, (split, *out_shape), dtypes.to_xdsl(dtypes.F32))
-        if acc.type.element_type != partials.type.element_type:
-            acc = g.emit(zk.CastOp(acc, partials.type.element_type), loc)
+        if acc.type.element_type != partials.result.type.element_type:
+            acc = g.emit(zk.CastOp(acc, partials.result.type.element_type), loc)
         acc = g.emit(zk.ReshapeOp(acc, (1, *sizes)), loc)
-        grid = g.finish([partials], "matmul", (split, *tile.tile_counts(out_shape, sizes)),
+        grid = g.finish([partials.result], "matmul",
+                        (split, *tile.tile_counts(out_shape, sizes)),
                         [(acc, 0, (s, *out_idx), None)])
-        self.partials[mm] = (self.add(grid, loc), split)
+        grid.location = loc
+        return [partials, grid], grid.res[0], grid
 
     def concat(self, op: zk.ConcatOp) -> SSAValue:
         """One copy grid per input, each storing at its offset along the axis."""
         axis = op.axis.value.data
-        dest = self.empty(op.result)
+        empty = self.empty(op.result)
+        self.new_ops.append(empty)
+        dest = empty.result
         offset = 0
         for x in op.inputs:
             shape = _shape(x)
@@ -712,13 +781,40 @@ class _KernelTiler:
         idx = g.tile_index(counts)
         tt = g._load(t, Req(idx, sizes, (0,) * len(shape), shape), loc)
         out = self.empty(t)
-        grid = g.finish([out], "copy", counts, [(tt, 0, idx, None)])
+        self.new_ops.append(out)
+        grid = g.finish([out.result], "copy", counts, [(tt, 0, idx, None)])
         return self.add(grid, loc)
+
+
+def _halve_largest(sizes: tuple[int, ...]) -> tuple[int, ...] | None:
+    if max(sizes, default=1) <= 1:
+        return None
+    d = max(range(len(sizes)), key=lambda i: (sizes[i], -i))
+    return tuple(-(-s // 2) if i == d else s for i, s in enumerate(sizes))
+
+
+def _halve_matmul(sizes: tuple[int, int, int]) -> tuple[int, int, int] | None:
+    """Shrink output tiles first (down to 16), then the K step (down to 16)."""
+    tm, tn, tk = sizes
+    if max(tm, tn) > 16:
+        return (-(-tm // 2), tn, tk) if tm >= tn else (tm, -(-tn // 2), tk)
+    if tk > 16:
+        return tm, tn, -(-tk // 2)
+    return None
+
+
+def _shape_text(t) -> str:
+    return f"{dtypes.from_xdsl(t.element_type).name}{list(t.get_shape())}"
 
 
 def _directive(v: SSAValue) -> zk.TileAttr | None:
     """The `tile` directive for a grid over `v`: on v's op, or on an elementwise producer of the
     same shape that the grid computes inline (`tile y [...]` where the root is `f16(y)`)."""
+    op = _directive_op(v)
+    return op.attributes["zk.tile"] if op is not None else None
+
+
+def _directive_op(v: SSAValue) -> Operation | None:
     stack, seen = [v], set()
     while stack:
         cur = stack.pop()
@@ -727,7 +823,7 @@ def _directive(v: SSAValue) -> zk.TileAttr | None:
             continue
         seen.add(id(op))
         if "zk.tile" in op.attributes:
-            return op.attributes["zk.tile"]
+            return op
         if isinstance(op, zk.ELEMENTWISE_OPS):
             stack.extend(op.operands)
     return None
@@ -909,6 +1005,6 @@ def _check_primitives(kernel: zk.KernelOp) -> None:
 
     for op in kernel.body.walk():
         if isinstance(op, COMPOSITES):
-            raise error("ZK0602", f"`{op.name}` must be expanded by `decompose` before `tile`",
+            raise error("ZK0603", f"`{op.name}` must be expanded by `decompose` before `tile`",
                         span_of(op), help="run the pipeline `decompose,tile`",
                         notes=[Note("the default pipelines do this")])

@@ -75,6 +75,8 @@ CODES: dict[str, str] = {
     "ZK0507": "NaN in a dtype without NaN",
     "ZK0601": "on-chip buffers exceed the SRAM of a compute unit",
     "ZK0602": "tile IR without SRAM buffers",
+    "ZK0603": "composite op reaches tiling",
+    "ZK0604": "tile does not fit on chip",
     "ZK0610": "tile index outside the tensor",
     "ZK0611": "SRAM buffer beyond the SRAM capacity",
     "ZK0612": "live SRAM buffers overlap",
