@@ -24,6 +24,7 @@ from xdsl.dialects.builtin import (
     FloatAttr,
     FunctionType,
     IndexType,
+    IntAttr,
     IntegerAttr,
     MemRefType,
     StringAttr,
@@ -58,6 +59,7 @@ from xdsl.traits import IsTerminator, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
 
 from zhenwu_cc.dialects import dtypes
+from zhenwu_cc.dialects.formats import Number
 from zhenwu_cc.dialects.tile import window
 
 SPACES = ("hbm", "l2", "sram")
@@ -112,6 +114,81 @@ class SpaceAttr(ParametrizedAttribute):
     def print_parameters(self, printer: Printer) -> None:
         with printer.in_angle_brackets():
             printer.print_string(self.space.data)
+
+
+@irdl_attr_definition
+class HbmAttr(ParametrizedAttribute):
+    """Where a global tensor lives (the `place-hbm` pass decides):
+    `#ppu.hbm<stacks [0, 1, 2, 3, 4, 5], base 0x0, size 16777216, interleave 4096>`.
+
+    `base` is the byte offset on each of its stacks (the same on every one) and `size` the
+    tensor's packed bytes; they go round the stacks `interleave` bytes at a time (`interleave 0`:
+    contiguous on its one stack). A trailing `, l2` marks a tensor also held in L2's persisting
+    region (`place NAME in l2`)."""
+
+    name = "ppu.hbm"
+    stacks: ArrayAttr[IntAttr] = param_def()
+    base: IntAttr = param_def()
+    size: IntAttr = param_def()
+    interleave: IntAttr = param_def()
+    l2: IntAttr = param_def()
+
+    def __init__(self, stacks: Sequence[int], base: int, size: int, interleave: int,
+                 l2: bool = False):
+        super().__init__(ArrayAttr([IntAttr(s) for s in stacks]), IntAttr(base), IntAttr(size),
+                         IntAttr(interleave), IntAttr(int(l2)))
+
+    @property
+    def stack_ids(self) -> tuple[int, ...]:
+        return tuple(s.data for s in self.stacks.data)
+
+    @property
+    def l2_resident(self) -> bool:
+        return bool(self.l2.data)
+
+    @property
+    def per_stack_bytes(self) -> int:
+        """The bytes the tensor occupies from `base` on each of its stacks (its last stripe may
+        fill only some)."""
+        size, g = self.size.data, self.interleave.data
+        if g == 0:
+            return size
+        stripe = g * len(self.stacks.data)
+        return -(-size // stripe) * g
+
+    def verify(self) -> None:
+        ids = self.stack_ids
+        _check(bool(ids) and len(set(ids)) == len(ids) and min(ids) >= 0,
+               "ppu.hbm needs distinct, non-negative stack ids")
+        _check(self.base.data >= 0 and self.size.data >= 0 and self.interleave.data >= 0,
+               "ppu.hbm base, size and interleave are non-negative")
+        _check(self.interleave.data > 0 or len(ids) == 1,
+               "a contiguous region (interleave 0) lies on one stack")
+        _check(self.l2.data in (0, 1), "the l2 flag is 0 or 1")
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        with parser.in_angle_brackets():
+            parser.parse_keyword("stacks")
+            stacks = parser.parse_comma_separated_list(parser.Delimiter.SQUARE,
+                                                       parser.parse_integer)
+            fields = []
+            for word in ("base", "size", "interleave"):
+                parser.parse_punctuation(",")
+                parser.parse_keyword(word)
+                fields.append(parser.parse_integer(allow_negative=False))
+            l2 = parser.parse_optional_punctuation(",") is not None
+            if l2:
+                parser.parse_keyword("l2")
+        return (ArrayAttr([IntAttr(s) for s in stacks]), *(IntAttr(f) for f in fields),
+                IntAttr(int(l2)))
+
+    def print_parameters(self, printer: Printer) -> None:
+        with printer.in_angle_brackets():
+            printer.print_string(f"stacks [{', '.join(map(str, self.stack_ids))}], "
+                                 f"base {self.base.data:#x}, size {self.size.data}, "
+                                 f"interleave {self.interleave.data}"
+                                 + (", l2" if self.l2_resident else ""))
 
 
 @irdl_attr_definition
@@ -495,6 +572,7 @@ class DmaLoadOp(_DmaOp):
     """Start copying the tile at `indices` of a global buffer into SRAM (edges padded)."""
 
     name = "ppu.dma_load"
+    custom_directives = (Number,)
     source = operand_def(MemRefType)
     indices = var_operand_def(IndexType)
     dest = operand_def(MemRefType)
@@ -504,7 +582,7 @@ class DmaLoadOp(_DmaOp):
     pad = opt_prop_def(FloatAttr[Float64Type])
     token = result_def(TokenType)
     assembly_format = ("$source `[` $indices `]` `tile` $sizes (`base` $base^)? (`bound` $bound^)?"
-                       " (`pad` $pad^)? `->` $dest attr-dict `:` type($source) `,` type($dest)")
+                       " (`pad` custom<Number>($pad)^)? `->` $dest attr-dict `:` type($source) `,` type($dest)")
 
     def __init__(self, source: SSAValue, indices: Sequence[SSAValue], dest: SSAValue,
                  base: Sequence[int] | None = None, bound: Sequence[int] | None = None,
@@ -681,9 +759,10 @@ class FillOp(IRDLOperation):
     """Vector engine: set every element of the destination to `value`."""
 
     name = "ppu.fill"
+    custom_directives = (Number,)
     value = prop_def(FloatAttr[Float64Type])
     out = operand_def(MemRefType)
-    assembly_format = "$value `->` $out attr-dict `:` type($out)"
+    assembly_format = "custom<Number>($value) `->` $out attr-dict `:` type($out)"
 
     def __init__(self, value: float, out: SSAValue):
         super().__init__(operands=[out], properties={"value": FloatAttr(float(value), 64)})
@@ -729,5 +808,5 @@ PPU = Dialect(
     "ppu",
     [KernelOp, ReturnOp, YieldOp, GlobalOp, ViewOp, LaunchOp, LoopOp, AllocOp, SlotOp, DmaLoadOp,
      DmaStoreOp, WaitOp, MmaOp, VMapOp, VReduceOp, VTransposeOp, FillOp, VIotaOp],
-    [SpaceAttr, TokenType],
+    [SpaceAttr, HbmAttr, TokenType],
 )

@@ -50,6 +50,7 @@ from xdsl.traits import IsTerminator, Pure
 from xdsl.utils.exceptions import VerifyException
 
 from zhenwu_cc.dialects import zk
+from zhenwu_cc.dialects.formats import Number
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -114,6 +115,7 @@ class LoadOp(_WindowOp):
     """Read one tile of a global tensor (edge tiles padded with `pad`)."""
 
     name = "tile.load"
+    custom_directives = (Number,)
     source = operand_def(TensorType)
     indices = var_operand_def(IndexType)
     sizes = prop_def(DenseArrayBase.constr(i64))
@@ -123,7 +125,7 @@ class LoadOp(_WindowOp):
     result = result_def(TensorType)
     traits = traits_def(Pure())
     assembly_format = ("$source `[` $indices `]` `tile` $sizes (`base` $base^)? (`bound` $bound^)?"
-                       " (`pad` $pad^)? attr-dict `:` type($source) `->` type($result)")
+                       " (`pad` custom<Number>($pad)^)? attr-dict `:` type($source) `->` type($result)")
 
     def __init__(self, source: SSAValue, indices: Sequence[SSAValue], sizes: Sequence[int],
                  base: Sequence[int] | None = None, bound: Sequence[int] | None = None,

@@ -11,7 +11,6 @@ verifiers and the front end's diagnostics.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -64,6 +63,7 @@ from xdsl.traits import IsolatedFromAbove, IsTerminator, Pure, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
 
 from zhenwu_cc.dialects import dtypes
+from zhenwu_cc.dialects.formats import parse_number, print_number
 
 Shape = tuple[int, ...]
 
@@ -367,29 +367,18 @@ class ConstantOp(IRDLOperation):
         return self.value.value.data
 
     def print(self, printer: Printer) -> None:
-        v = self.number
         printer.print_string(" ")
-        if math.isnan(v) or math.isinf(v):
-            printer.print_string(str(v))  # nan, inf, -inf: plainer than MLIR's hex
-        else:
-            printer.print_float(v, Float64Type())
+        print_number(printer, self.number)
         printer.print_op_attributes(self.attributes)
         printer.print_string(" : ")
         printer.print_attribute(self.result.type)
 
     @classmethod
     def parse(cls, parser: Parser) -> ConstantOp:
-        negative = parser.parse_optional_punctuation("-") is not None
-        word = parser.parse_optional_identifier()
-        if word is not None:
-            if word not in ("inf", "nan"):
-                parser.raise_error("expected a number, `inf` or `nan`")
-            value = float(word)
-        else:
-            value = float(parser.parse_number())
+        value = parse_number(parser)
         attrs = parser.parse_optional_attr_dict()
         parser.parse_punctuation(":")
-        op = cls(-value if negative else value, parser.parse_type())
+        op = cls(value, parser.parse_type())
         op.attributes |= attrs
         return op
 

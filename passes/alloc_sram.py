@@ -17,14 +17,17 @@ the yielded value join it where their lifetimes allow, and `lower-ppu` copies wh
 An iter arg yielded for another accumulator (a swap) is first copied (`zk.broadcast` to its own
 shape), the one change this pass makes to the IR.
 
-Output: `sram.offset` (bytes) and `sram.depth` (slots) on the op that defines each value (arrays
-with one entry per accumulator on a `tile.loop`; a `zk.reshape` repeats its input's buffer, which it
-views), `sram.peak` (bytes) on the grid. ZK0601 when the peak exceeds the SRAM of a CU.
+Output, on the op that defines each value: `sram.buffer` (which of the grid's buffers, numbered
+in order of first definition), `sram.offset` (bytes) and `sram.depth` (slots); arrays with one
+entry per accumulator on a `tile.loop`, and a `zk.reshape` repeats the buffer of its input, which
+it views. `sram.peak` (bytes) on the grid. ZK0601 when the peak exceeds the SRAM of a CU.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
@@ -44,19 +47,31 @@ from zhenwu_cc.dialects.loc import span_of
 DEFAULT_BUFFERS = 2  # double buffering, unless the schedule says `buffers N`
 
 
-def buffer_of(value: SSAValue) -> tuple[int, int] | None:
-    """The (offset, depth) alloc-sram recorded for a tile value, or None when it has none."""
+class Placement(NamedTuple):
+    """Where a tile value lives: `buffer` numbers the grid's buffers (values that share one
+    follow each other in it), at byte `offset` of the SRAM, with `depth` slots."""
+
+    buffer: int
+    offset: int
+    depth: int
+
+
+ATTRS = ("sram.buffer", "sram.offset", "sram.depth")
+
+
+def placement_of(value: SSAValue) -> Placement | None:
+    """The placement alloc-sram recorded for a tile value, or None when it has none."""
     if isinstance(value, BlockArgument):  # a loop's iter arg lives in its result's buffer
         loop = value.owner.parent_op()
         assert isinstance(loop, tile.LoopOp)
         value = loop.res[value.index - 1]
     op = value.owner
     assert isinstance(op, Operation)
-    offset, depth = op.attributes.get("sram.offset"), op.attributes.get("sram.depth")
-    if isinstance(offset, DenseArrayBase) and isinstance(depth, DenseArrayBase):
-        return offset.get_values()[value.index], depth.get_values()[value.index]
-    if isinstance(offset, IntegerAttr) and isinstance(depth, IntegerAttr):
-        return offset.value.data, depth.value.data
+    attrs = [op.attributes.get(name) for name in ATTRS]
+    if all(isinstance(a, DenseArrayBase) for a in attrs):
+        return Placement(*(a.get_values()[value.index] for a in attrs))
+    if all(isinstance(a, IntegerAttr) for a in attrs):
+        return Placement(*(a.value.data for a in attrs))
     return None
 
 
@@ -110,30 +125,33 @@ class _Value:
     depth: int
 
     def fits_with(self, other: _Value) -> bool:
-        first, second = sorted((self, other), key=lambda v: (v.start, v.end))
-        if first.end < second.start:
+        if self.end < other.start or other.end < self.start:
             return True
+        early = (self.start, self.end) <= (other.start, other.end)
+        first, second = (self, other) if early else (other, self)
         return first.end == second.start and _writes_in_place(first.value, second.value)
 
 
-@dataclass
 class Buffer:
-    """Values that share one SRAM buffer, one after another."""
+    """Values that share one SRAM buffer, one after another: sorted by start, their ends ascend
+    too, so the few whose lives meet a given interval are found by bisection."""
 
-    values: list[_Value]
-    offset: int = 0
+    def __init__(self, value: _Value):
+        self.values = [value]
+        self.first = value  # the earliest in program order: it names the buffer
+        self.start, self.end = value.start, value.end
+        self.offset = 0
 
-    @property
-    def first(self) -> _Value:
-        return min(self.values, key=lambda v: v.order)
+    def meeting(self, v: _Value) -> list[_Value]:
+        """The values whose lives overlap or touch v's."""
+        lo = bisect_left(self.values, v.start, key=lambda x: x.end)
+        return self.values[lo:bisect_right(self.values, v.end, key=lambda x: x.start)]
 
-    @property
-    def start(self) -> int:
-        return min(v.start for v in self.values)
-
-    @property
-    def end(self) -> int:
-        return max(v.end for v in self.values)
+    def absorb(self, other: Buffer) -> None:
+        for v in other.values:
+            insort(self.values, v, key=lambda x: (x.start, x.end))
+        self.first = min(self.first, other.first, key=lambda v: v.order)
+        self.start, self.end = min(self.start, other.start), max(self.end, other.end)
 
     @property
     def nbytes(self) -> int:
@@ -155,7 +173,6 @@ class _Planner:
         self.alignment = alignment
         self.ops = list(grid.body.walk())
         self.index = {op: i for i, op in enumerate(self.ops)}
-        self.values: dict[SSAValue, _Value] = {}
         self.of: dict[SSAValue, Buffer] = {}
 
     def end_of(self, loop: tile.LoopOp) -> int:
@@ -166,19 +183,19 @@ class _Planner:
         if isinstance(value, BlockArgument):
             loop = value.owner.parent_op()
             assert isinstance(loop, tile.LoopOp)
-            start, outer = self.index[loop], [loop, *_loops_around(loop)]
+            start, holders = self.index[loop], [loop, *_loops_around(loop)]
         elif isinstance(value.owner, tile.LoopOp):
-            start, outer = self.end_of(value.owner), _loops_around(value.owner)
+            start, holders = self.end_of(value.owner), _loops_around(value.owner)
         else:
-            start, outer = self.index[value.owner], _loops_around(value.owner)
+            start, holders = self.index[value.owner], _loops_around(value.owner)
         end, depth = start, 1
-        if isinstance(value.owner, tile.LoadOp) and outer and self.buffers > 1:
+        if isinstance(value.owner, tile.LoadOp) and holders and self.buffers > 1:
             depth = self.buffers
-            start, end = self.index[outer[0]], self.end_of(outer[0])
+            start, end = self.index[holders[0]], self.end_of(holders[0])
         for user in self._users(value):
             at = self.index[user]
             for loop in _loops_around(user):
-                if loop not in outer:
+                if loop not in holders:
                     at = max(at, self.end_of(loop))
             end = max(end, at)
         return _Value(value, order, start, end, tile_bytes(value), depth)
@@ -192,12 +209,10 @@ class _Planner:
         return users
 
     def new(self, value: SSAValue) -> None:
-        v = self.live(value, len(self.values))
-        self.values[value] = v
-        self.of[value] = Buffer([v])
+        self.of[value] = Buffer(self.live(value, len(self.of)))
 
     def union(self, a: SSAValue, b: SSAValue) -> bool:
-        """Put the values of b's buffer into a's, if they fit one after another."""
+        """Merge the buffers of a and b if their values fit one after another."""
         if b not in self.of:  # defined outside the grid: not a tile of this body
             return False
         ba, bb = self.of[a], self.of[b]
@@ -206,11 +221,12 @@ class _Planner:
         va, vb = ba.first, bb.first
         if (a.type, va.depth) != (b.type, vb.depth) or va.depth > 1:
             return False
-        if not all(x.fits_with(y) for x in ba.values for y in bb.values):
+        small, big = sorted((ba, bb), key=lambda buf: len(buf.values))
+        if not all(x.fits_with(y) for y in small.values for x in big.meeting(y)):
             return False
-        ba.values += bb.values
-        for v in bb.values:
-            self.of[v.value] = ba
+        big.absorb(small)
+        for v in small.values:
+            self.of[v.value] = big
         return True
 
     def candidates(self, op: Operation, value: SSAValue) -> list[SSAValue]:
@@ -241,15 +257,17 @@ class _Planner:
                         for other in self.candidates(op, value):
                             if self.union(value, other):
                                 break
-        buffers = list({id(b): b for b in self.of.values()}.values())
+        buffers = sorted({id(b): b for b in self.of.values()}.values(),
+                         key=lambda b: (b.start, b.first.order))
         return GridPlan(buffers, self.place(buffers), dict(self.of))
 
     def place(self, buffers: list[Buffer]) -> int:
-        """Linear scan in order of first definition, first fit; returns the peak in bytes."""
+        """Linear scan (buffers come in order of first definition), first fit; returns the
+        peak in bytes."""
         align = self.alignment
         active: list[Buffer] = []
         peak = 0
-        for buf in sorted(buffers, key=lambda b: (b.start, b.first.order)):
+        for buf in buffers:
             active = sorted((a for a in active if a.end >= buf.start), key=lambda a: a.offset)
             offset = 0
             for a in active:
@@ -283,19 +301,24 @@ def plan_grid(grid: tile.GridOp, buffers: int = DEFAULT_BUFFERS, alignment: int 
 
 
 def _record(grid: tile.GridOp, plan: GridPlan) -> None:
+    number = {id(b): n for n, b in enumerate(plan.buffers)}
     for op in grid.body.walk():
         values = [root_of(r) for r in op.results if isinstance(r.type, TensorType)]
         if not values:
             continue
-        offsets = [plan.of[v].offset for v in values]
-        depths = [plan.of[v].first.depth for v in values]
-        if isinstance(op, tile.LoopOp):
-            op.attributes["sram.offset"] = DenseArrayBase.from_list(i64, offsets)
-            op.attributes["sram.depth"] = DenseArrayBase.from_list(i64, depths)
-        else:
-            op.attributes["sram.offset"] = IntegerAttr(offsets[0], 64)
-            op.attributes["sram.depth"] = IntegerAttr(depths[0], 64)
+        bufs = [plan.of[v] for v in values]
+        fields = zip(ATTRS, ([number[id(b)] for b in bufs], [b.offset for b in bufs],
+                             [b.first.depth for b in bufs]))
+        for name, numbers in fields:
+            op.attributes[name] = (DenseArrayBase.from_list(i64, numbers)
+                                   if isinstance(op, tile.LoopOp) else IntegerAttr(numbers[0], 64))
     grid.attributes["sram.peak"] = IntegerAttr(plan.peak, 64)
+
+
+def _definer(value: SSAValue) -> Operation:
+    """The op that defines a tile value (the loop, for an iter arg)."""
+    owner = value.owner
+    return owner.parent_op() if isinstance(value, BlockArgument) else owner
 
 
 def _describe(buf: Buffer) -> str:
@@ -303,18 +326,13 @@ def _describe(buf: Buffer) -> str:
     t = v.value.type
     assert isinstance(t, TensorType)
     what = "x".join([*(str(d) for d in t.get_shape()), str(dtypes.from_xdsl(t.element_type))])
-    owner = v.value.owner
-    op = owner.parent_op() if isinstance(v.value, BlockArgument) else owner
     slots = f" x {v.depth} slots" if v.depth > 1 else ""
-    return f"`{op.name}` {what}: {v.nbytes} bytes{slots} at offset {buf.offset}"
+    return f"`{_definer(v.value).name}` {what}: {v.nbytes} bytes{slots} at offset {buf.offset}"
 
 
 def _overflow(grid: tile.GridOp, plan: GridPlan, capacity: int, source: str) -> CompileError:
-    notes = []
-    for buf in sorted(plan.buffers, key=lambda b: (b.offset, b.first.order)):
-        v = buf.first.value
-        op = v.owner.parent_op() if isinstance(v, BlockArgument) else v.owner
-        notes.append(Note(_describe(buf), span_of(op)))
+    notes = [Note(_describe(buf), span_of(_definer(buf.first.value)))
+             for buf in sorted(plan.buffers, key=lambda b: (b.offset, b.first.order))]
     multi = any(b.first.depth > 1 for b in plan.buffers)
     return error(
         "ZK0601",
@@ -334,6 +352,10 @@ class AllocSramPass(ModulePass):
     sram_bytes: int = 0  # SRAM per compute unit; 0 = the target's
     target: str = "m890"
     alignment: int = 128
+
+    def __post_init__(self) -> None:
+        if self.sram_bytes < 0 or self.alignment < 1:
+            raise ValueError("alloc-sram needs sram-bytes >= 0 and alignment >= 1")
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         capacity, source = self.sram_bytes, "the `sram-bytes` option"

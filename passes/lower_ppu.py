@@ -3,9 +3,10 @@
 Each `zk.kernel` becomes a `ppu.kernel` of the same name whose arguments are the input tensors
 and then the output tensors, as HBM memrefs. The `tile.empty` behind a returned value (followed
 through the grids that fill it and kernel-level reshapes) becomes that output argument (viewed in
-the empty's shape if a reshape intervenes); any other becomes a `ppu.global`. Each `tile.grid`
-becomes a `ppu.launch` over the target's compute units whose body allocates the SRAM buffers that
-`alloc-sram` decided (a `ppu.slot` per step for multi-buffered ones), moves tiles with DMA and
+the empty's shape if a reshape intervenes; its attributes, such as an HBM placement, become the
+argument's); any other becomes a `ppu.global`. Each `tile.grid` becomes a `ppu.launch` over the
+target's compute units; its body allocates each SRAM buffer that `alloc-sram` decided where the
+buffer's life starts (a `ppu.slot` per step for multi-buffered ones), moves tiles with DMA and
 computes into those buffers. Consecutive loads share one `ppu.wait`, placed before the first op
 that needs them. Every op made carries the location of the op it comes from.
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from xdsl.builder import Builder
 from xdsl.context import Context
-from xdsl.dialects.builtin import IndexType, MemRefType, ModuleOp, TensorType
+from xdsl.dialects.builtin import DenseArrayBase, IndexType, MemRefType, ModuleOp, TensorType
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -25,7 +26,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from zhenwu_cc.diagnostics import error
 from zhenwu_cc.dialects import ppu, tile, zk
 from zhenwu_cc.dialects.loc import span_of
-from zhenwu_cc.passes.alloc_sram import buffer_of, root_of
+from zhenwu_cc.passes.alloc_sram import Placement, placement_of, root_of
 
 REDUCTIONS = {zk.ReduceSumOp: "sum", zk.ReduceMaxOp: "max", zk.ReduceMinOp: "min"}
 
@@ -35,7 +36,7 @@ def _hbm(t: Attribute) -> MemRefType:
     return ppu.memref(t.element_type, t.get_shape(), "hbm")
 
 
-def _ints(values) -> tuple[int, ...] | None:
+def _ints(values: DenseArrayBase | None) -> tuple[int, ...] | None:
     return tuple(values.get_values()) if values is not None else None
 
 
@@ -68,13 +69,52 @@ def _returned_empties(kernel: zk.KernelOp) -> dict[tile.EmptyOp, int]:
     return out
 
 
+def _path(op: Operation, grid: tile.GridOp) -> list[Operation]:
+    """`op` and the ops around it inside `grid`, outermost first."""
+    path = [op]
+    while (parent := path[-1].parent_op()) is not grid:
+        path.append(parent)
+    return path[::-1]
+
+
+def _anchors(grid: tile.GridOp) -> dict[Operation, list[tuple[Placement, SSAValue]]]:
+    """Where each buffer's ppu.alloc goes: before the op that starts the buffer's life, in the
+    innermost block holding all its values, so that a buffer is live exactly while alloc-sram
+    planned it (the executor checks liveness from the alloc on). A multi-buffered load's buffer
+    starts before its loop: the DMA of a step runs during the one before."""
+    first: dict[int, tuple[Placement, SSAValue]] = {}
+    paths: dict[int, list[list[Operation]]] = {}
+    for op in grid.body.walk():
+        for value in op.results:
+            if not isinstance(value.type, TensorType) or isinstance(op, zk.ReshapeOp):
+                continue
+            place = placement_of(value)
+            if place is None:
+                raise error("ZK0602", f"`{op.name}` inside a tile.grid has no SRAM buffer",
+                            span_of(op), help="run `alloc-sram` before `lower-ppu`")
+            start = op.parent_op() if place.depth > 1 else op
+            first.setdefault(place.buffer, (place, value))
+            paths.setdefault(place.buffer, []).append(_path(start, grid))
+    anchors: dict[Operation, list[tuple[Placement, SSAValue]]] = {}
+    for buffer, ps in paths.items():
+        common = 0
+        while all(len(p) > common and p[common] is ps[0][common] for p in ps):
+            common += 1
+        # A loop that defines one of the values holds the others: the alloc goes before it.
+        around = any(len(p) == common for p in ps)
+        anchor = ps[0][common - 1] if around else ps[0][common]
+        anchors.setdefault(anchor, []).append(first[buffer])
+    return anchors
+
+
 class _Lowering:
     """Lowers one kernel; `values` maps tile-level values to their ppu counterparts."""
 
     def __init__(self, cus: int):
         self.cus = cus
         self.values: dict[SSAValue, SSAValue] = {}
-        self.allocs: dict[tuple[int, int, MemRefType], SSAValue] = {}  # of the current launch
+        self.allocs: dict[int, SSAValue] = {}  # buffer number -> ppu.alloc, in the current launch
+        self.anchors: dict[Operation, list[tuple[Placement, SSAValue]]] = {}
         self.pending: list[SSAValue] = []  # tokens of loads not yet waited for
         self.b: Builder
 
@@ -109,8 +149,11 @@ class _Lowering:
                 assert isinstance(op, zk.ReturnOp), f"`{op.name}` outside a tile.grid"
                 self.emit(ppu.ReturnOp(), op)
         arg_attrs = [a.data for a in k.arg_attrs.data] if k.arg_attrs else [{}] * len(ins)
+        out_attrs: list[dict[str, Attribute]] = [{}] * len(outs)
+        for e, index in returned.items():  # an output's placement sits on its tile.empty
+            out_attrs[index] = dict(e.attributes)
         new = ppu.KernelOp(k.sym_name.data, ins, outs, Region(block),
-                           arg_attrs=[*arg_attrs, *([{}] * len(outs))],
+                           arg_attrs=[*arg_attrs, *out_attrs],
                            attributes=dict(k.attributes))
         new.location = k.location
         return new
@@ -139,37 +182,25 @@ class _Lowering:
         self.emit(ppu.LaunchOp(g.grid_shape, self.cus, g.role.data, Region(body)), g)
         outer, self.b = self.b, Builder(InsertPoint.at_end(body))
         self.allocs = {}
-        for op in g.body.walk():
-            for value in op.results:
-                if isinstance(value.type, TensorType) and not isinstance(op, zk.ReshapeOp):
-                    self.alloc(op, value)
+        self.anchors = _anchors(g)
         self.block(g.body.block, None)
         self.emit(ppu.YieldOp(), g.body.block.last_op)
         self.b = outer
 
-    def alloc(self, op: Operation, value: SSAValue) -> None:
-        """One ppu.alloc per distinct (offset, depth, type), at the top of the launch."""
-        placed = buffer_of(value)
-        if placed is None:
-            raise error("ZK0602", f"`{op.name}` inside a tile.grid has no SRAM buffer",
-                        span_of(op), help="run `alloc-sram` before `lower-ppu`")
-        offset, depth = placed
+    def alloc(self, place: Placement, value: SSAValue) -> None:
         t = value.type
         assert isinstance(t, TensorType)
-        shape = [*([depth] if depth > 1 else []), *t.get_shape()]
-        key = (offset, depth, ppu.memref(t.element_type, shape, "sram"))
-        if key not in self.allocs:
-            new = self.emit(ppu.AllocOp(key[2], offset, depth), op)
-            new.result.name_hint = value.name_hint
-            self.allocs[key] = new.result
+        shape = [*([place.depth] if place.depth > 1 else []), *t.get_shape()]
+        new = self.emit(ppu.AllocOp(ppu.memref(t.element_type, shape, "sram"), place.offset,
+                                    place.depth), value.owner)
+        new.result.name_hint = value.name_hint
+        self.allocs[place.buffer] = new.result
 
     def buffer(self, value: SSAValue, iv: SSAValue | None) -> SSAValue:
-        """The SRAM memref a tile value is written into (its slot for this step if multi-buffered)."""
-        offset, depth = buffer_of(value)
-        t = value.type
-        shape = [*([depth] if depth > 1 else []), *t.get_shape()]
-        buf = self.allocs[(offset, depth, ppu.memref(t.element_type, shape, "sram"))]
-        if depth == 1:
+        """The SRAM memref a tile value is written into (its slot of this step if multi-buffered)."""
+        place = placement_of(value)
+        buf = self.allocs[place.buffer]
+        if place.depth == 1:
             return buf
         assert iv is not None, "only loads inside a tile.loop are multi-buffered"
         return self.emit(ppu.SlotOp(buf, iv), value.owner).result
@@ -182,6 +213,8 @@ class _Lowering:
                 break
             if not isinstance(op, tile.LoadOp) and op.dialect_name() != "arith":
                 self.wait()  # every other op but index math may read what the loads bring
+            for place, value in self.anchors.get(op, ()):
+                self.alloc(place, value)
             if isinstance(op, tile.LoopOp):
                 self.loop(op)
                 continue
@@ -306,6 +339,10 @@ class LowerPpuPass(ModulePass):
 
     target: str = "m890"
     cus: int = 0  # compute units a launch spreads over; 0 = the target's
+
+    def __post_init__(self) -> None:
+        if self.cus < 0:
+            raise ValueError("lower-ppu needs cus >= 0")
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         cus = self.cus

@@ -32,6 +32,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "decompose": _ours("decompose", "DecomposePass"),
     "alloc-sram": _ours("alloc_sram", "AllocSramPass"),
     "lower-ppu": _ours("lower_ppu", "LowerPpuPass"),
+    "place-hbm": _ours("place_hbm", "PlaceHbmPass"),
     "tile": _ours("tile", "TilePass"),
 }
 

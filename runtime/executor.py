@@ -2,13 +2,14 @@
 
 Every `ppu.launch` executes once for its whole grid. Each SRAM buffer holds one numpy array
 `[grid..., tile...]` with a size-1 grid axis wherever its contents do not depend on that grid
-index (a GEMM's A tile is [gi, 1, tm, tk]); index values are integer arrays over the grid
-(executor_index.py). A `ppu.dma_load` is one gather of every tile (a strided view of the source
-when the tile indices are affine), a `ppu.dma_store` one scatter, both with the window, padding
-and clipping the IR states (executor_dma.py); vector and tensor work is one numpy call per op
-over the grid (executor_compute.py). A `ppu.loop` runs its steps in order, each over the whole
-grid, except that a loop which only loads tiles and accumulates `ppu.mma` products into float32
-becomes one matmul over the whole reduction (executor_merge.py).
+index (a GEMM's A tile is [gi, 1, tm, tk], executor_buffers.py); index values are integer
+arrays over the grid (executor_index.py). A `ppu.dma_load` is one gather of every tile (a
+strided view of the source when the tile indices are affine), a `ppu.dma_store` one scatter,
+both with the window, padding and clipping the IR states (executor_dma.py); vector and tensor
+work is one numpy call per op over the grid (executor_compute.py). A `ppu.loop` runs its
+steps in order, each over the whole grid, except that a loop which only loads tiles and
+accumulates `ppu.mma` products into float32 (or integer) accumulators becomes one matmul over
+the whole reduction (executor_merge.py).
 
 It checks what the hardware would not forgive, each a CompileError: a tile index outside its
 window (ZK0610), SRAM overflow and overlapping live buffers (ZK0611, ZK0612, executor_sram.py),
@@ -32,6 +33,7 @@ from zhenwu_cc.dialects.dtypes import DType
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.dialects.tile import tile_counts
 from zhenwu_cc.runtime import executor_dma as dma
+from zhenwu_cc.runtime.executor_buffers import Alloc, Ref
 from zhenwu_cc.runtime.executor_compute import (
     accumulate,
     align,
@@ -74,103 +76,18 @@ class _Global:
     mask: np.ndarray | None
 
 
-class _Alloc:
-    """One SRAM allocation over the grid: per slot, an array [grid..., tile...] or None (never
-    written), whether the executor may overwrite that array in place (no one else sees it), and
-    on which grid points the slot has been written."""
-
-    def __init__(self, op: ppu.AllocOp, r: int):
-        shape = _shape(op.result)
-        self.op, self.r, self.depth = op, r, op.slots
-        self.dtype = _dtype(op.result)
-        self.tile = shape[1:] if self.depth > 1 else shape
-        self.values: list[np.ndarray | None] = [None] * self.depth
-        self.owned = [False] * self.depth
-        self.written = [np.zeros((), np.bool_)] * self.depth
-
-    def parts(self, index: Index | None) -> list[tuple[int, np.ndarray | None]]:
-        """(slot, grid points choosing it or None for all) that a slot index selects."""
-        if index is None:
-            return [(0, None)]
-        s = np.mod(index.value, self.depth)
-        if s.size == 1:
-            return [(int(s.reshape(-1)[0]), None)]
-        return [(int(k), s == k) for k in np.unique(s)]
-
-    def unwritten(self, index: Index | None) -> int | None:
-        """A slot read through `index` on some grid point that never wrote it, if any."""
-        for k, choose in self._all_parts(index):
-            if not (self.written[k] if choose is None else self.written[k] | ~choose).all():
-                return k
-        return None
-
-    def _all_parts(self, index):
-        if index is None and self.depth > 1:
-            return [(k, None) for k in range(self.depth)]
-        return self.parts(index)
-
-    def _value(self, k: int) -> np.ndarray:
-        v = self.values[k]
-        return v if v is not None else np.zeros((1,) * self.r + self.tile, self.dtype.np_dtype)
-
-    def _grid(self, choose: np.ndarray) -> np.ndarray:
-        return choose.reshape((1,) * (self.r - choose.ndim) + choose.shape
-                              + (1,) * len(self.tile))
-
-    def read(self, index: Index | None) -> tuple[np.ndarray, bool]:
-        """The contents seen through `index`, and whether that array is owned."""
-        if index is None and self.depth > 1:
-            slots = np.broadcast_arrays(*(self._value(k) for k in range(self.depth)))
-            return np.stack(slots, axis=self.r), False
-        (k, _), *rest = parts = self.parts(index)
-        out = self._value(k)
-        for k2, choose in rest:
-            out = np.where(self._grid(choose), self._value(k2), out)
-        return out, len(parts) == 1 and self.owned[k]
-
-    def put(self, k: int, value: np.ndarray, owned: bool = False) -> None:
-        self.values[k], self.owned[k], self.written[k] = value, owned, np.ones((), np.bool_)
-
-    def write(self, index: Index | None, value: np.ndarray, owned: bool) -> None:
-        if index is None and self.depth > 1:
-            for k in range(self.depth):
-                self.put(k, value[(slice(None),) * self.r + (k,)])
-            return
-        parts = self.parts(index)
-        if len(parts) == 1:
-            self.put(parts[0][0], value, owned)
-            return
-        for k, choose in parts:
-            old = self.values[k]
-            self.values[k] = value if old is None else np.where(self._grid(choose), value, old)
-            self.owned[k] = False
-            self.written[k] = self.written[k] | choose
-
-    def disown(self, index: Index | None) -> None:
-        for k, _ in self._all_parts(index):
-            self.owned[k] = False
-
-
-@dataclass(frozen=True)
-class _Ref:
-    """An SRAM buffer value: an allocation, and the slot index when it came from `ppu.slot`."""
-
-    alloc: _Alloc
-    index: Index | None
-
-
 @dataclass
 class _Launch:
     """What one launch keeps while it runs."""
 
     rank: int
     names: dict[int, str]
-    allocs: list[_Alloc] = field(default_factory=list)
+    allocs: list[Alloc] = field(default_factory=list)
     blocks: dict[int, dict[tuple, np.ndarray]] = field(default_factory=dict)  # by id(root)
     viewed: set[int] = field(default_factory=set)  # id(root) of sources SRAM may alias
 
 
-# ---- the interpreter ------------------------------------------------------------------------------
+# ---- the interpreter -----------------------------------------------------------------------------
 class Interpreter:
     """Runs one kernel; `env` maps SSA values to index values, globals and SRAM references."""
 
@@ -222,25 +139,20 @@ class Interpreter:
 
     def read_owned(self, v: SSAValue, op: Operation) -> tuple[np.ndarray, bool]:
         """An SRAM buffer's contents (ZK0613 if unwritten) and whether they may be overwritten."""
-        ref: _Ref = self.env[v]
+        ref: Ref = self.env[v]
         if self.check and (k := ref.alloc.unwritten(ref.index)) is not None:
             slot = f" (slot {k})" if ref.alloc.depth > 1 else ""
             raise error("ZK0613", f"`{op.name}` reads {_name(ref.alloc.op.result)}{slot} before "
                         f"anything wrote it{self._context()}", span_of(op),
                         help="a buffer must be loaded, filled or computed into before it is "
                         "read; the lowered program is wrong, report it with the IR (--emit ppu)")
-        return ref.alloc.read(ref.index)
+        return ref.read()
 
     def read(self, v: SSAValue, op: Operation) -> np.ndarray:
         return self.read_owned(v, op)[0]
 
     def write(self, v: SSAValue, value: np.ndarray, owned: bool) -> None:
-        ref: _Ref = self.env[v]
-        tile = ref.alloc.tile if ref.index is not None or ref.alloc.depth == 1 else _shape(v)
-        r = self.launch.rank
-        if value.shape[r:] != tile:
-            value, owned = np.broadcast_to(value, value.shape[:r] + tile), False
-        ref.alloc.write(ref.index, value, owned)
+        self.env[v].write(value, owned)
 
     def _context(self) -> str:
         return f" (at {', '.join(f'{n}={k}' for n, k in self.steps)})" if self.steps else ""
@@ -276,10 +188,13 @@ class Interpreter:
                                       np.zeros(array.shape, np.bool_) if self.check else None)
 
     def _view(self, op: ppu.ViewOp) -> None:
-        g: _Global = self.env[op.source]
+        source = self.env[op.source]
         shape = _shape(op.result)
-        self.env[op.result] = _Global(g.array.reshape(shape), g.root,
-                                      None if g.mask is None else g.mask.reshape(shape))
+        if isinstance(source, Ref):
+            self.env[op.result] = Ref(source.alloc, source.index, shape)
+            return
+        self.env[op.result] = _Global(source.array.reshape(shape), source.root,
+                                      None if source.mask is None else source.mask.reshape(shape))
 
     def _check_written(self, arg: SSAValue) -> None:
         g: _Global = self.env[arg]
@@ -319,12 +234,13 @@ class Interpreter:
 
     # -- SRAM --
     def _alloc(self, op: ppu.AllocOp) -> None:
-        alloc = _Alloc(op, self.launch.rank)
+        alloc = Alloc(op, self.launch.rank)
         self.launch.allocs.append(alloc)
-        self.env[op.result] = _Ref(alloc, None)
+        self.env[op.result] = Ref(alloc, None, _shape(op.result))
 
     def _slot(self, op: ppu.SlotOp) -> None:
-        self.env[op.result] = _Ref(self.env[op.buffer].alloc, self.env[op.index])
+        self.env[op.result] = Ref(self.env[op.buffer].alloc, self.env[op.index],
+                                   _shape(op.result))
 
     # -- DMA --
     def load_tiles(self, op: ppu.DmaLoadOp, naxes: int) -> np.ndarray:
@@ -348,7 +264,7 @@ class Interpreter:
 
     def _blocks(self, g: _Global, source: SSAValue, base, bound, sizes, pad, kind: str):
         cache = self.launch.blocks.setdefault(id(g.root), {})
-        key = (kind, source, base, bound, sizes)
+        key = (kind, source, base, bound, sizes, pad.tobytes())
         if key not in cache:
             array = g.array if kind == "data" else g.mask
             cache[key], copied = dma.load_blocks(array, base, bound, sizes, pad)
@@ -399,7 +315,8 @@ class Interpreter:
     # -- compute --
     def _mma(self, op: ppu.MmaOp) -> None:
         r = self.launch.rank
-        prod = product(self.read(op.lhs, op), self.read(op.rhs, op), r, len(_shape(op.acc)))
+        prod = product(self.read(op.lhs, op), self.read(op.rhs, op), r, len(_shape(op.acc)),
+                       _dtype(op.acc))
         acc, owned = self.read_owned(op.acc, op)
         self.write(op.acc, accumulate(acc, prod, _dtype(op.acc), owned), owned=True)
 
@@ -410,8 +327,7 @@ class Interpreter:
         dest = _dtype(op.out)
         out = None
         if op.function not in ("cast", "select"):
-            ref: _Ref = self.env[op.out]
-            current, owned = ref.alloc.read(ref.index)
+            current, owned = self.env[op.out].read()
             if (owned and current.shape == np.broadcast_shapes(*(x.shape for x in ins))
                     and current.dtype == result_dtype(op.function, ins) == dest.np_dtype):
                 out = current
@@ -427,7 +343,7 @@ class Interpreter:
         r = self.launch.rank
         x = self.read(op.input, op)
         perm = list(range(r)) + [r + p for p in op.perm.get_values()]
-        ref: _Ref = self.env[op.input]
+        ref: Ref = self.env[op.input]
         ref.alloc.disown(ref.index)
         self.write(op.out, np.transpose(x, perm), owned=False)
 

@@ -92,10 +92,12 @@ def vmap(fn: str, ins: Sequence[np.ndarray], dest: DType, out: np.ndarray | None
 
 
 def _cast(x: np.ndarray, dest: DType) -> np.ndarray:
-    """Round (saturating) into `dest`; NaN cast to an integer is 0, as in the reference."""
+    """Round (saturating) into `dest`; NaN cast to an integer is 0, as in the reference. Floats
+    reach an integer type through float64, which holds every float and the integer bounds
+    exactly (float32 rounds 2**31 - 1 up, past the range)."""
     if dest.is_int and dest.kind != "bool" and x.dtype.kind not in "biu":
-        x = up(x)
-        x = np.where(np.isnan(x), x.dtype.type(0), x)
+        x = x.astype(np.float64)
+        x = np.where(np.isnan(x), 0.0, x)
     return round_to(x, dest)
 
 
@@ -110,7 +112,8 @@ def vreduce(fn: str, x: np.ndarray, axes: tuple[int, ...], dest: DType) -> np.nd
     reduce = {"sum": np.sum, "max": np.max, "min": np.min}[fn]
     xs = up(x)
     if fn == "sum":
-        return into(reduce(xs, axis=axes, keepdims=True, dtype=xs.dtype), dest)
+        total = np.int64 if xs.dtype == np.bool_ else xs.dtype
+        return into(reduce(xs, axis=axes, keepdims=True, dtype=total), dest)
     return into(reduce(xs, axis=axes, keepdims=True), dest)
 
 
@@ -148,10 +151,11 @@ def grid_matmul(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return prod.transpose(order).reshape(shape)
 
 
-def product(lhs: np.ndarray, rhs: np.ndarray, r: int, rank: int) -> np.ndarray:
-    """The tensor engine's `lhs @ rhs` for grid-batched tiles whose tile part is brought to
-    `rank` axes: float32 products of exactly upcast operands (int64 for integers)."""
-    dtype = compute_dtype(lhs.dtype)
+def product(lhs: np.ndarray, rhs: np.ndarray, r: int, rank: int, acc: DType) -> np.ndarray:
+    """The tensor engine's `lhs @ rhs` for grid-batched tiles, brought to the accumulator's tile
+    `rank`: operands upcast exactly to float32 and summed in float32 for a float accumulator
+    `acc` (integer operands too), in int64 for an integer one."""
+    dtype = np.dtype(np.int64) if acc.is_int else F32
     return grid_matmul(align(lhs, r, rank), align(rhs, r, rank), dtype)
 
 

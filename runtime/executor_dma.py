@@ -10,6 +10,7 @@ the block array — no copy at all for a load; otherwise a fancy-index gather or
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,7 +24,8 @@ from zhenwu_cc.runtime.executor_index import Index
 
 
 def window(x: np.ndarray, base: Sequence[int], bound: Sequence[int]) -> np.ndarray:
-    return x[tuple(slice(b, b + e) for b, e in zip(base, bound))]
+    """The window as a view (also of a rank-0 tensor, hence the Ellipsis)."""
+    return x[(*(slice(b, b + e) for b, e in zip(base, bound)), Ellipsis)]
 
 
 def _divides(bound: Sequence[int], sizes: Sequence[int]) -> bool:
@@ -44,8 +46,10 @@ def load_blocks(x: np.ndarray, base: Sequence[int], bound: Sequence[int], sizes:
     if _divides(bound, sizes):
         return _blocks(win, sizes), False
     full = tuple(n * t for n, t in zip(tile_counts(bound, sizes), sizes))
-    padded = np.full(full, pad, dtype=x.dtype)
+    padded = np.empty(full, dtype=x.dtype)
     padded[tuple(slice(0, e) for e in bound)] = win
+    for d, e in enumerate(bound):  # only the margins past the bound take the pad value
+        padded[(slice(None),) * d + (slice(e, None),)] = pad
     return _blocks(padded, sizes), True
 
 
@@ -114,9 +118,18 @@ def store(x: np.ndarray, base: Sequence[int], bound: Sequence[int], sizes: Seque
     if _divides(bound, sizes):
         _scatter(_blocks(win, sizes), indices, grid, value)
         return
-    full = tuple(n * t for n, t in zip(tile_counts(bound, sizes), sizes))
-    staging = np.empty(full, dtype=x.dtype)
+    counts = tile_counts(bound, sizes)
+    staging = np.empty(tuple(n * t for n, t in zip(counts, sizes)), dtype=x.dtype)
     inner = tuple(slice(0, e) for e in bound)
-    staging[inner] = win
+    if not _covers(indices, grid, counts):
+        staging[inner] = win  # keep what the tiles this store misses hold
     _scatter(_blocks(staging, sizes), indices, grid, value)
     win[...] = staging[inner]
+
+
+def _covers(indices: Sequence[Index], grid: tuple[int, ...], counts: Sequence[int]) -> bool:
+    """Whether the grid's tiles together write every tile of the window."""
+    if math.prod(grid) < math.prod(counts):
+        return False
+    flat = np.ravel_multi_index(tuple(np.broadcast_to(ix.value, grid) for ix in indices), counts)
+    return np.unique(flat).size == math.prod(counts)

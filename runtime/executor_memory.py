@@ -33,8 +33,11 @@ def _itemsize(v: SSAValue) -> int:
 
 
 def _root(v: SSAValue) -> Operation:
+    """The allocation behind an SRAM buffer value (through slots and views)."""
     op = v.owner
-    return _root(op.buffer) if isinstance(op, ppu.SlotOp) else op
+    if isinstance(op, ppu.SlotOp):
+        return _root(op.buffer)
+    return _root(op.source) if isinstance(op, ppu.ViewOp) else op
 
 
 class _Dependence:
@@ -51,7 +54,7 @@ class _Dependence:
             changed = before != self.of
 
     def axes(self, v: SSAValue) -> frozenset[int]:
-        key = _root(v) if isinstance(v.owner, (ppu.AllocOp, ppu.SlotOp)) else v
+        key = _root(v) if isinstance(v.owner, (ppu.AllocOp, ppu.SlotOp, ppu.ViewOp)) else v
         return self.of.get(key, frozenset())
 
     def _join(self, dest: SSAValue, *sources: SSAValue) -> None:

@@ -8,7 +8,8 @@ variable as a step axis (executor_index.py), performs every step's loads as one 
 (bounds, padding and uninitialised-data checks included), concatenates the steps' tiles along K
 and multiplies once (executor_compute.grid_matmul). Only the float32 summation order changes.
 Slots are left holding what the last step that used them loaded, as stepping would leave them.
-Any other loop, or one whose slot choice differs between tiles, runs step by step.
+Any other loop, or one whose slot choice differs between tiles or that loads one slot twice in a
+step, runs step by step (as does a float16/bfloat16 accumulator: it rounds every step).
 """
 
 from __future__ import annotations
@@ -29,14 +30,16 @@ _BODY_OPS = (ppu.SlotOp, ppu.DmaLoadOp, ppu.WaitOp, ppu.MmaOp, ppu.YieldOp, *IND
 
 
 def _root(v: SSAValue) -> SSAValue:
-    return v.owner.buffer if isinstance(v.owner, ppu.SlotOp) else v
+    """The allocation behind an SRAM buffer value (through slots and views)."""
+    if isinstance(v.owner, ppu.SlotOp):
+        return _root(v.owner.buffer)
+    return _root(v.owner.source) if isinstance(v.owner, ppu.ViewOp) else v
 
 
 def _accumulates_exactly(mma: ppu.MmaOp) -> bool:
     """Merging changes only the summation order: float32 sums, or wrapping integer sums."""
     acc = dtypes.from_xdsl(mma.acc.type.element_type)
-    operand = dtypes.from_xdsl(mma.lhs.type.element_type)
-    return acc.name == "f32" and operand.is_float or acc.is_int and operand.is_int
+    return acc.name == "f32" or acc.is_int and dtypes.from_xdsl(mma.lhs.type.element_type).is_int
 
 
 def mergeable(loop: ppu.LoopOp) -> bool:
@@ -49,7 +52,7 @@ def mergeable(loop: ppu.LoopOp) -> bool:
         if not isinstance(op, _BODY_OPS):
             return False
         if isinstance(op, ppu.DmaLoadOp):
-            if op.dest in loaded:
+            if op.dest in loaded or isinstance(op.dest.owner, ppu.ViewOp):
                 return False
             loaded.add(op.dest)
         if isinstance(op, ppu.MmaOp):
@@ -79,9 +82,24 @@ def _along_k(x: np.ndarray, trips: int, lhs: bool) -> np.ndarray:
     return y.reshape(y.shape[:-3] + (trips * y.shape[-2], y.shape[-1]))
 
 
+def _slot_reloaded(loads: list[ppu.DmaLoadOp], slot_steps: dict[SSAValue, np.ndarray],
+                   env: dict) -> bool:
+    """Whether two loads of one step write the same slot (through different SSA values): then
+    which data an mma sees depends on their order, and only stepping gets that right."""
+    by_alloc: dict[int, list[np.ndarray]] = {}
+    for op in loads:
+        by_alloc.setdefault(id(env[op.dest].alloc), []).append(slot_steps[op.dest])
+    for steps in by_alloc.values():
+        table = np.sort(np.stack(steps), axis=0)
+        if (table[1:] == table[:-1]).any():
+            return True
+    return False
+
+
 def run_merged(interp: Interpreter, loop: ppu.LoopOp) -> bool:
     """Run a mergeable loop as one product; False (having changed nothing but the body's index
-    values) when a load's slot choice differs between tiles, so the caller steps through it."""
+    values) when a load's slot choice differs between tiles or two loads of a step share a
+    slot, so the caller steps through it."""
     launch, env = interp.launch, interp.env
     r, trips = launch.rank, loop.trip_count
     env[loop.induction_var] = Index.along(-(r + 1), trips)
@@ -100,6 +118,8 @@ def run_merged(interp: Interpreter, loop: ppu.LoopOp) -> bool:
         elif (steps := _steps(ref.index, trips, r)) is None:
             return False
         slot_steps[op.dest] = steps % ref.alloc.depth
+    if _slot_reloaded(loads, slot_steps, env):
+        return False
     launch.names[-(r + 1)] = loop.induction_var.name_hint or "step"
     tiles = {op.dest: interp.load_tiles(op, r + 1) for op in loads}
     last: dict[tuple[int, int], tuple[int, int, SSAValue]] = {}
@@ -117,7 +137,7 @@ def run_merged(interp: Interpreter, loop: ppu.LoopOp) -> bool:
         if isinstance(op, ppu.MmaOp):
             prod = product(_along_k(tiles[op.lhs], trips, lhs=True),
                            _along_k(tiles[op.rhs], trips, lhs=False), r,
-                           len(op.acc.type.get_shape()))
+                           len(op.acc.type.get_shape()), interp.dtype(op.acc))
             acc, owned = interp.read_owned(op.acc, op)
             interp.write(op.acc, accumulate(acc, prod, interp.dtype(op.acc), owned), owned=True)
     return True

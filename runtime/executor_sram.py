@@ -26,8 +26,10 @@ def _live_range(alloc: ppu.AllocOp, launch: ppu.LaunchOp, pos: dict[Operation, i
     """Walk positions from the alloc to its last use; a use inside a loop that does not also
     hold the alloc keeps it live until that loop ends (the next step uses it again)."""
     holders = set(_ancestors(alloc))
-    values = [alloc.result] + [u.operation.result for u in alloc.result.uses
-                               if isinstance(u.operation, ppu.SlotOp)]
+    values = [alloc.result]
+    for v in values:  # the buffer and its slots and views
+        values += [u.operation.result for u in v.uses
+                   if isinstance(u.operation, (ppu.SlotOp, ppu.ViewOp))]
     last = pos[alloc]
     for v in values:
         for use in v.uses:

@@ -1,7 +1,7 @@
 """The reference evaluator: the `zk` dialect run directly with numpy, the oracle for every lowering.
 
 It is written to be obviously right rather than fast: one small rule per op, whole-array numpy
-calls, every value kept until the end. Two modes:
+calls, a value freed once no later op reads it. Two modes:
 
 - "f64": the exact math. Floats are float64, integers int64, i1 bool; float->float casts are the
   identity; casts to an integer type round half to even, then clip to that type's range.
@@ -24,11 +24,11 @@ import math
 import os
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import scipy.special
-from xdsl.dialects.builtin import FileLineColLoc, TensorType
+from xdsl.dialects.builtin import FileLineColLoc
 from xdsl.ir import Operation, SSAValue
 
 from zhenwu_cc.diagnostics import Span, did_you_mean, error
@@ -77,7 +77,7 @@ def _shape(v: SSAValue) -> tuple[int, ...]:
     return tuple(v.type.get_shape())
 
 
-# ---- the rules, one per op or op family ------------------------------------------------------------
+# ---- the rules, one per op or op family ----------------------------------------------------------
 Rule = Callable[[Operation, list[np.ndarray], _Mode], np.ndarray]
 
 
@@ -214,14 +214,18 @@ def _rmsnorm(op, args, m):
 
 def _constant(op, args, m):
     d = _dtype(op.result)
-    value = op.number if d.is_float else bool(op.number) if d.kind == "bool" else int(op.number)
-    return m.hold(np.full(_shape(op.result), value), d)  # the float64 literal, rounded once
+    value = np.asarray(op.number if d.is_float else bool(op.number) if d.kind == "bool"
+                       else int(op.number))
+    if m.typed:
+        _refuse_nan(value, d, "this constant", _loc_span(op.location))
+    # the float64 literal rounded once, then splatted as a view
+    return np.broadcast_to(m.hold(value, d), _shape(op.result))
 
 
 def _iota(op, args, m):
     shape, axis = _shape(op.result), op.axis.value.data
     ramp = np.arange(shape[axis]).reshape([-1 if i == axis else 1 for i in range(len(shape))])
-    return np.broadcast_to(ramp, shape)
+    return np.broadcast_to(m.hold(ramp, _dtype(op.result)), shape)
 
 
 def _broadcast(op, args, m):
@@ -257,13 +261,15 @@ RULES: dict[type, Rule] = {
 }
 
 
-# ---- evaluation -----------------------------------------------------------------------------------
+# ---- evaluation ----------------------------------------------------------------------------------
 def evaluate(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray], *,
              mode: str = "f64") -> dict[str, np.ndarray]:
     """Run `kernel` on `inputs` (one array per parameter) and return its results by name.
 
-    Raises CompileError ZK0501-ZK0503 for bad inputs and ZK0505 when the run would not fit in
-    host memory; an op without a rule is a compiler bug (TypeError).
+    Inputs are checked and rounded into their declared dtypes in both modes (see `_checked`), so
+    the two modes differ only in how the ops compute. Raises CompileError: ZK0501-ZK0503 and
+    ZK0507 for bad inputs, ZK0505 / ZK0506 for the host-memory guard, ZK0507 when a typed run
+    would store NaN in FP4. An op without a rule is a compiler bug (TypeError).
     """
     m = _Mode(mode)
     ensure_host_memory(kernel, mode)
@@ -276,8 +282,9 @@ def evaluate(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray], *,
                         _span(arg, name), help="pass one array per parameter, or fill the rest "
                         "with check_inputs(kernel, inputs, seed=...)")
         env[arg] = m.hold(_checked(name, arg, inputs[name]), _dtype(arg))
+    last_use = {v: i for i, op in enumerate(block.ops) for v in op.operands}
     with np.errstate(all="ignore"):  # IEEE results (inf, nan) are the semantics, not accidents
-        for op in block.ops:
+        for i, op in enumerate(block.ops):
             if isinstance(op, zk.ReturnOp):
                 return {name: np.array(env[v], order="C")
                         for name, v in zip(kernel.names_of_results, op.operands)}
@@ -291,10 +298,13 @@ def evaluate(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray], *,
             if m.typed:
                 _refuse_nan(out, _dtype(result), f"the {op.name} here", _loc_span(op.location))
             env[result] = m.hold(out, _dtype(result))
+            for v in op.operands:  # free what no later op reads
+                if last_use[v] == i:
+                    env.pop(v, None)
     raise AssertionError("a zk.kernel ends with zk.return")
 
 
-# ---- inputs -----------------------------------------------------------------------------------------
+# ---- inputs --------------------------------------------------------------------------------------
 def _loc_span(loc, width: int = 1) -> Span | None:
     if isinstance(loc, FileLineColLoc):
         return Span.point(loc.filename.data, loc.line.data, loc.column.data, width)
@@ -364,7 +374,8 @@ def _is_float_array(dt: np.dtype) -> bool:
 
 
 def _checked(name: str, arg: SSAValue, value) -> np.ndarray:
-    """`value` for parameter `name`, rounded into its dtype, or ZK0502 / ZK0503 saying why not.
+    """`value` for parameter `name`, rounded into its dtype, or ZK0502 / ZK0503 / ZK0507 saying
+    why not.
 
     The dtype rule: a float parameter takes any real float array (numpy or ml_dtypes), whose values
     are rounded into the declared dtype (RNE, saturating); an integer or i1 parameter takes integer
@@ -409,7 +420,7 @@ def check_inputs(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray],
     rule) and rounded into their dtypes; parameters not supplied come from `random_inputs(seed)`.
 
     ZK0501: a name that is no parameter; ZK0502: a wrong shape; ZK0503: a dtype that cannot hold
-    the parameter's values.
+    the parameter's values; ZK0507: NaN for an FP4 parameter.
     """
     _reject_unknown(kernel, inputs)
     out = {}
@@ -423,14 +434,15 @@ def check_inputs(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray],
     return out
 
 
-# ---- host memory ----------------------------------------------------------------------------------
+# ---- host memory ---------------------------------------------------------------------------------
 _SCRATCH_ARRAYS = 4  # temporaries one rule makes at most, each as large as its biggest operand
 
 
 def estimate_host_bytes(kernel: zk.KernelOp, mode: str) -> int:
     """An upper bound on the host memory a reference run takes: the caller's inputs, their copies
-    in the mode's representation, every intermediate and result (all kept to the end), the copied
-    outputs, and scratch for the largest op at 8 bytes an element."""
+    in the mode's representation, every intermediate and result as if all were alive at once
+    (evaluate frees them after their last use), the copied outputs, and scratch for the largest op
+    at 8 bytes an element."""
     m = _Mode(mode)
     block = kernel.body.block
 
@@ -481,8 +493,9 @@ def ensure_host_memory(kernel: zk.KernelOp, mode: str) -> None:
         raise error("ZK0505", f"running kernel `{kernel.sym_name.data}` in {mode} mode needs up "
                     f"to {_bytes(need)} ({need} bytes) of host memory, more than the limit of "
                     f"{_bytes(limit)} ({limit} bytes)", _kernel_span(kernel),
-                    help="use smaller shapes (-D NAME=VALUE), --mode typed (fewer bytes per "
-                    f"element), or raise the limit with {MAX_HOST_BYTES_ENV}=<bytes>")
+                    help="use smaller shapes (-D NAME=VALUE), "
+                    + ("--mode typed (fewer bytes per element), " if mode == "f64" else "")
+                    + f"or raise the limit with {MAX_HOST_BYTES_ENV}=<bytes>")
 
 
 # ---- .npz files of a run ------------------------------------------------------------------------

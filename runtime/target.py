@@ -1,9 +1,10 @@
 """Target descriptions: one TOML file per chip, read into frozen dataclasses.
 
 The cost model must say where every figure comes from, so every number in a target file is a
-table `{ value = ..., provenance = "published" | "reported" | "derived" | "assumed", source = "..." }`
-and `Target.provenance("hbm.stacks.bandwidth")` hands it back for reports. Values are in SI base
-units (bytes, bytes/s, Hz, seconds, FLOP/s); `FIELDS` below is the schema, with each field's unit.
+table `{ value = ..., provenance = ..., source = "..." }` with provenance "published", "reported",
+"derived" or "assumed", and `Target.provenance("hbm.stacks.bandwidth")` hands it back for
+reports. Values are in SI base units (bytes, bytes/s, Hz, seconds, FLOP/s); `FIELDS` below is the
+schema, with each field's unit.
 
 A malformed file is a user error (`CompileError` naming the file and the dotted field), never a
 traceback: people and agents write their own target files to ask "what if HBM were faster?".
@@ -64,9 +65,8 @@ _TENSOR_FIELDS: dict[str, tuple[str, str, float, bool, float | None]] = {
     "flops_per_s": (_NUM, "FLOP/s for the whole chip", 0, False, None),
     "flops_per_clock_per_cu": (_NUM, "FLOP/clock/CU", 0, False, None),
 }
-for _dt in TENSOR_DTYPES:
-    for _key, _spec in _TENSOR_FIELDS.items():
-        FIELDS[f"tensor.{_dt}.{_key}"] = _spec
+FIELDS.update({f"tensor.{dt}.{key}": spec
+               for dt in TENSOR_DTYPES for key, spec in _TENSOR_FIELDS.items()})
 _OPTIONAL = {p for p in FIELDS if p.startswith("tensor.") and not p.endswith(".support")}
 
 

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from xdsl.dialects.builtin import ModuleOp, TensorType
-from xdsl.ir import BlockArgument, Block, Operation, SSAValue
+from xdsl.ir import Block, Operation, SSAValue
 from xdsl.parser import Parser
 
 from zhenwu_cc.diagnostics import CompileError
 from zhenwu_cc.dialects import tile, zk
-from zhenwu_cc.passes.alloc_sram import AllocSramPass, buffer_of, root_of, tile_bytes
+from zhenwu_cc.passes.alloc_sram import AllocSramPass, placement_of, root_of, tile_bytes
 from zhenwu_cc.passes.registry import get_passes
 from zhenwu_cc.pipeline import make_context
 
@@ -192,6 +192,12 @@ PROGRAMS = {"gemm": GEMM, "rowmax": ROWMAX, "scale": SCALE, "two_grids": TWO_GRI
             "reshaped": RESHAPED, "halves": HALVES, "carry": CARRY, "misc": MISC}
 
 
+def with_buffers(text: str, buffers: int) -> str:
+    """The program with the schedule's `buffers N` (the kernel's `zk.buffers`)."""
+    schedule = f") attributes {{zk.buffers = {buffers} : i64}} {{\n  %e"
+    return text.replace(") {\n  %e", schedule, 1)
+
+
 def parse(text: str) -> ModuleOp:
     module = Parser(make_context(), text, "t.mlir").parse_module()
     module.verify()
@@ -221,6 +227,12 @@ def named(module: ModuleOp, name: str) -> SSAValue:
                     if arg.name_hint == name:
                         return arg
     raise KeyError(name)
+
+
+def buffer_of(value: SSAValue) -> tuple[int, int]:
+    """(offset, depth) of a tile value."""
+    place = placement_of(value)
+    return place.offset, place.depth
 
 
 # ---- the checker: run a grid body symbolically, byte by byte ------------------------------------
@@ -329,8 +341,7 @@ def test_live_buffers_never_overlap(name):
 @pytest.mark.parametrize("buffers", [1, 2, 3])
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 def test_live_buffers_never_overlap_at_every_depth(name, buffers):
-    text = PROGRAMS[name].replace(") {\n  %e", f") attributes {{zk.buffers = {buffers} : i64}} {{\n  %e", 1)
-    module = allocate(text)
+    module = allocate(with_buffers(PROGRAMS[name], buffers))
     for grid in grids(module):
         check_buffers(grid)
 
@@ -373,8 +384,7 @@ def test_loop_copies_where_sharing_is_impossible():
 
 @pytest.mark.parametrize("buffers", [1, 3, 4])
 def test_depth_follows_the_schedule(buffers):
-    text = GEMM.replace(") {\n  %e", f") attributes {{zk.buffers = {buffers} : i64}} {{\n  %e", 1)
-    module = allocate(text)
+    module = allocate(with_buffers(GEMM, buffers))
     for name in ("x", "y"):
         assert buffer_of(named(module, name))[1] == buffers
     assert buffer_of(named(module, "bt"))[1] == 1  # outside the loop: one slot
@@ -497,6 +507,5 @@ zk.kernel @random(%x: tensor<16x64xf32>) -> (y: tensor<16x16xf32>) {{
 
 @given(programs(), st.integers(1, 3))
 def test_random_bodies_never_clobber_live_values(text, buffers):
-    text = text.replace(") {\n  %e", f") attributes {{zk.buffers = {buffers} : i64}} {{\n  %e", 1)
-    module = allocate(text)
+    module = allocate(with_buffers(text, buffers))
     check_buffers(grids(module)[0], trips=4)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from zhenwu_cc.diagnostics import CODES, CompileError, render_text, SourceMap
+from zhenwu_cc.diagnostics import CODES, CompileError, SourceMap, render_text
 from zhenwu_cc.frontend import build
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,7 +46,8 @@ SOURCE_CASES = [
     # ---- 01xx syntax
     Case("ZK0101", body("y = a $ b"), ("unexpected character", "'$'"), "$ b"),
     Case("ZK0102", body("y = a + )"), ("unexpected `)`", "expected"), ")\n"),
-    Case("ZK0103", "kernel k(a: f32[4]) -> f32[4] {\n    return exp(a\n", ("end of input",), None),
+    # the location of an unexpected end is the last token before it
+    Case("ZK0103", "kernel k(a: f32[4]) -> f32[4] {\n    return exp(a\n", ("end of input",), (2, 16)),
     Case("ZK0104", body("y = " + "-" * 1005 + "a"), ("nested more than", "levels deep"), None),
     Case("ZK0105", body("y = a * 1e", "z = y"), ("invalid number literal", "`1e`"), "1e"),
     # ---- 02xx names
@@ -272,9 +273,11 @@ def test_zk0004_several_kernels_need_kernel(cli, zk_file):
     two = ("kernel a(x: f32[4]) -> f32[4] {\n    return exp(x)\n}\n"
            "kernel b(x: f32[4]) -> f32[4] {\n    return x\n}\n")
     path = zk_file(two)
-    diag = check_json(cli("run", path, "--reference", "--format", "json"), "ZK0004")
+    diag = check_json(cli("cost", path, "--format", "json"), "ZK0004")
     assert "2 kernels (a, b)" in diag["message"]
     assert "--kernel a" in diag["help"]
+    diag = check_json(cli("run", path, "--reference", "--format", "json"), "ZK0004")
+    assert "2 kernels (a, b)" in diag["message"]
     ok = cli("run", path, "--reference", "--kernel", "b", "--format", "json")
     assert ok.code == 0, ok.out
 
@@ -291,6 +294,31 @@ def test_zk0006_unknown_pass(cli, tmp_path):
     ir.write_text("builtin.module {\n}\n")
     diag = check_json(cli("opt", ir, "-p", "no-such-pass", "--format", "json"), "ZK0006")
     assert "unknown pass `no-such-pass`" in diag["message"]
+
+
+# ---- later stages, as docs/errors.md shows them ----------------------------------------------------
+def test_zk0603_composite_reaches_tile_without_decompose(cli, zk_file):
+    path = zk_file("kernel sm(x: f32[64, 128]) -> f32[64, 128] {\n    return softmax(x, axis=-1)\n}\n")
+    diag = check_json(cli("compile", path, "-p", "tile", "--format", "json"), "ZK0603")
+    assert "`zk.softmax` must be expanded by `decompose`" in diag["message"]
+    assert (diag["span"]["line"], diag["span"]["col"]) == (2, 12)
+    assert cli("compile", path, "-p", "decompose,tile", "--format", "json").code == 0
+
+
+def test_zk1001_unparsable_ir(cli, tmp_path):
+    ir = tmp_path / "bad.mlir"
+    ir.write_text("builtin.module {\n  zk.kernel @k(%x: tensor<4xf32>) -> (y: tensor<4xf32>) {\n"
+                  "    %0 = zk.exp %x : tensor<4xf32\n    zk.return %0 : tensor<4xf32>\n  }\n}\n")
+    diag = check_json(cli("opt", ir, "--format", "json"), "ZK1001")
+    assert diag["span"]["file"] == str(ir) and diag["span"]["line"] == 4
+
+
+def test_zk1002_ir_that_does_not_verify(cli, tmp_path):
+    ir = tmp_path / "bad.mlir"
+    ir.write_text("builtin.module {\n  zk.kernel @k(%x: tensor<4xi32>) -> (y: tensor<4xi32>) {\n"
+                  "    %0 = zk.exp %x : tensor<4xi32>\n    zk.return %0 : tensor<4xi32>\n  }\n}\n")
+    diag = check_json(cli("opt", ir, "--format", "json"), "ZK1002")
+    assert "`zk.exp`" in diag["message"] and "float" in diag["message"]
 
 
 # ---- usage errors: exit 2, no diagnostics, a message ---------------------------------------------
@@ -351,6 +379,28 @@ def test_every_code_is_documented():
     assert not missing, f"docs/errors.md has no section for {missing}"
     for code, title in CODES.items():  # the heading carries the registered title
         assert re.search(rf"^#+ {code}\b.*{re.escape(title)}", text, re.M | re.I), code
+
+
+def _doc_sections() -> dict[str, str]:
+    text = (REPO / "docs" / "errors.md").read_text()
+    parts = re.split(r"^### (ZK\d{4})\b.*$", text, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+@pytest.mark.parametrize("code", sorted(c for c in CODES if "ZK0100" < c < "ZK0500"))
+def test_documented_frontend_example_raises_its_code(code: str):
+    """The snippet under each front-end code in docs/errors.md still produces that code, and the
+    message shown next to it is the one the compiler gives today."""
+    section = _doc_sections()[code]
+    snippet = re.search(r"^```zk\n(.*?)^```", section, re.M | re.S)
+    assert snippet, f"docs/errors.md: {code} has no ```zk example"
+    with pytest.raises(CompileError) as info:
+        build(snippet.group(1), "kernel.zk")
+    diag = info.value.diagnostics[0]
+    assert diag.code == code
+    shown = re.search(r"^```text\n(.*?)^```", section, re.M | re.S)
+    assert shown, f"docs/errors.md: {code} shows no message"
+    assert f"error[{code}]: {diag.message}" in shown.group(1)
 
 
 def test_every_code_is_exercised_by_a_test():

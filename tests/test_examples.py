@@ -303,3 +303,92 @@ def test_reference_matches_numpy(path: Path):
             np.testing.assert_array_equal(g, w, err_msg=name)
         else:
             np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("target", ["m890", "810e"])
+@pytest.mark.parametrize("path", FILES, ids=IDS)
+def test_example_lowers_with_its_schedule(path: Path, target: str):
+    """What users copy compiles all the way down at its default shapes, on the default target and
+    on the packaged target with the least SRAM per compute unit (so `compare` works too): its
+    tile sizes fit (ZK0604 otherwise)."""
+    from zhenwu_cc.pipeline import lower
+
+    module = build(path.read_text(), str(path))
+    lower(module, "ppu", target)
+    module.verify()
+    assert any(op.name == "ppu.kernel" for op in module.ops)
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOC_PAGES = ["language.md", "agent-guide.md"]
+
+
+def _zk_blocks(page: str) -> list[tuple[int, str]]:
+    text = (DOCS / page).read_text()
+    return [(text.count("\n", 0, m.start()) + 2, m.group(1))
+            for m in re.finditer(r"^```zk\n(.*?)^```", text, re.M | re.S)]
+
+
+def test_doc_pages_have_kernel_blocks():
+    for page in DOC_PAGES:
+        assert _zk_blocks(page), page
+
+
+@pytest.mark.parametrize("page", DOC_PAGES)
+def test_doc_kernel_blocks_compile(page: str):
+    """Every ```zk block in the user docs is a complete, valid compilation unit."""
+    for line, block in _zk_blocks(page):
+        try:
+            module = build(block, f"{page}:{line}")
+        except Exception as exc:  # noqa: BLE001 - report which block
+            pytest.fail(f"{page}, block at line {line}: {exc}")
+        assert _kernels(module)
+
+
+_ANNOTATED = re.compile(r"^\s*(\w+)\s*=.*//:\s*(\w+)\[([^\]]*)\]\s*$", re.M)
+
+
+@pytest.mark.parametrize("page", DOC_PAGES)
+def test_doc_type_annotations_hold(page: str):
+    """`name = expr  //: dtype[shape]` in a doc block is the type the front end gives `name`."""
+    from zhenwu_cc.dialects import dtypes
+
+    checked = 0
+    for line, block in _zk_blocks(page):
+        want = {m.group(1): (m.group(2), [int(d) for d in m.group(3).split(",") if d.strip()])
+                for m in _ANNOTATED.finditer(block)}
+        if not want:
+            continue
+        module = build(block, f"{page}:{line}")
+        got = {}
+        for k in _kernels(module):
+            for op in k.body.walk():
+                for r in op.results:
+                    if r.name_hint in want:
+                        got[r.name_hint] = (dtypes.from_xdsl(r.type.element_type).name,
+                                            list(r.type.get_shape()))
+        assert got == want, f"{page}, block at line {line}"
+        checked += len(want)
+    if page == "language.md":
+        assert checked >= 30
+
+
+# The low-precision examples exist to show these recipes: their IR must carry them.
+PRECISION = {
+    "gemm_fp8": ["%x: tensor<4096x4096xbf16> {zk.precision = #zk.precision<f8E4M3FN, tensor>}"],
+    "gemm_fp8_block": ["{zk.precision = #zk.precision<f8E4M3FN, block [1, 128]>}",
+                       "{zk.precision = #zk.precision<f8E4M3FN, block [128, 128]>}"],
+    "gemm_mxfp8": ["%w: tensor<4096x4096xbf16> {zk.precision = #zk.precision<f8E4M3FN, mx>}"],
+    "gemm_mxfp4": ["%w: tensor<4096x4096xbf16> {zk.precision = #zk.precision<f4E2M1FN, mx>}"],
+    "gemm_nvfp4": ["%w: tensor<4096x4096xbf16> {zk.precision = #zk.precision<f4E2M1FN, nvfp4>}"],
+    "attention_fp8": ["%v: tensor<4x32x4096x128xbf16> {zk.precision = "
+                      "#zk.precision<f8E4M3FN, tensor>}",
+                      "%p = zk.softmax %s axis 3 {zk.precision = #zk.precision<f8E4M3FN, tensor>}"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRECISION))
+def test_low_precision_examples_carry_their_recipe(name: str, built):
+    text = _print(built[name], False)
+    for fragment in PRECISION[name]:
+        assert fragment in text, fragment

@@ -8,6 +8,8 @@ import os
 import ml_dtypes
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zhenwu_cc.diagnostics import CompileError
 from zhenwu_cc.dialects import zk
@@ -89,6 +91,32 @@ def test_binary_operators_broadcast(op, fn):
                x=x, y=y)
     assert got.shape == (2, 3, 4)
     np.testing.assert_array_equal(got, fn(x.astype(np.float64), y.astype(np.float64)))
+
+
+def _dims(shape) -> str:
+    return ", ".join(map(str, shape))
+
+
+@settings(max_examples=40)
+@given(shapes=st.integers(0, 3).flatmap(lambda r: st.tuples(
+    st.lists(st.integers(1, 3), min_size=r, max_size=r),
+    st.lists(st.booleans(), min_size=r, max_size=r))), op=st.sampled_from(["+", "-", "*", "max"]),
+    dtype=st.sampled_from(["f32", "f16", "i32"]), seed=st.integers(0, 9))
+def test_binary_broadcasting_matches_numpy(shapes, op, dtype, seed):
+    dims, ones = shapes
+    a_shape = tuple(dims)
+    b_shape = tuple(1 if one else d for d, one in zip(dims, ones))[1:]  # lower rank, some 1s
+    expr = "max(a, b)" if op == "max" else f"a {op} b"
+    k = kernel(f"kernel k(a: {dtype}[{_dims(a_shape)}], b: {dtype}[{_dims(b_shape)}]) "
+               f"-> {dtype}[{_dims(a_shape)}] {{ return {expr} }}")
+    ins = random_inputs(k, seed)
+    fn = {"+": np.add, "-": np.subtract, "*": np.multiply, "max": np.maximum}[op]
+    typed = evaluate(k, ins, mode="typed")["result0"]
+    assert typed.dtype == ins["a"].dtype and typed.shape == a_shape
+    np.testing.assert_array_equal(typed, fn(ins["a"], ins["b"]))
+    exact = evaluate(k, ins)["result0"]
+    wide = np.int64 if dtype == "i32" else np.float64
+    np.testing.assert_array_equal(exact, fn(ins["a"].astype(wide), ins["b"].astype(wide)))
 
 
 def test_max_min_pow_and_weak_scalars():
@@ -281,7 +309,7 @@ def test_softmax_and_log_softmax_along_axis_0():
     np.testing.assert_allclose(out["s"].sum(0), 1.0, rtol=1e-14)
 
 
-# ---- integers and casts -----------------------------------------------------------------------------
+# ---- integers and casts --------------------------------------------------------------------------
 def test_integer_ops_saturate_when_typed():
     x = np.array([100, -100, 5, -128], np.int8)
     src = """kernel k(x: i8[4]) -> (s: i8[4], n: i8[4], a: i8[4], t: i8[]) {
@@ -330,7 +358,7 @@ def test_casts_between_bool_int_float():
         np.testing.assert_array_equal(out["u"], [0, 2, 0])
 
 
-# ---- typed versus exact -----------------------------------------------------------------------------
+# ---- typed versus exact --------------------------------------------------------------------------
 def test_f16_typed_rounds_every_op_like_numpy_f16():
     x, y = (RNG.standard_normal(64).astype(np.float16) for _ in range(2))
     src = "kernel k(x: f16[64], y: f16[64]) -> f16[64] { return exp(x * y + x) / 3.0 }"
@@ -396,7 +424,7 @@ def test_typed_inputs_are_rounded_first():
     assert run1(src, x=x)[0] == 1.0  # both modes see the value the parameter's dtype holds
 
 
-# ---- inputs ----------------------------------------------------------------------------------------
+# ---- inputs --------------------------------------------------------------------------------------
 MIXED = ("kernel k(x: f16[3, 4], y: bf16[5], q: f8E4M3FN[8], s: f8E8M0FNU[2], n: i8[50], "
          "u: ui8[50], b: i1[40]) -> f16[3, 4] { return x }")
 

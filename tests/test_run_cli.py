@@ -92,9 +92,19 @@ def test_typed_low_precision_outputs_are_stored_as_float32(cli, zk_file, tmp_pat
         np.testing.assert_array_equal(got["result0"], want.astype(np.float32))
 
 
-def test_reference_is_required_for_now(cli, zk_file):
-    r = cli("run", zk_file(SRC))
-    assert r.code == 2 and "--reference" in r.err
+def test_run_executes_the_lowered_program_by_default(cli, zk_file):
+    r = cli("run", zk_file(SRC), "--check", "--format", "json")
+    assert r.code == 0, r.out
+    doc = r.json
+    assert doc["executor"] == "ppu" and doc["target"] == "m890"
+    assert all(c["passed"] for c in doc["check"])
+    assert doc["cost"]["schema"] == "zhenwu-cc.cost/1" and doc["cost"]["time_s"] > 0
+
+
+def test_run_check_text_names_the_largest_error(cli, zk_file):
+    r = cli("run", zk_file(SRC), "--check")
+    assert r.code == 0
+    assert "check h: ok" in r.out and "max abs error" in r.out and "estimated on m890" in r.out
 
 
 def test_several_kernels_need_a_choice(cli, zk_file):

@@ -37,18 +37,9 @@ class CheckResult:
 class CompiledKernel:
     """One kernel of a `.zk` source, compiled to the `ppu` level for a target."""
 
-    def __init__(self, text: str, file: str, *, kernel: str | None, defines: Mapping[str, int],
-                 target: str):
-        from zhenwu_cc.frontend import build
-
-        self.text, self.file, self.target = text, file, target
-        self._defines = dict(defines)
-        module = build(text, file, self._defines, kernel)
-        kernels = list(module.ops)
-        if len(kernels) != 1:
-            names = [k.sym_name.data for k in kernels]
-            raise error("ZK0004", f"{file} has {len(names)} kernels ({', '.join(names)})",
-                        help=f"choose one with kernel=, e.g. kernel={names[0]!r}")
+    def __init__(self, module, file: str, target: str):
+        """`module`: a verified `builtin.module` holding exactly one `zk.kernel`."""
+        self.file, self.target = file, target
         self._zk = module
         self._lowered: dict[tuple[str, str], object] = {}
 
@@ -115,17 +106,21 @@ class CompiledKernel:
     def check(self, inputs: Mapping[str, np.ndarray] | None = None, *, seed: int = 0,
               **arrays: np.ndarray) -> CheckResult:
         """Run, and compare every output with the float64 reference (dtype-aware)."""
+        given = self.inputs({**(inputs or {}), **arrays}, seed=seed)
+        outputs = self.run(given)
+        checks = self.compare(given, outputs)
+        return CheckResult(outputs, checks, all(c.passed for c in checks))
+
+    def compare(self, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]):
+        """Per-output errors of `outputs` (a run on `inputs`) against the float64 reference."""
         from zhenwu_cc.dialects import dtypes
         from zhenwu_cc.runtime import check, reference
 
-        given = self.inputs({**(inputs or {}), **arrays}, seed=seed)
-        outputs = self.run(given)
-        oracle = reference.evaluate(self.zk, given, mode="f64")
-        typed = reference.evaluate(self.zk, given, mode="typed")
+        oracle = reference.evaluate(self.zk, inputs, mode="f64")
+        typed = reference.evaluate(self.zk, inputs, mode="typed")
         types = {n: dtypes.from_xdsl(t.element_type).name
                  for n, t in zip(self.zk.names_of_results, self.zk.function_type.outputs.data)}
-        checks = [check.compare(n, types[n], outputs[n], oracle[n], typed[n]) for n in oracle]
-        return CheckResult(outputs, checks, all(c.passed for c in checks))
+        return [check.compare(n, types[n], outputs[n], oracle[n], typed[n]) for n in oracle]
 
     # -- cost --
     def cost(self, target: str | None = None):
@@ -145,10 +140,17 @@ def compile(source_or_path: str | os.PathLike, *, kernel: str | None = None,
     from zhenwu_cc.cli import read_source
     from zhenwu_cc.pipeline import DEFAULT_TARGET
 
+    from zhenwu_cc.frontend import build
+
     text, file = str(source_or_path), "<source>"
     if isinstance(source_or_path, os.PathLike) or (
             "\n" not in text and text.endswith(".zk")):
         file = os.fspath(source_or_path)
         text = read_source(file)
-    return CompiledKernel(text, file, kernel=kernel, defines=defines or {},
-                          target=target or os.environ.get("ZHENWU_TARGET", DEFAULT_TARGET))
+    module = build(text, file, dict(defines or {}), kernel)
+    names = [k.sym_name.data for k in module.ops]
+    if len(names) != 1:
+        raise error("ZK0004", f"{file} has {len(names)} kernels ({', '.join(names)})",
+                    help=f"choose one with kernel=, e.g. kernel={names[0]!r}")
+    return CompiledKernel(module, file,
+                          target or os.environ.get("ZHENWU_TARGET", DEFAULT_TARGET))

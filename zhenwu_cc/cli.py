@@ -41,10 +41,13 @@ def _define(text: str) -> tuple[str, int]:
 
 @dataclass
 class Output:
-    """What a command produced: a JSON payload, text for people, diagnostics."""
+    """What a command produced: a JSON payload, text for people, and (for a command that
+    finished but found a problem, like a failed numerics check) diagnostics and exit code."""
 
     payload: dict = field(default_factory=dict)
     text: str = ""
+    diagnostics: list = field(default_factory=list)
+    code: int = 0
 
 
 # ---- shared steps -------------------------------------------------------------------------------
@@ -148,6 +151,7 @@ def dump_pipeline(passes) -> None:
 
 
 def cmd_compile(args, sources) -> Output:
+    from zhenwu_cc.passes.place_hbm import placement_map
     from zhenwu_cc.pipeline import (
         default_pipeline,
         format_timing,
@@ -168,7 +172,9 @@ def cmd_compile(args, sources) -> Output:
     ir = print_ir(module, args.print_debuginfo)
     payload = {"emit": args.emit, "target": args.target,
                "pipeline": ",".join(str(p.spec(include_default=True)) for p in passes),
-               "kernels": kernels}
+               "kernels": kernels,
+               "placement": [{"kernel": k.sym_name.data, **row} for k in module.ops
+                             for row in placement_map(k)]}
     if args.output:
         write_atomic(args.output, ir.encode())
         payload["output"] = args.output
@@ -202,16 +208,24 @@ def _format_stat(v: float | None) -> str:
 
 
 def cmd_run(args, sources) -> Output:
+    from zhenwu_cc.api import CompiledKernel
     from zhenwu_cc.dialects import dtypes
     from zhenwu_cc.runtime import reference
+    from zhenwu_cc.runtime.check import render
 
-    kernel = one_kernel(load_module(args, sources), args.file)
-    if not args.reference:  # where the lowered-program executor will become the default
-        raise UsageError("run: only the reference evaluator exists so far; pass --reference")
-    reference.ensure_host_memory(kernel, args.mode)
+    module = load_module(args, sources)
+    one_kernel(module, args.file)
+    compiled = CompiledKernel(module, args.file, args.target)
+    kernel = compiled.zk
     given = reference.load_npz(args.inputs) if args.inputs else {}
-    inputs = reference.check_inputs(kernel, given, seed=args.seed)
-    outputs = reference.evaluate(kernel, inputs, mode=args.mode)
+    inputs = compiled.inputs(given, seed=args.seed)
+    if args.reference:
+        reference.ensure_host_memory(kernel, args.mode)
+        outputs = reference.evaluate(kernel, inputs, mode=args.mode)
+        executor = {"executor": "reference", "mode": args.mode}
+    else:
+        outputs = compiled.run(inputs)
+        executor = {"executor": "ppu", "target": args.target}
     if args.out:
         write_atomic(args.out, reference.npz_bytes(outputs))
     types = {n: dtypes.from_xdsl(t.element_type).name
@@ -225,18 +239,39 @@ def cmd_run(args, sources) -> Output:
         lines.append(f"{name}: {types[name]}[{shape}] " + " ".join(
             f"{k}={_format_stat(stats[k])}" for k in ("min", "max", "mean", "std"))
             + f" nan={stats['nan']} inf={stats['inf']}\n")
-    payload = {"kernel": kernel.sym_name.data, "executor": "reference", "mode": args.mode,
-               "seed": args.seed,
+    payload = {"kernel": kernel.sym_name.data, **executor, "seed": args.seed,
                "inputs": [{"name": n, "source": "file" if n in given else "random"}
                           for n in kernel.arg_names],
                "outputs": records}
     if args.out:
         payload["output"] = args.out
-    return Output(payload, "".join(lines))
+    out = Output(payload, "".join(lines))
+    if args.check:
+        checks = compiled.compare(inputs, outputs)
+        payload["check"] = [c.to_json() for c in checks]
+        out.text += render(checks)
+        failed = [c.name for c in checks if not c.passed]
+        if failed:
+            from zhenwu_cc.diagnostics import Diagnostic
+
+            out.diagnostics.append(Diagnostic(
+                "ZK0508", f"outputs {', '.join(failed)} differ from the float64 reference by "
+                "more than their dtypes explain", help="see the per-output errors above; "
+                "`run --reference --mode typed` shows what the declared dtypes alone give"))
+            out.code = EXIT_USER
+    if not args.reference:
+        from zhenwu_cc.runtime.cost.report import seconds
+
+        est = compiled.cost()
+        payload["cost"] = est.to_json()
+        out.text += (f"estimated on {args.target}: {seconds(est.time)} ({est.bound}-bound); "
+                     f"`zhenwu-cc cost` explains it\n")
+    return out
 
 
 def estimate_for(args, sources, target_name: str):
-    """Compile the one kernel of the command line for `target_name` and estimate its cost."""
+    """Compile the one kernel of the command line for `target_name` and estimate its cost:
+    (estimate, target, workload, the ppu kernel)."""
     from zhenwu_cc.pipeline import lower
     from zhenwu_cc.runtime.cost.extract import workload_of
     from zhenwu_cc.runtime.cost.model import estimate
@@ -246,20 +281,25 @@ def estimate_for(args, sources, target_name: str):
     one_kernel(module, args.file)
     target = load_target(target_name)
     lower(module, "ppu", target_name)
-    return estimate(workload_of(module.ops.first), target), target
+    kernel = module.ops.first
+    workload = workload_of(kernel)
+    return estimate(workload, target), target, workload, kernel
 
 
 def cmd_cost(args, sources) -> Output:
     from zhenwu_cc.runtime.cost import report
 
-    est, target = estimate_for(args, sources, args.target)
-    payload = {"cost": est.to_json()}
+    from zhenwu_cc.passes.place_hbm import placement_map
+
+    est, target, workload, kernel = estimate_for(args, sources, args.target)
+    placement = placement_map(kernel)
+    payload = {"cost": est.to_json(), "placement": placement}
     if args.trace:
         from zhenwu_cc.runtime.cost import trace
 
-        write_atomic(args.trace, trace.dumps(trace.trace(est, target)).encode())
+        write_atomic(args.trace, trace.dumps(trace.trace(est, target, workload)).encode())
         payload["trace"] = args.trace
-    return Output(payload, report.render(est, sources))
+    return Output(payload, report.render(est, sources) + report.render_placement(placement))
 
 
 def cmd_compare(args, sources) -> Output:
@@ -267,7 +307,7 @@ def cmd_compare(args, sources) -> Output:
 
     rows = []
     for name in [t for t in args.targets.split(",") if t]:
-        est, _ = estimate_for(args, sources, name)
+        est = estimate_for(args, sources, name)[0]
         dts = sorted(est.flops_by_dtype)
         flags = [f"{dt} {est.dtype_support[dt]['support']}" for dt in sorted(est.dtype_support)
                  if est.dtype_support[dt]["support"] != "native"]
@@ -281,8 +321,7 @@ def cmd_compare(args, sources) -> Output:
 
 
 COMMANDS: dict[str, Callable] = {"check": cmd_check, "compile": cmd_compile, "opt": cmd_opt,
-                                 "run": cmd_run,
-            "cost": cmd_cost, "compare": cmd_compare}
+                                 "run": cmd_run, "cost": cmd_cost, "compare": cmd_compare}
 
 
 def _add_target_arg(p: argparse.ArgumentParser) -> None:
@@ -376,9 +415,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a kernel on the CPU and summarise its outputs")
     _add_source_args(p, "run this kernel (needed when the file has several)")
     p.add_argument("--reference", action="store_true",
-                   help="evaluate the zk IR with the numpy reference evaluator (required for now)")
+                   help="evaluate the source with the numpy reference evaluator instead of "
+                   "executing the lowered ppu program")
     p.add_argument("--mode", choices=("f64", "typed"), default="f64",
-                   help="f64: exact math in float64; typed: every op rounded to its dtype")
+                   help="with --reference: f64 (exact math) or typed (each op rounded to its "
+                   "dtype)")
+    p.add_argument("--check", action="store_true",
+                   help="compare every output with the float64 reference (exit 1 if an output "
+                   "is further off than its dtypes explain)")
+    _add_target_arg(p)
     p.add_argument("--inputs", metavar="IN.npz",
                    help="arrays by parameter name; parameters not given are random")
     p.add_argument("--out", metavar="OUT.npz", help="write the outputs by result name (atomically)")
@@ -446,8 +491,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         command = args.command
         out = COMMANDS[command](args, sources)
-        _emit(fmt, command, EXIT_OK, out, [], sources)
-        return EXIT_OK
+        _emit(fmt, command, out.code, out, out.diagnostics, sources)
+        return out.code
     except UsageError as exc:
         _emit(fmt, command, EXIT_USAGE, None, [], sources,
               f"{exc}\nrun `zhenwu-cc {command or ''} --help` for usage".replace("  ", " "))

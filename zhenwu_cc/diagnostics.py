@@ -73,6 +73,7 @@ CODES: dict[str, str] = {
     "ZK0505": "run needs too much host memory",
     "ZK0506": "bad ZHENWU_MAX_HOST_BYTES",
     "ZK0507": "NaN in a dtype without NaN",
+    "ZK0508": "numerics check failed",
     "ZK0601": "on-chip buffers exceed the SRAM of a compute unit",
     "ZK0602": "tile IR without SRAM buffers",
     "ZK0603": "composite op reaches tiling",
@@ -90,6 +91,10 @@ CODES: dict[str, str] = {
     "ZK0703": "dtype not supported by the target's tensor engine",
     "ZK0704": "L2-resident tensors exceed the target's persisting L2",
     "ZK0705": "tensor placed on an HBM stack the target lacks",
+    "ZK0901": "kernel exceeds the target's HBM capacity",
+    "ZK0902": "HBM stack over its capacity",
+    "ZK0903": "placement names an HBM stack the target lacks",
+    "ZK0904": "L2-resident tensors exceed the persisting L2",
     "ZK1001": "cannot parse IR",
     "ZK1002": "IR does not verify",
 }

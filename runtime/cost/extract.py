@@ -15,7 +15,7 @@ from collections import defaultdict
 import numpy as np
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import DictionaryAttr, MemRefType
-from xdsl.ir import Block, Operation, SSAValue
+from xdsl.ir import Operation, SSAValue
 
 from zhenwu_cc.dialects import dtypes, ppu, zk
 from zhenwu_cc.dialects.loc import loc_text
@@ -43,20 +43,25 @@ class _Names:
         n_in = len(kernel.inputs)
         for i, arg in enumerate(kernel.body.block.args):
             role = "input" if i < n_in else "output"
-            self._add(arg, arg.name_hint or f"arg{i}", role, kernel.arg_attr(i, "zk.place"))
+            self._add(arg, arg.name_hint or f"arg{i}", role, kernel.arg_attr(i, "ppu.hbm"),
+                      kernel.arg_attr(i, "zk.place"))
         for op in kernel.body.block.ops:
             if isinstance(op, ppu.GlobalOp):
                 self._add(op.result, op.result.name_hint or f"tmp{len(self.tensors)}",
-                          "intermediate", op.attributes.get("zk.place"))
+                          "intermediate", op.attributes.get("ppu.hbm"),
+                          op.attributes.get("zk.place"))
             elif isinstance(op, ppu.ViewOp):
                 self.names[op.result] = self.names[op.source]
 
-    def _add(self, v: SSAValue, name: str, role: str, place) -> None:
+    def _add(self, v: SSAValue, name: str, role: str, hbm, place) -> None:
         while name in self.tensors:
             name += "_"
         self.names[v] = name
-        stacks = place.stack_ids if isinstance(place, zk.PlaceAttr) else ()
-        l2 = isinstance(place, zk.PlaceAttr) and place.memory.data == "l2"
+        if isinstance(hbm, ppu.HbmAttr):  # placed by `place-hbm`: the stacks it really spans
+            stacks, l2 = hbm.stack_ids, hbm.l2_resident
+        else:  # lowered without `place-hbm`: the schedule's directive alone
+            stacks = place.stack_ids if isinstance(place, zk.PlaceAttr) else ()
+            l2 = isinstance(place, zk.PlaceAttr) and place.memory.data == "l2"
         self.tensors[name] = Tensor(name, _nbytes(v.type), role, tuple(stacks), l2)
 
 

@@ -13,11 +13,14 @@ Per phase (`tiles` T, `steps` S, `buffers` B, CUs N, a = tiles running at once):
                         and L2 hits x a / (e_l2 x L2 BW), whichever is longer
                tensor = FLOPs / (e_c x per-CU peak of the dtype it runs in)
                vector = (ops + conversions) / (e_v x per-CU vector rate) + transcendentals / ...
-    per tile   B >= 2: dma + (S-1) x max(dma, compute) + compute   (fill, overlap, drain)
-               B == 1: S x (dma + compute)                          (no overlap)
-               plus prologue (dma then compute) and epilogue (compute then dma)
-    pipeline   = sum over waves of the tile time at that wave's a
-    phase time = max(pipeline, hbm_bound, l2_bound, compute_bound, vector_bound)
+    chain      one tile alone: prologue (dma then compute), the steps, epilogue (compute then
+               dma); the steps take dma + (S-1) x max(dma, compute) + compute with B >= 2 (fill,
+               overlap, drain) and S x (dma + compute) with B == 1 (no overlap)
+    slot       what a tile adds when its CU has a next one: with B >= 2 loads run ahead into
+               the next tile, so only its busiest engine counts; with B == 1 its chain
+    pipeline   = (waves - 1) x slot(full wave) + chain(last wave)
+    phase time = max(pipeline, hbm_bound, l2_bound, compute_bound, vector_bound), the bounds
+                 being the whole chip's floors (bytes / (e x bandwidth), FLOPs / (e_c x peak))
 
 and total = target.kernel_overhead + sum of phase times. Amounts per step or per tile are the
 representative ones (phase totals / tiles / steps).
@@ -28,6 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from zhenwu_cc.dialects.dtypes import DTYPES
 from zhenwu_cc.diagnostics import Span, error
 from zhenwu_cc.runtime.cost.workload import Phase, Tensor, Workload
 from zhenwu_cc.runtime.target import Target
@@ -434,8 +438,12 @@ def _phase(phase: Phase, workload: Workload, target: Target, stacks: dict[str, t
     full, last = tile(a_full), tile(T - (waves - 1) * n_cu)
     pipeline = (waves - 1) * full[1] + last[0]
     dma_busy, hbm_busy, l2_busy = ((waves - 1) * full[i] + last[i] for i in (2, 3, 4))
-    tensor_busy = waves * sum(reps[k] * tensor_s[k] / per[k] for k in WHERE)
-    vector_busy = waves * sum(reps[k] * vector_s[k] / per[k] for k in WHERE)
+    tensor_tile = sum(reps[k] * tensor_s[k] / per[k] for k in WHERE)
+    vector_tile = sum(reps[k] * vector_s[k] / per[k] for k in WHERE)
+    tensor_busy, vector_busy = waves * tensor_tile, waves * vector_tile
+    # What the busiest engine needs: the pipeline time beyond it is not hidden by overlap.
+    busiest = ((waves - 1) * max(full[2], tensor_tile, vector_tile)
+               + max(last[2], tensor_tile, vector_tile))
     parts = dma(a_full)
     edges = {k: waves * (max(parts[k]) + compute[k]) for k in ("prologue", "epilogue")}
     bounds = {
@@ -448,9 +456,7 @@ def _phase(phase: Phase, workload: Workload, target: Target, stacks: dict[str, t
     terms = {
         "pipeline": pipeline, "dma": dma_busy, "hbm": hbm_busy, "l2": l2_busy,
         "tensor": tensor_busy, "vector": vector_busy, **edges,
-        "exposed": max(0.0, (waves - 1) * (full[1] - max(full[2], tensor_busy / waves,
-                                                          vector_busy / waves))
-                       + last[0] - max(last[2], tensor_busy / waves, vector_busy / waves)),
+        "exposed": max(0.0, pipeline - busiest),
         "wave_quantization": min(pipeline, (waves - T / n_cu) * full[1]), **bounds,
     }
     weight = {
@@ -473,8 +479,6 @@ def _phase(phase: Phase, workload: Workload, target: Target, stacks: dict[str, t
 
 def _operand_elements(phase: Phase) -> dict[str, float]:
     """Elements loaded per dtype: what an emulated matmul in that dtype must convert."""
-    from zhenwu_cc.dialects.dtypes import DTYPES
-
     out: dict[str, float] = {}
     for w in phase.work:
         if w.kind == "load" and w.dtype in DTYPES:

@@ -76,6 +76,20 @@ def render(est, sources: SourceMap) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_placement(rows: list[dict]) -> str:
+    """The HBM placement map (from `place_hbm.placement_map`): one line per global tensor."""
+    if not rows:
+        return ""
+    head = (f"  {'tensor':<16} {'role':<12} {'bytes':>12}  {'stacks':<17} {'base':>14}  "
+            f"{'interleave':>10}  l2")
+    out = ["", "HBM placement:", head]
+    for r in rows:
+        out.append(f"  {r['tensor']:<16} {r['role']:<12} {nbytes(r['bytes']):>12}  "
+                   f"{','.join(map(str, r['stacks'])):<17} {r['base']:>#14x}  "
+                   f"{r['interleave'] or 'contiguous':>10}  {'yes' if r['l2'] else ''}".rstrip())
+    return "\n".join(out) + "\n"
+
+
 def render_comparison(rows: list[dict]) -> str:
     """One line per target: time, bound, achieved fraction of peak."""
     head = f"{'target':<8} {'time':>12} {'bound':<9} {'TFLOP/s':>9} {'of peak':>8}  notes"

@@ -3,8 +3,8 @@
 Process 0 is the chip; its threads are the kernel's phases, and the engines of a representative
 compute unit (CU 0: DMA, tensor engine, vector engine), replaying each phase's pipeline step by
 step with the model's per-step times and its multi-buffering depth. Counter tracks show HBM
-bandwidth (total and per stack) and SRAM occupancy over time. Timestamps are microseconds,
-rounded so the file is the same bytes on every run.
+bandwidth (total, and per stack as the placement spreads it) and SRAM occupancy over time.
+Timestamps are microseconds, rounded so the file is the same bytes on every run.
 """
 
 from __future__ import annotations
@@ -61,8 +61,43 @@ def _pipeline(phase, start: float) -> list[dict]:
     return events
 
 
-def trace(est, target) -> dict:
-    """The Chrome trace event document for an Estimate."""
+def stack_traffic(est, target, workload=None) -> list[list[float]]:
+    """HBM bytes each stack moves in each phase.
+
+    The model gives a phase's HBM reads and writes; they are shared out over the stacks like the
+    DMA traffic behind them: each tensor's bytes evenly over the stacks it spans (its placement,
+    cut to the stacks its size reaches at the interleave), an L2-resident tensor's loads only on
+    first touch (its distinct bytes). Without the workload, every stack takes an equal share."""
+    n, g = target.hbm.stacks, target.hbm.interleave
+    if workload is None:
+        return [[(p.hbm_read_bytes + p.hbm_write_bytes) / n] * n for p in est.phases]
+    touched: set[str] = set()
+    out = []
+    for p, phase in zip(est.phases, workload.phases):
+        amounts: dict[tuple[str, str], int] = {}
+        for w in phase.work:
+            if w.kind in ("load", "store"):
+                amounts[w.kind, w.tensor] = amounts.get((w.kind, w.tensor), 0) + w.amount
+        weights = {"load": [0.0] * n, "store": [0.0] * n}
+        for (kind, name), amount in amounts.items():
+            t = workload.tensors[name]
+            if kind == "load" and t.l2_resident:
+                amount = 0 if name in touched else phase.unique_load_bytes.get(name, amount)
+            on = (t.stacks or tuple(range(n)))[:max(1, -(-t.bytes // g))]
+            for s in on:
+                weights[kind][s] += amount / len(on)
+        touched |= {name for _, name in amounts if workload.tensors[name].l2_resident}
+        row = [0.0] * n
+        for kind, total in (("load", p.hbm_read_bytes), ("store", p.hbm_write_bytes)):
+            whole = sum(weights[kind])
+            for s in range(n):
+                row[s] += total * weights[kind][s] / whole if whole else total / n
+        out.append(row)
+    return out
+
+
+def trace(est, target, workload=None) -> dict:
+    """The Chrome trace event document for an Estimate (of `workload`, for per-stack traffic)."""
     events: list[dict] = [
         {"name": "process_name", "ph": "M", "pid": 0, "args": {"name": f"chip 0 ({est.target})"}},
     ]
@@ -75,6 +110,7 @@ def trace(est, target) -> dict:
     events.append(_slice("fixed overhead", THREADS["kernel"], 0.0, est.overhead))
     t += est.overhead
     stacks = target.hbm.stacks
+    by_stack = stack_traffic(est, target, workload)
     for i, p in enumerate(est.phases):
         args = {"bound": p.bound, "tiles": p.tiles, "steps": p.steps, "waves": p.waves,
                 "loc": p.loc}
@@ -82,7 +118,7 @@ def trace(est, target) -> dict:
         span = p.time if p.time > 0 else 1e-12
         traffic = (p.hbm_read_bytes + p.hbm_write_bytes) / span
         events.append(_counter("HBM bandwidth (GB/s)", t, {"GB/s": round(traffic / 1e9, 3)}))
-        per_stack = {f"stack {s}": round(traffic / stacks / 1e9, 3) for s in range(stacks)}
+        per_stack = {f"stack {s}": round(b / span / 1e9, 3) for s, b in enumerate(by_stack[i])}
         events.append(_counter("HBM stacks (GB/s)", t, per_stack))
         events.append(_counter("SRAM occupancy (KiB)", t, {"CU 0": round(p.sram_bytes / 1024, 3)}))
         pipe = _pipeline(p, t)

@@ -52,9 +52,10 @@ class _ToAst(Transformer_NonRecursive):
 
     def _int(self, tok: Token) -> int:
         """An integer literal, at most i64 (past 4300 digits Python's int() refuses it anyway)."""
-        digits = tok.lstrip("-").lstrip("0")
-        if len(digits) <= 19 and -I64_MAX - 1 <= int(tok) <= I64_MAX:
-            return int(tok)
+        digits = tok.lstrip("-").lstrip("0") or "0"  # int() counts leading zeros against its limit
+        value = (-int(digits) if tok.startswith("-") else int(digits)) if len(digits) <= 19 else None
+        if value is not None and -I64_MAX - 1 <= value <= I64_MAX:
+            return value
         shown = tok if len(tok) <= 24 else tok[:20] + "..."
         raise error("ZK0105", f"integer literal `{shown}` does not fit in 64 bits",
                     _tok_span(self.file, tok),

@@ -1,0 +1,68 @@
+"""Assembly-format pieces shared by our dialects.
+
+`custom<Number>($value)` prints an f64 FloatAttr as a plain number, with `inf`, `-inf` and `nan`
+spelled out: xDSL's float parser does not read back the hex form MLIR prints for them, and
+padding and fill values of -inf are common (max reductions, masks).
+"""
+
+from __future__ import annotations
+
+import math
+
+from xdsl.dialects.builtin import Float64Type, FloatAttr
+from xdsl.irdl.declarative_assembly_format import (
+    AttributeVariable,
+    CustomDirective,
+    ParsingState,
+    PrintingState,
+    irdl_custom_directive,
+)
+from xdsl.irdl.operations import IRDLOperation
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+
+
+def print_number(printer: Printer, value: float) -> None:
+    if math.isnan(value) or math.isinf(value):
+        printer.print_string(str(value))
+    else:
+        printer.print_float(value, Float64Type())
+
+
+def parse_number(parser: Parser) -> float:
+    negative = parser.parse_optional_punctuation("-") is not None
+    word = parser.parse_optional_identifier()
+    if word is not None:
+        if word not in ("inf", "nan"):
+            parser.raise_error("expected a number, `inf` or `nan`")
+        value = float(word)
+    else:
+        value = float(parser.parse_number())
+    return -value if negative else value
+
+
+@irdl_custom_directive
+class Number(CustomDirective):
+    """An f64 number attribute: `2.5`, `-inf`, `nan`."""
+
+    value: AttributeVariable
+
+    def is_anchorable(self) -> bool:
+        return True
+
+    def is_present(self, op: IRDLOperation) -> bool:
+        return self.value.is_present(op)
+
+    def set_empty(self, state: ParsingState) -> None:
+        return
+
+    def parse(self, parser: Parser, state: ParsingState) -> None:
+        self.value.set(state, FloatAttr(parse_number(parser), 64))
+
+    def print(self, printer: Printer, state: PrintingState, op: IRDLOperation) -> None:
+        attr = self.value.get(op)
+        if attr is None:
+            return
+        state.print_whitespace(printer)
+        assert isinstance(attr, FloatAttr)
+        print_number(printer, attr.value.data)
