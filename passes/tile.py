@@ -137,6 +137,8 @@ class _Grid:
     def tile_of(self, v: SSAValue, req: Req, user=None) -> SSAValue:
         """The tile `req` of `v`, built once per scope. `user` is the location of the op that
         needs it: loads are charged to their consumer, not to the kernel's signature."""
+        if req.pad and not any(req.ragged(d) for d in range(len(req.sizes))):
+            req = Req(req.idx, req.sizes, req.base, req.bound)  # no edge: padding is moot
         scope = self.scope_for(req)
         key = (id(v), req.key())
         for s in self.scopes:
@@ -475,11 +477,10 @@ class _KernelTiler:
         """(tm, tn, tk, split) from the directive, or chosen to fit SRAM and fill the chip."""
         m, n = _shape(mm.result)[-2:]
         k = _shape(mm.lhs)[-1]
-        for carrier in (v.owner, mm):
-            if "zk.tile" in carrier.attributes:
-                attr = carrier.attributes["zk.tile"]
-                tm, tn, tk = attr.values
-                return min(tm, m), min(tn, n), min(tk, k), attr.split_k.data
+        attr = _directive(v) or mm.attributes.get("zk.tile")
+        if attr is not None:
+            tm, tn, tk = attr.values
+            return min(tm, m), min(tn, n), min(tk, k), attr.split_k.data
         elem = max(_dtype(mm.lhs).nbytes(1), 1)
         tk = min(k, DEFAULT_TK)
         sram = self.target.sram_per_cu
@@ -655,7 +656,7 @@ class _KernelTiler:
 
     def matmul_grid(self, v: SSAValue, mm: zk.MatmulOp) -> SSAValue:
         tm, tn, tk, split = self.matmul_sizes(v, mm)
-        directive = "zk.tile" in v.owner.attributes or "zk.tile" in mm.attributes
+        directive = _directive(v) is not None or "zk.tile" in mm.attributes
         split = _divisor_at_most(k_steps(mm, tk), split)
         if split > 1:
             self.partials[mm] = self.fit(
