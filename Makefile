@@ -11,10 +11,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
-# The main job on a bundled example: compile a GEMM, run it on the numpy executor with a
-# numerics check against the float64 reference, and print its estimated cost on the M890.
+# The main job on a bundled example: compile a GEMM with a fused bias + gelu epilogue, run the
+# lowered program on the numpy executor with a numerics check against the float64 reference,
+# and explain its estimated cost on the M890 (at the example's full size).
 demo: $(STAMP)
-	$(BIN)/zhenwu-cc compile examples/gemm.zk -D M=256 -D N=256 -D K=128
+	$(BIN)/zhenwu-cc compile examples/gemm_bias_gelu.zk --emit tile -D M=256 -D N=256 -D K=256
+	$(BIN)/zhenwu-cc run examples/gemm_bias_gelu.zk -D M=256 -D N=256 -D K=256 --check
+	$(BIN)/zhenwu-cc cost examples/gemm_bias_gelu.zk
 
 # The whole test suite: pytest (units, examples, properties, fuzzing) and lit + filecheck.
 test: $(STAMP)

@@ -88,7 +88,7 @@ def startup_phases(runs: int) -> list[float]:
     samples = [json.loads(subprocess.run([sys.executable, "-c", _PHASES, str(GEMM)], check=True,
                                          capture_output=True, text=True, cwd=REPO).stdout)
                for _ in range(runs)]
-    return [statistics.median(col) for col in zip(*samples)]
+    return [statistics.median(col) for col in zip(*samples, strict=True)]
 
 
 _IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
@@ -152,7 +152,7 @@ def main() -> None:
 
     phases = startup_phases(runs)
     print(f"\nstart-up steps of `check` in a fresh process, median of {runs} (ms):")
-    for name, dt in zip(PHASE_NAMES, phases):
+    for name, dt in zip(PHASE_NAMES, phases, strict=True):
         print(f"  {name:<42}{dt * 1e3:8.1f}")
     print(f"  {'sum (after the interpreter starts)':<42}{sum(phases) * 1e3:8.1f}")
 

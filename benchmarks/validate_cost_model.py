@@ -41,32 +41,37 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
-def main() -> int:
+def validate(csv_path: str = DEFAULT_CSV, target_name: str = "h100") -> list[dict]:
+    """Compile and cost every calibration shape; one row per shape with its error."""
     import zhenwu_cc
     from zhenwu_cc.runtime.target import load_target
 
+    target = load_target(target_name)
+    peak = target.tensor_peak("bf16")[0]
+    rows = []
+    for m, n, k, measured in load_shapes(csv_path):
+        kern = zhenwu_cc.compile(KERNEL, defines={"M": m, "N": n, "K": k}, target=target_name)
+        est = kern.cost()
+        flops = 2 * m * n * k
+        predicted = flops / est.time
+        roofline = flops / max(flops / peak, (m * k + k * n + m * n) * 2 / target.hbm_bandwidth)
+        rows.append({
+            "m": m, "n": n, "k": k, "measured_tflops": measured / 1e12,
+            "predicted_tflops": predicted / 1e12, "error": predicted / measured - 1,
+            "roofline_error": roofline / measured - 1, "bound": est.bound,
+            "grids": [f"{p.tiles}x{p.steps}" for p in est.phases],
+        })
+    return rows
+
+
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--csv", default=DEFAULT_CSV)
     ap.add_argument("--target", default="h100")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = ap.parse_args()
-    target = load_target(args.target)
-    peak = target.tensor_peak("bf16")[0]
-    rows = []
     start = time.perf_counter()
-    for m, n, k, measured in load_shapes(args.csv):
-        kern = zhenwu_cc.compile(KERNEL, defines={"M": m, "N": n, "K": k}, target=args.target)
-        est = kern.cost()
-        flops = 2 * m * n * k
-        predicted = flops / est.time
-        roofline = flops / max(flops / peak, (m * k + k * n + m * n) * 2 / target.hbm_bandwidth)
-        phases = est.phases
-        rows.append({
-            "m": m, "n": n, "k": k, "measured_tflops": measured / 1e12,
-            "predicted_tflops": predicted / 1e12, "error": predicted / measured - 1,
-            "roofline_error": roofline / measured - 1, "bound": est.bound,
-            "grids": [f"{p.tiles}x{p.steps}" for p in phases],
-        })
+    rows = validate(args.csv, args.target)
     elapsed = time.perf_counter() - start
     errors = [abs(r["error"]) for r in rows]
     roof = [abs(r["roofline_error"]) for r in rows]

@@ -122,8 +122,11 @@ def promote(a: DType, b: DType) -> DType | None:
 
 
 def accumulator_for(d: DType) -> DType:
-    """What `@` yields for operands of dtype `d`: f32 for floats, i32 for integers."""
-    return F32 if d.is_float else I32
+    """What `@` yields for operands of dtype `d`: f32 for floats, i32 for integers (i64 stays
+    i64: narrowing would be a silent surprise)."""
+    if d.is_float:
+        return F32
+    return DTYPES["i64"] if d.name == "i64" else I32
 
 
 @cache

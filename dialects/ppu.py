@@ -4,8 +4,8 @@ Global tensors are memrefs in HBM (`#ppu.space<hbm>`); a `ppu.launch` maps a gri
 the compute units (tile t runs on CU t mod `cus`, in wave t div `cus`); inside it, buffers live in
 the CU's SRAM (`ppu.alloc` at a byte offset, `depth` slots for multi-buffering), DMA moves tiles
 between HBM and SRAM asynchronously (a token, then `ppu.wait`), the tensor engine multiplies
-(`ppu.mma`, accumulating in place), and the vector engine does elementwise work, reductions,
-fills and iotas. All compute ops write their result into an explicit destination buffer.
+(`ppu.mma`, accumulating in place, with scaled low-precision operands), and the vector engine
+does elementwise work, reductions, quantisation, fills and iotas. All compute ops write their result into an explicit destination buffer.
 
 Tile addressing in `ppu.dma_load` / `ppu.dma_store` is the `tile` dialect's (see tile.py): tile
 index times tile size inside a window `base`/`bound`, edge tiles padded on load and clipped on
@@ -29,6 +29,7 @@ from xdsl.dialects.builtin import (
     MemRefType,
     StringAttr,
     SymbolNameConstraint,
+    UnitAttr,
     i64,
 )
 from xdsl.dialects.utils import print_func_argument
@@ -41,10 +42,12 @@ from xdsl.ir import (
     TypeAttribute,
 )
 from xdsl.irdl import (
+    AttrSizedOperandSegments,
     IRDLOperation,
     irdl_attr_definition,
     irdl_op_definition,
     operand_def,
+    opt_operand_def,
     opt_prop_def,
     param_def,
     prop_def,
@@ -61,6 +64,7 @@ from xdsl.utils.exceptions import VerifyException
 from zhenwu_cc.dialects import dtypes
 from zhenwu_cc.dialects.formats import Number
 from zhenwu_cc.dialects.tile import window
+from zhenwu_cc.dialects.zk import PrecisionAttr
 
 SPACES = ("hbm", "l2", "sram")
 
@@ -645,26 +649,84 @@ def _sram(*values: SSAValue) -> None:
 
 @irdl_op_definition
 class MmaOp(IRDLOperation):
-    """Tensor engine: `acc += a @ b` (batched over leading dims), accumulating in acc's dtype."""
+    """Tensor engine: `acc += a @ b` (batched over leading dims), accumulating in acc's dtype.
+
+    Scaled low-precision operands and `fp8_fast` as in `tile.mma`: each scale has the operand's
+    rank and one entry per block."""
 
     name = "ppu.mma"
     lhs = operand_def(MemRefType)
     rhs = operand_def(MemRefType)
     acc = operand_def(MemRefType)
-    assembly_format = "$lhs `,` $rhs `,` $acc attr-dict `:` type($lhs) `,` type($rhs) `,` type($acc)"
+    lhs_scales = var_operand_def(MemRefType)
+    rhs_scales = var_operand_def(MemRefType)
+    fp8_fast = opt_prop_def(UnitAttr)
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    assembly_format = ("$lhs `,` $rhs `,` $acc (`lhs_scales` `(` $lhs_scales^ `)`)? "
+                       "(`rhs_scales` `(` $rhs_scales^ `)`)? (`fp8_fast` $fp8_fast^)? attr-dict `:` "
+                       "type($lhs) `,` type($rhs) `,` type($acc) "
+                       "(`lhs_scales` `(` type($lhs_scales)^ `)`)? "
+                       "(`rhs_scales` `(` type($rhs_scales)^ `)`)?")
 
-    def __init__(self, lhs: SSAValue, rhs: SSAValue, acc: SSAValue):
-        super().__init__(operands=[lhs, rhs, acc])
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, acc: SSAValue,
+                 lhs_scales: Sequence[SSAValue] = (), rhs_scales: Sequence[SSAValue] = (),
+                 fp8_fast: bool = False):
+        super().__init__(operands=[lhs, rhs, acc, list(lhs_scales), list(rhs_scales)],
+                         properties={"fp8_fast": UnitAttr()} if fp8_fast else {})
 
     def verify_(self) -> None:
+        from zhenwu_cc.dialects.tile import verify_scales
         from zhenwu_cc.dialects.zk import broadcast_shapes, matmul_shape
 
-        _sram(self.lhs, self.rhs, self.acc)
+        _sram(self.lhs, self.rhs, self.acc, *self.lhs_scales, *self.rhs_scales)
         shape = matmul_shape(_mshape(self.lhs), _mshape(self.rhs))
         _check(shape is not None and broadcast_shapes(shape, _mshape(self.acc)) == _mshape(self.acc),
                "ppu.mma shapes do not accumulate into the accumulator")
         _check(self.lhs.type.element_type == self.rhs.type.element_type,
                "ppu.mma operands share an element type")
+        verify_scales(self.name, self.lhs, self.lhs_scales)
+        verify_scales(self.name, self.rhs, self.rhs_scales)
+
+
+@irdl_op_definition
+class VQuantizeOp(IRDLOperation):
+    """Vector engine: quantise a tile into value and scale buffers, as `tile.quantize`.
+
+    `ppu.vquantize %x (amax %m)? as #zk.precision<...> (axis N)? -> %q, %s (, %t)?`"""
+
+    name = "ppu.vquantize"
+    input = operand_def(MemRefType)
+    amax = opt_operand_def(MemRefType)
+    outs = var_operand_def(MemRefType)
+    precision = prop_def(PrecisionAttr)
+    axis = opt_prop_def(IntegerAttr[i64])
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    assembly_format = ("$input (`amax` $amax^)? `as` qualified($precision) (`axis` $axis^)? `->` "
+                       "$outs attr-dict `:` type($input) (`,` type($amax)^)? `->` type($outs)")
+
+    def __init__(self, input: SSAValue, amax: SSAValue | None, outs: Sequence[SSAValue],
+                 precision: PrecisionAttr, axis: int | None):
+        props: dict[str, Attribute] = {"precision": precision}
+        if axis is not None:
+            props["axis"] = IntegerAttr(axis, 64)
+        super().__init__(operands=[input, [amax] if amax else [], list(outs)], properties=props)
+
+    @property
+    def blocked_axis(self) -> int | None:
+        return self.axis.value.data if self.axis is not None else None
+
+    def verify_(self) -> None:
+        from zhenwu_cc.dialects.zk import blocks_of
+
+        _sram(self.input, *self.outs, *([self.amax] if self.amax else []))
+        mode = self.precision.mode.data
+        _check(len(self.outs) == (3 if mode == "nvfp4" else 2),
+               "ppu.vquantize writes values and scales (and nvfp4's tensor scale)")
+        _check(_mshape(self.outs[0]) == _mshape(self.input)
+               and self.outs[0].type.element_type == self.precision.dtype,
+               "ppu.vquantize values keep the tile's shape and take the precision's dtype")
+        _check(blocks_of(_mshape(self.input), _mshape(self.outs[1])) is not None,
+               "ppu.vquantize scales must block the tile")
 
 
 @irdl_op_definition
@@ -807,6 +869,6 @@ def _prod(shape: Sequence[int]) -> int:
 PPU = Dialect(
     "ppu",
     [KernelOp, ReturnOp, YieldOp, GlobalOp, ViewOp, LaunchOp, LoopOp, AllocOp, SlotOp, DmaLoadOp,
-     DmaStoreOp, WaitOp, MmaOp, VMapOp, VReduceOp, VTransposeOp, FillOp, VIotaOp],
+     DmaStoreOp, WaitOp, MmaOp, VQuantizeOp, VMapOp, VReduceOp, VTransposeOp, FillOp, VIotaOp],
     [SpaceAttr, HbmAttr, TokenType],
 )

@@ -5,7 +5,8 @@ it walks a reduction dimension step by step, carrying accumulators. Tiles are sm
 `tensor<...>` values; global tensors enter a grid as `ins` and leave through `outs`
 (destination-passing, like `scf.forall`). Inside a grid, `zk`'s elementwise and reduction ops
 work on tiles unchanged; this dialect adds only what tiling needs: tile loads and stores with
-exact edge handling, the loop, the accumulating matmul, and tile-relative iota.
+exact edge handling, the loop, the accumulating matmul (with scaled low-precision operands),
+the vector engine's quantisation of a tile, and tile-relative iota.
 
 Tile addressing: a load of `tile [t0, t1]` at tile index `[i0, i1]` reads element
 `src[base0 + i0*t0 + r0, base1 + i1*t1 + r1]` when `i*t + r < bound` in every dimension, and
@@ -26,17 +27,21 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     StringAttr,
     TensorType,
+    UnitAttr,
     i64,
 )
 from xdsl.ir import Attribute, Block, Dialect, Operation, Region, SSAValue
 from xdsl.irdl import (
     AttrSizedOperandSegments,
+    AttrSizedResultSegments,
     IRDLOperation,
     VarConstraint,
     base,
     irdl_op_definition,
     operand_def,
+    opt_operand_def,
     opt_prop_def,
+    opt_result_def,
     prop_def,
     region_def,
     result_def,
@@ -49,7 +54,7 @@ from xdsl.printer import Printer
 from xdsl.traits import IsTerminator, Pure
 from xdsl.utils.exceptions import VerifyException
 
-from zhenwu_cc.dialects import zk
+from zhenwu_cc.dialects import dtypes, zk
 from zhenwu_cc.dialects.formats import Number
 
 
@@ -215,20 +220,34 @@ class MmaOp(IRDLOperation):
     """`acc + a @ b` on tiles (batched over leading dims with broadcasting).
 
     The accumulator's element type is the accumulation precision (f32 unless the schedule says
-    `accumulate ...`)."""
+    `accumulate ...`). Low-precision operands may carry scales, each with the operand's rank
+    and one entry per block (a per-tensor scale is [1, 1]): the engine multiplies
+    `a x lhs_scales` by `b x rhs_scales`, each scale repeated over its block, exact products
+    summed in f32. `fp8_fast` emulates an FP8 tensor core's narrow accumulator (promoted to
+    f32 every 128 elements of K, or every K step when the step is shorter)."""
 
     name = "tile.mma"
     T: ClassVar = VarConstraint("T", base(TensorType))
     lhs = operand_def(TensorType)
     rhs = operand_def(TensorType)
     acc = operand_def(T)
+    lhs_scales = var_operand_def(TensorType)
+    rhs_scales = var_operand_def(TensorType)
+    fp8_fast = opt_prop_def(UnitAttr)
     result = result_def(T)
     traits = traits_def(Pure())
-    assembly_format = ("$lhs `,` $rhs `,` $acc attr-dict `:` type($lhs) `,` type($rhs) `->` "
-                       "type($result)")
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
+    assembly_format = ("$lhs `,` $rhs `,` $acc (`lhs_scales` `(` $lhs_scales^ `)`)? "
+                       "(`rhs_scales` `(` $rhs_scales^ `)`)? (`fp8_fast` $fp8_fast^)? attr-dict `:` "
+                       "type($lhs) `,` type($rhs) (`lhs_scales` `(` type($lhs_scales)^ `)`)? "
+                       "(`rhs_scales` `(` type($rhs_scales)^ `)`)? `->` type($result)")
 
-    def __init__(self, lhs: SSAValue, rhs: SSAValue, acc: SSAValue):
-        super().__init__(operands=[lhs, rhs, acc], result_types=[acc.type])
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, acc: SSAValue,
+                 lhs_scales: Sequence[SSAValue] = (), rhs_scales: Sequence[SSAValue] = (),
+                 fp8_fast: bool = False):
+        super().__init__(operands=[lhs, rhs, acc, list(lhs_scales), list(rhs_scales)],
+                         properties={"fp8_fast": UnitAttr()} if fp8_fast else {},
+                         result_types=[acc.type])
 
     def verify_(self) -> None:
         shape = zk.matmul_shape(_shape(self.lhs), _shape(self.rhs))
@@ -237,6 +256,71 @@ class MmaOp(IRDLOperation):
                f"accumulate into {list(_shape(self.acc))}")
         _check(self.lhs.type.element_type == self.rhs.type.element_type,
                "tile.mma operands share an element type")
+        verify_scales(self.name, self.lhs, self.lhs_scales)
+        verify_scales(self.name, self.rhs, self.rhs_scales)
+
+
+def verify_scales(name: str, operand: SSAValue, scales: Sequence[SSAValue]) -> None:
+    """Scales of a low-precision operand: at most two, each blocking the operand."""
+    if not scales:
+        return
+    _check(len(scales) <= 2, f"{name} takes one or two scales per operand")
+    _check(dtypes.from_xdsl(operand.type.element_type).is_low_precision,
+           f"{name} scales apply to FP8/FP4 operands")
+    for s in scales:
+        _check(zk.blocks_of(operand.type.get_shape(), s.type.get_shape()) is not None,
+               f"{name}: scales {list(s.type.get_shape())} do not block an operand of "
+               f"{list(operand.type.get_shape())}")
+
+
+@irdl_op_definition
+class QuantizeOp(IRDLOperation):
+    """Vector engine: quantise a tile as `precision` says, into values and scale tiles whose
+    blocks lie whole inside the tile (the scale tile's shape gives the blocks). `amax`,
+    blocked like the scales, carries groups that span several tiles: per-tensor and
+    per-channel maxima, and NVFP4's global amax."""
+
+    name = "tile.quantize"
+    input = operand_def(TensorType)
+    amax = opt_operand_def(TensorType)
+    precision = prop_def(zk.PrecisionAttr)
+    axis = opt_prop_def(IntegerAttr[i64])
+    values = result_def(TensorType)
+    scales = result_def(TensorType)
+    tensor_scale = opt_result_def(TensorType)
+    traits = traits_def(Pure())
+    irdl_options = (AttrSizedOperandSegments(as_property=True),
+                    AttrSizedResultSegments(as_property=True))
+    assembly_format = ("$input (`amax` $amax^)? `as` qualified($precision) (`axis` $axis^)? "
+                       "attr-dict `:` type($input) (`,` type($amax)^)? `->` type($values) `,` "
+                       "type($scales) (`,` type($tensor_scale)^)?")
+
+    def __init__(self, input: SSAValue, amax: SSAValue | None, precision: zk.PrecisionAttr,
+                 axis: int | None, scale_types: Sequence[Attribute]):
+        props: dict[str, Attribute] = {"precision": precision}
+        if axis is not None:
+            props["axis"] = IntegerAttr(axis, 64)
+        super().__init__(operands=[input, [amax] if amax else []], properties=props,
+                         result_types=[TensorType(precision.dtype, _shape(input)),
+                                       scale_types[0], list(scale_types[1:])])
+
+    def verify_(self) -> None:
+        p, shape = self.precision, _shape(self.input)
+        mode = p.mode.data
+        _check(_shape(self.values) == shape and self.values.type.element_type == p.dtype,
+               "tile.quantize values keep the tile's shape and take the precision's dtype")
+        _check((self.tensor_scale is not None) == (mode == "nvfp4"),
+               "only nvfp4 has a tensor scale")
+        _check(mode not in zk.AMAX_MODES or self.amax is not None,
+               f"a tile.quantize in mode {mode} needs the amax of groups beyond the tile")
+        blocks = zk.blocks_of(shape, _shape(self.scales))
+        _check(blocks is not None, "tile.quantize scales must block the tile")
+        if mode in zk.AXIS_GROUPS:
+            axis = self.axis.value.data if self.axis is not None else -1
+            _check(blocks == zk.scale_blocks(mode, (), shape, axis),
+                   f"{mode} groups of {zk.AXIS_GROUPS[mode]} along the axis lie whole in a tile")
+        if mode == "block":
+            _check(blocks[-2:] == p.mode_args, "block scales cover whole blocks of the tile")
 
 
 @irdl_op_definition
@@ -465,4 +549,5 @@ def enclosing_grid(op: Operation) -> GridOp | None:
     return parent
 
 
-TILE = Dialect("tile", [GridOp, LoopOp, YieldOp, LoadOp, StoreOp, MmaOp, IotaOp, EmptyOp], [])
+TILE = Dialect("tile", [GridOp, LoopOp, YieldOp, LoadOp, StoreOp, MmaOp, QuantizeOp, IotaOp,
+                        EmptyOp], [])

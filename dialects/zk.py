@@ -30,7 +30,6 @@ from xdsl.dialects.builtin import (
     i1,
     i64,
 )
-from xdsl.dialects.utils import print_func_argument
 from xdsl.ir import (
     Attribute,
     Dialect,
@@ -42,6 +41,7 @@ from xdsl.ir import (
 )
 from xdsl.irdl import (
     AttrSizedOperandSegments,
+    AttrSizedResultSegments,
     IRDLOperation,
     VarConstraint,
     base,
@@ -50,6 +50,7 @@ from xdsl.irdl import (
     operand_def,
     opt_operand_def,
     opt_prop_def,
+    opt_result_def,
     param_def,
     prop_def,
     region_def,
@@ -119,6 +120,49 @@ def _check(cond: bool, msg: str) -> None:
         raise VerifyException(msg)
 
 
+# ---- low-precision scaling ------------------------------------------------------------------------
+# How each `precision ... scale MODE` holds its scales (docs/precision.md): the dtype of the scales,
+# the scale-rounding options a mode takes (the first is the default), and the elements per scale
+# along the contraction axis for the modes that block along it.
+SCALE_DTYPES = {"tensor": "f32", "channel": "f32", "block": "f32", "mx": "f8E8M0FNU",
+                "nvfp4": "f8E4M3FN"}
+SCALE_OPTIONS = {"mx": ("floor", "rceil"), "nvfp4": ("up", "rne")}
+AXIS_GROUPS = {"mx": 32, "nvfp4": 16}
+AMAX_MODES = ("tensor", "channel", "nvfp4")  # modes that need an amax over more than one tile
+
+
+def scale_blocks(mode: str, args: Sequence[int], shape: Sequence[int],
+                 axis: int | None) -> Shape:
+    """Elements sharing one scale along each dimension of a tensor of `shape`.
+
+    Scales are held with the tensor's rank, dimension d having ceil(shape[d] / blocks[d])
+    entries: a per-tensor scale is [1, 1], a per-row (`channel(0)`) one [M, 1], `block(1, 128)`
+    [M, K/128], `mx` along K [M, K/32]. The same layout serves every level of the IR."""
+    rank = len(shape)
+    if mode == "tensor":
+        return tuple(shape)
+    if mode == "channel":
+        a = normalize_axis(args[0], rank)
+        return tuple(1 if d == a else n for d, n in enumerate(shape))
+    if mode == "block":
+        return (1,) * (rank - 2) + tuple(args)
+    assert axis is not None, f"scale mode {mode} blocks along an axis"
+    return tuple(AXIS_GROUPS[mode] if d == axis else 1 for d in range(rank))
+
+
+def scale_shape(shape: Sequence[int], blocks: Sequence[int]) -> Shape:
+    return tuple(-(-n // b) for n, b in zip(shape, blocks))
+
+
+def blocks_of(shape: Sequence[int], scales: Sequence[int]) -> Shape | None:
+    """The elements per scale that a scale tensor of shape `scales` implies for values of
+    `shape`, or None when no block size gives that many scales."""
+    if len(shape) != len(scales) or any(s < 1 for s in scales):
+        return None
+    blocks = tuple(-(-n // s) for n, s in zip(shape, scales))
+    return blocks if scale_shape(shape, blocks) == tuple(scales) else None
+
+
 # ---- schedule attributes -------------------------------------------------------------------------
 def _print_ints(printer: Printer, values: Sequence[int]) -> None:
     printer.print_string("[" + ", ".join(str(v) for v in values) + "]")
@@ -162,25 +206,45 @@ class TileAttr(ParametrizedAttribute):
 
 @irdl_attr_definition
 class PrecisionAttr(ParametrizedAttribute):
-    """`precision x as DTYPE scale MODE(args)`: `#zk.precision<f8E4M3FN, block [1, 128]>`."""
+    """`precision x as DTYPE scale MODE(args)`: `#zk.precision<f8E4M3FN, block [1, 128]>`.
+
+    `option` picks a scale-rounding variant: `rceil` for `mx` (the default is the spec's floor),
+    `rne` for `nvfp4` (the default rounds block scales up): `#zk.precision<f8E4M3FN, mx rceil>`."""
 
     name = "zk.precision"
     dtype: TypeAttribute = param_def()
     mode: StringAttr = param_def()
     args: ArrayAttr[IntAttr] = param_def()
+    option: StringAttr = param_def()
 
-    def __init__(self, dtype: TypeAttribute, mode: str, args: Sequence[int] = ()):
-        super().__init__(dtype, StringAttr(mode), ArrayAttr([IntAttr(a) for a in args]))
+    def __init__(self, dtype: TypeAttribute, mode: str, args: Sequence[int] = (),
+                 option: str = ""):
+        super().__init__(dtype, StringAttr(mode), ArrayAttr([IntAttr(a) for a in args]),
+                         StringAttr(option))
 
     @property
     def mode_args(self) -> tuple[int, ...]:
         return tuple(a.data for a in self.args.data)
 
+    @property
+    def element(self) -> dtypes.DType:
+        return dtypes.from_xdsl(self.dtype)
+
+    @property
+    def scaled(self) -> bool:
+        return self.mode.data != "none"
+
+    def verify(self) -> None:
+        mode, option = self.mode.data, self.option.data
+        _check(mode in SCALE_DTYPES or mode == "none", f"unknown scale mode {mode!r}")
+        _check(option in SCALE_OPTIONS.get(mode, ()) or not option,
+               f"scale mode {mode!r} has no option {option!r}")
+
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
         with parser.in_angle_brackets():
             dtype = parser.parse_type()
-            mode, args = "none", []
+            mode, args, option = "none", [], ""
             if parser.parse_optional_punctuation(","):
                 mode = parser.parse_identifier()
                 if parser.parse_optional_punctuation("[") is not None:
@@ -188,7 +252,9 @@ class PrecisionAttr(ParametrizedAttribute):
                     while parser.parse_optional_punctuation(","):
                         args.append(parser.parse_integer())
                     parser.parse_punctuation("]")
-        return (dtype, StringAttr(mode), ArrayAttr([IntAttr(a) for a in args]))
+                option = parser.parse_optional_identifier() or ""
+        return (dtype, StringAttr(mode), ArrayAttr([IntAttr(a) for a in args]),
+                StringAttr(option))
 
     def print_parameters(self, printer: Printer) -> None:
         with printer.in_angle_brackets():
@@ -198,6 +264,8 @@ class PrecisionAttr(ParametrizedAttribute):
                 if self.args.data:
                     printer.print_string(" ")
                     _print_ints(printer, self.mode_args)
+                if self.option.data:
+                    printer.print_string(f" {self.option.data}")
 
 
 @irdl_attr_definition
@@ -237,6 +305,13 @@ class PlaceAttr(ParametrizedAttribute):
 
 
 # ---- the kernel ---------------------------------------------------------------------------------
+def _print_argument(printer: Printer, arg, attrs) -> None:
+    # Imported here: xdsl.dialects.utils costs ~85 ms of start-up that `check` never needs.
+    from xdsl.dialects.utils import print_func_argument
+
+    print_func_argument(printer, arg, attrs)
+
+
 @irdl_op_definition
 class KernelOp(IRDLOperation):
     """A kernel: named tensor parameters (block arguments) and named results.
@@ -299,7 +374,7 @@ class KernelOp(IRDLOperation):
         printer.print_string("(")
         attrs = self.arg_attrs.data if self.arg_attrs else [None] * len(self.body.block.args)
         printer.print_list(zip(self.body.block.args, attrs),
-                           lambda t: print_func_argument(printer, t[0], t[1]))
+                           lambda t: _print_argument(printer, t[0], t[1]))
         printer.print_string(") -> (")
         printer.print_list(zip(self.names_of_results, self.function_type.outputs.data),
                            lambda t: (printer.print_identifier_or_string_literal(t[0]),
@@ -568,6 +643,125 @@ class CastOp(IRDLOperation):
 
     def verify_(self) -> None:
         _check(_shape(self.input) == _shape(self.result), "zk.cast keeps the shape")
+
+
+# ---- low precision (inserted by the `cast` pass) ------------------------------------------------
+@irdl_op_definition
+class QuantizeOp(IRDLOperation):
+    """Quantise a float tensor as `precision` says: low-precision values and their scales
+    (`scale_blocks` gives the layout), plus NVFP4's f32 per-tensor scale.
+
+    `amax` (the largest |x| per scaling group, or of the finite values for `nvfp4`) may come
+    from a reduction when the scale groups span more than one tile; without it the op reduces
+    its input itself. `axis` is the axis that `mx` and `nvfp4` block along (a matmul's
+    contraction axis)."""
+
+    name = "zk.quantize"
+    input = operand_def(TensorType)
+    amax = opt_operand_def(TensorType)
+    precision = prop_def(PrecisionAttr)
+    axis = opt_prop_def(IntegerAttr[i64])
+    values = result_def(TensorType)
+    scales = result_def(TensorType)
+    tensor_scale = opt_result_def(TensorType)
+    traits = traits_def(Pure())
+    irdl_options = (AttrSizedOperandSegments(as_property=True),
+                    AttrSizedResultSegments(as_property=True))
+    assembly_format = ("$input (`amax` $amax^)? `as` qualified($precision) (`axis` $axis^)? attr-dict `:` "
+                       "type($input) (`,` type($amax)^)? `->` type($values) `,` type($scales) "
+                       "(`,` type($tensor_scale)^)?")
+
+    def __init__(self, input: SSAValue, precision: PrecisionAttr, axis: int | None = None,
+                 amax: SSAValue | None = None):
+        shape = _shape(input)
+        mode = precision.mode.data
+        blocks = scale_blocks(mode, precision.mode_args, shape, axis)
+        scale_t = dtypes.to_xdsl(dtypes.get(SCALE_DTYPES[mode]))
+        results: list = [TensorType(precision.dtype, shape),
+                         TensorType(scale_t, scale_shape(shape, blocks))]
+        results.append([TensorType(dtypes.to_xdsl(dtypes.F32), (1,) * len(shape))]
+                       if mode == "nvfp4" else [])
+        props: dict[str, Attribute] = {"precision": precision}
+        if axis is not None:
+            props["axis"] = IntegerAttr(axis, 64)
+        super().__init__(operands=[input, [amax] if amax else []], properties=props,
+                         result_types=results)
+
+    @property
+    def blocked_axis(self) -> int | None:
+        return self.axis.value.data if self.axis is not None else None
+
+    @property
+    def blocks(self) -> Shape:
+        p = self.precision
+        return scale_blocks(p.mode.data, p.mode_args, _shape(self.input), self.blocked_axis)
+
+    def verify_(self) -> None:
+        p, shape = self.precision, _shape(self.input)
+        mode, rank = p.mode.data, len(shape)
+        _check(dtypes.from_xdsl(_elem(self.input)).is_float, "zk.quantize reads floats")
+        _check(p.scaled and p.element.is_low_precision and p.element.name != "f8E8M0FNU",
+               "zk.quantize makes FP8 or FP4 values with scales (f16/bf16 are plain casts)")
+        _check((self.axis is not None) == (mode in AXIS_GROUPS),
+               f"scale mode {mode} {'needs' if mode in AXIS_GROUPS else 'takes no'} `axis`")
+        if self.axis is not None:
+            _check(0 <= self.blocked_axis < rank, "zk.quantize axis out of range")
+        if mode == "channel":
+            _check(normalize_axis(p.mode_args[0], rank) is not None, "channel axis out of range")
+        if mode == "block":
+            _check(rank >= 2 and all(a >= 1 for a in p.mode_args)
+                   and shape[-2] % p.mode_args[0] == 0 and shape[-1] % p.mode_args[1] == 0,
+                   f"block {list(p.mode_args)} does not tile {list(shape)}")
+        _check(mode != "nvfp4" or p.element.name == "f4E2M1FN", "nvfp4 makes f4E2M1FN values")
+        _check(_shape(self.values) == shape and _elem(self.values) == p.dtype,
+               "zk.quantize values keep the shape and take the precision's dtype")
+        want = scale_shape(shape, self.blocks)
+        _check(_shape(self.scales) == want, f"{mode} scales of {list(shape)} have the shape "
+               f"{list(want)}, not {list(_shape(self.scales))}")
+        _check(dtypes.from_xdsl(_elem(self.scales)).name == SCALE_DTYPES[mode],
+               f"{mode} scales are {SCALE_DTYPES[mode]}")
+        ones = (1,) * rank
+        if mode == "nvfp4":
+            _check(self.tensor_scale is not None and _shape(self.tensor_scale) == ones
+                   and _elem(self.tensor_scale) == dtypes.to_xdsl(dtypes.F32),
+                   f"nvfp4 also yields an f32 tensor scale of shape {list(ones)}")
+        else:
+            _check(self.tensor_scale is None, f"only nvfp4 has a tensor scale, not {mode}")
+        if self.amax is not None:
+            _check(mode in AMAX_MODES, f"scale mode {mode} takes no amax")
+            _check(_elem(self.amax) == _elem(self.input), "amax has the input's element type")
+            _check(_shape(self.amax) == (ones if mode == "nvfp4" else want),
+                   "amax has one entry per scale (one for nvfp4)")
+
+
+@irdl_op_definition
+class DequantizeOp(IRDLOperation):
+    """values x scales (x tensor scale), each scale repeated over its block, computed exactly
+    and rounded once into the result type. The blocks follow from the shapes: a scale tensor
+    of the values' rank with s entries along a dimension of n gives blocks of ceil(n / s)."""
+
+    name = "zk.dequantize"
+    values = operand_def(TensorType)
+    scales = var_operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = ("$values `scales` `(` $scales `)` attr-dict `:` type($values) `,` "
+                       "type($scales) `->` type($result)")
+
+    def __init__(self, values: SSAValue, scales: Sequence[SSAValue], element_type: Attribute):
+        super().__init__(operands=[values, list(scales)],
+                         result_types=[TensorType(element_type, _shape(values))])
+
+    def verify_(self) -> None:
+        shape = _shape(self.values)
+        _check(1 <= len(self.scales) <= 2, "zk.dequantize takes one or two scale tensors")
+        _check(_shape(self.result) == shape, "zk.dequantize keeps the shape")
+        for v in (self.values, self.result, *self.scales):
+            _check(dtypes.from_xdsl(_elem(v)).is_float, "zk.dequantize works on floats")
+        for s in self.scales:
+            _check(blocks_of(shape, _shape(s)) is not None,
+                   f"scales of shape {list(_shape(s))} do not block values of shape "
+                   f"{list(shape)}")
 
 
 # ---- contraction and reductions ---------------------------------------------------------------
@@ -941,6 +1135,19 @@ def contraction_axis(value: SSAValue) -> int | None:
     return axes.pop() if len(axes) == 1 else None
 
 
+def uses_besides_matmuls(value: SSAValue) -> list[Operation]:
+    """The ops that use `value` other than as a matmul operand (through transposes and casts)."""
+    out, stack = [], [value]
+    while stack:
+        for use in stack.pop().uses:
+            user = use.operation
+            if isinstance(user, (TransposeOp, CastOp)):
+                stack.append(user.result)
+            elif not isinstance(user, MatmulOp):
+                out.append(user)
+    return out
+
+
 def _prod(shape: Sequence[int]) -> int:
     out = 1
     for d in shape:
@@ -951,7 +1158,7 @@ def _prod(shape: Sequence[int]) -> int:
 ZK = Dialect(
     "zk",
     [KernelOp, ReturnOp, ConstantOp, IotaOp, *UNARY_OPS.values(), *BINARY_OPS.values(), CompareOp,
-     SelectOp, CastOp, MatmulOp, *REDUCE_OPS.values(), LogSumExpOp, ArgmaxOp, SoftmaxOp,
-     LogSoftmaxOp, LayerNormOp, RMSNormOp, BroadcastOp, TransposeOp, ReshapeOp, SliceOp, ConcatOp],
+     SelectOp, CastOp, QuantizeOp, DequantizeOp, MatmulOp, *REDUCE_OPS.values(), LogSumExpOp,
+     ArgmaxOp, SoftmaxOp, LogSoftmaxOp, LayerNormOp, RMSNormOp, BroadcastOp, TransposeOp, ReshapeOp, SliceOp, ConcatOp],
     [TileAttr, PrecisionAttr, PlaceAttr],
 )

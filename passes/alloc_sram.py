@@ -19,7 +19,7 @@ shape), the one change this pass makes to the IR.
 
 Output, on the op that defines each value: `sram.buffer` (which of the grid's buffers, numbered
 in order of first definition), `sram.offset` (bytes) and `sram.depth` (slots); arrays with one
-entry per accumulator on a `tile.loop`, and a `zk.reshape` repeats the buffer of its input, which
+entry per result on a `tile.loop` (its accumulators) or a `tile.quantize`, and a `zk.reshape` repeats the buffer of its input, which
 it views. `sram.peak` (bytes) on the grid. ZK0601 when the peak exceeds the SRAM of a CU.
 """
 
@@ -309,9 +309,10 @@ def _record(grid: tile.GridOp, plan: GridPlan) -> None:
         bufs = [plan.of[v] for v in values]
         fields = zip(ATTRS, ([number[id(b)] for b in bufs], [b.offset for b in bufs],
                              [b.first.depth for b in bufs]))
+        several = isinstance(op, tile.LoopOp) or len(op.results) > 1
         for name, numbers in fields:
-            op.attributes[name] = (DenseArrayBase.from_list(i64, numbers)
-                                   if isinstance(op, tile.LoopOp) else IntegerAttr(numbers[0], 64))
+            op.attributes[name] = (DenseArrayBase.from_list(i64, numbers) if several
+                                   else IntegerAttr(numbers[0], 64))
     grid.attributes["sram.peak"] = IntegerAttr(plan.peak, 64)
 
 

@@ -291,7 +291,15 @@ def _store(lo: _Lowering, op: tile.StoreOp) -> None:
 def _mma(lo: _Lowering, op: tile.MmaOp) -> None:
     v = lo.values
     lo.copy(v[op.acc], v[op.result], op)
-    lo.emit(ppu.MmaOp(v[op.lhs], v[op.rhs], v[op.result]), op)
+    lo.emit(ppu.MmaOp(v[op.lhs], v[op.rhs], v[op.result], [v[s] for s in op.lhs_scales],
+                      [v[s] for s in op.rhs_scales], op.fp8_fast is not None), op)
+
+
+def _quantize(lo: _Lowering, op: tile.QuantizeOp) -> None:
+    v = lo.values
+    axis = op.axis.value.data if op.axis is not None else None
+    lo.emit(ppu.VQuantizeOp(v[op.input], v[op.amax] if op.amax else None,
+                            [v[r] for r in op.results], op.precision, axis), op)
 
 
 def _iota(lo: _Lowering, op: tile.IotaOp) -> None:
@@ -325,7 +333,8 @@ def _reshape(lo: _Lowering, op: zk.ReshapeOp) -> None:
 
 
 _LOWERINGS: dict[type[Operation], Callable[[_Lowering, Operation], None]] = {
-    tile.LoadOp: _load, tile.StoreOp: _store, tile.MmaOp: _mma, tile.IotaOp: _iota,
+    tile.LoadOp: _load, tile.StoreOp: _store, tile.MmaOp: _mma, tile.QuantizeOp: _quantize,
+    tile.IotaOp: _iota,
     zk.ConstantOp: _constant, zk.ArgmaxOp: _argmax, zk.TransposeOp: _transpose,
     zk.BroadcastOp: _broadcast, zk.ReshapeOp: _reshape,
 }

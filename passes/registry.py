@@ -30,6 +30,7 @@ PASSES: dict[str, Callable[[], type[ModulePass]]] = {
                  "CommonSubexpressionElimination"),
     "dce": _xdsl("xdsl.transforms.dead_code_elimination", "DeadCodeElimination"),
     "decompose": _ours("decompose", "DecomposePass"),
+    "cast": _ours("cast", "CastPass"),
     "alloc-sram": _ours("alloc_sram", "AllocSramPass"),
     "lower-ppu": _ours("lower_ppu", "LowerPpuPass"),
     "place-hbm": _ours("place_hbm", "PlaceHbmPass"),

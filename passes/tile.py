@@ -30,7 +30,14 @@ from dataclasses import dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects import arith
-from xdsl.dialects.builtin import DictionaryAttr, IndexType, IntegerAttr, ModuleOp, TensorType
+from xdsl.dialects.builtin import (
+    DictionaryAttr,
+    IndexType,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+    TensorType,
+)
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 
@@ -41,6 +48,8 @@ from zhenwu_cc.dialects.loc import span_of
 DEFAULT_TK = 64
 MIN_SPLIT_K_CHUNK = 256  # each split-K part reduces at least this many K elements
 TILE_CHOICES = (256, 128, 64, 32, 16, 8, 4, 2, 1)
+FP8_CHUNK = 128  # K elements an FP8 tensor core sums before promoting to f32 (`fp8_fast`)
+F32 = dtypes.to_xdsl(dtypes.F32)
 
 
 def _shape(v: SSAValue) -> tuple[int, ...]:
@@ -184,13 +193,11 @@ class _Grid:
                 return t
             return self.emit(zk.BroadcastOp(t, req.sizes), loc)
         if isinstance(op, zk.TransposeOp):
-            perm = op.permutation
-            inv = [perm.index(d) for d in range(len(perm))]
-            sub = Req(tuple(req.idx[inv[d]] for d in range(len(perm))),
-                      tuple(req.sizes[inv[d]] for d in range(len(perm))),
-                      tuple(req.base[inv[d]] for d in range(len(perm))),
-                      tuple(req.bound[inv[d]] for d in range(len(perm))), req.pad)
-            return self.emit(zk.TransposeOp(self.tile_of(op.input, sub, loc), perm), loc)
+            sub = _transposed_req(req, op.permutation)
+            return self.emit(zk.TransposeOp(self.tile_of(op.input, sub, loc), op.permutation),
+                             loc)
+        if isinstance(op, zk.DequantizeOp) and (t := self._dequantize(op, req)) is not None:
+            return t
         if isinstance(op, zk.SliceOp):
             start = tuple(op.start.get_values())
             sub = Req(req.idx, req.sizes, tuple(b + s for b, s in zip(req.base, start)),
@@ -223,6 +230,89 @@ class _Grid:
                                                                    [])), op.location)
             t = self.emit(zk.AddOp(t, c), op.location)
         return t
+
+    # -- low precision: scale tiles follow their blocks --
+    def scale_req(self, req: Req, shape: Sequence[int], scales: Sequence[int]) -> Req | None:
+        """The tile of a scale tensor (blocking values of `shape`) that the values' tile `req`
+        needs, or None when the tile cuts a block: along each dimension the tile must hold
+        whole blocks, or lie inside one, starting on a block boundary."""
+        plan = _scale_plan(req, shape, scales)
+        if plan is None:
+            return None
+        idx = []
+        for d, (kind, block) in enumerate(plan):
+            if kind == "one":
+                idx.append(self.zero)
+            elif kind == "within":
+                idx.append(self.index_div(req.idx[d], block // req.sizes[d]))
+            else:
+                idx.append(req.idx[d])
+        sizes = tuple(1 if kind != "whole" else req.sizes[d] // b
+                      for d, (kind, b) in enumerate(plan))
+        base = tuple(0 if k == "one" else o // b for o, (k, b) in zip(req.base, plan))
+        bound = tuple(-(-e // b) if k != "one" else 1 for e, (k, b) in zip(req.bound, plan))
+        return Req(tuple(idx), sizes, base, bound, 1.0)
+
+    def index_div(self, index: SSAValue, divisor: int) -> SSAValue:
+        """index // divisor, emitted once in the scope that defines `index`."""
+        if divisor == 1:
+            return index
+        scope = next((s for s in reversed(self.scopes) if _defined_in(index, s.block)),
+                     self.scopes[0])
+        key = ("div", id(index), divisor)
+        if key not in scope.memo:
+            c = self.index_const(divisor, scope)
+            scope.memo[key] = self.emit(arith.FloorDivSIOp(index, c), self.loc, scope)
+        return scope.memo[key]
+
+    def _dequantize(self, op: zk.DequantizeOp, req: Req) -> SSAValue | None:
+        """values x scales on the vector engine, when the tile holds whole blocks (or lies in
+        one); None sends the consumer to a materialised copy."""
+        shape = _shape(op.values)
+        if any(_scale_plan(req, shape, _shape(s)) is None for s in op.scales):
+            return None
+        loc = op.location
+        out = self.tile_of(op.values, Req(req.idx, req.sizes, req.base, req.bound), loc)
+        out = self.emit(zk.CastOp(out, F32), loc)
+        for s in op.scales:
+            st = self.tile_of(s, self.scale_req(req, shape, _shape(s)), loc)
+            if st.type.element_type != F32:
+                st = self.emit(zk.CastOp(st, F32), loc)
+            out = self.blocked_mul(out, st, loc)
+        if op.result.type.element_type != F32:
+            out = self.emit(zk.CastOp(out, op.result.type.element_type), loc)
+        return out
+
+    def blocked_mul(self, x: SSAValue, s: SSAValue, loc) -> SSAValue:
+        """x times s repeated over its blocks: dimensions that hold several blocks are split
+        (views), so the multiply broadcasts."""
+        t, st = _shape(x), _shape(s)
+        split = [d for d in range(len(t)) if st[d] > 1 and t[d] > st[d]]
+        if not split:
+            return self.emit(zk.MulOp(x, s), loc)
+        xs: list[int] = []
+        ss: list[int] = []
+        for d in range(len(t)):
+            xs += [st[d], t[d] // st[d]] if d in split else [t[d]]
+            ss += [st[d], 1] if d in split else [st[d]]
+        xr = self.emit(zk.ReshapeOp(x, xs), loc)
+        sr = self.emit(zk.ReshapeOp(s, ss), loc)
+        return self.emit(zk.ReshapeOp(self.emit(zk.MulOp(xr, sr), loc), t), loc)
+
+    def scaled_tile(self, v: SSAValue, req: Req) -> tuple[SSAValue, list[SSAValue]]:
+        """A matmul operand's low-precision values tile and scale tiles, through transposes
+        of a `zk.dequantize` (when `_fusable`)."""
+        op = v.owner
+        if isinstance(op, zk.TransposeOp):
+            perm = op.permutation
+            t, scales = self.scaled_tile(op.input, _transposed_req(req, perm))
+            return (self.emit(zk.TransposeOp(t, perm), op.location),
+                    [self.emit(zk.TransposeOp(x, perm), op.location) for x in scales])
+        assert isinstance(op, zk.DequantizeOp)
+        shape = _shape(op.values)
+        values = self.tile_of(op.values, req, op.location)
+        return values, [self.tile_of(s, self.scale_req(req, shape, _shape(s)), op.location)
+                        for s in op.scales]
 
     # -- reductions inside a tile --
     def _reduced_axes(self, op) -> tuple[int, ...]:
@@ -337,6 +427,58 @@ def _operand_req(req: Req, out_shape: Sequence[int], in_shape: Sequence[int], pa
     return Req(tuple(idx), tuple(sizes), tuple(base), tuple(bound), pad)
 
 
+def _transposed_req(req: Req, perm: Sequence[int]) -> Req:
+    """The request on a transpose's input that gives the tile `req` of its result."""
+    inv = [perm.index(d) for d in range(len(perm))]
+    return Req(*(tuple(f[inv[d]] for d in range(len(perm)))
+                 for f in (req.idx, req.sizes, req.base, req.bound)), req.pad)
+
+
+def _fusable(v: SSAValue, req: Req) -> bool:
+    """Whether the tile `req` of a matmul operand can go to the tensor engine as low-precision
+    values and scales: a dequantise (through transposes) whose scale blocks the tile respects."""
+    while isinstance(v.owner, zk.TransposeOp):
+        req = _transposed_req(req, v.owner.permutation)
+        v = v.owner.input
+    op = v.owner
+    return isinstance(op, zk.DequantizeOp) and all(
+        _scale_plan(req, _shape(op.values), _shape(s)) is not None for s in op.scales)
+
+
+def _fused_dtype(mm: zk.MatmulOp) -> dtypes.DType | None:
+    """The format a scaled mma of `mm` runs in: both operands dequantised from formats one of
+    which holds the other exactly; else None."""
+    sources = [_dequantized(v) for v in mm.operands]
+    if not all(sources):
+        return None
+    a, b = (dtypes.from_xdsl(s.values.type.element_type) for s in sources)
+    return dtypes.promote(a, b)
+
+
+def _scale_plan(req: Req, shape: Sequence[int], scales: Sequence[int]
+                ) -> list[tuple[str, int]] | None:
+    """How a values tile `req` meets the blocks of a scale tensor, per dimension: ("one", 1) for
+    a single scale along it, ("whole", block) when the tile holds whole blocks, ("within",
+    block) when it lies inside one; None when it cuts a block."""
+    blocks = zk.blocks_of(shape, scales)
+    if blocks is None:
+        return None
+    plan = []
+    for d, (s, b) in enumerate(zip(scales, blocks)):
+        t, base = req.sizes[d], req.base[d]
+        if s == 1:
+            plan.append(("one", 1))
+        elif base % b:
+            return None
+        elif t % b == 0:
+            plan.append(("whole", b))
+        elif b % t == 0:
+            plan.append(("within", b))
+        else:
+            return None
+    return plan
+
+
 def _defined_in(v: SSAValue, block: Block) -> bool:
     owner = v.owner
     return owner is block if isinstance(owner, Block) else owner.parent is block
@@ -389,6 +531,8 @@ class _KernelTiler:
                         if "zk.buffers" in kernel.attributes else 2)
         acc = kernel.attributes.get("zk.accumulate")
         self.acc_type = acc if acc is not None else dtypes.to_xdsl(dtypes.F32)
+        mode = kernel.attributes.get("zk.accumulate_mode")
+        self.fp8_fast = isinstance(mode, StringAttr) and mode.data == "fp8_fast"
 
     def loc_of(self, v: SSAValue):
         return v.owner.location if isinstance(v.owner, Operation) else self.kernel.location
@@ -403,6 +547,11 @@ class _KernelTiler:
         if v in self.materialized:
             return self.materialized[v]
         op = v.owner
+        if isinstance(op, zk.QuantizeOp):
+            for r, out in zip(op.results, self.quantize_grid(op)):
+                out.name_hint = out.name_hint or r.name_hint
+                self.materialized[r] = out
+            return self.materialized[v]
         if isinstance(op, zk.ReshapeOp):
             src = self.ensure(op.input)
             out = self.add(zk.ReshapeOp(src, _shape(v)), op.location)
@@ -481,8 +630,8 @@ class _KernelTiler:
         if attr is not None:
             tm, tn, tk = attr.values
             return min(tm, m), min(tn, n), min(tk, k), attr.split_k.data
-        elem = max(_dtype(mm.lhs).nbytes(1), 1)
-        tk = min(k, DEFAULT_TK)
+        elem = max(mma_dtype(mm).nbytes(1), 1)
+        tk = min(k, _align_up([DEFAULT_TK], [self.k_multiple(mm)])[0])
         sram = self.target.sram_per_cu
         best = None
         for tm in TILE_CHOICES:
@@ -500,6 +649,21 @@ class _KernelTiler:
         if tiles < cus and k >= 2 * MIN_SPLIT_K_CHUNK:
             split = max(1, min(-(-cus // tiles), k // MIN_SPLIT_K_CHUNK))
         return tm, tn, tk, split
+
+    def k_multiple(self, mm: zk.MatmulOp) -> int:
+        """What a chosen K tile must be a multiple of: the scale blocks along K of a scaled mma's
+        operands, and the 128-element promotion interval of `fp8_fast` accumulation."""
+        out = 1
+        if _fused_dtype(mm) is not None:
+            rank = len(_shape(mm.lhs))
+            for v, axis in ((mm.lhs, rank - 1), (mm.rhs, len(_shape(mm.rhs)) - 2)):
+                op, a = _contraction_source(v, axis)
+                for s in op.scales:
+                    if _shape(s)[a] > 1:
+                        out = math.lcm(out, zk.blocks_of(_shape(op.values), _shape(s))[a])
+        if self.fp8_fast and mma_dtype(mm).is_low_precision:
+            out = math.lcm(out, FP8_CHUNK)
+        return out
 
     # -- grids --
     def new_grid(self, rank: int, loc) -> _Grid:
@@ -552,6 +716,7 @@ class _KernelTiler:
         shape = _shape(v)
         loc = self.loc_of(v)
         role = "copy" if v in self.block.args else "elementwise"
+        need = _block_multiples(v.owner) if isinstance(v.owner, zk.DequantizeOp) else None
 
         def build(sizes):
             counts = tile.tile_counts(shape, sizes)
@@ -564,8 +729,63 @@ class _KernelTiler:
             grid.location = loc
             return [out, grid], grid.res[0], grid
 
-        return self.fit(v, build, self.sizes_for(v), _halve_largest, _directive(v) is not None,
-                        "tile")
+        if need is None:
+            return self.fit(v, build, self.sizes_for(v), _halve_largest,
+                            _directive(v) is not None, "tile")
+        return self.fit(v, build, _align_up(self.sizes_for(v), need),
+                        lambda sz: _shrink_aligned(sz, need), False, "tile")
+
+    def quantize_grid(self, op: zk.QuantizeOp) -> list[SSAValue]:
+        """Global values and scales of a quantised binding: a grid whose tiles hold whole scale
+        blocks runs `tile.quantize` on the vector engine (padding masked to 0, which moves no
+        amax); groups wider than a tile take their amax from the reduction the `cast` pass
+        built."""
+        x, loc = op.input, op.location
+        shape = _shape(x)
+        need = _block_multiples(op)
+        attr = _directive(x) if zk.matmul_feeding(x.owner) is None else None
+        given = attr is not None and len(attr.values) == len(shape)
+        if given:
+            sizes = tuple(min(t, n) for t, n in zip(attr.values, shape))
+            if any(t % m for t, m in zip(sizes, need)):
+                name = x.name_hint or "this value"
+                raise error("ZK0803", f"`tile {name} {list(attr.values)}` cuts the scale blocks "
+                            f"of `precision {name}`: its tiles must be multiples of "
+                            f"{list(need)}", span_of(_directive_op(x)),
+                            help=f"`tile {name} {list(_align_up(sizes, need))}` holds whole "
+                            "blocks")
+        else:
+            sizes = _align_up(self.sizes_for(x), need)
+
+        def build(sizes):
+            counts = tile.tile_counts(shape, sizes)
+            g = self.new_grid(len(shape), loc)
+            g.tile_elems = math.prod(sizes)
+            idx = g.tile_index(counts)
+            req = Req(idx, sizes, (0,) * len(shape), shape)
+            xt = g.tile_of(x, req, loc)
+            for d in range(len(shape)):
+                if req.ragged(d) and not _zero_padded(xt):
+                    xt = g.mask(xt, req, d, 0.0, loc)
+            amax = None
+            if op.amax is not None:
+                amax = g.tile_of(op.amax, g.scale_req(req, shape, _shape(op.amax)), loc)
+            sreqs = [g.scale_req(req, shape, _shape(r)) for r in op.results[1:]]
+            q = tile.QuantizeOp(xt, amax, op.precision, op.blocked_axis,
+                                [TensorType(r.type.element_type, list(sr.sizes))
+                                 for r, sr in zip(op.results[1:], sreqs)])
+            g.emit(q, loc)
+            outs = [self.empty(r) for r in op.results]
+            if isinstance(x.owner, Operation) and "zk.place" in x.owner.attributes:
+                outs[0].attributes["zk.place"] = x.owner.attributes["zk.place"]
+            stores = [(q.values, 0, idx, None)] + [
+                (r, i, sr.idx, None) for i, (r, sr) in enumerate(zip(q.results[1:], sreqs), 1)]
+            grid = g.finish([o.result for o in outs], "quantize", counts, stores)
+            grid.location = loc
+            return [*outs, grid], grid.res[0], grid
+
+        first = self.fit(x, build, sizes, lambda sz: _shrink_aligned(sz, need), given, "tile")
+        return list(first.owner.res)
 
     def reduction_grid(self, v: SSAValue, op) -> SSAValue:
         """A grid over the kept dims that loops over chunks of the (single) reduced axis."""
@@ -658,12 +878,17 @@ class _KernelTiler:
         tm, tn, tk, split = self.matmul_sizes(v, mm)
         directive = _directive(v) is not None or "zk.tile" in mm.attributes
         split = _divisor_at_most(k_steps(mm, tk), split)
+        multiple = self.k_multiple(mm)
+
+        def shrink(sizes):
+            return _halve_matmul(sizes, multiple)
+
         if split > 1:
             self.partials[mm] = self.fit(
                 mm.result, lambda sz: self._split_k(mm, *sz, split), (tm, tn, tk),
-                _halve_matmul, directive, "tile [M, N, K]"), split
+                shrink, directive, "tile [M, N, K]"), split
             return self.elementwise_grid(v)
-        return self.fit(v, lambda sz: self._matmul(v, mm, *sz), (tm, tn, tk), _halve_matmul,
+        return self.fit(v, lambda sz: self._matmul(v, mm, *sz), (tm, tn, tk), shrink,
                         directive, "tile [M, N, K]")
 
     def _matmul(self, v: SSAValue, mm: zk.MatmulOp, tm: int, tn: int, tk: int):
@@ -688,25 +913,39 @@ class _KernelTiler:
         """The K loop of a matmul tile: loads (or computed prologue tiles) and tile.mma."""
         out_shape = _shape(mm.result)
         k = _shape(mm.lhs)[-1]
-        acc_t = TensorType(self.acc_type, list(req.sizes))
+        acc_elem = (self.acc_type if _dtype(mm.lhs).is_float  # integers accumulate exactly
+                    else mm.result.type.element_type)
+        acc_t = TensorType(acc_elem, list(req.sizes))
         init = g.emit(zk.ConstantOp(0.0, acc_t), loc)
 
         def body(kv, accs):
             kk = k_index(kv)
             lhs_req = _matmul_operand_req(req, out_shape, _shape(mm.lhs), kk, tk, "lhs", g.zero)
             rhs_req = _matmul_operand_req(req, out_shape, _shape(mm.rhs), kk, tk, "rhs", g.zero)
-            a = g.tile_of(mm.lhs, lhs_req, loc)
-            b = g.tile_of(mm.rhs, rhs_req, loc)
+            a, sa, b, sb = self.operand_tiles(g, mm, lhs_req, rhs_req, loc)
             if k % tk and not _zero_padded(a):
                 a = g.mask(a, lhs_req, len(lhs_req.sizes) - 1, 0.0, loc)
             if k % tk and not _zero_padded(b):
                 b = g.mask(b, rhs_req, len(rhs_req.sizes) - 2, 0.0, loc)
-            return [g.emit(tile.MmaOp(a, b, accs[0]), loc)]
+            fast = self.fp8_fast and _dtype(a).is_low_precision
+            return [g.emit(tile.MmaOp(a, b, accs[0], sa, sb, fast), loc)]
 
         acc = g.loop(trips, [init], body, loc)[0]
-        if self.acc_type != mm.result.type.element_type:
+        if acc_elem != mm.result.type.element_type:
             acc = g.emit(zk.CastOp(acc, mm.result.type.element_type), loc)
         return acc
+
+    def operand_tiles(self, g: _Grid, mm: zk.MatmulOp, lhs_req: Req, rhs_req: Req, loc):
+        """(a, a's scales, b, b's scales) for one K step: the low-precision values and scale
+        tiles when both operands are dequantised and the tiles hold whole scale blocks (the
+        narrower format widened to the other's, exactly), else the operands' own tiles."""
+        wide = _fused_dtype(mm)
+        if wide is None or not (_fusable(mm.lhs, lhs_req) and _fusable(mm.rhs, rhs_req)):
+            return g.tile_of(mm.lhs, lhs_req, loc), [], g.tile_of(mm.rhs, rhs_req, loc), []
+        (a, sa), (b, sb) = g.scaled_tile(mm.lhs, lhs_req), g.scaled_tile(mm.rhs, rhs_req)
+        a, b = (g.emit(zk.CastOp(t, dtypes.to_xdsl(wide)), loc) if _dtype(t) != wide else t
+                for t in (a, b))
+        return a, sa, b, sb
 
     def _split_k(self, mm: zk.MatmulOp, tm: int, tn: int, tk: int, split: int):
         """Partial sums over `split` equal slices of K, one grid dimension, into an f32 tensor
@@ -787,6 +1026,34 @@ class _KernelTiler:
         return self.add(grid, loc)
 
 
+def _block_multiples(op: zk.QuantizeOp | zk.DequantizeOp) -> tuple[int, ...]:
+    """What the tiles of a grid over a (de)quantised tensor must be multiples of, per dim:
+    the scale blocks where a dimension holds several of them."""
+    values = op.input if isinstance(op, zk.QuantizeOp) else op.values
+    shape = _shape(values)
+    scales = op.results[1:] if isinstance(op, zk.QuantizeOp) else op.scales
+    need = [1] * len(shape)
+    for s in scales:
+        for d, (n, b) in enumerate(zip(_shape(s), zk.blocks_of(shape, _shape(s)))):
+            if n > 1:
+                need[d] = math.lcm(need[d], b)
+    return tuple(need)
+
+
+def _align_up(sizes: Sequence[int], need: Sequence[int]) -> tuple[int, ...]:
+    """Each size rounded down to a multiple of its `need` (at least one multiple)."""
+    return tuple(max(m, t - t % m) for t, m in zip(sizes, need))
+
+
+def _shrink_aligned(sizes: tuple[int, ...], need: Sequence[int]) -> tuple[int, ...] | None:
+    """Halve the largest size that can shrink and stay a multiple of its `need`."""
+    for d in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i)):
+        half = _align_up([-(-sizes[d] // 2)], [need[d]])[0]
+        if half < sizes[d]:
+            return sizes[:d] + (half,) + sizes[d + 1:]
+    return None
+
+
 def _halve_largest(sizes: tuple[int, ...]) -> tuple[int, ...] | None:
     if max(sizes, default=1) <= 1:
         return None
@@ -794,12 +1061,14 @@ def _halve_largest(sizes: tuple[int, ...]) -> tuple[int, ...] | None:
     return tuple(-(-s // 2) if i == d else s for i, s in enumerate(sizes))
 
 
-def _halve_matmul(sizes: tuple[int, int, int]) -> tuple[int, int, int] | None:
-    """Shrink output tiles first (down to 16), then the K step (down to 16)."""
+def _halve_matmul(sizes: tuple[int, int, int], k_multiple: int = 1
+                  ) -> tuple[int, int, int] | None:
+    """Shrink output tiles first (down to 16), then the K step (down to 16, keeping it a
+    multiple of `k_multiple`)."""
     tm, tn, tk = sizes
     if max(tm, tn) > 16:
         return (-(-tm // 2), tn, tk) if tm >= tn else (tm, -(-tn // 2), tk)
-    if tk > 16:
+    if tk > 16 and -(-tk // 2) % k_multiple == 0:
         return tm, tn, -(-tk // 2)
     return None
 
@@ -914,6 +1183,27 @@ def _divisor_at_most(n: int, limit: int) -> int:
     return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)
 
 
+def _dequantized(v: SSAValue) -> zk.DequantizeOp | None:
+    """The `zk.dequantize` a matmul operand is, through transposes."""
+    while isinstance(v.owner, zk.TransposeOp):
+        v = v.owner.input
+    return v.owner if isinstance(v.owner, zk.DequantizeOp) else None
+
+
+def _contraction_source(v: SSAValue, axis: int) -> tuple[zk.DequantizeOp, int] | None:
+    """The dequantise behind a matmul operand and which of its axes `axis` of the operand is."""
+    while isinstance(v.owner, zk.TransposeOp):
+        axis = v.owner.permutation[axis]
+        v = v.owner.input
+    return (v.owner, axis) if isinstance(v.owner, zk.DequantizeOp) else None
+
+
+def mma_dtype(mm: zk.MatmulOp) -> dtypes.DType:
+    """The operand dtype the tensor engine runs a matmul in: the low-precision format when both
+    operands are dequantised from compatible formats, else the operands' own."""
+    return _fused_dtype(mm) or _dtype(mm.lhs)
+
+
 def _zero_padded(t: SSAValue) -> bool:
     """Tiles whose padding is certainly zero: loads with pad 0, and their transposes/casts."""
     op = t.owner
@@ -964,7 +1254,7 @@ def split_multi_axis_reductions(kernel: zk.KernelOp) -> None:
         if op.result.name_hint:
             cur.name_hint = op.result.name_hint
         new_ops[-1].attributes.update(op.attributes)
-        op.result.replace_by(cur)
+        op.result.replace_all_uses_with(cur)
         op.detach()
         op.erase()
 
@@ -994,7 +1284,7 @@ def _record_flops(kernel: zk.KernelOp) -> None:
     flops: dict[str, int] = {}
     for op in kernel.body.walk():
         if isinstance(op, zk.MatmulOp):
-            name = _dtype(op.lhs).name
+            name = mma_dtype(op).name
             flops[name] = flops.get(name, 0) + 2 * math.prod(_shape(op.result)) * _shape(op.lhs)[-1]
     if flops:
         kernel.attributes["zk.flops"] = DictionaryAttr(

@@ -2,19 +2,50 @@
 
 The yardstick is dtype-aware without a table of magic tolerances: the reference evaluator's
 "as typed" mode rounds every op into its declared dtype, as the chip would, so its distance
-from the oracle is the error the program's own dtypes imply. A run passes when its error is
-within twice that, plus a few units in the last place of the output dtype.
+from the oracle is the error the program's own dtypes imply. For a kernel with `precision`
+directives the typed program is the one after the `cast` pass, which quantises as the schedule
+asks, so the yardstick includes that error too. A run passes when its error is within twice
+that, plus a few units in the last place of the output dtype.
+
+Beyond the verdict the report says where the error sits: the relative L2 error, a histogram of
+elementwise relative errors per decade, and each precision directive's share (the typed error
+with every directive, and without that one).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from zhenwu_cc.dialects import dtypes
 
 ULPS = 4  # slack in units of the output dtype's epsilon, relative to the output's scale
+DECADES = tuple(range(-8, 0))  # histogram buckets [1e-8, 1e-7), ..., [1e-1, 1); plus below, above
+TINY = 1e-6  # relative errors divide by max(|expected|, TINY x the output's largest magnitude)
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """One precision directive's part in an output's error: the relative L2 error of the typed
+    `cast` program with every directive, and with all but this one."""
+
+    directive: str
+    rel_l2_with: float
+    rel_l2_without: float
+
+    @property
+    def cost(self) -> float:
+        return self.rel_l2_with - self.rel_l2_without
+
+    def to_json(self) -> dict:
+        return {"directive": self.directive, "rel_l2_error_with": _r(self.rel_l2_with),
+                "rel_l2_error_without": _r(self.rel_l2_without), "cost": _r(self.cost)}
+
+
+def attribute(directive: str, typed_all: np.ndarray, typed_without: np.ndarray,
+              oracle: np.ndarray) -> Attribution:
+    return Attribution(directive, _rel_l2(typed_all, oracle), _rel_l2(typed_without, oracle))
 
 
 @dataclass(frozen=True)
@@ -31,13 +62,20 @@ class OutputCheck:
     tolerance: float
     passed: bool
     mismatched_nan: int  # elements where exactly one side is NaN
+    rel_l2: float = 0.0  # ||got - expected|| / ||expected|| over the finite elements
+    scale: float = 0.0  # the largest finite |expected|: max_abs / scale is a normwise error
+    histogram: dict[str, int] = field(default_factory=dict)  # |rel error| per decade
+    attribution: tuple[Attribution, ...] = ()
 
     def to_json(self) -> dict:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape),
                 "max_abs_error": _r(self.max_abs), "max_rel_error": _r(self.max_rel),
+                "rel_l2_error": _r(self.rel_l2), "expected_max_abs": _r(self.scale),
                 "where": list(self.where), "got": _r(self.got), "expected": _r(self.expected),
                 "typed_max_abs_error": _r(self.typed_max_abs), "tolerance": _r(self.tolerance),
-                "mismatched_nan": self.mismatched_nan, "passed": self.passed}
+                "mismatched_nan": self.mismatched_nan, "passed": self.passed,
+                "rel_error_histogram": dict(self.histogram),
+                "attribution": [a.to_json() for a in self.attribution]}
 
 
 def _r(x: float) -> float | None:
@@ -67,8 +105,25 @@ def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
     return float(diff.max()) if diff.size else 0.0
 
 
+def _rel_l2(a: np.ndarray, r: np.ndarray) -> float:
+    a, r = np.asarray(a, np.float64), np.asarray(r, np.float64)
+    ok = np.isfinite(a) & np.isfinite(r)
+    norm = float(np.linalg.norm(r[ok]))
+    return float(np.linalg.norm(a[ok] - r[ok])) / norm if norm else 0.0
+
+
+def histogram(rel: np.ndarray) -> dict[str, int]:
+    """Counts of |relative error| per decade: "<1e-8", "1e-8" ([1e-8, 1e-7)), ..., "1e-1",
+    ">=1" (non-finite errors count there)."""
+    rel = np.where(np.isnan(rel), np.inf, np.abs(rel)).ravel()
+    edges = [10.0**e for e in DECADES] + [1.0]
+    counts = np.histogram(np.clip(rel, 0, 10.0), bins=[0.0, *edges, np.inf])[0]
+    labels = ["<1e-8", *(f"1e{e}" for e in DECADES), ">=1"]
+    return {label: int(n) for label, n in zip(labels, counts)}
+
+
 def compare(name: str, dtype: str, got: np.ndarray, oracle: np.ndarray,
-            typed: np.ndarray) -> OutputCheck:
+            typed: np.ndarray, attribution=()) -> OutputCheck:
     a = np.asarray(got, dtype=np.float64)
     r = np.asarray(oracle, dtype=np.float64)
     t = np.asarray(typed, dtype=np.float64)
@@ -78,16 +133,19 @@ def compare(name: str, dtype: str, got: np.ndarray, oracle: np.ndarray,
     diff = _errors(a, r)
     where = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.size else ()
     max_abs = float(diff.max()) if diff.size else 0.0
-    tiny = 1e-6 * scale
+    tiny = TINY * scale
     big = np.abs(r) > tiny
     rel = np.where(big, diff / np.where(big, np.abs(r), 1.0), 0.0)
     typed_err = _max_abs(t, r)
     tol = 2.0 * typed_err + ULPS * _eps(dtype) * scale + 1e-12
+    with np.errstate(invalid="ignore"):
+        spread = diff / np.maximum(np.abs(np.where(finite, r, 0.0)), max(tiny, 1e-300))
     return OutputCheck(
         name, dtype, tuple(a.shape), max_abs, float(rel.max()) if rel.size else 0.0,
         tuple(int(i) for i in where), float(a[where]) if a.size else 0.0,
         float(r[where]) if r.size else 0.0, typed_err, tol,
-        bool(max_abs <= tol and nan_mismatch == 0), nan_mismatch)
+        bool(max_abs <= tol and nan_mismatch == 0), nan_mismatch, _rel_l2(a, r), scale,
+        histogram(spread), tuple(attribution))
 
 
 def render(checks: list[OutputCheck]) -> str:
@@ -100,4 +158,9 @@ def render(checks: list[OutputCheck]) -> str:
                      f"{c.max_rel:.3g}; tolerance {c.tolerance:.3g} (as-typed error "
                      f"{c.typed_max_abs:.3g})"
                      + (f"; {c.mismatched_nan} NaN mismatches" if c.mismatched_nan else ""))
+        buckets = ", ".join(f"{k}: {n}" for k, n in c.histogram.items() if n)
+        lines.append(f"  rel L2 error {c.rel_l2:.3g}; elements by |rel error| decade: {buckets}")
+        for a in c.attribution:
+            lines.append(f"  {a.directive}: rel L2 error {a.rel_l2_with:.3g} with it, "
+                         f"{a.rel_l2_without:.3g} without (costs {a.cost:+.3g})")
     return "\n".join(lines) + "\n"

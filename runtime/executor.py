@@ -6,7 +6,8 @@ index (a GEMM's A tile is [gi, 1, tm, tk], executor_buffers.py); index values ar
 arrays over the grid (executor_index.py). A `ppu.dma_load` is one gather of every tile (a
 strided view of the source when the tile indices are affine), a `ppu.dma_store` one scatter,
 both with the window, padding and clipping the IR states (executor_dma.py); vector and tensor
-work is one numpy call per op over the grid (executor_compute.py). A `ppu.loop` runs its
+work is one numpy call per op over the grid (executor_compute.py; quantisation and scaled
+low-precision products in executor_lowp.py). A `ppu.loop` runs its
 steps in order, each over the whole grid, except that a loop which only loads tiles and
 accumulates `ppu.mma` products into float32 (or integer) accumulators becomes one matmul over
 the whole reduction (executor_merge.py).
@@ -33,6 +34,7 @@ from zhenwu_cc.dialects.dtypes import DType
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.dialects.tile import tile_counts
 from zhenwu_cc.runtime import executor_dma as dma
+from zhenwu_cc.runtime import precision
 from zhenwu_cc.runtime.executor_buffers import Alloc, Ref
 from zhenwu_cc.runtime.executor_compute import (
     accumulate,
@@ -44,6 +46,7 @@ from zhenwu_cc.runtime.executor_compute import (
     vreduce,
 )
 from zhenwu_cc.runtime.executor_index import INDEX_OPS, Index, evaluate
+from zhenwu_cc.runtime.executor_lowp import scaled_product
 from zhenwu_cc.runtime.executor_memory import ensure_host_memory, estimate_host_bytes
 from zhenwu_cc.runtime.executor_merge import mergeable, run_merged
 from zhenwu_cc.runtime.executor_sram import check_allocations
@@ -98,15 +101,6 @@ class Interpreter:
         self.env: dict[SSAValue, object] = {}
         self.launch: _Launch | None = None
         self.steps: list[tuple[str, int]] = []  # loops being stepped through, for messages
-        self.rules: dict[type, Callable[[Operation], None]] = {
-            ppu.GlobalOp: self._global, ppu.ViewOp: self._view, ppu.LaunchOp: self._launch,
-            ppu.LoopOp: self._loop, ppu.AllocOp: self._alloc, ppu.SlotOp: self._slot,
-            ppu.DmaLoadOp: self._load, ppu.DmaStoreOp: self._store, ppu.MmaOp: self._mma,
-            ppu.VMapOp: self._vmap, ppu.VReduceOp: self._vreduce,
-            ppu.VTransposeOp: self._vtranspose, ppu.FillOp: self._fill, ppu.VIotaOp: self._viota,
-            ppu.WaitOp: _nothing, ppu.YieldOp: _nothing, ppu.ReturnOp: _nothing,
-            **dict.fromkeys(INDEX_OPS, self._index),
-        }
 
     # -- running --
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -128,10 +122,10 @@ class Interpreter:
             self.run_op(op)
 
     def run_op(self, op: Operation) -> None:
-        rule = self.rules.get(type(op))
+        rule = _RULES.get(type(op))
         if rule is None:
             raise TypeError(f"the executor has no rule for {op.name}")
-        rule(op)
+        rule(self, op)
 
     # -- values --
     def dtype(self, v: SSAValue) -> DType:
@@ -315,10 +309,24 @@ class Interpreter:
     # -- compute --
     def _mma(self, op: ppu.MmaOp) -> None:
         r = self.launch.rank
-        prod = product(self.read(op.lhs, op), self.read(op.rhs, op), r, len(_shape(op.acc)),
-                       _dtype(op.acc))
+        lhs, rhs = self.read(op.lhs, op), self.read(op.rhs, op)
+        if op.lhs_scales or op.rhs_scales or op.fp8_fast is not None:
+            prod = scaled_product(lhs, [self.read(s, op) for s in op.lhs_scales], rhs,
+                                  [self.read(s, op) for s in op.rhs_scales], r,
+                                  len(_shape(op.acc)), op.fp8_fast is not None)
+        else:
+            prod = product(lhs, rhs, r, len(_shape(op.acc)), _dtype(op.acc))
         acc, owned = self.read_owned(op.acc, op)
         self.write(op.acc, accumulate(acc, prod, _dtype(op.acc), owned), owned=True)
+
+    def _vquantize(self, op: ppu.VQuantizeOp) -> None:
+        x = self.read(op.input, op)
+        amax = self.read(op.amax, op) if op.amax is not None else None
+        spec = precision.Spec.of(op.precision, op.blocked_axis)
+        parts = precision.quantize_tiles(x, spec, _shape(op.outs[1]), len(_shape(op.input)),
+                                         amax)
+        for out, part in zip(op.outs, parts):
+            self.write(out, part, owned=True)
 
     def _vmap(self, op: ppu.VMapOp) -> None:
         r = self.launch.rank
@@ -363,8 +371,24 @@ class Interpreter:
         self.write(op.out, into(start + ramp, _dtype(op.out)), owned=False)
 
 
-def _nothing(op: Operation) -> None:
+def _nothing(interp: Interpreter, op: Operation) -> None:
     """Waits complete at once: every DMA is done when its op returns."""
+
+
+# The rule of each op. A class-level table, not bound methods kept on the instance: those would
+# make a reference cycle that holds every array of a run until the garbage collector runs.
+_RULES: dict[type, Callable[[Interpreter, Operation], None]] = {
+    ppu.GlobalOp: Interpreter._global, ppu.ViewOp: Interpreter._view,
+    ppu.LaunchOp: Interpreter._launch, ppu.LoopOp: Interpreter._loop,
+    ppu.AllocOp: Interpreter._alloc, ppu.SlotOp: Interpreter._slot,
+    ppu.DmaLoadOp: Interpreter._load, ppu.DmaStoreOp: Interpreter._store,
+    ppu.MmaOp: Interpreter._mma, ppu.VQuantizeOp: Interpreter._vquantize,
+    ppu.VMapOp: Interpreter._vmap,
+    ppu.VReduceOp: Interpreter._vreduce, ppu.VTransposeOp: Interpreter._vtranspose,
+    ppu.FillOp: Interpreter._fill, ppu.VIotaOp: Interpreter._viota,
+    ppu.WaitOp: _nothing, ppu.YieldOp: _nothing, ppu.ReturnOp: _nothing,
+    **dict.fromkeys(INDEX_OPS, Interpreter._index),
+}
 
 
 def _arg_name(kernel: ppu.KernelOp, arg: SSAValue) -> str:

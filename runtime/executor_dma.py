@@ -28,6 +28,13 @@ def window(x: np.ndarray, base: Sequence[int], bound: Sequence[int]) -> np.ndarr
     return x[(*(slice(b, b + e) for b, e in zip(base, bound)), Ellipsis)]
 
 
+def _as_strided(x: np.ndarray, shape, strides, writeable: bool) -> np.ndarray:
+    """`as_strided` that keeps ml_dtypes element types: numpy cannot rebuild some of them
+    (float8_e5m2 reads as `<f1`) from the array interface, so the view goes through raw bytes."""
+    raw = as_strided(x.view(f"V{x.itemsize}"), shape, strides, writeable=writeable)
+    return raw.view(x.dtype)
+
+
 def _divides(bound: Sequence[int], sizes: Sequence[int]) -> bool:
     return all(e % t == 0 for e, t in zip(bound, sizes))
 
@@ -36,7 +43,7 @@ def _blocks(win: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
     """`win` (whose shape the tiles divide) as a [n..., t...] view."""
     counts = tuple(e // t for e, t in zip(win.shape, sizes))
     strides = tuple(t * s for t, s in zip(sizes, win.strides)) + win.strides
-    return as_strided(win, counts + tuple(sizes), strides, writeable=win.flags.writeable)
+    return _as_strided(win, counts + tuple(sizes), strides, win.flags.writeable)
 
 
 def load_blocks(x: np.ndarray, base: Sequence[int], bound: Sequence[int], sizes: Sequence[int],
@@ -85,8 +92,8 @@ def _strided(blocks: np.ndarray, indices: Sequence[Index], shape: tuple[int, ...
         step = sum(ix.affine.coef(axis) * blocks.strides[d] for d, ix in enumerate(indices))
         strides.append(step if n > 1 else 0)
     assert origin.ndim == blocks.ndim - rank
-    return as_strided(origin, shape + origin.shape, tuple(strides) + origin.strides,
-                      writeable=writeable)
+    return _as_strided(origin, shape + origin.shape, tuple(strides) + origin.strides,
+                       writeable)
 
 
 def _affine(indices: Sequence[Index]) -> bool:

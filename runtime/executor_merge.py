@@ -8,8 +8,11 @@ variable as a step axis (executor_index.py), performs every step's loads as one 
 (bounds, padding and uninitialised-data checks included), concatenates the steps' tiles along K
 and multiplies once (executor_compute.grid_matmul). Only the float32 summation order changes.
 Slots are left holding what the last step that used them loaded, as stepping would leave them.
-Any other loop, or one whose slot choice differs between tiles or that loads one slot twice in a
-step, runs step by step (as does a float16/bfloat16 accumulator: it rounds every step).
+Scaled low-precision products merge too: their scale tiles are concatenated along K with the
+operands (a scale loaded before the loop holds for every step). Any other loop, or one whose slot
+choice differs between tiles or that loads one slot twice in a step, runs step by step (as do a
+float16/bfloat16 accumulator, which rounds every step, and `fp8_fast` accumulation, whose
+promotions follow the steps).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from xdsl.ir import SSAValue
 from zhenwu_cc.dialects import dtypes, ppu
 from zhenwu_cc.runtime.executor_compute import accumulate, product
 from zhenwu_cc.runtime.executor_index import INDEX_OPS, Index
+from zhenwu_cc.runtime.executor_lowp import scaled_product
 
 if TYPE_CHECKING:
     from zhenwu_cc.runtime.executor import Interpreter
@@ -56,8 +60,10 @@ def mergeable(loop: ppu.LoopOp) -> bool:
                 return False
             loaded.add(op.dest)
         if isinstance(op, ppu.MmaOp):
+            scales = [*op.lhs_scales, *op.rhs_scales]
             if (op.lhs not in loaded or op.rhs not in loaded or op.acc.owner in inside
-                    or not _accumulates_exactly(op)):
+                    or not _accumulates_exactly(op) or op.fp8_fast is not None
+                    or any(s not in loaded and s.owner in inside for s in scales)):
                 return False
             accs.add(_root(op.acc))
     return bool(accs) and not accs & {_root(v) for v in loaded}
@@ -94,6 +100,14 @@ def _slot_reloaded(loads: list[ppu.DmaLoadOp], slot_steps: dict[SSAValue, np.nda
         if (table[1:] == table[:-1]).any():
             return True
     return False
+
+
+def _scale_steps(interp: Interpreter, tiles: dict, s: SSAValue, mma: ppu.MmaOp, trips: int,
+                 lhs: bool) -> np.ndarray:
+    """A scale's tiles side by side along K like its operand's; one loaded before the loop
+    holds for every step."""
+    x = tiles[s] if s in tiles else interp.read(s, mma)[np.newaxis]
+    return _along_k(x, trips, lhs)
 
 
 def run_merged(interp: Interpreter, loop: ppu.LoopOp) -> bool:
@@ -135,9 +149,15 @@ def run_merged(interp: Interpreter, loop: ppu.LoopOp) -> bool:
         env[dest].alloc.put(k, x[t if x.shape[0] > 1 else 0])
     for op in body:
         if isinstance(op, ppu.MmaOp):
-            prod = product(_along_k(tiles[op.lhs], trips, lhs=True),
-                           _along_k(tiles[op.rhs], trips, lhs=False), r,
-                           len(op.acc.type.get_shape()), interp.dtype(op.acc))
+            lhs = _along_k(tiles[op.lhs], trips, lhs=True)
+            rhs = _along_k(tiles[op.rhs], trips, lhs=False)
+            rank = len(op.acc.type.get_shape())
+            if op.lhs_scales or op.rhs_scales:
+                sa = [_scale_steps(interp, tiles, s, op, trips, True) for s in op.lhs_scales]
+                sb = [_scale_steps(interp, tiles, s, op, trips, False) for s in op.rhs_scales]
+                prod = scaled_product(lhs, sa, rhs, sb, r, rank, False)
+            else:
+                prod = product(lhs, rhs, r, rank, interp.dtype(op.acc))
             acc, owned = interp.read_owned(op.acc, op)
             interp.write(op.acc, accumulate(acc, prod, interp.dtype(op.acc), owned), owned=True)
     return True

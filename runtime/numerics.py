@@ -86,7 +86,7 @@ def round_to(x: np.ndarray, dtype: DType | str, *, saturate: bool = True) -> np.
     if d.is_int:
         info = np.iinfo(d.np_dtype)
         if x.dtype.kind == "f":
-            x = np.rint(x)
+            x = np.rint(x.astype(np.float64))  # clip in f64: int32's max is not an f32
         return np.clip(x, info.min, info.max).astype(d.np_dtype)
     if d.name == "f32":
         with np.errstate(over="ignore"):

@@ -12,6 +12,9 @@ calls, a value freed once no later op reads it. Two modes:
 
 Schedule attributes (tiles, precision, placement, accumulate) are ignored: they say how to compute,
 and the oracle computes what the source means. Casting NaN to an integer gives 0 in both modes.
+What a precision directive does is explicit after the `cast` pass (`zk.quantize`, `zk.dequantize`,
+evaluated with `runtime.precision` in both modes): that program, run "typed", is the yardstick of
+a low-precision kernel's numerics check.
 
 The same module prepares the inputs of a run (random, or checked user arrays) and guards host
 memory, so the lowered-program executor can share them.
@@ -34,6 +37,7 @@ from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.diagnostics import Span, did_you_mean, error
 from zhenwu_cc.dialects import dtypes, zk
 from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.runtime import precision
 from zhenwu_cc.runtime.numerics import round_to
 
 MODES = ("f64", "typed")
@@ -249,6 +253,22 @@ def _concat(op, args, m):
     return np.concatenate(args, axis=op.axis.value.data)
 
 
+def _quantize(op, args, m):
+    """The tensor's values and scales as `numerics` makes them. A given amax is the one this
+    input implies (the `cast` pass reduces it from the same tensor), so it is not needed here."""
+    return tuple(precision.quantize(args[0], precision.Spec.of(op.precision, op.blocked_axis)))
+
+
+def _dequantize(op, args, m):
+    """values x scales, exact (float64): "f64" keeps it, "typed" rounds it once in `hold`."""
+    values, *scales = args
+    with np.errstate(over="ignore", invalid="ignore"):
+        exact = np.asarray(values, np.float64)
+        for s in scales:
+            exact = exact * precision.expand(np.asarray(s, np.float64), values.shape)
+    return exact
+
+
 RULES: dict[type, Rule] = {
     **dict.fromkeys(_UNARY, _unary), **dict.fromkeys(_BINARY, _binary),
     **dict.fromkeys(_REDUCE, _reduce),
@@ -257,7 +277,7 @@ RULES: dict[type, Rule] = {
     zk.LogSoftmaxOp: _log_softmax, zk.LayerNormOp: _layernorm, zk.RMSNormOp: _rmsnorm,
     zk.ConstantOp: _constant, zk.IotaOp: _iota, zk.BroadcastOp: _broadcast,
     zk.TransposeOp: _transpose, zk.ReshapeOp: _reshape, zk.SliceOp: _slice,
-    zk.ConcatOp: _concat,
+    zk.ConcatOp: _concat, zk.QuantizeOp: _quantize, zk.DequantizeOp: _dequantize,
 }
 
 
@@ -291,13 +311,16 @@ def evaluate(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray], *,
             rule = RULES.get(type(op))
             if rule is None:
                 raise TypeError(f"the reference evaluator has no rule for {op.name}")
-            out = np.asarray(rule(op, [env[v] for v in op.operands], m))
-            assert not (m.typed and out.dtype == np.float64), f"{op.name} computed in float64"
-            result = op.results[0]
-            assert out.shape == _shape(result), f"{op.name} gave shape {out.shape}"
-            if m.typed:
-                _refuse_nan(out, _dtype(result), f"the {op.name} here", _loc_span(op.location))
-            env[result] = m.hold(out, _dtype(result))
+            outs = rule(op, [env[v] for v in op.operands], m)
+            for result, out in zip(op.results, outs if isinstance(outs, tuple) else (outs,)):
+                out = np.asarray(out)
+                assert not (m.typed and out.dtype == np.float64
+                            and not isinstance(op, zk.DequantizeOp)), f"{op.name} in float64"
+                assert out.shape == _shape(result), f"{op.name} gave shape {out.shape}"
+                if m.typed:
+                    _refuse_nan(out, _dtype(result), f"the {op.name} here",
+                                _loc_span(op.location))
+                env[result] = m.hold(out, _dtype(result))
             for v in op.operands:  # free what no later op reads
                 if last_use[v] == i:
                     env.pop(v, None)

@@ -339,6 +339,22 @@ def test_runs_are_bit_identical():
     assert run(gemm_text(), **y)["c"].tobytes() == run(gemm_text(), **y)["c"].tobytes()
 
 
+def test_a_run_keeps_no_reference_cycles():
+    """Everything but the outputs is freed when `execute` returns, without waiting for the
+    garbage collector (a cycle would hold every array of the run until it ran)."""
+    import gc
+
+    kernel, x = parse(SPLIT_K), split_k_inputs()
+    gc.collect()
+    gc.disable()
+    try:
+        execute(kernel, x)
+        alive = [o for o in gc.get_objects() if isinstance(o, executor.Interpreter)]
+    finally:
+        gc.enable()
+    assert not alive
+
+
 # ---- accumulators that are not float32: stepped, rounded every step ------------------------------
 def _gemm_acc(acc: str, operand: str) -> str:
     return f"""

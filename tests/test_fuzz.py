@@ -187,7 +187,7 @@ def random_kernels(draw) -> str:
     return text
 
 
-# ---- (b) random well-typed kernels -----------------------------------------------------------------
+# ---- (b) random well-typed kernels ---------------------------------------------------------------
 # Every expression has the type f32[M, N]; the parameters are x, y: f32[M, N], h: f16[M, N],
 # w: f32[N, N] and r: f32[N].
 _F32_MN: tuple[str, ...] = ("x", "y", "f32(h)", "f32(iota((M, N)))")

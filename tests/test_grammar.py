@@ -18,7 +18,7 @@ from zhenwu_cc.frontend.parser import DIRECTIVES, MAX_DEPTH
 GRAMMAR = resources.files("zhenwu_cc.frontend").joinpath("grammar.lark").read_text()
 
 
-# ---- LALR conflicts -------------------------------------------------------------------------------
+# ---- LALR conflicts ------------------------------------------------------------------------------
 class _Records(logging.Handler):
     def __init__(self):
         super().__init__(logging.DEBUG)
@@ -74,7 +74,7 @@ def test_reduce_reduce_conflicts_are_errors_in_lark():
         conflicts('start: a | b\na: "x"\nb: "x"\n')
 
 
-# ---- long and deep expressions --------------------------------------------------------------------
+# ---- long and deep expressions -------------------------------------------------------------------
 def _kernel(expr: str) -> str:
     return f"kernel k(x: f32[4, 4]) -> f32[4, 4] {{\n    y = {expr}\n    return y\n}}\n"
 
@@ -129,7 +129,7 @@ def test_nesting_beyond_the_limit_through_the_cli(cli, zk_file):
     assert "error[ZK0104]" in result.err and "Traceback" not in result.err
 
 
-# ---- keywords and names ----------------------------------------------------------------------------
+# ---- keywords and names --------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["tiles", "returns", "scale", "as_", "in2", "kernel_x",
                                   "return_x", "schedule1", "hbm2", "split_kx", "_tile"])
 def test_names_that_start_with_keywords_bind(name):

@@ -42,6 +42,7 @@ class CompiledKernel:
         self.file, self.target = file, target
         self._zk = module
         self._lowered: dict[tuple[str, str], object] = {}
+        self._cast = None
 
     # -- the program --
     @property
@@ -58,6 +59,14 @@ class CompiledKernel:
         from zhenwu_cc.cli import signature
 
         return signature(self.zk)
+
+    @property
+    def cast(self):
+        """The `zk.kernel` after the `cast` pass: precision directives as explicit
+        quantise/dequantise ops and quantised parameters (the numerics check's yardstick)."""
+        if self._cast is None:
+            self._cast = _cast(self._zk)
+        return self._cast.ops.first
 
     def module(self, stage: str = "ppu", target: str | None = None):
         """The module lowered to `stage` for `target` (computed once, then cached)."""
@@ -87,13 +96,21 @@ class CompiledKernel:
 
         return reference.check_inputs(self.zk, dict(given or {}), seed=seed)
 
+    def kernel_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """What the compiled kernel takes for source-level `inputs` (checked, in their declared
+        dtypes): parameters with a precision directive quantised on the host, as `numerics`
+        does, into their values and scales (docs/precision.md)."""
+        from zhenwu_cc.runtime.precision import host_inputs
+
+        return host_inputs(self.cast, inputs)
+
     def run(self, inputs: Mapping[str, np.ndarray] | None = None, *, seed: int = 0,
             **arrays: np.ndarray) -> dict[str, np.ndarray]:
-        """Execute the lowered program on the numpy executor."""
+        """Execute the lowered program on the numpy executor (inputs by source parameter)."""
         from zhenwu_cc.runtime.executor import execute
 
-        return execute(self.module("ppu").ops.first, self.inputs({**(inputs or {}), **arrays},
-                                                                 seed=seed))
+        given = self.inputs({**(inputs or {}), **arrays}, seed=seed)
+        return execute(self.module("ppu").ops.first, self.kernel_inputs(given))
 
     def reference(self, inputs: Mapping[str, np.ndarray] | None = None, *, mode: str = "f64",
                   seed: int = 0, **arrays: np.ndarray) -> dict[str, np.ndarray]:
@@ -112,15 +129,25 @@ class CompiledKernel:
         return CheckResult(outputs, checks, all(c.passed for c in checks))
 
     def compare(self, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]):
-        """Per-output errors of `outputs` (a run on `inputs`) against the float64 reference."""
+        """Per-output errors of `outputs` (a run on `inputs`) against the float64 reference of
+        the source, with the tolerance the program's dtypes and precision directives imply
+        (the `cast` program evaluated as typed), and each directive's share of the error."""
         from zhenwu_cc.dialects import dtypes
         from zhenwu_cc.runtime import check, reference
+        from zhenwu_cc.runtime.precision import host_inputs
 
         oracle = reference.evaluate(self.zk, inputs, mode="f64")
-        typed = reference.evaluate(self.zk, inputs, mode="typed")
+        typed = reference.evaluate(self.cast, self.kernel_inputs(inputs), mode="typed")
+        blame = {n: [] for n in oracle}
+        for directive, without in _without_each_directive(self._zk):
+            kernel = _cast(without).ops.first
+            rest = reference.evaluate(kernel, host_inputs(kernel, inputs), mode="typed")
+            for n in oracle:
+                blame[n].append(check.attribute(directive, typed[n], rest[n], oracle[n]))
         types = {n: dtypes.from_xdsl(t.element_type).name
                  for n, t in zip(self.zk.names_of_results, self.zk.function_type.outputs.data)}
-        return [check.compare(n, types[n], outputs[n], oracle[n], typed[n]) for n in oracle]
+        return [check.compare(n, types[n], outputs[n], oracle[n], typed[n], blame[n])
+                for n in oracle]
 
     # -- cost --
     def cost(self, target: str | None = None):
@@ -131,6 +158,58 @@ class CompiledKernel:
 
         name = target or self.target
         return estimate(workload_of(self.module("ppu", name).ops.first), load_target(name))
+
+
+def _cast(module):
+    """A copy of a `zk` module after the `cast` pass."""
+    from zhenwu_cc.passes.cast import CastPass
+    from zhenwu_cc.pipeline import make_context
+
+    out = module.clone()
+    CastPass().apply(make_context(), out)
+    return out
+
+
+def _without_each_directive(module):
+    """(the directive as written, the module without it) for each name a `precision`
+    directive applies to: the sources of the numerics report's attribution."""
+    from zhenwu_cc.dialects import zk
+
+    kernel = module.ops.first
+    names = [(a.name_hint, i) for i, a in enumerate(kernel.body.block.args)
+             if kernel.arg_attr(i, "zk.precision") is not None]
+    names += [(op.results[0].name_hint, op) for op in kernel.body.block.ops
+              if "zk.precision" in op.attributes]
+    for name, where in names:
+        copy = module.clone()
+        k = copy.ops.first
+        k.attributes.pop("zk.accumulate_mode", None)  # the reference sums in f32 anyway
+        if isinstance(where, int):
+            attr = k.arg_attrs.data[where].data["zk.precision"]
+            k.arg_attrs = _drop(k.arg_attrs, where, "zk.precision")
+        else:
+            op = next(o for o, orig in zip(k.body.block.ops, kernel.body.block.ops)
+                      if orig is where)
+            attr = op.attributes.pop("zk.precision")
+        assert isinstance(attr, zk.PrecisionAttr)
+        yield f"precision {name} as {_describe(attr)}", copy
+
+
+def _drop(arg_attrs, index: int, key: str):
+    from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr
+
+    dicts = [dict(d.data) for d in arg_attrs.data]
+    dicts[index].pop(key)
+    return ArrayAttr([DictionaryAttr(d) for d in dicts])
+
+
+def _describe(p) -> str:
+    """A precision attribute as the schedule line says it: `f8E4M3FN scale mx(rceil)`."""
+    mode = p.mode.data
+    if mode == "none":
+        return p.element.name
+    args = [str(a) for a in p.mode_args] + ([p.option.data] if p.option.data else [])
+    return f"{p.element.name} scale {mode}" + (f"({', '.join(args)})" if args else "")
 
 
 def compile(source_or_path: str | os.PathLike, *, kernel: str | None = None,

@@ -66,9 +66,17 @@ def load_module(args, sources):
     """Read, parse and generate the `zk` module that the command line asks for."""
     from zhenwu_cc.frontend import build
 
+    from zhenwu_cc.diagnostics import error
+
     text = read_source(args.file)
     sources.add(args.file, text)
-    return build(text, args.file, dict(args.define or []), getattr(args, "kernel", None))
+    defines: dict[str, int] = {}
+    for name, value in args.define or []:
+        if name in defines and defines[name] != value:
+            raise error("ZK0002", f"-D {name} is given twice ({defines[name]} and {value})",
+                        help="give each shape parameter once")
+        defines[name] = value
+    return build(text, args.file, defines, getattr(args, "kernel", None))
 
 
 def one_kernel(module, file: str):

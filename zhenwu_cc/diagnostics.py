@@ -91,6 +91,9 @@ CODES: dict[str, str] = {
     "ZK0703": "dtype not supported by the target's tensor engine",
     "ZK0704": "L2-resident tensors exceed the target's persisting L2",
     "ZK0705": "tensor placed on an HBM stack the target lacks",
+    "ZK0801": "contraction-axis scaling of a value used elsewhere",
+    "ZK0802": "fp8_fast accumulation without an FP8 or FP4 matmul",
+    "ZK0803": "tile cuts the scale blocks of a quantised value",
     "ZK0901": "kernel exceeds the target's HBM capacity",
     "ZK0902": "HBM stack over its capacity",
     "ZK0903": "placement names an HBM stack the target lacks",
@@ -198,15 +201,24 @@ class SourceMap:
         return lines[line - 1] if 0 < line <= len(lines) else None
 
 
+EXCERPT_WIDTH = 120
+
+
 def _excerpt(span: Span, sources: SourceMap) -> list[str]:
     text = sources.line(span.file, span.line)
     if text is None:
         return []
     text = text.expandtabs(1)
+    col = span.col
     width = (span.end_col - span.col) if span.end_line == span.line else len(text) - span.col + 1
-    width = max(1, min(width, max(1, len(text) - span.col + 1)))
+    if len(text) > EXCERPT_WIDTH:  # a window around the caret, not a thousand-column line
+        start = max(0, min(col - 1 - EXCERPT_WIDTH // 4, len(text) - EXCERPT_WIDTH))
+        text = ("..." if start else "") + text[start:start + EXCERPT_WIDTH] + (
+            "..." if start + EXCERPT_WIDTH < len(text) else "")
+        col = col - start + (3 if start else 0)
+    width = max(1, min(width, max(1, len(text) - col + 1)))
     gutter = f"{span.line:>4} | "
-    return [gutter + text, " " * (len(gutter) + span.col - 1) + "^" + "~" * (width - 1)]
+    return [gutter + text, " " * (len(gutter) + col - 1) + "^" + "~" * (width - 1)]
 
 
 def _loc(span: Span | None) -> str:

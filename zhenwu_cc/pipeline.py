@@ -28,7 +28,7 @@ DEFAULT_TARGET = "m890"
 def default_pipeline(stage: str, target: str = DEFAULT_TARGET) -> str:
     """The passes that take a freshly generated `zk` module to `stage` for `target`."""
     t = "{target=" + json.dumps(target) + "}"
-    to_tile = f"decompose,tile{t},canonicalize,cse"
+    to_tile = f"decompose,cast,tile{t},canonicalize,cse"
     to_ppu = f"{to_tile},place-hbm{t},alloc-sram{t},lower-ppu{t},canonicalize,cse"
     return {"zk": "", "tile": to_tile, "ppu": to_ppu}[stage]
 

@@ -108,27 +108,45 @@ def _dma_elements(op, space: _Space, in_loop: bool) -> int:
     return space.total(1 if extents is None else extents, in_loop)
 
 
-def _work(op: Operation, space: _Space, in_loop: bool, count: int,
-          names: _Names) -> tuple[str, int, str, str] | None:
-    """(kind, amount, dtype, tensor) of one op over the phase, or None if it costs nothing."""
+def _work(op: Operation, space: _Space, in_loop: bool, count: int, names: _Names,
+          stepped: set[SSAValue] = frozenset()) -> list[tuple[str, int, str, str]]:
+    """(kind, amount, dtype, tensor) of the work one op does over the phase; `stepped` holds
+    the buffers the loop loads anew every step."""
     if isinstance(op, (ppu.DmaLoadOp, ppu.DmaStoreOp)):
         t = op.global_value.type
         n = _dma_elements(op, space, in_loop)
         kind = "load" if isinstance(op, ppu.DmaLoadOp) else "store"
-        return kind, _nbytes(t, n), dtypes.from_xdsl(t.element_type).name, \
-            names.names[op.global_value]
+        return [(kind, _nbytes(t, n), dtypes.from_xdsl(t.element_type).name,
+                 names.names[op.global_value])]
     if isinstance(op, ppu.MmaOp):
         a, b, c = (v.type.get_shape() for v in (op.lhs, op.rhs, op.acc))
         flops = 2 * math.prod(c) * a[-1]
-        return "mma", flops * count, dtypes.from_xdsl(op.lhs.type.element_type).name, ""
+        work = [("mma", flops * count, dtypes.from_xdsl(op.lhs.type.element_type).name, "")]
+        promotions = _promotions(op, stepped)
+        if promotions:
+            work.append(("vector", math.prod(c) * promotions * count, "f32", ""))
+        return work
+    if isinstance(op, ppu.VQuantizeOp):
+        return [("quantize", _elements(op.input.type) * count, _dtype(op.outs[0]), "")]
     if isinstance(op, ppu.VMapOp):
         kind = "transcendental" if op.function in ppu.TRANSCENDENTAL else "vector"
-        return kind, _elements(op.out.type) * count, _dtype(op.out), ""
+        return [(kind, _elements(op.out.type) * count, _dtype(op.out), "")]
     if isinstance(op, ppu.VReduceOp):
-        return "vector", _elements(op.input.type) * count, _dtype(op.input), ""
+        return [("vector", _elements(op.input.type) * count, _dtype(op.input), "")]
     if isinstance(op, (ppu.VTransposeOp, ppu.FillOp, ppu.VIotaOp)):
-        return "vector", _elements(op.out.type) * count, _dtype(op.out), ""
-    return None
+        return [("vector", _elements(op.out.type) * count, _dtype(op.out), "")]
+    return []
+
+
+def _promotions(mma: ppu.MmaOp, stepped: set[SSAValue]) -> int:
+    """How often a scaled mma's float32 scales multiply a partial sum per step: once per scale
+    block along K when the scales change with the K step (block scaling, DeepSeek-V3 style, on
+    the vector engine). Scales constant over K apply once per tile (negligible); E8M0 and E4M3
+    block scales act inside the tensor engine."""
+    f32 = dtypes.to_xdsl(dtypes.F32)
+    return max((s.type.get_shape()[axis]
+                for scales, axis in ((mma.lhs_scales, -1), (mma.rhs_scales, -2))
+                for s in scales if s.type.element_type == f32 and s in stepped), default=0)
 
 
 def _dtype(v: SSAValue) -> str:
@@ -145,14 +163,13 @@ def _phase(launch: ppu.LaunchOp, names: _Names) -> Phase:
     where = "prologue" if loop else "body"
     for op in ops:
         if op is loop:
+            stepped = {o.dest for o in loop.body.block.ops if isinstance(o, ppu.DmaLoadOp)}
             for inner in loop.body.block.ops:
-                w = _work(inner, space, True, tiles * steps, names)
-                if w is not None:
+                for w in _work(inner, space, True, tiles * steps, names, stepped):
                     work.append(Work(w[0], w[1], "body", w[2], w[3], loc_text(inner), inner.name))
             where = "epilogue"
             continue
-        w = _work(op, space, False, tiles, names)
-        if w is not None:
+        for w in _work(op, space, False, tiles, names):
             work.append(Work(w[0], w[1], where, w[2], w[3], loc_text(op), op.name))
     for w in work:
         if w.kind == "load":

@@ -179,8 +179,9 @@ def estimate(workload: Workload, target: Target) -> Estimate:
     fraction = {dt: achieved[dt] / target.tensor_peak(dt)[0] for dt in flops
                 if target.tensor_peak(dt)[0] > 0}
     sram_peak = max((p.sram_bytes for p in workload.phases), default=0)
-    flags = [f"emulated:{dt}:via:{s['runs_as']}" for dt, s in sorted(support.items())
-             if s["support"] == "emulated"]
+    flags = [f"{s['support']}:{dt}" + (f":via:{s['runs_as']}" if s["support"] == "emulated"
+                                        else "")
+             for dt, s in sorted(support.items()) if s["support"] != "native"]
     flags += [f"f32_runs_as:{s['runs_as']}" for dt, s in support.items()
               if dt == "f32" and s["runs_as"] != "f32"]
     if sram_peak > target.sram_per_cu:
@@ -207,7 +208,9 @@ def _span(loc: str) -> Span | None:
 
 
 def _check_dtypes(workload: Workload, target: Target) -> dict[str, dict[str, str]]:
-    """How each matmul operand dtype runs; an unsupported one is a user error, never costed."""
+    """How each matmul operand dtype runs; an unsupported one is a user error, never costed.
+    Formats a kernel only quantises into (on the vector engine) are listed with the tensor
+    engine's support for them, so a format the target lacks is flagged, not silently native."""
     support: dict[str, dict[str, str]] = {}
     for phase in workload.phases:
         for w in phase.work:
@@ -222,6 +225,10 @@ def _check_dtypes(workload: Workload, target: Target) -> dict[str, dict[str, str
                             help=f"cast the operands to a dtype {target.name} supports "
                                  f"({', '.join(ok)}) with a `precision` directive, or choose "
                                  "another target")
+            support[w.dtype] = {"support": how, "runs_as": runs_as}
+    for w in (w for phase in workload.phases for w in phase.work):
+        if w.kind == "quantize" and w.dtype not in support:
+            runs_as, how = target.execution_dtype(w.dtype)
             support[w.dtype] = {"support": how, "runs_as": runs_as}
     return support
 

@@ -148,11 +148,13 @@ class PrecisionDirective(Node):
     dtype: Ident
     mode: Ident | None  # tensor | channel | block | mx | nvfp4
     mode_args: list[int]
+    mode_option: Ident | None = None  # a scale-rounding option: mx(rceil), nvfp4(rne)
 
 
 @dataclass(eq=False)
 class AccumulateDirective(Node):
     dtype: Ident
+    option: Ident | None = None  # fp8_fast: emulate FP8 tensor-core accumulation
 
 
 @dataclass(eq=False)

@@ -34,6 +34,7 @@ from zhenwu_cc.diagnostics import (
 )
 from zhenwu_cc.dialects import dtypes, zk
 from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.frontend import ast
 
 CONSTANTS = {"inf": math.inf, "pi": math.pi, "true": True, "false": False}
@@ -50,6 +51,7 @@ BUILTINS = (*UNARY_FUNCS, "max", "min", "sum", "mean", "argmax", "pow", "clamp",
 PRECISION_DTYPES = ("f8E4M3FN", "f8E5M2", "f4E2M1FN", "f16", "bf16")
 SCALE_MODES = {"tensor": 0, "channel": 1, "block": 2, "mx": 0, "nvfp4": 0, "none": 0}
 ACCUMULATE_DTYPES = ("f32", "f16", "bf16")
+ACCUMULATE_OPTIONS = ("fp8_fast",)
 MAX_BUFFERS = 8
 MAX_TILE = 1 << 16
 I64 = dtypes.DTYPES["i64"]  # the range of every compile-time integer
@@ -250,8 +252,10 @@ class _KernelGen:
         """A weak scalar literal takes the tensor's dtype, if the dtype can hold it."""
         num = scalar.num
         if isinstance(num, bool):
-            raise error("ZK0308", "`true`/`false` are only for keyword arguments such as "
-                        "`keepdims=`", scalar.span)
+            if like.name == "i1":
+                return self.constant(num, like, scalar.span)
+            raise error("ZK0308", "`true`/`false` are i1 values: they combine with i1 masks "
+                        "and set keyword arguments such as `keepdims=`", scalar.span)
         if like.is_int:
             if not isinstance(num, int) and not float(num).is_integer():
                 raise error("ZK0308", f"the literal {num!r} is not an integer but the tensor is "
@@ -482,9 +486,9 @@ class _KernelGen:
 
     def cast_call(self, to: DType, v: Value, span: Span) -> Value:
         if v.is_scalar:
-            if isinstance(v.num, bool) or (to.is_int and not float(v.num).is_integer()):
+            if isinstance(v.num, bool) and to.name != "i1":
                 raise error("ZK0308", f"cannot make {to.name} from {v.num!r}", v.span)
-            return self.constant(v.num, to, span)
+            return self.weak(v, to, span)  # a literal must fit: no silent saturation
         v = self.need_tensor(v, f"`{to.name}(...)`")
         if v.dtype == to:
             return v
@@ -872,6 +876,9 @@ def _kernel(k: ast.Kernel, defines: dict[str, int]) -> tuple[zk.KernelOp, _Kerne
                 f"{type_str(want, rtype.get_shape())}", expr.span,
                 notes=(Note("declared here", res.span),), fixits=fix,
                 help=f"cast it: `{want.name}(...)`" if fix else None))
+        if res.name is not None and res.name in names:
+            raise error("ZK0206", f"result `{res.name}` is declared twice", res.span,
+                        help="give every result its own name")
         name = res.name or (expr.id if isinstance(expr, ast.Name) else None)
         if name is None or name in names:
             name = f"result{i}"
@@ -964,6 +971,17 @@ def _apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen: _KernelGen) -> No
                     raise error("ZK0409", f"cannot accumulate in `{d.dtype.id}`", d.dtype.span,
                                 help="accumulate takes one of " + ", ".join(ACCUMULATE_DTYPES))
                 op.attributes["zk.accumulate"] = dtypes.to_xdsl(dtypes.DTYPES[d.dtype.id])
+                if d.option is not None:
+                    if d.option.id not in ACCUMULATE_OPTIONS:
+                        guess = did_you_mean(d.option.id, ACCUMULATE_OPTIONS)
+                        raise error("ZK0409", f"unknown accumulate option `{d.option.id}`",
+                                    d.option.span, help=(f"did you mean `{guess}`? " if guess
+                                                         else "") + "options: fp8_fast")
+                    if d.dtype.id != "f32":
+                        raise error("ZK0409", f"`{d.option.id}` emulates FP8 tensor cores, which "
+                                    "promote partial sums to f32", d.option.span,
+                                    help=f"write `accumulate f32 {d.option.id}`")
+                    op.attributes["zk.accumulate_mode"] = StringAttr(d.option.id)
             case ast.PlaceDirective():
                 stacks = d.stacks or []
                 if len(set(stacks)) != len(stacks):
@@ -1008,7 +1026,14 @@ def _precision_attr(d: ast.PrecisionDirective) -> zk.PrecisionAttr:
         raise error("ZK0404", f"{dt.name} needs no scale: drop `scale {mode}`", d.mode.span)
     if mode == "block" and any(a < 1 for a in d.mode_args):
         raise error("ZK0404", f"block sizes must be positive, got {d.mode_args}", d.span)
-    return zk.PrecisionAttr(dtypes.to_xdsl(dt), mode, d.mode_args)
+    option = d.mode_option.id if d.mode_option else ""
+    choices = zk.SCALE_OPTIONS.get(mode, ())
+    if option and option not in choices:
+        raise error("ZK0404", f"scale mode `{mode}` has no option `{option}`",
+                    d.mode_option.span, help=f"`{mode}` takes " + " or ".join(choices)
+                    if choices else f"`{mode}` takes no option")
+    return zk.PrecisionAttr(dtypes.to_xdsl(dt), mode, d.mode_args,
+                            "" if option == next(iter(choices), "") else option)
 
 
 def _check_precision(d: ast.PrecisionDirective, ident: ast.Ident, v: Value,
@@ -1036,6 +1061,14 @@ def _check_precision(d: ast.PrecisionDirective, ident: ast.Ident, v: Value,
         if shape[axis] % group:
             raise error("ZK0404", f"scale mode `{mode}` needs the contraction dim of "
                         f"`{ident.id}` ({shape[axis]}) to be a multiple of {group}", ident.span)
+        others = zk.uses_besides_matmuls(v.ssa)
+        if others:
+            raise error("ZK0801", f"scale mode `{mode}` blocks `{ident.id}` along the contraction "
+                        f"axis of its matmul, but `{ident.id}` is also used by "
+                        f"`{others[0].name}`", ident.span,
+                        notes=[Note("used here", span_of(others[0]))],
+                        help=f"quantise a copy for the matmul (`{ident.id}_mm = {ident.id} * 1` "
+                        "in the kernel), or choose `scale tensor`, `channel` or `block`")
 
 
 def generate(module: ast.Module, defines: dict[str, int] | None = None,

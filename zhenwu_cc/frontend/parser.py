@@ -87,6 +87,11 @@ class _ToAst(Transformer_NonRecursive):
     @v_args(meta=True)
     def call(self, meta, c):
         func, rest = c[0], [x for x in c[1:] if x is not None]
+        for before, after in zip(rest, rest[1:]):
+            if isinstance(before, ast.Kwarg) and not isinstance(after, ast.Kwarg):
+                raise error("ZK0305", f"positional argument after the keyword argument "
+                            f"`{before.name}=` in `{func}(...)`", after.span,
+                            help="put positional arguments first, as in Python")
         args = [a for a in rest if not isinstance(a, ast.Kwarg)]
         kwargs = [a for a in rest if isinstance(a, ast.Kwarg)]
         return ast.Call(self._s(meta), str(func), _tok_span(self.file, func), args, kwargs)
@@ -174,16 +179,20 @@ class _ToAst(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def scale_mode(self, meta, c):
-        return (self._ident(c[0]), [self._int(x) for x in c[1:] if x is not None])
+        args = [x for x in c[1:] if x is not None]
+        options = [self._ident(x) for x in args if x.type == "NAME"]
+        return (self._ident(c[0]), [self._int(x) for x in args if x.type != "NAME"],
+                options[0] if options else None)
 
     @v_args(meta=True)
     def precision_dir(self, meta, c):
-        mode, args = c[2] if c[2] is not None else (None, [])
-        return ast.PrecisionDirective(self._s(meta), c[0], self._ident(c[1]), mode, args)
+        mode, args, option = c[2] if c[2] is not None else (None, [], None)
+        return ast.PrecisionDirective(self._s(meta), c[0], self._ident(c[1]), mode, args, option)
 
     @v_args(meta=True)
     def accumulate_dir(self, meta, c):
-        return ast.AccumulateDirective(self._s(meta), self._ident(c[0]))
+        return ast.AccumulateDirective(self._s(meta), self._ident(c[0]),
+                                       self._ident(c[1]) if c[1] is not None else None)
 
     def place_hbm(self, c):
         stacks = [self._int(x) for x in c if x is not None]
@@ -234,6 +243,13 @@ def _describe_expected(expected: set[str]) -> str:
     return ", ".join(words)
 
 
+def _end_of_input(expected: set[str]) -> str:
+    """Name what was expected only when it is a short list: mid-expression, LALR's expected set
+    is every token that could continue, which reads as noise."""
+    words = _describe_expected(expected)
+    return "unexpected end of input" + (f"; expected {words}" if words.count(",") < 3 else "")
+
+
 def _syntax_error(file: str, exc: lark.exceptions.UnexpectedInput):
     if isinstance(exc, lark.exceptions.UnexpectedCharacters):
         span = Span.point(file, exc.line, exc.column)
@@ -241,15 +257,14 @@ def _syntax_error(file: str, exc: lark.exceptions.UnexpectedInput):
         help = "use pow(x, y) for powers" if char == "*" else None
         return error("ZK0101", f"unexpected character {char!r}", span, help=help)
     if isinstance(exc, lark.exceptions.UnexpectedEOF):
-        return error("ZK0103", "unexpected end of input; expected "
-                     + _describe_expected(set(exc.expected)),
+        return error("ZK0103", _end_of_input(set(exc.expected)),
                      help="check for an unclosed `{`, `(` or `[`")
     assert isinstance(exc, lark.exceptions.UnexpectedToken)
     tok = exc.token
     if tok.type == "$END":
         lines = max(1, exc.line if exc.line and exc.line > 0 else 1)
-        return error("ZK0103", "unexpected end of input; expected "
-                     + _describe_expected(exc.expected), Span.point(file, lines, max(1, exc.column)),
+        return error("ZK0103", _end_of_input(exc.expected),
+                     Span.point(file, lines, max(1, exc.column)),
                      help="check for an unclosed `{`, `(` or `[`")
     span = _tok_span(file, tok)
     if tok.type == "NAME" and exc.expected & _DIRECTIVE_TERMINALS:

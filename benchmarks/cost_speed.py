@@ -1,0 +1,81 @@
+"""How fast the cost model answers, the two numbers a tuner cares about.
+
+1. Static cost of an already-lowered 8192x8192x8192 GEMM (extract the workload from the ppu
+   program + estimate), in-process: median over repeats. Goal: well under 50 ms.
+2. End to end for new schedules: front end + lowering (zk -> tile -> ppu, without per-pass
+   verification, as a tuner would run it) + cost, for a sweep of distinct tile sizes of a 4096^3
+   GEMM: schedules per second.
+
+For scale, the same run times numpy's 1024^3 f32 matmul.
+
+    python benchmarks/cost_speed.py
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+
+import numpy as np
+
+GEMM = """
+kernel gemm<M = 8192, N = 8192, K = 8192>(a: bf16[M, K], b: bf16[K, N]) -> bf16[M, N] {
+    c = bf16(a @ b)
+    return c
+}
+"""
+
+
+def _median_ms(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1e3 * statistics.median(times)
+
+
+def main() -> None:
+    import zhenwu_cc
+    from zhenwu_cc.diagnostics import CompileError
+    from zhenwu_cc.frontend import build
+    from zhenwu_cc.pipeline import Instrumentation, lower
+    from zhenwu_cc.runtime.cost.extract import workload_of
+    from zhenwu_cc.runtime.cost.model import estimate
+    from zhenwu_cc.runtime.target import load_target
+
+    target = load_target("m890")
+    kernel = zhenwu_cc.compile(GEMM)
+    ppu_kernel = kernel.module("ppu").ops.first
+    static = _median_ms(lambda: estimate(workload_of(ppu_kernel), target), 20)
+    extract_only = _median_ms(lambda: workload_of(ppu_kernel), 20)
+    print(f"static cost of a lowered 8192^3 GEMM: {static:.2f} ms "
+          f"(workload extraction {extract_only:.2f} ms, model {static - extract_only:.2f} ms)")
+
+    sizes = [16, 32, 64, 128, 256]
+    schedules = [(tm, tn, tk) for tm, tn, tk in itertools.product(sizes, sizes, (32, 64, 128))]
+    start = time.perf_counter()
+    best, rejected = None, 0
+    for tm, tn, tk in schedules:
+        src = GEMM.replace("8192", "4096") + f"schedule gemm {{ tile c [{tm}, {tn}, {tk}] }}\n"
+        module = build(src, "tune.zk")
+        try:
+            lower(module, "ppu", "m890", Instrumentation(verify_each=False))
+        except CompileError:  # tiles that do not fit in SRAM (ZK0604): a tuner skips them
+            rejected += 1
+            continue
+        t = estimate(workload_of(module.ops.first), target).time
+        best = min(best or (t, (tm, tn, tk)), (t, (tm, tn, tk)))
+    elapsed = time.perf_counter() - start
+    print(f"new schedules end to end (parse, lower, cost): {len(schedules)} in {elapsed:.2f} s = "
+          f"{len(schedules) / elapsed:.1f} schedules/s ({rejected} rejected as too big for "
+          f"SRAM); best {best[1]} at {best[0] * 1e6:.1f} us")
+
+    a = np.ones((1024, 1024), np.float32)
+    ref = _median_ms(lambda: a @ a, 5)
+    print(f"for scale, numpy 1024^3 f32 matmul on this machine: {ref:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""`cast`: make the schedule's `precision` directives explicit (docs/precision.md).
+
+`precision X as DT scale MODE` means X is quantised and every use of X sees its dequantised
+value:
+
+- a *parameter* is stored in DT: the kernel takes its values and scales instead, each new
+  argument saying how the host makes it from the original (`zk.quantized_from`), and the body
+  dequantises them;
+- a *binding* is quantised where it is produced (`zk.quantize`), after a reduction of its amax
+  when a scaling group is wider than a tile (per tensor, per channel, NVFP4's tensor scale), and
+  dequantised;
+- `f16` and `bf16` are plain down-casts (`zk.cast` there and back).
+
+`zk.dequantize` yields f32, cast to X's own dtype for its uses. A matmul whose two operands are
+dequantised (through transposes and casts) takes the f32 dequantised values directly: the tensor
+engine multiplies the low-precision values with their scales applied, exact products summed in
+f32, and the `tile` pass fuses the dequantisations into a scaled `tile.mma`. A matmul of two
+down-cast operands multiplies the narrow values the same way. Every op made carries the location
+of the parameter or op it comes from.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DictionaryAttr,
+    FunctionType,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+    TensorType,
+)
+from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
+from xdsl.passes import ModulePass
+
+from zhenwu_cc.diagnostics import error
+from zhenwu_cc.dialects import dtypes, zk
+from zhenwu_cc.dialects.loc import span_of
+from zhenwu_cc.runtime.precision import HOST_ATTR
+
+F32 = dtypes.to_xdsl(dtypes.F32)
+SCALE_NAMES = ("", "_scale", "_tensor_scale")  # argument names: values, scales, tensor scale
+
+
+def amax_ops(x: SSAValue, mode: str, args, axis: int | None) -> list[Operation]:
+    """The ops that reduce the amax a `zk.quantize` of `x` in `mode` needs (the last yields it):
+    the largest |x| per scale (tensor, channel), of the finite values for NVFP4."""
+    shape = tuple(x.type.get_shape())
+    elem = x.type.element_type
+    ops: list[Operation] = [zk.AbsOp(x)]
+    if mode == "nvfp4":
+        inf = zk.ConstantOp(math.inf, TensorType(elem, []))
+        zero = zk.ConstantOp(0.0, TensorType(elem, []))
+        finite = zk.CompareOp("lt", ops[0].result, inf.result)
+        ops += [inf, zero, finite, zk.SelectOp(finite.result, ops[0].result, zero.result)]
+    blocks = zk.scale_blocks(mode, args, shape, axis)
+    axes = [d for d, n in enumerate(shape) if n > 1 and (mode == "nvfp4" or blocks[d] == n)]
+    if axes:
+        ops.append(zk.ReduceMaxOp(ops[-1].results[0], axes, True))
+    return ops
+
+
+class _Caster:
+    def __init__(self, kernel: zk.KernelOp):
+        self.kernel = kernel
+        self.block = kernel.body.block
+        self.attrs: dict[BlockArgument, dict[str, Attribute]] = {
+            arg: dict(kernel.arg_attrs.data[i].data) if kernel.arg_attrs else {}
+            for i, arg in enumerate(self.block.args)}
+        # What each value standing for a directive's target comes from: its zk.dequantize
+        # (f32), or the narrow value of a down-cast.
+        self.sources: dict[SSAValue, SSAValue] = {}
+        self.start = self.block.first_op  # dequantised parameters go before it, in order
+
+    def run(self) -> None:
+        targets = [(a, attrs.pop("zk.precision")) for a, attrs in self.attrs.items()
+                   if "zk.precision" in attrs]
+        targets += [(op.results[0], op.attributes.pop("zk.precision")) for op in self.block.ops
+                    if "zk.precision" in op.attributes]
+        axes = {v: zk.contraction_axis(v) for v, p in targets if p.mode.data in zk.AXIS_GROUPS}
+        for value, p in targets:
+            if isinstance(value, BlockArgument):
+                self.parameter(value, p, axes.get(value))
+            else:
+                self.binding(value, p, axes.get(value))
+        self.signature()
+        for mm in [op for op in self.block.ops if isinstance(op, zk.MatmulOp)]:
+            self.fuse(mm)
+        _erase_dead(self.block)
+        self.check_fast_accumulate()
+
+    # -- parameters: stored quantised, dequantised in the body --
+    def parameter(self, arg: BlockArgument, p: zk.PrecisionAttr, axis: int | None) -> None:
+        name = arg.name_hint or f"arg{arg.index}"
+        shape = tuple(arg.type.get_shape())
+        if p.scaled:
+            probe = zk.QuantizeOp(arg, p, axis)  # its result types are the stored parts
+            types = [r.type for r in probe.results]
+            probe.erase(safe_erase=False)
+        else:
+            types = [TensorType(p.dtype, shape)]
+        used = {a.name_hint for a in self.block.args}
+        parts = []
+        for part, t in enumerate(types):
+            new = self.block.insert_arg(t, arg.index + 1 + part, arg.location)
+            new.name_hint = name if part == 0 else _fresh(name + SCALE_NAMES[part], used)
+            origin: dict[str, Attribute] = {"param": StringAttr(name),
+                                            "part": IntegerAttr(part, 64), "precision": p}
+            if axis is not None:
+                origin["axis"] = IntegerAttr(axis, 64)
+            self.attrs[new] = {**(self.attrs[arg] if part == 0 else {}),
+                               HOST_ATTR: DictionaryAttr(origin)}
+            parts.append(new)
+        ops, value, source = self._restore(parts, arg.type, name)
+        for op in ops:
+            op.location = arg.location
+            self.block.insert_op_before(op, self.start)
+        self.sources[value] = source
+        arg.replace_all_uses_with(value)
+        del self.attrs[arg]
+        self.block.erase_arg(arg)
+
+    # -- bindings: quantised where produced --
+    def binding(self, value: SSAValue, p: zk.PrecisionAttr, axis: int | None) -> None:
+        producer = value.owner
+        assert isinstance(producer, Operation)
+        name = value.name_hint or "x"
+        ops: list[Operation] = []
+        if p.scaled:
+            mode = p.mode.data
+            if mode in zk.AMAX_MODES:
+                ops = amax_ops(value, mode, p.mode_args, axis)
+            amax = ops[-1].results[0] if mode in zk.AMAX_MODES else None
+            q = zk.QuantizeOp(value, p, axis, amax)
+            q.values.name_hint = f"{name}_q"
+            q.scales.name_hint = f"{name}_scale"
+            ops.append(q)
+            parts = list(q.results)
+        else:
+            down = zk.CastOp(value, p.dtype)
+            ops.append(down)
+            parts = [down.result]
+        restore, restored, source = self._restore(parts, value.type, name)
+        ops += restore
+        for op in ops:
+            op.location = producer.location
+        self.block.insert_ops_after(ops, producer)
+        self.sources[restored] = source
+        inside = {id(op) for op in ops}
+        value.replace_uses_with_if(restored, lambda use: id(use.operation) not in inside)
+
+    def _restore(self, parts: list[SSAValue], to: TensorType, name: str
+                 ) -> tuple[list[Operation], SSAValue, SSAValue]:
+        """Ops bringing stored `parts` back to a value of type `to`, that value, and its
+        source (the f32 dequantised value, or the narrow values of a down-cast)."""
+        ops: list[Operation] = []
+        source = parts[0]
+        if len(parts) > 1:
+            deq = zk.DequantizeOp(parts[0], parts[1:], F32)
+            deq.result.name_hint = f"{name}_dq"
+            ops.append(deq)
+            source = deq.result
+        value = source
+        if value.type.element_type != to.element_type:
+            ops.append(zk.CastOp(value, to.element_type))
+            value = ops[-1].results[0]
+        return ops, value, source
+
+    def signature(self) -> None:
+        k, args = self.kernel, self.block.args
+        k.function_type = FunctionType.from_lists([a.type for a in args],
+                                                  list(k.function_type.outputs.data))
+        attrs = [self.attrs[a] for a in args]
+        if any(attrs):
+            k.arg_attrs = ArrayAttr([DictionaryAttr(a) for a in attrs])
+        else:
+            k.properties.pop("arg_attrs", None)
+
+    # -- matmuls of two directive targets --
+    def _chain(self, v: SSAValue) -> tuple[SSAValue, list[zk.TransposeOp]] | None:
+        """The source a matmul operand comes from through transposes and float casts, and those
+        transposes (innermost first); None when it is not a directive's target."""
+        transposes: list[zk.TransposeOp] = []
+        while v not in self.sources:
+            op = v.owner
+            if isinstance(op, zk.TransposeOp):
+                transposes.append(op)
+            elif not (isinstance(op, zk.CastOp) and _is_float(op.input) and _is_float(op.result)):
+                return None
+            v = op.operands[0]
+        return self.sources[v], transposes[::-1]
+
+    def fuse(self, mm: zk.MatmulOp) -> None:
+        chains = [self._chain(v) for v in mm.operands]
+        if None in chains:
+            return
+        sources = [c[0] for c in chains]
+        scaled = [isinstance(s.owner, zk.DequantizeOp) for s in sources]
+        if scaled[0] != scaled[1] or (not scaled[0] and sources[0].type.element_type
+                                      != sources[1].type.element_type):
+            return
+        for index, (source, transposes) in enumerate(chains):
+            value = source
+            for t in transposes:
+                new = zk.TransposeOp(value, t.permutation)
+                new.location = t.location
+                self.block.insert_op_before(new, mm)
+                value = new.result
+            mm.operands[index] = value
+
+    def check_fast_accumulate(self) -> None:
+        mode = self.kernel.attributes.get("zk.accumulate_mode")
+        if not isinstance(mode, StringAttr) or mode.data != "fp8_fast":
+            return
+        for mm in self.block.walk():
+            if isinstance(mm, zk.MatmulOp) and all(_low_precision_operand(v) for v in mm.operands):
+                return
+        raise error("ZK0802", f"`accumulate f32 fp8_fast` emulates FP8 tensor-core accumulation, "
+                    f"but no matmul of kernel `{self.kernel.sym_name.data}` has FP8 or FP4 "
+                    "operands", span_of(self.kernel),
+                    help="add `precision A, B as f8E4M3FN scale ...` for a matmul's operands, "
+                    "or drop `fp8_fast`")
+
+
+def _is_float(v: SSAValue) -> bool:
+    return dtypes.from_xdsl(v.type.element_type).is_float
+
+
+def _low_precision_operand(v: SSAValue) -> bool:
+    """An FP8/FP4 operand: declared so, or dequantised from such values (through transposes)."""
+    while isinstance(v.owner, zk.TransposeOp):
+        v = v.owner.input
+    if isinstance(v.owner, zk.DequantizeOp):
+        v = v.owner.values
+    return dtypes.from_xdsl(v.type.element_type).is_low_precision
+
+
+def _fresh(name: str, used: set[str | None]) -> str:
+    while name in used:
+        name += "_"
+    used.add(name)
+    return name
+
+
+def _erase_dead(block) -> None:
+    """Drop the casts and transposes that rewiring matmul operands left without uses."""
+    for op in reversed(list(block.ops)):
+        if isinstance(op, (zk.CastOp, zk.TransposeOp)) and not op.results[0].uses:
+            op.detach()
+            op.erase()
+
+
+@dataclass(frozen=True)
+class CastPass(ModulePass):
+    """Insert the quantise/dequantise ops and quantised parameters that `precision` asks for."""
+
+    name = "cast"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        for kernel in [k for k in op.walk() if isinstance(k, zk.KernelOp)]:
+            _Caster(kernel).run()
