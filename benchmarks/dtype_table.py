@@ -40,7 +40,7 @@ def _mma(target, dtype: str) -> str:
 
 
 def _quantize(target, dtype: str) -> str:
-    runs_as, how = target.execution_dtype(dtype)
+    how = target.execution_dtype(dtype)[1]
     return "emulated (flagged)" if how == "emulated" else how
 
 

@@ -22,6 +22,29 @@ from xdsl.parser import Parser
 from xdsl.printer import Printer
 
 
+def parse_kernel_arguments(parser: Parser) -> list[tuple[Parser.Argument, dict]]:
+    """`(%a: T {attrs} loc(...), ...)`: a kernel's arguments, as zk.kernel and ppu.kernel
+    print them (the func.func argument syntax)."""
+
+    def one():
+        arg = parser.parse_argument()
+        attrs = parser.parse_optional_dictionary_attr_dict()
+        if (loc := parser.parse_optional_location()) is not None:
+            arg.location = loc
+        return arg, attrs
+
+    return parser.parse_comma_separated_list(parser.Delimiter.PAREN, one)
+
+
+def print_kernel_arguments(printer: Printer, args, attrs) -> None:
+    # xdsl.dialects.utils is imported here: ~85 ms of start-up that `check` never needs.
+    from xdsl.dialects.utils import print_func_argument
+
+    printer.print_string("(")
+    printer.print_list(zip(args, attrs), lambda t: print_func_argument(printer, t[0], t[1]))
+    printer.print_string(")")
+
+
 def print_number(printer: Printer, value: float) -> None:
     if math.isnan(value) or math.isinf(value):
         printer.print_string(str(value))

@@ -32,7 +32,6 @@ from xdsl.dialects.builtin import (
     UnitAttr,
     i64,
 )
-from xdsl.dialects.utils import print_func_argument
 from xdsl.ir import (
     Attribute,
     Dialect,
@@ -62,7 +61,7 @@ from xdsl.traits import IsTerminator, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
 
 from zhenwu_cc.dialects import dtypes
-from zhenwu_cc.dialects.formats import Number
+from zhenwu_cc.dialects.formats import Number, parse_kernel_arguments, print_kernel_arguments
 from zhenwu_cc.dialects.tile import window
 from zhenwu_cc.dialects.zk import PrecisionAttr
 
@@ -271,12 +270,11 @@ class KernelOp(IRDLOperation):
         printer.print_string(" ")
         printer.print_symbol_name(self.sym_name.data)
         attrs = self.arg_attrs.data if self.arg_attrs else [None] * len(self.body.block.args)
-        pairs = list(zip(self.body.block.args, attrs))
-        n_in = len(pairs) - self.n_outputs
-        for open_, group in (("(", pairs[:n_in]), (" -> (", pairs[n_in:])):
-            printer.print_string(open_)
-            printer.print_list(group, lambda t: print_func_argument(printer, t[0], t[1]))
-            printer.print_string(")")
+        args = self.body.block.args
+        n_in = len(args) - self.n_outputs
+        print_kernel_arguments(printer, args[:n_in], attrs[:n_in])
+        printer.print_string(" -> ")
+        print_kernel_arguments(printer, args[n_in:], attrs[n_in:])
         printer.print_op_attributes(self.attributes, print_keyword=True)
         printer.print_string(" ")
         printer.print_region(self.body, print_entry_block_args=False)
@@ -285,16 +283,9 @@ class KernelOp(IRDLOperation):
     def parse(cls, parser: Parser) -> KernelOp:
         name = parser.parse_symbol_name().data
 
-        def parse_arg():
-            arg = parser.parse_argument()
-            attrs = parser.parse_optional_dictionary_attr_dict()
-            if (loc := parser.parse_optional_location()) is not None:
-                arg.location = loc
-            return arg, attrs
-
-        ins = parser.parse_comma_separated_list(parser.Delimiter.PAREN, parse_arg)
+        ins = parse_kernel_arguments(parser)
         parser.parse_punctuation("->")
-        outs = parser.parse_comma_separated_list(parser.Delimiter.PAREN, parse_arg)
+        outs = parse_kernel_arguments(parser)
         attributes = parser.parse_optional_attr_dict_with_keyword()
         body = parser.parse_region([a for a, _ in ins + outs])
         return cls(name, [a.type for a, _ in ins], [a.type for a, _ in outs], body,
@@ -663,7 +654,8 @@ class MmaOp(IRDLOperation):
     fp8_fast = opt_prop_def(UnitAttr)
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
     assembly_format = ("$lhs `,` $rhs `,` $acc (`lhs_scales` `(` $lhs_scales^ `)`)? "
-                       "(`rhs_scales` `(` $rhs_scales^ `)`)? (`fp8_fast` $fp8_fast^)? attr-dict `:` "
+                       "(`rhs_scales` `(` $rhs_scales^ `)`)? (`fp8_fast` $fp8_fast^)? "
+                       "attr-dict `:` "
                        "type($lhs) `,` type($rhs) `,` type($acc) "
                        "(`lhs_scales` `(` type($lhs_scales)^ `)`)? "
                        "(`rhs_scales` `(` type($rhs_scales)^ `)`)?")

@@ -238,7 +238,8 @@ class MmaOp(IRDLOperation):
     traits = traits_def(Pure())
     irdl_options = (AttrSizedOperandSegments(as_property=True),)
     assembly_format = ("$lhs `,` $rhs `,` $acc (`lhs_scales` `(` $lhs_scales^ `)`)? "
-                       "(`rhs_scales` `(` $rhs_scales^ `)`)? (`fp8_fast` $fp8_fast^)? attr-dict `:` "
+                       "(`rhs_scales` `(` $rhs_scales^ `)`)? (`fp8_fast` $fp8_fast^)? "
+                       "attr-dict `:` "
                        "type($lhs) `,` type($rhs) (`lhs_scales` `(` type($lhs_scales)^ `)`)? "
                        "(`rhs_scales` `(` type($rhs_scales)^ `)`)? `->` type($result)")
 

@@ -64,7 +64,12 @@ from xdsl.traits import IsolatedFromAbove, IsTerminator, Pure, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
 
 from zhenwu_cc.dialects import dtypes
-from zhenwu_cc.dialects.formats import parse_number, print_number
+from zhenwu_cc.dialects.formats import (
+    parse_kernel_arguments,
+    parse_number,
+    print_kernel_arguments,
+    print_number,
+)
 
 Shape = tuple[int, ...]
 
@@ -120,7 +125,7 @@ def _check(cond: bool, msg: str) -> None:
         raise VerifyException(msg)
 
 
-# ---- low-precision scaling ------------------------------------------------------------------------
+# ---- low-precision scaling -----------------------------------------------------------------------
 # How each `precision ... scale MODE` holds its scales (docs/precision.md): the dtype of the scales,
 # the scale-rounding options a mode takes (the first is the default), and the elements per scale
 # along the contraction axis for the modes that block along it.
@@ -305,12 +310,6 @@ class PlaceAttr(ParametrizedAttribute):
 
 
 # ---- the kernel ---------------------------------------------------------------------------------
-def _print_argument(printer: Printer, arg, attrs) -> None:
-    # Imported here: xdsl.dialects.utils costs ~85 ms of start-up that `check` never needs.
-    from xdsl.dialects.utils import print_func_argument
-
-    print_func_argument(printer, arg, attrs)
-
 
 @irdl_op_definition
 class KernelOp(IRDLOperation):
@@ -371,11 +370,9 @@ class KernelOp(IRDLOperation):
     def print(self, printer: Printer) -> None:
         printer.print_string(" ")
         printer.print_symbol_name(self.sym_name.data)
-        printer.print_string("(")
         attrs = self.arg_attrs.data if self.arg_attrs else [None] * len(self.body.block.args)
-        printer.print_list(zip(self.body.block.args, attrs),
-                           lambda t: _print_argument(printer, t[0], t[1]))
-        printer.print_string(") -> (")
+        print_kernel_arguments(printer, self.body.block.args, attrs)
+        printer.print_string(" -> (")
         printer.print_list(zip(self.names_of_results, self.function_type.outputs.data),
                            lambda t: (printer.print_identifier_or_string_literal(t[0]),
                                       printer.print_string(": "), printer.print_attribute(t[1])))
@@ -388,14 +385,7 @@ class KernelOp(IRDLOperation):
     def parse(cls, parser: Parser) -> KernelOp:
         name = parser.parse_symbol_name().data
 
-        def parse_arg():
-            arg = parser.parse_argument()
-            attrs = parser.parse_optional_dictionary_attr_dict()
-            if (loc := parser.parse_optional_location()) is not None:
-                arg.location = loc
-            return arg, attrs
-
-        args = parser.parse_comma_separated_list(parser.Delimiter.PAREN, parse_arg)
+        args = parse_kernel_arguments(parser)
         parser.parse_punctuation("->")
 
         def parse_result():
@@ -646,6 +636,19 @@ class CastOp(IRDLOperation):
 
 
 # ---- low precision (inserted by the `cast` pass) ------------------------------------------------
+def quantized_types(shape: Sequence[int], precision: PrecisionAttr,
+                    axis: int | None) -> list[TensorType]:
+    """The types a tensor of `shape` is stored in when quantised: values, scales (one per block,
+    with the tensor's rank) and, for NVFP4, the f32 tensor scale."""
+    mode = precision.mode.data
+    blocks = scale_blocks(mode, precision.mode_args, shape, axis)
+    out = [TensorType(precision.dtype, shape),
+           TensorType(dtypes.to_xdsl(dtypes.get(SCALE_DTYPES[mode])), scale_shape(shape, blocks))]
+    if mode == "nvfp4":
+        out.append(TensorType(dtypes.to_xdsl(dtypes.F32), (1,) * len(shape)))
+    return out
+
+
 @irdl_op_definition
 class QuantizeOp(IRDLOperation):
     """Quantise a float tensor as `precision` says: low-precision values and their scales
@@ -667,25 +670,18 @@ class QuantizeOp(IRDLOperation):
     traits = traits_def(Pure())
     irdl_options = (AttrSizedOperandSegments(as_property=True),
                     AttrSizedResultSegments(as_property=True))
-    assembly_format = ("$input (`amax` $amax^)? `as` qualified($precision) (`axis` $axis^)? attr-dict `:` "
-                       "type($input) (`,` type($amax)^)? `->` type($values) `,` type($scales) "
-                       "(`,` type($tensor_scale)^)?")
+    assembly_format = ("$input (`amax` $amax^)? `as` qualified($precision) (`axis` $axis^)? "
+                       "attr-dict `:` type($input) (`,` type($amax)^)? `->` type($values) `,` "
+                       "type($scales) (`,` type($tensor_scale)^)?")
 
     def __init__(self, input: SSAValue, precision: PrecisionAttr, axis: int | None = None,
                  amax: SSAValue | None = None):
-        shape = _shape(input)
-        mode = precision.mode.data
-        blocks = scale_blocks(mode, precision.mode_args, shape, axis)
-        scale_t = dtypes.to_xdsl(dtypes.get(SCALE_DTYPES[mode]))
-        results: list = [TensorType(precision.dtype, shape),
-                         TensorType(scale_t, scale_shape(shape, blocks))]
-        results.append([TensorType(dtypes.to_xdsl(dtypes.F32), (1,) * len(shape))]
-                       if mode == "nvfp4" else [])
+        values, scales, *tensor_scale = quantized_types(_shape(input), precision, axis)
         props: dict[str, Attribute] = {"precision": precision}
         if axis is not None:
             props["axis"] = IntegerAttr(axis, 64)
         super().__init__(operands=[input, [amax] if amax else []], properties=props,
-                         result_types=results)
+                         result_types=[values, scales, tensor_scale])
 
     @property
     def blocked_axis(self) -> int | None:
@@ -1159,6 +1155,7 @@ ZK = Dialect(
     "zk",
     [KernelOp, ReturnOp, ConstantOp, IotaOp, *UNARY_OPS.values(), *BINARY_OPS.values(), CompareOp,
      SelectOp, CastOp, QuantizeOp, DequantizeOp, MatmulOp, *REDUCE_OPS.values(), LogSumExpOp,
-     ArgmaxOp, SoftmaxOp, LogSoftmaxOp, LayerNormOp, RMSNormOp, BroadcastOp, TransposeOp, ReshapeOp, SliceOp, ConcatOp],
+     ArgmaxOp, SoftmaxOp, LogSoftmaxOp, LayerNormOp, RMSNormOp, BroadcastOp, TransposeOp,
+     ReshapeOp, SliceOp, ConcatOp],
     [TileAttr, PrecisionAttr, PlaceAttr],
 )

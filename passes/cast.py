@@ -97,12 +97,7 @@ class _Caster:
     def parameter(self, arg: BlockArgument, p: zk.PrecisionAttr, axis: int | None) -> None:
         name = arg.name_hint or f"arg{arg.index}"
         shape = tuple(arg.type.get_shape())
-        if p.scaled:
-            probe = zk.QuantizeOp(arg, p, axis)  # its result types are the stored parts
-            types = [r.type for r in probe.results]
-            probe.erase(safe_erase=False)
-        else:
-            types = [TensorType(p.dtype, shape)]
+        types = zk.quantized_types(shape, p, axis) if p.scaled else [TensorType(p.dtype, shape)]
         used = {a.name_hint for a in self.block.args}
         parts = []
         for part, t in enumerate(types):
@@ -136,8 +131,8 @@ class _Caster:
                 ops = amax_ops(value, mode, p.mode_args, axis)
             amax = ops[-1].results[0] if mode in zk.AMAX_MODES else None
             q = zk.QuantizeOp(value, p, axis, amax)
-            q.values.name_hint = f"{name}_q"
-            q.scales.name_hint = f"{name}_scale"
+            for r, suffix in zip(q.results, ("_q", *SCALE_NAMES[1:])):
+                r.name_hint = name + suffix
             ops.append(q)
             parts = list(q.results)
         else:

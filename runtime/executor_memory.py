@@ -71,7 +71,10 @@ class _Dependence:
         elif isinstance(op, (ppu.VReduceOp, ppu.VTransposeOp)):
             self._join(op.out, op.input)
         elif isinstance(op, ppu.MmaOp):
-            self._join(op.acc, op.lhs, op.rhs)
+            self._join(op.acc, op.lhs, op.rhs, *op.lhs_scales, *op.rhs_scales)
+        elif isinstance(op, ppu.VQuantizeOp):
+            for out in op.outs:
+                self._join(out, op.input, *([op.amax] if op.amax is not None else []))
 
 
 def _launch_bytes(launch: ppu.LaunchOp) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from zhenwu_cc.dialects import dtypes, zk
+from zhenwu_cc.dialects import zk
 from zhenwu_cc.dialects.dtypes import DType
 from zhenwu_cc.runtime import numerics
 
@@ -96,7 +96,7 @@ def dequantize(values: np.ndarray, scales: Sequence[np.ndarray], rank: int | Non
         return exact.astype(np.float32)
 
 
-# ---- tiles (the executor's vector-engine quantisation) -------------------------------------------
+# ---- tiles (the executor's vector-engine quantisation) ------------------------------------------
 def _rows(x: np.ndarray, factors: Sequence[int]) -> tuple[np.ndarray, tuple]:
     """Tiles [grid..., t...] as rows [groups, elements]: one row per scale group of `factors`
     elements per axis; and what `_unrows` needs to undo it."""
@@ -107,11 +107,11 @@ def _rows(x: np.ndarray, factors: Sequence[int]) -> tuple[np.ndarray, tuple]:
     n = len(lead)
     order = (*range(n), *(n + 2 * i for i in range(rank)), *(n + 2 * i + 1 for i in range(rank)))
     rows = split.transpose(order).reshape(-1, math.prod(factors))
-    return rows, (lead, counts, factors, order, split.shape)
+    return rows, (lead, counts, factors, order)
 
 
 def _unrows(rows: np.ndarray, layout: tuple) -> np.ndarray:
-    lead, counts, factors, order, split_shape = layout
+    lead, counts, factors, order = layout
     grouped = rows.reshape(lead + counts + tuple(factors))
     back = np.argsort(order)
     return grouped.transpose(back).reshape(lead + tuple(c * f for c, f in zip(counts, factors)))
@@ -165,7 +165,7 @@ def _nvfp4_tiles(x: np.ndarray, spec: Spec, n: int, amax: np.ndarray | None
     return [values, scales, np.full((1,) * x.ndim, q.tensor_scale, np.float32)]
 
 
-# ---- kernel inputs --------------------------------------------------------------------------------
+# ---- kernel inputs ------------------------------------------------------------------------------
 def host_inputs(kernel, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The arrays a `cast` kernel (zk or ppu) takes, from the source program's inputs by
     parameter name: a parameter with a precision directive becomes its quantised values (and
@@ -199,6 +199,3 @@ def host_quantize(x: np.ndarray, origin) -> list[np.ndarray]:
         return [numerics.round_to(x, p.element)]
     return quantize(x, Spec.of(p, axis.value.data if axis is not None else None))
 
-
-def scale_dtype(mode: str) -> DType:
-    return dtypes.get(zk.SCALE_DTYPES[mode])

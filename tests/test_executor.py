@@ -1018,6 +1018,8 @@ def test_compiled_examples_match_the_reference(cli, tmp_path, example, defines):
     if not _emits_ppu():
         pytest.skip("`zhenwu-cc compile --emit ppu` is not available yet")
     from zhenwu_cc.frontend import build
+    from zhenwu_cc.passes.cast import CastPass
+    from zhenwu_cc.runtime.precision import host_inputs
     from zhenwu_cc.runtime.reference import evaluate, random_inputs
 
     path = Path(__file__).resolve().parent.parent / "examples" / example
@@ -1026,9 +1028,12 @@ def test_compiled_examples_match_the_reference(cli, tmp_path, example, defines):
     r = cli("compile", path, *args, "--emit", "ppu", "-o", out)
     assert r.code == 0, r.err
     module = Parser(make_context(), out.read_text()).parse_module()
-    zk_kernel = build(path.read_text(), str(path), defines).ops.first
+    source = build(path.read_text(), str(path), defines)
+    cast = source.clone()
+    CastPass().apply(make_context(), cast)  # precision directives, as the compiler applies them
+    zk_kernel = cast.ops.first
     kernel = next(op for op in module.walk() if isinstance(op, ppu.KernelOp))
-    inputs = random_inputs(zk_kernel, seed=3)
+    inputs = host_inputs(zk_kernel, random_inputs(source.ops.first, seed=3))
     want = evaluate(zk_kernel, inputs, mode="typed")
     got = execute(kernel, inputs)
     assert set(got) == set(want)

@@ -78,6 +78,24 @@ class Seq(Node):
     items: list[Node]
 
 
+def children(node: Node) -> list[Node]:
+    """The sub-nodes of a statement or expression, for walks that must not recurse."""
+    match node:
+        case Assign(value=v) | Neg(operand=v) | Kwarg(value=v) | SubIndex(index=v):
+            return [v]
+        case Return(values=vs) | Seq(items=vs):
+            return list(vs)
+        case BinOp(lhs=a, rhs=b):
+            return [a, b]
+        case Call(args=a, kwargs=k):
+            return [*a, *k]
+        case Index(base=b, subs=s):
+            return [b, *s]
+        case SubSlice(start=a, stop=b):
+            return [x for x in (a, b) if x is not None]
+    return []
+
+
 # ---- kernels -----------------------------------------------------------------------------------
 @dataclass(eq=False)
 class TensorType(Node):

@@ -371,7 +371,7 @@ class _KernelGen:
         stack: list[tuple[ast.Node, bool]] = [(root, False)]
         while stack:
             node, ready = stack.pop()
-            kids = _children(node)
+            kids = ast.children(node)
             if not ready and kids:
                 stack.append((node, True))
                 stack.extend((k, False) for k in reversed(kids))
@@ -753,23 +753,6 @@ def _mix_help(a: DType, b: DType) -> str:
     if wider:
         return f"cast one side explicitly, e.g. `{wider}(x)`"
     return "cast the integer side to a float dtype (e.g. `f32(i)`) or the float side to an integer"
-
-
-def _children(node: ast.Node) -> list[ast.Node]:
-    match node:
-        case ast.Neg(operand=v) | ast.Kwarg(value=v) | ast.SubIndex(index=v):
-            return [v]
-        case ast.BinOp(lhs=a, rhs=b):
-            return [a, b]
-        case ast.Seq(items=items):
-            return list(items)
-        case ast.Call(args=a, kwargs=k):
-            return [*a, *k]
-        case ast.Index(base=b, subs=s):
-            return [b, *s]
-        case ast.SubSlice(start=a, stop=b):
-            return [x for x in (a, b) if x is not None]
-    return []
 
 
 # ---- kernels and schedules -------------------------------------------------------------------

@@ -292,27 +292,10 @@ def _check_depth(file: str, module: ast.Module) -> None:
         if depth > MAX_DEPTH:
             raise error("ZK0104", f"expression nested more than {MAX_DEPTH} levels deep",
                         node.span, help="split the expression into named bindings")
-        for child in _children(node):
+        for child in ast.children(node):
             # a left operand stays level: `x + x + ... + x` is flat source however long it is
             level = isinstance(node, ast.BinOp) and child is node.lhs
             stack.append((child, depth if level else depth + 1))
-
-
-def _children(node) -> list:
-    match node:
-        case ast.Assign(value=v) | ast.Neg(operand=v) | ast.Kwarg(value=v) | ast.SubIndex(index=v):
-            return [v]
-        case ast.Return(values=vs) | ast.Seq(items=vs):
-            return list(vs)
-        case ast.BinOp(lhs=a, rhs=b):
-            return [a, b]
-        case ast.Call(args=a, kwargs=k):
-            return [*a, *k]
-        case ast.Index(base=b, subs=s):
-            return [b, *s]
-        case ast.SubSlice(start=a, stop=b):
-            return [x for x in (a, b) if x is not None]
-    return []
 
 
 # A run of characters that starts like a number (`1e`, `1.5.3`, `0x10`, `2x`); valid ones match
