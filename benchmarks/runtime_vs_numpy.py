@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from zhenwu_cc.runtime.executor import execute
 
 import zhenwu_cc
-from zhenwu_cc.runtime.executor import execute
 
 GEMM = """
 kernel gemm<M = 2048, N = 2048, K = 2048>(a: f32[M, K], b: f32[K, N]) -> f32[M, N] {

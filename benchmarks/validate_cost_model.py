@@ -43,8 +43,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def validate(csv_path: str = DEFAULT_CSV, target_name: str = "h100") -> list[dict]:
     """Compile and cost every calibration shape; one row per shape with its error."""
-    import zhenwu_cc
     from zhenwu_cc.runtime.target import load_target
+
+    import zhenwu_cc
 
     target = load_target(target_name)
     peak = target.tensor_peak("bf16")[0]

@@ -59,7 +59,6 @@ from xdsl.parser import AttrParser, Parser
 from xdsl.printer import Printer
 from xdsl.traits import IsTerminator, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
-
 from zhenwu_cc.dialects import dtypes
 from zhenwu_cc.dialects.formats import Number, parse_kernel_arguments, print_kernel_arguments
 from zhenwu_cc.dialects.tile import window

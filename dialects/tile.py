@@ -53,7 +53,6 @@ from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.traits import IsTerminator, Pure
 from xdsl.utils.exceptions import VerifyException
-
 from zhenwu_cc.dialects import dtypes, zk
 from zhenwu_cc.dialects.formats import Number
 

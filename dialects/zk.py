@@ -62,7 +62,6 @@ from xdsl.parser import AttrParser, Parser
 from xdsl.printer import Printer
 from xdsl.traits import IsolatedFromAbove, IsTerminator, Pure, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
-
 from zhenwu_cc.dialects import dtypes
 from zhenwu_cc.dialects.formats import (
     parse_kernel_arguments,

@@ -39,10 +39,10 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
-
-from zhenwu_cc.diagnostics import CompileError, Note, error
 from zhenwu_cc.dialects import dtypes, tile, zk
 from zhenwu_cc.dialects.loc import span_of
+
+from zhenwu_cc.diagnostics import CompileError, Note, error
 
 DEFAULT_BUFFERS = 2  # double buffering, unless the schedule says `buffers N`
 

@@ -36,11 +36,11 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
-
-from zhenwu_cc.diagnostics import error
 from zhenwu_cc.dialects import dtypes, zk
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.runtime.precision import HOST_ATTR
+
+from zhenwu_cc.diagnostics import error
 
 F32 = dtypes.to_xdsl(dtypes.F32)
 SCALE_NAMES = ("", "_scale", "_tensor_scale")  # argument names: values, scales, tensor scale

@@ -24,7 +24,6 @@ from xdsl.dialects.builtin import ModuleOp, TensorType, f32
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
-
 from zhenwu_cc.dialects import zk
 
 GELU_TANH_COEFF = 0.044715

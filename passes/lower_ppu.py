@@ -22,11 +22,11 @@ from xdsl.dialects.builtin import DenseArrayBase, IndexType, MemRefType, ModuleO
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
-
-from zhenwu_cc.diagnostics import error
 from zhenwu_cc.dialects import ppu, tile, zk
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.passes.alloc_sram import Placement, placement_of, root_of
+
+from zhenwu_cc.diagnostics import error
 
 REDUCTIONS = {zk.ReduceSumOp: "sum", zk.ReduceMaxOp: "max", zk.ReduceMinOp: "min"}
 

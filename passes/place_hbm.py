@@ -35,11 +35,11 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, FileLineColLoc, ModuleOp, TensorType
 from xdsl.ir import Attribute, SSAValue
 from xdsl.passes import ModulePass
-
-from zhenwu_cc.diagnostics import Note, Span, error
 from zhenwu_cc.dialects import dtypes, ppu, tile, zk
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.runtime.target import HBM, Target, list_targets, load_target
+
+from zhenwu_cc.diagnostics import Note, Span, error
 
 KEY = "ppu.hbm"  # the attribute name of a placement, on arguments and tile.empty / ppu.global
 

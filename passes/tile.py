@@ -40,10 +40,10 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
-
-from zhenwu_cc.diagnostics import Note, error
 from zhenwu_cc.dialects import dtypes, tile, zk
 from zhenwu_cc.dialects.loc import span_of
+
+from zhenwu_cc.diagnostics import Note, error
 
 DEFAULT_TK = 64
 MIN_SPLIT_K_CHUNK = 256  # each split-K part reduces at least this many K elements

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from zhenwu_cc.dialects import dtypes
 
 ULPS = 4  # slack in units of the output dtype's epsilon, relative to the output's scale

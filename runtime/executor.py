@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from xdsl.ir import Operation, SSAValue
-
-from zhenwu_cc.diagnostics import did_you_mean, error
 from zhenwu_cc.dialects import dtypes, ppu
 from zhenwu_cc.dialects.dtypes import DType
 from zhenwu_cc.dialects.loc import span_of
@@ -52,6 +50,8 @@ from zhenwu_cc.runtime.executor_merge import mergeable, run_merged
 from zhenwu_cc.runtime.executor_sram import check_allocations
 from zhenwu_cc.runtime.numerics import round_to
 from zhenwu_cc.runtime.reference import _checked
+
+from zhenwu_cc.diagnostics import did_you_mean, error
 
 __all__ = ["execute", "estimate_host_bytes"]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from zhenwu_cc.dialects import dtypes, ppu
 from zhenwu_cc.runtime.executor_index import Index
 

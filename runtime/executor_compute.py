@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.special
-
 from zhenwu_cc.dialects.dtypes import DType
 from zhenwu_cc.runtime.numerics import round_to
 

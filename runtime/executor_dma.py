@@ -16,11 +16,11 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from xdsl.ir import Operation
-
-from zhenwu_cc.diagnostics import error
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.dialects.tile import tile_counts
 from zhenwu_cc.runtime.executor_index import Index
+
+from zhenwu_cc.diagnostics import error
 
 
 def window(x: np.ndarray, base: Sequence[int], bound: Sequence[int]) -> np.ndarray:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.dialects import arith
 from xdsl.ir import Operation
+from zhenwu_cc.dialects.loc import span_of
 
 from zhenwu_cc.diagnostics import error
-from zhenwu_cc.dialects.loc import span_of
 
 
 @dataclass(frozen=True)

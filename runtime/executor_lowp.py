@@ -24,7 +24,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-
 from zhenwu_cc.runtime import numerics, precision
 from zhenwu_cc.runtime.executor_compute import align, grid_matmul
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import math
 
 from xdsl.ir import Operation, SSAValue
-
-from zhenwu_cc.diagnostics import error
 from zhenwu_cc.dialects import dtypes, ppu
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.dialects.tile import tile_counts
 from zhenwu_cc.runtime.executor_index import INDEX_OPS
 from zhenwu_cc.runtime.reference import MAX_HOST_BYTES_ENV, host_memory_limit
+
+from zhenwu_cc.diagnostics import error
 
 _SCRATCH = 3  # float32 temporaries one vector op makes at most, each as large as its destination
 

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from xdsl.ir import SSAValue
-
 from zhenwu_cc.dialects import dtypes, ppu
 from zhenwu_cc.runtime.executor_compute import accumulate, product
 from zhenwu_cc.runtime.executor_index import INDEX_OPS, Index

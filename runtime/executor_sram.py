@@ -4,10 +4,10 @@ bytes. They need no data, so the executor runs them before a launch touches any.
 from __future__ import annotations
 
 from xdsl.ir import Operation
-
-from zhenwu_cc.diagnostics import Note, error
 from zhenwu_cc.dialects import ppu
 from zhenwu_cc.dialects.loc import span_of
+
+from zhenwu_cc.diagnostics import Note, error
 
 
 def _name(op: ppu.AllocOp) -> str:

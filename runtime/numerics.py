@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-
 from zhenwu_cc.dialects import dtypes
 from zhenwu_cc.dialects.dtypes import DType
 

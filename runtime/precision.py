@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
 from zhenwu_cc.dialects import zk
 from zhenwu_cc.dialects.dtypes import DType
 from zhenwu_cc.runtime import numerics

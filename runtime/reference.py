@@ -33,12 +33,12 @@ import numpy as np
 import scipy.special
 from xdsl.dialects.builtin import FileLineColLoc
 from xdsl.ir import Operation, SSAValue
-
-from zhenwu_cc.diagnostics import Span, did_you_mean, error
 from zhenwu_cc.dialects import dtypes, zk
 from zhenwu_cc.dialects.dtypes import DType
 from zhenwu_cc.runtime import precision
 from zhenwu_cc.runtime.numerics import round_to
+
+from zhenwu_cc.diagnostics import Span, did_you_mean, error
 
 MODES = ("f64", "typed")
 MAX_HOST_BYTES_ENV = "ZHENWU_MAX_HOST_BYTES"

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.parser import Parser
-
-from zhenwu_cc.diagnostics import CompileError
 from zhenwu_cc.dialects import tile, zk
 from zhenwu_cc.passes.alloc_sram import AllocSramPass, placement_of, root_of, tile_bytes
 from zhenwu_cc.passes.registry import get_passes
+
+from zhenwu_cc.diagnostics import CompileError
 from zhenwu_cc.pipeline import make_context
 
 # ---- tile programs (shared with test_lower_ppu.py) ----------------------------------------------

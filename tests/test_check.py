@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from zhenwu_cc.runtime import check
 
 import zhenwu_cc
-from zhenwu_cc.runtime import check
 
 SRC = """kernel k<M = 48, N = 40, K = 72>(a: f16[M, K], b: f16[K, N]) -> f16[M, N] {
     c = f16(softmax(a @ b, axis=-1))

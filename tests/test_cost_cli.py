@@ -6,9 +6,9 @@ import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from zhenwu_cc.runtime.target import load_target
 
 import zhenwu_cc
-from zhenwu_cc.runtime.target import load_target
 
 GEMM = """kernel gemm<M = 512, N = 512, K = 512>(a: bf16[M, K], b: bf16[K, N]) -> bf16[M, N] {
     c = bf16(a @ b)

@@ -9,11 +9,11 @@ from importlib import resources
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from zhenwu_cc.diagnostics import CompileError
 from zhenwu_cc.runtime.cost.model import estimate
 from zhenwu_cc.runtime.cost.workload import Phase, Tensor, Work, Workload
 from zhenwu_cc.runtime.target import list_targets, load_target, parse_target
+
+from zhenwu_cc.diagnostics import CompileError
 
 MiB = 2**20
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from xdsl.context import Context
 from xdsl.dialects.builtin import Builtin, f32, i1
-
 from zhenwu_cc.dialects import zk
-from zhenwu_cc.frontend import build
 from zhenwu_cc.passes.decompose import COMPOSITES, DecomposePass
 from zhenwu_cc.passes.registry import get_passes
 from zhenwu_cc.runtime import reference
+
+from zhenwu_cc.frontend import build
 
 # (case id, parameters, result type, expression): every composite, in f32 and narrower types.
 CASES = [

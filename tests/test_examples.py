@@ -22,9 +22,9 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import Builtin, ModuleOp
 from xdsl.parser import Parser
 from xdsl.printer import Printer
-
 from zhenwu_cc.dialects import zk
 from zhenwu_cc.dialects.zk import ZK
+
 from zhenwu_cc.frontend import build
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

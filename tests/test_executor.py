@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import scipy.special
 from xdsl.parser import Parser
-
-from zhenwu_cc.diagnostics import CompileError
 from zhenwu_cc.dialects import ppu
-from zhenwu_cc.pipeline import make_context
 from zhenwu_cc.runtime import executor, executor_merge
 from zhenwu_cc.runtime.executor import estimate_host_bytes, execute
 from zhenwu_cc.runtime.numerics import round_to
+
+from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.pipeline import make_context
 
 RNG = np.random.default_rng(7)
 
@@ -1017,10 +1017,11 @@ def _tolerance(dtype: np.dtype) -> float:
 def test_compiled_examples_match_the_reference(cli, tmp_path, example, defines):
     if not _emits_ppu():
         pytest.skip("`zhenwu-cc compile --emit ppu` is not available yet")
-    from zhenwu_cc.frontend import build
     from zhenwu_cc.passes.cast import CastPass
     from zhenwu_cc.runtime.precision import host_inputs
     from zhenwu_cc.runtime.reference import evaluate, random_inputs
+
+    from zhenwu_cc.frontend import build
 
     path = Path(__file__).resolve().parent.parent / "examples" / example
     args = [a for k, v in defines.items() for a in ("-D", f"{k}={v}")]

@@ -17,13 +17,13 @@ import signal
 from collections.abc import Callable
 
 import pytest
+from conftest import EXAMPLES
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from zhenwu_cc.dialects import dtypes
 
-from conftest import EXAMPLES
 from zhenwu_cc.cli import main
 from zhenwu_cc.diagnostics import CODES, CompileError
-from zhenwu_cc.dialects import dtypes
 from zhenwu_cc.frontend import build
 from zhenwu_cc.frontend.irgen import (
     ACCUMULATE_DTYPES,

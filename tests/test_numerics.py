@@ -15,8 +15,8 @@ from functools import cache
 import ml_dtypes
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
-
+from hypothesis import given
+from hypothesis import strategies as st
 from zhenwu_cc.dialects import dtypes
 from zhenwu_cc.runtime.numerics import e8m0_from_exponent, pack_fp4, round_to, unpack_fp4
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from zhenwu_cc.runtime.numerics import matmul_f32, matmul_fp8_accumulate, round_to
 
 

@@ -8,11 +8,15 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-
 from test_numerics import positive_grid, ref_code
 from zhenwu_cc.dialects import dtypes
 from zhenwu_cc.runtime.numerics import (
-    Quantized, dequantize, quantize_block, quantize_channel, quantize_mx, quantize_nvfp4,
+    Quantized,
+    dequantize,
+    quantize_block,
+    quantize_channel,
+    quantize_mx,
+    quantize_nvfp4,
     quantize_tensor,
 )
 

@@ -1,12 +1,11 @@
 """The package layout: mapped subpackages import under zhenwu_cc, data files ship."""
 
 import importlib
-import zipfile
 import subprocess
 import sys
+import zipfile
 
 import pytest
-
 from conftest import REPO
 
 

@@ -8,19 +8,19 @@ import re
 from importlib import resources
 
 import pytest
+from conftest import EXAMPLES
 from xdsl.parser import Parser
 from xdsl.utils.exceptions import VerifyException
-
-from conftest import EXAMPLES
-from zhenwu_cc.diagnostics import CompileError
 from zhenwu_cc.dialects import ppu
-from zhenwu_cc.frontend import build
 from zhenwu_cc.passes.place_hbm import PlaceHbmPass, placement_map
-from zhenwu_cc.pipeline import default_pipeline, lower, make_context
 from zhenwu_cc.runtime.cost import trace
 from zhenwu_cc.runtime.cost.extract import workload_of
 from zhenwu_cc.runtime.cost.model import estimate
 from zhenwu_cc.runtime.target import load_target
+
+from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.frontend import build
+from zhenwu_cc.pipeline import default_pipeline, lower, make_context
 
 GiB = 2**30
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import zhenwu_cc
-from zhenwu_cc.diagnostics import CompileError
 from zhenwu_cc.runtime import numerics, precision, reference
 from zhenwu_cc.runtime.executor import execute
 from zhenwu_cc.runtime.executor_lowp import scaled_product
+
+import zhenwu_cc
+from zhenwu_cc.diagnostics import CompileError
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

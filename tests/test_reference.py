@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from zhenwu_cc.diagnostics import CompileError
 from zhenwu_cc.dialects import zk
-from zhenwu_cc.frontend import build
 from zhenwu_cc.runtime import reference
 from zhenwu_cc.runtime.reference import check_inputs, evaluate, random_inputs
+
+from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.frontend import build
 
 RNG = np.random.default_rng(1234)
 

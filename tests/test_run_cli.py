@@ -7,9 +7,9 @@ import io
 import ml_dtypes
 import numpy as np
 import pytest
+from zhenwu_cc.runtime.reference import check_inputs, evaluate
 
 from zhenwu_cc.frontend import build
-from zhenwu_cc.runtime.reference import check_inputs, evaluate
 
 SRC = """kernel mlp<M = 4, K = 8, N = 3>(x: f16[M, K], w: f16[K, N], n: i8[N]) -> (h: f32[M, N],
                                                                           c: i32[N]) {

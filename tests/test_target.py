@@ -7,10 +7,16 @@ import sys
 from importlib import resources
 
 import pytest
+from zhenwu_cc.runtime.target import (
+    FIELDS,
+    PROVENANCES,
+    TENSOR_DTYPES,
+    list_targets,
+    load_target,
+    parse_target,
+)
 
 from zhenwu_cc.diagnostics import CompileError
-from zhenwu_cc.runtime.target import (FIELDS, PROVENANCES, TENSOR_DTYPES, list_targets,
-                                      load_target, parse_target)
 
 GiB = 2**30
 M890_TEXT = (resources.files("zhenwu_cc.runtime.targets") / "m890.toml").read_text("utf-8")

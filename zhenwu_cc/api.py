@@ -14,7 +14,7 @@ codes and spans the CLI prints).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +43,7 @@ class CompiledKernel:
         self._zk = module
         self._lowered: dict[tuple[str, str], object] = {}
         self._cast = None
+        self._verify_each = True
 
     # -- the program --
     @property
@@ -78,10 +79,37 @@ class CompiledKernel:
             return self._zk
         key = (stage, target or self.target)
         if key not in self._lowered:
+            from zhenwu_cc.pipeline import Instrumentation
+
             module = self._zk.clone()
-            lower(module, stage, key[1])
+            lower(module, stage, key[1], Instrumentation(verify_each=self._verify_each))
             self._lowered[key] = module
         return self._lowered[key]
+
+    def retile(self, tiles: Mapping[str, Sequence[int]], *, split_k: Mapping[str, int] | None = None,
+               buffers: int | None = None, verify: bool = False) -> CompiledKernel:
+        """The same kernel with other `tile` sizes (and `buffers` depth), without parsing again:
+        what a tuner calls per candidate schedule. `tiles` maps binding names to sizes, as the
+        schedule's `tile NAME [...]` would; `verify` re-verifies the IR after every pass."""
+        from xdsl.dialects.builtin import IntegerAttr
+
+        from zhenwu_cc.frontend.irgen import tile_attr
+
+        module = self._zk.clone()
+        kernel = module.ops.first
+        named = {op.results[0].name_hint: op for op in kernel.body.walk()
+                 if op.results and op.results[0].name_hint}
+        for name, sizes in tiles.items():
+            if name not in named:
+                raise error("ZK0402", f"kernel `{self.name}` has no binding named `{name}`",
+                            help="bindings: " + ", ".join(sorted(named)))
+            named[name].attributes["zk.tile"] = tile_attr(named[name], name, list(sizes),
+                                                          (split_k or {}).get(name))
+        if buffers is not None:
+            kernel.attributes["zk.buffers"] = IntegerAttr(buffers, 64)
+        other = CompiledKernel(module, self.file, self.target)
+        other._verify_each = verify
+        return other
 
     def ir(self, stage: str = "ppu", *, debuginfo: bool = False) -> str:
         from zhenwu_cc.cli import print_ir
@@ -217,9 +245,8 @@ def compile(source_or_path: str | os.PathLike, *, kernel: str | None = None,
             ) -> CompiledKernel:
     """Compile `.zk` source text, or the `.zk` file at a path, for `target` (default m890)."""
     from zhenwu_cc.cli import read_source
-    from zhenwu_cc.pipeline import DEFAULT_TARGET
-
     from zhenwu_cc.frontend import build
+    from zhenwu_cc.pipeline import DEFAULT_TARGET
 
     text, file = str(source_or_path), "<source>"
     if isinstance(source_or_path, os.PathLike) or (

@@ -64,9 +64,8 @@ def read_source(path: str) -> str:
 
 def load_module(args, sources):
     """Read, parse and generate the `zk` module that the command line asks for."""
-    from zhenwu_cc.frontend import build
-
     from zhenwu_cc.diagnostics import error
+    from zhenwu_cc.frontend import build
 
     text = read_source(args.file)
     sources.add(args.file, text)
@@ -295,9 +294,8 @@ def estimate_for(args, sources, target_name: str):
 
 
 def cmd_cost(args, sources) -> Output:
-    from zhenwu_cc.runtime.cost import report
-
     from zhenwu_cc.passes.place_hbm import placement_map
+    from zhenwu_cc.runtime.cost import report
 
     est, target, workload, kernel = estimate_for(args, sources, args.target)
     placement = placement_map(kernel)

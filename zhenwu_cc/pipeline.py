@@ -12,6 +12,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TextIO
 
 from xdsl.context import Context
@@ -192,5 +193,10 @@ def _stderr() -> TextIO:
 def lower(module: ModuleOp, stage: str, target: str = DEFAULT_TARGET,
           inst: Instrumentation | None = None, ctx: Context | None = None) -> PipelineRun:
     """Take a freshly generated `zk` module to `stage` with the default pipeline."""
-    return run_pipeline(ctx or make_context(), module,
-                        parse_pipeline(default_pipeline(stage, target)), inst)
+    return run_pipeline(ctx or make_context(), module, _default_passes(stage, target), inst)
+
+
+@cache
+def _default_passes(stage: str, target: str) -> tuple[ModulePass, ...]:
+    """Parsed once per process: passes are immutable, and parsing their options is not free."""
+    return parse_pipeline(default_pipeline(stage, target))

@@ -16,7 +16,6 @@ import numpy as np
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import DictionaryAttr, MemRefType
 from xdsl.ir import Operation, SSAValue
-
 from zhenwu_cc.dialects import dtypes, ppu, zk
 from zhenwu_cc.dialects.loc import loc_text
 from zhenwu_cc.runtime.cost.workload import Phase, Tensor, Work, Workload

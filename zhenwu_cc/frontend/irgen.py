@@ -925,22 +925,8 @@ def _apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen: _KernelGen) -> No
             case ast.TileDirective():
                 v = resolve(d.target, allow_params=False)
                 once(("tile", d.target.id), d.span, f"`tile {d.target.id}`")
-                rooted = zk.matmul_feeding(v.ssa.owner) is not None
-                want = 3 if rooted else len(v.shape)
-                what = ("[M, N, K] for a matmul and its epilogue" if rooted
-                        else f"one per dimension of {v.describe()}")
-                if len(d.sizes) != want:
-                    raise error("ZK0403", f"`tile {d.target.id}` needs {want} size{'s' * (want != 1)} ({what}), got "
-                                f"{len(d.sizes)}", d.sizes_span)
-                if any(not 1 <= s <= MAX_TILE for s in d.sizes):
-                    raise error("ZK0403", f"tile sizes must be between 1 and {MAX_TILE}",
-                                d.sizes_span)
-                split = d.split_k if d.split_k is not None else 1
-                if d.split_k is not None and (not rooted or not 1 <= split <= 1024):
-                    raise error("ZK0403", "split_k applies to matmuls and must be 1..1024"
-                                if rooted else f"`{d.target.id}` is not a matmul: no split_k",
-                                d.span)
-                v.ssa.owner.attributes["zk.tile"] = zk.TileAttr(d.sizes, split)
+                v.ssa.owner.attributes["zk.tile"] = tile_attr(
+                    v.ssa.owner, d.target.id, d.sizes, d.split_k, d.sizes_span, d.span)
             case ast.PrecisionDirective():
                 attr = _precision_attr(d)
                 for ident in d.targets:
@@ -983,6 +969,26 @@ def _apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen: _KernelGen) -> No
         from xdsl.dialects.builtin import ArrayAttr
 
         op.arg_attrs = ArrayAttr([DictionaryAttr(a) for a in arg_attrs])
+
+
+def tile_attr(op: Operation, name: str, sizes: Sequence[int], split_k: int | None,
+              sizes_span: Span | None = None, span: Span | None = None) -> zk.TileAttr:
+    """`tile NAME [sizes] split_k N`, checked against the op NAME binds (ZK0403): three sizes
+    [M, N, K] for a matmul and its epilogue, else one per dimension of the value."""
+    rooted = zk.matmul_feeding(op) is not None
+    shape = tuple(op.results[0].type.get_shape())
+    want = 3 if rooted else len(shape)
+    what = ("[M, N, K] for a matmul and its epilogue" if rooted
+            else f"one per dimension of {list(shape)}")
+    if len(sizes) != want:
+        raise error("ZK0403", f"`tile {name}` needs {want} size{'s' * (want != 1)} ({what}), "
+                    f"got {len(sizes)}", sizes_span)
+    if any(not 1 <= s <= MAX_TILE for s in sizes):
+        raise error("ZK0403", f"tile sizes must be between 1 and {MAX_TILE}", sizes_span)
+    if split_k is not None and (not rooted or not 1 <= split_k <= 1024):
+        raise error("ZK0403", "split_k applies to matmuls and must be 1..1024"
+                    if rooted else f"`{name}` is not a matmul: no split_k", span)
+    return zk.TileAttr(sizes, split_k or 1)
 
 
 def _precision_attr(d: ast.PrecisionDirective) -> zk.PrecisionAttr:
