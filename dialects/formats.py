@@ -45,6 +45,30 @@ def print_kernel_arguments(printer: Printer, args, attrs) -> None:
     printer.print_string(")")
 
 
+def parse_bindings(parser: Parser) -> list[tuple]:
+    """`(%arg = %value : T, ...)`: region arguments bound to operands, as tile.grid and tile.loop
+    print them (scf.forall style). Returns (block argument, operand) pairs."""
+
+    def one():
+        arg = parser.parse_argument(expect_type=False)
+        parser.parse_punctuation("=")
+        operand = parser.parse_unresolved_operand()
+        parser.parse_punctuation(":")
+        t = parser.parse_type()
+        return arg.resolve(t), parser.resolve_operand(operand, t)
+
+    return parser.parse_comma_separated_list(parser.Delimiter.PAREN, one)
+
+
+def print_bindings(printer: Printer, args, values) -> None:
+    printer.print_string("(")
+    printer.print_list(zip(args, values), lambda t: (
+        printer.print_ssa_value(t[0]), printer.print_string(" = "),
+        printer.print_ssa_value(t[1]), printer.print_string(" : "),
+        printer.print_attribute(t[1].type)))
+    printer.print_string(")")
+
+
 def print_number(printer: Printer, value: float) -> None:
     if math.isnan(value) or math.isinf(value):
         printer.print_string(str(value))

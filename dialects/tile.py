@@ -54,7 +54,7 @@ from xdsl.printer import Printer
 from xdsl.traits import IsTerminator, Pure
 from xdsl.utils.exceptions import VerifyException
 from zhenwu_cc.dialects import dtypes, zk
-from zhenwu_cc.dialects.formats import Number
+from zhenwu_cc.dialects.formats import Number, parse_bindings, print_bindings
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -380,12 +380,9 @@ class LoopOp(IRDLOperation):
         printer.print_ssa_value(self.induction_var)
         printer.print_string(f" = 0 to {self.trip_count}")
         if self.inits:
-            printer.print_string(" iter(")
-            printer.print_list(zip(self.iter_args, self.inits), lambda t: (
-                printer.print_ssa_value(t[0]), printer.print_string(" = "),
-                printer.print_ssa_value(t[1]), printer.print_string(" : "),
-                printer.print_attribute(t[1].type)))
-            printer.print_string(") -> (")
+            printer.print_string(" iter")
+            print_bindings(printer, self.iter_args, self.inits)
+            printer.print_string(" -> (")
             printer.print_list(self.res, lambda r: printer.print_attribute(r.type))
             printer.print_string(")")
         printer.print_op_attributes(self.attributes, print_keyword=True)
@@ -402,16 +399,9 @@ class LoopOp(IRDLOperation):
         trips = parser.parse_integer()
         args, inits = [iv.resolve(IndexType())], []
         if parser.parse_optional_keyword("iter") is not None:
-            def one():
-                arg = parser.parse_argument(expect_type=False)
-                parser.parse_punctuation("=")
-                operand = parser.parse_unresolved_operand()
-                parser.parse_punctuation(":")
-                t = parser.parse_type()
-                args.append(arg.resolve(t))
-                inits.append(parser.resolve_operand(operand, t))
-
-            parser.parse_comma_separated_list(parser.Delimiter.PAREN, one)
+            for arg, value in parse_bindings(parser):
+                args.append(arg)
+                inits.append(value)
             parser.parse_punctuation("->")
             parser.parse_comma_separated_list(parser.Delimiter.PAREN, parser.parse_type)
         attrs = parser.parse_optional_attr_dict_with_keyword()
@@ -501,12 +491,8 @@ class GridOp(IRDLOperation):
         printer.print_list(self.index_args, printer.print_ssa_value)
         printer.print_string(")")
         for word, args, vals in (("ins", self.in_args, self.ins), ("outs", self.out_args, self.outs)):
-            printer.print_string(f" {word}(")
-            printer.print_list(zip(args, vals), lambda t: (
-                printer.print_ssa_value(t[0]), printer.print_string(" = "),
-                printer.print_ssa_value(t[1]), printer.print_string(" : "),
-                printer.print_attribute(t[1].type)))
-            printer.print_string(")")
+            printer.print_string(f" {word}")
+            print_bindings(printer, args, vals)
         printer.print_string(f" role {self.role.data}")
         printer.print_op_attributes(self.attributes, print_keyword=True)
         printer.print_string(" ")
@@ -521,17 +507,9 @@ class GridOp(IRDLOperation):
         operands: dict[str, list[SSAValue]] = {"ins": [], "outs": []}
         for word in ("ins", "outs"):
             parser.parse_keyword(word)
-
-            def one(word=word):
-                arg = parser.parse_argument(expect_type=False)
-                parser.parse_punctuation("=")
-                operand = parser.parse_unresolved_operand()
-                parser.parse_punctuation(":")
-                t = parser.parse_type()
-                args.append(arg.resolve(t))
-                operands[word].append(parser.resolve_operand(operand, t))
-
-            parser.parse_comma_separated_list(parser.Delimiter.PAREN, one)
+            for arg, value in parse_bindings(parser):
+                args.append(arg)
+                operands[word].append(value)
         parser.parse_keyword("role")
         role = parser.parse_identifier()
         attrs = parser.parse_optional_attr_dict_with_keyword()
