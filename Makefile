@@ -19,10 +19,11 @@ demo: $(STAMP)
 	$(BIN)/zhenwu-cc run examples/gemm_bias_gelu.zk -D M=256 -D N=256 -D K=256 --check
 	$(BIN)/zhenwu-cc cost examples/gemm_bias_gelu.zk
 
-# The whole test suite: pytest (units, examples, properties, fuzzing) and lit + filecheck.
+# The whole test suite: lit + filecheck (the passes' textual output), then pytest (units,
+# examples, properties, fuzzing); pytest's closing line is the suite's verdict.
 test: $(STAMP)
+	$(BIN)/lit --succinct tests/filecheck
 	$(BIN)/python -m pytest
-	$(BIN)/lit --quiet tests/filecheck
 
 # The property tests at full size (minutes).
 test-slow: $(STAMP)
