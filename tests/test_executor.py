@@ -141,17 +141,23 @@ def test_non_affine_tile_indices_gather_and_scatter():
     np.testing.assert_allclose(run(text, **x)["c"], gemm_expected(x), rtol=1e-5, atol=1e-5)
 
 
-def test_merged_loop_falls_back_when_the_slot_differs_between_tiles(monkeypatch):
-    """Slots chosen by i + k: the loop has the merged shape, but only stepping is right."""
-    text = gemm_text().replace("%as = ppu.slot %abuf[%k]", "%ik = arith.addi %i, %k : index\n"
-                               "        %as = ppu.slot %abuf[%ik]")
-    results = []
+def _record_merges(monkeypatch) -> list[bool]:
+    """Whether each loop the executor meets is run merged (True) or stepped (False)."""
+    results: list[bool] = []
 
     def spy(interp, loop):
         results.append(executor_merge.run_merged(interp, loop))
         return results[-1]
 
     monkeypatch.setattr(executor, "run_merged", spy)
+    return results
+
+
+def test_merged_loop_falls_back_when_the_slot_differs_between_tiles(monkeypatch):
+    """Slots chosen by i + k: the loop has the merged shape, but only stepping is right."""
+    text = gemm_text().replace("%as = ppu.slot %abuf[%k]", "%ik = arith.addi %i, %k : index\n"
+                               "        %as = ppu.slot %abuf[%ik]")
+    results = _record_merges(monkeypatch)
     x = gemm_inputs()
     np.testing.assert_allclose(run(text, **x)["c"], gemm_expected(x), rtol=1e-5, atol=1e-5)
     assert results == [False]
@@ -164,13 +170,7 @@ def test_merged_loop_falls_back_when_two_loads_share_a_slot(monkeypatch):
         "%again = ppu.slot %abuf[%k] : !buf -> !t\n"
         "        %t9 = ppu.dma_load %a[%ai, %ak] tile [32, 32] pad 1.0 -> %again : !a, !t\n"
         "        ppu.wait %t0, %t1")
-    results = []
-
-    def spy(interp, loop):
-        results.append(executor_merge.run_merged(interp, loop))
-        return results[-1]
-
-    monkeypatch.setattr(executor, "run_merged", spy)
+    results = _record_merges(monkeypatch)
     x = gemm_inputs()
     np.testing.assert_allclose(run(text, **x)["c"], gemm_expected(x), rtol=1e-5, atol=1e-5)
     assert results == [False]
