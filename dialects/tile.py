@@ -30,7 +30,7 @@ from xdsl.dialects.builtin import (
     UnitAttr,
     i64,
 )
-from xdsl.ir import Attribute, Block, Dialect, Operation, Region, SSAValue
+from xdsl.ir import Attribute, Dialect, Operation, Region, SSAValue
 from xdsl.irdl import (
     AttrSizedOperandSegments,
     AttrSizedResultSegments,
@@ -466,11 +466,6 @@ class GridOp(IRDLOperation):
     @property
     def out_args(self) -> Sequence[SSAValue]:
         return self.body.block.args[len(self.grid_shape) + len(self.ins):]
-
-    @staticmethod
-    def make_block(rank: int, ins: Sequence[SSAValue], outs: Sequence[SSAValue]) -> Block:
-        return Block(arg_types=[IndexType()] * rank + [v.type for v in ins]
-                     + [v.type for v in outs])
 
     def verify_(self) -> None:
         rank = len(self.grid_shape)
