@@ -153,9 +153,9 @@ def test_fp4_nan_raises_instead_of_becoming_zero():
 
 
 def test_float64_input_is_rounded_once():
-    # ml_dtypes goes through float32 and rounds twice; round_to rounds the float64 value once.
+    # Each value sits a hair past a midpoint of the E2M1 grid, closer than float32 can resolve:
+    # rounding through float32 first would land on the midpoint and tie to even.
     x = np.array([0.2500000001, 2.5000001, -0.7499999999])
-    assert x.astype(ml_dtypes.float4_e2m1fn).astype(np.float32).tolist() == [0, 2, -1]
     assert round_to(x, "f4E2M1FN").astype(np.float32).tolist() == [0.5, 3, -0.5]
     over = round_to(np.array([464.00000001]), "f8E4M3FN", saturate=False)
     assert np.isnan(over.astype(np.float32)[0])  # above the 464 tie: rounds up, overflows

@@ -1,11 +1,15 @@
 """The package layout: mapped subpackages import under zhenwu_cc, data files ship."""
 
 import importlib
+from importlib.metadata import version
 import subprocess
 import sys
+import tomllib
 import zipfile
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from conftest import REPO
 
 
@@ -34,3 +38,28 @@ def test_wheel_contains_data_files(tmp_path):
                      "zhenwu_cc/cli.py"):
         assert required in names
     assert not any(n.startswith(("dialects/", "passes/", "runtime/")) for n in names)
+
+
+def _lock() -> dict[str, str]:
+    lines = (REPO / ".ci" / "constraints.txt").read_text().splitlines()
+    pins = [line.split("==") for line in lines if line and not line.startswith("#")]
+    return {canonicalize_name(name): version for name, version in pins}
+
+
+def test_lock_pins_every_dependency_within_its_range():
+    """`make` and CI install from the lock: it must pin each declared package inside its range."""
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = [Requirement(r) for r in meta["dependencies"] + meta["optional-dependencies"]["dev"]]
+    lock = _lock()
+    for req in declared:
+        if req.name in ("setuptools", "wheel"):  # build tools: pip does not freeze them
+            continue
+        name = canonicalize_name(req.name)
+        assert name in lock, f"{req.name} is not pinned in .ci/constraints.txt (run `make lock`)"
+        assert req.specifier.contains(lock[name]), f"{req.name}=={lock[name]} not in {req.specifier}"
+
+
+def test_installed_versions_are_the_locked_ones():
+    lock = _lock()
+    for name in ("xdsl", "lark", "numpy", "ml-dtypes", "scipy"):
+        assert version(name) == lock[canonicalize_name(name)]
