@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # with `make lock` after changing the ranges in pyproject.toml, and commit both together.
 LOCK := .ci/constraints.txt
 
-.PHONY: demo test test-slow bench lock clean
+.PHONY: demo test test-slow fuzz bench lock clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ test: $(STAMP)
 # The property tests at full size (minutes).
 test-slow: $(STAMP)
 	ZHENWU_TEST_PROFILE=thorough $(BIN)/python -m pytest -m "slow or not slow"
+
+# The fuzz campaign: FUZZ_COUNT forked cases (check, compile, opt, run, cost, target files, .npz),
+# half on each core; findings land in fuzz-findings/ and make the target fail.
+FUZZ_COUNT ?= 100000
+FUZZ_SEED ?= 0
+fuzz: $(STAMP)
+	printf '0/2\n1/2\n' | xargs -P 2 -I{} $(BIN)/python tests/fuzzer.py \
+		--count $(FUZZ_COUNT) --seed $(FUZZ_SEED) --shard {}
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/frontend.py
