@@ -1,5 +1,7 @@
 """The Python API's tuner path: `retile` reuses the parsed kernel for new schedules."""
 
+import re
+
 import pytest
 
 import zhenwu_cc
@@ -23,11 +25,16 @@ def test_retile_changes_tiles_not_meaning():
 
 def test_retile_buffers_and_split_k():
     base = zhenwu_cc.compile(SRC)
-    one = base.retile({"c": (64, 64, 64)}, buffers=1).cost().time
-    two = base.retile({"c": (64, 64, 64)}, buffers=2).cost().time
-    assert one >= two  # without double buffering DMA and compute do not overlap
-    split = base.retile({"c": (64, 64, 64)}, split_k={"c": 2})
-    assert "arith.muli" in split.ir("tile")  # the K index of a split part
+    one = base.retile({"c": (64, 64, 64)}, buffers=1)
+    two = base.retile({"c": (64, 64, 64)}, buffers=2)
+    assert set(re.findall(r"depth (\d+)", one.ir())) == {"1"}
+    assert set(re.findall(r"depth (\d+)", two.ir())) == {"1", "2"}  # the K loop's operands
+    assert one.cost().time > two.cost().time  # without double buffering DMA and compute serialise
+    split = base.retile({"c": (64, 64, 64)}, split_k={"c": 2}).ir("tile")
+    # f32 partial sums of 2 K halves, 2 K steps of 64 each, summed by the consumer grid
+    assert "tile.empty : tensor<2x512x384xf32>" in split
+    assert "tile.grid [2, 8, 6] (%b0, %i, %j)" in split and "%k = 0 to 2 iter" in split
+    assert "arith.muli" in split  # the first K step of a split part
 
 
 def test_retile_rejects_unknown_names_and_bad_arity():

@@ -9,10 +9,10 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import Builtin, f32, i1
 from zhenwu_cc.dialects import zk
 from zhenwu_cc.passes.decompose import COMPOSITES, DecomposePass
-from zhenwu_cc.passes.registry import get_passes
 from zhenwu_cc.runtime import reference
 
 from zhenwu_cc.frontend import build
+from zhenwu_cc.pipeline import make_context, parse_pipeline
 
 # (case id, parameters, result type, expression): every composite, in f32 and narrower types.
 CASES = [
@@ -139,15 +139,23 @@ def test_composite_of_composite_and_unnamed_results():
     assert not any(isinstance(op, COMPOSITES) for op in kernel.walk())
 
 
-def test_idempotent_and_registered():
-    assert get_passes()["decompose"]() is DecomposePass
-    assert DecomposePass.name == "decompose"
-    assert len(COMPOSITES) == 11
-    kernel = _kernel(*CASES[0][1:])
-    _decompose(kernel)
-    text = str(kernel)
-    _decompose(kernel)
-    assert str(kernel) == text
+def test_every_composite_has_a_case():
+    """CASES exercises every op `decompose` expands: a new composite needs a case here."""
+    assert {type(_composite(_kernel(*case[1:]))) for case in CASES} == set(COMPOSITES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_idempotent_and_registered(case):
+    """`decompose` as the pipeline names it: one run expands everything, a second is a no-op."""
+    (decompose,) = parse_pipeline("decompose")
+    module = _kernel(*case[1:]).parent_op()
+    before = str(module)
+    decompose.apply(make_context(), module)
+    once = str(module)
+    assert once != before
+    assert not any(isinstance(op, COMPOSITES) for op in module.walk())
+    decompose.apply(make_context(), module)
+    assert str(module) == once
 
 
 # ---- numerics ------------------------------------------------------------------------------------

@@ -368,7 +368,10 @@ def test_well_typed_kernels_build(case):
     assert kernel.body.block.last_op.name == "zk.return"
 
 
-@pytest.mark.skipif(not EXAMPLE_TEXTS, reason="no examples/*.zk")
+def test_the_example_mutants_have_examples_to_mutate():
+    assert len(EXAMPLE_TEXTS) >= 16  # else EXAMPLE_MUTANTS mutates the empty string
+
+
 @settings(max_examples=600)
 @given(EXAMPLE_MUTANTS)
 def test_mutated_examples_never_crash(text):

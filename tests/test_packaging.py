@@ -13,12 +13,15 @@ from packaging.utils import canonicalize_name
 from conftest import REPO
 
 
-@pytest.mark.parametrize("name", ["zhenwu_cc.dialects.zk", "zhenwu_cc.dialects.dtypes",
-                                  "zhenwu_cc.frontend.parser", "zhenwu_cc.passes",
-                                  "zhenwu_cc.runtime"])
-def test_mapped_packages_import(name):
-    mod = importlib.import_module(name)
-    assert mod.__name__ == name
+@pytest.mark.parametrize("name,path", [
+    ("zhenwu_cc.dialects.zk", "dialects/zk.py"), ("zhenwu_cc.dialects.dtypes", "dialects/dtypes.py"),
+    ("zhenwu_cc.frontend.parser", "zhenwu_cc/frontend/parser.py"),
+    ("zhenwu_cc.passes", "passes/__init__.py"), ("zhenwu_cc.runtime", "runtime/__init__.py"),
+    ("zhenwu_cc.runtime.targets", "runtime/targets/__init__.py"),
+])
+def test_mapped_packages_import(name, path):
+    """Each subpackage imports under zhenwu_cc from the folder pyproject.toml maps it to."""
+    assert importlib.import_module(name).__file__ == str(REPO / path)
 
 
 def test_no_generic_top_level_packages_are_importable_from_site():

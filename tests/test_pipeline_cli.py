@@ -79,6 +79,15 @@ def test_opt_replays_a_dumped_stage(cli, zk_file, tmp_path):
     assert replay == direct
 
 
-def test_no_verify_each_still_runs(cli, zk_file):
-    r = cli("compile", zk_file(SRC), "--no-verify-each")
+def test_no_verify_each_still_runs(cli, zk_file, monkeypatch):
+    from zhenwu_cc import pipeline
+
+    verified: list[str] = []
+    monkeypatch.setattr(pipeline, "verify", lambda module, after: verified.append(after))
+    path = zk_file(SRC)
+    r = cli("compile", path, "--no-verify-each")
     assert r.code == 0 and "ppu.kernel" in r.out
+    assert verified == []
+    r = cli("compile", path, "--emit", "tile")
+    assert r.code == 0
+    assert verified == [f"pass `{p}`" for p in ("decompose", "cast", "tile", "canonicalize", "cse")]

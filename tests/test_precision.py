@@ -54,6 +54,7 @@ def test_host_quantises_parameters_exactly_as_numerics(dtype, mode, quantize):
     q = quantize(given["x"])
     assert _same(stored["x"], q.values)
     assert _same(stored["x_scale"], q.scales.reshape(stored["x_scale"].shape))
+    assert (q.tensor_scale is not None) == mode.startswith("nvfp4")  # NVFP4's second level
     if q.tensor_scale is not None:
         assert stored["x_tensor_scale"].reshape(()) == q.tensor_scale
     assert set(stored) == {a.name_hint for a in k.cast.body.block.args}
