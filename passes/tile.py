@@ -505,8 +505,9 @@ def _reduce_kind(op) -> str:
 def _identity(kind: str, dt: dtypes.DType) -> float:
     if kind == "sum":
         return 0.0
-    big = math.inf if dt.is_float else float(dt.finite_max)
-    return -big if kind == "max" else (big if dt.is_float else float(dt.finite_min))
+    if dt.is_float:
+        return -math.inf if kind == "max" else math.inf
+    return float(dt.finite_min if kind == "max" else dt.finite_max)
 
 
 def _reduce_op(kind: str, x: SSAValue, axes: Sequence[int]) -> Operation:

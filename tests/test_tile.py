@@ -339,30 +339,25 @@ def test_a_matmul_too_big_for_the_smallest_tiles(tmp_path):
     assert d.code == "ZK0604" and "even the smallest tiles do not fit" in d.help
 
 
-# ---- known bugs: integer identities of max / min / argmax ------------------------------------------
-BUG_IDENTITY = ("passes/tile.py `_identity`: a max over integers starts from -finite_max, not "
-                "finite_min, and a min from finite_min, not finite_max")
+# ---- integer identities of max / min / argmax: the dtype's own extremes -----------------------------
 
 
 def _run(source: str, x: np.ndarray) -> np.ndarray:
     return zhenwu_cc.compile(source).run({"x": x})["result0"]
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_IDENTITY)
 def test_integer_min_reduction():
     x = np.arange(4000, dtype=np.int32).reshape(4, 1000) - 7
     np.testing.assert_array_equal(_run(kernel("x: i32[4, 1000]", "i32[4]", "return min(x, axis=1)"),
                                        x), x.min(axis=1))
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_IDENTITY)
 def test_integer_max_reduction_of_the_smallest_value():
     x = np.full((4, 1000), -128, np.int8)
     np.testing.assert_array_equal(_run(kernel("x: i8[4, 1000]", "i8[4]", "return max(x, axis=1)"),
                                        x), x.max(axis=1))
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_IDENTITY)
 def test_integer_argmax_of_a_row_whose_largest_value_is_min_plus_one():
     x = np.full((4, 1000), -128, np.int8)
     x[:, 600] = -127
