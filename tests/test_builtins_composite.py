@@ -112,3 +112,36 @@ def test_bad_calls_are_located_diagnostics(call, code):
         _kernel(call, "x: f32[4, 6, 5], s: f32[5]", "f32[4, 6, 5]")
     assert e.value.diagnostics[0].code == code
     assert e.value.diagnostics[0].span.line == 2
+
+
+# ---- bitcast ------------------------------------------------------------------------------------
+CODES = np.array([[0], [1], [126], [127], [128], [200], [254], [255]], np.uint8)
+
+
+def test_bitcast_reads_codes_as_e8m0_scales_bit_for_bit():
+    import ml_dtypes
+
+    k = _kernel("x * f32(bitcast(s, f8E8M0FNU))", "x: f32[8, 4], s: ui8[8, 1]", "f32[8, 4]")
+    x = np.ones((8, 4), np.float32)
+    want = np.broadcast_to(CODES.view(ml_dtypes.float8_e8m0fnu).astype(np.float64), (8, 4))
+    np.testing.assert_array_equal(next(iter(k.reference({"x": x, "s": CODES}).values())), want)
+    got = next(iter(k.run({"x": x, "s": CODES}).values()))
+    np.testing.assert_array_equal(got, want.astype(np.float32))  # code 0 is 2**-127, not NaN
+    assert np.isnan(got[-1]).all() and got[0, 0] == 2.0**-127
+
+
+def test_bitcast_between_signed_and_unsigned_bytes():
+    k = _kernel("bitcast(s, i8)", "s: ui8[8, 1]", "i8[8, 1]")
+    np.testing.assert_array_equal(next(iter(k.run({"s": CODES}).values())), CODES.view(np.int8))
+
+
+@pytest.mark.parametrize("call, code", [("bitcast(s, f16)", "ZK0308"),
+                                        ("bitcast(s, f4E2M1FN)", "ZK0308"),
+                                        ("bitcast(s, 3)", "ZK0306"),
+                                        ("f8E8M0FNU(s)", "ZK0308"),
+                                        ("s + f32", "ZK0312")])
+def test_bitcast_misuse_is_located(call, code):
+    with pytest.raises(CompileError) as e:
+        _kernel(call, "s: ui8[8, 1]", "f32[8, 1]")
+    assert e.value.diagnostics[0].code == code
+    assert e.value.diagnostics[0].span.line == 2

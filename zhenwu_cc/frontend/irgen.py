@@ -48,7 +48,7 @@ UNARY_FUNCS = ("exp", "log", "tanh", "erf", "sigmoid", "relu", "gelu", "gelu_tan
                "softplus", "sqrt", "rsqrt", "abs")
 BUILTINS = (*UNARY_FUNCS, "max", "min", "sum", "mean", "argmax", "pow", "clamp", "where", "iota",
             "concat", "softmax", "log_softmax", "logsumexp", "layernorm", "rmsnorm", "transpose",
-            "reshape", "broadcast_to", *composites.CALLS)
+            "reshape", "broadcast_to", "bitcast", *composites.CALLS)
 PRECISION_DTYPES = ("f8E4M3FN", "f8E5M2", "f4E2M1FN", "f16", "bf16")
 SCALE_MODES = {"tensor": 0, "channel": 1, "block": 2, "mx": 0, "nvfp4": 0, "none": 0}
 ACCUMULATE_DTYPES = ("f32", "f16", "bf16")
@@ -147,6 +147,8 @@ class _KernelGen:
             return Value(span, num=self.shape_values[name])
         if name in CONSTANTS:
             return Value(span, num=CONSTANTS[name])
+        if name in dtypes.DTYPES:
+            return Value(span, dtype_arg=dtypes.DTYPES[name])
         guess = did_you_mean(name, [*self.env, *self.shape_values, *CONSTANTS])
         fix = (FixIt(span, guess),) if guess else ()
         raise CompileError(Diagnostic("ZK0201", f"undefined name `{name}`", span, fixits=fix,
@@ -259,7 +261,7 @@ class _KernelGen:
             elif v.is_scalar:
                 out.append(self.weak(v, common, op_span))
             else:
-                raise error("ZK0312", f"{what} cannot take a sequence", v.span)
+                raise error("ZK0312", f"{what} cannot take {v.describe()}", v.span)
         return out
 
     def broadcast_check(self, vals: list[Value], op_span: Span, what: str) -> None:
@@ -455,7 +457,31 @@ class _KernelGen:
         v = self.need_tensor(v, f"`{to.name}(...)`")
         if v.dtype == to:
             return v
+        if to.name == "f8E8M0FNU" and not v.dtype.is_float:
+            raise error("ZK0308", f"`f8E8M0FNU(...)` converts the value of {v.describe()}: an "
+                        "integer is not a power of two in general, and 0 becomes NaN", span,
+                        help="to read integer codes as E8M0 scales (2**(code - 127)) use "
+                        "`bitcast(x, f8E8M0FNU)`; to convert values, go through a float: "
+                        "`f8E8M0FNU(f32(x))`")
         return self.tensor(zk.CastOp(v.ssa, dtypes.to_xdsl(to)), span)
+
+    def bitcast_call(self, node, args, kwargs) -> Value:
+        """`bitcast(x, DTYPE)`: the same bits read as another type of the same width."""
+        self.arity(node, args, 2, 2)
+        self.kwargs(node, kwargs, ())
+        x = self.need_tensor(args[0], "`bitcast`")
+        to = args[1].dtype_arg
+        if to is None:
+            raise error("ZK0306", f"`bitcast` needs a dtype name as its second argument, got "
+                        f"{args[1].describe()}", args[1].span, help="e.g. `bitcast(s, f8E8M0FNU)`")
+        if not zk.bitcast_compatible(x.dtype, to):
+            raise error("ZK0308", f"`bitcast` from {x.dtype.name} ({x.dtype.bits} bits) to "
+                        f"{to.name} ({to.bits} bits): the widths must match, at 8 bits or more",
+                        node.span, help="`bitcast` reinterprets bits; to convert values use "
+                        f"`{to.name}(x)`")
+        if x.dtype == to:
+            return x
+        return self.tensor(zk.BitcastOp(x.ssa, dtypes.to_xdsl(to)), node.span)
 
     def unary_call(self, node, args, kwargs) -> Value:
         self.arity(node, args, 1, 1)
@@ -698,7 +724,8 @@ _CALLS: dict[str, Callable] = {
     "log_softmax": _KernelGen.softmax_call, "logsumexp": _KernelGen.logsumexp_call,
     "layernorm": _KernelGen.norm_call, "rmsnorm": _KernelGen.norm_call,
     "transpose": _KernelGen.transpose_call, "reshape": _KernelGen.reshape_call,
-    "broadcast_to": _KernelGen.broadcast_call, **composites.CALLS,
+    "broadcast_to": _KernelGen.broadcast_call, "bitcast": _KernelGen.bitcast_call,
+    **composites.CALLS,
 }
 assert set(_CALLS) == set(BUILTINS)
 

@@ -20,6 +20,7 @@ class Value:
     ssa: SSAValue | None = None
     num: int | float | bool | None = None
     items: list[Value] | None = None
+    dtype_arg: DType | None = None  # a dtype named as an argument: `bitcast(x, f8E8M0FNU)`
 
     @property
     def is_tensor(self) -> bool:
@@ -42,6 +43,8 @@ class Value:
             return type_str(self.dtype, self.shape)
         if self.is_scalar:
             return f"scalar {self.num!r}"
+        if self.dtype_arg is not None:
+            return f"the dtype `{self.dtype_arg.name}`"
         return "a sequence"
 
 
