@@ -68,7 +68,8 @@ SPACES = ("hbm", "l2", "sram")
 
 # Vector-engine functions of `ppu.vmap` by arity, and which of them are transcendental (they run
 # at the target's transcendental rate in the cost model).
-VMAP_UNARY = ("neg", "abs", "exp", "log", "tanh", "erf", "sqrt", "rsqrt", "copy", "cast")
+VMAP_UNARY = ("neg", "abs", "exp", "log", "tanh", "erf", "sqrt", "rsqrt", "copy", "cast",
+              "bitcast")
 VMAP_BINARY = ("add", "sub", "mul", "div", "max", "min", "pow", "eq", "ne", "lt", "le", "gt", "ge")
 VMAP_TERNARY = ("select",)
 TRANSCENDENTAL = frozenset({"exp", "log", "tanh", "erf", "sqrt", "rsqrt", "pow"})

@@ -634,6 +634,34 @@ class CastOp(IRDLOperation):
         _check(_shape(self.input) == _shape(self.result), "zk.cast keeps the shape")
 
 
+@irdl_op_definition
+class BitcastOp(IRDLOperation):
+    """Reinterpret each element's bits as another type of the same width (ui8 codes as E8M0
+    scales, say): no rounding, no value conversion."""
+
+    name = "zk.bitcast"
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` type($input) `to` type($result)"
+
+    def __init__(self, input: SSAValue, element_type: Attribute):
+        super().__init__(operands=[input],
+                         result_types=[TensorType(element_type, _shape(input))])
+
+    def verify_(self) -> None:
+        _check(_shape(self.input) == _shape(self.result), "zk.bitcast keeps the shape")
+        src, dst = (dtypes.from_xdsl(_elem(v)) for v in (self.input, self.result))
+        _check(bitcast_compatible(src, dst),
+               f"zk.bitcast needs two types of one storage width, got {src.name} and {dst.name}")
+
+
+def bitcast_compatible(src: dtypes.DType, dst: dtypes.DType) -> bool:
+    """Same bits per element, neither a 1-bit mask nor a sub-byte format (held a byte each)."""
+    return (src.bits == dst.bits and src.bits >= 8
+            and "bool" not in (src.kind, dst.kind))
+
+
 # ---- low precision (inserted by the `cast` pass) ------------------------------------------------
 def quantized_types(shape: Sequence[int], precision: PrecisionAttr,
                     axis: int | None) -> list[TensorType]:
@@ -1087,7 +1115,8 @@ class ConcatOp(IRDLOperation):
         _check(tuple(expected) == _shape(self.result), "zk.concat result shape")
 
 
-ELEMENTWISE_OPS = (UnaryElementwiseOp, BinaryElementwiseOp, CastOp, SelectOp, CompareOp)
+ELEMENTWISE_OPS = (UnaryElementwiseOp, BinaryElementwiseOp, CastOp, BitcastOp, SelectOp,
+                   CompareOp)
 
 
 def matmul_feeding(op: Operation) -> MatmulOp | None:
@@ -1153,7 +1182,7 @@ def _prod(shape: Sequence[int]) -> int:
 ZK = Dialect(
     "zk",
     [KernelOp, ReturnOp, ConstantOp, IotaOp, *UNARY_OPS.values(), *BINARY_OPS.values(), CompareOp,
-     SelectOp, CastOp, QuantizeOp, DequantizeOp, MatmulOp, *REDUCE_OPS.values(), LogSumExpOp,
+     SelectOp, CastOp, BitcastOp, QuantizeOp, DequantizeOp, MatmulOp, *REDUCE_OPS.values(), LogSumExpOp,
      ArgmaxOp, SoftmaxOp, LogSoftmaxOp, LayerNormOp, RMSNormOp, BroadcastOp, TransposeOp,
      ReshapeOp, SliceOp, ConcatOp],
     [TileAttr, PrecisionAttr, PlaceAttr],

@@ -181,8 +181,7 @@ class _Grid:
             return self.emit(zk.ConstantOp(op.number, TensorType(v.type.element_type, shape)), loc)
         if isinstance(op, zk.IotaOp):
             return self._iota(op, req)
-        if isinstance(op, (zk.UnaryElementwiseOp, zk.BinaryElementwiseOp, zk.CompareOp,
-                           zk.SelectOp, zk.CastOp)):
+        if isinstance(op, zk.ELEMENTWISE_OPS):
             tiles = [self.tile_of(x, _operand_req(req, _shape(v), _shape(x), 0.0, self.zero),
                                   loc) for x in op.operands]
             return self.emit(_clone_elementwise(op, tiles), loc)
@@ -493,8 +492,8 @@ def _clone_elementwise(op: Operation, tiles: list[SSAValue]) -> Operation:
         return zk.CompareOp(op.predicate.data, tiles[0], tiles[1])
     if isinstance(op, zk.SelectOp):
         return zk.SelectOp(*tiles)
-    assert isinstance(op, zk.CastOp)
-    return zk.CastOp(tiles[0], op.result.type.element_type)
+    assert isinstance(op, (zk.CastOp, zk.BitcastOp))
+    return type(op)(tiles[0], op.result.type.element_type)
 
 
 def _reduce_kind(op) -> str:

@@ -36,6 +36,7 @@ from zhenwu_cc.runtime import precision
 from zhenwu_cc.runtime.executor_buffers import Alloc, Ref
 from zhenwu_cc.runtime.executor_compute import (
     accumulate,
+    bitcast,
     align,
     into,
     product,
@@ -333,6 +334,9 @@ class Interpreter:
         rank = len(_shape(op.out))
         ins = [align(self.read(v, op), r, rank) for v in op.ins]
         dest = _dtype(op.out)
+        if op.function == "bitcast":
+            self.write(op.out, bitcast(ins[0], _dtype(op.ins[0]), dest), owned=True)
+            return
         out = None
         if op.function not in ("cast", "select"):
             current, owned = self.env[op.out].read()

@@ -90,6 +90,12 @@ def vmap(fn: str, ins: Sequence[np.ndarray], dest: DType, out: np.ndarray | None
     return into(_UFUNCS[fn](*(up(x) for x in ins), out=out), dest)
 
 
+def bitcast(x: np.ndarray, src: DType, dest: DType) -> np.ndarray:
+    """The bits of `x` held as `src`, read as `dest` (same width: the verifier checks)."""
+    held = x if x.dtype == src.np_dtype else round_to(x, src)
+    return held.view(dest.np_dtype)
+
+
 def _cast(x: np.ndarray, dest: DType) -> np.ndarray:
     """Round (saturating) into `dest`; NaN cast to an integer is 0, as in the reference. Floats
     reach an integer type through float64, which holds every float and the integer bounds

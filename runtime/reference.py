@@ -151,6 +151,12 @@ def _cast(op, args, m):
     return x  # a float target: f64 keeps the value, typed rounds it in `hold`
 
 
+def _bitcast(op, args, m):
+    """The bits of each element held in the source type, read as the result type."""
+    src, to = _dtype(op.input), _dtype(op.result)
+    return m.up(round_to(args[0], src).view(to.np_dtype))
+
+
 def _matmul(op, args, m):
     a, b = args
     if _dtype(op.lhs).is_int:
@@ -272,7 +278,8 @@ def _dequantize(op, args, m):
 RULES: dict[type, Rule] = {
     **dict.fromkeys(_UNARY, _unary), **dict.fromkeys(_BINARY, _binary),
     **dict.fromkeys(_REDUCE, _reduce),
-    zk.CompareOp: _compare, zk.SelectOp: _select, zk.CastOp: _cast, zk.MatmulOp: _matmul,
+    zk.CompareOp: _compare, zk.SelectOp: _select, zk.CastOp: _cast, zk.BitcastOp: _bitcast,
+    zk.MatmulOp: _matmul,
     zk.LogSumExpOp: _logsumexp, zk.ArgmaxOp: _argmax, zk.SoftmaxOp: _softmax,
     zk.LogSoftmaxOp: _log_softmax, zk.LayerNormOp: _layernorm, zk.RMSNormOp: _rmsnorm,
     zk.ConstantOp: _constant, zk.IotaOp: _iota, zk.BroadcastOp: _broadcast,

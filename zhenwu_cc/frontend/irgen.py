@@ -35,7 +35,8 @@ from zhenwu_cc.diagnostics import (
 from zhenwu_cc.dialects import dtypes, zk
 from zhenwu_cc.dialects.dtypes import DType
 from zhenwu_cc.dialects.loc import span_of
-from zhenwu_cc.frontend import ast
+from zhenwu_cc.frontend import ast, composites
+from zhenwu_cc.frontend.values import Value, type_str
 
 CONSTANTS = {"inf": math.inf, "pi": math.pi, "true": True, "false": False}
 DTYPE_ALIASES = {"fp32": "f32", "float32": "f32", "float": "f32", "fp16": "f16", "float16": "f16",
@@ -47,7 +48,7 @@ UNARY_FUNCS = ("exp", "log", "tanh", "erf", "sigmoid", "relu", "gelu", "gelu_tan
                "softplus", "sqrt", "rsqrt", "abs")
 BUILTINS = (*UNARY_FUNCS, "max", "min", "sum", "mean", "argmax", "pow", "clamp", "where", "iota",
             "concat", "softmax", "log_softmax", "logsumexp", "layernorm", "rmsnorm", "transpose",
-            "reshape", "broadcast_to")
+            "reshape", "broadcast_to", "bitcast", *composites.CALLS)
 PRECISION_DTYPES = ("f8E4M3FN", "f8E5M2", "f4E2M1FN", "f16", "bf16")
 SCALE_MODES = {"tensor": 0, "channel": 1, "block": 2, "mx": 0, "nvfp4": 0, "none": 0}
 ACCUMULATE_DTYPES = ("f32", "f16", "bf16")
@@ -55,44 +56,6 @@ ACCUMULATE_OPTIONS = ("fp8_fast",)
 MAX_BUFFERS = 8
 MAX_TILE = 1 << 16
 I64 = dtypes.DTYPES["i64"]  # the range of every compile-time integer
-
-
-# ---- values during generation ------------------------------------------------------------------
-@dataclass
-class Value:
-    """What an expression evaluates to: a tensor, a weak scalar, or a sequence (shapes, axes)."""
-
-    span: Span
-    ssa: SSAValue | None = None
-    num: int | float | bool | None = None
-    items: list[Value] | None = None
-
-    @property
-    def is_tensor(self) -> bool:
-        return self.ssa is not None
-
-    @property
-    def is_scalar(self) -> bool:
-        return self.num is not None
-
-    @property
-    def dtype(self) -> DType:
-        return dtypes.from_xdsl(self.ssa.type.element_type)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.ssa.type.get_shape())
-
-    def describe(self) -> str:
-        if self.is_tensor:
-            return type_str(self.dtype, self.shape)
-        if self.is_scalar:
-            return f"scalar {self.num!r}"
-        return "a sequence"
-
-
-def type_str(dtype: DType, shape: Sequence[int]) -> str:
-    return f"{dtype.name}[{', '.join(str(d) for d in shape)}]"
 
 
 def _fold(fn: Callable, *args) -> float:
@@ -184,6 +147,8 @@ class _KernelGen:
             return Value(span, num=self.shape_values[name])
         if name in CONSTANTS:
             return Value(span, num=CONSTANTS[name])
+        if name in dtypes.DTYPES:
+            return Value(span, dtype_arg=dtypes.DTYPES[name])
         guess = did_you_mean(name, [*self.env, *self.shape_values, *CONSTANTS])
         fix = (FixIt(span, guess),) if guess else ()
         raise CompileError(Diagnostic("ZK0201", f"undefined name `{name}`", span, fixits=fix,
@@ -296,7 +261,7 @@ class _KernelGen:
             elif v.is_scalar:
                 out.append(self.weak(v, common, op_span))
             else:
-                raise error("ZK0312", f"{what} cannot take a sequence", v.span)
+                raise error("ZK0312", f"{what} cannot take {v.describe()}", v.span)
         return out
 
     def broadcast_check(self, vals: list[Value], op_span: Span, what: str) -> None:
@@ -492,7 +457,31 @@ class _KernelGen:
         v = self.need_tensor(v, f"`{to.name}(...)`")
         if v.dtype == to:
             return v
+        if to.name == "f8E8M0FNU" and not v.dtype.is_float:
+            raise error("ZK0308", f"`f8E8M0FNU(...)` converts the value of {v.describe()}: an "
+                        "integer is not a power of two in general, and 0 becomes NaN", span,
+                        help="to read integer codes as E8M0 scales (2**(code - 127)) use "
+                        "`bitcast(x, f8E8M0FNU)`; to convert values, go through a float: "
+                        "`f8E8M0FNU(f32(x))`")
         return self.tensor(zk.CastOp(v.ssa, dtypes.to_xdsl(to)), span)
+
+    def bitcast_call(self, node, args, kwargs) -> Value:
+        """`bitcast(x, DTYPE)`: the same bits read as another type of the same width."""
+        self.arity(node, args, 2, 2)
+        self.kwargs(node, kwargs, ())
+        x = self.need_tensor(args[0], "`bitcast`")
+        to = args[1].dtype_arg
+        if to is None:
+            raise error("ZK0306", f"`bitcast` needs a dtype name as its second argument, got "
+                        f"{args[1].describe()}", args[1].span, help="e.g. `bitcast(s, f8E8M0FNU)`")
+        if not zk.bitcast_compatible(x.dtype, to):
+            raise error("ZK0308", f"`bitcast` from {x.dtype.name} ({x.dtype.bits} bits) to "
+                        f"{to.name} ({to.bits} bits): the widths must match, at 8 bits or more",
+                        node.span, help="`bitcast` reinterprets bits; to convert values use "
+                        f"`{to.name}(x)`")
+        if x.dtype == to:
+            return x
+        return self.tensor(zk.BitcastOp(x.ssa, dtypes.to_xdsl(to)), node.span)
 
     def unary_call(self, node, args, kwargs) -> Value:
         self.arity(node, args, 1, 1)
@@ -608,10 +597,21 @@ class _KernelGen:
         self.arity(node, args, 1, 1)
         kw = self.kwargs(node, kwargs, ("axis",))
         x = self.float_tensor(args[0], node)
-        axis = self.axis(self.static_int(kw["axis"], "axis") if "axis" in kw else -1,
-                         len(x.shape), kw["axis"].span if "axis" in kw else node.span)
+        axes = self.norm_axes(kw, x, node)
+        if len(axes) > 1:
+            return composites.softmax_over(self, node, x, axes)
         cls = zk.SoftmaxOp if node.func == "softmax" else zk.LogSoftmaxOp
-        return self.tensor(cls(x.ssa, axis), node.span)
+        return self.tensor(cls(x.ssa, axes[0]), node.span)
+
+    def norm_axes(self, kw: dict[str, Value], x: Value, node) -> list[int]:
+        """`axis=` of softmax and the norms: one axis (default -1) or a tuple of them."""
+        if "axis" not in kw:
+            return [self.axis(-1, len(x.shape), node.span)]
+        if kw["axis"].items is not None:
+            if not kw["axis"].items:
+                raise error("ZK0304", f"`{node.func}` needs at least one axis", kw["axis"].span)
+            return self.axes(kw["axis"], len(x.shape))
+        return [self.axis(self.static_int(kw["axis"], "axis"), len(x.shape), kw["axis"].span)]
 
     def logsumexp_call(self, node, args, kwargs) -> Value:
         self.arity(node, args, 1, 1)
@@ -627,8 +627,7 @@ class _KernelGen:
         x = self.float_tensor(args[0], node)
         scale = args[1] if len(args) > 1 else kw.get("scale")
         bias = args[2] if len(args) > 2 else kw.get("bias")
-        axis = self.axis(self.static_int(kw["axis"], "axis") if "axis" in kw else -1,
-                         len(x.shape), kw["axis"].span if "axis" in kw else node.span)
+        axes = self.norm_axes(kw, x, node)
         default_eps = 1e-5 if node.func == "layernorm" else 1e-6
         eps = self.static_float(kw["eps"], "eps") if "eps" in kw else default_eps
         if not eps >= 0:
@@ -648,9 +647,12 @@ class _KernelGen:
             if zk.broadcast_shapes(v.shape, x.shape) != x.shape:
                 raise error("ZK0302", f"`{node.func}` scale/bias {v.describe()} does not "
                             f"broadcast to the input {x.describe()}", v.span)
-            operands.append(v.ssa)
+            operands.append(v)
+        if len(axes) > 1:
+            return composites.norm_over(self, node, x, axes, *operands, eps)
         cls = zk.LayerNormOp if node.func == "layernorm" else zk.RMSNormOp
-        return self.tensor(cls(x.ssa, operands[0], operands[1], axis, eps), node.span)
+        scale, bias = (v.ssa if v else None for v in operands)
+        return self.tensor(cls(x.ssa, scale, bias, axes[0], eps), node.span)
 
     def float_tensor(self, v: Value, node: ast.Call) -> Value:
         v = self.need_tensor(v, f"`{node.func}`")
@@ -722,7 +724,8 @@ _CALLS: dict[str, Callable] = {
     "log_softmax": _KernelGen.softmax_call, "logsumexp": _KernelGen.logsumexp_call,
     "layernorm": _KernelGen.norm_call, "rmsnorm": _KernelGen.norm_call,
     "transpose": _KernelGen.transpose_call, "reshape": _KernelGen.reshape_call,
-    "broadcast_to": _KernelGen.broadcast_call,
+    "broadcast_to": _KernelGen.broadcast_call, "bitcast": _KernelGen.bitcast_call,
+    **composites.CALLS,
 }
 assert set(_CALLS) == set(BUILTINS)
 
