@@ -369,7 +369,7 @@ def _constant_value(v: SSAValue) -> float | None:
 
 def input_roles(kernel: zk.KernelOp) -> dict[str, str]:
     """The role of each parameter that random values must respect, by name: "positive" for a
-    float parameter that reaches the operand of log, sqrt, rsqrt or pow's base (unless the
+    parameter that reaches the operand of log, sqrt, rsqrt or pow's base (unless the
     exponent is a whole-number constant) through ops that keep the sign (casts, views, max/min,
     adding or multiplying a constant >= 0), so that the math is defined; "scale_code" for an
     unsigned 8-bit parameter that reaches an add or subtract of the constant 127 (a biased
@@ -377,7 +377,7 @@ def input_roles(kernel: zk.KernelOp) -> dict[str, str]:
     roles = {}
     for name, arg in zip(kernel.arg_names, kernel.body.block.args):
         d = _dtype(arg)
-        if d.is_float and _reaches(arg, _positive_use):
+        if d.kind != "bool" and _reaches(arg, _positive_use):
             roles[name] = "positive"
         elif d.is_int and d.finite_min == 0 and d.np_dtype.itemsize == 1 and _reaches(
                 arg, _biased_exponent_use):
@@ -436,6 +436,8 @@ def _random_values(rng: np.random.Generator, d: DType, shape: tuple[int, ...],
         return rng.random(shape) < 0.5
     if role == "scale_code":
         return rng.integers(SCALE_BIAS - 4, SCALE_BIAS + 5, shape)
+    if d.is_int and role == "positive":
+        return rng.integers(1, 8, shape)
     if d.is_int:
         return rng.integers(0 if d.finite_min == 0 else -8, 8, shape)
     if d.name == "f8E8M0FNU":  # a scale format: powers of two, no zero or sign
@@ -453,8 +455,9 @@ def random_inputs(kernel: zk.KernelOp, seed: int = 0,
 
     Floats are standard normal (well inside even FP4's range of +-6, so few saturate), or uniform
     in [0.01, 1) where the math needs them positive (`input_roles`); E8M0 scales are powers of
-    two 2**-4..2**4; signed integers -8..7, unsigned 0..7, except unsigned 8-bit scale codes
-    123..131 (2**-4..2**4 after the bias of 127); i1 fair coin flips. `ranges` (checked with
+    two 2**-4..2**4; signed integers -8..7, unsigned 0..7, except 1..7 where the math needs them
+    positive and unsigned 8-bit scale codes 123..131 (2**-4..2**4 after the bias of 127); i1
+    fair coin flips. `ranges` (checked with
     `check_ranges`) overrides a parameter's: uniform in [lo, hi) for floats, lo..hi for integers.
     """
     out, roles, ranges = {}, input_roles(kernel), ranges or {}

@@ -156,6 +156,14 @@ def test_ui8_scale_codes_from_0_to_7_underflow_and_the_check_says_so():
     assert not c.passed and c.inconclusive and "underflows" in c.reason
 
 
+def test_integers_under_a_square_root_are_drawn_positive():
+    k = zhenwu_cc.compile("kernel k(n: i8[64]) -> f32[64] { return sqrt(f32(n)) }")
+    assert reference.input_roles(k.zk) == {"n": "positive"}
+    n = k.inputs(seed=0)["n"]
+    assert 1 <= int(n.min()) and int(n.max()) <= 7
+    assert k.check(seed=0).passed
+
+
 def test_an_unsigned_byte_that_is_no_scale_code_keeps_small_values():
     k = zhenwu_cc.compile("kernel k(x: f32[8], n: ui8[8]) -> f32[8] { return x * f32(n) }")
     assert reference.input_roles(k.zk) == {}
@@ -214,3 +222,14 @@ def test_cli_warns_about_parameters_that_inputs_leaves_random(cli, zk_file, tmp_
     assert text.code == 0 and "warning[ZK0501]: --inputs gives no array for q" in text.err
     assert cli("run", path, "--reference", "--inputs", full, "--format", "json"
                ).json["diagnostics"] == []
+
+
+def test_a_budget_tells_mx_floor_from_rceil_where_the_yardstick_passes_both():
+    floor = zhenwu_cc.compile(MX)
+    rceil = zhenwu_cc.compile(MX.replace("scale mx", "scale mx(rceil)"))
+    (f,), (r,) = floor.check(seed=0).checks, rceil.check(seed=0).checks
+    assert f.passed and r.passed  # each within its own typed program's error
+    assert f.rel_l2 > 1.05 * r.rel_l2  # floor saturates block maxima that rceil keeps
+    budget = (f.rel_l2 + r.rel_l2) / 2
+    assert not floor.check(seed=0, max_rel_l2=budget).passed
+    assert rceil.check(seed=0, max_rel_l2=budget).passed

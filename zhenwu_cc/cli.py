@@ -263,13 +263,16 @@ def cmd_run(args, sources) -> Output:
         checks = compiled.compare(inputs, outputs, max_rel_l2=args.max_rel_l2, sample=sample)
         payload["check"] = [c.to_json() for c in checks]
         out.text += render(checks)
-        failed = [c.name for c in checks if not c.passed and not c.inconclusive]
+        failed = [c for c in checks if not c.passed and not c.inconclusive]
         unsure = [c for c in checks if c.inconclusive]
         if failed:
             out.diagnostics.append(Diagnostic(
-                "ZK0508", f"outputs {', '.join(failed)} differ from the float64 reference by "
-                "more than their dtypes explain", help="see the per-output errors above; "
-                "`run --reference --mode typed` shows what the declared dtypes alone give"))
+                "ZK0508", f"outputs {', '.join(c.name for c in failed)} differ from the float64 "
+                "reference by more than their dtypes explain"
+                + ("" if args.max_rel_l2 is None else " or --max-rel-l2 allows") + ": "
+                + "; ".join(f"{c.name}: {c.reason}" for c in failed),
+                help="see the per-output errors above; `run --reference --mode typed` shows "
+                "what the declared dtypes alone give"))
         if unsure:
             out.diagnostics.append(Diagnostic(
                 "ZK0509", "the numerics check cannot tell right from wrong for "
