@@ -13,10 +13,11 @@ twice that, plus a few units in the last place of the output dtype, and, when th
 one, within a budget of relative L2 error against the exact math (`max_rel_l2`), which does
 judge the precision choice.
 
-A comparison that cannot tell right from wrong never passes: an exact-math reference that is all
-zero, has NaN (the math is undefined there, and NaN matching NaN proves nothing) or no finite
-value, or underflows the output dtype, and an output that is all zero or has no finite value.
-Such an output is "inconclusive" (its `reason` says why); the CLI reports it as ZK0509.
+A comparison that cannot tell right from wrong never passes: within the tolerance, an exact-math
+reference that is all zero, has NaN (the math is undefined there, and NaN matching NaN proves
+nothing) or no finite value, or underflows the output dtype, and an output that is all zero or
+has no finite value. Such an output is "inconclusive" (its `reason` says why; the CLI reports it
+as ZK0509); one outside the tolerance fails whatever its values.
 
 Beyond the verdict the report says where the error sits: the relative L2 error, a histogram of
 elementwise relative errors per decade, and each precision directive's share (the typed error
@@ -205,13 +206,14 @@ def compare(name: str, dtype: str, got: np.ndarray, oracle: np.ndarray,
     with np.errstate(invalid="ignore"):
         spread = diff / np.maximum(np.abs(np.where(finite, r, 0.0)), max(tiny, 1e-300))
     rel_l2 = _rel_l2(a, r)
-    inconclusive = _inconclusive(dtype, a, r, scale)
-    reason = inconclusive
-    if not reason and nan_mismatch:
+    inconclusive = ""
+    if nan_mismatch:
         reason = f"{nan_mismatch} element(s) are NaN on one side only"
-    elif not reason and not max_abs <= tol:
+    elif not max_abs <= tol:
         reason = f"max abs error {max_abs:.3g} is above the tolerance {tol:.3g}"
-    elif not reason and max_rel_l2 is not None and not rel_l2 <= max_rel_l2:
+    else:  # within the tolerance: but does that prove anything?
+        reason = inconclusive = _inconclusive(dtype, a, r, scale)
+    if not reason and max_rel_l2 is not None and not rel_l2 <= max_rel_l2:
         reason = (f"rel L2 error {rel_l2:.3g} against the exact math is above the budget "
                   f"{max_rel_l2:g}")
     return OutputCheck(

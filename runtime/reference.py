@@ -404,7 +404,7 @@ def _reaches(arg: SSAValue, found: Callable[[Operation, SSAValue], bool | None])
 def _positive_use(op: Operation, v: SSAValue) -> bool | None:
     if isinstance(op, zk.PowOp) and op.operands[0] is v:
         exponent = _constant_value(op.operands[1])
-        return exponent is None or exponent != int(exponent)  # x**2 is defined for any x
+        return exponent is None or not float(exponent).is_integer()  # x**2: any x
     if isinstance(op, _DOMAIN_OPS):
         return True
     if isinstance(op, _SIGN_KEEPING):

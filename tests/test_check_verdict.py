@@ -43,6 +43,12 @@ def test_an_all_zero_output_is_inconclusive_even_when_the_typed_program_underflo
     assert not c.passed and c.inconclusive and c.reason == "the output is all zero"
 
 
+def test_an_all_zero_output_outside_the_tolerance_fails_rather_than_being_inconclusive():
+    ref = np.full(8, 3.0)
+    c = check.compare("y", "f32", np.zeros(8), ref, ref)
+    assert not c.passed and not c.inconclusive and "above the tolerance" in c.reason
+
+
 def test_nan_matching_nan_is_not_ok():
     nan = np.full(4, np.nan)
     c = check.compare("y", "f32", nan, nan, nan)
@@ -134,7 +140,7 @@ def test_log_and_sqrt_operands_are_drawn_positive():
 @pytest.mark.parametrize("body, positive", [
     ("sqrt(x + 1e-6)", True), ("rsqrt(max(x, 0.5))", True), ("pow(x, 0.5)", True),
     ("pow(x, 2.0)", False), ("log(x * y)", False), ("exp(x) + y", False),
-    ("log(x - 1.0)", False)])
+    ("log(x - 1.0)", False), ("pow(x, inf)", True)])
 def test_which_parameters_need_positive_values(body, positive):
     k = zhenwu_cc.compile(f"kernel k(x: f32[4], y: f32[4]) -> f32[4] {{ return {body} }}")
     assert (reference.input_roles(k.zk).get("x") == "positive") is positive
