@@ -230,6 +230,18 @@ def test_cli_warns_about_parameters_that_inputs_leaves_random(cli, zk_file, tmp_
                ).json["diagnostics"] == []
 
 
+def test_cli_json_says_how_each_random_input_was_drawn(cli, zk_file, tmp_path):
+    partial = tmp_path / "p.npz"
+    _npz(partial, p=np.full((16, 32), 0.5, np.float32))
+    r = cli("run", zk_file(KL), "--reference", "--format", "json")
+    assert r.json["inputs"] == [{"name": "p", "source": "random", "role": "positive"},
+                                {"name": "q", "source": "random", "role": "positive"}]
+    r = cli("run", zk_file(KL), "--reference", "--inputs", partial, "--input-range", "q=2:3",
+            "--format", "json")
+    assert r.json["inputs"] == [{"name": "p", "source": "file"},
+                                {"name": "q", "source": "random", "range": [2.0, 3.0]}]
+
+
 def test_a_budget_tells_mx_floor_from_rceil_where_the_yardstick_passes_both():
     floor = zhenwu_cc.compile(MX)
     rceil = zhenwu_cc.compile(MX.replace("scale mx", "scale mx(rceil)"))

@@ -228,7 +228,8 @@ def cmd_run(args, sources) -> Output:
     check = args.check or args.check_sample is not None or args.max_rel_l2 is not None
     sample = compiled.check_plan(args.check_sample, seed=args.seed) if check else None
     given = reference.load_npz(args.inputs) if args.inputs else {}
-    inputs = compiled.inputs(given, seed=args.seed, ranges=dict(args.input_range or []))
+    ranges, roles = dict(args.input_range or []), reference.input_roles(kernel)
+    inputs = compiled.inputs(given, seed=args.seed, ranges=ranges)
     warnings = _random_warning(kernel, given) if args.inputs else []
     if args.reference:
         reference.ensure_host_memory(kernel, args.mode)
@@ -251,8 +252,7 @@ def cmd_run(args, sources) -> Output:
             f"{k}={_format_stat(stats[k])}" for k in ("min", "max", "mean", "std"))
             + f" nan={stats['nan']} inf={stats['inf']}\n")
     payload = {"kernel": kernel.sym_name.data, **executor, "seed": args.seed,
-               "inputs": [{"name": n, "source": "file" if n in given else "random"}
-                          for n in kernel.arg_names],
+               "inputs": [_input_record(n, given, ranges, roles) for n in kernel.arg_names],
                "outputs": records}
     if args.out:
         payload["output"] = args.out
@@ -289,6 +289,16 @@ def cmd_run(args, sources) -> Output:
         out.text += (f"estimated on {args.target}: {seconds(est.time)} ({est.bound}-bound); "
                      f"`zhenwu-cc cost` explains it\n")
     return out
+
+
+def _input_record(name: str, given, ranges, roles) -> dict:
+    """How `run` got an input: from the file, or random (with the range or role it was drawn
+    by, when not the dtype's default)."""
+    if name in given:
+        return {"name": name, "source": "file"}
+    how = {"range": list(ranges[name])} if name in ranges else (
+        {"role": roles[name]} if name in roles else {})
+    return {"name": name, "source": "random", **how}
 
 
 def _random_warning(kernel, given) -> list:
