@@ -258,29 +258,27 @@ class Sample:
     def program(self, kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray]):
         """(the kernel with every sampled dim shrunk, its inputs sliced to match)."""
         dims = Dims(kernel)
-        members = _classes(dims)
-        size_of = {}
-        for root, mem in members.items():
-            for m in mem:
-                idx = self.index_of(m)
-                if idx is not None:
-                    size_of[root] = idx
+        picked = {root: idx for root, mem in _classes(dims).items() for m in mem
+                  if (idx := self.index_of(m)) is not None}
+
+        def indices(v: SSAValue, d: int) -> tuple[int, ...] | None:
+            return picked.get(dims.find((v, d)))
+
+        sliced = {}
+        for name, arg in zip(kernel.arg_names, kernel.body.block.args):
+            if name in inputs:
+                x = np.asarray(inputs[name])
+                for d in range(x.ndim):
+                    if (idx := indices(arg, d)) is not None:
+                        x = np.take(x, idx, axis=d)
+                sliced[name] = x
         copy = kernel.clone()
         originals = [*kernel.body.block.args,
                      *(r for op in kernel.body.block.ops for r in op.results)]
         clones = [*copy.body.block.args, *(r for op in copy.body.block.ops for r in op.results)]
-        sliced = {}
-        for i, (name, arg) in enumerate(zip(kernel.arg_names, kernel.body.block.args)):
-            if name in inputs:
-                picks = [size_of.get(dims.find((arg, d))) for d in range(len(_shape(arg)))]
-                x = np.asarray(inputs[name])
-                for d, idx in enumerate(picks):
-                    if idx is not None:
-                        x = np.take(x, idx, axis=d)
-                sliced[name] = x
         for orig, clone in zip(originals, clones):
-            shape = tuple(len(size_of[dims.find((orig, d))]) if dims.find((orig, d)) in size_of
-                          else n for d, n in enumerate(_shape(orig)))
+            shape = tuple(len(idx) if (idx := indices(orig, d)) is not None else n
+                          for d, n in enumerate(_shape(orig)))
             if shape != _shape(orig):
                 Rewriter.replace_value_with_new_type(
                     clone, TensorType(orig.type.element_type, shape))
@@ -303,8 +301,8 @@ def independent(kernels: Iterable[zk.KernelOp]) -> list[tuple[frozenset, int]]:
             candidates.append((frozenset(mem), _shape(root[0])[root[1]]))
     for kernel in kernels[1:]:
         dims = Dims(kernel)
-        where = {m: root for root, mem in _classes(dims).items() for m in mem}
         classes = _classes(dims)
+        where = {m: root for root, mem in classes.items() for m in mem}
         candidates = [(mem, n) for mem, n in candidates
                       if all(m in where and where[m] not in dims.mixed
                              and classes[where[m]] <= mem for m in mem)]
