@@ -363,28 +363,142 @@ def _rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(name.encode())]))
 
 
-def _random_values(rng: np.random.Generator, d: DType, shape: tuple[int, ...]) -> np.ndarray:
+SCALE_BIAS = 127  # E8M0's exponent bias: an integer code `e` scales by 2**(e - 127)
+POSITIVE = (0.01, 1.0)  # the default range of a float input that reaches log / sqrt / rsqrt / pow
+_DOMAIN_OPS = (zk.LogOp, zk.SqrtOp, zk.RsqrtOp)
+_VIEWS = (zk.CastOp, zk.BroadcastOp, zk.ReshapeOp, zk.TransposeOp, zk.SliceOp, zk.ConcatOp)
+_SIGN_KEEPING = (*_VIEWS, zk.ReduceMaxOp, zk.ReduceMinOp)
+
+
+def _constant_value(v: SSAValue) -> float | None:
+    return v.owner.number if isinstance(v.owner, zk.ConstantOp) else None
+
+
+def input_roles(kernel: zk.KernelOp) -> dict[str, str]:
+    """The role of each parameter that random values must respect, by name: "positive" for a
+    parameter that reaches the operand of log, sqrt, rsqrt or pow's base (unless the
+    exponent is a whole-number constant) through ops that keep the sign (casts, views, max/min,
+    adding or multiplying a constant >= 0), so that the math is defined; "scale_code" for an
+    unsigned 8-bit parameter that reaches an add or subtract of the constant 127 (a biased
+    E8M0 exponent) through casts and views."""
+    roles = {}
+    for name, arg in zip(kernel.arg_names, kernel.body.block.args):
+        d = _dtype(arg)
+        if d.kind != "bool" and _reaches(arg, _positive_use):
+            roles[name] = "positive"
+        elif d.is_int and d.finite_min == 0 and d.np_dtype.itemsize == 1 and _reaches(
+                arg, _biased_exponent_use):
+            roles[name] = "scale_code"
+    return roles
+
+
+def _reaches(arg: SSAValue, found: Callable[[Operation, SSAValue], bool | None]) -> bool:
+    """Whether a use that `found` accepts (True) is reachable from `arg` through uses that
+    `found` passes through (None); False stops the walk along that use."""
+    seen, todo = set(), [arg]
+    while todo:
+        v = todo.pop()
+        for use in v.uses:
+            verdict = found(use.operation, v)
+            if verdict:
+                return True
+            if verdict is None and use.operation not in seen:
+                seen.add(use.operation)
+                todo.extend(use.operation.results)
+    return False
+
+
+def _positive_use(op: Operation, v: SSAValue) -> bool | None:
+    if isinstance(op, zk.PowOp) and op.operands[0] is v:
+        exponent = _constant_value(op.operands[1])
+        return exponent is None or not float(exponent).is_integer()  # x**2: any x
+    if isinstance(op, _DOMAIN_OPS):
+        return True
+    if isinstance(op, _SIGN_KEEPING):
+        return None
+    if isinstance(op, (zk.AddOp, zk.MulOp, zk.MaxOp)):
+        other = _constant_value(op.operands[1] if op.operands[0] is v else op.operands[0])
+        return None if other is not None and other >= 0 else False
+    return False
+
+
+def _biased_exponent_use(op: Operation, v: SSAValue) -> bool | None:
+    if isinstance(op, (zk.AddOp, zk.SubOp)):
+        other = op.operands[1] if op.operands[0] is v else op.operands[0]
+        return abs(_constant_value(other) or 0.0) == SCALE_BIAS
+    return None if isinstance(op, _VIEWS) else False
+
+
+def _random_values(rng: np.random.Generator, d: DType, shape: tuple[int, ...],
+                   role: str | None = None, bounds: tuple[float, float] | None = None
+                   ) -> np.ndarray:
+    if bounds is not None:
+        lo, hi = bounds
+        if d.kind == "bool":
+            return rng.integers(int(lo), int(hi) + 1, shape).astype(bool)
+        if d.is_int:
+            return rng.integers(int(lo), int(hi) + 1, shape)
+        return rng.uniform(lo, hi, shape)
     if d.kind == "bool":
         return rng.random(shape) < 0.5
+    if role == "scale_code":
+        return rng.integers(SCALE_BIAS - 4, SCALE_BIAS + 5, shape)
+    if d.is_int and role == "positive":
+        return rng.integers(1, 8, shape)
     if d.is_int:
         return rng.integers(0 if d.finite_min == 0 else -8, 8, shape)
     if d.name == "f8E8M0FNU":  # a scale format: powers of two, no zero or sign
         return np.exp2(rng.integers(-4, 5, shape)).astype(np.float32)
+    if role == "positive":
+        return rng.uniform(*POSITIVE, shape)
     return rng.standard_normal(shape, dtype=np.float32)
 
 
-def random_inputs(kernel: zk.KernelOp, seed: int = 0) -> dict[str, np.ndarray]:
+def random_inputs(kernel: zk.KernelOp, seed: int = 0,
+                  ranges: Mapping[str, tuple[float, float]] | None = None
+                  ) -> dict[str, np.ndarray]:
     """Deterministic inputs in the declared dtypes, one generator per (seed, parameter name), so
     adding or renaming one parameter leaves the others' values alone.
 
-    Floats are standard normal (well inside even FP4's range of +-6, so few saturate); E8M0 scales
-    are powers of two 2**-4..2**4; signed integers -8..7, unsigned 0..7; i1 fair coin flips.
+    Floats are standard normal (well inside even FP4's range of +-6, so few saturate), or uniform
+    in [0.01, 1) where the math needs them positive (`input_roles`); E8M0 scales are powers of
+    two 2**-4..2**4; signed integers -8..7, unsigned 0..7, except 1..7 where the math needs them
+    positive and unsigned 8-bit scale codes 123..131 (2**-4..2**4 after the bias of 127); i1
+    fair coin flips. `ranges` (checked with
+    `check_ranges`) overrides a parameter's: uniform in [lo, hi) for floats, lo..hi for integers.
     """
-    out = {}
+    out, roles, ranges = {}, input_roles(kernel), ranges or {}
     for name, arg in zip(kernel.arg_names, kernel.body.block.args):
         d = _dtype(arg)
-        out[name] = round_to(_random_values(_rng(seed, name), d, _shape(arg)), d)
+        out[name] = round_to(_random_values(_rng(seed, name), d, _shape(arg), roles.get(name),
+                                            ranges.get(name)), d)
     return out
+
+
+def check_ranges(kernel: zk.KernelOp, ranges: Mapping[str, tuple[float, float]]) -> None:
+    """ZK0511 unless every range names a parameter and is a finite `lo < hi` (`lo <= hi` for
+    integers, which must be whole) inside the parameter's dtype."""
+    args = dict(zip(kernel.arg_names, kernel.body.block.args))
+    for name, bounds in ranges.items():
+        if name not in args:
+            guess = did_you_mean(name, args)
+            raise error("ZK0511", f"input range for `{name}`, which is not a parameter of kernel "
+                        f"`{kernel.sym_name.data}` (parameters: {', '.join(args) or 'none'})",
+                        _kernel_span(kernel), help=f"did you mean `{guess}`?" if guess else
+                        "name a parameter: NAME=LO:HI")
+        d, (lo, hi) = _dtype(args[name]), bounds
+        span = _span(args[name], name)
+        if not (math.isfinite(lo) and math.isfinite(hi)) or not (lo <= hi if d.is_int or
+                                                                 d.kind == "bool" else lo < hi):
+            raise error("ZK0511", f"input range {lo:g}:{hi:g} for `{name}` is empty or not "
+                        "finite", span, help="give finite bounds LO:HI with LO < HI")
+        if (d.is_int or d.kind == "bool") and not (lo == int(lo) and hi == int(hi)):
+            raise error("ZK0511", f"input range {lo:g}:{hi:g} for the {d.name} parameter "
+                        f"`{name}` has a fraction", span, help="give whole-number bounds")
+        if not (float(d.finite_min) <= lo and hi <= float(d.finite_max)):
+            raise error("ZK0511", f"input range {lo:g}:{hi:g} for `{name}` leaves {d.name}'s "
+                        f"range {d.finite_min:g}..{d.finite_max:g}", span,
+                        help=f"give bounds inside {d.finite_min:g}..{d.finite_max:g}")
 
 
 def _reject_unknown(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray]) -> None:
@@ -445,21 +559,24 @@ def _checked(name: str, arg: SSAValue, value) -> np.ndarray:
 
 
 def check_inputs(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray],
-                 seed: int = 0) -> dict[str, np.ndarray]:
+                 seed: int = 0, ranges: Mapping[str, tuple[float, float]] | None = None
+                 ) -> dict[str, np.ndarray]:
     """User-supplied arrays checked against the kernel's parameters (see `_checked` for the dtype
-    rule) and rounded into their dtypes; parameters not supplied come from `random_inputs(seed)`.
+    rule) and rounded into their dtypes; parameters not supplied come from
+    `random_inputs(seed, ranges)`.
 
     ZK0501: a name that is no parameter; ZK0502: a wrong shape; ZK0503: a dtype that cannot hold
-    the parameter's values; ZK0507: NaN for an FP4 parameter.
+    the parameter's values; ZK0507: NaN for an FP4 parameter; ZK0511: a bad range.
     """
     _reject_unknown(kernel, inputs)
+    check_ranges(kernel, ranges or {})
     out = {}
     filled = None
     for name, arg in zip(kernel.arg_names, kernel.body.block.args):
         if name in inputs:
             out[name] = _checked(name, arg, inputs[name])
         else:
-            filled = filled if filled is not None else random_inputs(kernel, seed)
+            filled = filled if filled is not None else random_inputs(kernel, seed, ranges)
             out[name] = filled[name]
     return out
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -44,6 +44,7 @@ class CompiledKernel:
         self._lowered: dict[tuple[str, str], object] = {}
         self._cast = None
         self._verify_each = True
+        self.source: tuple[str, str | None] | None = None  # the .zk text and kernel name
 
     # -- the program --
     @property
@@ -117,12 +118,14 @@ class CompiledKernel:
         return print_ir(self.module(stage), debuginfo)
 
     # -- running --
-    def inputs(self, given: Mapping[str, np.ndarray] | None = None, *, seed: int = 0
+    def inputs(self, given: Mapping[str, np.ndarray] | None = None, *, seed: int = 0,
+               ranges: Mapping[str, tuple[float, float]] | None = None
                ) -> dict[str, np.ndarray]:
-        """The inputs a run uses: `given` (checked), the rest seeded random."""
+        """The inputs a run uses: `given` (checked), the rest seeded random, each in a range that
+        suits its dtype and role (`reference.random_inputs`) or in `ranges[name]` = (lo, hi)."""
         from zhenwu_cc.runtime import reference
 
-        return reference.check_inputs(self.zk, dict(given or {}), seed=seed)
+        return reference.check_inputs(self.zk, dict(given or {}), seed=seed, ranges=ranges)
 
     def kernel_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """What the compiled kernel takes for source-level `inputs` (checked, in their declared
@@ -149,33 +152,121 @@ class CompiledKernel:
                                   mode=mode)
 
     def check(self, inputs: Mapping[str, np.ndarray] | None = None, *, seed: int = 0,
+              ranges: Mapping[str, tuple[float, float]] | None = None,
+              max_rel_l2: float | None = None, sample: int | None = None,
               **arrays: np.ndarray) -> CheckResult:
-        """Run, and compare every output with the float64 reference (dtype-aware)."""
-        given = self.inputs({**(inputs or {}), **arrays}, seed=seed)
+        """Run, and compare every output with the float64 reference (dtype-aware). `max_rel_l2`
+        also bounds each output's rel L2 error against the exact math; `sample` checks that
+        many seeded indices along each independent axis (see `check_plan`)."""
+        plan = self.check_plan(sample, seed=seed)
+        given = self.inputs({**(inputs or {}), **arrays}, seed=seed, ranges=ranges)
         outputs = self.run(given)
-        checks = self.compare(given, outputs)
+        checks = self.compare(given, outputs, max_rel_l2=max_rel_l2, sample=plan)
         return CheckResult(outputs, checks, all(c.passed for c in checks))
 
-    def compare(self, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]):
+    def check_plan(self, sample: int | None = None, *, seed: int = 0):
+        """Decide, from shapes alone and before anything runs, what a check compares: None for
+        every element, or a seeded `check_sample.Sample` of `sample` indices along each axis
+        that the outputs are independent along. Without `sample`, the full check when its
+        reference fits host memory, else a sample made by halving the longest independent axis
+        (of those whose halving saves memory) until the sampled reference fits in
+        `SAMPLE_BYTES`. Raises ZK0510 when no check fits (with a smaller shape that would); the
+        executor's own estimate (ZK0505) is `run`'s."""
+        from zhenwu_cc.runtime import check_sample
+        from zhenwu_cc.runtime.reference import host_memory_limit
+
+        limit = host_memory_limit()
+        programs = self._check_programs()
+        need = sum(_check_bytes(programs, None))
+        fits = limit is None or need <= limit
+        if sample is None and fits:
+            return None
+        classes = check_sample.independent(k for k, _ in programs)
+        if sample is not None:
+            if fits and not any(n > sample for _, n in classes):
+                return None  # the sample would keep every index: the full check
+            plan = check_sample.choose(classes, sample, seed)
+            held, small = _check_bytes(programs, plan)
+            if plan.picks and (limit is None or held + small <= limit):
+                return plan
+            raise self._too_big(need, held + small, limit, classes, sample)
+        sizes = [n for _, n in classes]
+        full = _check_bytes(programs, check_sample.choose(classes, sizes, seed))[1]
+        costly = [i for i, n in enumerate(sizes) if n > 1 and _check_bytes(programs, (
+            check_sample.choose(classes, sizes[:i] + [n // 2] + sizes[i + 1:], seed)))[1]
+            < full * (1 - 1 / SAMPLE_SAVING)] or list(range(len(sizes)))
+        small = None
+        while any(sizes[i] > 1 for i in costly):
+            longest = max(costly, key=lambda i: sizes[i])
+            sizes[longest] //= 2
+            plan = check_sample.choose(classes, sizes, seed)
+            held, small = _check_bytes(programs, plan)
+            if small <= SAMPLE_BYTES and (limit is None or held + small <= limit):
+                return plan
+            small += held
+        raise self._too_big(need, small, limit, classes, sample)
+
+    def _check_programs(self):
+        """(kernel, mode) of every program a check evaluates: the oracle, the typed yardstick,
+        and the yardstick without each precision directive (the attribution)."""
+        return [(self.zk, "f64"), (self.cast, "typed"),
+                *((_cast(without).ops.first, "typed")
+                  for _, without in _without_each_directive(self._zk))]
+
+    def _too_big(self, need: int, small: int | None, limit: int | None, classes, sample):
+        from zhenwu_cc.runtime.reference import MAX_HOST_BYTES_ENV, _bytes, _kernel_span
+
+        if not classes:
+            why = ("no sample is possible: every axis of its outputs depends on a whole axis "
+                   "of some input (a reduction, a contraction, a mask) in one of its programs")
+        elif sample is not None and not any(n > sample for _, n in classes):
+            why = f"--check-sample {sample} keeps every axis whole, so it samples nothing"
+        else:
+            why = f"the smallest sample still needs about {_bytes(small or 0)}"
+        fits = _fitting_defines(self, limit)
+        shape = (f"check a smaller shape ({' '.join(f'-D {k}={v}' for k, v in fits.items())} "
+                 "fits), " if fits else "check a smaller shape (-D NAME=VALUE), ")
+        return error("ZK0510", f"the numerics check of kernel `{self.name}` needs about "
+                     f"{_bytes(need)} of host memory for its float64 reference, more than the "
+                     f"limit of {_bytes(limit or 0)}, and {why}", _kernel_span(self.zk),
+                     help=shape + "run without --check, or raise the limit with "
+                     f"{MAX_HOST_BYTES_ENV}=<bytes>")
+
+    def compare(self, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray], *,
+                max_rel_l2: float | None = None, sample=None):
         """Per-output errors of `outputs` (a run on `inputs`) against the float64 reference of
-        the source, with the tolerance the program's dtypes and precision directives imply
-        (the `cast` program evaluated as typed), and each directive's share of the error."""
+        the source (the exact math), with the tolerance the program's dtypes and precision
+        directives imply (the `cast` program evaluated as typed), and each directive's share of
+        the error. `sample` (from `check_plan`) compares only its indices."""
         from zhenwu_cc.dialects import dtypes
         from zhenwu_cc.runtime import check, reference
         from zhenwu_cc.runtime.precision import host_inputs
 
-        oracle = reference.evaluate(self.zk, inputs, mode="f64")
-        typed = reference.evaluate(self.cast, self.kernel_inputs(inputs), mode="typed")
+        def evaluate(kernel, args, mode):
+            if sample is None:
+                return reference.evaluate(kernel, args, mode=mode)
+            return reference.evaluate(*sample.program(kernel, args), mode=mode)
+
+        oracle = evaluate(self.zk, inputs, "f64")
+        typed = evaluate(self.cast, self.kernel_inputs(inputs), "typed")
         blame = {n: [] for n in oracle}
         for directive, without in _without_each_directive(self._zk):
             kernel = _cast(without).ops.first
-            rest = reference.evaluate(kernel, host_inputs(kernel, inputs), mode="typed")
+            rest = evaluate(kernel, host_inputs(kernel, inputs), "typed")
             for n in oracle:
                 blame[n].append(check.attribute(directive, typed[n], rest[n], oracle[n]))
-        types = {n: dtypes.from_xdsl(t.element_type).name
-                 for n, t in zip(self.zk.names_of_results, self.zk.function_type.outputs.data)}
-        return [check.compare(n, types[n], outputs[n], oracle[n], typed[n], blame[n])
-                for n in oracle]
+        outs = dict(zip(self.zk.names_of_results, self.zk.function_type.outputs.data))
+        types = {n: dtypes.from_xdsl(t.element_type).name for n, t in outs.items()}
+        if sample is None:
+            return [check.compare(n, types[n], outputs[n], oracle[n], typed[n], blame[n],
+                                  max_rel_l2=max_rel_l2) for n in oracle]
+        said = sample.describe({n: tuple(t.get_shape()) for n, t in outs.items()})
+        checks = []
+        for n in oracle:
+            c = check.compare(n, types[n], sample.output(n, outputs[n]), oracle[n], typed[n],
+                              blame[n], max_rel_l2=max_rel_l2, sampled=said.get(n, ""))
+            checks.append(replace(c, where=sample.full_index(n, c.where)))
+        return checks
 
     # -- cost --
     def cost(self, target: str | None = None):
@@ -196,6 +287,65 @@ def _cast(module):
     out = module.clone()
     CastPass().apply(make_context(), out)
     return out
+
+
+SAMPLE_BYTES = 1 << 30  # the host memory an automatic sampled check may take at most
+SAMPLE_SAVING = 20  # an axis is sampled automatically when halving it saves 1/20 of the memory
+
+
+def _check_bytes(programs, sample) -> tuple[int, int]:
+    """Host bytes a check takes at most, from shapes alone: (what the run leaves alive: its
+    outputs, and for a sample the whole inputs and their quantised copies; what the reference
+    evaluations take: the oracle's and the yardstick's results stay alive) for the whole
+    outputs or for `sample`'s."""
+    import math
+
+    from zhenwu_cc.dialects import dtypes
+    from zhenwu_cc.runtime.reference import estimate_host_bytes
+
+    def one(kernel, mode):
+        if sample is not None:
+            kernel = sample.program(kernel, {})[0]
+        return estimate_host_bytes(kernel, mode)
+
+    def nbytes(types) -> int:
+        return sum(math.prod(t.get_shape()) * dtypes.from_xdsl(t.element_type).np_dtype.itemsize
+                   for t in types)
+
+    source = programs[0][0].function_type
+    held = nbytes(source.outputs.data) + (2 * nbytes(source.inputs.data) if sample else 0)
+    sizes = [one(k, m) for k, m in programs]
+    return held, sum(sizes[:2]) + max(sizes[2:], default=0)
+
+
+def _fitting_defines(k: CompiledKernel, limit: int | None) -> dict[str, int]:
+    """Shape parameters at which the full check's reference fits `limit`, found by halving the
+    largest parameter of the source `k` was compiled from; {} when unknown."""
+    from zhenwu_cc.diagnostics import CompileError
+    from zhenwu_cc.frontend import build
+
+    if k.source is None or limit is None:
+        return {}
+    text, kernel = k.source
+    original = {n: a.value.data for n, a in k.zk.attributes["params"].data.items()}
+    params = dict(original)
+    fixed: set[str] = set()
+    for _ in range(64):
+        free = [n for n, v in params.items() if v > 1 and n not in fixed]
+        if not free:
+            return {}
+        name = max(free, key=lambda n: params[n])
+        trial = {**params, name: params[name] // 2}
+        try:
+            module = build(text, k.file, trial, kernel)
+        except CompileError:
+            fixed.add(name)
+            continue
+        params = trial
+        other = CompiledKernel(module, k.file, k.target)
+        if sum(_check_bytes(other._check_programs(), None)) <= limit:
+            return {n: v for n, v in params.items() if v != original[n]}
+    return {}
 
 
 def _without_each_directive(module):
@@ -258,5 +408,7 @@ def compile(source_or_path: str | os.PathLike, *, kernel: str | None = None,
     if len(names) != 1:
         raise error("ZK0004", f"{file} has {len(names)} kernels ({', '.join(names)})",
                     help=f"choose one with kernel=, e.g. kernel={names[0]!r}")
-    return CompiledKernel(module, file,
-                          target or os.environ.get("ZHENWU_TARGET", DEFAULT_TARGET))
+    compiled = CompiledKernel(module, file,
+                              target or os.environ.get("ZHENWU_TARGET", DEFAULT_TARGET))
+    compiled.source = (text, kernel)
+    return compiled
