@@ -18,7 +18,8 @@ from xdsl.dialects.builtin import DictionaryAttr, MemRefType
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.dialects import dtypes, ppu, zk
 from zhenwu_cc.dialects.loc import loc_text
-from zhenwu_cc.runtime.cost.workload import Phase, Tensor, Work, Workload
+from zhenwu_cc.passes.tile import used_tiles
+from zhenwu_cc.runtime.cost.workload import Phase, Tensor, TileSizes, Work, Workload
 
 _INDEX_FNS = {arith.AddiOp: np.add, arith.SubiOp: np.subtract, arith.MuliOp: np.multiply,
               arith.FloorDivSIOp: np.floor_divide, arith.RemSIOp: np.remainder}
@@ -154,6 +155,7 @@ def _dtype(v: SSAValue) -> str:
 
 def _phase(launch: ppu.LaunchOp, names: _Names) -> Phase:
     ops = list(launch.body.block.ops)
+    here = loc_text(launch)
     loop = next((op for op in ops if isinstance(op, ppu.LoopOp)), None)
     space = _Space(launch, loop)
     tiles, steps = launch.tiles, (loop.trip_count if loop else 1)
@@ -177,8 +179,12 @@ def _phase(launch: ppu.LaunchOp, names: _Names) -> Phase:
     sram = max((a.byte_offset + a.nbytes for a in allocs), default=0)
     buffers = max((a.slots for a in allocs), default=1)
     bounded = {name: min(total, names.tensors[name].bytes) for name, total in unique.items()}
-    return Phase(f"{launch.role.data} {loc_text(launch)}".strip(), tiles, steps, buffers, sram,
-                 tuple(work), bounded, loc_text(launch))
+    used = used_tiles(launch)
+    tile = None if used is None else TileSizes(
+        tuple(used["sizes"]), used["step"], used["directive"],
+        tuple(used["directive_sizes"]) if used["directive_sizes"] is not None else None)
+    return Phase(f"{launch.role.data} {here}".strip(), tiles, steps, buffers, sram,
+                 tuple(work), bounded, here, tile)
 
 
 def workload_of(kernel: ppu.KernelOp) -> Workload:
