@@ -195,3 +195,39 @@ def test_cost_reports_the_tiles_of_each_phase(cli, zk_file):
     slices = [e for e in json.loads(trace.read_text())["traceEvents"]
               if e.get("tid") == 0 and e.get("ph") == "X" and e["name"].startswith("[")]
     assert [e["args"]["tile"] for e in slices] == [p["tile"] for p in phases]
+
+
+SCALED_SOFTMAX = """kernel k<S = 1024>(q: bf16[S, 64], k: bf16[S, 64]) -> f32[S, S] {
+    s = q @ transpose(k) * 0.125
+    return softmax(s, axis=-1)
+}
+"""
+
+
+def test_reads_are_charged_to_the_phase_that_reads(cli, zk_file):
+    """Without a directive on `s` its scaling is recomputed in the softmax's grids from the
+    stored matmul result: those loads are the softmax's (line 3), not line 2's, so line 2's
+    DMA time is that of its own phase."""
+    cost = cli("cost", zk_file(SCALED_SOFTMAX), "-D", "S=4096", "--format", "json").json["cost"]
+    dma = {2: 0.0, 3: 0.0}
+    for loc, t in cost["by_loc"].items():
+        dma[int(loc.split(":")[-2])] += t["dma_s"]
+    own = {2: 0.0, 3: 0.0}
+    for p in cost["phases"]:
+        own[int(p["loc"].split(":")[-2])] += p["terms_s"]["dma"]
+    assert len(cost["phases"]) == 2  # the matmul, then a row-resident softmax
+    assert dma[2] == pytest.approx(own[2], rel=1e-4)
+    assert dma[3] == pytest.approx(own[3], rel=1e-4)
+
+
+def test_loads_of_an_earlier_phases_tensor_carry_the_reading_phases_location():
+    from zhenwu_cc.runtime.cost.extract import workload_of
+
+    compiled = zhenwu_cc.compile(SCALED_SOFTMAX)
+    workload = workload_of(compiled.module("ppu").ops.first)
+    first, *rest = workload.phases
+    assert rest
+    written = {w.tensor for w in first.work if w.kind == "store"}
+    for phase in rest:
+        loads = [w for w in phase.work if w.kind == "load" and w.tensor in written]
+        assert loads and all(w.loc == phase.loc for w in loads)
