@@ -1065,6 +1065,7 @@ class _KernelTiler:
             t = g.tile_of(x, Req(idx, sizes, (0,) * len(shape), shape))
             base = [offset if d == axis else 0 for d in range(len(shape))]
             grid = g.finish([dest], "copy", counts, [(t, 0, idx, base)])
+            _record_directive(grid, self.directive(x))
             dest = self.add(grid, op.location)
             offset += shape[axis]
         return dest

@@ -139,6 +139,15 @@ def test_directive_on_a_returned_view_of_an_input_sizes_its_copy():
         {"sizes": [512], "step": None, "directive": "r", "directive_sizes": [512]}]
 
 
+def test_directive_on_a_concat_input_sizes_its_copy():
+    source = CONCAT.replace("c = concat(x, x * 2.0, axis=0)",
+                            "y = x * 2.0\n    c = concat(x, y, axis=0)")
+    source = source.replace("tile c [16, 64]", "tile y [16, 32]")
+    grids = _grids(zhenwu_cc.compile(source))
+    assert [t for _, t in grids if t["directive"] == "y"] == [
+        {"sizes": [16, 32], "step": None, "directive": "y", "directive_sizes": [16, 32]}]
+
+
 def test_two_directives_for_one_grid_are_refused():
     code, at, message, help = _refusal(TWO_ON_ONE_GRID)
     assert (code, at) == ("ZK0606", 7)
