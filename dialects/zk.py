@@ -18,6 +18,7 @@ from xdsl.dialects.builtin import (
     ArrayAttr,
     DenseArrayBase,
     DictionaryAttr,
+    FileLineColLoc,
     Float64Type,
     FloatAttr,
     FunctionType,
@@ -27,6 +28,7 @@ from xdsl.dialects.builtin import (
     SymbolNameConstraint,
     TensorType,
     UnitAttr,
+    UnknownLoc,
     i1,
     i64,
 )
@@ -178,14 +180,21 @@ def _parse_ints(parser: AttrParser) -> list[int]:
 
 @irdl_attr_definition
 class TileAttr(ParametrizedAttribute):
-    """`tile NAME [sizes] split_k N`: `#zk.tile<[128, 128, 64], split_k 2>`."""
+    """`tile NAME [sizes] split_k N`: `#zk.tile<[128, 128, 64], split_k 2>`.
+
+    `loc` is the schedule line the directive came from, so that the `tile` pass can point at it
+    when it refuses the directive (ZK0605, ZK0606); like an op's location it is printed (and
+    parsed) only as debug info: `#zk.tile<[128, 128, 64], loc("a.zk":15:5)>`."""
 
     name = "zk.tile"
     sizes: ArrayAttr[IntAttr] = param_def()
     split_k: IntAttr = param_def()
+    loc: FileLineColLoc | UnknownLoc = param_def()
 
-    def __init__(self, sizes: Sequence[int], split_k: int = 1):
-        super().__init__(ArrayAttr([IntAttr(s) for s in sizes]), IntAttr(split_k))
+    def __init__(self, sizes: Sequence[int], split_k: int = 1,
+                 loc: FileLineColLoc | UnknownLoc | None = None):
+        super().__init__(ArrayAttr([IntAttr(s) for s in sizes]), IntAttr(split_k),
+                         loc or UnknownLoc())
 
     @property
     def values(self) -> tuple[int, ...]:
@@ -196,16 +205,25 @@ class TileAttr(ParametrizedAttribute):
         with parser.in_angle_brackets():
             sizes = _parse_ints(parser)
             split = 1
-            if parser.parse_optional_punctuation(","):
-                parser.parse_keyword("split_k")
-                split = parser.parse_integer()
-        return (ArrayAttr([IntAttr(s) for s in sizes]), IntAttr(split))
+            loc: Attribute = UnknownLoc()
+            while parser.parse_optional_punctuation(","):
+                if parser.parse_optional_keyword("split_k"):
+                    split = parser.parse_integer()
+                else:
+                    found = parser.parse_optional_location()
+                    if found is None:
+                        parser.raise_error("expected `split_k` or `loc(...)`")
+                    loc = found
+        return (ArrayAttr([IntAttr(s) for s in sizes]), IntAttr(split), loc)
 
     def print_parameters(self, printer: Printer) -> None:
         with printer.in_angle_brackets():
             _print_ints(printer, self.values)
             if self.split_k.data != 1:
                 printer.print_string(f", split_k {self.split_k.data}")
+            if printer.print_debuginfo and isinstance(self.loc, FileLineColLoc):
+                printer.print_string(", ")
+                printer.print_attribute(self.loc)
 
 
 @irdl_attr_definition

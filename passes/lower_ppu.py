@@ -179,7 +179,9 @@ class _Lowering:
             self.values[arg] = self.values[value]
         for res, value in zip(g.res, g.outs):
             self.values[res] = self.values[value]
-        self.emit(ppu.LaunchOp(g.grid_shape, self.cus, g.role.data, Region(body)), g)
+        launch = self.emit(ppu.LaunchOp(g.grid_shape, self.cus, g.role.data, Region(body)), g)
+        if "tile.sizes" in g.attributes:  # the tiles it runs, for reports
+            launch.attributes["tile.sizes"] = g.attributes["tile.sizes"]
         outer, self.b = self.b, Builder(InsertPoint.at_end(body))
         self.allocs = {}
         self.anchors = _anchors(g)

@@ -17,9 +17,16 @@ ops, casts, transposes, broadcasts, slices, iotas and constants. So:
   partial sums that the consumer grid reduces before the epilogue.
 
 Tile sizes come from the schedule's `tile NAME [...]` or from a heuristic that fits the target's
-SRAM (and, for matmuls, fills its compute units). Tiles at edges are padded on load and clipped
-on store; where padding could leak into a reduction (a computed operand rather than a load with
-the identity as padding) it is masked with `iota < extent`.
+SRAM (and, for matmuls, fills its compute units). A directive is honoured or refused, never
+dropped: `[M, N, K]` on a matmul's epilogue makes that value the matmul grid's result even where
+its readers would recompute the epilogue (softmax(q @ k^T * scale)); a directive no grid takes
+(its value recomputed in other grids' tiles, a view, unused) is ZK0605, and one whose value a
+grid sized by another directive computes is ZK0606. Each grid records the tiles it runs, and the
+directive they came from, in `tile.sizes` (for `compile` and `cost` reports).
+
+Tiles at edges are padded on load and clipped on store; where padding could leak into a
+reduction (a computed operand rather than a load with the identity as padding) it is masked with
+`iota < extent`.
 """
 
 from __future__ import annotations
@@ -31,19 +38,22 @@ from dataclasses import dataclass, field
 from xdsl.context import Context
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import (
+    DenseArrayBase,
     DictionaryAttr,
+    FileLineColLoc,
     IndexType,
     IntegerAttr,
     ModuleOp,
     StringAttr,
     TensorType,
+    i64,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from zhenwu_cc.dialects import dtypes, tile, zk
 from zhenwu_cc.dialects.loc import span_of
 
-from zhenwu_cc.diagnostics import Note, error
+from zhenwu_cc.diagnostics import Note, Span, error
 
 DEFAULT_TK = 64
 MIN_SPLIT_K_CHUNK = 256  # each split-K part reduces at least this many K elements
@@ -89,10 +99,11 @@ class _Scope:
 class _Grid:
     """Builds one tile.grid: its block, its ins, and the tiles of values inside it."""
 
-    def __init__(self, tiler: _KernelTiler, rank: int, loc):
+    def __init__(self, tiler: _KernelTiler, rank: int, loc, root: SSAValue | None = None):
         self.tiler = tiler
         self.loc = loc
         self.rank = rank
+        self.root = root  # the value whose grid this is (None for copies)
         self.block = Block(arg_types=[IndexType()] * rank)
         for arg, name in zip(self.block.args, _index_names(rank)):
             arg.name_hint = name
@@ -176,6 +187,10 @@ class _Grid:
         loc = op.location
         if self.anchor is not None and op is self.anchor[0] and req.key() == self.anchor[1].key():
             return self.anchor[2]
+        if "zk.tile" in op.attributes:
+            if v is not self.root and self._has_own_grid(v):
+                return self._load(tiler.ensure(v), req, user or loc)
+            tiler.computed_in.setdefault(op, []).append(self.root)
         if isinstance(op, zk.ConstantOp):
             shape = () if not _shape(v) else req.sizes
             return self.emit(zk.ConstantOp(op.number, TensorType(v.type.element_type, shape)), loc)
@@ -207,6 +222,16 @@ class _Grid:
         if isinstance(op, zk.ArgmaxOp) and self._inlinable(op, req):
             return self._inline_argmax(op, req)
         return self._load(tiler.ensure(v), req, user or loc)
+
+    def _has_own_grid(self, v: SSAValue) -> bool:
+        """Whether `v`, which carries a `tile [M, N, K]` directive, is computed by its matmul's
+        grid (the epilogue up to `v` on the accumulator) and loaded here, rather than recomputed
+        in this grid from the matmul's bare result: the matmul is materialised anyway, so
+        honouring the directive moves no more data. Not when this grid is that matmul's."""
+        mm = zk.matmul_feeding(v.owner)
+        if mm is None or mm is v.owner or (self.anchor is not None and self.anchor[0] is mm):
+            return False
+        return mm not in self.tiler.partials and _exclusive(mm, v.owner)
 
     def _sum_partials(self, mm: zk.MatmulOp, req: Req) -> SSAValue:
         """A split-K matmul's tile: the sum of its f32 partial tiles."""
@@ -392,8 +417,10 @@ class _Grid:
         return list(op.res)
 
     def finish(self, outs: Sequence[SSAValue], role: str, shape: Sequence[int],
-               stores) -> tile.GridOp:
-        """Add the outs, store the result tiles, and build the grid op."""
+               stores, step: int | None = None) -> tile.GridOp:
+        """Add the outs, store the result tiles, and build the grid op. `tile.sizes` on it
+        records the tiles it uses for reports: the result tile, and `step` (the K tile of a
+        matmul, the chunk of a reduced axis) where it loops."""
         out_args = [self.block.insert_arg(o.type, len(self.block.args)) for o in outs]
         for value, arg_index, idx, base in stores:
             self.emit(tile.StoreOp(value, out_args[arg_index], idx, base), self.loc, self.scopes[0])
@@ -402,7 +429,12 @@ class _Grid:
         block = self.block
         # The block was built with index args then ins; outs come last, as tile.grid wants.
         assert len(block.args) == n + len(self.ins) + len(outs)
-        return tile.GridOp(shape, role, self.ins, outs, Region(block))
+        grid = tile.GridOp(shape, role, self.ins, outs, Region(block))
+        used: dict[str, Attribute] = {"tile": _ints_attr(_shape(stores[0][0]))}
+        if step is not None:
+            used["step"] = IntegerAttr(step, 64)
+        grid.attributes["tile.sizes"] = DictionaryAttr(used)
+        return grid
 
 
 def _index_names(rank: int) -> list[str]:
@@ -533,6 +565,11 @@ class _KernelTiler:
         self.acc_type = acc if acc is not None else dtypes.to_xdsl(dtypes.F32)
         mode = kernel.attributes.get("zk.accumulate_mode")
         self.fp8_fast = isinstance(mode, StringAttr) and mode.data == "fp8_fast"
+        # `tile` directives: the ops whose directive sized a grid, the roots of the grids that
+        # compute each directive's value, and the directive that sized each grid root.
+        self.applied: set[Operation] = set()
+        self.computed_in: dict[Operation, list[SSAValue | None]] = {}
+        self.sized_by: dict[SSAValue, Operation] = {}
 
     def loc_of(self, v: SSAValue):
         return v.owner.location if isinstance(v.owner, Operation) else self.kernel.location
@@ -591,10 +628,11 @@ class _KernelTiler:
     # -- tile sizes --
     def sizes_for(self, v: SSAValue) -> tuple[int, ...]:
         """Tile sizes for a grid over `v`: the directive's, else whole rows that fit."""
-        directive = _directive(v)
+        directive = self.directive(v)
         shape = _shape(v)
-        if directive is not None and len(directive.values) == len(shape):
-            return tuple(min(s, d) for s, d in zip(directive.values, shape))
+        if directive is not None:
+            sizes = directive.attributes["zk.tile"].values
+            return tuple(min(s, d) for s, d in zip(sizes, shape))
         if not shape:
             return ()
         budget = self.tile_budget(_dtype(v))
@@ -608,10 +646,11 @@ class _KernelTiler:
     def reduction_sizes(self, v: SSAValue, axis: int, keep: bool) -> tuple[int, ...]:
         """Output tiles of a reduction grid: a few rows (or a run of columns when the reduced
         axis is not the last), leaving the tile budget to long chunks of the reduced axis."""
-        directive = _directive(v)
+        directive = self.directive(v)
         shape = _shape(v)
-        if directive is not None and len(directive.values) == len(shape):
-            return tuple(min(s, d) for s, d in zip(directive.values, shape))
+        if directive is not None:
+            sizes = directive.attributes["zk.tile"].values
+            return tuple(min(s, d) for s, d in zip(sizes, shape))
         in_rank = len(shape) + (0 if keep else 1)
         kept = [d for d in range(in_rank) if d != axis]
         sizes = [1] * in_rank
@@ -626,8 +665,9 @@ class _KernelTiler:
         """(tm, tn, tk, split) from the directive, or chosen to fit SRAM and fill the chip."""
         m, n = _shape(mm.result)[-2:]
         k = _shape(mm.lhs)[-1]
-        attr = _directive(v) or mm.attributes.get("zk.tile")
-        if attr is not None:
+        carrier = self.directive(v, mm)
+        if carrier is not None:
+            attr = carrier.attributes["zk.tile"]
             tm, tn, tk = attr.values
             return min(tm, m), min(tn, n), min(tk, k), attr.split_k.data
         elem = max(mma_dtype(mm).nbytes(1), 1)
@@ -650,6 +690,39 @@ class _KernelTiler:
             split = max(1, min(-(-cus // tiles), k // MIN_SPLIT_K_CHUNK))
         return tm, tn, tk, split
 
+    def directive(self, v: SSAValue, mm: zk.MatmulOp | None = None) -> Operation | None:
+        """The `tile` directive that sizes a grid over `v` (see `_directive_op`): `[M, N, K]`
+        of `mm` when the grid is that matmul's, else one size per dimension of `v`. Recorded
+        as applied: every other directive is refused when tiling ends (`check_directives`)."""
+        op = _directive_op(v, mm)
+        if op is not None:
+            self.applied.add(op)
+            self.sized_by[v] = op
+        return op
+
+    def check_directives(self, ops: Sequence[Operation]) -> None:
+        """Refuse each `tile` directive among `ops` that sized no grid, saying why (ZK0605),
+        or which directive sized the grid that computes its value instead (ZK0606)."""
+        for op in ops:
+            if "zk.tile" not in op.attributes or op in self.applied:
+                continue
+            attr = op.attributes["zk.tile"]
+            name = op.results[0].name_hint or "this value"
+            written = f"`tile {name} {list(attr.values)}`"
+            span = _loc_span(attr.loc) or span_of(op)
+            notes = [Note(f"`{name}` is computed here", span_of(op))] if span_of(op) else []
+            roots = self.computed_in.get(op, [])
+            others = [self.sized_by[r] for r in roots if r in self.sized_by]
+            if others:
+                other = others[0]
+                oname = other.results[0].name_hint or "another value"
+                raise error("ZK0606", f"{written} cannot apply: `{name}` is computed inside the "
+                            f"grid that `tile {oname} {list(other.attributes['zk.tile'].values)}`"
+                            " sizes, and a grid takes its tiles from one directive", span,
+                            notes=notes, help=f"keep one of `tile {name}` and `tile {oname}`")
+            raise error("ZK0605", f"{written} cannot apply: " + _why_unused(op, roots), span,
+                        notes=notes, help=_what_applies(op, name))
+
     def k_multiple(self, mm: zk.MatmulOp) -> int:
         """What a chosen K tile must be a multiple of: the scale blocks along K of a scaled mma's
         operands, and the 128-element promotion interval of `fp8_fast` accumulation."""
@@ -666,15 +739,16 @@ class _KernelTiler:
         return out
 
     # -- grids --
-    def new_grid(self, rank: int, loc) -> _Grid:
-        return _Grid(self, rank, loc)
+    def new_grid(self, rank: int, loc, root: SSAValue | None = None) -> _Grid:
+        return _Grid(self, rank, loc, root)
 
-    def fit(self, v: SSAValue, build, sizes: tuple[int, ...], shrink, directive: bool,
-            what: str) -> SSAValue:
+    def fit(self, v: SSAValue, build, sizes: tuple[int, ...], shrink,
+            directive: Operation | None, what: str) -> SSAValue:
         """Build a grid with `sizes`, shrinking them until its buffers fit in SRAM.
 
-        `build(sizes) -> (ops, result, grid)`. Sizes the schedule gave are never changed
-        silently: if they do not fit, the error names the buffers and sizes that would."""
+        `build(sizes) -> (ops, result, grid)`. Sizes the schedule gave (the `directive` on that
+        op) are never changed silently: if they do not fit, the error names the buffers and
+        sizes that would. The grid's `tile.sizes` names the directive it took its sizes from."""
         from zhenwu_cc.passes.alloc_sram import plan_grid
 
         capacity = self.target.sram_per_cu
@@ -687,22 +761,23 @@ class _KernelTiler:
             too_big = too_big or (sizes, plan, grid)
             smaller = shrink(sizes)
             if smaller is None:
-                raise self.overflow(v, what, too_big, capacity, None)
+                raise self.overflow(v, what, too_big, capacity, None, directive)
             sizes = smaller
-        if too_big is not None and directive:
-            raise self.overflow(v, what, too_big, capacity, (sizes, plan.peak))
+        if too_big is not None and directive is not None:
+            raise self.overflow(v, what, too_big, capacity, (sizes, plan.peak), directive)
+        _record_directive(grid, directive)
         for op in ops:
             self.new_ops.append(op)
         return result
 
-    def overflow(self, v: SSAValue, what: str, too_big, capacity: int, fits):
+    def overflow(self, v: SSAValue, what: str, too_big, capacity: int, fits,
+                 carrier: Operation | None):
         sizes, plan, grid = too_big
         notes = []
         for buf in sorted(plan.buffers, key=lambda b: b.offset):
             t = buf.first.value.type
             slots = f" x {buf.first.depth} slots" if buf.first.depth > 1 else ""
             notes.append(Note(f"{_shape_text(t)}: {buf.first.nbytes} bytes{slots}"))
-        carrier = _directive_op(v)
         name = (carrier.results[0].name_hint if carrier is not None else None) or v.name_hint \
             or "this value"
         help = (f"`tile {name} {list(fits[0])}` fits ({fits[1]} bytes)" if fits else
@@ -720,7 +795,7 @@ class _KernelTiler:
 
         def build(sizes):
             counts = tile.tile_counts(shape, sizes)
-            g = self.new_grid(len(shape), loc)
+            g = self.new_grid(len(shape), loc, v)
             g.tile_elems = math.prod(sizes)
             idx = g.tile_index(counts)
             t = g.tile_of(v, Req(idx, sizes, (0,) * len(shape), shape))
@@ -730,10 +805,10 @@ class _KernelTiler:
             return [out, grid], grid.res[0], grid
 
         if need is None:
-            return self.fit(v, build, self.sizes_for(v), _halve_largest,
-                            _directive(v) is not None, "tile")
+            return self.fit(v, build, self.sizes_for(v), _halve_largest, self.directive(v),
+                            "tile")
         return self.fit(v, build, _align_up(self.sizes_for(v), need),
-                        lambda sz: _shrink_aligned(sz, need), False, "tile")
+                        lambda sz: _shrink_aligned(sz, need), None, "tile")
 
     def quantize_grid(self, op: zk.QuantizeOp) -> list[SSAValue]:
         """Global values and scales of a quantised binding: a grid whose tiles hold whole scale
@@ -743,15 +818,16 @@ class _KernelTiler:
         x, loc = op.input, op.location
         shape = _shape(x)
         need = _block_multiples(op)
-        attr = _directive(x) if zk.matmul_feeding(x.owner) is None else None
-        given = attr is not None and len(attr.values) == len(shape)
+        carrier = self.directive(x)
+        attr = carrier.attributes["zk.tile"] if carrier is not None else None
+        given = attr is not None
         if given:
             sizes = tuple(min(t, n) for t, n in zip(attr.values, shape))
             if any(t % m for t, m in zip(sizes, need)):
                 name = x.name_hint or "this value"
                 raise error("ZK0803", f"`tile {name} {list(attr.values)}` cuts the scale blocks "
                             f"of `precision {name}`: its tiles must be multiples of "
-                            f"{list(need)}", span_of(_directive_op(x)),
+                            f"{list(need)}", span_of(carrier),
                             help=f"`tile {name} {list(_align_up(sizes, need))}` holds whole "
                             "blocks")
         else:
@@ -759,7 +835,7 @@ class _KernelTiler:
 
         def build(sizes):
             counts = tile.tile_counts(shape, sizes)
-            g = self.new_grid(len(shape), loc)
+            g = self.new_grid(len(shape), loc, x)
             g.tile_elems = math.prod(sizes)
             idx = g.tile_index(counts)
             req = Req(idx, sizes, (0,) * len(shape), shape)
@@ -784,7 +860,8 @@ class _KernelTiler:
             grid.location = loc
             return [*outs, grid], grid.res[0], grid
 
-        first = self.fit(x, build, sizes, lambda sz: _shrink_aligned(sz, need), given, "tile")
+        first = self.fit(x, build, sizes, lambda sz: _shrink_aligned(sz, need),
+                         carrier, "tile")
         return list(first.owner.res)
 
     def reduction_grid(self, v: SSAValue, op) -> SSAValue:
@@ -804,7 +881,7 @@ class _KernelTiler:
         if in_shape[axis] > chunk:
             chunk = _pow2_floor(chunk)
         return self.fit(v, lambda sizes: self._reduction(v, op, axis, sizes[:-1], sizes[-1]),
-                        (*out_sizes, chunk), _halve_largest, _directive(v) is not None,
+                        (*out_sizes, chunk), _halve_largest, self.directive(v),
                         "tile (and reduction chunk)")
 
     def _reduction(self, v: SSAValue, op, axis: int, out_sizes, chunk: int):
@@ -816,7 +893,7 @@ class _KernelTiler:
             kept_sizes.insert(axis, 1)
         trips = -(-in_shape[axis] // chunk)
         loc = op.location
-        g = self.new_grid(len(out_shape), loc)
+        g = self.new_grid(len(out_shape), loc, v)
         counts = tile.tile_counts(out_shape, out_sizes)
         out_idx = list(g.tile_index(counts))
         kept_idx = list(out_idx)
@@ -870,13 +947,14 @@ class _KernelTiler:
         if not keep:
             result = g.emit(zk.ReshapeOp(result, out_sizes), loc)
         out = self.empty(v)
-        grid = g.finish([out.result], "reduction", counts, [(result, 0, tuple(out_idx), None)])
+        grid = g.finish([out.result], "reduction", counts, [(result, 0, tuple(out_idx), None)],
+                        chunk)
         grid.location = loc
         return [out, grid], grid.res[0], grid
 
     def matmul_grid(self, v: SSAValue, mm: zk.MatmulOp) -> SSAValue:
         tm, tn, tk, split = self.matmul_sizes(v, mm)
-        directive = _directive(v) is not None or "zk.tile" in mm.attributes
+        directive = self.directive(v, mm)
         split = _divisor_at_most(k_steps(mm, tk), split)
         multiple = self.k_multiple(mm)
 
@@ -895,7 +973,7 @@ class _KernelTiler:
         out_shape = _shape(mm.result)
         loc = mm.location
         sizes = (1,) * (len(out_shape) - 2) + (tm, tn)
-        g = self.new_grid(len(out_shape), loc)
+        g = self.new_grid(len(out_shape), loc, v)
         g.tile_elems = math.prod(sizes)
         counts = tile.tile_counts(out_shape, sizes)
         idx = g.tile_index(counts)
@@ -904,7 +982,7 @@ class _KernelTiler:
         g.anchor = (mm, req, acc)
         t = g.tile_of(v, req)
         out = self.empty(v)
-        grid = g.finish([out.result], "matmul", counts, [(t, 0, idx, None)])
+        grid = g.finish([out.result], "matmul", counts, [(t, 0, idx, None)], tk)
         grid.location = loc
         return [out, grid], grid.res[0], grid
 
@@ -954,7 +1032,7 @@ class _KernelTiler:
         per_split = k_steps(mm, tk) // split
         loc = mm.location
         sizes = (1,) * (len(out_shape) - 2) + (tm, tn)
-        g = self.new_grid(len(out_shape) + 1, loc)
+        g = self.new_grid(len(out_shape) + 1, loc, mm.result)
         s, *out_idx = g.index_args
         req = Req(tuple(out_idx), sizes, (0,) * len(out_shape), out_shape)
         steps = g.index_const(per_split, g.scopes[0])
@@ -967,7 +1045,7 @@ class _KernelTiler:
         acc = g.emit(zk.ReshapeOp(acc, (1, *sizes)), loc)
         grid = g.finish([partials.result], "matmul",
                         (split, *tile.tile_counts(out_shape, sizes)),
-                        [(acc, 0, (s, *out_idx), None)])
+                        [(acc, 0, (s, *out_idx), None)], tk)
         grid.location = loc
         return [partials, grid], grid.res[0], grid
 
@@ -987,6 +1065,7 @@ class _KernelTiler:
             t = g.tile_of(x, Req(idx, sizes, (0,) * len(shape), shape))
             base = [offset if d == axis else 0 for d in range(len(shape))]
             grid = g.finish([dest], "copy", counts, [(t, 0, idx, base)])
+            _record_directive(grid, self.directive(x))
             dest = self.add(grid, op.location)
             offset += shape[axis]
         return dest
@@ -1001,6 +1080,7 @@ class _KernelTiler:
             if t in results or not _is_fresh(t):
                 t = self.copy_of(v, t)
             results.append(t)
+        self.check_directives(list(self.block.ops))
         for op in self.new_ops:
             self.block.insert_op_before(op, ret)
         for i, t in enumerate(results):
@@ -1016,13 +1096,14 @@ class _KernelTiler:
         shape = _shape(t)
         loc = self.loc_of(v)
         g = self.new_grid(len(shape), loc)
-        sizes = self.sizes_for(t)
+        sizes = self.sizes_for(v)  # a `tile` on the result (a reshape, say) sizes its copy
         counts = tile.tile_counts(shape, sizes)
         idx = g.tile_index(counts)
         tt = g._load(t, Req(idx, sizes, (0,) * len(shape), shape), loc)
         out = self.empty(t)
         self.new_ops.append(out)
         grid = g.finish([out.result], "copy", counts, [(tt, 0, idx, None)])
+        _record_directive(grid, self.directive(v))
         return self.add(grid, loc)
 
 
@@ -1077,14 +1158,11 @@ def _shape_text(t) -> str:
     return f"{dtypes.from_xdsl(t.element_type).name}{list(t.get_shape())}"
 
 
-def _directive(v: SSAValue) -> zk.TileAttr | None:
-    """The `tile` directive for a grid over `v`: on v's op, or on an elementwise producer of the
-    same shape that the grid computes inline (`tile y [...]` where the root is `f16(y)`)."""
-    op = _directive_op(v)
-    return op.attributes["zk.tile"] if op is not None else None
-
-
-def _directive_op(v: SSAValue) -> Operation | None:
+def _directive_op(v: SSAValue, mm: zk.MatmulOp | None = None) -> Operation | None:
+    """The op whose `tile` directive sizes a grid over `v`: v's op, or an elementwise producer of
+    the same shape that the grid computes inline (`tile y [...]` where the root is `f16(y)`).
+    For the grid of matmul `mm` (with its epilogue up to `v`), a directive `[M, N, K]` of `mm`;
+    for any other grid, a directive with one size per dimension (not a matmul's)."""
     stack, seen = [v], set()
     while stack:
         cur = stack.pop()
@@ -1093,10 +1171,68 @@ def _directive_op(v: SSAValue) -> Operation | None:
             continue
         seen.add(id(op))
         if "zk.tile" in op.attributes:
-            return op
+            feeding = zk.matmul_feeding(op)
+            if (feeding is mm) if mm is not None else feeding is None:
+                return op
         if isinstance(op, zk.ELEMENTWISE_OPS):
             stack.extend(op.operands)
     return None
+
+
+def _record_directive(grid: tile.GridOp, directive: Operation | None) -> None:
+    """Name the directive a grid took its tiles from in its `tile.sizes`, for reports."""
+    if directive is None:
+        return
+    used = dict(grid.attributes["tile.sizes"].data)
+    used["directive"] = StringAttr(directive.results[0].name_hint or "")
+    used["directive_sizes"] = _ints_attr(directive.attributes["zk.tile"].values)
+    grid.attributes["tile.sizes"] = DictionaryAttr(used)
+
+
+def _ints_attr(values: Sequence[int]) -> DenseArrayBase:
+    return DenseArrayBase.from_list(i64, list(values))
+
+
+def _loc_span(loc) -> Span | None:
+    """The schedule line a directive came from (unknown for IR written by hand)."""
+    if isinstance(loc, FileLineColLoc):
+        return Span.point(loc.filename.data, loc.line.data, loc.column.data)
+    return None
+
+
+def _why_unused(op: Operation, roots: Sequence[SSAValue | None]) -> str:
+    """Why no grid took its tiles from the directive on `op` (whose value is computed inside
+    the grids of `roots`, if any)."""
+    name = op.results[0].name_hint or "this value"
+    if isinstance(op, zk.ReshapeOp):
+        return f"`{name}` is a reshape, a view of another tensor: no grid computes it"
+    if isinstance(op, zk.ConcatOp):
+        return f"`{name}` is a concat: each input is copied in with its own tiles"
+    if not roots:
+        return f"no kernel result depends on `{name}`, so no grid computes it"
+    if zk.matmul_feeding(op) is not None:
+        return (f"the matmul that feeds `{name}` has other uses, so it gets a grid of its own "
+                f"and `{name}` is computed from its stored result")
+    where = ", ".join(sorted({_grid_text(r) for r in roots}))
+    return f"`{name}` gets no grid of its own; it is recomputed inside the tiles of {where}"
+
+
+def _grid_text(root: SSAValue | None) -> str:
+    if root is None:
+        return "a copy grid"
+    span = span_of(root.owner) if isinstance(root.owner, Operation) else None
+    if root.name_hint:
+        return f"the grid of `{root.name_hint}`" + (f" (line {span.line})" if span else "")
+    return f"the grid at line {span.line}" if span else "another grid"
+
+
+def _what_applies(op: Operation, name: str) -> str:
+    if zk.matmul_feeding(op) is not None and not isinstance(op, zk.MatmulOp):
+        return ("bind the matmul to a name of its own and tile that (`t = a @ b`, "
+                f"`tile t [M, N, K]`), or drop `tile {name}`")
+    return (f"drop `tile {name}`: `tile` sizes the grid of a value that gets one (a kernel "
+            "result, a matmul and its epilogue, a reduction too long for its consumer's tile, "
+            "the input of a reshape or concat); tile the value whose grid computes it")
 
 
 def _is_fresh(t: SSAValue) -> bool:
@@ -1218,6 +1354,24 @@ def _pow2_floor(n: int) -> int:
 
 def _pow2_ceil(n: int) -> int:
     return 1 << (max(n, 1) - 1).bit_length()
+
+
+def used_tiles(grid: Operation) -> dict | None:
+    """The tiles a `tile.grid` (or the `ppu.launch` lowered from it) runs, from its `tile.sizes`:
+    {"sizes": result tile, "step": K tile or reduction chunk (None without a loop),
+    "directive": the binding whose `tile` directive gave them (None: chosen by the compiler),
+    "directive_sizes": that directive's sizes as written}."""
+    attr = grid.attributes.get("tile.sizes")
+    if not isinstance(attr, DictionaryAttr):
+        return None
+    d = attr.data
+    step = d.get("step")
+    name = d.get("directive")
+    asked = d.get("directive_sizes")
+    return {"sizes": list(d["tile"].get_values()),
+            "step": step.value.data if isinstance(step, IntegerAttr) else None,
+            "directive": name.data if isinstance(name, StringAttr) else None,
+            "directive_sizes": list(asked.get_values()) if asked is not None else None}
 
 
 def split_multi_axis_reductions(kernel: zk.KernelOp) -> None:

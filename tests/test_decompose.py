@@ -125,7 +125,8 @@ def test_schedule_attributes_move_to_the_final_op():
     _decompose(kernel)
     final = kernel.body.block.last_op.operands[0].owner
     assert isinstance(final, zk.CastOp)
-    assert final.attributes["zk.tile"] == zk.TileAttr([4])
+    attr = final.attributes["zk.tile"]
+    assert (attr.values, attr.split_k.data, attr.loc.line.data) == ((4,), 1, 6)  # + its line
     tiled = [op for op in kernel.walk() if "zk.tile" in op.attributes]
     assert tiled == [final]
 

@@ -157,6 +157,18 @@ def dump_pipeline(passes) -> None:
     sys.stderr.write(f"Pass Manager with {len(passes)} passes:\nbuiltin.module({specs})\n")
 
 
+def grid_tiles(module) -> list[dict]:
+    """Per grid (`tile.grid` or `ppu.launch`, in order) of each kernel: where it comes from and
+    the tiles it runs (`passes.tile.used_tiles`); `[]` before the `tile` pass."""
+    from zhenwu_cc.dialects.loc import loc_text
+    from zhenwu_cc.passes.tile import used_tiles
+
+    return [{"kernel": k.sym_name.data, "role": op.role.data, "loc": loc_text(op),
+             "grid": list(op.grid_shape), "tile": used}
+            for k in module.ops for op in k.body.block.ops
+            if (used := used_tiles(op)) is not None]
+
+
 def cmd_compile(args, sources) -> Output:
     from zhenwu_cc.passes.place_hbm import placement_map
     from zhenwu_cc.pipeline import (
@@ -181,7 +193,8 @@ def cmd_compile(args, sources) -> Output:
                "pipeline": ",".join(str(p.spec(include_default=True)) for p in passes),
                "kernels": kernels,
                "placement": [{"kernel": k.sym_name.data, **row} for k in module.ops
-                             for row in placement_map(k)]}
+                             for row in placement_map(k)],
+               "grids": grid_tiles(module)}
     if args.output:
         write_atomic(args.output, ir.encode())
         payload["output"] = args.output

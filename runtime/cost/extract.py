@@ -18,7 +18,8 @@ from xdsl.dialects.builtin import DictionaryAttr, MemRefType
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.dialects import dtypes, ppu, zk
 from zhenwu_cc.dialects.loc import loc_text
-from zhenwu_cc.runtime.cost.workload import Phase, Tensor, Work, Workload
+from zhenwu_cc.passes.tile import used_tiles
+from zhenwu_cc.runtime.cost.workload import Phase, Tensor, TileSizes, Work, Workload
 
 _INDEX_FNS = {arith.AddiOp: np.add, arith.SubiOp: np.subtract, arith.MuliOp: np.multiply,
               arith.FloorDivSIOp: np.floor_divide, arith.RemSIOp: np.remainder}
@@ -152,8 +153,12 @@ def _dtype(v: SSAValue) -> str:
     return dtypes.from_xdsl(v.type.element_type).name
 
 
-def _phase(launch: ppu.LaunchOp, names: _Names) -> Phase:
+def _phase(launch: ppu.LaunchOp, names: _Names, written: set[str]) -> Phase:
+    """One launch's work. Loads of a tensor an earlier phase wrote are charged to this phase's
+    line, the one that reads it: the load's own location may be an op of the producer's line
+    recomputed here (a matmul's epilogue inlined into the softmax that reads its result)."""
     ops = list(launch.body.block.ops)
+    here = loc_text(launch)
     loop = next((op for op in ops if isinstance(op, ppu.LoopOp)), None)
     space = _Space(launch, loop)
     tiles, steps = launch.tiles, (loop.trip_count if loop else 1)
@@ -165,11 +170,13 @@ def _phase(launch: ppu.LaunchOp, names: _Names) -> Phase:
             stepped = {o.dest for o in loop.body.block.ops if isinstance(o, ppu.DmaLoadOp)}
             for inner in loop.body.block.ops:
                 for w in _work(inner, space, True, tiles * steps, names, stepped):
-                    work.append(Work(w[0], w[1], "body", w[2], w[3], loc_text(inner), inner.name))
+                    loc = here if w[0] == "load" and w[3] in written else loc_text(inner)
+                    work.append(Work(w[0], w[1], "body", w[2], w[3], loc, inner.name))
             where = "epilogue"
             continue
         for w in _work(op, space, False, tiles, names):
-            work.append(Work(w[0], w[1], where, w[2], w[3], loc_text(op), op.name))
+            loc = here if w[0] == "load" and w[3] in written else loc_text(op)
+            work.append(Work(w[0], w[1], where, w[2], w[3], loc, op.name))
     for w in work:
         if w.kind == "load":
             unique[w.tensor] += w.amount
@@ -177,14 +184,20 @@ def _phase(launch: ppu.LaunchOp, names: _Names) -> Phase:
     sram = max((a.byte_offset + a.nbytes for a in allocs), default=0)
     buffers = max((a.slots for a in allocs), default=1)
     bounded = {name: min(total, names.tensors[name].bytes) for name, total in unique.items()}
-    return Phase(f"{launch.role.data} {loc_text(launch)}".strip(), tiles, steps, buffers, sram,
-                 tuple(work), bounded, loc_text(launch))
+    written.update(w.tensor for w in work if w.kind == "store")
+    used = used_tiles(launch)
+    tile = None if used is None else TileSizes(
+        tuple(used["sizes"]), used["step"], used["directive"],
+        tuple(used["directive_sizes"]) if used["directive_sizes"] is not None else None)
+    return Phase(f"{launch.role.data} {here}".strip(), tiles, steps, buffers, sram,
+                 tuple(work), bounded, here, tile)
 
 
 def workload_of(kernel: ppu.KernelOp) -> Workload:
     """The cost model's view of a lowered kernel."""
     names = _Names(kernel)
-    phases = tuple(_phase(op, names) for op in kernel.body.block.ops
+    written: set[str] = set()
+    phases = tuple(_phase(op, names, written) for op in kernel.body.block.ops
                    if isinstance(op, ppu.LaunchOp))
     flops = kernel.attributes.get("zk.flops")
     useful = ({k: v.value.data for k, v in flops.data.items()}

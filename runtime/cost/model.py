@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass, field
 
 from zhenwu_cc.dialects.dtypes import DTYPES
-from zhenwu_cc.runtime.cost.workload import Phase, Tensor, Workload
+from zhenwu_cc.runtime.cost.workload import Phase, Tensor, TileSizes, Workload
 from zhenwu_cc.runtime.target import Target
 
 from zhenwu_cc.diagnostics import Span, error
@@ -74,6 +74,7 @@ class PhaseEstimate:
     hbm_write_bytes: int
     l2_read_bytes: int
     sram_bytes: int
+    tile: TileSizes | None = None  # the tiles it runs and the directive they came from
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class Estimate:
                 "terms_s": {k: _r(v) for k, v in p.terms.items()},
                 "hbm_read_bytes": p.hbm_read_bytes, "hbm_write_bytes": p.hbm_write_bytes,
                 "l2_read_bytes": p.l2_read_bytes, "sram_bytes": p.sram_bytes,
+                "tile": p.tile.to_json() if p.tile is not None else None,
             } for p in self.phases],
             "by_loc": {loc: {"time_s": _r(t.time), "dma_s": _r(t.dma), "tensor_s": _r(t.tensor),
                              "vector_s": _r(t.vector)}
@@ -479,7 +481,7 @@ def _phase(phase: Phase, workload: Workload, target: Target, stacks: dict[str, t
         active_cus=a_full, time=time, bound=bound, terms=terms,
         hbm_read_bytes=round(hbm_read), hbm_write_bytes=round(hbm_write),
         l2_read_bytes=round(l2_read),
-        sram_bytes=phase.sram_bytes,
+        sram_bytes=phase.sram_bytes, tile=phase.tile,
     )
     return est, _attribute(shares, time, {"dma": dma_busy, "tensor": tensor_busy,
                                           "vector": vector_busy})

@@ -29,6 +29,16 @@ def _source_line(loc: str, sources: SourceMap) -> str:
     return text.strip() if text else ""
 
 
+def tiles_text(tile, role: str) -> str:
+    """`[1, 1, 128, 128], K step 64; from `tile s [128, 128, 64]``: the tiles a phase runs."""
+    text = str(list(tile.sizes))
+    if tile.step is not None:
+        text += f", {'K step' if role == 'matmul' else 'chunk'} {tile.step}"
+    if tile.directive is None:
+        return text + "; chosen by the compiler"
+    return text + f"; from `tile {tile.directive} {list(tile.directive_sizes)}`"
+
+
 def render(est, sources: SourceMap) -> str:
     """The whole report: headline, roofline position, phases, and time by source line."""
     lines = [f"kernel {est.kernel} on {est.target}: {seconds(est.time)}  (bound: {est.bound})"]
@@ -57,6 +67,8 @@ def render(est, sources: SourceMap) -> str:
         lines.append(f"  [{i}] {p.name}: {seconds(p.time)}  bound {p.bound}; {p.tiles} tiles x "
                      f"{p.steps} steps in {p.waves} wave(s) on {p.active_cus} CUs, "
                      f"{p.buffers} buffer(s)")
+        if p.tile is not None:
+            lines.append(f"      tiles: {tiles_text(p.tile, p.name.split()[0])}")
         engines = "  ".join(f"{k} {seconds(terms[k])}" for k in ("dma", "tensor", "vector")
                             if k in terms)
         floors = "  ".join(f"{k} {seconds(terms[k])}" for k in

@@ -38,6 +38,23 @@ class Work:
 
 
 @dataclass(frozen=True)
+class TileSizes:
+    """The tiles a phase runs, as the `tile` pass chose them: the result tile, the step of its
+    loop (a matmul's K tile, a reduction's chunk; None without one), and the binding whose
+    schedule `tile` directive gave them with its sizes as written (None: the compiler chose)."""
+
+    sizes: tuple[int, ...]
+    step: int | None = None
+    directive: str | None = None
+    directive_sizes: tuple[int, ...] | None = None
+
+    def to_json(self) -> dict:
+        return {"sizes": list(self.sizes), "step": self.step, "directive": self.directive,
+                "directive_sizes": (list(self.directive_sizes)
+                                    if self.directive_sizes is not None else None)}
+
+
+@dataclass(frozen=True)
 class Phase:
     """One grid of tiles run over the compute units; phases run one after another."""
 
@@ -51,6 +68,7 @@ class Phase:
     # re-reads of tiles that other tiles (on other CUs) also read.
     unique_load_bytes: dict[str, int] = field(default_factory=dict)
     loc: str = ""
+    tile: TileSizes | None = None  # None for programs the `tile` pass did not make
 
 
 @dataclass(frozen=True)

@@ -991,7 +991,9 @@ def tile_attr(op: Operation, name: str, sizes: Sequence[int], split_k: int | Non
     if split_k is not None and (not rooted or not 1 <= split_k <= 1024):
         raise error("ZK0403", "split_k applies to matmuls and must be 1..1024"
                     if rooted else f"`{name}` is not a matmul: no split_k", span)
-    return zk.TileAttr(sizes, split_k or 1)
+    loc = (FileLineColLoc(StringAttr(span.file), IntAttr(span.line), IntAttr(span.col))
+           if span is not None else None)
+    return zk.TileAttr(sizes, split_k or 1, loc)
 
 
 def _precision_attr(d: ast.PrecisionDirective) -> zk.PrecisionAttr:
