@@ -24,6 +24,8 @@ CODES: dict[str, str] = {
     "ZK0004": "several kernels: choose one",
     "ZK0005": "cannot write output file",
     "ZK0006": "unknown pipeline stage or pass",
+    "ZK0007": "output would overwrite an input",
+    "ZK0008": "bad IR dump directory",
     "ZK0101": "unexpected character",
     "ZK0102": "unexpected token",
     "ZK0103": "unexpected end of input",
