@@ -141,6 +141,23 @@ def signature(kernel) -> dict:
     }
 
 
+def _dims(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def params_text(params: dict[str, int]) -> str:
+    """Shape parameters as the source writes them: `<M = 64, N = 32>` (empty when none)."""
+    return "<" + ", ".join(f"{k} = {v}" for k, v in params.items()) + ">" if params else ""
+
+
+def signature_text(sig: dict) -> str:
+    """A signature (see `signature`) in the source's syntax, with every shape parameter's value:
+    `gemm<M = 64, ...>(a: f16[64, 4096], ...) -> (c: f32[64, 4096])`."""
+    inputs = ", ".join(f"{t['name']}: {t['dtype']}{_dims(t['shape'])}" for t in sig["inputs"])
+    outputs = ", ".join(f"{t['name']}: {t['dtype']}{_dims(t['shape'])}" for t in sig["outputs"])
+    return f"{sig['name']}{params_text(sig['params'])}({inputs}) -> ({outputs})"
+
+
 def print_ir(op, debuginfo: bool = False) -> str:
     import io
 
@@ -156,7 +173,8 @@ def cmd_check(args, sources) -> Output:
     module = load_module(args, sources)
     kernels = [signature(k) for k in module.ops]
     names = ", ".join(k["name"] for k in kernels) or "no kernels"
-    return Output({"kernels": kernels}, f"{args.file}: ok ({names})\n")
+    return Output({"kernels": kernels}, f"{args.file}: ok ({names})\n"
+                  + "".join(f"  {signature_text(k)}\n" for k in kernels))
 
 
 def instrumentation(args):
@@ -320,30 +338,50 @@ def cmd_cost(args, sources) -> Output:
 
     est, target, workload, kernel = estimate_for(args, sources, args.target)
     placement = placement_map(kernel)
-    payload = {"cost": est.to_json(), "placement": placement}
+    params = {k: v.value.data for k, v in kernel.attributes["params"].data.items()}
+    payload = {"params": params, "cost": est.to_json(), "placement": placement}
     if args.trace:
         from zhenwu_cc.runtime.cost import trace
 
         write_atomic(args.trace, trace.dumps(trace.trace(est, target, workload)).encode())
         payload["trace"] = args.trace
-    return Output(payload, report.render(est, sources) + report.render_placement(placement))
+    return Output(payload, report.render(est, sources, params_text(params))
+                  + report.render_placement(placement))
+
+
+# Codes that say a kernel does not fit one target (SRAM, HBM, L2, HBM stacks): `compare` shows
+# them as that target's row; any other error is the kernel's or the command line's and fails.
+DOES_NOT_FIT = ("ZK0601", "ZK0604", "ZK0704", "ZK0705", "ZK0901", "ZK0902", "ZK0903", "ZK0904")
 
 
 def cmd_compare(args, sources) -> Output:
+    from zhenwu_cc.diagnostics import CompileError
     from zhenwu_cc.runtime.cost import report
 
-    rows = []
+    rows, misfits = [], []
     for name in [t for t in args.targets.split(",") if t]:
-        est = estimate_for(args, sources, name)[0]
+        try:
+            est = estimate_for(args, sources, name)[0]
+        except CompileError as exc:
+            diag = exc.diagnostics[0]
+            if diag.code not in DOES_NOT_FIT:
+                raise
+            misfits.append(diag)
+            rows.append({"target": name, "fits": False, "time_s": None, "bound": None,
+                         "tflops": None, "peak_fraction": None, "notes": diag.message,
+                         "diagnostic": diag.to_json()})
+            continue
         dts = sorted(est.flops_by_dtype)
         flags = [f"{dt} {est.dtype_support[dt]['support']}" for dt in sorted(est.dtype_support)
                  if est.dtype_support[dt]["support"] != "native"]
-        rows.append({"target": name, "time_s": est.time, "bound": est.bound,
+        rows.append({"target": name, "fits": True, "time_s": est.time, "bound": est.bound,
                      "tflops": sum(est.achieved_flops.get(d, 0.0) for d in dts) / 1e12
                      if dts else None,
                      "peak_fraction": max((est.peak_fraction.get(d, 0.0) for d in dts),
                                           default=None),
-                     "notes": "; ".join(flags)})
+                     "notes": "; ".join(flags), "diagnostic": None})
+    if rows and len(misfits) == len(rows):
+        raise CompileError(misfits)
     return Output({"comparison": rows}, report.render_comparison(rows))
 
 

@@ -29,9 +29,11 @@ def _source_line(loc: str, sources: SourceMap) -> str:
     return text.strip() if text else ""
 
 
-def render(est, sources: SourceMap) -> str:
-    """The whole report: headline, roofline position, phases, and time by source line."""
-    lines = [f"kernel {est.kernel} on {est.target}: {seconds(est.time)}  (bound: {est.bound})"]
+def render(est, sources: SourceMap, params: str = "") -> str:
+    """The whole report: headline (`params`: the shape parameters, `<M = 64, ...>`), roofline
+    position, phases, and time by source line."""
+    lines = [f"kernel {est.kernel}{params} on {est.target}: {seconds(est.time)}  "
+             f"(bound: {est.bound})"]
     for dt in sorted(est.flops_by_dtype):
         achieved = est.achieved_flops.get(dt, 0.0)
         frac = est.peak_fraction.get(dt, 0.0)
@@ -91,10 +93,14 @@ def render_placement(rows: list[dict]) -> str:
 
 
 def render_comparison(rows: list[dict]) -> str:
-    """One line per target: time, bound, achieved fraction of peak."""
+    """One line per target: time, bound, achieved fraction of peak; or "does not fit"."""
     head = f"{'target':<8} {'time':>12} {'bound':<9} {'TFLOP/s':>9} {'of peak':>8}  notes"
     out = [head, "-" * len(head)]
     for r in rows:
+        if not r["fits"]:  # one row, with the code, instead of failing the whole table
+            code = r["diagnostic"]["code"]
+            out.append(f"{r['target']:<8} {'does not fit':>12} ({code}): {r['notes']}")
+            continue
         tf = f"{r['tflops']:.1f}" if r["tflops"] is not None else "-"
         frac = f"{100 * r['peak_fraction']:.1f}%" if r["peak_fraction"] is not None else "-"
         out.append(f"{r['target']:<8} {seconds(r['time_s']):>12} {r['bound']:<9} {tf:>9} "
