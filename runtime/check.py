@@ -14,6 +14,7 @@ with every directive, and without that one).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,7 +38,7 @@ class Attribution:
     def cost(self) -> float:
         return self.rel_l2_with - self.rel_l2_without
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         return {"directive": self.directive, "rel_l2_error_with": _r(self.rel_l2_with),
                 "rel_l2_error_without": _r(self.rel_l2_without), "cost": _r(self.cost)}
 
@@ -66,7 +67,7 @@ class OutputCheck:
     histogram: dict[str, int] = field(default_factory=dict)  # |rel error| per decade
     attribution: tuple[Attribution, ...] = ()
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape),
                 "max_abs_error": _r(self.max_abs), "max_rel_error": _r(self.max_rel),
                 "rel_l2_error": _r(self.rel_l2), "expected_max_abs": _r(self.scale),
@@ -74,7 +75,11 @@ class OutputCheck:
                 "typed_max_abs_error": _r(self.typed_max_abs), "tolerance": _r(self.tolerance),
                 "mismatched_nan": self.mismatched_nan, "passed": self.passed,
                 "rel_error_histogram": dict(self.histogram),
-                "attribution": [a.to_json() for a in self.attribution]}
+                "attribution": [a.to_dict() for a in self.attribution]}
+
+    def to_json(self) -> str:
+        """`to_dict()` as JSON text: keys in the same order, indented as the CLI prints them."""
+        return json.dumps(self.to_dict(), indent=2)
 
 
 def _r(x: float) -> float | None:

@@ -294,7 +294,7 @@ def cmd_run(args, sources) -> Output:
     out = Output(payload, "".join(lines))
     if args.check:
         checks = compiled.compare(inputs, outputs)
-        payload["check"] = [c.to_json() for c in checks]
+        payload["check"] = [c.to_dict() for c in checks]
         out.text += render(checks)
         failed = [c.name for c in checks if not c.passed]
         if failed:
@@ -309,7 +309,7 @@ def cmd_run(args, sources) -> Output:
         from zhenwu_cc.runtime.cost.report import seconds
 
         est = compiled.cost()
-        payload["cost"] = est.to_json()
+        payload["cost"] = est.to_dict()
         out.text += (f"estimated on {args.target}: {seconds(est.time)} ({est.bound}-bound); "
                      f"`zhenwu-cc cost` explains it\n")
     return out
@@ -339,7 +339,7 @@ def cmd_cost(args, sources) -> Output:
     est, target, workload, kernel = estimate_for(args, sources, args.target)
     placement = placement_map(kernel)
     params = {k: v.value.data for k, v in kernel.attributes["params"].data.items()}
-    payload = {"params": params, "cost": est.to_json(), "placement": placement}
+    payload = {"params": params, "cost": est.to_dict(), "placement": placement}
     if args.trace:
         from zhenwu_cc.runtime.cost import trace
 
@@ -369,7 +369,7 @@ def cmd_compare(args, sources) -> Output:
             misfits.append(diag)
             rows.append({"target": name, "fits": False, "time_s": None, "bound": None,
                          "tflops": None, "peak_fraction": None, "notes": diag.message,
-                         "diagnostic": diag.to_json()})
+                         "diagnostic": diag.to_dict()})
             continue
         dts = sorted(est.flops_by_dtype)
         flags = [f"{dt} {est.dtype_support[dt]['support']}" for dt in sorted(est.dtype_support)
@@ -539,7 +539,7 @@ def _emit(fmt: str, command: str | None, code: int, out: Output | None, diags, s
           message: str | None = None) -> None:
     if fmt == "json":
         doc = {"schema": RESULT_SCHEMA, "command": command, "ok": code == EXIT_OK,
-               "exit_code": code, "diagnostics": [d.to_json() for d in diags]}
+               "exit_code": code, "diagnostics": [d.to_dict() for d in diags]}
         if message:
             doc["message"] = message
         if out is not None:

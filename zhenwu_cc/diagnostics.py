@@ -9,6 +9,7 @@ a test keeps the two in step.
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -119,7 +120,7 @@ class Span:
     def point(file: str, line: int, col: int, width: int = 1) -> Span:
         return Span(file, line, col, line, col + max(width, 1))
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         return {"file": self.file, "line": self.line, "col": self.col,
                 "end_line": self.end_line, "end_col": self.end_col}
 
@@ -152,16 +153,20 @@ class Diagnostic:
         if self.code not in CODES:
             raise ValueError(f"unregistered diagnostic code {self.code}")
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         rec: dict = {"schema": DIAGNOSTIC_SCHEMA, "severity": self.severity, "code": self.code,
                      "title": CODES[self.code], "message": self.message}
-        rec["span"] = self.span.to_json() if self.span else None
-        rec["notes"] = [{"message": n.message, "span": n.span.to_json() if n.span else None}
+        rec["span"] = self.span.to_dict() if self.span else None
+        rec["notes"] = [{"message": n.message, "span": n.span.to_dict() if n.span else None}
                         for n in self.notes]
         rec["help"] = self.help
-        rec["fixits"] = [{"span": f.span.to_json(), "replacement": f.replacement}
+        rec["fixits"] = [{"span": f.span.to_dict(), "replacement": f.replacement}
                          for f in self.fixits]
         return rec
+
+    def to_json(self) -> str:
+        """`to_dict()` as JSON text: keys in the same order, indented as the CLI prints them."""
+        return json.dumps(self.to_dict(), indent=2)
 
 
 class CompileError(Exception):

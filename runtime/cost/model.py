@@ -28,6 +28,7 @@ representative ones (phase totals / tiles / steps).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -108,7 +109,7 @@ class Estimate:
     sram_capacity: int
     flags: tuple[str, ...] = field(default=())
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         """A plain dict with a fixed key order and rounded floats, the same bytes every run."""
         return {
             "schema": COST_SCHEMA,
@@ -140,6 +141,10 @@ class Estimate:
                              "vector_s": _r(t.vector)}
                        for loc, t in sorted(self.by_loc.items())},
         }
+
+    def to_json(self) -> str:
+        """`to_dict()` as JSON text: keys in the same order, indented as the CLI prints them."""
+        return json.dumps(self.to_dict(), indent=2)
 
 
 def _r(x: float | None) -> float | None:

@@ -1,6 +1,6 @@
 """The cost estimate for people: a compact text report that names where the time goes.
 
-JSON comes from `Estimate.to_json()`; this module only formats. Source lines are quoted from the
+JSON comes from `Estimate.to_dict()`; this module only formats. Source lines are quoted from the
 `.zk` file so the per-line breakdown reads like a profile.
 """
 
