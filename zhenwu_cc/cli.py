@@ -345,8 +345,9 @@ def cmd_cost(args, sources) -> Output:
 
         write_atomic(args.trace, trace.dumps(trace.trace(est, target, workload)).encode())
         payload["trace"] = args.trace
+    written = f"\ntrace written to {args.trace} (open it in ui.perfetto.dev)\n" if args.trace else ""
     return Output(payload, report.render(est, sources, params_text(params))
-                  + report.render_placement(placement))
+                  + report.render_placement(placement) + written)
 
 
 # Codes that say a kernel does not fit one target (SRAM, HBM, L2, HBM stacks): `compare` shows
