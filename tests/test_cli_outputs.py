@@ -277,3 +277,16 @@ def test_reproducer_dir_that_cannot_be_written_still_reports_the_bug(cli, zk_fil
     _crash(monkeypatch, "check")
     r = cli("check", zk_file(SRC))
     assert r.code == 3 and "simulated bug" in r.err and "Saving a reproducer failed" in r.err
+
+
+def test_reproducer_does_not_read_a_fifo_input(cli, zk_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZHENWU_REPRODUCER_DIR", str(tmp_path / "crashes"))
+    _crash(monkeypatch, "run")
+    fifo = tmp_path / "inputs.npz"
+    os.mkfifo(fifo)  # opening it to read would block: no writer
+    src = zk_file(SRC)
+    assert cli("run", src, "--inputs", fifo).code == 3
+    (saved,) = (tmp_path / "crashes").iterdir()
+    records = json.loads((saved / "command.json").read_text())["inputs"]
+    assert records == [{"path": str(src), "copy": "k.zk"},
+                       {"path": str(fifo), "copy": None, "not_copied": "not a regular file"}]

@@ -27,12 +27,12 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors raise (exit 2, pointing at this parser's --help); no option abbreviations:
     `--form json` must not be taken for `--format json` by one parser and ignored by another."""
 
+    commands: dict[str, argparse.ArgumentParser] = {}  # the top-level parser's subcommands
+    epilog_from: Callable[[], str] | None = None  # help text that is costly to build
+
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
-
-    commands: dict[str, argparse.ArgumentParser] = {}  # the top-level parser's subcommands
-    epilog_from: Callable[[], str] | None = None  # help text that is costly to build
 
     def format_help(self) -> str:
         if self.epilog_from is not None:
@@ -345,7 +345,8 @@ def cmd_cost(args, sources) -> Output:
 
         write_atomic(args.trace, trace.dumps(trace.trace(est, target, workload)).encode())
         payload["trace"] = args.trace
-    written = f"\ntrace written to {args.trace} (open it in ui.perfetto.dev)\n" if args.trace else ""
+    written = f"\ntrace written to {args.trace} (open it in ui.perfetto.dev)\n" \
+        if args.trace else ""
     return Output(payload, report.render(est, sources, params_text(params))
                   + report.render_placement(placement) + written)
 
@@ -577,6 +578,31 @@ def _outputs(args) -> dict[str, str]:
             if getattr(args, dest, None)}
 
 
+def _copy_input(src: str, directory: str, taken: set) -> dict:
+    """Copy one input file into a reproducer directory: its command.json record."""
+    from zhenwu_cc.outputs import create_exclusive
+
+    record: dict = {"path": src, "copy": None}
+    if not os.path.isfile(src):  # a FIFO or a device: reading it would consume or block
+        record["not_copied"] = "not a regular file"
+        return record
+    try:
+        with open(src, "rb") as f:
+            data = f.read(REPRODUCER_INPUT_CAP + 1)
+    except OSError as err:
+        record["not_copied"] = err.strerror or str(err)
+        return record
+    if len(data) > REPRODUCER_INPUT_CAP:
+        record["not_copied"] = f"larger than {REPRODUCER_INPUT_CAP} bytes"
+        return record
+    name = os.path.basename(src) or "input"
+    if name in taken or name in ("command.json", "traceback.txt"):
+        name = f"{len(taken)}-{name}"
+    create_exclusive(os.path.join(directory, name), data)
+    record["copy"] = name
+    return record
+
+
 def _save_reproducer(argv: Sequence[str], exc: BaseException, inputs: Sequence[str]) -> str:
     """Keep what is needed to replay an internal error: the command, a copy of each input file
     (up to REPRODUCER_INPUT_CAP), and the traceback, in a new private directory (mkdtemp: mode
@@ -592,25 +618,9 @@ def _save_reproducer(argv: Sequence[str], exc: BaseException, inputs: Sequence[s
     base = os.environ.get("ZHENWU_REPRODUCER_DIR") or tempfile.gettempdir()
     os.makedirs(base, exist_ok=True)
     path = tempfile.mkdtemp(prefix=f"zhenwu-cc-crash-{key}-", dir=base)
-    copies = []
+    copies: list[dict] = []
     for src in dict.fromkeys(inputs):
-        record = {"path": src, "copy": None}
-        try:
-            with open(src, "rb") as f:
-                data = f.read(REPRODUCER_INPUT_CAP + 1)
-        except OSError as err:
-            record["not_copied"] = err.strerror or str(err)
-        else:
-            if len(data) > REPRODUCER_INPUT_CAP:
-                record["not_copied"] = f"larger than {REPRODUCER_INPUT_CAP} bytes"
-            else:
-                name = os.path.basename(src) or "input"
-                taken = {c["copy"] for c in copies}
-                if name in taken or name in ("command.json", "traceback.txt"):
-                    name = f"{len(copies)}-{name}"
-                create_exclusive(os.path.join(path, name), data)
-                record["copy"] = name
-        copies.append(record)
+        copies.append(_copy_input(src, path, {c["copy"] for c in copies}))
     command = {"argv": ["zhenwu-cc", *argv], "cwd": os.getcwd(), "inputs": copies}
     create_exclusive(os.path.join(path, "command.json"), json.dumps(command, indent=2).encode())
     create_exclusive(os.path.join(path, "traceback.txt"), tb.encode())
