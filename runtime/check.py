@@ -26,6 +26,7 @@ with every directive, and without that one).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,7 +51,7 @@ class Attribution:
     def cost(self) -> float:
         return self.rel_l2_with - self.rel_l2_without
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         return {"directive": self.directive, "rel_l2_error_with": _r(self.rel_l2_with),
                 "rel_l2_error_without": _r(self.rel_l2_without), "cost": _r(self.cost)}
 
@@ -93,7 +94,7 @@ class OutputCheck:
             text += f", and rel L2 error against the exact math <= {self.max_rel_l2:g}"
         return text
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape),
                 "max_abs_error": _r(self.max_abs), "max_rel_error": _r(self.max_rel),
                 "rel_l2_error": _r(self.rel_l2), "expected_max_abs": _r(self.scale),
@@ -101,11 +102,15 @@ class OutputCheck:
                 "typed_max_abs_error": _r(self.typed_max_abs), "tolerance": _r(self.tolerance),
                 "mismatched_nan": self.mismatched_nan, "passed": self.passed,
                 "rel_error_histogram": dict(self.histogram),
-                "attribution": [a.to_json() for a in self.attribution],
+                "attribution": [a.to_dict() for a in self.attribution],
                 "errors_against": EXACT, "yardstick": self.yardstick,
                 "typed_rel_l2_error": _r(self.typed_rel_l2), "max_rel_l2": self.max_rel_l2,
                 "inconclusive": self.inconclusive, "reason": self.reason,
                 "sampled": self.sampled or None}
+
+    def to_json(self) -> str:
+        """`to_dict()` as JSON text: keys in the same order, indented as the CLI prints them."""
+        return json.dumps(self.to_dict(), indent=2)
 
 
 def _r(x: float) -> float | None:

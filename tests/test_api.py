@@ -20,7 +20,7 @@ def test_retile_changes_tiles_not_meaning():
     assert "tile [32, 32]" in small.ir("tile") and "tile [32, 32]" not in base.ir("tile")
     assert small.check(seed=1).passed
     assert small.cost().time != base.cost().time
-    assert base.retile({"c": (32, 32, 32)}).cost().to_json() == small.cost().to_json()
+    assert base.retile({"c": (32, 32, 32)}).cost().to_dict() == small.cost().to_dict()
 
 
 def test_retile_buffers_and_split_k():

@@ -94,7 +94,7 @@ def test_the_report_names_the_exact_math_and_the_yardstick():
     k = zhenwu_cc.compile(MX)
     result = k.check(seed=0)
     (c,) = result.checks
-    doc = c.to_json()
+    doc = c.to_dict()
     assert doc["errors_against"].startswith("exact math")
     assert "typed `cast` program" in doc["yardstick"] and "bf16" in doc["yardstick"]
     # the exact-math figure of an MX kernel is its quantisation error, which the yardstick

@@ -4,7 +4,7 @@
     k = zhenwu_cc.compile("examples/gemm.zk", defines={"M": 256, "N": 256, "K": 128})
     out = k.run(a=a, b=b)            # dict of outputs, executed on the numpy executor
     report = k.check(seed=0)         # outputs vs the float64 reference, per output
-    est = k.cost("h100")             # static estimate; est.time, est.bound, est.to_json()
+    est = k.cost("h100")             # static estimate; est.time, est.bound, est.to_dict()
     print(k.ir("tile"))
 
 Errors in the kernel raise `zhenwu_cc.diagnostics.CompileError` (its `.diagnostics` carry the

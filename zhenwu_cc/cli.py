@@ -24,8 +24,32 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    """Usage errors raise (exit 2, pointing at this parser's --help); no option abbreviations:
+    `--form json` must not be taken for `--format json` by one parser and ignored by another."""
+
+    commands: dict[str, argparse.ArgumentParser] = {}  # the top-level parser's subcommands
+    epilog_from: Callable[[], str] | None = None  # help text that is costly to build
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def format_help(self) -> str:
+        if self.epilog_from is not None:
+            self.epilog = self.epilog_from()
+        return super().format_help()
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse, but an unknown option is reported by the subcommand it was given to,
+        so the message points at that subcommand's --help."""
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            owner = self.commands.get(getattr(ns, "command", None), self)
+            owner.error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns
+
     def error(self, message: str):
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog}: {message}\nrun `{self.prog} --help` for usage")
 
 
 def _define(text: str) -> tuple[str, int]:
@@ -93,19 +117,11 @@ def one_kernel(module, file: str):
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file and rename: never a half-written output."""
-    from zhenwu_cc.diagnostics import error
+    """Write an output file: never half-written, never through a planted symlink, never leaving
+    a temporary file behind (zhenwu_cc/outputs.py says how)."""
+    from zhenwu_cc.outputs import write_file
 
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise error("ZK0005", f"cannot write {path}: {exc.strerror or exc}") from None
+    write_file(path, data)
 
 
 def signature(kernel) -> dict:
@@ -125,6 +141,23 @@ def signature(kernel) -> dict:
     }
 
 
+def _dims(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def params_text(params: dict[str, int]) -> str:
+    """Shape parameters as the source writes them: `<M = 64, N = 32>` (empty when none)."""
+    return "<" + ", ".join(f"{k} = {v}" for k, v in params.items()) + ">" if params else ""
+
+
+def signature_text(sig: dict) -> str:
+    """A signature (see `signature`) in the source's syntax, with every shape parameter's value:
+    `gemm<M = 64, ...>(a: f16[64, 4096], ...) -> (c: f32[64, 4096])`."""
+    inputs = ", ".join(f"{t['name']}: {t['dtype']}{_dims(t['shape'])}" for t in sig["inputs"])
+    outputs = ", ".join(f"{t['name']}: {t['dtype']}{_dims(t['shape'])}" for t in sig["outputs"])
+    return f"{sig['name']}{params_text(sig['params'])}({inputs}) -> ({outputs})"
+
+
 def print_ir(op, debuginfo: bool = False) -> str:
     import io
 
@@ -140,7 +173,8 @@ def cmd_check(args, sources) -> Output:
     module = load_module(args, sources)
     kernels = [signature(k) for k in module.ops]
     names = ", ".join(k["name"] for k in kernels) or "no kernels"
-    return Output({"kernels": kernels}, f"{args.file}: ok ({names})\n")
+    return Output({"kernels": kernels}, f"{args.file}: ok ({names})\n"
+                  + "".join(f"  {signature_text(k)}\n" for k in kernels))
 
 
 def instrumentation(args):
@@ -176,6 +210,7 @@ def cmd_compile(args, sources) -> Output:
         format_timing,
         make_context,
         parse_pipeline,
+        prepare_instrumentation,
         run_pipeline,
     )
 
@@ -183,9 +218,11 @@ def cmd_compile(args, sources) -> Output:
     kernels = [signature(k) for k in module.ops]
     spec = args.pipeline if args.pipeline is not None else default_pipeline(args.emit, args.target)
     passes = parse_pipeline(spec)
+    inst = instrumentation(args)
+    prepare_instrumentation(inst, passes)
     if args.dump_pass_pipeline:
         dump_pipeline(passes)
-    run = run_pipeline(make_context(), module, passes, instrumentation(args))
+    run = run_pipeline(make_context(), module, passes, inst)
     if args.timing:
         sys.stderr.write(format_timing(run))
     ir = print_ir(module, args.print_debuginfo)
@@ -205,13 +242,15 @@ def cmd_compile(args, sources) -> Output:
 
 def cmd_opt(args, sources) -> Output:
     from zhenwu_cc.opt import run_opt
-    from zhenwu_cc.pipeline import parse_pipeline
+    from zhenwu_cc.pipeline import parse_pipeline, prepare_instrumentation
 
     text = sys.stdin.read() if args.file == "-" else read_source(args.file)
     sources.add(args.file, text)
-    if args.dump_pass_pipeline:
-        dump_pipeline(parse_pipeline(args.pipeline))
+    passes = parse_pipeline(args.pipeline)
     inst = instrumentation(args)
+    prepare_instrumentation(inst, passes)
+    if args.dump_pass_pipeline:
+        dump_pipeline(passes)
     result = run_opt(text, args.file, args.pipeline, split=args.split_input_file,
                      verify_diagnostics=args.verify_diagnostics, inst=inst,
                      generic=args.print_op_generic, debuginfo=args.print_debuginfo)
@@ -274,7 +313,7 @@ def cmd_run(args, sources) -> Output:
         from zhenwu_cc.diagnostics import Diagnostic
 
         checks = compiled.compare(inputs, outputs, max_rel_l2=args.max_rel_l2, sample=sample)
-        payload["check"] = [c.to_json() for c in checks]
+        payload["check"] = [c.to_dict() for c in checks]
         out.text += render(checks)
         failed = [c for c in checks if not c.passed and not c.inconclusive]
         unsure = [c for c in checks if c.inconclusive]
@@ -298,7 +337,7 @@ def cmd_run(args, sources) -> Output:
         from zhenwu_cc.runtime.cost.report import seconds
 
         est = compiled.cost()
-        payload["cost"] = est.to_json()
+        payload["cost"] = est.to_dict()
         out.text += (f"estimated on {args.target}: {seconds(est.time)} ({est.bound}-bound); "
                      f"`zhenwu-cc cost` explains it\n")
     return out
@@ -383,30 +422,52 @@ def cmd_cost(args, sources) -> Output:
 
     est, target, workload, kernel = estimate_for(args, sources, args.target)
     placement = placement_map(kernel)
-    payload = {"cost": est.to_json(), "placement": placement}
+    params = {k: v.value.data for k, v in kernel.attributes["params"].data.items()}
+    payload = {"params": params, "cost": est.to_dict(), "placement": placement}
     if args.trace:
         from zhenwu_cc.runtime.cost import trace
 
         write_atomic(args.trace, trace.dumps(trace.trace(est, target, workload)).encode())
         payload["trace"] = args.trace
-    return Output(payload, report.render(est, sources) + report.render_placement(placement))
+    written = f"\ntrace written to {args.trace} (open it in ui.perfetto.dev)\n" \
+        if args.trace else ""
+    return Output(payload, report.render(est, sources, params_text(params))
+                  + report.render_placement(placement) + written)
+
+
+# Codes that say a kernel does not fit one target (SRAM, HBM, L2, HBM stacks): `compare` shows
+# them as that target's row; any other error is the kernel's or the command line's and fails.
+DOES_NOT_FIT = ("ZK0601", "ZK0604", "ZK0704", "ZK0705", "ZK0901", "ZK0902", "ZK0903", "ZK0904")
 
 
 def cmd_compare(args, sources) -> Output:
+    from zhenwu_cc.diagnostics import CompileError
     from zhenwu_cc.runtime.cost import report
 
-    rows = []
+    rows, misfits = [], []
     for name in [t for t in args.targets.split(",") if t]:
-        est = estimate_for(args, sources, name)[0]
+        try:
+            est = estimate_for(args, sources, name)[0]
+        except CompileError as exc:
+            diag = exc.diagnostics[0]
+            if diag.code not in DOES_NOT_FIT:
+                raise
+            misfits.append(diag)
+            rows.append({"target": name, "fits": False, "time_s": None, "bound": None,
+                         "tflops": None, "peak_fraction": None, "notes": diag.message,
+                         "diagnostic": diag.to_dict()})
+            continue
         dts = sorted(est.flops_by_dtype)
         flags = [f"{dt} {est.dtype_support[dt]['support']}" for dt in sorted(est.dtype_support)
                  if est.dtype_support[dt]["support"] != "native"]
-        rows.append({"target": name, "time_s": est.time, "bound": est.bound,
+        rows.append({"target": name, "fits": True, "time_s": est.time, "bound": est.bound,
                      "tflops": sum(est.achieved_flops.get(d, 0.0) for d in dts) / 1e12
                      if dts else None,
                      "peak_fraction": max((est.peak_fraction.get(d, 0.0) for d in dts),
                                           default=None),
-                     "notes": "; ".join(flags)})
+                     "notes": "; ".join(flags), "diagnostic": None})
+    if rows and len(misfits) == len(rows):
+        raise CompileError(misfits)
     return Output({"comparison": rows}, report.render_comparison(rows))
 
 
@@ -426,7 +487,7 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
                    help="print the IR after every pass (to stderr)")
     p.add_argument("--print-ir-after", action="append", metavar="PASS",
                    help="print the IR after this pass (repeatable)")
-    p.add_argument("--print-ir-tree-dir", metavar="DIR",
+    p.add_argument("--print-ir-tree-dir", metavar="DIR", type=_out_path,
                    help="write the IR after each pass to DIR/NN_pass.mlir, headed by the pass")
     p.add_argument("--verify-each", action=argparse.BooleanOptionalAction, default=True,
                    help="verify the IR after every pass (default: on)")
@@ -446,6 +507,14 @@ def _add_source_args(p: argparse.ArgumentParser, kernel_help: str) -> None:
                    help="text for people, json for programs (one document on stdout)")
 
 
+def _out_path(text: str) -> str:
+    """An output path: an empty one is a mistake (a shell variable that was not set), not
+    "no output"."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path: give a file name")
+    return text
+
+
 def _seed(text: str) -> int:
     try:
         value = int(text, 0)
@@ -456,6 +525,25 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"bad --seed {text!r}: expected an integer >= 0") from None
 
 
+def _passes_help() -> str:
+    """`opt --help`'s list of passes and default pipelines, from the registry and
+    zhenwu_cc/pipeline.py (so it cannot drift; imported only when the help is shown)."""
+    import dataclasses
+
+    from zhenwu_cc.passes.registry import get_passes
+    from zhenwu_cc.pipeline import default_pipeline
+
+    lines = ['passes (-p; options in braces, e.g. tile{target="h100"}):']
+    for name, load in sorted(get_passes().items()):
+        cls = load()
+        doc = (cls.__doc__ or "").strip().splitlines() or ["(from xDSL)"]
+        options = ", ".join(f.name for f in dataclasses.fields(cls))
+        lines.append(f"  {name:<13} {doc[0]}" + (f" {{{options}}}" if options else ""))
+    lines += ["", "default pipelines (what `compile --emit STAGE` runs, here for m890):"]
+    lines += [f"  {stage}: {default_pipeline(stage)}" for stage in ("tile", "ppu")]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from zhenwu_cc import __version__
 
@@ -464,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"zhenwu-cc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    parser.commands = sub.choices
 
     p = sub.add_parser("check", help="parse and verify only")
     _add_source_args(p, "check only this kernel")
@@ -473,7 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--emit", choices=("zk", "tile", "ppu"), default="ppu",
                    help="the stage to print: zk (as written), tile (grids), ppu (the machine)")
     _add_target_arg(p)
-    p.add_argument("-o", dest="output", metavar="OUT", help="write the IR here (atomically)")
+    p.add_argument("-o", dest="output", metavar="OUT", type=_out_path,
+                   help="write the IR here (atomically)")
     p.add_argument("-p", "--pass-pipeline", dest="pipeline", default=None,
                    help="run these passes instead of the default pipeline for --emit")
     _add_pipeline_args(p)
@@ -481,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cost", help="estimate time on a chip model, and why")
     _add_source_args(p, "the kernel to cost (when the file has several)")
     _add_target_arg(p)
-    p.add_argument("--trace", metavar="OUT.json",
+    p.add_argument("--trace", metavar="OUT.json", type=_out_path,
                    help="write a Chrome trace (open it in Perfetto: ui.perfetto.dev)")
 
     p = sub.add_parser("compare", help="the same kernel's estimated cost on several chips")
@@ -489,11 +579,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", default="m890,h20,810e,h100,h200",
                    help="comma-separated targets (default: m890,h20,810e,h100,h200)")
 
-    p = sub.add_parser("opt", help="run a pass pipeline on MLIR text (like mlir-opt)")
+    p = sub.add_parser("opt", help="run a pass pipeline on MLIR text (like mlir-opt)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.epilog_from = _passes_help
     p.add_argument("file", help="an .mlir file, or - for stdin")
     p.add_argument("-p", "--pass-pipeline", dest="pipeline", default="",
                    help="passes in xDSL's textual syntax, e.g. 'decompose,tile,cse'")
-    p.add_argument("-o", dest="output", metavar="OUT", help="write the IR here (atomically)")
+    p.add_argument("-o", dest="output", metavar="OUT", type=_out_path,
+                   help="write the IR here (atomically)")
     p.add_argument("--split-input-file", action="store_true",
                    help="run each chunk separated by a `// -----` line on its own")
     p.add_argument("--verify-diagnostics", action="store_true",
@@ -525,7 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="arrays by parameter name; parameters not given are random (warning)")
     p.add_argument("--input-range", action="append", type=_input_range, metavar="NAME=LO:HI",
                    help="draw the random values of parameter NAME from [LO, HI) (repeatable)")
-    p.add_argument("--out", metavar="OUT.npz", help="write the outputs by result name (atomically)")
+    p.add_argument("--out", metavar="OUT.npz", type=_out_path,
+                   help="write the outputs by result name (atomically)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs (default 0)")
     return parser
 
@@ -540,7 +634,7 @@ def _emit(fmt: str, command: str | None, code: int, out: Output | None, diags, s
           message: str | None = None) -> None:
     if fmt == "json":
         doc = {"schema": RESULT_SCHEMA, "command": command, "ok": code == EXIT_OK,
-               "exit_code": code, "diagnostics": [d.to_json() for d in diags]}
+               "exit_code": code, "diagnostics": [d.to_dict() for d in diags]}
         if message:
             doc["message"] = message
         if out is not None:
@@ -557,25 +651,72 @@ def _emit(fmt: str, command: str | None, code: int, out: Output | None, diags, s
         sys.stderr.write(message + "\n")
 
 
-def _save_reproducer(argv: Sequence[str], exc: BaseException) -> str:
-    """Keep what is needed to replay an internal error: the command, inputs, and traceback."""
+REPRODUCER_INPUT_CAP = 16 << 20  # bytes: a larger input is listed in command.json, not copied
+
+
+def _inputs(args) -> list[str]:
+    """The files a command reads: the source, `--inputs`, target files (a path, as
+    `load_target` tells a file from a name)."""
+    targets = [getattr(args, "target", None), *(getattr(args, "targets", None) or "").split(",")]
+    files = [getattr(args, "file", None), getattr(args, "inputs", None),
+             *(t for t in targets if t and ("/" in t or t.endswith(".toml")))]
+    return [f for f in files if f and f != "-"]
+
+
+OUTPUT_FLAGS = {"output": "-o", "out": "--out", "trace": "--trace"}  # dest -> flag
+
+
+def _outputs(args) -> dict[str, str]:
+    return {flag: getattr(args, dest) for dest, flag in OUTPUT_FLAGS.items()
+            if getattr(args, dest, None)}
+
+
+def _copy_input(src: str, directory: str, taken: set) -> dict:
+    """Copy one input file into a reproducer directory: its command.json record."""
+    from zhenwu_cc.outputs import create_exclusive
+
+    record: dict = {"path": src, "copy": None}
+    if not os.path.isfile(src):  # a FIFO or a device: reading it would consume or block
+        record["not_copied"] = "not a regular file"
+        return record
+    try:
+        with open(src, "rb") as f:
+            data = f.read(REPRODUCER_INPUT_CAP + 1)
+    except OSError as err:
+        record["not_copied"] = err.strerror or str(err)
+        return record
+    if len(data) > REPRODUCER_INPUT_CAP:
+        record["not_copied"] = f"larger than {REPRODUCER_INPUT_CAP} bytes"
+        return record
+    name = os.path.basename(src) or "input"
+    if name in taken or name in ("command.json", "traceback.txt"):
+        name = f"{len(taken)}-{name}"
+    create_exclusive(os.path.join(directory, name), data)
+    record["copy"] = name
+    return record
+
+
+def _save_reproducer(argv: Sequence[str], exc: BaseException, inputs: Sequence[str]) -> str:
+    """Keep what is needed to replay an internal error: the command, a copy of each input file
+    (up to REPRODUCER_INPUT_CAP), and the traceback, in a new private directory (mkdtemp: mode
+    0700, a fresh name, so nothing planted in a shared temp dir is followed or reused)."""
     import hashlib
-    import shutil
     import tempfile
     import traceback
+
+    from zhenwu_cc.outputs import create_exclusive
 
     tb = "".join(traceback.format_exception(exc))
     key = hashlib.sha256((" ".join(argv) + tb).encode()).hexdigest()[:12]
     base = os.environ.get("ZHENWU_REPRODUCER_DIR") or tempfile.gettempdir()
-    path = os.path.join(base, f"zhenwu-cc-crash-{key}")
-    os.makedirs(path, exist_ok=True)
-    for a in argv:
-        if os.path.isfile(a):
-            shutil.copy(a, os.path.join(path, os.path.basename(a)))
-    with open(os.path.join(path, "command.json"), "w") as f:
-        json.dump({"argv": ["zhenwu-cc", *argv], "cwd": os.getcwd()}, f, indent=2)
-    with open(os.path.join(path, "traceback.txt"), "w") as f:
-        f.write(tb)
+    os.makedirs(base, exist_ok=True)
+    path = tempfile.mkdtemp(prefix=f"zhenwu-cc-crash-{key}-", dir=base)
+    copies: list[dict] = []
+    for src in dict.fromkeys(inputs):
+        copies.append(_copy_input(src, path, {c["copy"] for c in copies}))
+    command = {"argv": ["zhenwu-cc", *argv], "cwd": os.getcwd(), "inputs": copies}
+    create_exclusive(os.path.join(path, "command.json"), json.dumps(command, indent=2).encode())
+    create_exclusive(os.path.join(path, "traceback.txt"), tb.encode())
     return path
 
 
@@ -583,33 +724,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     fmt = "json" if _wants_json(argv) else "text"
     from zhenwu_cc.diagnostics import CompileError, SourceMap
+    from zhenwu_cc.outputs import refuse_overwriting_inputs, signals_as_exceptions
 
     sources = SourceMap()
     command = None
+    args = None
     try:
-        args = build_parser().parse_args(argv)
-        command = args.command
-        out = COMMANDS[command](args, sources)
+        with signals_as_exceptions():
+            args = build_parser().parse_args(argv)
+            command = args.command
+            refuse_overwriting_inputs(_outputs(args), _inputs(args))
+            out = COMMANDS[command](args, sources)
         _emit(fmt, command, out.code, out, out.diagnostics, sources)
         return out.code
     except UsageError as exc:
-        _emit(fmt, command, EXIT_USAGE, None, [], sources,
-              f"{exc}\nrun `zhenwu-cc {command or ''} --help` for usage".replace("  ", " "))
+        _emit(fmt, command, EXIT_USAGE, None, [], sources, str(exc))
         return EXIT_USAGE
     except CompileError as exc:
         _emit(fmt, command, EXIT_USER, None, exc.diagnostics, sources)
         return EXIT_USER
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or a signal (outputs.Interrupted)
+        return 128 + getattr(exc, "signum", 2)
     except SystemExit as exc:  # --help and --version exit through argparse
         return int(exc.code or 0)
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # the CLI boundary: an internal error becomes exit 3
-        path = _save_reproducer(argv, exc)
+        try:
+            saved = ("Please report it with the reproducer saved in "
+                     + _save_reproducer(argv, exc, _inputs(args) if args else []))
+        except OSError as err:
+            saved = f"Saving a reproducer failed ({err}); please report the command line"
         _emit(fmt, command, EXIT_INTERNAL, None, [], sources,
               f"internal compiler error: {type(exc).__name__}: {exc}\n"
-              f"This is a bug in zhenwu-cc. Please report it with the reproducer saved in {path}")
+              f"This is a bug in zhenwu-cc. {saved}")
         return EXIT_INTERNAL
 
 

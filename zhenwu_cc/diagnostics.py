@@ -9,6 +9,7 @@ a test keeps the two in step.
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +25,8 @@ CODES: dict[str, str] = {
     "ZK0004": "several kernels: choose one",
     "ZK0005": "cannot write output file",
     "ZK0006": "unknown pipeline stage or pass",
+    "ZK0007": "output would overwrite an input",
+    "ZK0008": "bad IR dump directory",
     "ZK0101": "unexpected character",
     "ZK0102": "unexpected token",
     "ZK0103": "unexpected end of input",
@@ -122,7 +125,7 @@ class Span:
     def point(file: str, line: int, col: int, width: int = 1) -> Span:
         return Span(file, line, col, line, col + max(width, 1))
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         return {"file": self.file, "line": self.line, "col": self.col,
                 "end_line": self.end_line, "end_col": self.end_col}
 
@@ -155,16 +158,20 @@ class Diagnostic:
         if self.code not in CODES:
             raise ValueError(f"unregistered diagnostic code {self.code}")
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         rec: dict = {"schema": DIAGNOSTIC_SCHEMA, "severity": self.severity, "code": self.code,
                      "title": CODES[self.code], "message": self.message}
-        rec["span"] = self.span.to_json() if self.span else None
-        rec["notes"] = [{"message": n.message, "span": n.span.to_json() if n.span else None}
+        rec["span"] = self.span.to_dict() if self.span else None
+        rec["notes"] = [{"message": n.message, "span": n.span.to_dict() if n.span else None}
                         for n in self.notes]
         rec["help"] = self.help
-        rec["fixits"] = [{"span": f.span.to_json(), "replacement": f.replacement}
+        rec["fixits"] = [{"span": f.span.to_dict(), "replacement": f.replacement}
                          for f in self.fixits]
         return rec
+
+    def to_json(self) -> str:
+        """`to_dict()` as JSON text: keys in the same order, indented as the CLI prints them."""
+        return json.dumps(self.to_dict(), indent=2)
 
 
 class CompileError(Exception):
@@ -187,6 +194,54 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     """The closest candidate to a misspelt `word`, if one is close enough to suggest."""
     matches = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
     return matches[0] if matches else None
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Optimal-string-alignment distance: insertions, deletions, substitutions and swaps of two
+    adjacent characters each count 1."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, prev2[j - 2] + 1)
+            row.append(cost)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
+def is_typo(word: str, guess: str) -> bool:
+    """Whether `word` is a misspelling of `guess` (the same thing mistyped), so replacing it is
+    safe to apply mechanically, rather than a different name that merely looks alike.
+
+    A typo differs by case, by one swap of adjacent letters, by one doubled letter, by one letter
+    left out, or, for names of 5 letters or more, by at most one edit per 4 letters of `guess`
+    (`softmx`, `sigmod`, `layernrom`). Never a typo: `guess` plus a prefix or suffix
+    (`hardtanh`, `relu6`, `exp2`, `y2`: a variant is another function or value, not `tanh`,
+    `relu`, `exp`, `y`), and a changed letter in a short name (`selu` is not `silu`).
+    """
+    a, b = word.lower(), guess.lower()
+    if a == b:
+        return True
+    if len(a) == len(b) + 1 and any(a[:i] + a[i + 1:] == b and a[i] == a[i - 1]
+                                    for i in range(1, len(a))):
+        return True  # one doubled letter: `xx`, `expp`
+    if a.startswith(b) or a.endswith(b):
+        return False
+    distance = _edit_distance(a, b)
+    if distance == 1 and len(a) == len(b) and sorted(a) == sorted(b):
+        return True  # one swap of adjacent letters: `tahn`
+    if len(b) < 5:
+        return distance == 1 and len(a) == len(b) - 1  # one letter left out: `rlu`
+    return distance <= len(b) // 4
+
+
+def typo_fixits(span: Span, word: str, guess: str | None) -> tuple[FixIt, ...]:
+    """A fix-it replacing `word` with `guess` when that is a typo fix (`is_typo`); otherwise
+    none: a "did you mean" for a different name belongs in `help`, for a person to judge."""
+    return (FixIt(span, guess),) if guess and is_typo(word, guess) else ()
 
 
 @dataclass

@@ -21,6 +21,7 @@ from xdsl.passes import ModulePass, PassPipeline
 from xdsl.utils.exceptions import VerifyException
 
 from zhenwu_cc.diagnostics import did_you_mean, error
+from zhenwu_cc.outputs import prepare_directory, write_file
 
 STAGES = ("zk", "tile", "ppu")
 DEFAULT_TARGET = "m890"
@@ -148,13 +149,33 @@ class VerificationFailed(Exception):
         super().__init__(f"IR does not verify after {after}: {cause}")
 
 
+def prepare_instrumentation(inst: Instrumentation, passes: tuple[ModulePass, ...]) -> None:
+    """Refuse, before any pass runs, instrumentation that would silently do nothing or write
+    where it must not: --print-ir-after naming a pass this pipeline does not run (ZK0006), a bad
+    --print-ir-tree-dir (ZK0008; its last directory is created here)."""
+    from zhenwu_cc.passes.registry import get_passes
+
+    names = list(dict.fromkeys(p.name for p in passes))
+    for name in inst.print_after:
+        if name in names:
+            continue
+        running = "passes in this pipeline: " + (", ".join(names) or "none")
+        if name not in get_passes():
+            guess = did_you_mean(name, get_passes())
+            raise error("ZK0006", f"--print-ir-after {name}: unknown pass `{name}`",
+                        help=(f"did you mean `{guess}`? " if guess else "") + running)
+        raise error("ZK0006", f"--print-ir-after {name}: this pipeline does not run `{name}`, "
+                    "so nothing would be printed", help=running)
+    if inst.tree_dir:
+        prepare_directory(inst.tree_dir)
+
+
 def run_pipeline(ctx: Context, module: ModuleOp, passes: tuple[ModulePass, ...],
                  inst: Instrumentation | None = None) -> PipelineRun:
     """Apply `passes` to `module` in place, with the requested instrumentation."""
     inst = inst or Instrumentation()
     run = PipelineRun(passes)
-    if inst.tree_dir:
-        os.makedirs(inst.tree_dir, exist_ok=True)
+    prepare_instrumentation(inst, passes)
     for index, p in enumerate(passes, start=1):
         start = time.perf_counter()
         p.apply(ctx, module)
@@ -166,8 +187,7 @@ def run_pipeline(ctx: Context, module: ModuleOp, passes: tuple[ModulePass, ...],
             (inst.stream or _stderr()).write(header + _print_module(module, inst.print_debuginfo))
         if inst.tree_dir:
             path = os.path.join(inst.tree_dir, f"{index:02d}_{p.name}.mlir")
-            with open(path, "w") as f:
-                f.write(header + _print_module(module, True))
+            write_file(path, (header + _print_module(module, True)).encode())
     return run
 
 

@@ -28,6 +28,7 @@ representative ones (phase totals / tiles / steps).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -109,7 +110,7 @@ class Estimate:
     sram_capacity: int
     flags: tuple[str, ...] = field(default=())
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         """A plain dict with a fixed key order and rounded floats, the same bytes every run."""
         return {
             "schema": COST_SCHEMA,
@@ -136,12 +137,16 @@ class Estimate:
                 "terms_s": {k: _r(v) for k, v in p.terms.items()},
                 "hbm_read_bytes": p.hbm_read_bytes, "hbm_write_bytes": p.hbm_write_bytes,
                 "l2_read_bytes": p.l2_read_bytes, "sram_bytes": p.sram_bytes,
-                "tile": p.tile.to_json() if p.tile is not None else None,
+                "tile": p.tile.to_dict() if p.tile is not None else None,
             } for p in self.phases],
             "by_loc": {loc: {"time_s": _r(t.time), "dma_s": _r(t.dma), "tensor_s": _r(t.tensor),
                              "vector_s": _r(t.vector)}
                        for loc, t in sorted(self.by_loc.items())},
         }
+
+    def to_json(self) -> str:
+        """`to_dict()` as JSON text: keys in the same order, indented as the CLI prints them."""
+        return json.dumps(self.to_dict(), indent=2)
 
 
 def _r(x: float | None) -> float | None:

@@ -1,6 +1,6 @@
 """The cost estimate for people: a compact text report that names where the time goes.
 
-JSON comes from `Estimate.to_json()`; this module only formats. Source lines are quoted from the
+JSON comes from `Estimate.to_dict()`; this module only formats. Source lines are quoted from the
 `.zk` file so the per-line breakdown reads like a profile.
 """
 
@@ -39,9 +39,11 @@ def tiles_text(tile, role: str) -> str:
     return text + f"; from `tile {tile.directive} {list(tile.directive_sizes)}`"
 
 
-def render(est, sources: SourceMap) -> str:
-    """The whole report: headline, roofline position, phases, and time by source line."""
-    lines = [f"kernel {est.kernel} on {est.target}: {seconds(est.time)}  (bound: {est.bound})"]
+def render(est, sources: SourceMap, params: str = "") -> str:
+    """The whole report: headline (`params`: the shape parameters, `<M = 64, ...>`), roofline
+    position, phases, and time by source line."""
+    lines = [f"kernel {est.kernel}{params} on {est.target}: {seconds(est.time)}  "
+             f"(bound: {est.bound})"]
     for dt in sorted(est.flops_by_dtype):
         achieved = est.achieved_flops.get(dt, 0.0)
         frac = est.peak_fraction.get(dt, 0.0)
@@ -103,10 +105,14 @@ def render_placement(rows: list[dict]) -> str:
 
 
 def render_comparison(rows: list[dict]) -> str:
-    """One line per target: time, bound, achieved fraction of peak."""
+    """One line per target: time, bound, achieved fraction of peak; or "does not fit"."""
     head = f"{'target':<8} {'time':>12} {'bound':<9} {'TFLOP/s':>9} {'of peak':>8}  notes"
     out = [head, "-" * len(head)]
     for r in rows:
+        if not r["fits"]:  # one row, with the code, instead of failing the whole table
+            code = r["diagnostic"]["code"]
+            out.append(f"{r['target']:<8} {'does not fit':>12} ({code}): {r['notes']}")
+            continue
         tf = f"{r['tflops']:.1f}" if r["tflops"] is not None else "-"
         frac = f"{100 * r['peak_fraction']:.1f}%" if r["peak_fraction"] is not None else "-"
         out.append(f"{r['target']:<8} {seconds(r['time_s']):>12} {r['bound']:<9} {tf:>9} "

@@ -115,7 +115,7 @@ def trace(est, target, workload=None) -> dict:
         args = {"bound": p.bound, "tiles": p.tiles, "steps": p.steps, "waves": p.waves,
                 "loc": p.loc}
         if p.tile is not None:
-            args["tile"] = p.tile.to_json()
+            args["tile"] = p.tile.to_dict()
         events.append(_slice(f"[{i}] {p.name}", THREADS["kernel"], t, p.time, args))
         span = p.time if p.time > 0 else 1e-12
         traffic = (p.hbm_read_bytes + p.hbm_write_bytes) / span

@@ -48,7 +48,7 @@ class TileSizes:
     directive: str | None = None
     directive_sizes: tuple[int, ...] | None = None
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         return {"sizes": list(self.sizes), "step": self.step, "directive": self.directive,
                 "directive_sizes": (list(self.directive_sizes)
                                     if self.directive_sizes is not None else None)}

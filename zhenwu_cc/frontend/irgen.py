@@ -31,6 +31,7 @@ from zhenwu_cc.diagnostics import (
     Span,
     did_you_mean,
     error,
+    typo_fixits,
 )
 from zhenwu_cc.dialects import dtypes, zk
 from zhenwu_cc.dialects.dtypes import DType
@@ -150,7 +151,7 @@ class _KernelGen:
         if name in dtypes.DTYPES:
             return Value(span, dtype_arg=dtypes.DTYPES[name])
         guess = did_you_mean(name, [*self.env, *self.shape_values, *CONSTANTS])
-        fix = (FixIt(span, guess),) if guess else ()
+        fix = typo_fixits(span, name, guess)
         raise CompileError(Diagnostic("ZK0201", f"undefined name `{name}`", span, fixits=fix,
                                       help=f"did you mean `{guess}`?" if guess else None))
 
@@ -420,7 +421,8 @@ class _KernelGen:
             guess = alias or did_you_mean(name, [*BUILTINS, *dtypes.DTYPES])
             raise CompileError(Diagnostic(
                 "ZK0203", f"unknown function `{name}`", node.func_span,
-                fixits=(FixIt(node.func_span, guess),) if guess else (),
+                fixits=(FixIt(node.func_span, guess),) if alias else
+                typo_fixits(node.func_span, name, guess),
                 help=f"did you mean `{guess}`?" if guess else
                 "docs/language.md lists the builtins"))
         return handler(self, node, args, kwargs)
@@ -765,7 +767,8 @@ def _dtype(t: ast.TensorType) -> DType:
     guess = DTYPE_ALIASES.get(t.dtype.lower()) or did_you_mean(t.dtype, dtypes.DTYPES)
     raise CompileError(Diagnostic(
         "ZK0204", f"unknown dtype `{t.dtype}`", t.dtype_span,
-        fixits=(FixIt(t.dtype_span, guess),) if guess else (),
+        fixits=(FixIt(t.dtype_span, guess),) if t.dtype.lower() in DTYPE_ALIASES else
+        typo_fixits(t.dtype_span, t.dtype, guess),
         help=(f"did you mean `{guess}`?" if guess else "")
         + " dtypes: " + " ".join(dtypes.DTYPES)))
 
@@ -777,7 +780,7 @@ def _type_shape(gen: _KernelGen, t: ast.TensorType) -> list[int]:
             guess = did_you_mean(d.id, gen.shape_values)
             raise CompileError(Diagnostic(
                 "ZK0207", f"`{d.id}` is not a shape parameter of kernel `{gen.kernel.name}`",
-                d.span, fixits=(FixIt(d.span, guess),) if guess else (),
+                d.span, fixits=typo_fixits(d.span, d.id, guess),
                 help=f"did you mean `{guess}`?" if guess else
                 f"declare it: kernel {gen.kernel.name}<{d.id} = ...>(...)"))
         v = gen.expr(d)
@@ -905,7 +908,7 @@ def _apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen: _KernelGen) -> No
             guess = did_you_mean(ident.id, names)
             raise CompileError(Diagnostic(
                 "ZK0402", f"kernel `{op.sym_name.data}` has no tensor named `{ident.id}`",
-                ident.span, fixits=(FixIt(ident.span, guess),) if guess else (),
+                ident.span, fixits=typo_fixits(ident.span, ident.id, guess),
                 help=f"did you mean `{guess}`?" if guess else
                 "schedules name parameters or bindings of the kernel"))
         if not b.value.is_tensor:
