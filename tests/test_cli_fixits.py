@@ -1,6 +1,6 @@
 """Fix-its are applied mechanically (docs/agent-guide.md), so one is offered only where the
 replacement means the same thing: a typo or a dtype alias. A look-alike that is a different
-function or value (`hardtanh` is not `tanh`) gets at most a `help:`."""
+function or value (`hardsigmoid` is not `sigmoid`) gets at most a `help:`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def _call(func: str) -> str:
 
 
 @pytest.mark.parametrize("func, guess, fixit", [
-    ("hardtanh", "tanh", False),  # a different function that ends in a builtin's name
+    ("hardsigmoid", "sigmoid", False),  # a different function that ends in a builtin's name
     ("relu6", "relu", False),
     ("exp2", "exp", False),
     ("softmx", "softmax", True),  # a letter left out

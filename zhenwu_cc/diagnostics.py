@@ -219,7 +219,7 @@ def is_typo(word: str, guess: str) -> bool:
     A typo differs by case, by one swap of adjacent letters, by one doubled letter, by one letter
     left out, or, for names of 5 letters or more, by at most one edit per 4 letters of `guess`
     (`softmx`, `sigmod`, `layernrom`). Never a typo: `guess` plus a prefix or suffix
-    (`hardtanh`, `relu6`, `exp2`, `y2`: a variant is another function or value, not `tanh`,
+    (`hardsigmoid`, `relu6`, `exp2`, `y2`: a variant is another function or value, not `sigmoid`,
     `relu`, `exp`, `y`), and a changed letter in a short name (`selu` is not `silu`).
     """
     a, b = word.lower(), guess.lower()
