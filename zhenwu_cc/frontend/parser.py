@@ -6,9 +6,9 @@ overflow Python's stack; lark errors become ZK01xx diagnostics.
 
 from __future__ import annotations
 
+import json
 import re
 from functools import cache
-from importlib import resources
 
 import lark
 from lark import Token, v_args
@@ -28,10 +28,20 @@ _TERMINAL_WORDS = {"NAME": "a name", "INT": "an integer", "FLOAT": "a number",
 
 @cache
 def _lark() -> lark.Lark:
-    grammar = resources.files("zhenwu_cc.frontend").joinpath("grammar.lark").read_text()
-    # cache=True keeps the analysed LALR tables in the temp dir, keyed by the grammar's hash.
-    return lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True,
-                     cache=True)
+    """The parser, from the tables `make parser` generates (gen_tables.py says why): plain data,
+    no pickle, no analysis at start-up."""
+    from zhenwu_cc.frontend import _tables
+
+    tables = json.loads(_tables.TABLES, object_hook=_int_keys)
+    return lark.Lark._load_from_dict(tables["data"], tables["memo"])
+
+
+def _int_keys(obj: dict) -> dict:
+    """JSON keys are strings; lark's tables number states, tokens and memo entries with ints (a
+    table's keys are all numbers or all names, so the first key decides)."""
+    if obj and next(iter(obj)).isdigit():
+        return {int(k): v for k, v in obj.items()}
+    return obj
 
 
 def _span(file: str, meta) -> Span:
