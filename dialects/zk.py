@@ -194,11 +194,14 @@ class TileAttr(ParametrizedAttribute):
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
         with parser.in_angle_brackets():
+            start = parser.pos
             sizes = _parse_ints(parser)
             split = 1
             if parser.parse_optional_punctuation(","):
                 parser.parse_keyword("split_k")
                 split = parser.parse_integer()
+            if not all(s >= 1 for s in sizes) or split < 1:  # tiling divides by them
+                parser.raise_error("tile sizes and split_k must be >= 1", start, parser.pos)
         return (ArrayAttr([IntAttr(s) for s in sizes]), IntAttr(split))
 
     def print_parameters(self, printer: Printer) -> None:
@@ -361,6 +364,10 @@ class KernelOp(IRDLOperation):
         _check(len(self.result_names.data) == len(outputs), "one name per result is needed")
         if self.arg_attrs is not None:
             _check(len(self.arg_attrs.data) == len(inputs), "one attribute dict per argument")
+        for t in (*inputs, *outputs, *(r.type for op in self.body.walk() for r in op.results)):
+            if isinstance(t, TensorType):  # tiling divides by extents: none may be 0
+                _check(all(d >= 1 for d in t.get_shape()),
+                       f"tensor dimensions must be >= 1, got {t}")
         ret = block.last_op
         _check(isinstance(ret, ReturnOp), "a kernel must end with zk.return")
         _check(tuple(v.type for v in ret.operands) == tuple(outputs),

@@ -7,6 +7,7 @@ overflow Python's stack; lark errors become ZK01xx diagnostics.
 from __future__ import annotations
 
 import json
+import math
 import re
 from functools import cache
 
@@ -82,7 +83,13 @@ class _ToAst(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def float_lit(self, meta, c):
-        return ast.Number(self._s(meta), float(c[0]), str(c[0]))
+        value = float(c[0])
+        if math.isinf(value):
+            shown = c[0] if len(c[0]) <= 24 else c[0][:20] + "..."
+            raise error("ZK0107", f"number literal `{shown}` is beyond the range of f64 (about "
+                        "1.8e308)", _tok_span(self.file, c[0]),
+                        help="write a smaller number, or `inf` if infinity is meant")
+        return ast.Number(self._s(meta), value, str(c[0]))
 
     @v_args(meta=True)
     def neg(self, meta, c):
@@ -334,6 +341,7 @@ def _bad_number(file: str, text: str, exc: lark.exceptions.UnexpectedInput):
 
 def parse(text: str, file: str = "<input>") -> ast.Module:
     """Parse `.zk` source into an AST; raises CompileError (ZK01xx) on bad syntax."""
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark, as Python and clang accept
     try:
         tree = _lark().parse(text)
     except lark.exceptions.UnexpectedInput as exc:
