@@ -827,6 +827,7 @@ class ReduceOp(IRDLOperation):
         axes = self.axis_list
         _check(list(axes) == sorted(set(axes)) and all(0 <= a < rank for a in axes),
                f"{self.name} axes must be sorted, distinct and within rank {rank}")
+        _check(bool(axes), f"{self.name} needs at least one axis (over none it is its input)")
         expected = reduce_shape(_shape(self.input), axes, self.keepdims is not None)
         _check(_shape(self.result) == expected, f"{self.name} result shape must be {list(expected)}")
         self.verify_dtypes()

@@ -205,6 +205,15 @@ def test_zero_size_tensors_in_ir_are_zk1002(cli, tmp_path):
     assert "dimensions must be >= 1" in diag["message"]
 
 
+def test_a_reduction_over_no_axes_in_ir_is_zk1002(cli, tmp_path):
+    path = tmp_path / "r.mlir"
+    path.write_text("builtin.module {\n  zk.kernel @k(%a: tensor<f32>) -> (r: tensor<f32>) {\n"
+                    "    %b = zk.reduce_sum %a axes [] : tensor<f32> -> tensor<f32>\n"
+                    "    zk.return %b : tensor<f32>\n  }\n}\n")
+    diag = check_json(cli("opt", path, "-p", "tile", "--format", "json"), "ZK1002")
+    assert "at least one axis" in diag["message"]
+
+
 # ---- target files ----------------------------------------------------------------------------------
 def _with(field: str, value: str) -> str:
     """m890.toml with the value of the first `field = { value = ... }` replaced."""
@@ -247,3 +256,4 @@ def test_the_packaged_targets_pass_the_new_bounds():
 
     for name in list_targets():
         load_target(name)
+
