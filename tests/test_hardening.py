@@ -100,6 +100,14 @@ def test_sum_of_a_rank0_tensor_is_the_tensor(cli, zk_file):
     assert r.code == 0, r.out + r.err
 
 
+@pytest.mark.parametrize("call", ["sum", "mean", "max", "logsumexp"])
+def test_a_reduction_over_no_axes_is_its_input(call):
+    """`axis=()` reduces over nothing, as in numpy: the zk op is not made at all."""
+    module = build(f"kernel k(x: f32[4, 4]) -> f32[4, 4] {{\n    return {call}(x, axis=())\n}}\n")
+    (kernel,) = module.ops
+    assert [op.name for op in kernel.body.block.ops] == ["zk.return"]
+
+
 # ---- long programs: no recursion in the passes -----------------------------------------------------
 def test_a_long_chain_of_bindings_compiles(cli, zk_file):
     """~330 bindings used to exhaust Python's stack in `tile`."""

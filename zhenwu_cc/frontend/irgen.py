@@ -640,6 +640,8 @@ class _KernelGen:
         x = self.float_tensor(args[0], node)
         axes = self.axes(kw.get("axis", Value(node.span, num=-1)), len(x.shape))
         keep = self.static_bool(kw["keepdims"], "keepdims") if "keepdims" in kw else False
+        if not axes:  # `axis=()`: log(exp(x)) over no axes is x
+            return Value(node.span, ssa=x.ssa)
         return self.tensor(zk.LogSumExpOp(x.ssa, axes, keep), node.span)
 
     def norm_call(self, node, args, kwargs) -> Value:
