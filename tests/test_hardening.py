@@ -90,6 +90,17 @@ def test_sizes_beyond_i64_are_located_diagnostics(cli, define, code):
     assert diag["span"]["file"] == str(GEMM) and diag["span"]["line"] in (5, 6)
 
 
+def test_the_matmul_flops_of_a_kernel_add_up_within_i64():
+    """Each of two 2**62-FLOP matmuls fits; their total, which tile records, does not."""
+    source = ("kernel k<M = 1048576, N = 2097152>(a: f8E4M3FN[M, M], b: f8E4M3FN[M, N]) -> "
+              "f32[1, 1] {\n    c = a @ b\n    d = a @ b\n    return c[0:1, 0:1]\n}\n")
+    with pytest.raises(CompileError) as info:
+        build(source)
+    (diag,) = info.value.diagnostics
+    assert diag.code == "ZK0319" and diag.span.line == 3
+    assert f"the kernel's matmuls take {2**63} FLOPs" in diag.message
+
+
 def test_sizes_within_i64_but_beyond_hbm_are_zk0901(cli):
     check_json(cli("compile", GEMM, "-D", "K=100000000000", "--format", "json"), "ZK0901")
 

@@ -170,6 +170,7 @@ class _KernelGen:
     shape_values: dict[str, int]
     block: Block = field(default_factory=Block)
     env: dict[str, _Binding] = field(default_factory=dict)
+    flops: int = 0  # of the matmuls so far
 
     # -- helpers --
     def loc(self, span: Span) -> FileLineColLoc:
@@ -368,10 +369,14 @@ class _KernelGen:
             raise error("ZK0301", f"batch dims {list(a[:-2])} and {list(b[:-2])} of `@` cannot "
                         "be broadcast", span)
         flops = 2 * math.prod(zk.matmul_shape(a, b)) * a[-1]
-        if flops > I64.finite_max:
-            raise error("ZK0319", f"`@` of {lhs.describe()} and {rhs.describe()} takes {flops} "
-                        f"FLOPs: operation counts must fit in i64 (at most {I64.finite_max})",
-                        span, help="use smaller shape parameters (-D) or dimensions")
+        self.flops += flops  # the kernel's total is recorded (zk.flops) and costed in i64 too
+        if self.flops > I64.finite_max:
+            what = f"`@` of {lhs.describe()} and {rhs.describe()} takes {flops} FLOPs" if (
+                flops == self.flops) else f"with this `@`, the kernel's matmuls take {self.flops}" \
+                " FLOPs"
+            raise error("ZK0319", f"{what}: operation counts must fit in i64 (at most "
+                        f"{I64.finite_max})", span,
+                        help="use smaller shape parameters (-D) or dimensions")
         return self.tensor(zk.MatmulOp(lhs.ssa, rhs.ssa), span)
 
     def neg(self, v: Value, span: Span) -> Value:
@@ -546,7 +551,7 @@ class _KernelGen:
         if node.func == "sum" and x.dtype.name == "i1":
             raise error("ZK0308", "`sum` of an i1 mask is not defined", node.span,
                         help="cast it first: `sum(i32(mask))`")
-        if not axes:  # a rank-0 tensor: reducing over no axes leaves it as it is, as in numpy
+        if not axes:  # a rank-0 tensor, or `axis=()`: over no axes it is itself, as in numpy
             return Value(node.span, ssa=x.ssa)
         return self.tensor(zk.REDUCE_OPS[node.func](x.ssa, axes, keep), node.span)
 
