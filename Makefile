@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # with `make lock` after changing the ranges in pyproject.toml, and commit both together.
 LOCK := .ci/constraints.txt
 
-.PHONY: demo test test-slow fuzz bench lock clean
+.PHONY: demo test test-slow fuzz bench parser lock clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/frontend.py
+
+# Regenerate the parser's LALR tables (zhenwu_cc/frontend/_tables.py) after editing grammar.lark;
+# commit both together (tests/test_grammar.py checks that they match).
+parser: $(STAMP)
+	$(BIN)/python -m zhenwu_cc.frontend.gen_tables
 
 # Resolve pyproject.toml's ranges afresh in a throw-away venv and pin the result.
 lock:

@@ -6,8 +6,8 @@
 
 Goals (from the issue): under 20 ms per example in-process, under 0.4 s for the whole process.
 In-process figures are medians after one warm-up build: lark's grammar is loaded once per process
-(its LALR tables are cached on disk) and its lexer compiles a regex per parser state on first use,
-so the warm-up carries those costs; the start-up section shows them in fresh processes.
+(from the tables `make parser` generates) and its lexer compiles a regex per parser state on first
+use, so the warm-up carries those costs; the start-up section shows them in fresh processes.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ irgen.generate(tree).verify(); t.append(time.perf_counter())
 print(json.dumps([b - a for a, b in zip(t, t[1:])]))
 """
 PHASE_NAMES = ("import cli (argparse, json)", "import parser (lark, ast, diagnostics)",
-               "load grammar (cached LALR tables)", "first parse (lexer regexes)",
+               "load grammar (generated LALR tables)", "first parse (lexer regexes)",
                "import irgen (xdsl, zk dialect)", "first irgen + verify")
 
 

@@ -203,6 +203,7 @@ class TileAttr(ParametrizedAttribute):
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
         with parser.in_angle_brackets():
+            start = parser.pos
             sizes = _parse_ints(parser)
             split = 1
             loc: Attribute = UnknownLoc()
@@ -214,6 +215,8 @@ class TileAttr(ParametrizedAttribute):
                     if found is None:
                         parser.raise_error("expected `split_k` or `loc(...)`")
                     loc = found
+            if not all(s >= 1 for s in sizes) or split < 1:  # tiling divides by them
+                parser.raise_error("tile sizes and split_k must be >= 1", start, parser.pos)
         return (ArrayAttr([IntAttr(s) for s in sizes]), IntAttr(split), loc)
 
     def print_parameters(self, printer: Printer) -> None:
@@ -379,6 +382,10 @@ class KernelOp(IRDLOperation):
         _check(len(self.result_names.data) == len(outputs), "one name per result is needed")
         if self.arg_attrs is not None:
             _check(len(self.arg_attrs.data) == len(inputs), "one attribute dict per argument")
+        for t in (*inputs, *outputs, *(r.type for op in self.body.walk() for r in op.results)):
+            if isinstance(t, TensorType):  # tiling divides by extents: none may be 0
+                _check(all(d >= 1 for d in t.get_shape()),
+                       f"tensor dimensions must be >= 1, got {t}")
         ret = block.last_op
         _check(isinstance(ret, ReturnOp), "a kernel must end with zk.return")
         _check(tuple(v.type for v in ret.operands) == tuple(outputs),
@@ -866,6 +873,7 @@ class ReduceOp(IRDLOperation):
         axes = self.axis_list
         _check(list(axes) == sorted(set(axes)) and all(0 <= a < rank for a in axes),
                f"{self.name} axes must be sorted, distinct and within rank {rank}")
+        _check(bool(axes), f"{self.name} needs at least one axis (over none it is its input)")
         expected = reduce_shape(_shape(self.input), axes, self.keepdims is not None)
         _check(_shape(self.result) == expected, f"{self.name} result shape must be {list(expected)}")
         self.verify_dtypes()

@@ -362,4 +362,15 @@ class LowerPpuPass(ModulePass):
 
             cus = load_target(self.target).compute_units
         for kernel in [k for k in op.walk() if isinstance(k, zk.KernelOp)]:
+            _check_tiled(kernel)
             Rewriter.replace_op(kernel, _Lowering(cus).kernel(kernel))
+
+
+def _check_tiled(kernel: zk.KernelOp) -> None:
+    """`lower-ppu` takes tiled IR: a `zk` op outside the grids is a diagnostic (ZK1004)."""
+    for op in kernel.body.block.ops:
+        if op.dialect_name() != "tile" and not isinstance(op, (zk.ReshapeOp, zk.ReturnOp)):
+            raise error("ZK1004", f"the `lower-ppu` pass expects tiled IR, but kernel "
+                        f"`{kernel.sym_name.data}` computes `{op.name}` outside a tile.grid",
+                        span_of(op), help="run `tile`, `place-hbm` and `alloc-sram` first, or "
+                        "start from `compile --emit tile`")

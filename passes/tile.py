@@ -60,6 +60,15 @@ MIN_SPLIT_K_CHUNK = 256  # each split-K part reduces at least this many K elemen
 TILE_CHOICES = (256, 128, 64, 32, 16, 8, 4, 2, 1)
 FP8_CHUNK = 128  # K elements an FP8 tensor core sums before promoting to f32 (`fp8_fast`)
 F32 = dtypes.to_xdsl(dtypes.F32)
+MAX_NESTED_GRIDS = 32  # grid builds on Python's stack at once (see ensure_from_top)
+
+
+class _Deeper(Exception):
+    """Raised by `ensure` past MAX_NESTED_GRIDS: build `value` first (never leaves the pass)."""
+
+    def __init__(self, value: SSAValue):
+        super().__init__()
+        self.value = value
 
 
 def _shape(v: SSAValue) -> tuple[int, ...]:
@@ -156,14 +165,59 @@ class _Grid:
     # -- tiles of values --
     def tile_of(self, v: SSAValue, req: Req, user=None) -> SSAValue:
         """The tile `req` of `v`, built once per scope. `user` is the location of the op that
-        needs it: loads are charged to their consumer, not to the kernel's signature."""
-        if req.pad and not any(req.ragged(d) for d in range(len(req.sizes))):
-            req = Req(req.idx, req.sizes, req.base, req.bound)  # no edge: padding is moot
-        scope = self.scope_for(req)
+        needs it: loads are charged to their consumer, not to the kernel's signature.
+
+        Chains of inlined ops (thousands of `y1 = y0 + 1.0`) are walked with an explicit stack,
+        operands first, so `_generate` finds their tiles built and Python's stack stays shallow.
+        """
+        stack: list[tuple[SSAValue, Req, object, bool]] = [(v, req, user, False)]
+        out = None
+        while stack:  # the root is at the bottom, so it is built last
+            x, r, u, expanded = stack.pop()
+            r = _unpadded(r)
+            out = self._built(x, r)
+            if out is not None:
+                continue
+            inputs = [] if expanded else self._inline_inputs(x, r, u)
+            if inputs:
+                stack.append((x, r, u, True))
+                stack.extend((o, ro, uo, False) for o, ro, uo in reversed(inputs))
+                continue
+            out = self._tile_of_one(x, r, u)
+        return out
+
+    def _built(self, v: SSAValue, req: Req) -> SSAValue | None:
         key = (id(v), req.key())
         for s in self.scopes:
             if key in s.memo:
                 return s.memo[key]
+        return None
+
+    def _inline_inputs(self, v: SSAValue, req: Req, user) -> list[tuple[SSAValue, Req, object]]:
+        """The operand tiles `_generate` asks for when it computes `v` inline, as it asks."""
+        op = v.owner
+        if not isinstance(op, Operation) or v in self.tiler.materialized or (
+                self.anchor is not None and op is self.anchor[0]):
+            return []
+        if isinstance(op, (zk.UnaryElementwiseOp, zk.BinaryElementwiseOp, zk.CompareOp,
+                           zk.SelectOp, zk.CastOp)):
+            return [(x, _operand_req(req, _shape(v), _shape(x), 0.0, self.zero), op.location)
+                    for x in op.operands]
+        if isinstance(op, zk.BroadcastOp):
+            return [(op.input, _operand_req(req, _shape(v), _shape(op.input), req.pad,
+                                            self.zero), op.location)]
+        if isinstance(op, zk.TransposeOp):
+            return [(op.input, _transposed_req(req, op.permutation), op.location)]
+        if isinstance(op, zk.SliceOp):
+            start = tuple(op.start.get_values())
+            return [(op.input, Req(req.idx, req.sizes, tuple(b + s for b, s in
+                                                             zip(req.base, start)),
+                                   req.bound, req.pad), user)]
+        return []
+
+    def _tile_of_one(self, v: SSAValue, req: Req, user) -> SSAValue:
+        scope = self.scope_for(req)
+        key = (id(v), req.key())
         saved = self.scopes
         self.scopes = self.scopes[: self.scopes.index(scope) + 1]
         try:
@@ -458,6 +512,13 @@ def _operand_req(req: Req, out_shape: Sequence[int], in_shape: Sequence[int], pa
     return Req(tuple(idx), tuple(sizes), tuple(base), tuple(bound), pad)
 
 
+def _unpadded(req: Req) -> Req:
+    """The request without padding when no tile reaches an edge (padding is then moot)."""
+    if req.pad and not any(req.ragged(d) for d in range(len(req.sizes))):
+        return Req(req.idx, req.sizes, req.base, req.bound)
+    return req
+
+
 def _transposed_req(req: Req, perm: Sequence[int]) -> Req:
     """The request on a transpose's input that gives the tile `req` of its result."""
     inv = [perm.index(d) for d in range(len(perm))]
@@ -570,6 +631,7 @@ class _KernelTiler:
         self.applied: set[Operation] = set()
         self.computed_in: dict[Operation, list[SSAValue | None]] = {}
         self.sized_by: dict[SSAValue, Operation] = {}
+        self.nesting = 0  # grids being built, one inside another (see ensure_from_top)
 
     def loc_of(self, v: SSAValue):
         return v.owner.location if isinstance(v.owner, Operation) else self.kernel.location
@@ -579,10 +641,37 @@ class _KernelTiler:
         return _pow2_floor(max(1024, self.target.sram_per_cu // (4 * 8)))
 
     # -- materialisation --
+    def ensure_from_top(self, v: SSAValue) -> SSAValue:
+        """`ensure(v)` with a shallow Python stack: when a grid needs a grid that needs a grid ...
+        (a chain of matmuls) more than MAX_NESTED_GRIDS deep, the deepest one is built first, on
+        its own, and the abandoned outer builds start again (they find it built)."""
+        pending = [v]
+        while pending:
+            try:
+                self.ensure(pending[-1])
+                pending.pop()
+            except _Deeper as deeper:
+                if any(deeper.value is p for p in pending):  # v's grid needs v: not a zk op
+                    op = deeper.value.owner
+                    raise error("ZK1004", f"the `tile` pass cannot compute `{op.name}`",
+                                span_of(op) if isinstance(op, Operation) else None,
+                                help="`tile` takes the `zk` IR that `compile --emit zk` prints")
+                pending.append(deeper.value)
+        return self.materialized[v]
+
     def ensure(self, v: SSAValue) -> SSAValue:
         """The kernel-level tensor holding `v`, building the grid that computes it if needed."""
         if v in self.materialized:
             return self.materialized[v]
+        if self.nesting >= MAX_NESTED_GRIDS:
+            raise _Deeper(v)
+        self.nesting += 1
+        try:
+            return self._materialize(v)
+        finally:
+            self.nesting -= 1
+
+    def _materialize(self, v: SSAValue) -> SSAValue:
         op = v.owner
         if isinstance(op, zk.QuantizeOp):
             for r, out in zip(op.results, self.quantize_grid(op)):
@@ -1076,7 +1165,7 @@ class _KernelTiler:
         assert isinstance(ret, zk.ReturnOp)
         results: list[SSAValue] = []
         for v in ret.values:
-            t = self.ensure(v)
+            t = self.ensure_from_top(v)
             if t in results or not _is_fresh(t):
                 t = self.copy_of(v, t)
             results.append(t)
@@ -1426,6 +1515,7 @@ class TilePass(ModulePass):
         target = load_target(self.target)
         for kernel in list(op.walk()):
             if isinstance(kernel, zk.KernelOp):
+                _check_untiled(kernel)
                 _check_primitives(kernel)
                 _record_flops(kernel)
                 split_multi_axis_reductions(kernel)
@@ -1443,6 +1533,16 @@ def _record_flops(kernel: zk.KernelOp) -> None:
     if flops:
         kernel.attributes["zk.flops"] = DictionaryAttr(
             {k: IntegerAttr(v, 64) for k, v in sorted(flops.items())})
+
+
+def _check_untiled(kernel: zk.KernelOp) -> None:
+    """`tile` takes `zk` IR: a kernel it has already cut into grids is a diagnostic (ZK1004)."""
+    for op in kernel.body.block.ops:
+        if op.dialect_name() in ("tile", "ppu"):
+            raise error("ZK1004", f"the `tile` pass expects `zk` IR, but kernel "
+                        f"`{kernel.sym_name.data}` is already tiled (it holds `{op.name}`)",
+                        span_of(op), help="run `tile` once, on the IR that `compile --emit zk` "
+                        "prints")
 
 
 def _check_primitives(kernel: zk.KernelOp) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from stat import S_ISREG
 
 from zhenwu_cc.diagnostics import Span, did_you_mean, error
 
@@ -31,13 +32,23 @@ SUPPORTS = ("native", "emulated", "unsupported")
 TENSOR_DTYPES = ("f32", "tf32", "f16", "bf16", "f8E4M3FN", "f8E5M2", "f4E2M1FN", "i8")
 DEFAULT_TARGET = "m890"
 
+# Bounds every file must keep, so that no count drives a loop for ever and no time or size
+# overflows: counts (CUs, stacks, queues) at most MAX_COUNT, integers and products of them (bytes
+# of all stacks, of all CUs' SRAM) within i64, other numbers finite and, unless 0, within
+# [MIN_NUMBER, MAX_NUMBER] (1e-300 Hz would print a 300-digit time).
+MAX_COUNT = 1 << 20
+I64_MAX = 2**63 - 1
+MIN_NUMBER, MAX_NUMBER = 1e-9, 1e24
+MAX_FILE_BYTES = 1 << 20  # a target file larger than this is refused (ZK0001)
+MAX_NESTING = 16  # tables and arrays within each other; the schema needs 3
+
 # dotted field -> (kind, unit, lower bound, lower bound inclusive, upper bound or None)
 _NUM = "number"
 FIELDS: dict[str, tuple[str, str, float, bool, float | None]] = {
-    "compute_units": ("int", "compute units", 1, True, None),
+    "compute_units": ("int", "compute units", 1, True, MAX_COUNT),
     "clock": (_NUM, "Hz", 0, False, None),
     "kernel_overhead": (_NUM, "s", 0, True, 1e-3),
-    "dma_queues_per_cu": ("int", "queues", 1, True, None),
+    "dma_queues_per_cu": ("int", "queues", 1, True, MAX_COUNT),
     "vector.ops_per_clock_per_cu": (_NUM, "element ops/clock/CU", 0, False, None),
     "vector.transcendentals_per_clock_per_cu": (_NUM, "element ops/clock/CU", 0, False, None),
     "sram.bytes_per_cu": ("int", "bytes", 1, True, None),
@@ -45,13 +56,13 @@ FIELDS: dict[str, tuple[str, str, float, bool, float | None]] = {
     "l2.bandwidth": (_NUM, "bytes/s", 0, False, None),
     "l2.persisting": ("bool", "", 0, True, None),
     "l2.persisting_max_fraction": (_NUM, "fraction of l2.bytes", 0, True, 1),
-    "l2.multicast": ("int", "CUs one L2 read can feed", 1, True, None),
+    "l2.multicast": ("int", "CUs one L2 read can feed", 1, True, MAX_COUNT),
     "hbm.interleave": ("int", "bytes", 1, True, None),
     "hbm.alignment": ("int", "bytes", 1, True, None),
-    "hbm.stacks.count": ("int", "stacks", 1, True, None),
+    "hbm.stacks.count": ("int", "stacks", 1, True, MAX_COUNT),
     "hbm.stacks.capacity": ("int", "bytes per stack", 1, True, None),
     "hbm.stacks.bandwidth": (_NUM, "bytes/s per stack", 0, False, None),
-    "links.count": ("int", "links", 0, True, None),
+    "links.count": ("int", "links", 0, True, MAX_COUNT),
     "links.bandwidth": (_NUM, "bytes/s per link per direction", 0, True, None),
     "efficiency.compute": (_NUM, "fraction of tensor peak", 0, False, 1),
     "efficiency.memory": (_NUM, "fraction of HBM bandwidth", 0, False, 1),
@@ -254,6 +265,9 @@ def load_target(name_or_path: str = DEFAULT_TARGET) -> Target:
             raise error("ZK0001", f"cannot read target file {name_or_path}: {exc.strerror}",
                         help="give the path of an existing .toml target file, or a target "
                              f"name: {', '.join(list_targets())}") from None
+        if not S_ISREG(stat.st_mode):  # /dev/zero or a pipe would be read without end
+            raise error("ZK0001", f"cannot read target file {name_or_path}: not a regular file",
+                        help="give the path of a .toml file")
         return _load_file(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     return _load_packaged(name_or_path)
 
@@ -274,14 +288,20 @@ def _load_packaged(name: str) -> Target:
 def _load_file(path: str, mtime_ns: int, size: int) -> Target:
     """Cached on (path, mtime, size), so an edited file is read again."""
     try:
-        text = Path(path).read_text("utf-8")
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise error("ZK0001", f"cannot read target file {path}: {exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise error("ZK0001", f"cannot read target file {path}: larger than the limit of "
+                    f"{MAX_FILE_BYTES} bytes", help="a target file is a few kilobytes of TOML")
     return parse_target(text, path)
 
 
 def parse_target(text: str, file: str) -> Target:
     """Parse and check the text of a target file; `file` names it in errors."""
+    _check_nesting(text, file)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -290,6 +310,29 @@ def parse_target(text: str, file: str) -> Target:
         raise error("ZK0702", f"{file}: not valid TOML: {exc}", span,
                     help="fix the TOML syntax at the position shown") from None
     return _Reader(file).target(doc)
+
+
+# What can open a nested table or array in TOML, skipping strings and comments.
+_TOML_TOKENS = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"(?:[^"\\\n]|\\.)*"'
+                          r"|'[^'\n]*'|#[^\n]*|[\[\]{}]")
+
+
+def _check_nesting(text: str, file: str) -> None:
+    """ZK0702 for arrays or inline tables nested past MAX_NESTING (tomllib recurses on them)."""
+    depth = 0
+    for m in _TOML_TOKENS.finditer(text):
+        tok = m.group()
+        if tok in ("[", "{"):
+            depth += 1
+            if depth > MAX_NESTING:
+                line = text.count("\n", 0, m.start()) + 1
+                col = m.start() - text.rfind("\n", 0, m.start())
+                raise error("ZK0702", f"{file}: arrays or tables nested more than {MAX_NESTING}"
+                            " deep", Span.point(file, line, col),
+                            help="target fields are at most three levels deep, e.g. "
+                            "`[tensor.f16]`")
+        elif tok in ("]", "}"):
+            depth = max(0, depth - 1)
 
 
 class _Reader:
@@ -344,7 +387,8 @@ class _Reader:
             path = f"{prefix}{key}"
             if path in FIELDS:
                 self.sources[path] = self.leaf(path, item)
-            elif isinstance(item, dict) and "value" not in item:
+            elif isinstance(item, dict) and "value" not in item and any(
+                    f.startswith(path + ".") for f in FIELDS):  # so at most the schema's depth
                 self.collect(item, path + ".")
             else:
                 guess = did_you_mean(path, FIELDS)
@@ -383,9 +427,16 @@ class _Reader:
             too_low = value < low if inclusive else value <= low
             if too_low or (high is not None and value > high) or value != value:
                 bound = f"{'≥' if inclusive else '>'} {low:g}" + (
-                    f" and ≤ {high:g}" if high is not None else "")
+                    f" and ≤ {high:{'d' if kind == 'int' else 'g'}}" if high is not None else "")
                 self.fail(f"{path}.value", f"expected a value {bound} ({unit}); got {value!r}",
                           f"give a value {bound}")
+            if kind == "int" and value > I64_MAX:
+                self.fail(f"{path}.value", f"{value} does not fit in i64 ({unit})",
+                          f"give a value ≤ {I64_MAX}")
+            if kind != "int" and value and not MIN_NUMBER <= value <= MAX_NUMBER:
+                self.fail(f"{path}.value", f"{value!r} is outside [{MIN_NUMBER:g}, "
+                          f"{MAX_NUMBER:g}] ({unit})", f"give a finite value in {unit} within "
+                          f"[{MIN_NUMBER:g}, {MAX_NUMBER:g}], or 0 where 0 is allowed")
         return Sourced(value, item["provenance"], item["source"], unit)
 
     def tensor_rate(self, dt: str) -> TensorRate:
@@ -421,6 +472,11 @@ class _Reader:
         if self.value("f32_matmul") == "tf32" and tensor["tf32"].support != "native":
             self.fail("f32_matmul", "is tf32 but tensor.tf32 is not native",
                       'make tensor.tf32 native, or set f32_matmul to "f32"')
+        for a, b in (("hbm.stacks.count", "hbm.stacks.capacity"),
+                     ("compute_units", "sram.bytes_per_cu")):
+            if self.value(a) * self.value(b) > I64_MAX:
+                self.fail(b, f"{a} × {b} = {self.value(a) * self.value(b)} bytes does not fit "
+                          "in i64", f"make {a} or {b} smaller")
         if not self.value("l2.persisting") and self.value("l2.persisting_max_fraction") != 0:
             self.fail("l2.persisting_max_fraction", "must be 0 when l2.persisting is false",
                       "set it to 0, or l2.persisting to true")

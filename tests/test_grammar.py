@@ -3,10 +3,15 @@ deep expressions, and keywords that never steal a name."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import subprocess
+import sys
 from collections import Counter
 from contextlib import contextmanager
 from importlib import resources
+from pathlib import Path
 
 import lark
 import pytest
@@ -183,3 +188,31 @@ def test_an_unknown_directive_far_from_any_lists_the_directives():
     (diag,) = info.value.diagnostics
     assert diag.code == "ZK0408" and diag.span.line == 2
     assert all(d in diag.help for d in DIRECTIVES)
+
+
+# ---- generated tables ----------------------------------------------------------------------------
+def test_the_generated_tables_match_the_grammar():
+    """`make parser` was run after the last grammar edit: regenerating gives the same bytes."""
+    from zhenwu_cc.frontend import _tables, gen_tables
+
+    assert _tables.GRAMMAR_SHA256 == hashlib.sha256(GRAMMAR.encode()).hexdigest()
+    assert gen_tables.render(GRAMMAR) == gen_tables.OUTPUT.read_text("utf-8")
+
+
+def test_generating_the_tables_is_deterministic():
+    """lark numbers LALR states in set-iteration order; the generator renumbers them, so two
+    interpreters with different hash seeds write the same file."""
+    script = "import sys; from zhenwu_cc.frontend import gen_tables as g; " \
+             "sys.stdout.write(g.render(g.grammar_text()))"
+    outs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+            for seed in ("1", "2")}
+    assert len(outs) == 1
+
+
+def test_parsing_writes_nothing_to_the_temp_dir(tmp_path):
+    """No parser cache in the shared temp dir, where another user could plant a pickle."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-m", "zhenwu_cc", "check", "examples/gemm.zk"], env=env,
+                   cwd=Path(__file__).resolve().parent.parent, check=True, capture_output=True)
+    assert list(tmp_path.iterdir()) == []

@@ -32,6 +32,8 @@ CODES: dict[str, str] = {
     "ZK0103": "unexpected end of input",
     "ZK0104": "expression nested too deeply",
     "ZK0105": "invalid number literal",
+    "ZK0106": "source is not valid UTF-8",
+    "ZK0107": "number beyond the range of f64",
     "ZK0201": "undefined name",
     "ZK0202": "name bound twice",
     "ZK0203": "unknown function",
@@ -59,6 +61,8 @@ CODES: dict[str, str] = {
     "ZK0315": "concat shapes do not match",
     "ZK0316": "dimension expression is not an exact integer",
     "ZK0317": "wrong number of results",
+    "ZK0318": "tensor size beyond i64",
+    "ZK0319": "operation count beyond i64",
     "ZK0401": "schedule for unknown kernel",
     "ZK0402": "schedule names an unknown value",
     "ZK0403": "bad tile sizes",
@@ -108,6 +112,8 @@ CODES: dict[str, str] = {
     "ZK0904": "L2-resident tensors exceed the persisting L2",
     "ZK1001": "cannot parse IR",
     "ZK1002": "IR does not verify",
+    "ZK1003": "IR nested too deeply",
+    "ZK1004": "pass run on IR of the wrong stage",
 }
 
 

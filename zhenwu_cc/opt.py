@@ -7,6 +7,7 @@ failing, so lit + filecheck tests can check error messages.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from zhenwu_cc.diagnostics import CompileError, Diagnostic, Span, error
@@ -20,10 +21,34 @@ class OptResult:
     timing: str = ""
 
 
+# xDSL parses, verifies and prints nested attributes and regions recursively: deeper input would
+# end in RecursionError (at ~130 levels), so it gets ZK1003. Our own IR nests ~10 levels.
+MAX_NESTING = 64
+# Brackets that nest, skipping string literals, comments and the `>` of `->`.
+_NESTING = re.compile(r'"(?:[^"\\\n]|\\.)*"|//[^\n]*|->|[{}\[\]()<>]')
+
+
+def _check_nesting(text: str, file: str, line_offset: int) -> None:
+    depth = 0
+    for m in _NESTING.finditer(text):
+        tok = m.group()
+        if tok in ("{", "[", "(", "<"):
+            depth += 1
+            if depth > MAX_NESTING:
+                line = text.count("\n", 0, m.start()) + 1
+                col = m.start() - text.rfind("\n", 0, m.start())
+                raise error("ZK1003", f"IR nested more than {MAX_NESTING} levels deep (brackets, "
+                            "attributes and regions)", Span.point(file, line + line_offset, col),
+                            help="flatten the IR; `compile --emit` never nests this deep")
+        elif tok in ("}", "]", ")", ">"):
+            depth = max(0, depth - 1)
+
+
 def _parse(ctx, text: str, file: str, line_offset: int):
     from xdsl.parser import Parser
     from xdsl.utils.exceptions import ParseError
 
+    _check_nesting(text, file, line_offset)
     try:
         return Parser(ctx, text, file).parse_module()
     except ParseError as exc:

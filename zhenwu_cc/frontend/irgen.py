@@ -59,6 +59,19 @@ MAX_TILE = 1 << 16
 I64 = dtypes.DTYPES["i64"]  # the range of every compile-time integer
 
 
+def check_size(t: TensorType, span: Span) -> None:
+    """Element and byte counts are i64 in the IR and every later stage (ZK0318): a shape
+    parameter of 10**12 must fail here, with the position, not as an overflow in a pass."""
+    dtype = dtypes.from_xdsl(t.element_type)
+    shape = t.get_shape()
+    count = math.prod(shape)
+    if dtype.nbytes(count) > I64.finite_max:
+        raise error("ZK0318", f"{type_str(dtype, shape)} holds {count} elements "
+                    f"({dtype.nbytes(count)} bytes): sizes must fit in i64 (at most "
+                    f"{I64.finite_max} bytes)", span,
+                    help="use smaller shape parameters (-D) or dimensions")
+
+
 def _fold(fn: Callable, *args) -> float:
     """IEEE results for constant folding (overflow -> inf, domain errors -> nan), with `math`
     rather than numpy so that the front end starts fast."""
@@ -121,6 +134,7 @@ class _KernelGen:
     shape_values: dict[str, int]
     block: Block = field(default_factory=Block)
     env: dict[str, _Binding] = field(default_factory=dict)
+    flops: int = 0  # of the matmuls so far
 
     # -- helpers --
     def loc(self, span: Span) -> FileLineColLoc:
@@ -128,6 +142,7 @@ class _KernelGen:
 
     def emit(self, op: Operation, span: Span) -> SSAValue:
         op.location = self.loc(span)
+        check_size(op.results[0].type, span)
         self.block.add_op(op)
         return op.results[0]
 
@@ -319,6 +334,15 @@ class _KernelGen:
         if zk.matmul_shape(a, b) is None:
             raise error("ZK0301", f"batch dims {list(a[:-2])} and {list(b[:-2])} of `@` cannot "
                         "be broadcast", span)
+        flops = 2 * math.prod(zk.matmul_shape(a, b)) * a[-1]
+        self.flops += flops  # the kernel's total is recorded (zk.flops) and costed in i64 too
+        if self.flops > I64.finite_max:
+            what = f"`@` of {lhs.describe()} and {rhs.describe()} takes {flops} FLOPs" if (
+                flops == self.flops) else f"with this `@`, the kernel's matmuls take {self.flops}" \
+                " FLOPs"
+            raise error("ZK0319", f"{what}: operation counts must fit in i64 (at most "
+                        f"{I64.finite_max})", span,
+                        help="use smaller shape parameters (-D) or dimensions")
         return self.tensor(zk.MatmulOp(lhs.ssa, rhs.ssa), span)
 
     def neg(self, v: Value, span: Span) -> Value:
@@ -518,6 +542,8 @@ class _KernelGen:
         if node.func == "sum" and x.dtype.name == "i1":
             raise error("ZK0308", "`sum` of an i1 mask is not defined", node.span,
                         help="cast it first: `sum(i32(mask))`")
+        if not axes:  # a rank-0 tensor, or `axis=()`: over no axes it is itself, as in numpy
+            return Value(node.span, ssa=x.ssa)
         return self.tensor(zk.REDUCE_OPS[node.func](x.ssa, axes, keep), node.span)
 
     def argmax_call(self, node, args, kwargs) -> Value:
@@ -621,6 +647,8 @@ class _KernelGen:
         x = self.float_tensor(args[0], node)
         axes = self.axes(kw.get("axis", Value(node.span, num=-1)), len(x.shape))
         keep = self.static_bool(kw["keepdims"], "keepdims") if "keepdims" in kw else False
+        if not axes:  # `axis=()`: log(exp(x)) over no axes is x
+            return Value(node.span, ssa=x.ssa)
         return self.tensor(zk.LogSumExpOp(x.ssa, axes, keep), node.span)
 
     def norm_call(self, node, args, kwargs) -> Value:
@@ -740,8 +768,16 @@ def _fold_binary(kind: str, a, b, span: Span):
             raise error("ZK0311", "division by zero in a constant expression", span)
         if isinstance(a, int) and isinstance(b, int) and a % b == 0:
             return _i64(a // b, span)
-        return a / b
-    return _i64(SCALAR_BINARY[kind](a, b), span)
+        return _finite(a / b, (a, b), span)
+    return _finite(_i64(SCALAR_BINARY[kind](a, b), span), (a, b), span)
+
+
+def _finite(num, operands, span: Span):
+    """Folding finite constants must not overflow f64 into inf silently (ZK0107)."""
+    if isinstance(num, float) and math.isinf(num) and all(math.isfinite(x) for x in operands):
+        raise error("ZK0107", "this constant expression overflows f64 (beyond about 1.8e308)",
+                    span, help="use smaller constants, or write `inf` if infinity is meant")
+    return num
 
 
 def _i64(num, span: Span):
@@ -810,6 +846,7 @@ def _kernel(k: ast.Kernel, defines: dict[str, int]) -> tuple[zk.KernelOp, _Kerne
         _check_bindable(p.name, p.span)
         seen[p.name] = p.span
         t = TensorType(dtypes.to_xdsl(_dtype(p.type)), _type_shape(gen, p.type))
+        check_size(t, p.type.span)
         arg = gen.block.insert_arg(t, len(gen.block.args))
         arg.name_hint = p.name
         arg.location = gen.loc(p.span)
@@ -817,6 +854,8 @@ def _kernel(k: ast.Kernel, defines: dict[str, int]) -> tuple[zk.KernelOp, _Kerne
         arg_types.append(t)
     result_types = [TensorType(dtypes.to_xdsl(_dtype(r.type)), _type_shape(gen, r.type))
                     for r in k.results]
+    for r, t in zip(k.results, result_types):
+        check_size(t, r.type.span)
 
     returned: ast.Return | None = None
     for stmt in k.body:
@@ -836,8 +875,8 @@ def _kernel(k: ast.Kernel, defines: dict[str, int]) -> tuple[zk.KernelOp, _Kerne
                         stmt.name_span, help="choose another name")
         _check_bindable(stmt.name, stmt.name_span)
         v = gen.expr(stmt.value)
-        if v.is_tensor and v.ssa.owner in gen.block.ops and not isinstance(v.ssa.owner, Block) \
-                and v.ssa.name_hint is None:
+        if v.is_tensor and isinstance(v.ssa.owner, Operation) \
+                and v.ssa.owner.parent_block() is gen.block and v.ssa.name_hint is None:
             v.ssa.name_hint = stmt.name
         gen.env[stmt.name] = _Binding(v, stmt.name_span, False)
     if returned is None:

@@ -6,9 +6,10 @@ overflow Python's stack; lark errors become ZK01xx diagnostics.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from functools import cache
-from importlib import resources
 
 import lark
 from lark import Token, v_args
@@ -28,10 +29,20 @@ _TERMINAL_WORDS = {"NAME": "a name", "INT": "an integer", "FLOAT": "a number",
 
 @cache
 def _lark() -> lark.Lark:
-    grammar = resources.files("zhenwu_cc.frontend").joinpath("grammar.lark").read_text()
-    # cache=True keeps the analysed LALR tables in the temp dir, keyed by the grammar's hash.
-    return lark.Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True,
-                     cache=True)
+    """The parser, from the tables `make parser` generates (gen_tables.py says why): plain data,
+    no pickle, no analysis at start-up."""
+    from zhenwu_cc.frontend import _tables
+
+    tables = json.loads(_tables.TABLES, object_hook=_int_keys)
+    return lark.Lark._load_from_dict(tables["data"], tables["memo"])
+
+
+def _int_keys(obj: dict) -> dict:
+    """JSON keys are strings; lark's tables number states, tokens and memo entries with ints (a
+    table's keys are all numbers or all names, so the first key decides)."""
+    if obj and next(iter(obj)).isdigit():
+        return {int(k): v for k, v in obj.items()}
+    return obj
 
 
 def _span(file: str, meta) -> Span:
@@ -72,7 +83,13 @@ class _ToAst(Transformer_NonRecursive):
 
     @v_args(meta=True)
     def float_lit(self, meta, c):
-        return ast.Number(self._s(meta), float(c[0]), str(c[0]))
+        value = float(c[0])
+        if math.isinf(value):
+            shown = c[0] if len(c[0]) <= 24 else c[0][:20] + "..."
+            raise error("ZK0107", f"number literal `{shown}` is beyond the range of f64 (about "
+                        "1.8e308)", _tok_span(self.file, c[0]),
+                        help="write a smaller number, or `inf` if infinity is meant")
+        return ast.Number(self._s(meta), value, str(c[0]))
 
     @v_args(meta=True)
     def neg(self, meta, c):
@@ -324,6 +341,7 @@ def _bad_number(file: str, text: str, exc: lark.exceptions.UnexpectedInput):
 
 def parse(text: str, file: str = "<input>") -> ast.Module:
     """Parse `.zk` source into an AST; raises CompileError (ZK01xx) on bad syntax."""
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark, as Python and clang accept
     try:
         tree = _lark().parse(text)
     except lark.exceptions.UnexpectedInput as exc:
