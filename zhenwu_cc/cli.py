@@ -224,7 +224,7 @@ def cmd_run(args, sources) -> Output:
     one_kernel(module, args.file)
     compiled = CompiledKernel(module, args.file, args.target)
     kernel = compiled.zk
-    given = reference.load_npz(args.inputs) if args.inputs else {}
+    given = reference.InputsFile(args.inputs, kernel).read() if args.inputs else {}
     inputs = compiled.inputs(given, seed=args.seed)
     if args.reference:
         reference.ensure_host_memory(kernel, args.mode)
