@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from zhenwu_cc import arguments as arg
 from zhenwu_cc.diagnostics import error
 
 
@@ -73,6 +74,8 @@ class CompiledKernel:
         """The module lowered to `stage` for `target` (computed once, then cached)."""
         from zhenwu_cc.pipeline import STAGES, lower
 
+        stage = arg.text("module()", "stage", stage, optional=False)
+        target = arg.text("module()", "target", target)
         if stage not in STAGES:
             raise error("ZK0006", f"unknown stage {stage!r}", help="stages: " + ", ".join(STAGES))
         if stage == "zk":
@@ -93,8 +96,19 @@ class CompiledKernel:
         schedule's `tile NAME [...]` would; `verify` re-verifies the IR after every pass."""
         from xdsl.dialects.builtin import IntegerAttr
 
-        from zhenwu_cc.frontend.irgen import tile_attr
+        from zhenwu_cc.frontend.irgen import MAX_BUFFERS, tile_attr
 
+        tiles = {name: arg.integers("retile()", f"tiles[{name!r}]", sizes)
+                 for name, sizes in arg.mapping("retile()", "tiles", tiles, False).items()}
+        split_k = {name: arg.integer("retile()", f"split_k[{name!r}]", n, 1, 1024)
+                   for name, n in arg.mapping("retile()", "split_k", split_k).items()}
+        if buffers is not None:
+            buffers = arg.integer("retile()", "buffers", buffers, 1, MAX_BUFFERS)
+        verify = arg.flag("retile()", "verify", verify)
+        for name in split_k:
+            if name not in tiles:
+                raise arg.bad("retile()", f"split_k[{name!r}]", "given with tile sizes for "
+                              f"`{name}` in `tiles`", split_k[name])
         module = self._zk.clone()
         kernel = module.ops.first
         named = {op.results[0].name_hint: op for op in kernel.body.walk()
@@ -103,8 +117,8 @@ class CompiledKernel:
             if name not in named:
                 raise error("ZK0402", f"kernel `{self.name}` has no binding named `{name}`",
                             help="bindings: " + ", ".join(sorted(named)))
-            named[name].attributes["zk.tile"] = tile_attr(named[name], name, list(sizes),
-                                                          (split_k or {}).get(name))
+            named[name].attributes["zk.tile"] = tile_attr(named[name], name, sizes,
+                                                          split_k.get(name))
         if buffers is not None:
             kernel.attributes["zk.buffers"] = IntegerAttr(buffers, 64)
         other = CompiledKernel(module, self.file, self.target)
@@ -114,6 +128,8 @@ class CompiledKernel:
     def ir(self, stage: str = "ppu", *, debuginfo: bool = False) -> str:
         from zhenwu_cc.cli import print_ir
 
+        stage = arg.text("ir()", "stage", stage, optional=False)
+        debuginfo = arg.flag("ir()", "debuginfo", debuginfo)
         return print_ir(self.module(stage), debuginfo)
 
     # -- running --
@@ -121,7 +137,10 @@ class CompiledKernel:
                ) -> dict[str, np.ndarray]:
         """The inputs a run uses: `given` (checked), the rest seeded random."""
         from zhenwu_cc.runtime import reference
+        from zhenwu_cc.runtime.host_memory import ensure_run_memory
 
+        given, seed = arg.arrays("inputs()", "given", given), arg.seed("inputs()", seed)
+        ensure_run_memory(self, given=given)
         return reference.check_inputs(self.zk, dict(given or {}), seed=seed)
 
     def kernel_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -130,13 +149,17 @@ class CompiledKernel:
         does, into their values and scales (docs/precision.md)."""
         from zhenwu_cc.runtime.precision import host_inputs
 
+        inputs = arg.arrays("kernel_inputs()", "inputs", inputs, optional=False)
         return host_inputs(self.cast, inputs)
 
     def run(self, inputs: Mapping[str, np.ndarray] | None = None, *, seed: int = 0,
             **arrays: np.ndarray) -> dict[str, np.ndarray]:
         """Execute the lowered program on the numpy executor (inputs by source parameter)."""
         from zhenwu_cc.runtime.executor import execute
+        from zhenwu_cc.runtime.host_memory import ensure_run_memory
 
+        inputs, seed = arg.arrays("run()", "inputs", inputs), arg.seed("run()", seed)
+        ensure_run_memory(self, given={**inputs, **arrays}, execute=True)
         given = self.inputs({**(inputs or {}), **arrays}, seed=seed)
         return execute(self.module("ppu").ops.first, self.kernel_inputs(given))
 
@@ -144,13 +167,22 @@ class CompiledKernel:
                   seed: int = 0, **arrays: np.ndarray) -> dict[str, np.ndarray]:
         """Evaluate the source program directly (float64 oracle, or "typed")."""
         from zhenwu_cc.runtime import reference
+        from zhenwu_cc.runtime.host_memory import ensure_run_memory
 
+        inputs, seed = arg.arrays("reference()", "inputs", inputs), arg.seed("reference()", seed)
+        if arg.text("reference()", "mode", mode, optional=False) not in reference.MODES:
+            raise arg.bad("reference()", "mode", " or ".join(map(repr, reference.MODES)), mode)
+        ensure_run_memory(self, given={**inputs, **arrays}, reference_mode=mode)
         return reference.evaluate(self.zk, self.inputs({**(inputs or {}), **arrays}, seed=seed),
                                   mode=mode)
 
     def check(self, inputs: Mapping[str, np.ndarray] | None = None, *, seed: int = 0,
               **arrays: np.ndarray) -> CheckResult:
         """Run, and compare every output with the float64 reference (dtype-aware)."""
+        from zhenwu_cc.runtime.host_memory import ensure_run_memory
+
+        inputs, seed = arg.arrays("check()", "inputs", inputs), arg.seed("check()", seed)
+        ensure_run_memory(self, given={**inputs, **arrays}, execute=True, check=True)
         given = self.inputs({**(inputs or {}), **arrays}, seed=seed)
         outputs = self.run(given)
         checks = self.compare(given, outputs)
@@ -164,6 +196,14 @@ class CompiledKernel:
         from zhenwu_cc.runtime import check, reference
         from zhenwu_cc.runtime.precision import host_inputs
 
+        inputs = arg.arrays("compare()", "inputs", inputs, optional=False)
+        outputs = arg.arrays("compare()", "outputs", outputs, optional=False)
+        for n, t in zip(self.zk.names_of_results, self.zk.function_type.outputs.data):
+            if (n not in outputs or outputs[n].shape != tuple(t.get_shape())
+                    or outputs[n].dtype.kind not in "biufV"):
+                raise arg.bad("compare()", f"outputs[{n!r}]", "a numeric array of shape "
+                              f"{list(t.get_shape())}", outputs.get(n),
+                              help="pass the outputs of a run on `inputs`, e.g. k.run(inputs)")
         oracle = reference.evaluate(self.zk, inputs, mode="f64")
         typed = reference.evaluate(self.cast, self.kernel_inputs(inputs), mode="typed")
         blame = {n: [] for n in oracle}
@@ -184,7 +224,7 @@ class CompiledKernel:
         from zhenwu_cc.runtime.cost.model import estimate
         from zhenwu_cc.runtime.target import load_target
 
-        name = target or self.target
+        name = arg.text("cost()", "target", target) or self.target
         return estimate(workload_of(self.module("ppu", name).ops.first), load_target(name))
 
 
@@ -248,13 +288,20 @@ def compile(source_or_path: str | os.PathLike, *, kernel: str | None = None,
     from zhenwu_cc.frontend import build
     from zhenwu_cc.pipeline import DEFAULT_TARGET
 
+    source_or_path = arg.source("compile()", source_or_path)
+    kernel = arg.text("compile()", "kernel", kernel)
+    target = arg.text("compile()", "target", target)
+    defines = {name: arg.integer("compile()", f"defines[{name!r}]", value)
+               for name, value in arg.mapping("compile()", "defines", defines).items()}
     text, file = str(source_or_path), "<source>"
     if isinstance(source_or_path, os.PathLike) or (
             "\n" not in text and text.endswith(".zk")):
         file = os.fspath(source_or_path)
         text = read_source(file)
-    module = build(text, file, dict(defines or {}), kernel)
+    module = build(text, file, defines, kernel)
     names = [k.sym_name.data for k in module.ops]
+    if not names:
+        raise error("ZK0003", f"{file} defines no kernel", help="add `kernel NAME(...) -> ... {}`")
     if len(names) != 1:
         raise error("ZK0004", f"{file} has {len(names)} kernels ({', '.join(names)})",
                     help=f"choose one with kernel=, e.g. kernel={names[0]!r}")

@@ -57,7 +57,7 @@ def read_source(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as f:
             return f.read()
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the path
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise error("ZK0001", f"cannot read {path}: {reason}") from None
 
@@ -219,12 +219,17 @@ def cmd_run(args, sources) -> Output:
     from zhenwu_cc.dialects import dtypes
     from zhenwu_cc.runtime import reference
     from zhenwu_cc.runtime.check import render
+    from zhenwu_cc.runtime.host_memory import ensure_run_memory
 
     module = load_module(args, sources)
     one_kernel(module, args.file)
     compiled = CompiledKernel(module, args.file, args.target)
     kernel = compiled.zk
-    given = reference.InputsFile(args.inputs, kernel).read() if args.inputs else {}
+    file = reference.InputsFile(args.inputs, kernel) if args.inputs else None
+    ensure_run_memory(compiled, given=file.members if file else (), execute=not args.reference,
+                      reference_mode=args.mode if args.reference else None, check=args.check,
+                      summary=True, out=bool(args.out), file_bytes=file.nbytes if file else 0)
+    given = file.read() if file else {}
     inputs = compiled.inputs(given, seed=args.seed)
     if args.reference:
         reference.ensure_host_memory(kernel, args.mode)

@@ -74,6 +74,7 @@ CODES: dict[str, str] = {
     "ZK0506": "bad ZHENWU_MAX_HOST_BYTES",
     "ZK0507": "NaN in a dtype without NaN",
     "ZK0508": "numerics check failed",
+    "ZK0512": "bad argument to a Python API function",
     "ZK0513": "inputs file member disagrees with its header",
     "ZK0601": "on-chip buffers exceed the SRAM of a compute unit",
     "ZK0602": "tile IR without SRAM buffers",
