@@ -6,7 +6,8 @@ The parts follow what `zhenwu-cc run` and the API hold at each step: the arrays 
 inputs file and the checked inputs live throughout; then one step at a time runs (generating the
 random inputs, executing, evaluating, checking) while the outputs of earlier steps are held. Each
 step's own figure is the upper-bound estimate of the module that runs it (executor_memory.py,
-reference.py), so the total errs high, never low.
+reference.py), so the total errs high, never low. It counts arrays, not the interpreter's own
+objects (the IR, bookkeeping: a few hundred KiB, which only matter for toy shapes).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from zhenwu_cc.runtime import executor_memory, reference
 from zhenwu_cc.diagnostics import error
 
 _GENERATE = 24  # bytes per element random_inputs takes at its peak (int64 draws, clip, cast)
-_SUMMARY = 17  # bytes per element `reference.summarize` takes: a float64 copy, a mask, the finite
+_SUMMARY = 32  # bytes per element `summarize` takes: float64 copy, finite values, std's deviations
 _CAST = 16  # bytes per element a host-side quantisation takes (float32 temporaries)
 _COMPARE = 96  # bytes per element of an output `check.compare` takes (float64 error arrays)
 
@@ -45,14 +46,16 @@ def run_host_bytes(compiled, *, given: Collection[str] = (), execute: bool = Fal
     zk = compiled.zk
     args = [a.type for a in zk.body.block.args]
     results = list(zk.function_type.outputs.data)
-    held = file_bytes + sum(_bytes(a) for a in args)
+    inputs = sum(_bytes(a) for a in args)
+    held = file_bytes + inputs
     steps = [_GENERATE * max((_elements(a) for n, a in zip(zk.arg_names, args) if n not in given),
                              default=0)]
     precise = [a for i, a in enumerate(args) if zk.arg_attr(i, "zk.precision") is not None]
     quantise = _CAST * sum(map(_elements, precise))
     if execute:
         ppu = compiled.module("ppu").ops.first
-        steps.append(quantise + executor_memory.estimate_host_bytes(ppu))
+        # `run` checks its inputs again (a copy in the declared dtypes), then executes
+        steps.append(inputs + quantise + executor_memory.estimate_host_bytes(ppu))
     if reference_mode is not None:
         steps.append(reference.estimate_host_bytes(zk, reference_mode))
     outputs = sum(_bytes(v) for v in results)

@@ -25,7 +25,7 @@ SMALL = {
     "attention_fp8": {"B": 2, "H": 4, "S": 512, "D": 128},
     "mlp_swiglu": {"T": 256, "D": 256, "F": 512},
     "cross_entropy": {"N": 512, "C": 2048},
-    "layernorm": {"T": 256, "D": 64},
+    "layernorm": {"T": 1024, "D": 64},
 }
 
 
@@ -58,6 +58,7 @@ def test_executor_estimate_is_never_low_and_within_twice(name):
     (["--check", "--out", "OUT"], {"execute": True, "check": True, "summary": True,
                                    "out": True}),
     (["--reference"], {"reference_mode": "f64", "summary": True}),
+    ([], {"execute": True, "summary": True}),
 ])
 def test_whole_run_estimate_is_never_low(name, flags, steps, tmp_path):
     from zhenwu_cc.cli import main
