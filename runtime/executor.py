@@ -22,6 +22,7 @@ executor_memory.py) before allocating.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -46,7 +47,11 @@ from zhenwu_cc.runtime.executor_compute import (
 )
 from zhenwu_cc.runtime.executor_index import INDEX_OPS, Index, evaluate
 from zhenwu_cc.runtime.executor_lowp import scaled_product
-from zhenwu_cc.runtime.executor_memory import ensure_host_memory, estimate_host_bytes
+from zhenwu_cc.runtime.executor_memory import (
+    ensure_host_memory,
+    estimate_host_bytes,
+    stored_inputs,
+)
 from zhenwu_cc.runtime.executor_merge import mergeable, run_merged
 from zhenwu_cc.runtime.executor_sram import check_allocations
 from zhenwu_cc.runtime.numerics import round_to
@@ -162,7 +167,7 @@ class Interpreter:
                             f"`{self.kernel.sym_name.data}` (inputs: {', '.join(names)})",
                             span_of(self.kernel),
                             help=f"did you mean `{guess}`?" if guess else "drop it")
-        stored = _stored_roots(self.kernel)
+        stored = stored_inputs(self.kernel)
         for name, arg in zip(names, self.kernel.inputs):
             if name not in inputs:
                 raise error("ZK0501", f"missing input `{name}` for kernel "
@@ -213,6 +218,12 @@ class Interpreter:
             self.env[arg] = Index.along(d - r, n)
         self.block(op.body.block)
         self.launch = None
+        for inner in op.body.walk():  # SRAM lives for one launch: free its buffers now
+            for v in (*inner.results, *(a for r in inner.regions for b in r.blocks
+                                        for a in b.args)):
+                self.env.pop(v, None)
+        for arg in args:
+            self.env.pop(arg, None)
 
     def _loop(self, op: ppu.LoopOp) -> None:
         if mergeable(op) and run_merged(self, op):
@@ -399,18 +410,6 @@ def _arg_name(kernel: ppu.KernelOp, arg: SSAValue) -> str:
     return arg.name_hint or f"arg{arg.index}"
 
 
-def _stored_roots(kernel: ppu.KernelOp) -> set[SSAValue]:
-    """The kernel arguments some `ppu.dma_store` writes (directly or through views)."""
-    out = set()
-    for op in kernel.walk():
-        if isinstance(op, ppu.DmaStoreOp):
-            v = op.dest
-            while isinstance(v.owner, ppu.ViewOp):
-                v = v.owner.source
-            out.add(v)
-    return out
-
-
 def execute(kernel: ppu.KernelOp, inputs: Mapping[str, np.ndarray], *,
             check_uninitialised: bool = True, sram_bytes: int | None = None
             ) -> dict[str, np.ndarray]:
@@ -421,8 +420,15 @@ def execute(kernel: ppu.KernelOp, inputs: Mapping[str, np.ndarray], *,
     unknown, misshapen or mistyped inputs, as in the reference evaluator). `check_uninitialised`
     tracks which SRAM slots and HBM elements have been written (ZK0613-ZK0615); `sram_bytes`
     bounds every `ppu.alloc` (ZK0611; None skips the check). Raises ZK0505 before allocating
-    when `estimate_host_bytes(kernel)` exceeds the host-memory limit.
+    when `estimate_host_bytes(kernel)`, plus copies of inputs given in another dtype, exceeds
+    the host-memory limit.
     """
-    ensure_host_memory(kernel)
+    def copied(x, arg: SSAValue) -> bool:
+        return not (isinstance(x, np.ndarray) and x.dtype == _dtype(arg).np_dtype
+                    and x.flags.c_contiguous)
+
+    ensure_host_memory(kernel, sum(
+        math.prod(_shape(a)) * _dtype(a).np_dtype.itemsize for a in kernel.inputs
+        if _arg_name(kernel, a) in inputs and copied(inputs[_arg_name(kernel, a)], a)))
     return Interpreter(kernel, check_uninitialised, sram_bytes).run(inputs)
 

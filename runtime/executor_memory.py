@@ -3,15 +3,19 @@
 A launch holds every SRAM buffer for the whole grid at once, but only along the grid axes its
 contents depend on (a GEMM's A tile does not depend on the column index), so the estimate follows
 that dependence through the program: launch indices -> index arithmetic -> DMA tile indices ->
-buffers -> whatever is computed from them. It adds float32 working copies, padded copies of
-edge-tiled sources, the operands of merged reduction loops, and the kernel's global tensors
-(the caller's inputs and checked copies, outputs, intermediates, and their written-masks).
+buffers -> whatever is computed from them. It adds padded copies of edge-tiled sources, the
+temporaries of the one op running at a time (a vector op's float32 working copies, a
+quantisation's, the float32 operands of a merged reduction loop), and the kernel's global tensors
+(the caller's inputs, copies of those a store writes, outputs, intermediates, and their
+written-masks). The temporaries per op were measured (tests/test_host_memory.py keeps the
+estimate at or above the bytes a run takes, and within about twice them).
 """
 
 from __future__ import annotations
 
 import math
 
+from xdsl.dialects.builtin import MemRefType
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.dialects import dtypes, ppu
 from zhenwu_cc.dialects.loc import span_of
@@ -21,7 +25,10 @@ from zhenwu_cc.runtime.reference import MAX_HOST_BYTES_ENV, host_memory_limit
 
 from zhenwu_cc.diagnostics import error
 
-_SCRATCH = 3  # float32 temporaries one vector op makes at most, each as large as its destination
+# float32 temporaries an op makes at most, each as large as its largest buffer (measured: a
+# vector op about 3, a quantisation about 11, a stepped matmul's product and upcast operands 2)
+_SCRATCH = {ppu.VMapOp: 3, ppu.VQuantizeOp: 12, ppu.MmaOp: 2, ppu.VReduceOp: 1,
+            ppu.VTransposeOp: 1}
 
 
 def _elements(v: SSAValue) -> int:
@@ -85,11 +92,13 @@ def _launch_bytes(launch: ppu.LaunchOp) -> int:
         """Bytes of `v`'s contents over the grid, in float32 (or wider) working precision."""
         return (math.prod(grid[d] for d in dep.axes(v)) * _elements(v) * max(_itemsize(v), 4))
 
-    allocs = [op for op in launch.body.walk() if isinstance(op, ppu.AllocOp)]
-    values = sum(held(a.result) for a in allocs)
-    largest = max((held(a.result) for a in allocs), default=0)
-    padded = staging = merged = 0
+    values = sum(held(op.result) for op in launch.body.walk() if isinstance(op, ppu.AllocOp))
+    padded = staging = scratch = 0
     for op in launch.body.walk():
+        if type(op) in _SCRATCH:
+            largest = max(held(v) for v in (*op.operands, *op.results)
+                          if isinstance(v.type, MemRefType))
+            scratch = max(scratch, _SCRATCH[type(op)] * largest)
         if isinstance(op, (ppu.DmaLoadOp, ppu.DmaStoreOp)):
             _, bound = op.window
             full = math.prod(n * t for n, t in zip(tile_counts(bound, op.tile_sizes),
@@ -100,17 +109,33 @@ def _launch_bytes(launch: ppu.LaunchOp) -> int:
                     padded += copy
                 else:
                     staging = max(staging, copy)
-        elif isinstance(op, ppu.MmaOp) and isinstance(op.parent_op(), ppu.LoopOp):
+        if isinstance(op, ppu.MmaOp) and isinstance(op.parent_op(), ppu.LoopOp):
+            # merged: every step's operands side by side in float32, and the product
             trips = op.parent_op().trip_count
-            merged += (held(op.lhs) + held(op.rhs)) * trips + held(op.acc)
-    return values + _SCRATCH * largest + padded + staging + merged
+            scratch = max(scratch, (held(op.lhs) + held(op.rhs)) * trips + held(op.acc))
+    return values + scratch + padded + staging
+
+
+def stored_inputs(kernel: ppu.KernelOp) -> set[SSAValue]:
+    """The kernel arguments some `ppu.dma_store` writes (directly or through views): the
+    executor copies those before the run."""
+    out = set()
+    for op in kernel.walk():
+        if isinstance(op, ppu.DmaStoreOp):
+            v = op.dest
+            while isinstance(v.owner, ppu.ViewOp):
+                v = v.owner.source
+            out.add(v)
+    return out
 
 
 def estimate_host_bytes(kernel: ppu.KernelOp) -> int:
-    """Peak host bytes a run of `kernel` is expected to take (an estimate meant to err high)."""
+    """Peak host bytes a run of `kernel` on inputs in their declared dtypes is expected to take,
+    those inputs included (an estimate meant to err high)."""
     total, peak = 0, 0
-    for arg in kernel.inputs:
-        total += 2 * _elements(arg) * _itemsize(arg)  # the caller's array and a checked copy
+    stored = stored_inputs(kernel)
+    for arg in kernel.inputs:  # the caller's array, and a copy of one a store writes
+        total += (2 if arg in stored else 1) * _elements(arg) * _itemsize(arg)
     for v in [*kernel.outputs, *(op.result for op in kernel.body.block.ops
                                  if isinstance(op, ppu.GlobalOp))]:
         total += _elements(v) * (_itemsize(v) + 1)  # the tensor and its written-mask
@@ -120,9 +145,10 @@ def estimate_host_bytes(kernel: ppu.KernelOp) -> int:
     return total + peak
 
 
-def ensure_host_memory(kernel: ppu.KernelOp) -> None:
-    """Refuse (ZK0505) before allocating when the estimate exceeds the host-memory limit."""
-    need, limit = estimate_host_bytes(kernel), host_memory_limit()
+def ensure_host_memory(kernel: ppu.KernelOp, converted: int = 0) -> None:
+    """Refuse (ZK0505) before allocating when the estimate, plus `converted` bytes of copies of
+    inputs given in another dtype, exceeds the host-memory limit."""
+    need, limit = estimate_host_bytes(kernel) + converted, host_memory_limit()
     if limit is not None and need > limit:
         raise error("ZK0505", f"executing kernel `{kernel.sym_name.data}` needs about {need} "
                     f"bytes of host memory, more than the limit of {limit} bytes",

@@ -517,6 +517,15 @@ def _is_float_array(dt: np.dtype) -> bool:
     return dt.kind == "f" or any(dt == d.np_dtype for d in dtypes.DTYPES.values() if d.is_float)
 
 
+def _shape_error(name: str, arg: SSAValue, shape: tuple[int, ...]):
+    """ZK0502 for an array of `shape` given for parameter `name`."""
+    d, want = _dtype(arg), _shape(arg)
+    return error("ZK0502", f"input `{name}` has shape {list(shape)} but the parameter is "
+                 f"{d.name}[{', '.join(map(str, want))}]", _span(arg, name),
+                 help=f"give `{name}` the shape {list(want)} (after -D definitions), or change "
+                 "the shape parameters with -D")
+
+
 def _checked(name: str, arg: SSAValue, value) -> np.ndarray:
     """`value` for parameter `name`, rounded into its dtype, or ZK0502 / ZK0503 / ZK0507 saying
     why not.
@@ -532,9 +541,7 @@ def _checked(name: str, arg: SSAValue, value) -> np.ndarray:
     span = _span(arg, name)
     want = f"{d.name}[{', '.join(map(str, shape))}]"
     if x.shape != shape:
-        raise error("ZK0502", f"input `{name}` has shape {list(x.shape)} but the parameter is "
-                    f"{want}", span, help=f"give `{name}` the shape {list(shape)} (after -D "
-                    "definitions), or change the shape parameters with -D")
+        raise _shape_error(name, arg, x.shape)
     if d.is_float:
         if not _is_float_array(x.dtype):
             hint = ("ml_dtypes arrays lose their type in .npz files; store the values as float32 "
@@ -646,26 +653,106 @@ def ensure_host_memory(kernel: zk.KernelOp, mode: str) -> None:
 
 
 # ---- .npz files of a run ------------------------------------------------------------------------
-def load_npz(path: str) -> dict[str, np.ndarray]:
-    """The arrays of an .npz archive by name, or ZK0504 when it cannot be read as one."""
+class InputsFile:
+    """An .npz archive of a run's inputs, checked from its members' .npy headers before a byte of
+    array data is read, so that a lying header or a zip bomb costs nothing.
 
-    def fail(reason: str):
-        return error("ZK0504", f"cannot read inputs {path}: {reason}",
+    Each member must be an .npy array (no object arrays: nothing is unpickled) named after a
+    parameter of `kernel` (ZK0501) with its shape (ZK0502), and hold exactly the bytes its header
+    implies (ZK0513); the arrays together must fit the host-memory limit (ZK0505). Anything that
+    is no readable .npz archive is ZK0504. `nbytes` is what `read()` will allocate.
+    """
+
+    def __init__(self, path: str, kernel: zk.KernelOp):
+        self.path, self.kernel = path, kernel
+        with self._open() as zf:
+            self.members = self._headers(zf)
+        self.nbytes = sum(dtype.itemsize * math.prod(shape)
+                          for _, dtype, shape in self.members.values())
+        limit = host_memory_limit()
+        if limit is not None and self.nbytes > limit:
+            raise error("ZK0505", f"the arrays of {path} take {_bytes(self.nbytes)} "
+                        f"({self.nbytes} bytes), more than the host-memory limit of "
+                        f"{_bytes(limit)} ({limit} bytes)", _kernel_span(kernel),
+                        help=f"use smaller inputs, or raise the limit with {MAX_HOST_BYTES_ENV}"
+                        "=<bytes>")
+
+    def fail(self, reason: str):
+        return error("ZK0504", f"cannot read inputs {self.path}: {reason}",
                      help="give an .npz archive written by numpy.savez, one array per parameter")
 
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except OSError as exc:
-        raise fail(exc.strerror or str(exc)) from None
-    except (ValueError, EOFError, zipfile.BadZipFile):
-        raise fail("not an .npz archive") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise fail("a single .npy array, not an .npz archive of named arrays")
-    try:
-        with archive:
-            return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
-        raise fail(f"corrupt archive ({exc})") from None
+    def _open(self) -> zipfile.ZipFile:
+        try:
+            with open(self.path, "rb") as f:
+                if f.read(6) == b"\x93NUMPY":
+                    raise self.fail("a single .npy array, not an .npz archive of named arrays")
+            return zipfile.ZipFile(self.path)
+        except OSError as exc:
+            raise self.fail(exc.strerror or str(exc)) from None
+        except (zipfile.BadZipFile, EOFError, ValueError):
+            raise self.fail("not an .npz archive") from None
+
+    def _headers(self, zf: zipfile.ZipFile) -> dict[str, tuple[zipfile.ZipInfo, np.dtype, tuple]]:
+        """Every member's (zip entry, dtype, shape), checked; no array data is read."""
+        params = dict(zip(self.kernel.arg_names, self.kernel.body.block.args))
+        out = {}
+        for info in zf.infolist():
+            name = info.filename.removesuffix(".npy")
+            if name in out:
+                raise self.fail(f"it holds two arrays named `{name}`")
+            dtype, shape, header = self._header(zf, info)
+            _reject_unknown(self.kernel, {name: None})
+            if shape != _shape(params[name]):
+                raise _shape_error(name, params[name], shape)
+            data, need = info.file_size - header, dtype.itemsize * math.prod(shape)
+            if data != need:
+                raise error("ZK0513", f"array `{name}` in {self.path} has {data} bytes of data, "
+                            f"but its header ({dtype}, shape {list(shape)}) declares {need}",
+                            help="the file is damaged or was not written by numpy; write it "
+                            "again with numpy.savez")
+            out[name] = (info, dtype, shape)
+        return out
+
+    def _header(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[np.dtype, tuple, int]:
+        """A member's dtype, shape and header length, read from its first bytes alone."""
+        fmt = np.lib.format
+        if info.flag_bits & 0x1:
+            raise self.fail(f"`{info.filename}` is encrypted")
+        try:
+            with zf.open(info) as f:
+                version = fmt.read_magic(f)
+                read = fmt.read_array_header_1_0 if version == (1, 0) else \
+                    fmt.read_array_header_2_0
+                shape, _, dtype = read(f)
+                header = f.tell()
+        except (ValueError, EOFError, OSError, NotImplementedError, zipfile.BadZipFile,
+                zlib.error) as exc:
+            raise self.fail(f"`{info.filename}` is not an .npy array ({exc})") from None
+        if dtype.hasobject:
+            raise self.fail(f"`{info.filename}` holds Python objects, which are not read "
+                            "(pickled data could run code)")
+        return dtype, tuple(shape), header
+
+    def read(self) -> dict[str, np.ndarray]:
+        """The arrays by name, each member read in bounded chunks after its header is checked
+        again (the file may have changed since)."""
+        out = {}
+        with self._open() as zf:
+            members = self._headers(zf)
+            if _summary(members) != _summary(self.members):
+                raise self.fail("it changed while being read")
+            for name, (info, _, _) in members.items():
+                try:
+                    with zf.open(info) as f:
+                        out[name] = np.lib.format.read_array(f, allow_pickle=False)
+                except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+                    raise self.fail(f"corrupt archive ({exc})") from None
+        return out
+
+
+def _summary(members: dict) -> dict:
+    return {name: (info.file_size, info.CRC, dtype, shape)
+            for name, (info, dtype, shape) in members.items()}
 
 
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:

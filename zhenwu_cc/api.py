@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from zhenwu_cc import arguments as arg
 from zhenwu_cc.diagnostics import error
 
 
@@ -74,6 +75,8 @@ class CompiledKernel:
         """The module lowered to `stage` for `target` (computed once, then cached)."""
         from zhenwu_cc.pipeline import STAGES, lower
 
+        stage = arg.text("module()", "stage", stage, optional=False)
+        target = arg.text("module()", "target", target)
         if stage not in STAGES:
             raise error("ZK0006", f"unknown stage {stage!r}", help="stages: " + ", ".join(STAGES))
         if stage == "zk":
@@ -94,8 +97,19 @@ class CompiledKernel:
         schedule's `tile NAME [...]` would; `verify` re-verifies the IR after every pass."""
         from xdsl.dialects.builtin import IntegerAttr
 
-        from zhenwu_cc.frontend.irgen import tile_attr
+        from zhenwu_cc.frontend.irgen import MAX_BUFFERS, tile_attr
 
+        tiles = {name: arg.integers("retile()", f"tiles[{name!r}]", sizes)
+                 for name, sizes in arg.mapping("retile()", "tiles", tiles, False).items()}
+        split_k = {name: arg.integer("retile()", f"split_k[{name!r}]", n, 1, 1024)
+                   for name, n in arg.mapping("retile()", "split_k", split_k).items()}
+        if buffers is not None:
+            buffers = arg.integer("retile()", "buffers", buffers, 1, MAX_BUFFERS)
+        verify = arg.flag("retile()", "verify", verify)
+        for name in split_k:
+            if name not in tiles:
+                raise arg.bad("retile()", f"split_k[{name!r}]", "given with tile sizes for "
+                              f"`{name}` in `tiles`", split_k[name])
         module = self._zk.clone()
         kernel = module.ops.first
         named = {op.results[0].name_hint: op for op in kernel.body.walk()
@@ -104,8 +118,8 @@ class CompiledKernel:
             if name not in named:
                 raise error("ZK0402", f"kernel `{self.name}` has no binding named `{name}`",
                             help="bindings: " + ", ".join(sorted(named)))
-            named[name].attributes["zk.tile"] = tile_attr(named[name], name, list(sizes),
-                                                          (split_k or {}).get(name))
+            named[name].attributes["zk.tile"] = tile_attr(named[name], name, sizes,
+                                                          split_k.get(name))
         if buffers is not None:
             kernel.attributes["zk.buffers"] = IntegerAttr(buffers, 64)
         other = CompiledKernel(module, self.file, self.target)
@@ -115,6 +129,8 @@ class CompiledKernel:
     def ir(self, stage: str = "ppu", *, debuginfo: bool = False) -> str:
         from zhenwu_cc.cli import print_ir
 
+        stage = arg.text("ir()", "stage", stage, optional=False)
+        debuginfo = arg.flag("ir()", "debuginfo", debuginfo)
         return print_ir(self.module(stage), debuginfo)
 
     # -- running --
@@ -124,7 +140,10 @@ class CompiledKernel:
         """The inputs a run uses: `given` (checked), the rest seeded random, each in a range that
         suits its dtype and role (`reference.random_inputs`) or in `ranges[name]` = (lo, hi)."""
         from zhenwu_cc.runtime import reference
+        from zhenwu_cc.runtime.host_memory import ensure_run_memory
 
+        given, seed = arg.arrays("inputs()", "given", given), arg.seed("inputs()", seed)
+        ensure_run_memory(self, given=given)
         return reference.check_inputs(self.zk, dict(given or {}), seed=seed, ranges=ranges)
 
     def kernel_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -133,13 +152,17 @@ class CompiledKernel:
         does, into their values and scales (docs/precision.md)."""
         from zhenwu_cc.runtime.precision import host_inputs
 
+        inputs = arg.arrays("kernel_inputs()", "inputs", inputs, optional=False)
         return host_inputs(self.cast, inputs)
 
     def run(self, inputs: Mapping[str, np.ndarray] | None = None, *, seed: int = 0,
             **arrays: np.ndarray) -> dict[str, np.ndarray]:
         """Execute the lowered program on the numpy executor (inputs by source parameter)."""
         from zhenwu_cc.runtime.executor import execute
+        from zhenwu_cc.runtime.host_memory import ensure_run_memory
 
+        inputs, seed = arg.arrays("run()", "inputs", inputs), arg.seed("run()", seed)
+        ensure_run_memory(self, given={**inputs, **arrays}, execute=True)
         given = self.inputs({**(inputs or {}), **arrays}, seed=seed)
         return execute(self.module("ppu").ops.first, self.kernel_inputs(given))
 
@@ -147,7 +170,12 @@ class CompiledKernel:
                   seed: int = 0, **arrays: np.ndarray) -> dict[str, np.ndarray]:
         """Evaluate the source program directly (float64 oracle, or "typed")."""
         from zhenwu_cc.runtime import reference
+        from zhenwu_cc.runtime.host_memory import ensure_run_memory
 
+        inputs, seed = arg.arrays("reference()", "inputs", inputs), arg.seed("reference()", seed)
+        if arg.text("reference()", "mode", mode, optional=False) not in reference.MODES:
+            raise arg.bad("reference()", "mode", " or ".join(map(repr, reference.MODES)), mode)
+        ensure_run_memory(self, given={**inputs, **arrays}, reference_mode=mode)
         return reference.evaluate(self.zk, self.inputs({**(inputs or {}), **arrays}, seed=seed),
                                   mode=mode)
 
@@ -158,7 +186,12 @@ class CompiledKernel:
         """Run, and compare every output with the float64 reference (dtype-aware). `max_rel_l2`
         also bounds each output's rel L2 error against the exact math; `sample` checks that
         many seeded indices along each independent axis (see `check_plan`)."""
+        from zhenwu_cc.runtime.host_memory import ensure_run_memory
+
+        inputs, seed = arg.arrays("check()", "inputs", inputs), arg.seed("check()", seed)
         plan = self.check_plan(sample, seed=seed)
+        # A sampled check's reference is sized by check_plan; the full one is counted here.
+        ensure_run_memory(self, given={**inputs, **arrays}, execute=True, check=plan is None)
         given = self.inputs({**(inputs or {}), **arrays}, seed=seed, ranges=ranges)
         outputs = self.run(given)
         checks = self.compare(given, outputs, max_rel_l2=max_rel_l2, sample=plan)
@@ -242,6 +275,15 @@ class CompiledKernel:
         from zhenwu_cc.runtime import check, reference
         from zhenwu_cc.runtime.precision import host_inputs
 
+        inputs = arg.arrays("compare()", "inputs", inputs, optional=False)
+        outputs = arg.arrays("compare()", "outputs", outputs, optional=False)
+        for n, t in zip(self.zk.names_of_results, self.zk.function_type.outputs.data):
+            if (n not in outputs or outputs[n].shape != tuple(t.get_shape())
+                    or outputs[n].dtype.kind not in "biufV"):
+                raise arg.bad("compare()", f"outputs[{n!r}]", "a numeric array of shape "
+                              f"{list(t.get_shape())}", outputs.get(n),
+                              help="pass the outputs of a run on `inputs`, e.g. k.run(inputs)")
+
         def evaluate(kernel, args, mode):
             if sample is None:
                 return reference.evaluate(kernel, args, mode=mode)
@@ -275,7 +317,7 @@ class CompiledKernel:
         from zhenwu_cc.runtime.cost.model import estimate
         from zhenwu_cc.runtime.target import load_target
 
-        name = target or self.target
+        name = arg.text("cost()", "target", target) or self.target
         return estimate(workload_of(self.module("ppu", name).ops.first), load_target(name))
 
 
@@ -398,13 +440,20 @@ def compile(source_or_path: str | os.PathLike, *, kernel: str | None = None,
     from zhenwu_cc.frontend import build
     from zhenwu_cc.pipeline import DEFAULT_TARGET
 
+    source_or_path = arg.source("compile()", source_or_path)
+    kernel = arg.text("compile()", "kernel", kernel)
+    target = arg.text("compile()", "target", target)
+    defines = {name: arg.integer("compile()", f"defines[{name!r}]", value)
+               for name, value in arg.mapping("compile()", "defines", defines).items()}
     text, file = str(source_or_path), "<source>"
     if isinstance(source_or_path, os.PathLike) or (
             "\n" not in text and text.endswith(".zk")):
         file = os.fspath(source_or_path)
         text = read_source(file)
-    module = build(text, file, dict(defines or {}), kernel)
+    module = build(text, file, defines, kernel)
     names = [k.sym_name.data for k in module.ops]
+    if not names:
+        raise error("ZK0003", f"{file} defines no kernel", help="add `kernel NAME(...) -> ... {}`")
     if len(names) != 1:
         raise error("ZK0004", f"{file} has {len(names)} kernels ({', '.join(names)})",
                     help=f"choose one with kernel=, e.g. kernel={names[0]!r}")

@@ -92,8 +92,9 @@ def read_capped(path: str, cap: int) -> bytes:
                 raise error("ZK0001", f"cannot read {path}: not a regular file",
                             help="give the path of a file")
             data = f.read(cap + 1)
-    except OSError as exc:
-        raise error("ZK0001", f"cannot read {path}: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise error("ZK0001", f"cannot read {path}: {reason}") from None
     if len(data) > cap:
         raise error("ZK0001", f"cannot read {path}: larger than the limit of {cap} bytes",
                     help="split it into smaller files")
@@ -303,6 +304,7 @@ def cmd_run(args, sources) -> Output:
     from zhenwu_cc.dialects import dtypes
     from zhenwu_cc.runtime import reference
     from zhenwu_cc.runtime.check import render
+    from zhenwu_cc.runtime.host_memory import ensure_run_memory
 
     module = load_module(args, sources)
     one_kernel(module, args.file)
@@ -311,7 +313,13 @@ def cmd_run(args, sources) -> Output:
     kernel = compiled.zk
     check = args.check or args.check_sample is not None or args.max_rel_l2 is not None
     sample = compiled.check_plan(args.check_sample, seed=args.seed) if check else None
-    given = reference.load_npz(args.inputs) if args.inputs else {}
+    file = reference.InputsFile(args.inputs, kernel) if args.inputs else None
+    # A sampled check's reference is sized by check_plan; the full one is counted here.
+    ensure_run_memory(compiled, given=file.members if file else (), execute=not args.reference,
+                      reference_mode=args.mode if args.reference else None,
+                      check=check and sample is None, summary=True, out=bool(args.out),
+                      file_bytes=file.nbytes if file else 0)
+    given = file.read() if file else {}
     ranges, roles = dict(args.input_range or []), reference.input_roles(kernel)
     inputs = compiled.inputs(given, seed=args.seed, ranges=ranges)
     warnings = _random_warning(kernel, given) if args.inputs else []

@@ -84,6 +84,8 @@ CODES: dict[str, str] = {
     "ZK0509": "numerics check inconclusive",
     "ZK0510": "numerics check needs too much host memory",
     "ZK0511": "bad input range",
+    "ZK0512": "bad argument to a Python API function",
+    "ZK0513": "inputs file member disagrees with its header",
     "ZK0601": "on-chip buffers exceed the SRAM of a compute unit",
     "ZK0602": "tile IR without SRAM buffers",
     "ZK0603": "composite op reaches tiling",
