@@ -60,16 +60,11 @@ def run_host_bytes(compiled, *, given: Collection[str] = (), execute: bool = Fal
         steps.append(reference.estimate_host_bytes(zk, reference_mode))
     outputs = sum(_bytes(v) for v in results)
     if check:
-        # the f64 oracle; then, its outputs held, the cast program evaluated as typed; then, its
-        # outputs held too, one without each directive (whose values may be wider than the
-        # cast program's: bounded by the cast program's f64 figure, 8 bytes an element); then
-        # the comparison of one output
-        oracle = sum(_elements(t) * 8 for t in results)
-        typed = reference.estimate_host_bytes(compiled.cast, "typed")
-        each = [reference.estimate_host_bytes(zk, "f64"), oracle + typed]
-        if precise or any("zk.precision" in op.attributes for op in zk.body.block.ops):
-            each.append(oracle + outputs + reference.estimate_host_bytes(compiled.cast, "f64"))
-        each.append(oracle + outputs + _COMPARE * max(map(_elements, results), default=0))
+        # the check's programs (oracle, typed yardstick, one without each directive) with the
+        # outputs they keep, then the comparison of one output
+        held_by_check, evaluations = check_bytes(compiled._check_programs(), None)
+        each = [held_by_check + evaluations,
+                outputs + _COMPARE * max(map(_elements, results), default=0)]
         steps.append(outputs + quantise + max(each))
     if summary:
         steps.append(outputs + _SUMMARY * max(map(_elements, results), default=0))
@@ -94,3 +89,23 @@ def ensure_run_memory(compiled, **steps) -> None:
                     + ("--mode typed (fewer bytes per element), "
                        if steps.get("reference_mode") == "f64" else "")
                     + f"or raise the limit with {reference.MAX_HOST_BYTES_ENV}=<bytes>")
+
+
+def check_bytes(programs, sample) -> tuple[int, int]:
+    """Host bytes a check takes at most, from shapes alone: (what the run leaves alive: its
+    outputs, and for a sample the whole inputs and their quantised copies; what the reference
+    evaluations take: the oracle's and the yardstick's results stay alive) for the whole
+    outputs or for `sample`'s."""
+    def one(kernel, mode):
+        if sample is not None:
+            kernel = sample.program(kernel, {})[0]
+        return reference.estimate_host_bytes(kernel, mode)
+
+    def nbytes(types) -> int:
+        return sum(math.prod(t.get_shape()) * dtypes.from_xdsl(t.element_type).np_dtype.itemsize
+                   for t in types)
+
+    source = programs[0][0].function_type
+    held = nbytes(source.outputs.data) + (2 * nbytes(source.inputs.data) if sample else 0)
+    sizes = [one(k, m) for k, m in programs]
+    return held, sum(sizes[:2]) + max(sizes[2:], default=0)

@@ -189,9 +189,10 @@ class CompiledKernel:
         from zhenwu_cc.runtime.host_memory import ensure_run_memory
 
         inputs, seed = arg.arrays("check()", "inputs", inputs), arg.seed("check()", seed)
+        ensure_run_memory(self, given={**inputs, **arrays}, execute=True)  # the run first
         plan = self.check_plan(sample, seed=seed)
-        # A sampled check's reference is sized by check_plan; the full one is counted here.
-        ensure_run_memory(self, given={**inputs, **arrays}, execute=True, check=plan is None)
+        if plan is None:  # a sampled check's reference is sized by check_plan
+            ensure_run_memory(self, given={**inputs, **arrays}, execute=True, check=True)
         given = self.inputs({**(inputs or {}), **arrays}, seed=seed, ranges=ranges)
         outputs = self.run(given)
         checks = self.compare(given, outputs, max_rel_l2=max_rel_l2, sample=plan)
@@ -206,11 +207,12 @@ class CompiledKernel:
         `SAMPLE_BYTES`. Raises ZK0510 when no check fits (with a smaller shape that would); the
         executor's own estimate (ZK0505) is `run`'s."""
         from zhenwu_cc.runtime import check_sample
+        from zhenwu_cc.runtime.host_memory import check_bytes
         from zhenwu_cc.runtime.reference import host_memory_limit
 
         limit = host_memory_limit()
         programs = self._check_programs()
-        need = sum(_check_bytes(programs, None))
+        need = sum(check_bytes(programs, None))
         fits = limit is None or need <= limit
         if sample is None and fits:
             return None
@@ -219,13 +221,13 @@ class CompiledKernel:
             if fits and not any(n > sample for _, n in classes):
                 return None  # the sample would keep every index: the full check
             plan = check_sample.choose(classes, sample, seed)
-            held, small = _check_bytes(programs, plan)
+            held, small = check_bytes(programs, plan)
             if plan.picks and (limit is None or held + small <= limit):
                 return plan
             raise self._too_big(need, held + small, limit, classes, sample)
         sizes = [n for _, n in classes]
-        full = _check_bytes(programs, check_sample.choose(classes, sizes, seed))[1]
-        costly = [i for i, n in enumerate(sizes) if n > 1 and _check_bytes(programs, (
+        full = check_bytes(programs, check_sample.choose(classes, sizes, seed))[1]
+        costly = [i for i, n in enumerate(sizes) if n > 1 and check_bytes(programs, (
             check_sample.choose(classes, sizes[:i] + [n // 2] + sizes[i + 1:], seed)))[1]
             < full * (1 - 1 / SAMPLE_SAVING)] or list(range(len(sizes)))
         small = None
@@ -233,7 +235,7 @@ class CompiledKernel:
             longest = max(costly, key=lambda i: sizes[i])
             sizes[longest] //= 2
             plan = check_sample.choose(classes, sizes, seed)
-            held, small = _check_bytes(programs, plan)
+            held, small = check_bytes(programs, plan)
             if small <= SAMPLE_BYTES and (limit is None or held + small <= limit):
                 return plan
             small += held
@@ -335,36 +337,12 @@ SAMPLE_BYTES = 1 << 30  # the host memory an automatic sampled check may take at
 SAMPLE_SAVING = 20  # an axis is sampled automatically when halving it saves 1/20 of the memory
 
 
-def _check_bytes(programs, sample) -> tuple[int, int]:
-    """Host bytes a check takes at most, from shapes alone: (what the run leaves alive: its
-    outputs, and for a sample the whole inputs and their quantised copies; what the reference
-    evaluations take: the oracle's and the yardstick's results stay alive) for the whole
-    outputs or for `sample`'s."""
-    import math
-
-    from zhenwu_cc.dialects import dtypes
-    from zhenwu_cc.runtime.reference import estimate_host_bytes
-
-    def one(kernel, mode):
-        if sample is not None:
-            kernel = sample.program(kernel, {})[0]
-        return estimate_host_bytes(kernel, mode)
-
-    def nbytes(types) -> int:
-        return sum(math.prod(t.get_shape()) * dtypes.from_xdsl(t.element_type).np_dtype.itemsize
-                   for t in types)
-
-    source = programs[0][0].function_type
-    held = nbytes(source.outputs.data) + (2 * nbytes(source.inputs.data) if sample else 0)
-    sizes = [one(k, m) for k, m in programs]
-    return held, sum(sizes[:2]) + max(sizes[2:], default=0)
-
-
 def _fitting_defines(k: CompiledKernel, limit: int | None) -> dict[str, int]:
     """Shape parameters at which the full check's reference fits `limit`, found by halving the
     largest parameter of the source `k` was compiled from; {} when unknown."""
     from zhenwu_cc.diagnostics import CompileError
     from zhenwu_cc.frontend import build
+    from zhenwu_cc.runtime.host_memory import check_bytes
 
     if k.source is None or limit is None:
         return {}
@@ -385,7 +363,7 @@ def _fitting_defines(k: CompiledKernel, limit: int | None) -> dict[str, int]:
             continue
         params = trial
         other = CompiledKernel(module, k.file, k.target)
-        if sum(_check_bytes(other._check_programs(), None)) <= limit:
+        if sum(check_bytes(other._check_programs(), None)) <= limit:
             return {n: v for n, v in params.items() if v != original[n]}
     return {}
 

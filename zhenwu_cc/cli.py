@@ -91,7 +91,12 @@ def read_capped(path: str, cap: int) -> bytes:
             if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
                 raise error("ZK0001", f"cannot read {path}: not a regular file",
                             help="give the path of a file")
-            data = f.read(cap + 1)
+            data = b""
+            while len(data) <= cap:  # in chunks: f.read(cap + 1) would allocate cap bytes
+                chunk = f.read(min(cap + 1 - len(data), 1 << 20))
+                if not chunk:
+                    break
+                data += chunk
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise error("ZK0001", f"cannot read {path}: {reason}") from None
@@ -312,13 +317,14 @@ def cmd_run(args, sources) -> Output:
     compiled.source = (sources.texts[args.file], args.kernel)
     kernel = compiled.zk
     check = args.check or args.check_sample is not None or args.max_rel_l2 is not None
-    sample = compiled.check_plan(args.check_sample, seed=args.seed) if check else None
     file = reference.InputsFile(args.inputs, kernel) if args.inputs else None
-    # A sampled check's reference is sized by check_plan; the full one is counted here.
-    ensure_run_memory(compiled, given=file.members if file else (), execute=not args.reference,
-                      reference_mode=args.mode if args.reference else None,
-                      check=check and sample is None, summary=True, out=bool(args.out),
-                      file_bytes=file.nbytes if file else 0)
+    steps = dict(given=file.members if file else (), execute=not args.reference,
+                 reference_mode=args.mode if args.reference else None, summary=True,
+                 out=bool(args.out), file_bytes=file.nbytes if file else 0)
+    ensure_run_memory(compiled, **steps)  # the run itself first (ZK0505), then its check
+    sample = compiled.check_plan(args.check_sample, seed=args.seed) if check else None
+    if check and sample is None:  # a sampled check's reference is sized by check_plan
+        ensure_run_memory(compiled, **steps, check=True)
     given = file.read() if file else {}
     ranges, roles = dict(args.input_range or []), reference.input_roles(kernel)
     inputs = compiled.inputs(given, seed=args.seed, ranges=ranges)
