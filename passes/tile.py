@@ -199,8 +199,9 @@ class _Grid:
         if not isinstance(op, Operation) or v in self.tiler.materialized or (
                 self.anchor is not None and op is self.anchor[0]):
             return []
-        if isinstance(op, (zk.UnaryElementwiseOp, zk.BinaryElementwiseOp, zk.CompareOp,
-                           zk.SelectOp, zk.CastOp)):
+        if "zk.tile" in op.attributes and v is not self.root and self._has_own_grid(v):
+            return []  # `_generate` loads it from the grid its directive sizes
+        if isinstance(op, zk.ELEMENTWISE_OPS):
             return [(x, _operand_req(req, _shape(v), _shape(x), 0.0, self.zero), op.location)
                     for x in op.operands]
         if isinstance(op, zk.BroadcastOp):
