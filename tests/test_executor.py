@@ -11,7 +11,8 @@ import pytest
 import scipy.special
 from xdsl.parser import Parser
 from zhenwu_cc.dialects import ppu
-from zhenwu_cc.runtime import executor, executor_merge
+from zhenwu_cc.runtime.executor import merge as executor_merge
+from zhenwu_cc.runtime.executor import run as executor
 from zhenwu_cc.runtime.executor import estimate_host_bytes, execute
 from zhenwu_cc.runtime.numerics import round_to
 
