@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
+from xdsl.dialects.builtin import StringAttr
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.dialects import dtypes, ppu
 from zhenwu_cc.dialects.dtypes import DType
@@ -52,6 +53,7 @@ from zhenwu_cc.runtime.executor.sram import check_allocations
 from zhenwu_cc.runtime.executor.state import Global, Launch
 from zhenwu_cc.runtime.inputs import checked
 from zhenwu_cc.runtime.numerics import round_to
+from zhenwu_cc.runtime.target import load_target
 
 from zhenwu_cc.diagnostics import did_you_mean, error
 
@@ -390,9 +392,10 @@ def execute(kernel: ppu.KernelOp, inputs: Mapping[str, np.ndarray], *,
     Inputs of another float type are rounded into the declared one (ZK0501-ZK0503 for missing,
     unknown, misshapen or mistyped inputs, as in the reference evaluator). `check_uninitialised`
     tracks which SRAM slots and HBM elements have been written (ZK0613-ZK0615); `sram_bytes`
-    bounds every `ppu.alloc` (ZK0611; None skips the check). Raises ZK0505 before allocating
-    when `estimate_host_bytes(kernel)`, plus copies of inputs given in another dtype, exceeds
-    the host-memory limit.
+    bounds every `ppu.alloc` (ZK0611); when None, the SRAM of the target the kernel records
+    (`ppu.target`, set by `lower-ppu`) does, and a kernel without one is not checked. Raises
+    ZK0505 before allocating when `estimate_host_bytes(kernel)`, plus copies of inputs given in
+    another dtype, exceeds the host-memory limit.
     """
     def copied(x, arg: SSAValue) -> bool:
         return not (isinstance(x, np.ndarray) and x.dtype == _dtype(arg).np_dtype
@@ -401,5 +404,9 @@ def execute(kernel: ppu.KernelOp, inputs: Mapping[str, np.ndarray], *,
     ensure_host_memory(kernel, sum(
         math.prod(_shape(a)) * _dtype(a).np_dtype.itemsize for a in kernel.inputs
         if _arg_name(kernel, a) in inputs and copied(inputs[_arg_name(kernel, a)], a)))
+    if sram_bytes is None and (target := kernel.attributes.get(ppu.TARGET_ATTR)) is not None:
+        # a non-string value (hand-edited IR) is an unknown target (ZK0701), not a crash
+        name = target.data if isinstance(target, StringAttr) else str(target)
+        sram_bytes = load_target(name).sram_per_cu
     return Interpreter(kernel, check_uninitialised, sram_bytes).run(inputs)
 
