@@ -65,6 +65,9 @@ from zhenwu_cc.dialects.tile import window
 from zhenwu_cc.dialects.zk import PrecisionAttr
 
 SPACES = ("hbm", "l2", "sram")
+# On a `ppu.kernel`: the target (name or file) `lower-ppu` lowered it for; the executor checks
+# the kernel's SRAM plan against that target's SRAM (ZK0611).
+TARGET_ATTR = "ppu.target"
 
 # Vector-engine functions of `ppu.vmap` by arity, and which of them are transcendental (they run
 # at the target's transcendental rate in the cost model).

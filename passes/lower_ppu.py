@@ -18,7 +18,14 @@ from dataclasses import dataclass
 
 from xdsl.builder import Builder
 from xdsl.context import Context
-from xdsl.dialects.builtin import DenseArrayBase, IndexType, MemRefType, ModuleOp, TensorType
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    IndexType,
+    MemRefType,
+    ModuleOp,
+    StringAttr,
+    TensorType,
+)
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -363,7 +370,9 @@ class LowerPpuPass(ModulePass):
             cus = load_target(self.target).compute_units
         for kernel in [k for k in op.walk() if isinstance(k, zk.KernelOp)]:
             _check_tiled(kernel)
-            Rewriter.replace_op(kernel, _Lowering(cus).kernel(kernel))
+            lowered = _Lowering(cus).kernel(kernel)
+            lowered.attributes[ppu.TARGET_ATTR] = StringAttr(self.target)
+            Rewriter.replace_op(kernel, lowered)
 
 
 def _check_tiled(kernel: zk.KernelOp) -> None:

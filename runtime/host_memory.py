@@ -5,7 +5,7 @@ fit is refused (ZK0505) before anything is allocated, the random inputs included
 The parts follow what `zhenwu-cc run` and the API hold at each step: the arrays read from an
 inputs file and the checked inputs live throughout; then one step at a time runs (generating the
 random inputs, executing, evaluating, checking) while the outputs of earlier steps are held. Each
-step's own figure is the upper-bound estimate of the module that runs it (executor_memory.py,
+step's own figure is the upper-bound estimate of the module that runs it (executor/memory.py,
 reference.py), so the total errs high, never low. It counts arrays, not the interpreter's own
 objects (the IR, bookkeeping: a few hundred KiB, which only matter for toy shapes).
 """
@@ -16,7 +16,9 @@ import math
 from collections.abc import Collection
 
 from zhenwu_cc.dialects import dtypes
-from zhenwu_cc.runtime import executor_memory, reference
+from zhenwu_cc.runtime import executor, reference
+from zhenwu_cc.runtime.inputs import kernel_span
+from zhenwu_cc.runtime.units import MAX_HOST_BYTES_ENV, format_bytes, host_memory_limit
 
 from zhenwu_cc.diagnostics import error
 
@@ -55,7 +57,7 @@ def run_host_bytes(compiled, *, given: Collection[str] = (), execute: bool = Fal
     if execute:
         ppu = compiled.module("ppu").ops.first
         # `run` checks its inputs again (a copy in the declared dtypes), then executes
-        steps.append(inputs + quantise + executor_memory.estimate_host_bytes(ppu))
+        steps.append(inputs + quantise + executor.estimate_host_bytes(ppu))
     if reference_mode is not None:
         steps.append(reference.estimate_host_bytes(zk, reference_mode))
     outputs = sum(_bytes(v) for v in results)
@@ -76,19 +78,19 @@ def run_host_bytes(compiled, *, given: Collection[str] = (), execute: bool = Fal
 def ensure_run_memory(compiled, **steps) -> None:
     """Refuse (ZK0505) before allocating anything when `run_host_bytes(compiled, **steps)`
     exceeds the host-memory limit (ZHENWU_MAX_HOST_BYTES, else 60% of physical memory)."""
-    limit = reference.host_memory_limit()
+    limit = host_memory_limit()
     if limit is None:
         return
     need = run_host_bytes(compiled, **steps)
     if need > limit:
         zk = compiled.zk
         raise error("ZK0505", f"running kernel `{zk.sym_name.data}` needs about "
-                    f"{reference._bytes(need)} ({need} bytes) of host memory, more than the "
-                    f"limit of {reference._bytes(limit)} ({limit} bytes)",
-                    reference._kernel_span(zk), help="use smaller shapes (-D NAME=VALUE), "
+                    f"{format_bytes(need)} ({need} bytes) of host memory, more than the "
+                    f"limit of {format_bytes(limit)} ({limit} bytes)",
+                    kernel_span(zk), help="use smaller shapes (-D NAME=VALUE), "
                     + ("--mode typed (fewer bytes per element), "
                        if steps.get("reference_mode") == "f64" else "")
-                    + f"or raise the limit with {reference.MAX_HOST_BYTES_ENV}=<bytes>")
+                    + f"or raise the limit with {MAX_HOST_BYTES_ENV}=<bytes>")
 
 
 def check_bytes(programs, sample) -> tuple[int, int]:

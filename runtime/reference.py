@@ -16,32 +16,42 @@ What a precision directive does is explicit after the `cast` pass (`zk.quantize`
 evaluated with `runtime.precision` in both modes): that program, run "typed", is the yardstick of
 a low-precision kernel's numerics check.
 
-The same module prepares the inputs of a run (random, or checked user arrays) and guards host
-memory, so the lowered-program executor can share them.
+The same module prepares the inputs of a `zk` kernel's run and guards the oracle's host memory.
+Its public API, what the driver and the check use: `evaluate` (with `MODES` and the op `RULES`),
+`random_inputs`, `input_roles`, `check_ranges` and `check_inputs` (random or checked user arrays;
+the checking rule itself is `inputs.checked`, which the executor shares), `estimate_host_bytes`
+and `ensure_host_memory` (the limit is `units.host_memory_limit`), `InputsFile`, `npz_bytes`
+and `summarize`. The executor does not import this module.
 """
 
 from __future__ import annotations
 
 import io
 import math
-import os
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping
 
 import numpy as np
 import scipy.special
-from xdsl.dialects.builtin import FileLineColLoc
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.dialects import dtypes, zk
 from zhenwu_cc.dialects.dtypes import DType
 from zhenwu_cc.runtime import precision
+from zhenwu_cc.runtime.inputs import (
+    arg_span,
+    checked,
+    kernel_span,
+    loc_span,
+    refuse_nan,
+    shape_error,
+)
 from zhenwu_cc.runtime.numerics import round_to
+from zhenwu_cc.runtime.units import MAX_HOST_BYTES_ENV, format_bytes, host_memory_limit
 
-from zhenwu_cc.diagnostics import Span, did_you_mean, error
+from zhenwu_cc.diagnostics import did_you_mean, error
 
 MODES = ("f64", "typed")
-MAX_HOST_BYTES_ENV = "ZHENWU_MAX_HOST_BYTES"
 
 
 # ---- how a mode holds and computes values --------------------------------------------------------
@@ -227,7 +237,7 @@ def _constant(op, args, m):
     value = np.asarray(op.number if d.is_float else bool(op.number) if d.kind == "bool"
                        else int(op.number))
     if m.typed:
-        _refuse_nan(value, d, "this constant", _loc_span(op.location))
+        refuse_nan(value, d, "this constant", loc_span(op.location))
     # the float64 literal rounded once, then splatted as a view
     return np.broadcast_to(m.hold(value, d), _shape(op.result))
 
@@ -293,10 +303,10 @@ def evaluate(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray], *,
              mode: str = "f64") -> dict[str, np.ndarray]:
     """Run `kernel` on `inputs` (one array per parameter) and return its results by name.
 
-    Inputs are checked and rounded into their declared dtypes in both modes (see `_checked`), so
-    the two modes differ only in how the ops compute. Raises CompileError: ZK0501-ZK0503 and
-    ZK0507 for bad inputs, ZK0505 / ZK0506 for the host-memory guard, ZK0507 when a typed run
-    would store NaN in FP4. An op without a rule is a compiler bug (TypeError).
+    Inputs are checked and rounded into their declared dtypes in both modes (see
+    `inputs.checked`), so the two modes differ only in how the ops compute. Raises CompileError:
+    ZK0501-ZK0503 and ZK0507 for bad inputs, ZK0505 / ZK0506 for the host-memory guard, ZK0507
+    when a typed run would store NaN in FP4. An op without a rule is a compiler bug (TypeError).
     """
     m = _Mode(mode)
     ensure_host_memory(kernel, mode)
@@ -306,9 +316,9 @@ def evaluate(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray], *,
     for name, arg in zip(kernel.arg_names, block.args):
         if name not in inputs:
             raise error("ZK0501", f"missing input `{name}` for kernel `{kernel.sym_name.data}`",
-                        _span(arg, name), help="pass one array per parameter, or fill the rest "
+                        arg_span(arg, name), help="pass one array per parameter, or fill the rest "
                         "with check_inputs(kernel, inputs, seed=...)")
-        env[arg] = m.hold(_checked(name, arg, inputs[name]), _dtype(arg))
+        env[arg] = m.hold(checked(name, arg, inputs[name]), _dtype(arg))
     last_use = {v: i for i, op in enumerate(block.ops) for v in op.operands}
     with np.errstate(all="ignore"):  # IEEE results (inf, nan) are the semantics, not accidents
         for i, op in enumerate(block.ops):
@@ -325,8 +335,8 @@ def evaluate(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray], *,
                             and not isinstance(op, zk.DequantizeOp)), f"{op.name} in float64"
                 assert out.shape == _shape(result), f"{op.name} gave shape {out.shape}"
                 if m.typed:
-                    _refuse_nan(out, _dtype(result), f"the {op.name} here",
-                                _loc_span(op.location))
+                    refuse_nan(out, _dtype(result), f"the {op.name} here",
+                                loc_span(op.location))
                 env[result] = m.hold(out, _dtype(result))
             for v in op.operands:  # free what no later op reads
                 if last_use[v] == i:
@@ -335,30 +345,6 @@ def evaluate(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray], *,
 
 
 # ---- inputs --------------------------------------------------------------------------------------
-def _loc_span(loc, width: int = 1) -> Span | None:
-    if isinstance(loc, FileLineColLoc):
-        return Span.point(loc.filename.data, loc.line.data, loc.column.data, width)
-    return None
-
-
-def _span(arg: SSAValue, name: str) -> Span | None:
-    return _loc_span(getattr(arg, "location", None), len(name))
-
-
-def _kernel_span(kernel: zk.KernelOp) -> Span | None:
-    return _loc_span(kernel.location, len(kernel.sym_name.data))
-
-
-def _refuse_nan(x: np.ndarray, d: DType, what: str, span: Span | None) -> None:
-    """ZK0507 when NaN would be stored in a format without NaN (FP4): `round_to` refuses it,
-    and the user needs to know where it arose, not a stack trace."""
-    if d.is_float and not d.has_nan and x.dtype.kind in "fV" and np.isnan(x).any():
-        raise error("ZK0507", f"{what} gives {int(np.isnan(x).sum())} NaN value(s), but "
-                    f"{d.name} has no NaN", span,
-                    help="find where the NaN comes from (`run --mode f64` counts NaN per output), "
-                    "or keep the value in a format that has NaN")
-
-
 def _rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(name.encode())]))
 
@@ -484,10 +470,10 @@ def check_ranges(kernel: zk.KernelOp, ranges: Mapping[str, tuple[float, float]])
             guess = did_you_mean(name, args)
             raise error("ZK0511", f"input range for `{name}`, which is not a parameter of kernel "
                         f"`{kernel.sym_name.data}` (parameters: {', '.join(args) or 'none'})",
-                        _kernel_span(kernel), help=f"did you mean `{guess}`?" if guess else
+                        kernel_span(kernel), help=f"did you mean `{guess}`?" if guess else
                         "name a parameter: NAME=LO:HI")
         d, (lo, hi) = _dtype(args[name]), bounds
-        span = _span(args[name], name)
+        span = arg_span(args[name], name)
         if not (math.isfinite(lo) and math.isfinite(hi)) or not (lo <= hi if d.is_int or
                                                                  d.kind == "bool" else lo < hi):
             raise error("ZK0511", f"input range {lo:g}:{hi:g} for `{name}` is empty or not "
@@ -508,68 +494,16 @@ def _reject_unknown(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray]) -> No
             guess = did_you_mean(name, names)
             raise error("ZK0501", f"input `{name}` is not a parameter of kernel "
                         f"`{kernel.sym_name.data}` (parameters: {', '.join(names) or 'none'})",
-                        _kernel_span(kernel),
+                        kernel_span(kernel),
                         help=f"did you mean `{guess}`?" if guess else
                         "rename the array to a parameter's name, or drop it")
-
-
-def _is_float_array(dt: np.dtype) -> bool:
-    return dt.kind == "f" or any(dt == d.np_dtype for d in dtypes.DTYPES.values() if d.is_float)
-
-
-def _shape_error(name: str, arg: SSAValue, shape: tuple[int, ...]):
-    """ZK0502 for an array of `shape` given for parameter `name`."""
-    d, want = _dtype(arg), _shape(arg)
-    return error("ZK0502", f"input `{name}` has shape {list(shape)} but the parameter is "
-                 f"{d.name}[{', '.join(map(str, want))}]", _span(arg, name),
-                 help=f"give `{name}` the shape {list(want)} (after -D definitions), or change "
-                 "the shape parameters with -D")
-
-
-def _checked(name: str, arg: SSAValue, value) -> np.ndarray:
-    """`value` for parameter `name`, rounded into its dtype, or ZK0502 / ZK0503 / ZK0507 saying
-    why not.
-
-    The dtype rule: a float parameter takes any real float array (numpy or ml_dtypes), whose values
-    are rounded into the declared dtype (RNE, saturating); an integer or i1 parameter takes integer
-    or bool arrays whose values all lie in the declared range (i1: 0 and 1). Anything else (floats
-    for an integer parameter, integers for a float one, complex, strings, the raw `V` arrays that
-    ml_dtypes types become in .npz files) is refused rather than guessed at.
-    """
-    d, shape = _dtype(arg), _shape(arg)
-    x = np.asarray(value)
-    span = _span(arg, name)
-    want = f"{d.name}[{', '.join(map(str, shape))}]"
-    if x.shape != shape:
-        raise _shape_error(name, arg, x.shape)
-    if d.is_float:
-        if not _is_float_array(x.dtype):
-            hint = ("ml_dtypes arrays lose their type in .npz files; store the values as float32 "
-                    "and they are rounded into the parameter's dtype" if x.dtype.kind == "V"
-                    else f"convert it to a float array, e.g. .astype(np.float32); values are "
-                    f"rounded into {d.name}")
-            raise error("ZK0503", f"input `{name}` is {x.dtype} but the parameter is {want}",
-                        span, help=hint)
-        _refuse_nan(x, d, f"input `{name}`", span)
-        return round_to(x, d)
-    if x.dtype.kind not in "biu":
-        raise error("ZK0503", f"input `{name}` is {x.dtype} but the parameter is {want}; "
-                    "an integer parameter takes only integer or bool values", span,
-                    help=f"convert it with .astype(np.{d.np_dtype}) if its values are whole "
-                    f"numbers in {d.name}'s range")
-    lo, hi = int(d.finite_min), int(d.finite_max)
-    if x.size and (int(x.min()) < lo or int(x.max()) > hi):
-        bad = int(x.min()) if int(x.min()) < lo else int(x.max())
-        raise error("ZK0503", f"input `{name}` has the value {bad}, outside {d.name}'s range "
-                    f"{lo}..{hi}", span, help=f"give `{name}` values in {lo}..{hi}")
-    return round_to(x, d)
 
 
 def check_inputs(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray],
                  seed: int = 0, ranges: Mapping[str, tuple[float, float]] | None = None
                  ) -> dict[str, np.ndarray]:
-    """User-supplied arrays checked against the kernel's parameters (see `_checked` for the dtype
-    rule) and rounded into their dtypes; parameters not supplied come from
+    """User-supplied arrays checked against the kernel's parameters (see `inputs.checked` for
+    the dtype rule) and rounded into their dtypes; parameters not supplied come from
     `random_inputs(seed, ranges)`.
 
     ZK0501: a name that is no parameter; ZK0502: a wrong shape; ZK0503: a dtype that cannot hold
@@ -581,7 +515,7 @@ def check_inputs(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray],
     filled = None
     for name, arg in zip(kernel.arg_names, kernel.body.block.args):
         if name in inputs:
-            out[name] = _checked(name, arg, inputs[name])
+            out[name] = checked(name, arg, inputs[name])
         else:
             filled = filled if filled is not None else random_inputs(kernel, seed, ranges)
             out[name] = filled[name]
@@ -616,37 +550,13 @@ def estimate_host_bytes(kernel: zk.KernelOp, mode: str) -> int:
     return total + _SCRATCH_ARRAYS * 8 * largest
 
 
-def host_memory_limit() -> int | None:
-    """`ZHENWU_MAX_HOST_BYTES` (bytes, or with a K/M/G/T suffix in powers of 1024), else 60% of
-    physical memory; None when neither is known."""
-    raw = os.environ.get(MAX_HOST_BYTES_ENV)
-    if raw is not None:
-        text = raw.strip().upper()
-        scale = 1024 ** (" KMGT".index(text[-1])) if text and text[-1] in "KMGT" else 1
-        digits = text[:-1] if scale > 1 else text
-        if not digits.isdigit():
-            raise error("ZK0506", f"{MAX_HOST_BYTES_ENV}={raw!r} is not a byte count",
-                        help="set it to a whole number of bytes, optionally with K, M, G or T, "
-                        f"e.g. {MAX_HOST_BYTES_ENV}=8G")
-        return int(digits) * scale
-    try:
-        return int(0.6 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _bytes(n: int) -> str:
-    unit = max((u for u in range(5) if n >= 1024**u), default=0)
-    return f"{n / 1024**unit:.3g} {('B', 'KiB', 'MiB', 'GiB', 'TiB')[unit]}"
-
-
 def ensure_host_memory(kernel: zk.KernelOp, mode: str) -> None:
     """Refuse (ZK0505) before allocating when the run's upper-bound estimate exceeds the limit."""
     need, limit = estimate_host_bytes(kernel, mode), host_memory_limit()
     if limit is not None and need > limit:
         raise error("ZK0505", f"running kernel `{kernel.sym_name.data}` in {mode} mode needs up "
-                    f"to {_bytes(need)} ({need} bytes) of host memory, more than the limit of "
-                    f"{_bytes(limit)} ({limit} bytes)", _kernel_span(kernel),
+                    f"to {format_bytes(need)} ({need} bytes) of host memory, more than the limit "
+                    f"of {format_bytes(limit)} ({limit} bytes)", kernel_span(kernel),
                     help="use smaller shapes (-D NAME=VALUE), "
                     + ("--mode typed (fewer bytes per element), " if mode == "f64" else "")
                     + f"or raise the limit with {MAX_HOST_BYTES_ENV}=<bytes>")
@@ -671,9 +581,9 @@ class InputsFile:
                           for _, dtype, shape in self.members.values())
         limit = host_memory_limit()
         if limit is not None and self.nbytes > limit:
-            raise error("ZK0505", f"the arrays of {path} take {_bytes(self.nbytes)} "
+            raise error("ZK0505", f"the arrays of {path} take {format_bytes(self.nbytes)} "
                         f"({self.nbytes} bytes), more than the host-memory limit of "
-                        f"{_bytes(limit)} ({limit} bytes)", _kernel_span(kernel),
+                        f"{format_bytes(limit)} ({limit} bytes)", kernel_span(kernel),
                         help=f"use smaller inputs, or raise the limit with {MAX_HOST_BYTES_ENV}"
                         "=<bytes>")
 
@@ -703,7 +613,7 @@ class InputsFile:
             dtype, shape, header = self._header(zf, info)
             _reject_unknown(self.kernel, {name: None})
             if shape != _shape(params[name]):
-                raise _shape_error(name, params[name], shape)
+                raise shape_error(name, params[name], shape)
             data, need = info.file_size - header, dtype.itemsize * math.prod(shape)
             if data != need:
                 raise error("ZK0513", f"array `{name}` in {self.path} has {data} bytes of data, "

@@ -9,16 +9,21 @@ import ml_dtypes
 import numpy as np
 import pytest
 import scipy.special
+from xdsl.dialects.builtin import StringAttr
 from xdsl.parser import Parser
+from zhenwu_cc import api
 from zhenwu_cc.dialects import ppu
-from zhenwu_cc.runtime import executor, executor_merge
+from zhenwu_cc.runtime.executor import merge as executor_merge
+from zhenwu_cc.runtime.executor import run as executor
 from zhenwu_cc.runtime.executor import estimate_host_bytes, execute
 from zhenwu_cc.runtime.numerics import round_to
+from zhenwu_cc.runtime.target import load_target
 
 from zhenwu_cc.diagnostics import CompileError
 from zhenwu_cc.pipeline import make_context
 
 RNG = np.random.default_rng(7)
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def parse(text: str) -> ppu.KernelOp:
@@ -880,6 +885,45 @@ def test_alloc_beyond_sram_is_zk0611():
     with pytest.raises(CompileError) as exc:
         execute(parse(gemm_text()), gemm_inputs(), sram_bytes=8192)
     assert code_of(exc) == "ZK0611"
+
+
+def test_recorded_target_bounds_the_sram():
+    """A kernel that records its target (`ppu.target`, as `lower-ppu` writes it) is checked
+    against that target's SRAM; hand-written IR that records none runs unchecked."""
+    sram = load_target("m890").sram_per_cu
+    past = gemm_text(BOFF=str(sram))  # %bbuf starts where m890's SRAM ends
+    recorded = past.replace("-> (%c: !c) {", '-> (%c: !c) attributes {ppu.target = "m890"} {')
+    x = gemm_inputs()
+    with pytest.raises(CompileError) as exc:
+        run(recorded, **x)
+    assert code_of(exc) == "ZK0611" and f"the {sram} bytes" in exc.value.diagnostics[0].message
+    np.testing.assert_allclose(run(past, **x)["c"], gemm_expected(x), rtol=1e-5, atol=1e-5)
+    inside = gemm_text().replace("-> (%c: !c) {", '-> (%c: !c) attributes {ppu.target = "m890"} {')
+    np.testing.assert_allclose(run(inside, **x)["c"], gemm_expected(x), rtol=1e-5, atol=1e-5)
+    for bad in ('"m8900"', "7"):  # an unknown target, or none at all, is a diagnostic
+        text = gemm_text().replace("-> (%c: !c) {",
+                                   f"-> (%c: !c) attributes {{ppu.target = {bad}}} {{")
+        with pytest.raises(CompileError) as exc:
+            run(text, **x)
+        assert code_of(exc) == "ZK0701"
+
+
+def test_run_checks_the_sram_of_the_target_lowered_for():
+    """The product path records its target, and `run` checks the SRAM plan against it: a plan
+    that fits m890 (192 KiB) but not 810e (164 KiB) is refused once it says 810e."""
+    k = api.compile(EXAMPLES / "gemm.zk", defines={"M": 256, "N": 256, "K": 256})
+    k = k.retile({"c": [128, 128, 128]})
+    kernel = k.module("ppu").ops.first
+    assert kernel.attributes[ppu.TARGET_ATTR] == StringAttr("m890")
+    top = max(a.byte_offset + a.nbytes for a in kernel.walk() if isinstance(a, ppu.AllocOp))
+    assert load_target("810e").sram_per_cu < top <= load_target("m890").sram_per_cu
+    k.run()
+    kernel.attributes[ppu.TARGET_ATTR] = StringAttr("810e")
+    with pytest.raises(CompileError) as exc:
+        k.run()
+    assert code_of(exc) == "ZK0611"
+    assert api.compile(EXAMPLES / "gemm.zk", target="h100").module("ppu").ops.first.attributes[
+        ppu.TARGET_ATTR] == StringAttr("h100")
     execute(parse(gemm_text()), gemm_inputs(), sram_bytes=12288 + 128)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from zhenwu_cc.runtime import numerics, precision, reference
 from zhenwu_cc.runtime.executor import execute
-from zhenwu_cc.runtime.executor_lowp import scaled_product
+from zhenwu_cc.runtime.executor.lowp import scaled_product
 
 import zhenwu_cc
 from zhenwu_cc.diagnostics import CompileError

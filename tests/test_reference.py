@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from zhenwu_cc.dialects import zk
-from zhenwu_cc.runtime import reference
+from zhenwu_cc.runtime import reference, units
 from zhenwu_cc.runtime.reference import check_inputs, evaluate, random_inputs
 
 from zhenwu_cc.diagnostics import CompileError
@@ -522,4 +522,4 @@ def test_refuses_runs_over_the_limit(monkeypatch):
 def test_default_limit_is_a_share_of_physical_memory(monkeypatch):
     monkeypatch.delenv("ZHENWU_MAX_HOST_BYTES", raising=False)
     physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    assert reference.host_memory_limit() == int(0.6 * physical)
+    assert units.host_memory_limit() == int(0.6 * physical)

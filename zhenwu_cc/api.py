@@ -208,7 +208,7 @@ class CompiledKernel:
         executor's own estimate (ZK0505) is `run`'s."""
         from zhenwu_cc.runtime import check_sample
         from zhenwu_cc.runtime.host_memory import check_bytes
-        from zhenwu_cc.runtime.reference import host_memory_limit
+        from zhenwu_cc.runtime.units import host_memory_limit
 
         limit = host_memory_limit()
         programs = self._check_programs()
@@ -249,7 +249,9 @@ class CompiledKernel:
                   for _, without in _without_each_directive(self._zk))]
 
     def _too_big(self, need: int, small: int | None, limit: int | None, classes, sample):
-        from zhenwu_cc.runtime.reference import MAX_HOST_BYTES_ENV, _bytes, _kernel_span
+        from zhenwu_cc.runtime.inputs import kernel_span as _kernel_span
+        from zhenwu_cc.runtime.units import MAX_HOST_BYTES_ENV
+        from zhenwu_cc.runtime.units import format_bytes as _bytes
 
         if not classes:
             why = ("no sample is possible: every axis of its outputs depends on a whole axis "

@@ -23,7 +23,7 @@ zk.kernel @gemm(%a: tensor<100x64xf16>, %b: tensor<64x48xf16>, %bias: tensor<48x
   zk.return %c : tensor<100x48xf32>
 }
 
-// CHECK:      ppu.kernel @gemm(%a: memref<100x64xf16, #ppu.space<hbm>>, %b: memref<64x48xf16, #ppu.space<hbm>>, %bias: memref<48xf32, #ppu.space<hbm>>) -> (%c: memref<100x48xf32, #ppu.space<hbm>>) {
+// CHECK:      ppu.kernel @gemm(%a: memref<100x64xf16, #ppu.space<hbm>>, %b: memref<64x48xf16, #ppu.space<hbm>>, %bias: memref<48xf32, #ppu.space<hbm>>) -> (%c: memref<100x48xf32, #ppu.space<hbm>>) attributes {ppu.target = "m890"} {
 // CHECK-NEXT:   ppu.launch [4, 2] (%i, %j) cus 128 role matmul {
 // CHECK-NEXT:     %c0 = arith.constant 0 : index
 // CHECK-NEXT:     %zero = ppu.alloc offset 0 depth 1 : memref<32x32xf32, #ppu.space<sram>>

@@ -21,7 +21,7 @@ zk.kernel @two(%x: tensor<64x64xf32>, %b: tensor<64xf32> {zk.place = #zk.place<h
   zk.return %y : tensor<64x64xf32>
 }
 
-// CHECK-LABEL: ppu.kernel @two(%x: memref<64x64xf32, #ppu.space<hbm>>, %b: memref<64xf32, #ppu.space<hbm>> {zk.place = #zk.place<hbm, stacks [1]>}) -> (%y: memref<64x64xf32, #ppu.space<hbm>>) attributes {params = {N = 64 : i64}} {
+// CHECK-LABEL: ppu.kernel @two(%x: memref<64x64xf32, #ppu.space<hbm>>, %b: memref<64xf32, #ppu.space<hbm>> {zk.place = #zk.place<hbm, stacks [1]>}) -> (%y: memref<64x64xf32, #ppu.space<hbm>>) attributes {params = {N = 64 : i64}, ppu.target = "m890"} {
 // CHECK-NEXT:    %e0 = ppu.global : memref<64x64xf32, #ppu.space<hbm>>
 // CHECK-NEXT:    ppu.launch [2, 2] (%i, %j) cus 8 role elementwise {
 // CHECK-NEXT:      %t = ppu.alloc offset 0 depth 1 : memref<32x32xf32, #ppu.space<sram>>
@@ -60,7 +60,7 @@ zk.kernel @flat(%x: tensor<8x16xf32>) -> (y: tensor<128xf32>) {
   zk.return %y : tensor<128xf32>
 }
 
-// CHECK-LABEL: ppu.kernel @flat(%x: memref<8x16xf32, #ppu.space<hbm>>) -> (%y: memref<128xf32, #ppu.space<hbm>>) {
+// CHECK-LABEL: ppu.kernel @flat(%x: memref<8x16xf32, #ppu.space<hbm>>) -> (%y: memref<128xf32, #ppu.space<hbm>>) attributes {ppu.target = "m890"} {
 // CHECK-NEXT:    %[[V:.*]] = ppu.view %y : memref<128xf32, #ppu.space<hbm>> -> memref<8x16xf32, #ppu.space<hbm>>
 // CHECK-NEXT:    ppu.launch [1, 1] (%i, %j) cus 8 role elementwise {
 // CHECK:           ppu.dma_store %t -> %[[V]][%i, %j] tile [8, 16]

@@ -26,7 +26,7 @@ zk.kernel @misc(%x: tensor<16x16xf32>) -> (y: tensor<16x16xf32>, idx: tensor<16x
   zk.return %y, %idx : tensor<16x16xf32>, tensor<16xi32>
 }
 
-// CHECK-LABEL: ppu.kernel @misc(%x: memref<16x16xf32, #ppu.space<hbm>>) -> (%y: memref<16x16xf32, #ppu.space<hbm>>, %idx: memref<16xi32, #ppu.space<hbm>>) {
+// CHECK-LABEL: ppu.kernel @misc(%x: memref<16x16xf32, #ppu.space<hbm>>) -> (%y: memref<16x16xf32, #ppu.space<hbm>>, %idx: memref<16xi32, #ppu.space<hbm>>) attributes {ppu.target = "m890"} {
 // CHECK:           %r = ppu.alloc offset 1024 depth 1 : memref<16x16xi32, #ppu.space<sram>>
 // CHECK-NEXT:      ppu.viota[%i, %j] tile [16, 16] axis 0 -> %r
 // CHECK-NEXT:      %c = ppu.alloc offset 2048 depth 1 : memref<16x16xi32, #ppu.space<sram>>

@@ -28,5 +28,5 @@ zk.kernel @two(%x: tensor<128x128xf32>, %b: tensor<128xf32> {zk.place = #zk.plac
 // CHECK:      ppu.kernel @two(
 // CHECK-SAME:   %x: memref<128x128xf32, #ppu.space<hbm>> {ppu.hbm = #ppu.hbm<stacks [0, 1, 2, 3, 4], base 0x0, size 65536, interleave 4096>},
 // CHECK-SAME:   %b: memref<128xf32, #ppu.space<hbm>> {zk.place = #zk.place<hbm, stacks [4]>, ppu.hbm = #ppu.hbm<stacks [4], base 0x4000, size 512, interleave 4096>})
-// CHECK-SAME:   -> (%y: memref<64x64xf32, #ppu.space<hbm>> {ppu.hbm = #ppu.hbm<stacks [0], base 0x4000, size 16384, interleave 0>}) {
+// CHECK-SAME:   -> (%y: memref<64x64xf32, #ppu.space<hbm>> {ppu.hbm = #ppu.hbm<stacks [0], base 0x4000, size 16384, interleave 0>}) attributes {ppu.target = "m890"} {
 // CHECK-NEXT:   %e0 = ppu.global {ppu.hbm = #ppu.hbm<stacks [1], base 0x4000, size 16384, interleave 0>} : memref<64x64xf32, #ppu.space<hbm>>

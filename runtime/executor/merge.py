@@ -4,9 +4,9 @@ product over the whole reduction.
 A `ppu.loop` whose body only computes indices, picks slots, loads tiles and accumulates
 `ppu.mma` products of tiles it has just loaded into float32 (or integer) accumulators computes
 acc + sum_k A_k @ B_k. The executor then evaluates the body's index arithmetic once with the loop
-variable as a step axis (executor_index.py), performs every step's loads as one gather each
+variable as a step axis (index.py), performs every step's loads as one gather each
 (bounds, padding and uninitialised-data checks included), concatenates the steps' tiles along K
-and multiplies once (executor_compute.grid_matmul). Only the float32 summation order changes.
+and multiplies once (compute.grid_matmul). Only the float32 summation order changes.
 Slots are left holding what the last step that used them loaded, as stepping would leave them.
 Scaled low-precision products merge too: their scale tiles are concatenated along K with the
 operands (a scale loaded before the loop holds for every step). Any other loop, or one whose slot
@@ -17,17 +17,13 @@ promotions follow the steps).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from xdsl.ir import SSAValue
 from zhenwu_cc.dialects import dtypes, ppu
-from zhenwu_cc.runtime.executor_compute import accumulate, product
-from zhenwu_cc.runtime.executor_index import INDEX_OPS, Index
-from zhenwu_cc.runtime.executor_lowp import scaled_product
-
-if TYPE_CHECKING:
-    from zhenwu_cc.runtime.executor import Interpreter
+from zhenwu_cc.runtime.executor.compute import accumulate, product
+from zhenwu_cc.runtime.executor.index import INDEX_OPS, Index
+from zhenwu_cc.runtime.executor.lowp import scaled_product
+from zhenwu_cc.runtime.executor.state import Machine
 
 _BODY_OPS = (ppu.SlotOp, ppu.DmaLoadOp, ppu.WaitOp, ppu.MmaOp, ppu.YieldOp, *INDEX_OPS)
 
@@ -101,7 +97,7 @@ def _slot_reloaded(loads: list[ppu.DmaLoadOp], slot_steps: dict[SSAValue, np.nda
     return False
 
 
-def _scale_steps(interp: Interpreter, tiles: dict, s: SSAValue, mma: ppu.MmaOp, trips: int,
+def _scale_steps(interp: Machine, tiles: dict, s: SSAValue, mma: ppu.MmaOp, trips: int,
                  lhs: bool) -> np.ndarray:
     """A scale's tiles side by side along K like its operand's; one loaded before the loop
     holds for every step."""
@@ -109,7 +105,7 @@ def _scale_steps(interp: Interpreter, tiles: dict, s: SSAValue, mma: ppu.MmaOp, 
     return _along_k(x, trips, lhs)
 
 
-def run_merged(interp: Interpreter, loop: ppu.LoopOp) -> bool:
+def run_merged(interp: Machine, loop: ppu.LoopOp) -> bool:
     """Run a mergeable loop as one product; False (having changed nothing but the body's index
     values) when a load's slot choice differs between tiles or two loads of a step share a
     slot, so the caller steps through it."""

@@ -1,7 +1,7 @@
 """Low-precision work of the executor: `ppu.vquantize` on the vector engine and the tensor
 engine's scaled products (`ppu.mma` with scales, optionally with `fp8_fast` accumulation).
 
-Arrays are `[grid..., tile...]` as everywhere in the executor (executor_compute.py). Scales have
+Arrays are `[grid..., tile...]` as everywhere in the executor (compute.py). Scales have
 their operand's tile rank, one entry per block (runtime/precision.py), so a merged reduction loop
 can concatenate them along K with the operands.
 
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from zhenwu_cc.runtime import numerics, precision
-from zhenwu_cc.runtime.executor_compute import align, grid_matmul
+from zhenwu_cc.runtime.executor.compute import align, grid_matmul
 
 FP8_CHUNK = 128  # K elements summed in the narrow accumulator before promotion to float32
 FP8_MANTISSA_BITS = 13  # Hopper's FP8 accumulator, hardware-numerics §3.5

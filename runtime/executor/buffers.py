@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from zhenwu_cc.dialects import dtypes, ppu
-from zhenwu_cc.runtime.executor_index import Index
+from zhenwu_cc.runtime.executor.index import Index
 
 
 class Alloc:

@@ -7,7 +7,7 @@ both ranks combine by plain numpy broadcasting.
 
 Each value also carries its affine form `const + sum(coef * axis)` when the arithmetic that made it
 was affine (launch indices, loop variables, constants, +, -, * by a constant). A tile gather with
-affine indices is a strided view of the source instead of a fancy-index copy (executor_dma.py).
+affine indices is a strided view of the source instead of a fancy-index copy (dma.py).
 Axes are named by negative numbers counted from the right, the same in either rank: grid axis d of
 r is d - r, the loop step axis is -(r + 1).
 """

@@ -4,7 +4,7 @@ A window (base, bound) of a global tensor cut into tiles of `sizes` is seen as a
 `[n0, n1, ..., t0, t1, ...]` (tile index first, element within the tile last): a strided view of
 the tensor when the tiles divide the window, else (loads) a copy padded with the pad value, or
 (stores) a padded staging copy written back clipped. Tile indices are index values over the grid
-(executor_index.py). With affine indices, the tiles of every grid point are one strided view of
+(index.py). With affine indices, the tiles of every grid point are one strided view of
 the block array — no copy at all for a load; otherwise a fancy-index gather or scatter.
 """
 
@@ -18,7 +18,7 @@ from numpy.lib.stride_tricks import as_strided
 from xdsl.ir import Operation
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.dialects.tile import tile_counts
-from zhenwu_cc.runtime.executor_index import Index
+from zhenwu_cc.runtime.executor.index import Index
 
 from zhenwu_cc.diagnostics import error
 

@@ -2,40 +2,40 @@
 
 Every `ppu.launch` executes once for its whole grid. Each SRAM buffer holds one numpy array
 `[grid..., tile...]` with a size-1 grid axis wherever its contents do not depend on that grid
-index (a GEMM's A tile is [gi, 1, tm, tk], executor_buffers.py); index values are integer
-arrays over the grid (executor_index.py). A `ppu.dma_load` is one gather of every tile (a
+index (a GEMM's A tile is [gi, 1, tm, tk], buffers.py); index values are integer
+arrays over the grid (index.py). A `ppu.dma_load` is one gather of every tile (a
 strided view of the source when the tile indices are affine), a `ppu.dma_store` one scatter,
-both with the window, padding and clipping the IR states (executor_dma.py); vector and tensor
-work is one numpy call per op over the grid (executor_compute.py; quantisation and scaled
-low-precision products in executor_lowp.py). A `ppu.loop` runs its
+both with the window, padding and clipping the IR states (dma.py); vector and tensor
+work is one numpy call per op over the grid (compute.py; quantisation and scaled
+low-precision products in lowp.py). A `ppu.loop` runs its
 steps in order, each over the whole grid, except that a loop which only loads tiles and
 accumulates `ppu.mma` products into float32 (or integer) accumulators becomes one matmul over
-the whole reduction (executor_merge.py).
+the whole reduction (merge.py).
 
 It checks what the hardware would not forgive, each a CompileError: a tile index outside its
-window (ZK0610), SRAM overflow and overlapping live buffers (ZK0611, ZK0612, executor_sram.py),
+window (ZK0610), SRAM overflow and overlapping live buffers (ZK0611, ZK0612, sram.py),
 reads of SRAM never written (ZK0613) and of HBM never stored (ZK0614), output elements no store
 wrote (ZK0615), tiles storing different data to one place (ZK0616), division by zero in index
 arithmetic (ZK0617) — and it refuses a run that would not fit in host memory (ZK0505,
-executor_memory.py) before allocating.
+memory.py) before allocating.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 import numpy as np
+from xdsl.dialects.builtin import StringAttr
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.dialects import dtypes, ppu
 from zhenwu_cc.dialects.dtypes import DType
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.dialects.tile import tile_counts
-from zhenwu_cc.runtime import executor_dma as dma
 from zhenwu_cc.runtime import precision
-from zhenwu_cc.runtime.executor_buffers import Alloc, Ref
-from zhenwu_cc.runtime.executor_compute import (
+from zhenwu_cc.runtime.executor import dma
+from zhenwu_cc.runtime.executor.buffers import Alloc, Ref
+from zhenwu_cc.runtime.executor.compute import (
     accumulate,
     bitcast,
     align,
@@ -45,22 +45,17 @@ from zhenwu_cc.runtime.executor_compute import (
     vmap,
     vreduce,
 )
-from zhenwu_cc.runtime.executor_index import INDEX_OPS, Index, evaluate
-from zhenwu_cc.runtime.executor_lowp import scaled_product
-from zhenwu_cc.runtime.executor_memory import (
-    ensure_host_memory,
-    estimate_host_bytes,
-    stored_inputs,
-)
-from zhenwu_cc.runtime.executor_merge import mergeable, run_merged
-from zhenwu_cc.runtime.executor_sram import check_allocations
+from zhenwu_cc.runtime.executor.index import INDEX_OPS, Index, evaluate
+from zhenwu_cc.runtime.executor.lowp import scaled_product
+from zhenwu_cc.runtime.executor.memory import ensure_host_memory, stored_inputs
+from zhenwu_cc.runtime.executor.merge import mergeable, run_merged
+from zhenwu_cc.runtime.executor.sram import check_allocations
+from zhenwu_cc.runtime.executor.state import Global, Launch
+from zhenwu_cc.runtime.inputs import checked
 from zhenwu_cc.runtime.numerics import round_to
-from zhenwu_cc.runtime.reference import _checked
+from zhenwu_cc.runtime.target import load_target
 
 from zhenwu_cc.diagnostics import did_you_mean, error
-
-__all__ = ["execute", "estimate_host_bytes"]
-
 
 def _dtype(v: SSAValue) -> DType:
     return dtypes.from_xdsl(v.type.element_type)
@@ -74,28 +69,6 @@ def _name(v: SSAValue) -> str:
     return f"`%{v.name_hint}`" if v.name_hint else "a buffer"
 
 
-# ---- memory state -------------------------------------------------------------------------------
-@dataclass
-class _Global:
-    """A global tensor (or a view of one): its array, the root array it shares memory with, and
-    which elements a store has written (None: all, as for inputs, or not tracked)."""
-
-    array: np.ndarray
-    root: np.ndarray
-    mask: np.ndarray | None
-
-
-@dataclass
-class _Launch:
-    """What one launch keeps while it runs."""
-
-    rank: int
-    names: dict[int, str]
-    allocs: list[Alloc] = field(default_factory=list)
-    blocks: dict[int, dict[tuple, np.ndarray]] = field(default_factory=dict)  # by id(root)
-    viewed: set[int] = field(default_factory=set)  # id(root) of sources SRAM may alias
-
-
 # ---- the interpreter -----------------------------------------------------------------------------
 class Interpreter:
     """Runs one kernel; `env` maps SSA values to index values, globals and SRAM references."""
@@ -105,7 +78,7 @@ class Interpreter:
         self.check = check_uninitialised
         self.sram_bytes = sram_bytes
         self.env: dict[SSAValue, object] = {}
-        self.launch: _Launch | None = None
+        self.launch: Launch | None = None
         self.steps: list[tuple[str, int]] = []  # loops being stepped through, for messages
 
     # -- running --
@@ -115,7 +88,7 @@ class Interpreter:
         for arg in self.kernel.outputs:
             array = np.zeros(_shape(arg), _dtype(arg).np_dtype)
             mask = np.zeros(array.shape, np.bool_) if self.check else None
-            self.env[arg] = _Global(array, array, mask)
+            self.env[arg] = Global(array, array, mask)
             outputs[_arg_name(self.kernel, arg)] = array
         with np.errstate(all="ignore"):  # IEEE results (inf, nan) are the semantics
             self.block(self.kernel.body.block)
@@ -179,12 +152,12 @@ class Interpreter:
                 x = np.ascontiguousarray(x).view()
                 x.flags.writeable = False
             else:
-                x = np.ascontiguousarray(_checked(name, arg, x))
-            self.env[arg] = _Global(x, x, None)
+                x = np.ascontiguousarray(checked(name, arg, x))
+            self.env[arg] = Global(x, x, None)
 
     def _global(self, op: ppu.GlobalOp) -> None:
         array = np.zeros(_shape(op.result), _dtype(op.result).np_dtype)
-        self.env[op.result] = _Global(array, array,
+        self.env[op.result] = Global(array, array,
                                       np.zeros(array.shape, np.bool_) if self.check else None)
 
     def _view(self, op: ppu.ViewOp) -> None:
@@ -193,11 +166,11 @@ class Interpreter:
         if isinstance(source, Ref):
             self.env[op.result] = Ref(source.alloc, source.index, shape)
             return
-        self.env[op.result] = _Global(source.array.reshape(shape), source.root,
+        self.env[op.result] = Global(source.array.reshape(shape), source.root,
                                       None if source.mask is None else source.mask.reshape(shape))
 
     def _check_written(self, arg: SSAValue) -> None:
-        g: _Global = self.env[arg]
+        g: Global = self.env[arg]
         if g.mask is None or g.mask.all():
             return
         missing = np.argwhere(~g.mask)
@@ -213,7 +186,7 @@ class Interpreter:
         grid = op.grid_shape
         r = len(grid)
         args = op.body.block.args
-        self.launch = _Launch(r, {d - r: a.name_hint or f"grid{d}" for d, a in enumerate(args)})
+        self.launch = Launch(r, {d - r: a.name_hint or f"grid{d}" for d, a in enumerate(args)})
         for d, (arg, n) in enumerate(zip(args, grid)):
             self.env[arg] = Index.along(d - r, n)
         self.block(op.body.block)
@@ -252,7 +225,7 @@ class Interpreter:
     def load_tiles(self, op: ppu.DmaLoadOp, naxes: int) -> np.ndarray:
         """Every grid point's tile of a load, [index axes (naxes)..., tile...], bounds-checked
         (ZK0610) and, for tensors stores write, checked to have been stored (ZK0614)."""
-        g: _Global = self.env[op.source]
+        g: Global = self.env[op.source]
         indices = [self.env[i] for i in op.indices]
         base, bound = op.window
         dma.check_tiles(op, indices, tile_counts(bound, op.tile_sizes), self.launch.names,
@@ -268,7 +241,7 @@ class Interpreter:
                             "not cover the tensor; report it with the IR (--emit ppu)")
         return dma.gather(blocks, indices, naxes)
 
-    def _blocks(self, g: _Global, source: SSAValue, base, bound, sizes, pad, kind: str):
+    def _blocks(self, g: Global, source: SSAValue, base, bound, sizes, pad, kind: str):
         cache = self.launch.blocks.setdefault(id(g.root), {})
         key = (kind, source, base, bound, sizes, pad.tobytes())
         if key not in cache:
@@ -282,7 +255,7 @@ class Interpreter:
         self.write(op.dest, self.load_tiles(op, self.launch.rank), owned=False)
 
     def _store(self, op: ppu.DmaStoreOp) -> None:
-        g: _Global = self.env[op.dest]
+        g: Global = self.env[op.dest]
         value = self.read(op.source, op)
         r = self.launch.rank
         indices = [self.env[i] for i in op.indices]
@@ -419,9 +392,10 @@ def execute(kernel: ppu.KernelOp, inputs: Mapping[str, np.ndarray], *,
     Inputs of another float type are rounded into the declared one (ZK0501-ZK0503 for missing,
     unknown, misshapen or mistyped inputs, as in the reference evaluator). `check_uninitialised`
     tracks which SRAM slots and HBM elements have been written (ZK0613-ZK0615); `sram_bytes`
-    bounds every `ppu.alloc` (ZK0611; None skips the check). Raises ZK0505 before allocating
-    when `estimate_host_bytes(kernel)`, plus copies of inputs given in another dtype, exceeds
-    the host-memory limit.
+    bounds every `ppu.alloc` (ZK0611); when None, the SRAM of the target the kernel records
+    (`ppu.target`, set by `lower-ppu`) does, and a kernel without one is not checked. Raises
+    ZK0505 before allocating when `estimate_host_bytes(kernel)`, plus copies of inputs given in
+    another dtype, exceeds the host-memory limit.
     """
     def copied(x, arg: SSAValue) -> bool:
         return not (isinstance(x, np.ndarray) and x.dtype == _dtype(arg).np_dtype
@@ -430,5 +404,9 @@ def execute(kernel: ppu.KernelOp, inputs: Mapping[str, np.ndarray], *,
     ensure_host_memory(kernel, sum(
         math.prod(_shape(a)) * _dtype(a).np_dtype.itemsize for a in kernel.inputs
         if _arg_name(kernel, a) in inputs and copied(inputs[_arg_name(kernel, a)], a)))
+    if sram_bytes is None and (target := kernel.attributes.get(ppu.TARGET_ATTR)) is not None:
+        # a non-string value (hand-edited IR) is an unknown target (ZK0701), not a crash
+        name = target.data if isinstance(target, StringAttr) else str(target)
+        sram_bytes = load_target(name).sram_per_cu
     return Interpreter(kernel, check_uninitialised, sram_bytes).run(inputs)
 

@@ -1,0 +1,58 @@
+"""What a run holds while it executes, and what helpers may ask of the interpreter running it.
+
+The interpreter (run.py) keeps a `Launch` per running launch and a `Global` per tensor; the
+loop merger (merge.py) drives the interpreter through the `Machine` protocol. Both import this
+module, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from xdsl.ir import Operation, SSAValue
+from zhenwu_cc.dialects import ppu
+from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.runtime.executor.buffers import Alloc
+
+
+@dataclass
+class Global:
+    """A global tensor (or a view of one): its array, the root array it shares memory with, and
+    which elements a store has written (None: all, as for inputs, or not tracked)."""
+
+    array: np.ndarray
+    root: np.ndarray
+    mask: np.ndarray | None
+
+
+@dataclass
+class Launch:
+    """What one launch keeps while it runs."""
+
+    rank: int
+    names: dict[int, str]
+    allocs: list[Alloc] = field(default_factory=list)
+    blocks: dict[int, dict[tuple, np.ndarray]] = field(default_factory=dict)  # by id(root)
+    viewed: set[int] = field(default_factory=set)  # id(root) of sources SRAM may alias
+
+
+class Machine(Protocol):
+    """The interpreter as the loop merger uses it: its state, and running, loading, reading and
+    writing with the interpreter's own checks."""
+
+    env: dict[SSAValue, object]
+    launch: Launch | None
+
+    def run_op(self, op: Operation) -> None: ...
+
+    def dtype(self, v: SSAValue) -> DType: ...
+
+    def load_tiles(self, op: ppu.DmaLoadOp, naxes: int) -> np.ndarray: ...
+
+    def read(self, v: SSAValue, op: Operation) -> np.ndarray: ...
+
+    def read_owned(self, v: SSAValue, op: Operation) -> tuple[np.ndarray, bool]: ...
+
+    def write(self, v: SSAValue, value: np.ndarray, owned: bool) -> None: ...
