@@ -31,10 +31,10 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 import scipy.special
-from xdsl.dialects.builtin import FileLineColLoc
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.dialects import dtypes, zk
 from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.dialects.loc import span_at, span_of
 from zhenwu_cc.runtime import precision
 from zhenwu_cc.runtime.numerics import round_to
 
@@ -227,7 +227,7 @@ def _constant(op, args, m):
     value = np.asarray(op.number if d.is_float else bool(op.number) if d.kind == "bool"
                        else int(op.number))
     if m.typed:
-        _refuse_nan(value, d, "this constant", _loc_span(op.location))
+        _refuse_nan(value, d, "this constant", span_of(op))
     # the float64 literal rounded once, then splatted as a view
     return np.broadcast_to(m.hold(value, d), _shape(op.result))
 
@@ -326,7 +326,7 @@ def evaluate(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray], *,
                 assert out.shape == _shape(result), f"{op.name} gave shape {out.shape}"
                 if m.typed:
                     _refuse_nan(out, _dtype(result), f"the {op.name} here",
-                                _loc_span(op.location))
+                                span_of(op))
                 env[result] = m.hold(out, _dtype(result))
             for v in op.operands:  # free what no later op reads
                 if last_use[v] == i:
@@ -335,18 +335,12 @@ def evaluate(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray], *,
 
 
 # ---- inputs --------------------------------------------------------------------------------------
-def _loc_span(loc, width: int = 1) -> Span | None:
-    if isinstance(loc, FileLineColLoc):
-        return Span.point(loc.filename.data, loc.line.data, loc.column.data, width)
-    return None
-
-
 def _span(arg: SSAValue, name: str) -> Span | None:
-    return _loc_span(getattr(arg, "location", None), len(name))
+    return span_at(getattr(arg, "location", None), len(name))
 
 
 def _kernel_span(kernel: zk.KernelOp) -> Span | None:
-    return _loc_span(kernel.location, len(kernel.sym_name.data))
+    return span_at(kernel.location, len(kernel.sym_name.data))
 
 
 def _refuse_nan(x: np.ndarray, d: DType, what: str, span: Span | None) -> None:
