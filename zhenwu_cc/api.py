@@ -97,7 +97,7 @@ class CompiledKernel:
         schedule's `tile NAME [...]` would; `verify` re-verifies the IR after every pass."""
         from xdsl.dialects.builtin import IntegerAttr
 
-        from zhenwu_cc.frontend.irgen import MAX_BUFFERS, tile_attr
+        from zhenwu_cc.frontend.schedules import MAX_BUFFERS, tile_attr
 
         tiles = {name: arg.integers("retile()", f"tiles[{name!r}]", sizes)
                  for name, sizes in arg.mapping("retile()", "tiles", tiles, False).items()}
