@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from xdsl.dialects.builtin import FileLineColLoc, IntAttr, StringAttr, UnknownLoc
 
 from conftest import EXAMPLES, REPO
@@ -85,3 +86,13 @@ def test_front_end_modules_stay_small():
     big = {p.name: n for p in (REPO / "zhenwu_cc" / "frontend").glob("*.py")
            if p.name != "_tables.py" and (n := len(p.read_text().splitlines())) > 700}
     assert not big, big
+
+
+def test_costing_checks_its_target_argument():
+    import zhenwu_cc
+    from zhenwu_cc.diagnostics import CompileError
+
+    k = zhenwu_cc.compile(EXAMPLES / "gemm.zk", defines={"M": 64, "N": 64, "K": 64})
+    with pytest.raises(CompileError) as info:
+        k.costing(7)
+    assert info.value.diagnostics[0].code == "ZK0512"

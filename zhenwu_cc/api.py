@@ -325,6 +325,7 @@ class CompiledKernel:
         from zhenwu_cc.runtime.cost.model import estimate
         from zhenwu_cc.runtime.target import load_target
 
+        target = arg.text("costing()", "target", target, optional=False)
         loaded = load_target(target)  # an unknown target is reported before any lowering
         kernel = self.module("ppu", target).ops.first
         workload = workload_of(kernel)
