@@ -32,12 +32,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, FileLineColLoc, ModuleOp, TensorType
-from xdsl.ir import Attribute, SSAValue
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, TensorType
+from xdsl.ir import Attribute
 from xdsl.passes import ModulePass
 from zhenwu_cc.dialects import dtypes, ppu, tile, zk
-from zhenwu_cc.dialects.loc import span_of
-from zhenwu_cc.runtime.target import HBM, Target, list_targets, load_target
+from zhenwu_cc.dialects.loc import span_at, span_of
+from zhenwu_cc.runtime.target import DEFAULT_TARGET, HBM, Target, list_targets, load_target
 
 from zhenwu_cc.diagnostics import Note, Span, error
 
@@ -72,13 +72,6 @@ class _Global:
     def describe(self) -> str:
         dt = dtypes.from_xdsl(self.type.element_type).name
         return f"`{self.name}` ({self.role}, {dt}{list(self.type.get_shape())})"
-
-
-def _arg_span(arg: SSAValue) -> Span | None:
-    loc = arg.location
-    if isinstance(loc, FileLineColLoc):
-        return Span.point(loc.filename.data, loc.line.data, loc.column.data)
-    return None
 
 
 def _returned(kernel: zk.KernelOp) -> dict[tile.EmptyOp, int]:
@@ -130,7 +123,7 @@ def global_tensors(kernel: zk.KernelOp) -> list[_Global]:
     out: list[_Global] = []
     for i, (arg, attrs) in enumerate(zip(kernel.body.block.args, _arg_dicts(kernel))):
         out.append(_Global(_unique(kernel.arg_names[i], taken), "input", arg.type,
-                           *_directive(attrs), _arg_span(arg), i))
+                           *_directive(attrs), span_at(arg.location), i))
     returned = _returned(kernel)
     empties = [op for op in kernel.body.block.ops if isinstance(op, tile.EmptyOp)]
     results = sorted((e for e in empties if e in returned), key=lambda e: returned[e])
@@ -324,7 +317,7 @@ class PlaceHbmPass(ModulePass):
     """Give every global tensor of each tile-level `zk.kernel` an HBM region (module docstring)."""
 
     name = "place-hbm"
-    target: str = "m890"
+    target: str = DEFAULT_TARGET
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         target = load_target(self.target)
@@ -333,22 +326,11 @@ class PlaceHbmPass(ModulePass):
 
 
 # ---- the placement map, for reports -------------------------------------------------------------
-def placement_map(kernel: zk.KernelOp | ppu.KernelOp) -> list[dict]:
-    """One record per placed global tensor of a tile-level or ppu kernel, in program order:
-    tensor, role, bytes, stacks, base, interleave, l2."""
-    rows: list[tuple[str, str, Attribute | None]] = []
-    if isinstance(kernel, ppu.KernelOp):
-        taken: set[str] = set()
-        n_in = len(kernel.inputs)
-        for i, arg in enumerate(kernel.body.block.args):
-            rows.append((_unique(arg.name_hint or f"arg{i}", taken),
-                         "input" if i < n_in else "output", kernel.arg_attr(i, KEY)))
-        for op in kernel.body.block.ops:
-            if isinstance(op, ppu.GlobalOp):
-                rows.append((_unique(op.result.name_hint or f"tmp{len(rows)}", taken),
-                             "intermediate", op.attributes.get(KEY)))
-    else:
-        rows = [(t.name, t.role, _placed(kernel, t)) for t in global_tensors(kernel)]
+def placement_map(kernel: zk.KernelOp) -> list[dict]:
+    """One record per placed global tensor of a tile-level kernel, in program order: tensor,
+    role, bytes, stacks, base, interleave, l2 (the driver reads a ppu kernel's through
+    `runtime.cost.report.placement_map`)."""
+    rows = [(t.name, t.role, _placed(kernel, t)) for t in global_tensors(kernel)]
     return [{"tensor": name, "role": role, "bytes": a.size.data, "stacks": list(a.stack_ids),
              "base": a.base.data, "interleave": a.interleave.data, "l2": a.l2_resident}
             for name, role, a in rows if isinstance(a, ppu.HbmAttr)]

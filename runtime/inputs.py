@@ -8,10 +8,10 @@ the other's dialect.
 from __future__ import annotations
 
 import numpy as np
-from xdsl.dialects.builtin import FileLineColLoc
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.dialects import dtypes
 from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.dialects.loc import span_at
 from zhenwu_cc.runtime.numerics import round_to
 
 from zhenwu_cc.diagnostics import Span, error
@@ -25,21 +25,14 @@ def _shape(v: SSAValue) -> tuple[int, ...]:
     return tuple(v.type.get_shape())
 
 
-def loc_span(loc, width: int = 1) -> Span | None:
-    """The span of an xDSL location (None for an unknown one)."""
-    if isinstance(loc, FileLineColLoc):
-        return Span.point(loc.filename.data, loc.line.data, loc.column.data, width)
-    return None
-
-
 def arg_span(arg: SSAValue, name: str) -> Span | None:
     """Where parameter `name` is declared."""
-    return loc_span(getattr(arg, "location", None), len(name))
+    return span_at(getattr(arg, "location", None), len(name))
 
 
 def kernel_span(kernel: Operation) -> Span | None:
     """Where a kernel (`zk.kernel` or `ppu.kernel`) is declared: its name."""
-    return loc_span(kernel.location, len(kernel.sym_name.data))
+    return span_at(kernel.location, len(kernel.sym_name.data))
 
 
 def refuse_nan(x: np.ndarray, d: DType, what: str, span: Span | None) -> None:

@@ -37,12 +37,12 @@ import scipy.special
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.dialects import dtypes, zk
 from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.runtime import precision
 from zhenwu_cc.runtime.inputs import (
     arg_span,
     checked,
     kernel_span,
-    loc_span,
     refuse_nan,
     shape_error,
 )
@@ -237,7 +237,7 @@ def _constant(op, args, m):
     value = np.asarray(op.number if d.is_float else bool(op.number) if d.kind == "bool"
                        else int(op.number))
     if m.typed:
-        refuse_nan(value, d, "this constant", loc_span(op.location))
+        refuse_nan(value, d, "this constant", span_of(op))
     # the float64 literal rounded once, then splatted as a view
     return np.broadcast_to(m.hold(value, d), _shape(op.result))
 
@@ -336,7 +336,7 @@ def evaluate(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray], *,
                 assert out.shape == _shape(result), f"{op.name} gave shape {out.shape}"
                 if m.typed:
                     refuse_nan(out, _dtype(result), f"the {op.name} here",
-                                loc_span(op.location))
+                                span_of(op))
                 env[result] = m.hold(out, _dtype(result))
             for v in op.operands:  # free what no later op reads
                 if last_use[v] == i:

@@ -13,6 +13,7 @@ Loading needs only `tomllib` and `dataclasses`, and is cached, so `zhenwu-cc cos
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -30,7 +31,8 @@ SUPPORTS = ("native", "emulated", "unsupported")
 # Tensor-engine formats every target file must speak to: the `.zk` operand dtypes, plus `tf32`,
 # the reduced-precision mode some chips run f32 matmuls in.
 TENSOR_DTYPES = ("f32", "tf32", "f16", "bf16", "f8E4M3FN", "f8E5M2", "f4E2M1FN", "i8")
-DEFAULT_TARGET = "m890"
+DEFAULT_TARGET = "m890"  # the target of every entry point that is given none
+TARGET_ENV = "ZHENWU_TARGET"  # names the default target instead, for the CLI and the API
 
 # Bounds every file must keep, so that no count drives a loop for ever and no time or size
 # overflows: counts (CUs, stacks, queues) at most MAX_COUNT, integers and products of them (bytes
@@ -253,6 +255,12 @@ def list_targets() -> list[str]:
     """Names of the packaged targets, sorted."""
     return sorted(p.name[:-5] for p in resources.files("zhenwu_cc.runtime.targets").iterdir()
                   if p.name.endswith(".toml"))
+
+
+def default_target() -> str:
+    """The target a command or `compile()` uses when none is given: $ZHENWU_TARGET, else
+    DEFAULT_TARGET (read at each call, so a test or a script may set it)."""
+    return os.environ.get(TARGET_ENV, DEFAULT_TARGET)
 
 
 def load_target(name_or_path: str = DEFAULT_TARGET) -> Target:

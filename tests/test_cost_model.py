@@ -261,14 +261,22 @@ def test_l2_pins_must_fit():
     too_big = stream(nbytes=64 * MiB, l2_resident=True)
     with pytest.raises(CompileError) as exc:
         estimate(too_big, target)
-    assert exc.value.diagnostics[0].code == "ZK0704"
+    assert exc.value.diagnostics[0].code == "ZK0904"  # the place-hbm pass's code (ZK0704 retired)
 
 
 def test_missing_stack_is_rejected():
     with pytest.raises(CompileError) as exc:
         estimate(stream(stacks=(0, 5)), load_target("h100"))  # h100 has stacks 0..4
     d = exc.value.diagnostics[0]
-    assert d.code == "ZK0705" and "0..4" in d.message
+    assert d.code == "ZK0903" and "0..4" in d.message  # as place-hbm says it (ZK0705 retired)
+
+
+def test_the_cost_models_codes_for_placement_are_the_passes():
+    """One code per condition: the cost model's former ZK0704/ZK0705 are no longer registered."""
+    from zhenwu_cc.diagnostics import CODES
+
+    assert "ZK0704" not in CODES and "ZK0705" not in CODES
+    assert {"ZK0903", "ZK0904"} <= set(CODES)
 
 
 # ---- the report ---------------------------------------------------------------------------------

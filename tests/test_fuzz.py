@@ -25,13 +25,8 @@ from zhenwu_cc.dialects import dtypes
 from zhenwu_cc.cli import main
 from zhenwu_cc.diagnostics import CODES, CompileError
 from zhenwu_cc.frontend import build
-from zhenwu_cc.frontend.irgen import (
-    ACCUMULATE_DTYPES,
-    BUILTINS,
-    PRECISION_DTYPES,
-    SCALE_MODES,
-    UNARY_FUNCS,
-)
+from zhenwu_cc.frontend.builtins import BUILTINS, UNARY_FUNCS
+from zhenwu_cc.frontend.schedules import ACCUMULATE_DTYPES, PRECISION_DTYPES, SCALE_MODES
 from zhenwu_cc.frontend.parser import DIRECTIVES
 
 TIME_LIMIT_S = 10.0  # one example takes milliseconds; this only catches hangs and blow-ups

@@ -55,10 +55,10 @@ def test_devices_are_refused_not_read_forever(cli):
 
 
 def test_sources_and_target_files_have_a_size_cap(cli, tmp_path, monkeypatch):
-    from zhenwu_cc import cli as cli_module
+    from zhenwu_cc import sources
     from zhenwu_cc.runtime import target
 
-    monkeypatch.setattr(cli_module, "MAX_SOURCE_BYTES", 1000)
+    monkeypatch.setattr(sources, "MAX_SOURCE_BYTES", 1000)
     big = tmp_path / "big.zk"
     big.write_text(GEMM.read_text() + "//" + "x" * 1000 + "\n")
     diag = check_json(cli("check", big, "--format", "json"), "ZK0001")

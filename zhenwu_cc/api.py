@@ -59,7 +59,7 @@ class CompiledKernel:
 
     @property
     def signature(self) -> dict:
-        from zhenwu_cc.cli import signature
+        from zhenwu_cc.signature import signature
 
         return signature(self.zk)
 
@@ -97,7 +97,7 @@ class CompiledKernel:
         schedule's `tile NAME [...]` would; `verify` re-verifies the IR after every pass."""
         from xdsl.dialects.builtin import IntegerAttr
 
-        from zhenwu_cc.frontend.irgen import MAX_BUFFERS, tile_attr
+        from zhenwu_cc.frontend.schedules import MAX_BUFFERS, tile_attr
 
         tiles = {name: arg.integers("retile()", f"tiles[{name!r}]", sizes)
                  for name, sizes in arg.mapping("retile()", "tiles", tiles, False).items()}
@@ -127,7 +127,7 @@ class CompiledKernel:
         return other
 
     def ir(self, stage: str = "ppu", *, debuginfo: bool = False) -> str:
-        from zhenwu_cc.cli import print_ir
+        from zhenwu_cc.pipeline import print_ir
 
         stage = arg.text("ir()", "stage", stage, optional=False)
         debuginfo = arg.flag("ir()", "debuginfo", debuginfo)
@@ -317,12 +317,31 @@ class CompiledKernel:
     # -- cost --
     def cost(self, target: str | None = None):
         """The static cost estimate (a `runtime.cost.model.Estimate`)."""
+        name = arg.text("cost()", "target", target) or self.target
+        return self.costing(name).estimate
+
+    def costing(self, target: str) -> Costing:
+        """The estimate for `target` with what it was made from: the one place a kernel is
+        costed (`cost()`, and the CLI's `cost`, `compare`)."""
         from zhenwu_cc.runtime.cost.extract import workload_of
         from zhenwu_cc.runtime.cost.model import estimate
         from zhenwu_cc.runtime.target import load_target
 
-        name = arg.text("cost()", "target", target) or self.target
-        return estimate(workload_of(self.module("ppu", name).ops.first), load_target(name))
+        target = arg.text("costing()", "target", target, optional=False)
+        loaded = load_target(target)  # an unknown target is reported before any lowering
+        kernel = self.module("ppu", target).ops.first
+        workload = workload_of(kernel)
+        return Costing(estimate(workload, loaded), loaded, workload, kernel)
+
+
+@dataclass(frozen=True)
+class Costing:
+    """An estimate and its inputs: the target model, the workload, the ppu kernel."""
+
+    estimate: object
+    target: object
+    workload: object
+    kernel: object
 
 
 def _cast(module):
@@ -416,9 +435,9 @@ def compile(source_or_path: str | os.PathLike, *, kernel: str | None = None,
             defines: Mapping[str, int] | None = None, target: str | None = None
             ) -> CompiledKernel:
     """Compile `.zk` source text, or the `.zk` file at a path, for `target` (default m890)."""
-    from zhenwu_cc.cli import read_source
     from zhenwu_cc.frontend import build
-    from zhenwu_cc.pipeline import DEFAULT_TARGET
+    from zhenwu_cc.runtime.target import default_target
+    from zhenwu_cc.sources import read_source
 
     source_or_path = arg.source("compile()", source_or_path)
     kernel = arg.text("compile()", "kernel", kernel)
@@ -437,7 +456,6 @@ def compile(source_or_path: str | os.PathLike, *, kernel: str | None = None,
     if len(names) != 1:
         raise error("ZK0004", f"{file} has {len(names)} kernels ({', '.join(names)})",
                     help=f"choose one with kernel=, e.g. kernel={names[0]!r}")
-    compiled = CompiledKernel(module, file,
-                              target or os.environ.get("ZHENWU_TARGET", DEFAULT_TARGET))
+    compiled = CompiledKernel(module, file, target or default_target())
     compiled.source = (text, kernel)
     return compiled

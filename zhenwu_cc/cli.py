@@ -75,59 +75,11 @@ class Output:
 
 
 # ---- shared steps -------------------------------------------------------------------------------
-MAX_SOURCE_BYTES = 16 << 20  # a source file larger than this is refused (ZK0001)
-
-
-def read_capped(path: str, cap: int) -> bytes:
-    """At most `cap` bytes of `path` (ZK0001 beyond): `check /dev/zero` must end. Devices are
-    refused outright; a pipe is read, up to the cap."""
-    import stat
-
-    from zhenwu_cc.diagnostics import error
-
-    try:
-        with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-                raise error("ZK0001", f"cannot read {path}: not a regular file",
-                            help="give the path of a file")
-            data = b""
-            while len(data) <= cap:  # in chunks: f.read(cap + 1) would allocate cap bytes
-                chunk = f.read(min(cap + 1 - len(data), 1 << 20))
-                if not chunk:
-                    break
-                data += chunk
-    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise error("ZK0001", f"cannot read {path}: {reason}") from None
-    if len(data) > cap:
-        raise error("ZK0001", f"cannot read {path}: larger than the limit of {cap} bytes",
-                    help="split it into smaller files")
-    return data
-
-
-def read_source(path: str) -> str:
-    """The text of a source file: UTF-8 (a byte-order mark is dropped), at most
-    MAX_SOURCE_BYTES; a byte that is not UTF-8 is ZK0106 at its line and column."""
-    from zhenwu_cc.diagnostics import Span, error
-
-    data = read_capped(path, MAX_SOURCE_BYTES)
-    data = data.removeprefix(b"\xef\xbb\xbf")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        head = data[data.rfind(b"\n", 0, exc.start) + 1:exc.start]
-        col = len(head.decode("utf-8", "replace")) + 1
-        raise error("ZK0106", f"{path} is not valid UTF-8: byte 0x{data[exc.start]:02x} here "
-                    "does not start or continue a character", Span.point(path, line, col),
-                    help="save the file as UTF-8") from None
-
-
 def load_module(args, sources):
     """Read, parse and generate the `zk` module that the command line asks for."""
     from zhenwu_cc.diagnostics import error
     from zhenwu_cc.frontend import build
+    from zhenwu_cc.sources import read_source
 
     text = read_source(args.file)
     sources.add(args.file, text)
@@ -162,52 +114,10 @@ def write_atomic(path: str, data: bytes) -> None:
     write_file(path, data)
 
 
-def signature(kernel) -> dict:
-    """A kernel's interface as plain data: parameters, results, shape parameters."""
-    from zhenwu_cc.dialects import dtypes
-
-    def tensor(name, t):
-        return {"name": name, "dtype": dtypes.from_xdsl(t.element_type).name,
-                "shape": list(t.get_shape())}
-
-    return {
-        "name": kernel.sym_name.data,
-        "params": {k: v.value.data for k, v in kernel.attributes["params"].data.items()},
-        "inputs": [tensor(n, a.type) for n, a in zip(kernel.arg_names, kernel.body.block.args)],
-        "outputs": [tensor(n, t) for n, t in zip(kernel.names_of_results,
-                                                 kernel.function_type.outputs.data)],
-    }
-
-
-def _dims(shape) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
-
-
-def params_text(params: dict[str, int]) -> str:
-    """Shape parameters as the source writes them: `<M = 64, N = 32>` (empty when none)."""
-    return "<" + ", ".join(f"{k} = {v}" for k, v in params.items()) + ">" if params else ""
-
-
-def signature_text(sig: dict) -> str:
-    """A signature (see `signature`) in the source's syntax, with every shape parameter's value:
-    `gemm<M = 64, ...>(a: f16[64, 4096], ...) -> (c: f32[64, 4096])`."""
-    inputs = ", ".join(f"{t['name']}: {t['dtype']}{_dims(t['shape'])}" for t in sig["inputs"])
-    outputs = ", ".join(f"{t['name']}: {t['dtype']}{_dims(t['shape'])}" for t in sig["outputs"])
-    return f"{sig['name']}{params_text(sig['params'])}({inputs}) -> ({outputs})"
-
-
-def print_ir(op, debuginfo: bool = False) -> str:
-    import io
-
-    from xdsl.printer import Printer
-
-    buf = io.StringIO()
-    Printer(stream=buf, print_debuginfo=debuginfo).print_op(op)
-    return buf.getvalue() + "\n"
-
-
 # ---- commands -----------------------------------------------------------------------------------
 def cmd_check(args, sources) -> Output:
+    from zhenwu_cc.signature import signature, signature_text
+
     module = load_module(args, sources)
     kernels = [signature(k) for k in module.ops]
     names = ", ".join(k["name"] for k in kernels) or "no kernels"
@@ -242,15 +152,17 @@ def grid_tiles(module) -> list[dict]:
 
 
 def cmd_compile(args, sources) -> Output:
-    from zhenwu_cc.passes.place_hbm import placement_map
     from zhenwu_cc.pipeline import (
         default_pipeline,
         format_timing,
         make_context,
         parse_pipeline,
         prepare_instrumentation,
+        print_ir,
         run_pipeline,
     )
+    from zhenwu_cc.runtime.cost.report import placement_map
+    from zhenwu_cc.signature import signature
 
     module = load_module(args, sources)
     kernels = [signature(k) for k in module.ops]
@@ -281,6 +193,7 @@ def cmd_compile(args, sources) -> Output:
 def cmd_opt(args, sources) -> Output:
     from zhenwu_cc.opt import run_opt
     from zhenwu_cc.pipeline import parse_pipeline, prepare_instrumentation
+    from zhenwu_cc.sources import read_source
 
     text = sys.stdin.read() if args.file == "-" else read_source(args.file)
     sources.add(args.file, text)
@@ -446,28 +359,22 @@ def _budget(text: str) -> float:
 
 
 def estimate_for(args, sources, target_name: str):
-    """Compile the one kernel of the command line for `target_name` and estimate its cost:
-    (estimate, target, workload, the ppu kernel)."""
-    from zhenwu_cc.pipeline import lower
-    from zhenwu_cc.runtime.cost.extract import workload_of
-    from zhenwu_cc.runtime.cost.model import estimate
-    from zhenwu_cc.runtime.target import load_target
+    """Compile the one kernel of the command line for `target_name` and estimate its cost
+    through the API (`CompiledKernel.costing`): (estimate, target, workload, the ppu kernel)."""
+    from zhenwu_cc.api import CompiledKernel
 
     module = load_module(args, sources)
     one_kernel(module, args.file)
-    target = load_target(target_name)
-    lower(module, "ppu", target_name)
-    kernel = module.ops.first
-    workload = workload_of(kernel)
-    return estimate(workload, target), target, workload, kernel
+    c = CompiledKernel(module, args.file, target_name).costing(target_name)
+    return c.estimate, c.target, c.workload, c.kernel
 
 
 def cmd_cost(args, sources) -> Output:
-    from zhenwu_cc.passes.place_hbm import placement_map
     from zhenwu_cc.runtime.cost import report
+    from zhenwu_cc.signature import params_text
 
     est, target, workload, kernel = estimate_for(args, sources, args.target)
-    placement = placement_map(kernel)
+    placement = report.placement_map(kernel)
     params = {k: v.value.data for k, v in kernel.attributes["params"].data.items()}
     payload = {"params": params, "cost": est.to_dict(), "placement": placement}
     if args.trace:
@@ -483,7 +390,7 @@ def cmd_cost(args, sources) -> Output:
 
 # Codes that say a kernel does not fit one target (SRAM, HBM, L2, HBM stacks): `compare` shows
 # them as that target's row; any other error is the kernel's or the command line's and fails.
-DOES_NOT_FIT = ("ZK0601", "ZK0604", "ZK0704", "ZK0705", "ZK0901", "ZK0902", "ZK0903", "ZK0904")
+DOES_NOT_FIT = ("ZK0601", "ZK0604", "ZK0901", "ZK0902", "ZK0903", "ZK0904")
 
 
 def cmd_compare(args, sources) -> Output:
@@ -522,7 +429,9 @@ COMMANDS: dict[str, Callable] = {"check": cmd_check, "compile": cmd_compile, "op
 
 
 def _add_target_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", default=os.environ.get("ZHENWU_TARGET", "m890"),
+    from zhenwu_cc.runtime.target import default_target
+
+    p.add_argument("--target", default=default_target(),
                    help="chip model: m890 (default), 810e, h20, h100, h200, or a .toml file "
                    "(default from $ZHENWU_TARGET)")
 

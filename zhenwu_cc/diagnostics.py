@@ -103,8 +103,6 @@ CODES: dict[str, str] = {
     "ZK0701": "unknown target",
     "ZK0702": "malformed target file",
     "ZK0703": "dtype not supported by the target's tensor engine",
-    "ZK0704": "L2-resident tensors exceed the target's persisting L2",
-    "ZK0705": "tensor placed on an HBM stack the target lacks",
     "ZK0801": "contraction-axis scaling of a value used elsewhere",
     "ZK0802": "fp8_fast accumulation without an FP8 or FP4 matmul",
     "ZK0803": "tile cuts the scale blocks of a quantised value",

@@ -22,9 +22,9 @@ from xdsl.utils.exceptions import VerifyException
 
 from zhenwu_cc.diagnostics import did_you_mean, error
 from zhenwu_cc.outputs import prepare_directory, write_file
+from zhenwu_cc.runtime.target import DEFAULT_TARGET
 
 STAGES = ("zk", "tile", "ppu")
-DEFAULT_TARGET = "m890"
 
 
 def default_pipeline(stage: str, target: str = DEFAULT_TARGET) -> str:
@@ -122,13 +122,14 @@ def _names_in(spec: str) -> list[str]:
     return [s.name for s in parse_specs(spec)]
 
 
-def _print_module(module: ModuleOp, debuginfo: bool) -> str:
+def print_ir(op, debuginfo: bool = False) -> str:
+    """An op (a module, a kernel) as IR text, with a closing newline."""
     import io
 
     from xdsl.printer import Printer
 
     buf = io.StringIO()
-    Printer(stream=buf, print_debuginfo=debuginfo).print_op(module)
+    Printer(stream=buf, print_debuginfo=debuginfo).print_op(op)
     return buf.getvalue() + "\n"
 
 
@@ -184,10 +185,10 @@ def run_pipeline(ctx: Context, module: ModuleOp, passes: tuple[ModulePass, ...],
             verify(module, f"pass `{p.name}`")
         header = f"// -----// IR after {p.name} ({p.spec(include_default=True)}) //----- //\n"
         if inst.print_after_all or p.name in inst.print_after:
-            (inst.stream or _stderr()).write(header + _print_module(module, inst.print_debuginfo))
+            (inst.stream or _stderr()).write(header + print_ir(module, inst.print_debuginfo))
         if inst.tree_dir:
             path = os.path.join(inst.tree_dir, f"{index:02d}_{p.name}.mlir")
-            write_file(path, (header + _print_module(module, True)).encode())
+            write_file(path, (header + print_ir(module, True)).encode())
     return run
 
 

@@ -245,7 +245,7 @@ def _check_l2_pins(workload: Workload, target: Target) -> None:
     pinned = sorted(t.name for t in workload.tensors.values() if t.l2_resident)
     need = sum(workload.tensors[n].bytes for n in pinned)
     if pinned and need > target.l2.persisting_bytes:
-        raise error("ZK0704", f"tensors pinned in L2 ({', '.join(pinned)}) need {need} bytes; "
+        raise error("ZK0904", f"tensors pinned in L2 ({', '.join(pinned)}) need {need} bytes; "
                     f"{target.name} can set aside {target.l2.persisting_bytes} bytes of L2",
                     help="pin fewer or smaller tensors (`place NAME in l2`), or leave them in HBM")
 
@@ -258,7 +258,7 @@ def _stack_shares(workload: Workload, target: Target) -> dict[str, tuple[int, ..
     for name, t in workload.tensors.items():
         bad = [s for s in t.stacks if not 0 <= s < count]
         if bad:
-            raise error("ZK0705", f"tensor `{name}` is placed on HBM stack(s) "
+            raise error("ZK0903", f"tensor `{name}` is placed on HBM stack(s) "
                         f"{', '.join(map(str, bad))}, but {target.name} has stacks "
                         f"0..{count - 1}", help=f"place `{name}` on stacks 0..{count - 1}")
         placed = tuple(dict.fromkeys(t.stacks)) or tuple(range(count))

@@ -7,6 +7,9 @@ JSON comes from `Estimate.to_dict()`; this module only formats. Source lines are
 from __future__ import annotations
 
 from zhenwu_cc.diagnostics import SourceMap
+from zhenwu_cc.dialects import ppu
+
+HBM_KEY = "ppu.hbm"  # the attribute name of a placement, on arguments and `ppu.global`s
 
 
 def seconds(t: float) -> str:
@@ -90,8 +93,36 @@ def render(est, sources: SourceMap, params: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _unique(name: str, taken: set[str]) -> str:
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
+
+
+def placement_map(kernel) -> list[dict]:
+    """One record per placed global tensor of a ppu kernel, in program order, read from its
+    `#ppu.hbm` attributes: tensor, role, bytes, stacks, base, interleave, l2. A kernel not yet
+    lowered to `ppu` has none to report (the driver's one reader of the placement)."""
+    if not isinstance(kernel, ppu.KernelOp):
+        return []
+    rows = []
+    taken: set[str] = set()
+    n_in = len(kernel.inputs)
+    for i, arg in enumerate(kernel.body.block.args):
+        rows.append((_unique(arg.name_hint or f"arg{i}", taken),
+                     "input" if i < n_in else "output", kernel.arg_attr(i, HBM_KEY)))
+    for op in kernel.body.block.ops:
+        if isinstance(op, ppu.GlobalOp):
+            rows.append((_unique(op.result.name_hint or f"tmp{len(rows)}", taken),
+                         "intermediate", op.attributes.get(HBM_KEY)))
+    return [{"tensor": name, "role": role, "bytes": a.size.data, "stacks": list(a.stack_ids),
+             "base": a.base.data, "interleave": a.interleave.data, "l2": a.l2_resident}
+            for name, role, a in rows if isinstance(a, ppu.HbmAttr)]
+
+
 def render_placement(rows: list[dict]) -> str:
-    """The HBM placement map (from `place_hbm.placement_map`): one line per global tensor."""
+    """The HBM placement map (from `placement_map`): one line per global tensor."""
     if not rows:
         return ""
     head = (f"  {'tensor':<16} {'role':<12} {'bytes':>12}  {'stacks':<17} {'base':>14}  "

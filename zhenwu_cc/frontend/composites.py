@@ -2,7 +2,7 @@
 the lowering, the executor and the cost model support it without a line of their own.
 
 Each handler takes the kernel generator of `irgen` (`gen`), the call's node, its positional
-arguments and its keyword arguments, like the handlers inside `irgen`. Narrow floats are widened
+arguments and its keyword arguments, like the handlers in `builtins`. Narrow floats are widened
 to f32 once and rounded back once, as `decompose` does for the composite ops, so a builtin here
 rounds to its result dtype exactly once.
 """

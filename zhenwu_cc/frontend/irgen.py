@@ -1,4 +1,6 @@
-"""AST -> `zk` dialect: names, dtype rules, shape checks and schedule directives.
+"""AST -> `zk` dialect: the walk over a kernel's statements and expressions, names, operators
+and shape checks. The dtype rules, the builtins, constant folding and the schedule directives
+are modules of their own (dtype_rules, builtins, folding, schedules).
 
 Every user error is found here and reported with its source span; the verifiers of the `zk` ops
 then hold by construction (a verifier failure after irgen is a compiler bug). Expressions are
@@ -9,19 +11,17 @@ Python's recursion limit.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from xdsl.dialects.builtin import (
     DictionaryAttr,
     FileLineColLoc,
-    IntAttr,
     IntegerAttr,
     ModuleOp,
-    StringAttr,
     TensorType,
 )
-from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.ir import Block, Operation, Region, SSAValue
 
 from zhenwu_cc.diagnostics import (
     CompileError,
@@ -35,28 +35,15 @@ from zhenwu_cc.diagnostics import (
 )
 from zhenwu_cc.dialects import dtypes, zk
 from zhenwu_cc.dialects.dtypes import DType
-from zhenwu_cc.dialects.loc import span_of
-from zhenwu_cc.frontend import ast, composites
+from zhenwu_cc.dialects.loc import location
+from zhenwu_cc.frontend import ast
+from zhenwu_cc.frontend.builtins import BUILTINS, BuiltinCalls
+from zhenwu_cc.frontend.dtype_rules import DTYPE_ALIASES, DtypeRules
+from zhenwu_cc.frontend.folding import I64, SCALAR_COMPARE, fold_binary, within_i64
+from zhenwu_cc.frontend.schedules import apply_schedule
 from zhenwu_cc.frontend.values import Value, type_str
 
 CONSTANTS = {"inf": math.inf, "pi": math.pi, "true": True, "false": False}
-DTYPE_ALIASES = {"fp32": "f32", "float32": "f32", "float": "f32", "fp16": "f16", "float16": "f16",
-                 "half": "f16", "bfloat16": "bf16", "fp8": "f8E4M3FN", "e4m3": "f8E4M3FN",
-                 "fp8e4m3": "f8E4M3FN", "e5m2": "f8E5M2", "fp8e5m2": "f8E5M2", "fp4": "f4E2M1FN",
-                 "e2m1": "f4E2M1FN", "int8": "i8", "int32": "i32", "int64": "i64", "bool": "i1",
-                 "uint8": "ui8", "f8e4m3fn": "f8E4M3FN", "f8e5m2": "f8E5M2", "f4e2m1fn": "f4E2M1FN"}
-UNARY_FUNCS = ("exp", "log", "tanh", "erf", "sigmoid", "relu", "gelu", "gelu_tanh", "silu",
-               "softplus", "sqrt", "rsqrt", "abs")
-BUILTINS = (*UNARY_FUNCS, "max", "min", "sum", "mean", "argmax", "pow", "clamp", "where", "iota",
-            "concat", "softmax", "log_softmax", "logsumexp", "layernorm", "rmsnorm", "transpose",
-            "reshape", "broadcast_to", "bitcast", *composites.CALLS)
-PRECISION_DTYPES = ("f8E4M3FN", "f8E5M2", "f4E2M1FN", "f16", "bf16")
-SCALE_MODES = {"tensor": 0, "channel": 1, "block": 2, "mx": 0, "nvfp4": 0, "none": 0}
-ACCUMULATE_DTYPES = ("f32", "f16", "bf16")
-ACCUMULATE_OPTIONS = ("fp8_fast",)
-MAX_BUFFERS = 8
-MAX_TILE = 1 << 16
-I64 = dtypes.DTYPES["i64"]  # the range of every compile-time integer
 
 
 def check_size(t: TensorType, span: Span) -> None:
@@ -72,52 +59,9 @@ def check_size(t: TensorType, span: Span) -> None:
                     help="use smaller shape parameters (-D) or dimensions")
 
 
-def _fold(fn: Callable, *args) -> float:
-    """IEEE results for constant folding (overflow -> inf, domain errors -> nan), with `math`
-    rather than numpy so that the front end starts fast."""
-    try:
-        return float(fn(*(float(a) for a in args)))
-    except OverflowError:
-        return math.inf
-    except (ValueError, ZeroDivisionError):
-        return math.nan
-
-
-def _exp(x: float) -> float:
-    return math.exp(x) if x < 710 else math.inf
-
-
-def _log(x: float) -> float:
-    return -math.inf if x == 0 else math.log(x)
-
-
-def _gelu(x: float) -> float:
-    return 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-
-def _gelu_tanh(x: float) -> float:
-    return 0.5 * x * (1.0 + math.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + _exp(-x))
-
-
-SCALAR_UNARY: dict[str, Callable] = {
-    "exp": _exp, "log": _log, "tanh": math.tanh, "erf": math.erf, "sqrt": math.sqrt,
-    "rsqrt": lambda x: math.inf if x == 0 else 1.0 / math.sqrt(x), "abs": abs,
-    "sigmoid": _sigmoid, "relu": lambda x: max(x, 0.0), "gelu": _gelu, "gelu_tanh": _gelu_tanh,
-    "silu": lambda x: x * _sigmoid(x), "softplus": lambda x: max(x, 0.0) + math.log1p(_exp(-abs(x))),
-}
-SCALAR_BINARY: dict[str, Callable] = {
-    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-    "max": max, "min": min, "pow": lambda a, b: _fold(math.pow, a, b),
-}
 OPERATOR_KIND = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
 OPERATOR_SYMBOL = {v: k for k, v in OPERATOR_KIND.items()}
 COMPARE_KIND = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
-SCALAR_COMPARE = {"eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b,
-                  "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b}
 
 
 # ---- one kernel ----------------------------------------------------------------------------------
@@ -129,7 +73,7 @@ class _Binding:
 
 
 @dataclass
-class _KernelGen:
+class _KernelGen(DtypeRules, BuiltinCalls):
     kernel: ast.Kernel
     shape_values: dict[str, int]
     block: Block = field(default_factory=Block)
@@ -138,7 +82,7 @@ class _KernelGen:
 
     # -- helpers --
     def loc(self, span: Span) -> FileLineColLoc:
-        return FileLineColLoc(StringAttr(span.file), IntAttr(span.line), IntAttr(span.col))
+        return location(span)
 
     def emit(self, op: Operation, span: Span) -> SSAValue:
         op.location = self.loc(span)
@@ -175,7 +119,7 @@ class _KernelGen:
             if isinstance(v.num, int):
                 return v.num
             if float(v.num).is_integer():
-                return _i64(int(v.num), v.span)
+                return within_i64(int(v.num), v.span)
             raise error("ZK0316", f"{what} must be an integer, got {v.num!r}", v.span)
         raise error("ZK0316", f"{what} must be a compile-time integer, got {v.describe()}", v.span,
                     help="use integer literals or shape parameters")
@@ -223,79 +167,13 @@ class _KernelGen:
             raise error("ZK0313", f"{what} {dims} has a dimension below 1", v.span)
         return dims
 
-    # -- dtype rules --
-    def cast(self, v: Value, to: DType) -> Value:
-        if v.dtype == to:
-            return v
-        return self.tensor(zk.CastOp(v.ssa, dtypes.to_xdsl(to)), v.span)
-
-    def weak(self, scalar: Value, like: DType, op_span: Span) -> Value:
-        """A weak scalar literal takes the tensor's dtype, if the dtype can hold it."""
-        num = scalar.num
-        if isinstance(num, bool):
-            if like.name == "i1":
-                return self.constant(num, like, scalar.span)
-            raise error("ZK0308", "`true`/`false` are i1 values: they combine with i1 masks "
-                        "and set keyword arguments such as `keepdims=`", scalar.span)
-        if like.is_int:
-            if not isinstance(num, int) and not float(num).is_integer():
-                raise error("ZK0308", f"the literal {num!r} is not an integer but the tensor is "
-                            f"{like.name}", scalar.span,
-                            help="cast the tensor to a float dtype first, e.g. `f32(x)`")
-            if not like.finite_min <= num <= like.finite_max:
-                raise error("ZK0311", f"{num!r} does not fit in {like.name}", scalar.span)
-        elif math.isinf(num):
-            if not like.has_inf:
-                raise error("ZK0311", f"{like.name} has no infinity", scalar.span,
-                            help=f"use the largest finite value, {like.finite_max!r}, or a wider"
-                            " dtype")
-        elif not math.isnan(num) and abs(num) > like.finite_max:
-            raise error("ZK0311", f"{num!r} overflows {like.name} (largest finite value "
-                        f"{like.finite_max!r})", scalar.span)
-        return self.constant(num, like, scalar.span)
-
-    def unify(self, vals: list[Value], op_span: Span, what: str) -> list[Value]:
-        """Bring tensors to one dtype (value-preserving promotion only); weak scalars follow."""
-        tensors = [v for v in vals if v.is_tensor]
-        if not tensors:
-            raise error("ZK0312", f"{what} needs at least one tensor operand", op_span)
-        common = tensors[0].dtype
-        for t in tensors[1:]:
-            joined = dtypes.promote(common, t.dtype)
-            if joined is None:
-                a, b = tensors[0], t
-                raise error("ZK0303", f"{what} mixes {common.name} and {t.dtype.name}, and neither "
-                            "holds every value of the other", op_span,
-                            notes=[Note(f"this is {a.describe()}", a.span),
-                                   Note(f"this is {b.describe()}", b.span)],
-                            help=_mix_help(common, t.dtype))
-            common = joined
-        out = []
-        for v in vals:
-            if v.is_tensor:
-                out.append(self.cast(v, common))
-            elif v.is_scalar:
-                out.append(self.weak(v, common, op_span))
-            else:
-                raise error("ZK0312", f"{what} cannot take {v.describe()}", v.span)
-        return out
-
-    def broadcast_check(self, vals: list[Value], op_span: Span, what: str) -> None:
-        shapes = [v.shape for v in vals]
-        if zk.broadcast_shapes(*shapes) is None:
-            raise error("ZK0302", f"{what}: shapes " + " and ".join(str(list(s)) for s in shapes)
-                        + " cannot be broadcast together", op_span,
-                        notes=[Note(f"this is {v.describe()}", v.span) for v in vals],
-                        help="numpy rules: trailing dimensions must be equal or 1; use reshape() "
-                        "or broadcast_to() to line them up")
-
     # -- operators --
     def binary(self, kind: str, lhs: Value, rhs: Value, span: Span) -> Value:
         what = f"`{OPERATOR_SYMBOL.get(kind, kind)}`"  # messages quote what the source wrote
         if lhs.items is not None or rhs.items is not None:
             raise error("ZK0312", f"{what} cannot take a sequence", span)
         if lhs.is_scalar and rhs.is_scalar:
-            return Value(span, num=_fold_binary(kind, lhs.num, rhs.num, span))
+            return Value(span, num=fold_binary(kind, lhs.num, rhs.num, span))
         lhs, rhs = self.unify([lhs, rhs], span, what)
         dt = lhs.dtype
         if kind in ("div", "pow") and not dt.is_float:
@@ -349,7 +227,7 @@ class _KernelGen:
         if v.is_scalar:
             if isinstance(v.num, bool):
                 raise error("ZK0308", "cannot negate `true`/`false`", span)
-            return Value(span, num=_i64(-v.num, span))
+            return Value(span, num=within_i64(-v.num, span))
         v = self.need_tensor(v, "unary `-`")
         if v.dtype.name in ("i1", "ui8", "f8E8M0FNU"):
             raise error("ZK0308", f"unary `-` is not defined for {v.dtype.name}", span)
@@ -430,370 +308,6 @@ class _KernelGen:
             out = self.tensor(zk.ReshapeOp(out.ssa, new_shape), node.span)
         return out
 
-    # -- builtin calls --
-    def call(self, node: ast.Call, kids: list[Value]) -> Value:
-        name = node.func
-        args = kids[: len(node.args)]
-        kwargs = {kw.name: (kw, v) for kw, v in zip(node.kwargs, kids[len(node.args):])}
-        if name in dtypes.DTYPES:
-            self.arity(node, args, 1, 1)
-            self.kwargs(node, kwargs, ())
-            return self.cast_call(dtypes.DTYPES[name], args[0], node.span)
-        handler = _CALLS.get(name)
-        if handler is None:
-            alias = DTYPE_ALIASES.get(name.lower())
-            guess = alias or did_you_mean(name, [*BUILTINS, *dtypes.DTYPES])
-            raise CompileError(Diagnostic(
-                "ZK0203", f"unknown function `{name}`", node.func_span,
-                fixits=(FixIt(node.func_span, guess),) if alias else
-                typo_fixits(node.func_span, name, guess),
-                help=f"did you mean `{guess}`?" if guess else
-                "docs/language.md lists the builtins"))
-        return handler(self, node, args, kwargs)
-
-    def arity(self, node: ast.Call, args: list[Value], lo: int, hi: int) -> None:
-        if not lo <= len(args) <= hi:
-            want = str(lo) if lo == hi else f"{lo} to {hi}"
-            raise error("ZK0305", f"`{node.func}` takes {want} positional argument"
-                        f"{'' if want == '1' else 's'}, got {len(args)}", node.span)
-
-    def kwargs(self, node: ast.Call, kwargs: dict, allowed: Sequence[str]) -> dict[str, Value]:
-        out = {}
-        for name, (kw, v) in kwargs.items():
-            if name not in allowed:
-                guess = did_you_mean(name, allowed)
-                raise error("ZK0306", f"`{node.func}` has no keyword argument `{name}`", kw.span,
-                            help=(f"did you mean `{guess}`?" if guess else
-                                  f"it takes: {', '.join(allowed)}" if allowed else
-                                  "it takes no keyword arguments"))
-            out[name] = v
-        if len(node.kwargs) != len(kwargs):
-            seen = set()
-            for kw in node.kwargs:
-                if kw.name in seen:
-                    raise error("ZK0306", f"keyword argument `{kw.name}` given twice", kw.span)
-                seen.add(kw.name)
-        return out
-
-    def cast_call(self, to: DType, v: Value, span: Span) -> Value:
-        if v.is_scalar:
-            if isinstance(v.num, bool) and to.name != "i1":
-                raise error("ZK0308", f"cannot make {to.name} from {v.num!r}", v.span)
-            return self.weak(v, to, span)  # a literal must fit: no silent saturation
-        v = self.need_tensor(v, f"`{to.name}(...)`")
-        if v.dtype == to:
-            return v
-        if to.name == "f8E8M0FNU" and not v.dtype.is_float:
-            raise error("ZK0308", f"`f8E8M0FNU(...)` converts the value of {v.describe()}: an "
-                        "integer is not a power of two in general, and 0 becomes NaN", span,
-                        help="to read integer codes as E8M0 scales (2**(code - 127)) use "
-                        "`bitcast(x, f8E8M0FNU)`; to convert values, go through a float: "
-                        "`f8E8M0FNU(f32(x))`")
-        return self.tensor(zk.CastOp(v.ssa, dtypes.to_xdsl(to)), span)
-
-    def bitcast_call(self, node, args, kwargs) -> Value:
-        """`bitcast(x, DTYPE)`: the same bits read as another type of the same width."""
-        self.arity(node, args, 2, 2)
-        self.kwargs(node, kwargs, ())
-        x = self.need_tensor(args[0], "`bitcast`")
-        to = args[1].dtype_arg
-        if to is None:
-            raise error("ZK0306", f"`bitcast` needs a dtype name as its second argument, got "
-                        f"{args[1].describe()}", args[1].span, help="e.g. `bitcast(s, f8E8M0FNU)`")
-        if not zk.bitcast_compatible(x.dtype, to):
-            raise error("ZK0308", f"`bitcast` from {x.dtype.name} ({x.dtype.bits} bits) to "
-                        f"{to.name} ({to.bits} bits): the widths must match, at 8 bits or more",
-                        node.span, help="`bitcast` reinterprets bits; to convert values use "
-                        f"`{to.name}(x)`")
-        if x.dtype == to:
-            return x
-        return self.tensor(zk.BitcastOp(x.ssa, dtypes.to_xdsl(to)), node.span)
-
-    def unary_call(self, node, args, kwargs) -> Value:
-        self.arity(node, args, 1, 1)
-        self.kwargs(node, kwargs, ())
-        x = args[0]
-        if x.is_scalar and not isinstance(x.num, bool):
-            return Value(node.span, num=_fold(SCALAR_UNARY[node.func], x.num))
-        x = self.need_tensor(x, f"`{node.func}`")
-        if node.func != "abs" and not x.dtype.is_float:
-            raise error("ZK0308", f"`{node.func}` needs a float tensor, got {x.describe()}",
-                        node.span, help="cast first, e.g. `f32(x)`")
-        if node.func == "abs" and x.dtype.name in ("i1", "ui8"):
-            return x
-        return self.tensor(zk.UNARY_OPS[node.func](x.ssa), node.span)
-
-    def minmax_call(self, node, args, kwargs) -> Value:
-        self.arity(node, args, 1, 2)
-        if len(args) == 2:
-            self.kwargs(node, kwargs, ())
-            return self.binary(node.func, args[0], args[1], node.span)
-        return self.reduce_call(node, args, kwargs)
-
-    def reduce_call(self, node, args, kwargs) -> Value:
-        self.arity(node, args, 1, 1)
-        kw = self.kwargs(node, kwargs, ("axis", "keepdims"))
-        x = self.need_tensor(args[0], f"`{node.func}`")
-        axes = self.axes(kw.get("axis"), len(x.shape))
-        keep = self.static_bool(kw["keepdims"], "keepdims") if "keepdims" in kw else False
-        if node.func == "mean" and not x.dtype.is_float:
-            raise error("ZK0308", f"`mean` needs a float tensor, got {x.describe()}", node.span,
-                        help="cast first, e.g. `mean(f32(x))`")
-        if node.func == "sum" and x.dtype.name == "i1":
-            raise error("ZK0308", "`sum` of an i1 mask is not defined", node.span,
-                        help="cast it first: `sum(i32(mask))`")
-        if not axes:  # a rank-0 tensor, or `axis=()`: over no axes it is itself, as in numpy
-            return Value(node.span, ssa=x.ssa)
-        return self.tensor(zk.REDUCE_OPS[node.func](x.ssa, axes, keep), node.span)
-
-    def argmax_call(self, node, args, kwargs) -> Value:
-        self.arity(node, args, 1, 1)
-        kw = self.kwargs(node, kwargs, ("axis", "keepdims"))
-        x = self.need_tensor(args[0], "`argmax`")
-        if "axis" not in kw:
-            raise error("ZK0306", "`argmax` needs `axis=`", node.span,
-                        fixits=[FixIt(Span(node.span.file, node.span.end_line,
-                                           node.span.end_col - 1, node.span.end_line,
-                                           node.span.end_col - 1), ", axis=-1")])
-        axis = self.axis(self.static_int(kw["axis"], "axis"), len(x.shape), kw["axis"].span)
-        keep = self.static_bool(kw["keepdims"], "keepdims") if "keepdims" in kw else False
-        return self.tensor(zk.ArgmaxOp(x.ssa, axis, keep), node.span)
-
-    def pow_call(self, node, args, kwargs) -> Value:
-        self.arity(node, args, 2, 2)
-        self.kwargs(node, kwargs, ())
-        return self.binary("pow", args[0], args[1], node.span)
-
-    def clamp_call(self, node, args, kwargs) -> Value:
-        self.arity(node, args, 1, 3)
-        kw = self.kwargs(node, kwargs, ("min", "max"))
-        lo = args[1] if len(args) > 1 else kw.get("min")
-        hi = args[2] if len(args) > 2 else kw.get("max")
-        if lo is None and hi is None:
-            raise error("ZK0305", "`clamp` needs a lower or upper bound", node.span)
-        x = self.need_tensor(args[0], "`clamp`")
-        if lo is not None:
-            x = self.binary("max", x, lo, node.span)
-        if hi is not None:
-            x = self.binary("min", x, hi, node.span)
-        return x
-
-    def where_call(self, node, args, kwargs) -> Value:
-        self.arity(node, args, 3, 3)
-        self.kwargs(node, kwargs, ())
-        cond, a, b = args
-        if cond.is_scalar and isinstance(cond.num, bool):
-            cond = self.constant(cond.num, dtypes.I1, cond.span)
-        cond = self.need_tensor(cond, "`where` condition")
-        if cond.dtype.name != "i1":
-            raise error("ZK0308", f"`where` needs an i1 condition, got {cond.describe()}",
-                        cond.span, help="compare to make a mask, e.g. `x > 0`")
-        a, b = self.unify([a, b], node.span, "`where`")
-        self.broadcast_check([cond, a, b], node.span, "`where`")
-        return self.tensor(zk.SelectOp(cond.ssa, a.ssa, b.ssa), node.span)
-
-    def iota_call(self, node, args, kwargs) -> Value:
-        self.arity(node, args, 1, 1)
-        kw = self.kwargs(node, kwargs, ("axis",))
-        shape = self.dims(args[0], "iota shape")
-        axis = self.axis(self.static_int(kw["axis"], "axis"), len(shape), kw["axis"].span) \
-            if "axis" in kw else self.axis(-1, len(shape), node.span)
-        t = TensorType(dtypes.to_xdsl(dtypes.I32), shape)
-        return self.tensor(zk.IotaOp(axis, t), node.span)
-
-    def concat_call(self, node, args, kwargs) -> Value:
-        kw = self.kwargs(node, kwargs, ("axis",))
-        if len(args) == 1 and args[0].items is not None:
-            args = args[0].items
-        if len(args) < 1:
-            raise error("ZK0305", "`concat` needs tensors to join", node.span)
-        vals = self.unify(args, node.span, "`concat`")
-        rank = len(vals[0].shape)
-        axis = self.axis(self.static_int(kw["axis"], "axis") if "axis" in kw else 0, rank,
-                         kw["axis"].span if "axis" in kw else node.span)
-        for v in vals[1:]:
-            if len(v.shape) != rank or any(v.shape[i] != vals[0].shape[i]
-                                           for i in range(rank) if i != axis):
-                raise error("ZK0315", f"`concat` along axis {axis}: {vals[0].describe()} and "
-                            f"{v.describe()} differ off that axis", v.span)
-        if sum(v.shape[axis] for v in vals) > I64.finite_max:
-            raise error("ZK0313", f"`concat` along axis {axis} makes a dimension beyond i64",
-                        node.span)
-        return self.tensor(zk.ConcatOp([v.ssa for v in vals], axis), node.span)
-
-    def softmax_call(self, node, args, kwargs) -> Value:
-        self.arity(node, args, 1, 1)
-        kw = self.kwargs(node, kwargs, ("axis",))
-        x = self.float_tensor(args[0], node)
-        axes = self.norm_axes(kw, x, node)
-        if len(axes) > 1:
-            return composites.softmax_over(self, node, x, axes)
-        cls = zk.SoftmaxOp if node.func == "softmax" else zk.LogSoftmaxOp
-        return self.tensor(cls(x.ssa, axes[0]), node.span)
-
-    def norm_axes(self, kw: dict[str, Value], x: Value, node) -> list[int]:
-        """`axis=` of softmax and the norms: one axis (default -1) or a tuple of them."""
-        if "axis" not in kw:
-            return [self.axis(-1, len(x.shape), node.span)]
-        if kw["axis"].items is not None:
-            if not kw["axis"].items:
-                raise error("ZK0304", f"`{node.func}` needs at least one axis", kw["axis"].span)
-            return self.axes(kw["axis"], len(x.shape))
-        return [self.axis(self.static_int(kw["axis"], "axis"), len(x.shape), kw["axis"].span)]
-
-    def logsumexp_call(self, node, args, kwargs) -> Value:
-        self.arity(node, args, 1, 1)
-        kw = self.kwargs(node, kwargs, ("axis", "keepdims"))
-        x = self.float_tensor(args[0], node)
-        axes = self.axes(kw.get("axis", Value(node.span, num=-1)), len(x.shape))
-        keep = self.static_bool(kw["keepdims"], "keepdims") if "keepdims" in kw else False
-        if not axes:  # `axis=()`: log(exp(x)) over no axes is x
-            return Value(node.span, ssa=x.ssa)
-        return self.tensor(zk.LogSumExpOp(x.ssa, axes, keep), node.span)
-
-    def norm_call(self, node, args, kwargs) -> Value:
-        self.arity(node, args, 1, 3)
-        kw = self.kwargs(node, kwargs, ("scale", "bias", "axis", "eps"))
-        x = self.float_tensor(args[0], node)
-        scale = args[1] if len(args) > 1 else kw.get("scale")
-        bias = args[2] if len(args) > 2 else kw.get("bias")
-        axes = self.norm_axes(kw, x, node)
-        default_eps = 1e-5 if node.func == "layernorm" else 1e-6
-        eps = self.static_float(kw["eps"], "eps") if "eps" in kw else default_eps
-        if not eps >= 0:
-            raise error("ZK0306", f"eps must be non-negative, got {eps!r}", kw["eps"].span)
-        operands = []
-        for v in (scale, bias):
-            if v is None:
-                operands.append(None)
-                continue
-            if v.is_scalar:
-                v = self.weak(v, x.dtype, node.span)
-            v = self.need_tensor(v, f"`{node.func}` scale/bias")
-            if not dtypes.widens_to(v.dtype, x.dtype):
-                raise error("ZK0303", f"`{node.func}` scale/bias is {v.dtype.name} but the input "
-                            f"is {x.dtype.name}", v.span, help=f"cast it: `{x.dtype.name}(...)`")
-            v = self.cast(v, x.dtype)
-            if zk.broadcast_shapes(v.shape, x.shape) != x.shape:
-                raise error("ZK0302", f"`{node.func}` scale/bias {v.describe()} does not "
-                            f"broadcast to the input {x.describe()}", v.span)
-            operands.append(v)
-        if len(axes) > 1:
-            return composites.norm_over(self, node, x, axes, *operands, eps)
-        cls = zk.LayerNormOp if node.func == "layernorm" else zk.RMSNormOp
-        scale, bias = (v.ssa if v else None for v in operands)
-        return self.tensor(cls(x.ssa, scale, bias, axes[0], eps), node.span)
-
-    def float_tensor(self, v: Value, node: ast.Call) -> Value:
-        v = self.need_tensor(v, f"`{node.func}`")
-        if not v.dtype.is_float:
-            raise error("ZK0308", f"`{node.func}` needs a float tensor, got {v.describe()}",
-                        v.span, help="cast first, e.g. `f32(x)`")
-        return v
-
-    def transpose_call(self, node, args, kwargs) -> Value:
-        self.arity(node, args, 1, 2)
-        kw = self.kwargs(node, kwargs, ("perm",))
-        x = self.need_tensor(args[0], "`transpose`")
-        rank = len(x.shape)
-        perm_v = args[1] if len(args) > 1 else kw.get("perm")
-        if perm_v is None:
-            if rank < 2:
-                raise error("ZK0314", f"`transpose` of {x.describe()}: rank below 2", node.span)
-            perm = [*range(rank - 2), rank - 1, rank - 2]
-        else:
-            raw = self.static_ints(perm_v, "perm")
-            perm = [zk.normalize_axis(p, rank) for p in raw]
-            if None in perm or sorted(perm) != list(range(rank)):
-                raise error("ZK0314", f"perm {raw} is not a permutation of the {rank} axes of "
-                            f"{x.describe()}", perm_v.span)
-        return self.tensor(zk.TransposeOp(x.ssa, perm), node.span)
-
-    def reshape_call(self, node, args, kwargs) -> Value:
-        self.arity(node, args, 2, 2)
-        self.kwargs(node, kwargs, ())
-        x = self.need_tensor(args[0], "`reshape`")
-        raw = self.static_ints(args[1], "shape")
-        total = math.prod(x.shape)
-        if raw.count(-1) > 1 or any(d < 1 and d != -1 for d in raw):
-            raise error("ZK0313", f"reshape target {raw}: dims must be positive, at most one -1",
-                        args[1].span)
-        if -1 in raw:
-            known = math.prod(d for d in raw if d != -1)
-            if total % known:
-                raise error("ZK0309", f"cannot reshape {x.describe()} ({total} elements) to {raw}",
-                            args[1].span)
-            raw = [total // known if d == -1 else d for d in raw]
-        if math.prod(raw) != total:
-            raise error("ZK0309", f"cannot reshape {x.describe()} ({total} elements) to {raw} "
-                        f"({math.prod(raw)} elements)", args[1].span)
-        return self.tensor(zk.ReshapeOp(x.ssa, raw), node.span)
-
-    def broadcast_call(self, node, args, kwargs) -> Value:
-        self.arity(node, args, 2, 2)
-        self.kwargs(node, kwargs, ())
-        shape = self.dims(args[1], "shape")
-        x = args[0]
-        if x.is_scalar:
-            raise error("ZK0312", "`broadcast_to` needs a tensor; cast the literal first, e.g. "
-                        "`broadcast_to(f32(0), (M, N))`", x.span)
-        x = self.need_tensor(x, "`broadcast_to`")
-        if zk.broadcast_shapes(x.shape, shape) != tuple(shape):
-            raise error("ZK0302", f"cannot broadcast {x.describe()} to {shape}", node.span,
-                        help="numpy rules: trailing dimensions must be equal or 1")
-        return self.tensor(zk.BroadcastOp(x.ssa, shape), node.span)
-
-
-_CALLS: dict[str, Callable] = {
-    **{f: _KernelGen.unary_call for f in UNARY_FUNCS},
-    "max": _KernelGen.minmax_call, "min": _KernelGen.minmax_call,
-    "sum": _KernelGen.reduce_call, "mean": _KernelGen.reduce_call,
-    "argmax": _KernelGen.argmax_call, "pow": _KernelGen.pow_call, "clamp": _KernelGen.clamp_call,
-    "where": _KernelGen.where_call, "iota": _KernelGen.iota_call,
-    "concat": _KernelGen.concat_call, "softmax": _KernelGen.softmax_call,
-    "log_softmax": _KernelGen.softmax_call, "logsumexp": _KernelGen.logsumexp_call,
-    "layernorm": _KernelGen.norm_call, "rmsnorm": _KernelGen.norm_call,
-    "transpose": _KernelGen.transpose_call, "reshape": _KernelGen.reshape_call,
-    "broadcast_to": _KernelGen.broadcast_call, "bitcast": _KernelGen.bitcast_call,
-    **composites.CALLS,
-}
-assert set(_CALLS) == set(BUILTINS)
-
-
-def _fold_binary(kind: str, a, b, span: Span):
-    if isinstance(a, bool) or isinstance(b, bool):
-        raise error("ZK0308", "`true`/`false` are not numbers", span)
-    if kind == "div":
-        if b == 0:
-            raise error("ZK0311", "division by zero in a constant expression", span)
-        if isinstance(a, int) and isinstance(b, int) and a % b == 0:
-            return _i64(a // b, span)
-        return _finite(a / b, (a, b), span)
-    return _finite(_i64(SCALAR_BINARY[kind](a, b), span), (a, b), span)
-
-
-def _finite(num, operands, span: Span):
-    """Folding finite constants must not overflow f64 into inf silently (ZK0107)."""
-    if isinstance(num, float) and math.isinf(num) and all(math.isfinite(x) for x in operands):
-        raise error("ZK0107", "this constant expression overflows f64 (beyond about 1.8e308)",
-                    span, help="use smaller constants, or write `inf` if infinity is meant")
-    return num
-
-
-def _i64(num, span: Span):
-    """Integer constants stay within i64, as their literals do: the IR holds no more, and
-    float() of a bigger one overflows."""
-    if isinstance(num, int) and not I64.finite_min <= num <= I64.finite_max:
-        raise error("ZK0311", f"the integer constant {num} does not fit in i64", span,
-                    help="for a large number use a float, e.g. `1e20`")
-    return num
-
-
-def _mix_help(a: DType, b: DType) -> str:
-    wider = "f32" if a.is_float and b.is_float else "i64" if a.is_int and b.is_int else None
-    if wider:
-        return f"cast one side explicitly, e.g. `{wider}(x)`"
-    return "cast the integer side to a float dtype (e.g. `f32(i)`) or the float side to an integer"
 
 
 # ---- kernels and schedules -------------------------------------------------------------------
@@ -930,183 +444,6 @@ def _check_bindable(name: str, span: Span) -> None:
                     help="choose another name")
 
 
-def _apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen: _KernelGen) -> None:
-    arg_attrs: list[dict[str, Attribute]] = [{} for _ in op.body.block.args]
-    first: dict[tuple[str, str], Span] = {}
-
-    def once(key: tuple[str, str], span: Span, what: str) -> None:
-        if key in first:
-            raise error("ZK0407", f"{what} given twice", span,
-                        notes=[Note("first given here", first[key])])
-        first[key] = span
-
-    def resolve(ident: ast.Ident, allow_params: bool = True) -> Value:
-        b = gen.env.get(ident.id)
-        if b is None:
-            names = [n for n, x in gen.env.items() if allow_params or not x.is_param]
-            guess = did_you_mean(ident.id, names)
-            raise CompileError(Diagnostic(
-                "ZK0402", f"kernel `{op.sym_name.data}` has no tensor named `{ident.id}`",
-                ident.span, fixits=typo_fixits(ident.span, ident.id, guess),
-                help=f"did you mean `{guess}`?" if guess else
-                "schedules name parameters or bindings of the kernel"))
-        if not b.value.is_tensor:
-            raise error("ZK0402", f"`{ident.id}` is a compile-time scalar, not a tensor",
-                        ident.span)
-        if not allow_params and isinstance(b.value.ssa.owner, Block):  # a parameter or its alias
-            raise error("ZK0402", f"`{ident.id}` names a parameter; tiles apply to computed values",
-                        ident.span)
-        return b.value
-
-    def set_attr(ident: ast.Ident, key: str, attr: Attribute) -> None:
-        v = resolve(ident).ssa
-        if isinstance(v.owner, Block):
-            arg_attrs[v.index][key] = attr  # a parameter, or a binding that aliases it
-        else:
-            v.owner.attributes[key] = attr
-
-    for d in sched.directives:
-        match d:
-            case ast.TileDirective():
-                v = resolve(d.target, allow_params=False)
-                once(("tile", d.target.id), d.span, f"`tile {d.target.id}`")
-                v.ssa.owner.attributes["zk.tile"] = tile_attr(
-                    v.ssa.owner, d.target.id, d.sizes, d.split_k, d.sizes_span, d.span)
-            case ast.PrecisionDirective():
-                attr = _precision_attr(d)
-                for ident in d.targets:
-                    v = resolve(ident)
-                    once(("precision", ident.id), ident.span, f"precision of `{ident.id}`")
-                    _check_precision(d, ident, v, gen)
-                    set_attr(ident, "zk.precision", attr)
-            case ast.AccumulateDirective():
-                once(("accumulate", ""), d.span, "`accumulate`")
-                if d.dtype.id not in ACCUMULATE_DTYPES:
-                    raise error("ZK0409", f"cannot accumulate in `{d.dtype.id}`", d.dtype.span,
-                                help="accumulate takes one of " + ", ".join(ACCUMULATE_DTYPES))
-                op.attributes["zk.accumulate"] = dtypes.to_xdsl(dtypes.DTYPES[d.dtype.id])
-                if d.option is not None:
-                    if d.option.id not in ACCUMULATE_OPTIONS:
-                        guess = did_you_mean(d.option.id, ACCUMULATE_OPTIONS)
-                        raise error("ZK0409", f"unknown accumulate option `{d.option.id}`",
-                                    d.option.span, help=(f"did you mean `{guess}`? " if guess
-                                                         else "") + "options: fp8_fast")
-                    if d.dtype.id != "f32":
-                        raise error("ZK0409", f"`{d.option.id}` emulates FP8 tensor cores, which "
-                                    "promote partial sums to f32", d.option.span,
-                                    help=f"write `accumulate f32 {d.option.id}`")
-                    op.attributes["zk.accumulate_mode"] = StringAttr(d.option.id)
-            case ast.PlaceDirective():
-                stacks = d.stacks or []
-                if len(set(stacks)) != len(stacks):
-                    raise error("ZK0405", f"stacks {stacks} names a stack twice", d.span)
-                for ident in d.targets:
-                    resolve(ident)
-                    once(("place", ident.id), ident.span, f"placement of `{ident.id}`")
-                    set_attr(ident, "zk.place", zk.PlaceAttr(d.memory, stacks))
-            case ast.BuffersDirective():
-                once(("buffers", ""), d.span, "`buffers`")
-                if not 1 <= d.count <= MAX_BUFFERS:
-                    raise error("ZK0406", f"buffers {d.count}: the multi-buffering depth must be "
-                                f"1..{MAX_BUFFERS}", d.span)
-                op.attributes["zk.buffers"] = IntegerAttr(d.count, 64)
-    if any(arg_attrs):
-        from xdsl.dialects.builtin import ArrayAttr
-
-        op.arg_attrs = ArrayAttr([DictionaryAttr(a) for a in arg_attrs])
-
-
-def tile_attr(op: Operation, name: str, sizes: Sequence[int], split_k: int | None,
-              sizes_span: Span | None = None, span: Span | None = None) -> zk.TileAttr:
-    """`tile NAME [sizes] split_k N`, checked against the op NAME binds (ZK0403): three sizes
-    [M, N, K] for a matmul and its epilogue, else one per dimension of the value."""
-    rooted = zk.matmul_feeding(op) is not None
-    shape = tuple(op.results[0].type.get_shape())
-    want = 3 if rooted else len(shape)
-    what = ("[M, N, K] for a matmul and its epilogue" if rooted
-            else f"one per dimension of {list(shape)}")
-    if len(sizes) != want:
-        raise error("ZK0403", f"`tile {name}` needs {want} size{'s' * (want != 1)} ({what}), "
-                    f"got {len(sizes)}", sizes_span)
-    if any(not 1 <= s <= MAX_TILE for s in sizes):
-        raise error("ZK0403", f"tile sizes must be between 1 and {MAX_TILE}", sizes_span)
-    if split_k is not None and (not rooted or not 1 <= split_k <= 1024):
-        raise error("ZK0403", "split_k applies to matmuls and must be 1..1024"
-                    if rooted else f"`{name}` is not a matmul: no split_k", span)
-    loc = (FileLineColLoc(StringAttr(span.file), IntAttr(span.line), IntAttr(span.col))
-           if span is not None else None)
-    return zk.TileAttr(sizes, split_k or 1, loc)
-
-
-def _precision_attr(d: ast.PrecisionDirective) -> zk.PrecisionAttr:
-    if d.dtype.id not in PRECISION_DTYPES:
-        guess = DTYPE_ALIASES.get(d.dtype.id.lower()) or did_you_mean(d.dtype.id, PRECISION_DTYPES)
-        raise error("ZK0404", f"`precision ... as {d.dtype.id}`: not a precision dtype",
-                    d.dtype.span, help=(f"did you mean `{guess}`? " if guess else "")
-                    + "precision takes " + ", ".join(PRECISION_DTYPES))
-    dt = dtypes.DTYPES[d.dtype.id]
-    mode = d.mode.id if d.mode else ("tensor" if dt.is_low_precision else "none")
-    if mode not in SCALE_MODES:
-        guess = did_you_mean(mode, SCALE_MODES)
-        raise error("ZK0404", f"unknown scale mode `{mode}`", d.mode.span,
-                    help=(f"did you mean `{guess}`? " if guess else "")
-                    + "modes: tensor, channel(axis), block(rows, cols), mx, nvfp4")
-    if len(d.mode_args) != SCALE_MODES[mode]:
-        raise error("ZK0404", f"scale mode `{mode}` takes {SCALE_MODES[mode]} argument"
-                    f"{'s' if SCALE_MODES[mode] != 1 else ''}, got {len(d.mode_args)}", d.span)
-    if mode == "nvfp4" and dt.name != "f4E2M1FN":
-        raise error("ZK0404", "scale mode `nvfp4` needs `as f4E2M1FN`", d.dtype.span)
-    if mode == "mx" and not dt.is_low_precision:
-        raise error("ZK0404", "scale mode `mx` needs an FP8 or FP4 dtype", d.dtype.span)
-    if mode != "none" and not dt.is_low_precision:
-        raise error("ZK0404", f"{dt.name} needs no scale: drop `scale {mode}`", d.mode.span)
-    if mode == "block" and any(a < 1 for a in d.mode_args):
-        raise error("ZK0404", f"block sizes must be positive, got {d.mode_args}", d.span)
-    option = d.mode_option.id if d.mode_option else ""
-    choices = zk.SCALE_OPTIONS.get(mode, ())
-    if option and option not in choices:
-        raise error("ZK0404", f"scale mode `{mode}` has no option `{option}`",
-                    d.mode_option.span, help=f"`{mode}` takes " + " or ".join(choices)
-                    if choices else f"`{mode}` takes no option")
-    return zk.PrecisionAttr(dtypes.to_xdsl(dt), mode, d.mode_args,
-                            "" if option == next(iter(choices), "") else option)
-
-
-def _check_precision(d: ast.PrecisionDirective, ident: ast.Ident, v: Value,
-                     gen: _KernelGen) -> None:
-    """Checks that need the tensor: rank, block tiling, and contraction-axis modes."""
-    mode = d.mode.id if d.mode else "tensor"
-    if not v.dtype.is_float:
-        raise error("ZK0404", f"`{ident.id}` is {v.describe()}; precision applies to floats",
-                    ident.span)
-    shape = v.shape
-    if mode == "channel":
-        gen.axis(d.mode_args[0], len(shape), d.mode.span)
-    if mode == "block":
-        rows, cols = d.mode_args
-        if len(shape) < 2 or shape[-2] % rows or shape[-1] % cols:
-            raise error("ZK0404", f"scale block({rows}, {cols}) does not tile `{ident.id}` of "
-                        f"shape {list(shape)}", d.span,
-                        help="block sizes must divide the last two dimensions")
-    if mode in ("mx", "nvfp4"):
-        group = 32 if mode == "mx" else 16
-        axis = zk.contraction_axis(v.ssa)
-        if axis is None:
-            raise error("ZK0404", f"scale mode `{mode}` blocks along the contraction axis, but "
-                        f"`{ident.id}` is not an operand of a matmul", ident.span)
-        if shape[axis] % group:
-            raise error("ZK0404", f"scale mode `{mode}` needs the contraction dim of "
-                        f"`{ident.id}` ({shape[axis]}) to be a multiple of {group}", ident.span)
-        others = zk.uses_besides_matmuls(v.ssa)
-        if others:
-            raise error("ZK0801", f"scale mode `{mode}` blocks `{ident.id}` along the contraction "
-                        f"axis of its matmul, but `{ident.id}` is also used by "
-                        f"`{others[0].name}`", ident.span,
-                        notes=[Note("used here", span_of(others[0]))],
-                        help=f"quantise a copy for the matmul (`{ident.id}_mm = {ident.id} * 1` "
-                        "in the kernel), or choose `scale tensor`, `channel` or `block`")
-
-
 def generate(module: ast.Module, defines: dict[str, int] | None = None,
              kernel: str | None = None) -> ModuleOp:
     """Build a verified `builtin.module` of `zk.kernel`s (all, or the one named `kernel`)."""
@@ -1149,6 +486,6 @@ def generate(module: ast.Module, defines: dict[str, int] | None = None,
     for k in chosen:
         op, gen = _kernel(k, defines)
         if k.name in schedules:
-            _apply_schedule(schedules[k.name], op, gen)
+            apply_schedule(schedules[k.name], op, gen)
         ops.append(op)
     return ModuleOp(ops)
