@@ -417,7 +417,8 @@ class Grid:
         # The block was built with index args then ins; outs come last, as tile.grid wants.
         assert len(block.args) == n + len(self.ins) + len(outs)
         grid = tile.GridOp(shape, role, self.ins, outs, Region(block))
-        used: dict[str, Attribute] = {"tile": DenseArrayBase.from_list(i64, list(shape_of(stores[0][0])))}
+        result_tile = list(shape_of(stores[0][0]))
+        used: dict[str, Attribute] = {"tile": DenseArrayBase.from_list(i64, result_tile)}
         if step is not None:
             used["step"] = IntegerAttr(step, 64)
         grid.attributes[TILE_SIZES] = DictionaryAttr(used)

@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 
 from xdsl.dialects import arith
-from xdsl.dialects.builtin import TensorType, StringAttr
+from xdsl.dialects.builtin import StringAttr, TensorType
 from xdsl.ir import Attribute, Operation, SSAValue
 from zhenwu_cc.dialects import dtypes, tile, zk
 from zhenwu_cc.dialects.loc import span_of
@@ -52,6 +52,8 @@ class _Deeper(Exception):
 
 
 class KernelTiler:
+    """Cuts one `zk.kernel` into `tile.grid`s (see passes/tile.py's docstring)."""
+
     def __init__(self, kernel: zk.KernelOp, target):
         self.kernel = kernel
         self.target = target
