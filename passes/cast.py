@@ -36,9 +36,11 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
+from xdsl.transforms.dead_code_elimination import is_trivially_dead
+from zhenwu_cc.core.attrs import HOST_ATTR
 from zhenwu_cc.dialects import dtypes, zk
 from zhenwu_cc.dialects.loc import span_of
-from zhenwu_cc.runtime.precision import HOST_ATTR
 
 from zhenwu_cc.diagnostics import error
 
@@ -90,7 +92,8 @@ class _Caster:
         self.signature()
         for mm in [op for op in self.block.ops if isinstance(op, zk.MatmulOp)]:
             self.fuse(mm)
-        _erase_dead(self.block)
+        PatternRewriteWalker(EraseDeadOperandCopies(), apply_recursively=False,
+                             walk_reverse=True).rewrite_region(self.kernel.body)
         self.check_fast_accumulate()
 
     # -- parameters: stored quantised, dequantised in the body --
@@ -241,12 +244,13 @@ def _fresh(name: str, used: set[str | None]) -> str:
     return name
 
 
-def _erase_dead(block) -> None:
-    """Drop the casts and transposes that rewiring matmul operands left without uses."""
-    for op in reversed(list(block.ops)):
-        if isinstance(op, (zk.CastOp, zk.TransposeOp)) and not op.results[0].uses:
-            op.detach()
-            op.erase()
+class EraseDeadOperandCopies(RewritePattern):
+    """Drop the casts and transposes that rewiring matmul operands left without uses. Not a
+    whole dce: a dead binding the user wrote must reach `tile`, which refuses its directive."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /) -> None:
+        if isinstance(op, (zk.CastOp, zk.TransposeOp)) and is_trivially_dead(op):
+            rewriter.erase(op)
 
 
 @dataclass(frozen=True)

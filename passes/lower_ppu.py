@@ -9,6 +9,10 @@ target's compute units; its body allocates each SRAM buffer that `alloc-sram` de
 buffer's life starts (a `ppu.slot` per step for multi-buffered ones), moves tiles with DMA and
 computes into those buffers. Consecutive loads share one `ppu.wait`, placed before the first op
 that needs them. Every op made carries the location of the op it comes from.
+
+What the cost model needs from the compiler is in the program it reads (core/attrs.py): the
+`ppu.kernel` keeps the `zk.kernel`'s attributes, among them `USEFUL_FLOPS` (the source matmuls'
+FLOPs that `tile` counted), and each `ppu.launch` its grid's `TILE_SIZES`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
+from zhenwu_cc.core.attrs import TILE_SIZES
 from zhenwu_cc.dialects import ppu, tile, zk
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.passes.alloc_sram import Placement, placement_of, root_of
@@ -187,8 +192,8 @@ class _Lowering:
         for res, value in zip(g.res, g.outs):
             self.values[res] = self.values[value]
         launch = self.emit(ppu.LaunchOp(g.grid_shape, self.cus, g.role.data, Region(body)), g)
-        if "tile.sizes" in g.attributes:  # the tiles it runs, for reports
-            launch.attributes["tile.sizes"] = g.attributes["tile.sizes"]
+        if TILE_SIZES in g.attributes:  # the tiles it runs, for reports and cost
+            launch.attributes[TILE_SIZES] = g.attributes[TILE_SIZES]
         outer, self.b = self.b, Builder(InsertPoint.at_end(body))
         self.allocs = {}
         self.anchors = _anchors(g)

@@ -15,11 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from zhenwu_cc.core.attrs import HOST_ATTR
 from zhenwu_cc.dialects import zk
 from zhenwu_cc.dialects.dtypes import DType
 from zhenwu_cc.runtime import numerics
-
-HOST_ATTR = "zk.quantized_from"  # on a kernel argument the host fills by quantising a parameter
 
 
 @dataclass(frozen=True)

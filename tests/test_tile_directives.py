@@ -10,7 +10,7 @@ from conftest import EXAMPLES
 import zhenwu_cc
 from zhenwu_cc.diagnostics import CompileError
 from zhenwu_cc.dialects import zk
-from zhenwu_cc.passes.tile import used_tiles
+from zhenwu_cc.core.attrs import used_tiles
 
 
 def _directives(compiled) -> dict[str, tuple[int, ...]]:

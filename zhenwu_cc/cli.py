@@ -141,9 +141,9 @@ def dump_pipeline(passes) -> None:
 
 def grid_tiles(module) -> list[dict]:
     """Per grid (`tile.grid` or `ppu.launch`, in order) of each kernel: where it comes from and
-    the tiles it runs (`passes.tile.used_tiles`); `[]` before the `tile` pass."""
+    the tiles it runs (`core.attrs.used_tiles`); `[]` before the `tile` pass."""
     from zhenwu_cc.dialects.loc import loc_text
-    from zhenwu_cc.passes.tile import used_tiles
+    from zhenwu_cc.core.attrs import used_tiles
 
     return [{"kernel": k.sym_name.data, "role": op.role.data, "loc": loc_text(op),
              "grid": list(op.grid_shape), "tile": used}

@@ -3,8 +3,8 @@
 Counts are exact: a DMA's bytes are summed over every tile it moves, with edge tiles clipped to
 the tensor (tile indices are evaluated over the whole grid and loop with numpy, the way the
 executor addresses them); compute is counted on whole tiles, as the engines run them. The
-kernel's useful FLOPs (for achieved TFLOP/s) come from the `zk.flops` attribute that the `tile`
-pass records from the source-level matmuls.
+kernel's useful FLOPs (for achieved TFLOP/s) come from its `USEFUL_FLOPS` attribute (core/attrs.py:
+the `tile` pass records them from the source-level matmuls, `lower-ppu` carries them over).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import numpy as np
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import DictionaryAttr, MemRefType
 from xdsl.ir import Operation, SSAValue
+from zhenwu_cc.core.attrs import USEFUL_FLOPS, used_tiles
 from zhenwu_cc.dialects import dtypes, ppu, zk
 from zhenwu_cc.dialects.loc import loc_text
-from zhenwu_cc.passes.tile import used_tiles
 from zhenwu_cc.runtime.cost.workload import Phase, Tensor, TileSizes, Work, Workload
 
 _INDEX_FNS = {arith.AddiOp: np.add, arith.SubiOp: np.subtract, arith.MuliOp: np.multiply,
@@ -199,7 +199,7 @@ def workload_of(kernel: ppu.KernelOp) -> Workload:
     written: set[str] = set()
     phases = tuple(_phase(op, names, written) for op in kernel.body.block.ops
                    if isinstance(op, ppu.LaunchOp))
-    flops = kernel.attributes.get("zk.flops")
+    flops = kernel.attributes.get(USEFUL_FLOPS)
     useful = ({k: v.value.data for k, v in flops.data.items()}
               if isinstance(flops, DictionaryAttr) else {})
     return Workload(kernel.sym_name.data, phases, names.tensors, useful)

@@ -1,0 +1,1 @@
+"""The `tile` pass's helpers (passes/tile.py), one idea per module."""

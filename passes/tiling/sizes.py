@@ -1,0 +1,140 @@
+"""Tile-size choice for the `tile` pass: the schedule's `tile` directive where there is one,
+else a heuristic that fits the target's SRAM (whole rows for elementwise grids, a few rows and
+long chunks for reductions, the largest matmul tiles that fit and a split of K that fills the
+compute units); and how sizes shrink when a grid's buffers do not fit after all."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from xdsl.ir import Operation, SSAValue
+from zhenwu_cc.dialects import zk
+from zhenwu_cc.passes.tiling.requests import shape_of
+from zhenwu_cc.passes.tiling.scales import mma_dtype
+
+DEFAULT_TK = 64
+MIN_SPLIT_K_CHUNK = 256  # each split-K part reduces at least this many K elements
+TILE_CHOICES = (256, 128, 64, 32, 16, 8, 4, 2, 1)
+
+
+def tile_budget(target) -> int:
+    """Elements one tile may hold: SRAM shared by ~8 live tiles of 4-byte values."""
+    return pow2_floor(max(1024, target.sram_per_cu // (4 * 8)))
+
+
+def grid_sizes(v: SSAValue, directive: Operation | None, budget: int) -> tuple[int, ...]:
+    """Tile sizes for a grid over `v`: the `directive`'s, else whole rows that fit `budget`."""
+    shape = shape_of(v)
+    if directive is not None:
+        sizes = directive.attributes["zk.tile"].values
+        return tuple(min(s, d) for s, d in zip(sizes, shape))
+    if not shape:
+        return ()
+    sizes = [1] * len(shape)
+    sizes[-1] = min(shape[-1], budget)
+    if len(shape) >= 2:
+        rows = max(1, budget // sizes[-1])
+        sizes[-2] = min(shape[-2], pow2_floor(rows))
+    return tuple(sizes)
+
+
+def reduction_sizes(v: SSAValue, axis: int, keep: bool, directive: Operation | None
+                    ) -> tuple[int, ...]:
+    """Output tiles of a reduction grid: a few rows (or a run of columns when the reduced
+    axis is not the last), leaving the tile budget to long chunks of the reduced axis."""
+    shape = shape_of(v)
+    if directive is not None:
+        sizes = directive.attributes["zk.tile"].values
+        return tuple(min(s, d) for s, d in zip(sizes, shape))
+    in_rank = len(shape) + (0 if keep else 1)
+    kept = [d for d in range(in_rank) if d != axis]
+    sizes = [1] * in_rank
+    if kept:
+        inner = kept[-1]
+        sizes[inner] = min(shape_of(v.owner.input)[inner], 8 if axis == in_rank - 1 else 64)
+    if not keep:
+        del sizes[axis]
+    return tuple(sizes)
+
+
+def matmul_sizes(mm: zk.MatmulOp, carrier: Operation | None, target, buffers: int,
+                 k_multiple: int) -> tuple[int, int, int, int]:
+    """(tm, tn, tk, split) from the directive on `carrier`, or chosen to fit the target's SRAM
+    (with `buffers` slots per operand tile, a K tile that is a multiple of `k_multiple`) and
+    fill its compute units."""
+    m, n = shape_of(mm.result)[-2:]
+    k = shape_of(mm.lhs)[-1]
+    if carrier is not None:
+        attr = carrier.attributes["zk.tile"]
+        tm, tn, tk = attr.values
+        return min(tm, m), min(tn, n), min(tk, k), attr.split_k.data
+    elem = max(mma_dtype(mm).nbytes(1), 1)
+    tk = min(k, align_up([DEFAULT_TK], [k_multiple])[0])
+    sram = target.sram_per_cu
+    best = None
+    for tm in TILE_CHOICES:
+        for tn in TILE_CHOICES:
+            tm_, tn_ = min(tm, _pow2_ceil(m)), min(tn, _pow2_ceil(n))
+            need = (tm_ * tk + tk * tn_) * elem * buffers + tm_ * tn_ * 4 * 2
+            if need <= sram and (best is None or tm_ * tn_ > best[0] * best[1]):
+                best = (tm_, tn_)
+    tm, tn = best or (16, 16)
+    tm, tn = min(tm, m), min(tn, n)
+    batch = math.prod(shape_of(mm.result)[:-2])
+    tiles = batch * -(-m // tm) * -(-n // tn)
+    split = 1
+    cus = target.compute_units
+    if tiles < cus and k >= 2 * MIN_SPLIT_K_CHUNK:
+        split = max(1, min(-(-cus // tiles), k // MIN_SPLIT_K_CHUNK))
+    return tm, tn, tk, split
+
+
+def align_up(sizes: Sequence[int], need: Sequence[int]) -> tuple[int, ...]:
+    """Each size rounded down to a multiple of its `need` (at least one multiple)."""
+    return tuple(max(m, t - t % m) for t, m in zip(sizes, need))
+
+
+def shrink_aligned(sizes: tuple[int, ...], need: Sequence[int]) -> tuple[int, ...] | None:
+    """Halve the largest size that can shrink and stay a multiple of its `need`."""
+    for d in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i)):
+        half = align_up([-(-sizes[d] // 2)], [need[d]])[0]
+        if half < sizes[d]:
+            return sizes[:d] + (half,) + sizes[d + 1:]
+    return None
+
+
+def halve_largest(sizes: tuple[int, ...]) -> tuple[int, ...] | None:
+    if max(sizes, default=1) <= 1:
+        return None
+    d = max(range(len(sizes)), key=lambda i: (sizes[i], -i))
+    return tuple(-(-s // 2) if i == d else s for i, s in enumerate(sizes))
+
+
+def halve_matmul(sizes: tuple[int, int, int], k_multiple: int = 1
+                  ) -> tuple[int, int, int] | None:
+    """Shrink output tiles first (down to 16), then the K step (down to 16, keeping it a
+    multiple of `k_multiple`)."""
+    tm, tn, tk = sizes
+    if max(tm, tn) > 16:
+        return (-(-tm // 2), tn, tk) if tm >= tn else (tm, -(-tn // 2), tk)
+    if tk > 16 and -(-tk // 2) % k_multiple == 0:
+        return tm, tn, -(-tk // 2)
+    return None
+
+
+def k_steps(mm: zk.MatmulOp, tk: int) -> int:
+    return -(-shape_of(mm.lhs)[-1] // tk)
+
+
+def divisor_at_most(n: int, limit: int) -> int:
+    """The largest divisor of n not above limit (split-K parts must be equal)."""
+    return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)
+
+
+def pow2_floor(n: int) -> int:
+    return 1 << (max(n, 1).bit_length() - 1)
+
+
+def _pow2_ceil(n: int) -> int:
+    return 1 << (max(n, 1) - 1).bit_length()
