@@ -33,6 +33,7 @@ from zhenwu_cc.dialects.loc import span_of
 
 from zhenwu_cc.diagnostics import CompileError, Note, error
 from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, Buffer, GridPlan, plan_grid, root_of
+from zhenwu_cc.runtime.target import DEFAULT_TARGET, load_target
 
 
 class Placement(NamedTuple):
@@ -129,7 +130,7 @@ class AllocSramPass(ModulePass):
     name = "alloc-sram"
 
     sram_bytes: int = 0  # SRAM per compute unit; 0 = the target's
-    target: str = "m890"
+    target: str = DEFAULT_TARGET
     alignment: int = 128
 
     def __post_init__(self) -> None:
@@ -139,7 +140,6 @@ class AllocSramPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         capacity, source = self.sram_bytes, "the `sram-bytes` option"
         if not capacity:
-            from zhenwu_cc.runtime.target import load_target
 
             capacity, source = load_target(self.target).sram_per_cu, f"target `{self.target}`"
         for kernel in op.walk():

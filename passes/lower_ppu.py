@@ -39,6 +39,7 @@ from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.passes.alloc_sram import Placement, placement_of, root_of
 
 from zhenwu_cc.diagnostics import error
+from zhenwu_cc.runtime.target import DEFAULT_TARGET, load_target
 
 REDUCTIONS = {zk.ReduceSumOp: "sum", zk.ReduceMaxOp: "max", zk.ReduceMinOp: "min"}
 
@@ -360,7 +361,7 @@ class LowerPpuPass(ModulePass):
 
     name = "lower-ppu"
 
-    target: str = "m890"
+    target: str = DEFAULT_TARGET
     cus: int = 0  # compute units a launch spreads over; 0 = the target's
 
     def __post_init__(self) -> None:
@@ -370,7 +371,6 @@ class LowerPpuPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         cus = self.cus
         if not cus:
-            from zhenwu_cc.runtime.target import load_target
 
             cus = load_target(self.target).compute_units
         for kernel in [k for k in op.walk() if isinstance(k, zk.KernelOp)]:

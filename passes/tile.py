@@ -55,6 +55,7 @@ from zhenwu_cc.passes.decompose import COMPOSITES
 from zhenwu_cc.passes.tiling.kernel import KernelTiler
 from zhenwu_cc.passes.tiling.requests import shape_of
 from zhenwu_cc.passes.tiling.scales import mma_dtype
+from zhenwu_cc.runtime.target import DEFAULT_TARGET, load_target
 
 
 class SplitMultiAxisReduction(RewritePattern):
@@ -106,10 +107,9 @@ class TilePass(ModulePass):
     """Cut every `zk.kernel` into `tile.grid`s (see the module docstring)."""
 
     name = "tile"
-    target: str = "m890"
+    target: str = DEFAULT_TARGET
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from zhenwu_cc.runtime.target import load_target
 
         target = load_target(self.target)
         for kernel in list(op.walk()):

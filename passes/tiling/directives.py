@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from xdsl.dialects.builtin import DenseArrayBase, DictionaryAttr, FileLineColLoc, StringAttr, i64
+from xdsl.dialects.builtin import DenseArrayBase, DictionaryAttr, StringAttr, i64
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.core.attrs import TILE_SIZES
 from zhenwu_cc.dialects import tile, zk
-from zhenwu_cc.dialects.loc import span_of
-from zhenwu_cc.diagnostics import Note, Span, error
+from zhenwu_cc.dialects.loc import span_at, span_of
+from zhenwu_cc.diagnostics import Note, error
 from zhenwu_cc.passes.tiling.requests import shape_of
 
 
@@ -43,7 +43,7 @@ class Directives:
             attr = op.attributes["zk.tile"]
             name = op.results[0].name_hint or "this value"
             written = f"`tile {name} {list(attr.values)}`"
-            span = _loc_span(attr.loc) or span_of(op)
+            span = span_at(attr.loc) or span_of(op)  # the schedule line, else the binding's
             notes = [Note(f"`{name}` is computed here", span_of(op))] if span_of(op) else []
             roots = self.computed_in.get(op, [])
             others = [self.sized_by[r] for r in roots if r in self.sized_by]
@@ -91,13 +91,6 @@ def record_directive(grid: tile.GridOp, directive: Operation | None) -> None:
 
 def _ints_attr(values: Sequence[int]) -> DenseArrayBase:
     return DenseArrayBase.from_list(i64, list(values))
-
-
-def _loc_span(loc) -> Span | None:
-    """The schedule line a directive came from (unknown for IR written by hand)."""
-    if isinstance(loc, FileLineColLoc):
-        return Span.point(loc.filename.data, loc.line.data, loc.column.data)
-    return None
 
 
 def _why_unused(op: Operation, roots: Sequence[SSAValue | None]) -> str:
