@@ -187,6 +187,10 @@ class StoreOp(_WindowOp):
         grid = enclosing_grid(self)
         _check(grid is not None and self.dest in grid.out_args,
                "tile.store writes to an `outs` argument of its tile.grid")
+        owner = self.value.owner
+        where = owner if isinstance(owner, Operation) else owner.parent_op()
+        _check(where is not None and grid.is_ancestor(where),
+               "tile.store stores a tile computed inside its tile.grid")
 
 
 @irdl_op_definition

@@ -43,6 +43,7 @@ from zhenwu_cc.dialects import dtypes, zk
 from zhenwu_cc.dialects.loc import span_of
 
 from zhenwu_cc.diagnostics import error
+from zhenwu_cc.passes.stages import require_untiled
 
 F32 = dtypes.to_xdsl(dtypes.F32)
 SCALE_NAMES = ("", "_scale", "_tensor_scale")  # argument names: values, scales, tensor scale
@@ -79,11 +80,18 @@ class _Caster:
         self.start = self.block.first_op  # dequantised parameters go before it, in order
 
     def run(self) -> None:
+        require_untiled(self.kernel, "cast")
         targets = [(a, attrs.pop("zk.precision")) for a, attrs in self.attrs.items()
                    if "zk.precision" in attrs]
         targets += [(op.results[0], op.attributes.pop("zk.precision")) for op in self.block.ops
                     if "zk.precision" in op.attributes]
         axes = {v: zk.contraction_axis(v) for v, p in targets if p.mode.data in zk.AXIS_GROUPS}
+        for v, p in targets:
+            if p.mode.data in zk.AXIS_GROUPS and axes[v] is None:  # the front end checks this;
+                raise error("ZK0404", f"`{p.mode.data}` scales block along the axis a matmul "
+                            "contracts, but this value is not contracted along exactly one axis",
+                            span_of(v.owner) if isinstance(v.owner, Operation) else span_of(self.kernel),
+                            help="use `tensor`, `channel` or `block` scaling")
         for value, p in targets:
             if isinstance(value, BlockArgument):
                 self.parameter(value, p, axes.get(value))

@@ -56,6 +56,7 @@ from zhenwu_cc.passes.tiling.kernel import KernelTiler
 from zhenwu_cc.passes.tiling.requests import shape_of
 from zhenwu_cc.passes.tiling.scales import mma_dtype
 from zhenwu_cc.runtime.target import DEFAULT_TARGET, load_target
+from zhenwu_cc.passes.stages import require_untiled
 
 
 class SplitMultiAxisReduction(RewritePattern):
@@ -114,7 +115,7 @@ class TilePass(ModulePass):
         target = load_target(self.target)
         for kernel in list(op.walk()):
             if isinstance(kernel, zk.KernelOp):
-                _check_untiled(kernel)
+                require_untiled(kernel, "tile")
                 _check_primitives(kernel)
                 _record_flops(kernel)
                 split_multi_axis_reductions(kernel)
@@ -134,16 +135,6 @@ def _record_flops(kernel: zk.KernelOp) -> None:
     if flops:
         kernel.attributes[USEFUL_FLOPS] = DictionaryAttr(
             {k: IntegerAttr(v, 64) for k, v in sorted(flops.items())})
-
-
-def _check_untiled(kernel: zk.KernelOp) -> None:
-    """`tile` takes `zk` IR: a kernel it has already cut into grids is a diagnostic (ZK1004)."""
-    for op in kernel.body.block.ops:
-        if op.dialect_name() in ("tile", "ppu"):
-            raise error("ZK1004", f"the `tile` pass expects `zk` IR, but kernel "
-                        f"`{kernel.sym_name.data}` is already tiled (it holds `{op.name}`)",
-                        span_of(op), help="run `tile` once, on the IR that `compile --emit zk` "
-                        "prints")
 
 
 def _check_primitives(kernel: zk.KernelOp) -> None:

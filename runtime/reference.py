@@ -27,6 +27,7 @@ and `summarize`. The executor does not import this module.
 from __future__ import annotations
 
 import io
+import lzma
 import math
 import zipfile
 import zlib
@@ -563,6 +564,13 @@ def ensure_host_memory(kernel: zk.KernelOp, mode: str) -> None:
 
 
 # ---- .npz files of a run ------------------------------------------------------------------------
+# What a damaged or hostile archive raises from zipfile and the decompressors: a bad header,
+# an unsupported zip version or compression method (NotImplementedError), an encrypted entry
+# (RuntimeError), a broken stream (zlib.error, lzma.LZMAError, OSError for bz2, EOFError).
+ZIP_ERRORS = (ValueError, EOFError, OSError, NotImplementedError, RuntimeError,
+              zipfile.BadZipFile, zlib.error, lzma.LZMAError)
+
+
 class InputsFile:
     """An .npz archive of a run's inputs, checked from its members' .npy headers before a byte of
     array data is read, so that a lying header or a zip bomb costs nothing.
@@ -599,7 +607,7 @@ class InputsFile:
             return zipfile.ZipFile(self.path)
         except OSError as exc:
             raise self.fail(exc.strerror or str(exc)) from None
-        except (zipfile.BadZipFile, EOFError, ValueError):
+        except ZIP_ERRORS:
             raise self.fail("not an .npz archive") from None
 
     def _headers(self, zf: zipfile.ZipFile) -> dict[str, tuple[zipfile.ZipInfo, np.dtype, tuple]]:
@@ -635,8 +643,7 @@ class InputsFile:
                     fmt.read_array_header_2_0
                 shape, _, dtype = read(f)
                 header = f.tell()
-        except (ValueError, EOFError, OSError, NotImplementedError, zipfile.BadZipFile,
-                zlib.error) as exc:
+        except ZIP_ERRORS as exc:
             raise self.fail(f"`{info.filename}` is not an .npy array ({exc})") from None
         if dtype.hasobject:
             raise self.fail(f"`{info.filename}` holds Python objects, which are not read "
@@ -655,7 +662,7 @@ class InputsFile:
                 try:
                     with zf.open(info) as f:
                         out[name] = np.lib.format.read_array(f, allow_pickle=False)
-                except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+                except ZIP_ERRORS as exc:
                     raise self.fail(f"corrupt archive ({exc})") from None
         return out
 

@@ -46,14 +46,20 @@ def _check_nesting(text: str, file: str, line_offset: int) -> None:
 
 def _parse(ctx, text: str, file: str, line_offset: int):
     from xdsl.parser import Parser
-    from xdsl.utils.exceptions import ParseError
+    from xdsl.utils.exceptions import ParseError, VerifyException
 
     _check_nesting(text, file, line_offset)
+    parser = Parser(ctx, text, file)
     try:
-        return Parser(ctx, text, file).parse_module()
+        return parser.parse_module()
     except ParseError as exc:
         loc = exc.span.get_location()
         raise error("ZK1001", exc.msg, Span.point(file, loc.line + line_offset, loc.col)) from None
+    except VerifyException as exc:  # an attribute or type is verified as it is parsed
+        pos = min(parser.pos, len(text))
+        line = text.count("\n", 0, pos) + 1
+        col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        raise error("ZK1001", str(exc), Span.point(file, line + line_offset, col)) from None
 
 
 def _verify_input(module) -> None:
