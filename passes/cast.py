@@ -36,6 +36,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
+from zhenwu_cc.core import attrs as attr_names
 from zhenwu_cc.dialects import dtypes, zk
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.runtime.precision import HOST_ATTR
@@ -77,10 +78,10 @@ class _Caster:
         self.start = self.block.first_op  # dequantised parameters go before it, in order
 
     def run(self) -> None:
-        targets = [(a, attrs.pop("zk.precision")) for a, attrs in self.attrs.items()
-                   if "zk.precision" in attrs]
-        targets += [(op.results[0], op.attributes.pop("zk.precision")) for op in self.block.ops
-                    if "zk.precision" in op.attributes]
+        targets = [(a, attrs.pop(attr_names.PRECISION)) for a, attrs in self.attrs.items()
+                   if attr_names.PRECISION in attrs]
+        targets += [(op.results[0], op.attributes.pop(attr_names.PRECISION))
+                    for op in self.block.ops if attr_names.PRECISION in op.attributes]
         axes = {v: zk.contraction_axis(v) for v, p in targets if p.mode.data in zk.AXIS_GROUPS}
         for value, p in targets:
             if isinstance(value, BlockArgument):
@@ -208,7 +209,7 @@ class _Caster:
             mm.operands[index] = value
 
     def check_fast_accumulate(self) -> None:
-        mode = self.kernel.attributes.get("zk.accumulate_mode")
+        mode = self.kernel.attributes.get(attr_names.ACCUMULATE_MODE)
         if not isinstance(mode, StringAttr) or mode.data != "fp8_fast":
             return
         for mm in self.block.walk():

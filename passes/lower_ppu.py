@@ -22,9 +22,10 @@ from xdsl.dialects.builtin import DenseArrayBase, IndexType, MemRefType, ModuleO
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
+from zhenwu_cc.core import attrs
 from zhenwu_cc.dialects import ppu, tile, zk
 from zhenwu_cc.dialects.loc import span_of
-from zhenwu_cc.passes.alloc_sram import Placement, placement_of, root_of
+from zhenwu_cc.dialects.tile import Placement, placement_of, root_of
 
 from zhenwu_cc.diagnostics import error
 
@@ -180,8 +181,8 @@ class _Lowering:
         for res, value in zip(g.res, g.outs):
             self.values[res] = self.values[value]
         launch = self.emit(ppu.LaunchOp(g.grid_shape, self.cus, g.role.data, Region(body)), g)
-        if "tile.sizes" in g.attributes:  # the tiles it runs, for reports
-            launch.attributes["tile.sizes"] = g.attributes["tile.sizes"]
+        if attrs.TILE_SIZES in g.attributes:  # the tiles it runs, for reports
+            launch.attributes[attrs.TILE_SIZES] = g.attributes[attrs.TILE_SIZES]
         outer, self.b = self.b, Builder(InsertPoint.at_end(body))
         self.allocs = {}
         self.anchors = _anchors(g)

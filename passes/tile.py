@@ -50,6 +50,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
+from zhenwu_cc.core.quant import FP8_CHUNK
 from zhenwu_cc.dialects import dtypes, tile, zk
 from zhenwu_cc.dialects.loc import span_of
 
@@ -58,7 +59,6 @@ from zhenwu_cc.diagnostics import Note, Span, error
 DEFAULT_TK = 64
 MIN_SPLIT_K_CHUNK = 256  # each split-K part reduces at least this many K elements
 TILE_CHOICES = (256, 128, 64, 32, 16, 8, 4, 2, 1)
-FP8_CHUNK = 128  # K elements an FP8 tensor core sums before promoting to f32 (`fp8_fast`)
 F32 = dtypes.to_xdsl(dtypes.F32)
 MAX_NESTED_GRIDS = 32  # grid builds on Python's stack at once (see ensure_from_top)
 

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from xdsl.ir import Operation, SSAValue
+from zhenwu_cc.core.tiling import tile_counts
 from zhenwu_cc.dialects import dtypes, ppu
 from zhenwu_cc.dialects.dtypes import DType
 from zhenwu_cc.dialects.loc import span_of
-from zhenwu_cc.dialects.tile import tile_counts
 from zhenwu_cc.runtime import executor_dma as dma
 from zhenwu_cc.runtime import precision
 from zhenwu_cc.runtime.executor_buffers import Alloc, Ref

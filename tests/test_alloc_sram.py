@@ -14,7 +14,8 @@ from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.parser import Parser
 from zhenwu_cc.dialects import tile, zk
-from zhenwu_cc.passes.alloc_sram import AllocSramPass, placement_of, root_of, tile_bytes
+from zhenwu_cc.dialects.tile import placement_of, root_of
+from zhenwu_cc.passes.alloc_sram import AllocSramPass, tile_bytes
 from zhenwu_cc.passes.registry import get_passes
 
 from zhenwu_cc.diagnostics import CompileError

@@ -23,6 +23,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
+from zhenwu_cc.core import attrs
 from zhenwu_cc.diagnostics import (
     CompileError,
     Diagnostic,
@@ -970,7 +971,7 @@ def _apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen: _KernelGen) -> No
             case ast.TileDirective():
                 v = resolve(d.target, allow_params=False)
                 once(("tile", d.target.id), d.span, f"`tile {d.target.id}`")
-                v.ssa.owner.attributes["zk.tile"] = tile_attr(
+                v.ssa.owner.attributes[attrs.TILE] = tile_attr(
                     v.ssa.owner, d.target.id, d.sizes, d.split_k, d.sizes_span, d.span)
             case ast.PrecisionDirective():
                 attr = _precision_attr(d)
@@ -978,13 +979,13 @@ def _apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen: _KernelGen) -> No
                     v = resolve(ident)
                     once(("precision", ident.id), ident.span, f"precision of `{ident.id}`")
                     _check_precision(d, ident, v, gen)
-                    set_attr(ident, "zk.precision", attr)
+                    set_attr(ident, attrs.PRECISION, attr)
             case ast.AccumulateDirective():
                 once(("accumulate", ""), d.span, "`accumulate`")
                 if d.dtype.id not in ACCUMULATE_DTYPES:
                     raise error("ZK0409", f"cannot accumulate in `{d.dtype.id}`", d.dtype.span,
                                 help="accumulate takes one of " + ", ".join(ACCUMULATE_DTYPES))
-                op.attributes["zk.accumulate"] = dtypes.to_xdsl(dtypes.DTYPES[d.dtype.id])
+                op.attributes[attrs.ACCUMULATE] = dtypes.to_xdsl(dtypes.DTYPES[d.dtype.id])
                 if d.option is not None:
                     if d.option.id not in ACCUMULATE_OPTIONS:
                         guess = did_you_mean(d.option.id, ACCUMULATE_OPTIONS)
@@ -995,7 +996,7 @@ def _apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen: _KernelGen) -> No
                         raise error("ZK0409", f"`{d.option.id}` emulates FP8 tensor cores, which "
                                     "promote partial sums to f32", d.option.span,
                                     help=f"write `accumulate f32 {d.option.id}`")
-                    op.attributes["zk.accumulate_mode"] = StringAttr(d.option.id)
+                    op.attributes[attrs.ACCUMULATE_MODE] = StringAttr(d.option.id)
             case ast.PlaceDirective():
                 stacks = d.stacks or []
                 if len(set(stacks)) != len(stacks):
@@ -1003,13 +1004,13 @@ def _apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen: _KernelGen) -> No
                 for ident in d.targets:
                     resolve(ident)
                     once(("place", ident.id), ident.span, f"placement of `{ident.id}`")
-                    set_attr(ident, "zk.place", zk.PlaceAttr(d.memory, stacks))
+                    set_attr(ident, attrs.PLACE, zk.PlaceAttr(d.memory, stacks))
             case ast.BuffersDirective():
                 once(("buffers", ""), d.span, "`buffers`")
                 if not 1 <= d.count <= MAX_BUFFERS:
                     raise error("ZK0406", f"buffers {d.count}: the multi-buffering depth must be "
                                 f"1..{MAX_BUFFERS}", d.span)
-                op.attributes["zk.buffers"] = IntegerAttr(d.count, 64)
+                op.attributes[attrs.BUFFERS] = IntegerAttr(d.count, 64)
     if any(arg_attrs):
         from xdsl.dialects.builtin import ArrayAttr
 

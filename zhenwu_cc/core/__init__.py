@@ -1,0 +1,2 @@
+"""The bottom layer: facts every other layer shares (shapes, tiling, the quantisation scheme,
+attribute names). Modules here import nothing of ours above core."""
