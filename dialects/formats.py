@@ -18,7 +18,7 @@ from xdsl.irdl.declarative_assembly_format import (
     irdl_custom_directive,
 )
 from xdsl.irdl.operations import IRDLOperation
-from xdsl.parser import Parser
+from xdsl.parser import AttrParser, Parser
 from xdsl.printer import Printer
 
 
@@ -67,6 +67,15 @@ def print_bindings(printer: Printer, args, values) -> None:
         printer.print_ssa_value(t[1]), printer.print_string(" : "),
         printer.print_attribute(t[1].type)))
     printer.print_string(")")
+
+
+def print_ints(printer: Printer, values) -> None:
+    """`[1, 2, 3]`: an attribute's integer list parameter."""
+    printer.print_string("[" + ", ".join(str(v) for v in values) + "]")
+
+
+def parse_ints(parser: AttrParser) -> list[int]:
+    return parser.parse_comma_separated_list(parser.Delimiter.SQUARE, parser.parse_integer)
 
 
 def print_number(printer: Printer, value: float) -> None:

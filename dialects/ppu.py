@@ -5,11 +5,18 @@ the compute units (tile t runs on CU t mod `cus`, in wave t div `cus`); inside i
 the CU's SRAM (`ppu.alloc` at a byte offset, `depth` slots for multi-buffering), DMA moves tiles
 between HBM and SRAM asynchronously (a token, then `ppu.wait`), the tensor engine multiplies
 (`ppu.mma`, accumulating in place, with scaled low-precision operands), and the vector engine
-does elementwise work, reductions, quantisation, fills and iotas. All compute ops write their result into an explicit destination buffer.
+does elementwise work, reductions, quantisation, fills and iotas. All compute ops write their
+result into an explicit destination buffer.
 
-Tile addressing in `ppu.dma_load` / `ppu.dma_store` is the `tile` dialect's (see tile.py): tile
+Tile addressing in `ppu.dma_load` / `ppu.dma_store` is the `tile` dialect's (core/tiling.py): tile
 index times tile size inside a window `base`/`bound`, edge tiles padded on load and clipped on
 store.
+
+This module holds the program structure, on-chip memory and data movement; the compute ops are
+in ppu_compute.py, the attributes and types in ppu_types.py (all re-exported here). Ops declare
+their memory effects (xDSL traits) so that cse, dce and canonicalize keep every program's
+behaviour. The dialect imports neither `zk` nor `tile`: the executor and the cost model that
+import it import neither.
 """
 
 from __future__ import annotations
@@ -24,195 +31,61 @@ from xdsl.dialects.builtin import (
     FloatAttr,
     FunctionType,
     IndexType,
-    IntAttr,
     IntegerAttr,
     MemRefType,
     StringAttr,
     SymbolNameConstraint,
-    UnitAttr,
     i64,
 )
-from xdsl.ir import (
-    Attribute,
-    Dialect,
-    ParametrizedAttribute,
-    Region,
-    SSAValue,
-    TypeAttribute,
-)
+from xdsl.ir import Attribute, Dialect, Region, SSAValue
 from xdsl.irdl import (
-    AttrSizedOperandSegments,
     IRDLOperation,
-    irdl_attr_definition,
     irdl_op_definition,
+    lazy_traits_def,
     operand_def,
-    opt_operand_def,
     opt_prop_def,
-    param_def,
     prop_def,
     region_def,
     result_def,
     traits_def,
     var_operand_def,
 )
-from xdsl.parser import AttrParser, Parser
+from xdsl.parser import Parser
 from xdsl.printer import Printer
-from xdsl.traits import IsTerminator, SymbolOpInterface
-from xdsl.utils.exceptions import VerifyException
+from xdsl.traits import (
+    HasParent,
+    IsTerminator,
+    MemoryAllocEffect,
+    MemoryReadEffect,
+    MemoryWriteEffect,
+    Pure,
+    RecursiveMemoryEffect,
+    SymbolOpInterface,
+)
+from zhenwu_cc.core.shapes import prod
+from zhenwu_cc.core.tiling import tile_bytes, window
 from zhenwu_cc.dialects import dtypes
 from zhenwu_cc.dialects.formats import Number, parse_kernel_arguments, print_kernel_arguments
-from zhenwu_cc.dialects.tile import window
-from zhenwu_cc.dialects.zk import PrecisionAttr
-
-SPACES = ("hbm", "l2", "sram")
-# On a `ppu.kernel`: the target (name or file) `lower-ppu` lowered it for; the executor checks
-# the kernel's SRAM plan against that target's SRAM (ZK0611).
-TARGET_ATTR = "ppu.target"
-
-# Vector-engine functions of `ppu.vmap` by arity, and which of them are transcendental (they run
-# at the target's transcendental rate in the cost model).
-VMAP_UNARY = ("neg", "abs", "exp", "log", "tanh", "erf", "sqrt", "rsqrt", "copy", "cast",
-              "bitcast")
-VMAP_BINARY = ("add", "sub", "mul", "div", "max", "min", "pow", "eq", "ne", "lt", "le", "gt", "ge")
-VMAP_TERNARY = ("select",)
-TRANSCENDENTAL = frozenset({"exp", "log", "tanh", "erf", "sqrt", "rsqrt", "pow"})
-VREDUCE_FNS = ("sum", "max", "min", "argmax")
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise VerifyException(msg)
-
-
-def _ints(values: Sequence[int]) -> DenseArrayBase:
-    return DenseArrayBase.from_list(i64, list(values))
-
-
-def _mshape(v: SSAValue) -> tuple[int, ...]:
-    assert isinstance(v.type, MemRefType)
-    return tuple(v.type.get_shape())
-
-
-def space_of(v: SSAValue) -> str:
-    t = v.type
-    assert isinstance(t, MemRefType) and isinstance(t.memory_space, SpaceAttr)
-    return t.memory_space.space.data
-
-
-@irdl_attr_definition
-class SpaceAttr(ParametrizedAttribute):
-    """`#ppu.space<hbm|l2|sram>`: where a memref lives."""
-
-    name = "ppu.space"
-    space: StringAttr = param_def()
-
-    def __init__(self, space: str):
-        super().__init__(StringAttr(space))
-
-    def verify(self) -> None:
-        _check(self.space.data in SPACES, f"unknown memory space {self.space.data!r}")
-
-    @classmethod
-    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
-        with parser.in_angle_brackets():
-            return (StringAttr(parser.parse_identifier()),)
-
-    def print_parameters(self, printer: Printer) -> None:
-        with printer.in_angle_brackets():
-            printer.print_string(self.space.data)
-
-
-@irdl_attr_definition
-class HbmAttr(ParametrizedAttribute):
-    """Where a global tensor lives (the `place-hbm` pass decides):
-    `#ppu.hbm<stacks [0, 1, 2, 3, 4, 5], base 0x0, size 16777216, interleave 4096>`.
-
-    `base` is the byte offset on each of its stacks (the same on every one) and `size` the
-    tensor's packed bytes; they go round the stacks `interleave` bytes at a time (`interleave 0`:
-    contiguous on its one stack). A trailing `, l2` marks a tensor also held in L2's persisting
-    region (`place NAME in l2`)."""
-
-    name = "ppu.hbm"
-    stacks: ArrayAttr[IntAttr] = param_def()
-    base: IntAttr = param_def()
-    size: IntAttr = param_def()
-    interleave: IntAttr = param_def()
-    l2: IntAttr = param_def()
-
-    def __init__(self, stacks: Sequence[int], base: int, size: int, interleave: int,
-                 l2: bool = False):
-        super().__init__(ArrayAttr([IntAttr(s) for s in stacks]), IntAttr(base), IntAttr(size),
-                         IntAttr(interleave), IntAttr(int(l2)))
-
-    @property
-    def stack_ids(self) -> tuple[int, ...]:
-        return tuple(s.data for s in self.stacks.data)
-
-    @property
-    def l2_resident(self) -> bool:
-        return bool(self.l2.data)
-
-    @property
-    def per_stack_bytes(self) -> int:
-        """The bytes the tensor occupies from `base` on each of its stacks (its last stripe may
-        fill only some)."""
-        size, g = self.size.data, self.interleave.data
-        if g == 0:
-            return size
-        stripe = g * len(self.stacks.data)
-        return -(-size // stripe) * g
-
-    def verify(self) -> None:
-        ids = self.stack_ids
-        _check(bool(ids) and len(set(ids)) == len(ids) and min(ids) >= 0,
-               "ppu.hbm needs distinct, non-negative stack ids")
-        _check(self.base.data >= 0 and self.size.data >= 0 and self.interleave.data >= 0,
-               "ppu.hbm base, size and interleave are non-negative")
-        _check(self.interleave.data > 0 or len(ids) == 1,
-               "a contiguous region (interleave 0) lies on one stack")
-        _check(self.l2.data in (0, 1), "the l2 flag is 0 or 1")
-
-    @classmethod
-    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
-        with parser.in_angle_brackets():
-            parser.parse_keyword("stacks")
-            stacks = parser.parse_comma_separated_list(parser.Delimiter.SQUARE,
-                                                       parser.parse_integer)
-            fields = []
-            for word in ("base", "size", "interleave"):
-                parser.parse_punctuation(",")
-                parser.parse_keyword(word)
-                fields.append(parser.parse_integer(allow_negative=False))
-            l2 = parser.parse_optional_punctuation(",") is not None
-            if l2:
-                parser.parse_keyword("l2")
-        return (ArrayAttr([IntAttr(s) for s in stacks]), *(IntAttr(f) for f in fields),
-                IntAttr(int(l2)))
-
-    def print_parameters(self, printer: Printer) -> None:
-        with printer.in_angle_brackets():
-            printer.print_string(f"stacks [{', '.join(map(str, self.stack_ids))}], "
-                                 f"base {self.base.data:#x}, size {self.size.data}, "
-                                 f"interleave {self.interleave.data}"
-                                 + (", l2" if self.l2_resident else ""))
-
-
-@irdl_attr_definition
-class TokenType(ParametrizedAttribute, TypeAttribute):
-    """`!ppu.token`: completion of an asynchronous DMA."""
-
-    name = "ppu.token"
-
-
-def memref(element_type: Attribute, shape: Sequence[int], space: str) -> MemRefType:
-    return MemRefType(element_type, list(shape), memory_space=SpaceAttr(space))
-
-
-def _space_is(v: SSAValue, *spaces: str) -> bool:
-    t = v.type
-    return (isinstance(t, MemRefType) and isinstance(t.memory_space, SpaceAttr)
-            and t.memory_space.space.data in spaces)
-
+from zhenwu_cc.dialects.ppu_compute import (  # noqa: F401  (re-exported: the code base says ppu.X)
+    TRANSCENDENTAL,
+    VMAP_BINARY,
+    VMAP_TERNARY,
+    VMAP_UNARY,
+    VREDUCE_FNS,
+    FillOp,
+    MmaOp,
+    VIotaOp,
+    VMapOp,
+    VQuantizeOp,
+    VReduceOp,
+    VTransposeOp,
+)
+from zhenwu_cc.dialects.ppu_types import SPACES, HbmAttr, SpaceAttr, TokenType  # noqa: F401
+from zhenwu_cc.dialects.ppu_types import check as _check
+from zhenwu_cc.dialects.ppu_types import ints as _ints
+from zhenwu_cc.dialects.ppu_types import memref, space_of  # noqa: F401
+from zhenwu_cc.dialects.ppu_types import mshape as _mshape
+from zhenwu_cc.dialects.ppu_types import space_is as _space_is
 
 # ---- kernel structure ------------------------------------------------------------------------
 @irdl_op_definition
@@ -298,8 +171,10 @@ class KernelOp(IRDLOperation):
 
 @irdl_op_definition
 class ReturnOp(IRDLOperation):
+    """Ends a ppu.kernel (its outputs are written in place)."""
+
     name = "ppu.return"
-    traits = traits_def(IsTerminator())
+    traits = lazy_traits_def(lambda: (IsTerminator(), HasParent(KernelOp), Pure()))
     assembly_format = "attr-dict"
 
 
@@ -308,7 +183,7 @@ class YieldOp(IRDLOperation):
     """Ends the body of a ppu.launch or ppu.loop."""
 
     name = "ppu.yield"
-    traits = traits_def(IsTerminator())
+    traits = lazy_traits_def(lambda: (IsTerminator(), HasParent(LaunchOp, LoopOp), Pure()))
     assembly_format = "attr-dict"
 
 
@@ -317,6 +192,7 @@ class GlobalOp(IRDLOperation):
     """An intermediate tensor materialised in HBM (placement attributes say where)."""
 
     name = "ppu.global"
+    traits = traits_def(MemoryAllocEffect())  # a new HBM tensor: never merged with another
     result = result_def(MemRefType)
     assembly_format = "attr-dict `:` type($result)"
 
@@ -332,6 +208,7 @@ class ViewOp(IRDLOperation):
     """The same global bytes seen with another (row-major) shape: a reshape without copies."""
 
     name = "ppu.view"
+    traits = traits_def(Pure())
     source = operand_def(MemRefType)
     result = result_def(MemRefType)
     assembly_format = "$source attr-dict `:` type($source) `->` type($result)"
@@ -344,7 +221,7 @@ class ViewOp(IRDLOperation):
 
     def verify_(self) -> None:
         a, b = _mshape(self.source), _mshape(self.result)
-        _check(_prod(a) == _prod(b), "ppu.view keeps the element count")
+        _check(prod(a) == prod(b), "ppu.view keeps the element count")
         _check(self.source.type.element_type == self.result.type.element_type
                and self.source.type.memory_space == self.result.type.memory_space,
                "ppu.view keeps the element type and memory space")
@@ -357,6 +234,7 @@ class LaunchOp(IRDLOperation):
     `ppu.launch [16, 16] (%i, %j) cus 128 role matmul { ... ppu.yield }`"""
 
     name = "ppu.launch"
+    traits = traits_def(RecursiveMemoryEffect())
     shape = prop_def(DenseArrayBase.constr(i64))
     cus = prop_def(IntegerAttr[i64])
     role = prop_def(StringAttr)
@@ -372,7 +250,7 @@ class LaunchOp(IRDLOperation):
 
     @property
     def tiles(self) -> int:
-        return _prod(self.grid_shape)
+        return prod(self.grid_shape)
 
     @property
     def compute_units(self) -> int:
@@ -421,6 +299,7 @@ class LoopOp(IRDLOperation):
     """`for k in range(trips)`: the steps of a reduction, in order (state lives in buffers)."""
 
     name = "ppu.loop"
+    traits = traits_def(RecursiveMemoryEffect())
     trips = prop_def(IntegerAttr[i64])
     body = region_def("single_block")
 
@@ -475,6 +354,7 @@ class AllocOp(IRDLOperation):
     multi-buffered load lets the DMA of step k+1 run while step k computes."""
 
     name = "ppu.alloc"
+    traits = traits_def(MemoryAllocEffect())  # a new SRAM buffer: never merged with another
     offset = prop_def(IntegerAttr[i64])
     depth = prop_def(IntegerAttr[i64])
     result = result_def(MemRefType)
@@ -495,7 +375,7 @@ class AllocOp(IRDLOperation):
     @property
     def nbytes(self) -> int:
         t = self.result.type
-        return dtypes.from_xdsl(t.element_type).nbytes(_prod(t.get_shape()))
+        return tile_bytes(dtypes.from_xdsl(t.element_type), t.get_shape())
 
     def verify_(self) -> None:
         _check(_space_is(self.result, "sram"), "ppu.alloc allocates SRAM")
@@ -511,6 +391,7 @@ class SlotOp(IRDLOperation):
     """Slot `index mod depth` of a multi-buffered allocation."""
 
     name = "ppu.slot"
+    traits = traits_def(Pure())
     buffer = operand_def(MemRefType)
     index = operand_def(IndexType)
     result = result_def(MemRefType)
@@ -570,6 +451,7 @@ class DmaLoadOp(_DmaOp):
     """Start copying the tile at `indices` of a global buffer into SRAM (edges padded)."""
 
     name = "ppu.dma_load"
+    traits = traits_def(MemoryReadEffect(), MemoryWriteEffect())
     custom_directives = (Number,)
     source = operand_def(MemRefType)
     indices = var_operand_def(IndexType)
@@ -604,6 +486,7 @@ class DmaStoreOp(_DmaOp):
     """Start copying an SRAM tile to `indices` of a global buffer (clipped at edges)."""
 
     name = "ppu.dma_store"
+    traits = traits_def(MemoryReadEffect(), MemoryWriteEffect())
     source = operand_def(MemRefType)
     dest = operand_def(MemRefType)
     indices = var_operand_def(IndexType)
@@ -629,236 +512,12 @@ class WaitOp(IRDLOperation):
     """Block until the DMAs behind the tokens have completed."""
 
     name = "ppu.wait"
+    traits = traits_def(MemoryReadEffect(), MemoryWriteEffect())  # orders the DMAs: never dropped
     tokens = var_operand_def(TokenType)
     assembly_format = "$tokens attr-dict"
 
     def __init__(self, tokens: Sequence[SSAValue]):
         super().__init__(operands=[list(tokens)])
-
-
-# ---- compute -----------------------------------------------------------------------------------
-def _sram(*values: SSAValue) -> None:
-    _check(all(_space_is(v, "sram") for v in values), "compute operands live in SRAM")
-
-
-@irdl_op_definition
-class MmaOp(IRDLOperation):
-    """Tensor engine: `acc += a @ b` (batched over leading dims), accumulating in acc's dtype.
-
-    Scaled low-precision operands and `fp8_fast` as in `tile.mma`: each scale has the operand's
-    rank and one entry per block."""
-
-    name = "ppu.mma"
-    lhs = operand_def(MemRefType)
-    rhs = operand_def(MemRefType)
-    acc = operand_def(MemRefType)
-    lhs_scales = var_operand_def(MemRefType)
-    rhs_scales = var_operand_def(MemRefType)
-    fp8_fast = opt_prop_def(UnitAttr)
-    irdl_options = (AttrSizedOperandSegments(as_property=True),)
-    assembly_format = ("$lhs `,` $rhs `,` $acc (`lhs_scales` `(` $lhs_scales^ `)`)? "
-                       "(`rhs_scales` `(` $rhs_scales^ `)`)? (`fp8_fast` $fp8_fast^)? "
-                       "attr-dict `:` "
-                       "type($lhs) `,` type($rhs) `,` type($acc) "
-                       "(`lhs_scales` `(` type($lhs_scales)^ `)`)? "
-                       "(`rhs_scales` `(` type($rhs_scales)^ `)`)?")
-
-    def __init__(self, lhs: SSAValue, rhs: SSAValue, acc: SSAValue,
-                 lhs_scales: Sequence[SSAValue] = (), rhs_scales: Sequence[SSAValue] = (),
-                 fp8_fast: bool = False):
-        super().__init__(operands=[lhs, rhs, acc, list(lhs_scales), list(rhs_scales)],
-                         properties={"fp8_fast": UnitAttr()} if fp8_fast else {})
-
-    def verify_(self) -> None:
-        from zhenwu_cc.dialects.tile import verify_scales
-        from zhenwu_cc.dialects.zk import broadcast_shapes, matmul_shape
-
-        _sram(self.lhs, self.rhs, self.acc, *self.lhs_scales, *self.rhs_scales)
-        shape = matmul_shape(_mshape(self.lhs), _mshape(self.rhs))
-        _check(shape is not None and broadcast_shapes(shape, _mshape(self.acc)) == _mshape(self.acc),
-               "ppu.mma shapes do not accumulate into the accumulator")
-        _check(self.lhs.type.element_type == self.rhs.type.element_type,
-               "ppu.mma operands share an element type")
-        verify_scales(self.name, self.lhs, self.lhs_scales)
-        verify_scales(self.name, self.rhs, self.rhs_scales)
-
-
-@irdl_op_definition
-class VQuantizeOp(IRDLOperation):
-    """Vector engine: quantise a tile into value and scale buffers, as `tile.quantize`.
-
-    `ppu.vquantize %x (amax %m)? as #zk.precision<...> (axis N)? -> %q, %s (, %t)?`"""
-
-    name = "ppu.vquantize"
-    input = operand_def(MemRefType)
-    amax = opt_operand_def(MemRefType)
-    outs = var_operand_def(MemRefType)
-    precision = prop_def(PrecisionAttr)
-    axis = opt_prop_def(IntegerAttr[i64])
-    irdl_options = (AttrSizedOperandSegments(as_property=True),)
-    assembly_format = ("$input (`amax` $amax^)? `as` qualified($precision) (`axis` $axis^)? `->` "
-                       "$outs attr-dict `:` type($input) (`,` type($amax)^)? `->` type($outs)")
-
-    def __init__(self, input: SSAValue, amax: SSAValue | None, outs: Sequence[SSAValue],
-                 precision: PrecisionAttr, axis: int | None):
-        props: dict[str, Attribute] = {"precision": precision}
-        if axis is not None:
-            props["axis"] = IntegerAttr(axis, 64)
-        super().__init__(operands=[input, [amax] if amax else [], list(outs)], properties=props)
-
-    @property
-    def blocked_axis(self) -> int | None:
-        return self.axis.value.data if self.axis is not None else None
-
-    def verify_(self) -> None:
-        from zhenwu_cc.dialects.zk import blocks_of
-
-        _sram(self.input, *self.outs, *([self.amax] if self.amax else []))
-        mode = self.precision.mode.data
-        _check(len(self.outs) == (3 if mode == "nvfp4" else 2),
-               "ppu.vquantize writes values and scales (and nvfp4's tensor scale)")
-        _check(_mshape(self.outs[0]) == _mshape(self.input)
-               and self.outs[0].type.element_type == self.precision.dtype,
-               "ppu.vquantize values keep the tile's shape and take the precision's dtype")
-        _check(blocks_of(_mshape(self.input), _mshape(self.outs[1])) is not None,
-               "ppu.vquantize scales must block the tile")
-
-
-@irdl_op_definition
-class VMapOp(IRDLOperation):
-    """Vector engine, elementwise: `out = fn(ins...)` with numpy broadcasting of the inputs.
-
-    `fn` is one of VMAP_UNARY / VMAP_BINARY / VMAP_TERNARY; comparisons write i1, `cast`
-    converts to the destination's element type (saturating), `select` takes (cond, a, b)."""
-
-    name = "ppu.vmap"
-    fn = prop_def(StringAttr)
-    ins = var_operand_def(MemRefType)
-    out = operand_def(MemRefType)
-    assembly_format = "$fn `(` $ins `)` `->` $out attr-dict `:` `(` type($ins) `)` `->` type($out)"
-
-    def __init__(self, fn: str, ins: Sequence[SSAValue], out: SSAValue):
-        super().__init__(operands=[list(ins), out], properties={"fn": StringAttr(fn)})
-
-    @property
-    def function(self) -> str:
-        return self.fn.data
-
-    def verify_(self) -> None:
-        from zhenwu_cc.dialects.zk import broadcast_shapes
-
-        _sram(*self.ins, self.out)
-        arity = {**{f: 1 for f in VMAP_UNARY}, **{f: 2 for f in VMAP_BINARY},
-                 **{f: 3 for f in VMAP_TERNARY}}
-        _check(self.function in arity, f"unknown vector function {self.function!r}")
-        _check(len(self.ins) == arity[self.function],
-               f"ppu.vmap {self.function} takes {arity[self.function]} inputs")
-        out = _mshape(self.out)
-        _check(broadcast_shapes(*[_mshape(v) for v in self.ins], out) == out,
-               "ppu.vmap inputs must broadcast to the destination")
-
-
-@irdl_op_definition
-class VReduceOp(IRDLOperation):
-    """Vector engine: reduce `axes` of the input into the destination (dims kept as 1)."""
-
-    name = "ppu.vreduce"
-    fn = prop_def(StringAttr)
-    input = operand_def(MemRefType)
-    axes = prop_def(DenseArrayBase.constr(i64))
-    out = operand_def(MemRefType)
-    assembly_format = ("$fn $input `axes` $axes `->` $out attr-dict `:` type($input) `->` "
-                       "type($out)")
-
-    def __init__(self, fn: str, input: SSAValue, axes: Sequence[int], out: SSAValue):
-        super().__init__(operands=[input, out],
-                         properties={"fn": StringAttr(fn), "axes": _ints(axes)})
-
-    @property
-    def function(self) -> str:
-        return self.fn.data
-
-    @property
-    def axis_list(self) -> tuple[int, ...]:
-        return tuple(self.axes.get_values())
-
-    def verify_(self) -> None:
-        _sram(self.input, self.out)
-        _check(self.function in VREDUCE_FNS, f"unknown reduction {self.function!r}")
-        shape = _mshape(self.input)
-        expect = tuple(1 if i in self.axis_list else d for i, d in enumerate(shape))
-        _check(_mshape(self.out) == expect, f"ppu.vreduce destination must be {list(expect)}")
-
-
-@irdl_op_definition
-class VTransposeOp(IRDLOperation):
-    """Vector engine: permute a tile's dimensions into the destination."""
-
-    name = "ppu.vtranspose"
-    input = operand_def(MemRefType)
-    perm = prop_def(DenseArrayBase.constr(i64))
-    out = operand_def(MemRefType)
-    assembly_format = "$input `perm` $perm `->` $out attr-dict `:` type($input) `->` type($out)"
-
-    def __init__(self, input: SSAValue, perm: Sequence[int], out: SSAValue):
-        super().__init__(operands=[input, out], properties={"perm": _ints(perm)})
-
-    def verify_(self) -> None:
-        _sram(self.input, self.out)
-        perm = tuple(self.perm.get_values())
-        shape = _mshape(self.input)
-        _check(sorted(perm) == list(range(len(shape))), "perm is not a permutation")
-        _check(tuple(shape[p] for p in perm) == _mshape(self.out), "ppu.vtranspose shape")
-
-
-@irdl_op_definition
-class FillOp(IRDLOperation):
-    """Vector engine: set every element of the destination to `value`."""
-
-    name = "ppu.fill"
-    custom_directives = (Number,)
-    value = prop_def(FloatAttr[Float64Type])
-    out = operand_def(MemRefType)
-    assembly_format = "custom<Number>($value) `->` $out attr-dict `:` type($out)"
-
-    def __init__(self, value: float, out: SSAValue):
-        super().__init__(operands=[out], properties={"value": FloatAttr(float(value), 64)})
-
-    @property
-    def number(self) -> float:
-        return self.value.value.data
-
-    def verify_(self) -> None:
-        _sram(self.out)
-
-
-@irdl_op_definition
-class VIotaOp(IRDLOperation):
-    """Vector engine: global indices along `axis` for the tile at `indices`."""
-
-    name = "ppu.viota"
-    indices = var_operand_def(IndexType)
-    sizes = prop_def(DenseArrayBase.constr(i64))
-    axis = prop_def(IntegerAttr[i64])
-    out = operand_def(MemRefType)
-    assembly_format = ("`[` $indices `]` `tile` $sizes `axis` $axis `->` $out attr-dict `:` "
-                       "type($out)")
-
-    def __init__(self, indices: Sequence[SSAValue], sizes: Sequence[int], axis: int,
-                 out: SSAValue):
-        super().__init__(operands=[list(indices), out],
-                         properties={"sizes": _ints(sizes), "axis": IntegerAttr(axis, 64)})
-
-    def verify_(self) -> None:
-        _sram(self.out)
-        _check(_mshape(self.out) == tuple(self.sizes.get_values()), "ppu.viota shape")
-
-
-def _prod(shape: Sequence[int]) -> int:
-    out = 1
-    for d in shape:
-        out *= d
-    return out
 
 
 PPU = Dialect(

@@ -17,7 +17,7 @@ and clipped on store: never dropped. `base` and `bound` express views (slices) w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from xdsl.dialects.builtin import (
     DenseArrayBase,
@@ -30,7 +30,7 @@ from xdsl.dialects.builtin import (
     UnitAttr,
     i64,
 )
-from xdsl.ir import Attribute, Dialect, Operation, Region, SSAValue
+from xdsl.ir import Attribute, BlockArgument, Dialect, Operation, Region, SSAValue
 from xdsl.irdl import (
     AttrSizedOperandSegments,
     AttrSizedResultSegments,
@@ -38,6 +38,7 @@ from xdsl.irdl import (
     VarConstraint,
     base,
     irdl_op_definition,
+    lazy_traits_def,
     operand_def,
     opt_operand_def,
     opt_prop_def,
@@ -51,10 +52,13 @@ from xdsl.irdl import (
 )
 from xdsl.parser import Parser
 from xdsl.printer import Printer
-from xdsl.traits import IsTerminator, Pure
+from xdsl.traits import HasParent, IsTerminator, Pure
 from xdsl.utils.exceptions import VerifyException
-from zhenwu_cc.dialects import dtypes, zk
+from zhenwu_cc.core import attrs
+from zhenwu_cc.core.tiling import tile_counts, window  # noqa: F401  (tile_counts re-exported)
+from zhenwu_cc.dialects import zk
 from zhenwu_cc.dialects.formats import Number, parse_bindings, print_bindings
+from zhenwu_cc.dialects.precision import verify_scales
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -69,19 +73,6 @@ def _ints(values: Sequence[int]) -> DenseArrayBase:
 def _shape(v: SSAValue) -> tuple[int, ...]:
     assert isinstance(v.type, TensorType)
     return tuple(v.type.get_shape())
-
-
-def window(src_shape: Sequence[int], base: Sequence[int] | None,
-           bound: Sequence[int] | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The (base, bound) a load or store addresses; defaults cover the whole tensor."""
-    b = tuple(base) if base is not None else (0,) * len(src_shape)
-    e = tuple(bound) if bound is not None else tuple(d - o for d, o in zip(src_shape, b))
-    return b, e
-
-
-def tile_counts(bound: Sequence[int], sizes: Sequence[int]) -> tuple[int, ...]:
-    """How many tiles of `sizes` cover `bound` (the last ones may be partial)."""
-    return tuple(-(-e // t) for e, t in zip(bound, sizes))
 
 
 class _WindowOp(IRDLOperation):
@@ -264,19 +255,6 @@ class MmaOp(IRDLOperation):
         verify_scales(self.name, self.rhs, self.rhs_scales)
 
 
-def verify_scales(name: str, operand: SSAValue, scales: Sequence[SSAValue]) -> None:
-    """Scales of a low-precision operand: at most two, each blocking the operand."""
-    if not scales:
-        return
-    _check(len(scales) <= 2, f"{name} takes one or two scales per operand")
-    _check(dtypes.from_xdsl(operand.type.element_type).is_low_precision,
-           f"{name} scales apply to FP8/FP4 operands")
-    for s in scales:
-        _check(zk.blocks_of(operand.type.get_shape(), s.type.get_shape()) is not None,
-               f"{name}: scales {list(s.type.get_shape())} do not block an operand of "
-               f"{list(operand.type.get_shape())}")
-
-
 @irdl_op_definition
 class QuantizeOp(IRDLOperation):
     """Vector engine: quantise a tile as `precision` says, into values and scale tiles whose
@@ -333,7 +311,7 @@ class YieldOp(IRDLOperation):
 
     name = "tile.yield"
     values = var_operand_def()
-    traits = traits_def(IsTerminator())
+    traits = lazy_traits_def(lambda: (IsTerminator(), HasParent(GridOp, LoopOp), Pure()))
     assembly_format = "($values^ `:` type($values))? attr-dict"
 
     def __init__(self, values: Sequence[SSAValue] = ()):
@@ -524,6 +502,43 @@ def enclosing_grid(op: Operation) -> GridOp | None:
     while parent is not None and not isinstance(parent, GridOp):
         parent = parent.parent_op()
     return parent
+
+
+# ---- the SRAM placement contract ---------------------------------------------------------
+# `alloc-sram` records where each tile value lives as `sram.buffer` / `sram.offset` /
+# `sram.depth` attributes (core/attrs.py) on the op that defines it (dense arrays, one entry per
+# result, where it has several); `lower-ppu` reads them back here.
+class Placement(NamedTuple):
+    """Where a tile value lives: `buffer` numbers the grid's buffers (values that share one
+    follow each other in it), at byte `offset` of the SRAM, with `depth` slots."""
+
+    buffer: int
+    offset: int
+    depth: int
+
+
+def placement_of(value: SSAValue) -> Placement | None:
+    """The placement alloc-sram recorded for a tile value, or None when it has none."""
+    if isinstance(value, BlockArgument):  # a loop's iter arg lives in its result's buffer
+        loop = value.owner.parent_op()
+        assert isinstance(loop, LoopOp)
+        value = loop.res[value.index - 1]
+    op = value.owner
+    assert isinstance(op, Operation)
+    found = [op.attributes.get(name) for name in attrs.SRAM_PLACEMENT]
+    if all(isinstance(a, DenseArrayBase) for a in found):
+        return Placement(*(a.get_values()[value.index] for a in found))
+    if all(isinstance(a, IntegerAttr) for a in found):
+        return Placement(*(a.value.data for a in found))
+    return None
+
+
+def root_of(value: SSAValue) -> SSAValue:
+    """The value whose buffer `value` names: a reshape inside a grid is a view of its input."""
+    while isinstance(value.owner, zk.ReshapeOp):
+        value = value.owner.input
+    return value
+
 
 
 TILE = Dialect("tile", [GridOp, LoopOp, YieldOp, LoadOp, StoreOp, MmaOp, QuantizeOp, IotaOp,

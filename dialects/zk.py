@@ -5,8 +5,11 @@ element type (the front end inserts explicit `zk.cast`s for promotions) and broa
 Schedule directives ride along as `zk.tile`, `zk.precision`, `zk.place` attributes on the op (or
 kernel argument) they name, and `zk.buffers` / `zk.accumulate` on the kernel.
 
-The shape rules (`broadcast_shapes`, `matmul_shape`, ...) live here once and serve both the
-verifiers and the front end's diagnostics.
+This module holds the kernel, leaves, contraction, reductions, normalisations and data movement;
+the elementwise ops are in zk_elementwise.py, quantisation in zk_quant.py, the attributes in
+zk_attrs.py and precision.py. Every op and attribute is re-exported here (`zk.GeluOp`), as are
+the shape rules (core/shapes.py) and the quantisation scheme (core/quant.py) the code base uses
+as `zk.X`.
 """
 
 from __future__ import annotations
@@ -18,52 +21,52 @@ from xdsl.dialects.builtin import (
     ArrayAttr,
     DenseArrayBase,
     DictionaryAttr,
-    FileLineColLoc,
     Float64Type,
     FloatAttr,
     FunctionType,
-    IntAttr,
     IntegerAttr,
     StringAttr,
     SymbolNameConstraint,
     TensorType,
     UnitAttr,
-    UnknownLoc,
-    i1,
     i64,
 )
-from xdsl.ir import (
-    Attribute,
-    Dialect,
-    Operation,
-    ParametrizedAttribute,
-    Region,
-    SSAValue,
-    TypeAttribute,
-)
+from xdsl.ir import Attribute, Dialect, Operation, Region, SSAValue
 from xdsl.irdl import (
     AttrSizedOperandSegments,
-    AttrSizedResultSegments,
     IRDLOperation,
     VarConstraint,
     base,
-    irdl_attr_definition,
     irdl_op_definition,
     operand_def,
     opt_operand_def,
     opt_prop_def,
-    opt_result_def,
-    param_def,
     prop_def,
     region_def,
     result_def,
     traits_def,
     var_operand_def,
 )
-from xdsl.parser import AttrParser, Parser
+from xdsl.parser import Parser
 from xdsl.printer import Printer
-from xdsl.traits import IsolatedFromAbove, IsTerminator, Pure, SymbolOpInterface
-from xdsl.utils.exceptions import VerifyException
+from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, Pure, SymbolOpInterface
+from zhenwu_cc.core.quant import (  # noqa: F401  (re-exported: the code base says zk.X)
+    AMAX_MODES,
+    AXIS_GROUPS,
+    SCALE_DTYPES,
+    SCALE_OPTIONS,
+    blocks_of,
+    scale_blocks,
+    scale_shape,
+)
+from zhenwu_cc.core.shapes import (  # noqa: F401  (re-exported)
+    Shape,
+    broadcast_shapes,
+    matmul_shape,
+    normalize_axis,
+    prod,
+    reduce_shape,
+)
 from zhenwu_cc.dialects import dtypes
 from zhenwu_cc.dialects.formats import (
     parse_kernel_arguments,
@@ -71,262 +74,47 @@ from zhenwu_cc.dialects.formats import (
     print_kernel_arguments,
     print_number,
 )
-
-Shape = tuple[int, ...]
-
-
-# ---- shape rules (shared with the front end) ----------------------------------------------------
-def broadcast_shapes(*shapes: Sequence[int]) -> Shape | None:
-    """numpy broadcasting of several shapes, or None if they are incompatible."""
-    rank = max((len(s) for s in shapes), default=0)
-    out = []
-    for i in range(rank):
-        dims = {s[len(s) - rank + i] for s in shapes if len(s) - rank + i >= 0}
-        dims.discard(1)
-        if len(dims) > 1:
-            return None
-        out.append(dims.pop() if dims else 1)
-    return tuple(out)
-
-
-def matmul_shape(lhs: Sequence[int], rhs: Sequence[int]) -> Shape | None:
-    """`@` on [..., M, K] and [..., K, N]: [broadcast(...), M, N], or None if they do not fit."""
-    if len(lhs) < 2 or len(rhs) < 2 or lhs[-1] != rhs[-2]:
-        return None
-    batch = broadcast_shapes(lhs[:-2], rhs[:-2])
-    return None if batch is None else (*batch, lhs[-2], rhs[-1])
-
-
-def reduce_shape(shape: Sequence[int], axes: Sequence[int], keepdims: bool) -> Shape:
-    if keepdims:
-        return tuple(1 if i in axes else d for i, d in enumerate(shape))
-    return tuple(d for i, d in enumerate(shape) if i not in axes)
-
-
-def normalize_axis(axis: int, rank: int) -> int | None:
-    """A possibly negative axis as an index into a shape of `rank`, or None if out of range."""
-    if -rank <= axis < rank:
-        return axis % rank
-    return None
-
-
-def _shape(v: SSAValue | Attribute) -> Shape:
-    t = v.type if isinstance(v, SSAValue) else v
-    assert isinstance(t, TensorType)
-    return tuple(t.get_shape())
-
-
-def _elem(v: SSAValue) -> Attribute:
-    assert isinstance(v.type, TensorType)
-    return v.type.element_type
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise VerifyException(msg)
-
-
-# ---- low-precision scaling -----------------------------------------------------------------------
-# How each `precision ... scale MODE` holds its scales (docs/precision.md): the dtype of the scales,
-# the scale-rounding options a mode takes (the first is the default), and the elements per scale
-# along the contraction axis for the modes that block along it.
-SCALE_DTYPES = {"tensor": "f32", "channel": "f32", "block": "f32", "mx": "f8E8M0FNU",
-                "nvfp4": "f8E4M3FN"}
-SCALE_OPTIONS = {"mx": ("floor", "rceil"), "nvfp4": ("up", "rne")}
-AXIS_GROUPS = {"mx": 32, "nvfp4": 16}
-AMAX_MODES = ("tensor", "channel", "nvfp4")  # modes that need an amax over more than one tile
-
-
-def scale_blocks(mode: str, args: Sequence[int], shape: Sequence[int],
-                 axis: int | None) -> Shape:
-    """Elements sharing one scale along each dimension of a tensor of `shape`.
-
-    Scales are held with the tensor's rank, dimension d having ceil(shape[d] / blocks[d])
-    entries: a per-tensor scale is [1, 1], a per-row (`channel(0)`) one [M, 1], `block(1, 128)`
-    [M, K/128], `mx` along K [M, K/32]. The same layout serves every level of the IR."""
-    rank = len(shape)
-    if mode == "tensor":
-        return tuple(shape)
-    if mode == "channel":
-        a = normalize_axis(args[0], rank)
-        return tuple(1 if d == a else n for d, n in enumerate(shape))
-    if mode == "block":
-        return (1,) * (rank - 2) + tuple(args)
-    assert axis is not None, f"scale mode {mode} blocks along an axis"
-    return tuple(AXIS_GROUPS[mode] if d == axis else 1 for d in range(rank))
-
-
-def scale_shape(shape: Sequence[int], blocks: Sequence[int]) -> Shape:
-    return tuple(-(-n // b) for n, b in zip(shape, blocks))
-
-
-def blocks_of(shape: Sequence[int], scales: Sequence[int]) -> Shape | None:
-    """The elements per scale that a scale tensor of shape `scales` implies for values of
-    `shape`, or None when no block size gives that many scales."""
-    if len(shape) != len(scales) or any(s < 1 for s in scales):
-        return None
-    blocks = tuple(-(-n // s) for n, s in zip(shape, scales))
-    return blocks if scale_shape(shape, blocks) == tuple(scales) else None
-
-
-# ---- schedule attributes -------------------------------------------------------------------------
-def _print_ints(printer: Printer, values: Sequence[int]) -> None:
-    printer.print_string("[" + ", ".join(str(v) for v in values) + "]")
-
-
-def _parse_ints(parser: AttrParser) -> list[int]:
-    return parser.parse_comma_separated_list(parser.Delimiter.SQUARE, parser.parse_integer)
-
-
-@irdl_attr_definition
-class TileAttr(ParametrizedAttribute):
-    """`tile NAME [sizes] split_k N`: `#zk.tile<[128, 128, 64], split_k 2>`.
-
-    `loc` is the schedule line the directive came from, so that the `tile` pass can point at it
-    when it refuses the directive (ZK0605, ZK0606); like an op's location it is printed (and
-    parsed) only as debug info: `#zk.tile<[128, 128, 64], loc("a.zk":15:5)>`."""
-
-    name = "zk.tile"
-    sizes: ArrayAttr[IntAttr] = param_def()
-    split_k: IntAttr = param_def()
-    loc: FileLineColLoc | UnknownLoc = param_def()
-
-    def __init__(self, sizes: Sequence[int], split_k: int = 1,
-                 loc: FileLineColLoc | UnknownLoc | None = None):
-        super().__init__(ArrayAttr([IntAttr(s) for s in sizes]), IntAttr(split_k),
-                         loc or UnknownLoc())
-
-    @property
-    def values(self) -> tuple[int, ...]:
-        return tuple(s.data for s in self.sizes.data)
-
-    @classmethod
-    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
-        with parser.in_angle_brackets():
-            start = parser.pos
-            sizes = _parse_ints(parser)
-            split = 1
-            loc: Attribute = UnknownLoc()
-            while parser.parse_optional_punctuation(","):
-                if parser.parse_optional_keyword("split_k"):
-                    split = parser.parse_integer()
-                else:
-                    found = parser.parse_optional_location()
-                    if found is None:
-                        parser.raise_error("expected `split_k` or `loc(...)`")
-                    loc = found
-            if not all(s >= 1 for s in sizes) or split < 1:  # tiling divides by them
-                parser.raise_error("tile sizes and split_k must be >= 1", start, parser.pos)
-        return (ArrayAttr([IntAttr(s) for s in sizes]), IntAttr(split), loc)
-
-    def print_parameters(self, printer: Printer) -> None:
-        with printer.in_angle_brackets():
-            _print_ints(printer, self.values)
-            if self.split_k.data != 1:
-                printer.print_string(f", split_k {self.split_k.data}")
-            if printer.print_debuginfo and isinstance(self.loc, FileLineColLoc):
-                printer.print_string(", ")
-                printer.print_attribute(self.loc)
-
-
-@irdl_attr_definition
-class PrecisionAttr(ParametrizedAttribute):
-    """`precision x as DTYPE scale MODE(args)`: `#zk.precision<f8E4M3FN, block [1, 128]>`.
-
-    `option` picks a scale-rounding variant: `rceil` for `mx` (the default is the spec's floor),
-    `rne` for `nvfp4` (the default rounds block scales up): `#zk.precision<f8E4M3FN, mx rceil>`."""
-
-    name = "zk.precision"
-    dtype: TypeAttribute = param_def()
-    mode: StringAttr = param_def()
-    args: ArrayAttr[IntAttr] = param_def()
-    option: StringAttr = param_def()
-
-    def __init__(self, dtype: TypeAttribute, mode: str, args: Sequence[int] = (),
-                 option: str = ""):
-        super().__init__(dtype, StringAttr(mode), ArrayAttr([IntAttr(a) for a in args]),
-                         StringAttr(option))
-
-    @property
-    def mode_args(self) -> tuple[int, ...]:
-        return tuple(a.data for a in self.args.data)
-
-    @property
-    def element(self) -> dtypes.DType:
-        return dtypes.from_xdsl(self.dtype)
-
-    @property
-    def scaled(self) -> bool:
-        return self.mode.data != "none"
-
-    def verify(self) -> None:
-        mode, option = self.mode.data, self.option.data
-        _check(mode in SCALE_DTYPES or mode == "none", f"unknown scale mode {mode!r}")
-        _check(option in SCALE_OPTIONS.get(mode, ()) or not option,
-               f"scale mode {mode!r} has no option {option!r}")
-
-    @classmethod
-    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
-        with parser.in_angle_brackets():
-            dtype = parser.parse_type()
-            mode, args, option = "none", [], ""
-            if parser.parse_optional_punctuation(","):
-                mode = parser.parse_identifier()
-                if parser.parse_optional_punctuation("[") is not None:
-                    args = [parser.parse_integer()]
-                    while parser.parse_optional_punctuation(","):
-                        args.append(parser.parse_integer())
-                    parser.parse_punctuation("]")
-                option = parser.parse_optional_identifier() or ""
-        return (dtype, StringAttr(mode), ArrayAttr([IntAttr(a) for a in args]),
-                StringAttr(option))
-
-    def print_parameters(self, printer: Printer) -> None:
-        with printer.in_angle_brackets():
-            printer.print_attribute(self.dtype)
-            if self.mode.data != "none":
-                printer.print_string(f", {self.mode.data}")
-                if self.args.data:
-                    printer.print_string(" ")
-                    _print_ints(printer, self.mode_args)
-                if self.option.data:
-                    printer.print_string(f" {self.option.data}")
-
-
-@irdl_attr_definition
-class PlaceAttr(ParametrizedAttribute):
-    """`place NAME in hbm stacks(...)` / `in l2`: `#zk.place<hbm, stacks [0, 1]>`, `#zk.place<l2>`."""
-
-    name = "zk.place"
-    memory: StringAttr = param_def()
-    stacks: ArrayAttr[IntAttr] = param_def()
-
-    def __init__(self, memory: str, stacks: Sequence[int] = ()):
-        super().__init__(StringAttr(memory), ArrayAttr([IntAttr(s) for s in stacks]))
-
-    @property
-    def stack_ids(self) -> tuple[int, ...]:
-        return tuple(s.data for s in self.stacks.data)
-
-    def verify(self) -> None:
-        _check(self.memory.data in ("hbm", "l2"), f"unknown memory {self.memory.data!r}")
-
-    @classmethod
-    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
-        with parser.in_angle_brackets():
-            memory = parser.parse_identifier()
-            stacks = []
-            if parser.parse_optional_punctuation(","):
-                parser.parse_keyword("stacks")
-                stacks = _parse_ints(parser)
-        return (StringAttr(memory), ArrayAttr([IntAttr(s) for s in stacks]))
-
-    def print_parameters(self, printer: Printer) -> None:
-        with printer.in_angle_brackets():
-            printer.print_string(self.memory.data)
-            if self.stacks.data:
-                printer.print_string(", stacks ")
-                _print_ints(printer, self.stack_ids)
+from zhenwu_cc.dialects.precision import PrecisionAttr
+from zhenwu_cc.dialects.zk_attrs import PlaceAttr, TileAttr
+from zhenwu_cc.dialects.zk_common import check as _check
+from zhenwu_cc.dialects.zk_common import elem as _elem
+from zhenwu_cc.dialects.zk_common import shape as _shape
+from zhenwu_cc.dialects.zk_elementwise import (  # noqa: F401  (re-exported)
+    BINARY_OPS,
+    COMPARE_PREDICATES,
+    UNARY_OPS,
+    AbsOp,
+    AddOp,
+    BinaryElementwiseOp,
+    BitcastOp,
+    CastOp,
+    CompareOp,
+    DivOp,
+    ErfOp,
+    ExpOp,
+    FloatBinaryOp,
+    FloatUnaryOp,
+    GeluOp,
+    GeluTanhOp,
+    LogOp,
+    MaxOp,
+    MinOp,
+    MulOp,
+    NegOp,
+    PowOp,
+    ReluOp,
+    RsqrtOp,
+    SelectOp,
+    SigmoidOp,
+    SiluOp,
+    SoftplusOp,
+    SqrtOp,
+    SubOp,
+    TanhOp,
+    UnaryElementwiseOp,
+    bitcast_compatible,
+)
+from zhenwu_cc.dialects.zk_quant import DequantizeOp, QuantizeOp, quantized_types  # noqa: F401
 
 
 # ---- the kernel ---------------------------------------------------------------------------------
@@ -429,9 +217,11 @@ class KernelOp(IRDLOperation):
 
 @irdl_op_definition
 class ReturnOp(IRDLOperation):
+    """The kernel's results, in the order of its result names."""
+
     name = "zk.return"
     values = var_operand_def(TensorType)
-    traits = traits_def(IsTerminator())
+    traits = traits_def(IsTerminator(), HasParent(KernelOp), Pure())
     assembly_format = "($values^ `:` type($values))? attr-dict"
 
     def __init__(self, values: Sequence[SSAValue]):
@@ -490,327 +280,6 @@ class IotaOp(IRDLOperation):
         _check(self.result.type.element_type == dtypes.to_xdsl(dtypes.I32), "iota yields i32")
 
 
-_CONST = {"FLOAT_ONLY": ClassVar[bool]}  # how a generated subclass declares its class constant
-
-
-# ---- elementwise ------------------------------------------------------------------------------
-class UnaryElementwiseOp(IRDLOperation):
-    """Base of the one-operand elementwise ops; result type equals operand type."""
-
-    T: ClassVar = VarConstraint("T", base(TensorType))
-    input = operand_def(T)
-    result = result_def(T)
-    traits = traits_def(Pure())
-    assembly_format = "$input attr-dict `:` type($input)"
-    FLOAT_ONLY: ClassVar[bool] = True
-
-    def __init__(self, input: SSAValue):
-        super().__init__(operands=[input], result_types=[input.type])
-
-    def verify_(self) -> None:
-        if self.FLOAT_ONLY:
-            _check(dtypes.from_xdsl(_elem(self.input)).is_float,
-                   f"{self.name} needs a float tensor")
-
-
-def _unary(op_name: str, doc: str, float_only: bool = True) -> type[UnaryElementwiseOp]:
-    cls = type(op_name.split(".")[1].title().replace("_", "") + "Op", (UnaryElementwiseOp,),
-               {"name": op_name, "__doc__": doc, "FLOAT_ONLY": float_only, "__annotations__": _CONST})
-    return irdl_op_definition(cls)
-
-
-NegOp = _unary("zk.neg", "-x", float_only=False)
-AbsOp = _unary("zk.abs", "|x|", float_only=False)
-ExpOp = _unary("zk.exp", "e**x")
-LogOp = _unary("zk.log", "natural logarithm")
-TanhOp = _unary("zk.tanh", "hyperbolic tangent")
-ErfOp = _unary("zk.erf", "the error function")
-SqrtOp = _unary("zk.sqrt", "square root")
-RsqrtOp = _unary("zk.rsqrt", "1 / sqrt(x)")
-SigmoidOp = _unary("zk.sigmoid", "1 / (1 + exp(-x)); composite, expanded by `decompose`")
-ReluOp = _unary("zk.relu", "max(x, 0); composite, expanded by `decompose`")
-GeluOp = _unary("zk.gelu", "x * Phi(x), exact (erf-based); composite, expanded by `decompose`")
-GeluTanhOp = _unary("zk.gelu_tanh", "the tanh approximation of gelu; composite")
-SiluOp = _unary("zk.silu", "x * sigmoid(x); composite, expanded by `decompose`")
-SoftplusOp = _unary("zk.softplus", "log(1 + exp(x)), stable; composite, expanded by `decompose`")
-
-UNARY_OPS: dict[str, type[UnaryElementwiseOp]] = {
-    c.name.split(".")[1]: c for c in (NegOp, AbsOp, ExpOp, LogOp, TanhOp, ErfOp, SqrtOp, RsqrtOp,
-                                      SigmoidOp, ReluOp, GeluOp, GeluTanhOp, SiluOp, SoftplusOp)
-}
-
-
-class BinaryElementwiseOp(IRDLOperation):
-    """Base of the two-operand elementwise ops: one element type, numpy broadcasting."""
-
-    lhs = operand_def(TensorType)
-    rhs = operand_def(TensorType)
-    result = result_def(TensorType)
-    traits = traits_def(Pure())
-    assembly_format = "$lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs) `->` type($result)"
-    FLOAT_ONLY: ClassVar[bool] = False
-
-    def __init__(self, lhs: SSAValue, rhs: SSAValue, result_type: TensorType | None = None):
-        if result_type is None:
-            shape = broadcast_shapes(_shape(lhs), _shape(rhs))
-            assert shape is not None, "operands do not broadcast"
-            result_type = TensorType(_elem(lhs), shape)
-        super().__init__(operands=[lhs, rhs], result_types=[result_type])
-
-    def verify_(self) -> None:
-        _check(_elem(self.lhs) == _elem(self.rhs) == _elem(self.result),
-               f"{self.name} operands and result must share one element type")
-        _check(broadcast_shapes(_shape(self.lhs), _shape(self.rhs)) == _shape(self.result),
-               f"{self.name} result shape must be the broadcast of the operand shapes")
-        if self.FLOAT_ONLY:
-            _check(dtypes.from_xdsl(_elem(self.lhs)).is_float, f"{self.name} needs float tensors")
-
-
-def _binary(op_name: str, doc: str, float_only: bool = False) -> type[BinaryElementwiseOp]:
-    cls = type(op_name.split(".")[1].title() + "Op", (BinaryElementwiseOp,),
-               {"name": op_name, "__doc__": doc, "FLOAT_ONLY": float_only, "__annotations__": _CONST})
-    return irdl_op_definition(cls)
-
-
-AddOp = _binary("zk.add", "x + y")
-SubOp = _binary("zk.sub", "x - y")
-MulOp = _binary("zk.mul", "x * y")
-DivOp = _binary("zk.div", "x / y (true division; floats only)", float_only=True)
-MaxOp = _binary("zk.max", "elementwise maximum (NaN-propagating)")
-MinOp = _binary("zk.min", "elementwise minimum (NaN-propagating)")
-PowOp = _binary("zk.pow", "x ** y (floats only)", float_only=True)
-
-BINARY_OPS: dict[str, type[BinaryElementwiseOp]] = {
-    c.name.split(".")[1]: c for c in (AddOp, SubOp, MulOp, DivOp, MaxOp, MinOp, PowOp)
-}
-
-COMPARE_PREDICATES = ("eq", "ne", "lt", "le", "gt", "ge")
-
-
-@irdl_op_definition
-class CompareOp(IRDLOperation):
-    """Elementwise comparison with numpy broadcasting; yields i1."""
-
-    name = "zk.compare"
-    predicate = prop_def(StringAttr)
-    lhs = operand_def(TensorType)
-    rhs = operand_def(TensorType)
-    result = result_def(TensorType)
-    traits = traits_def(Pure())
-    assembly_format = ("$predicate `,` $lhs `,` $rhs attr-dict `:` type($lhs) `,` type($rhs) "
-                       "`->` type($result)")
-
-    def __init__(self, predicate: str, lhs: SSAValue, rhs: SSAValue):
-        shape = broadcast_shapes(_shape(lhs), _shape(rhs))
-        assert shape is not None
-        super().__init__(properties={"predicate": StringAttr(predicate)}, operands=[lhs, rhs],
-                         result_types=[TensorType(i1, shape)])
-
-    def verify_(self) -> None:
-        _check(self.predicate.data in COMPARE_PREDICATES,
-               f"unknown predicate {self.predicate.data!r}")
-        _check(_elem(self.lhs) == _elem(self.rhs), "compared tensors must share an element type")
-        _check(_elem(self.result) == i1, "zk.compare yields i1")
-        _check(broadcast_shapes(_shape(self.lhs), _shape(self.rhs)) == _shape(self.result),
-               "result shape must be the broadcast of the operand shapes")
-
-
-@irdl_op_definition
-class SelectOp(IRDLOperation):
-    """`where(cond, a, b)` with numpy broadcasting of all three."""
-
-    name = "zk.select"
-    cond = operand_def(TensorType)
-    lhs = operand_def(TensorType)
-    rhs = operand_def(TensorType)
-    result = result_def(TensorType)
-    traits = traits_def(Pure())
-    assembly_format = ("$cond `,` $lhs `,` $rhs attr-dict `:` type($cond) `,` type($lhs) `,` "
-                       "type($rhs) `->` type($result)")
-
-    def __init__(self, cond: SSAValue, lhs: SSAValue, rhs: SSAValue):
-        shape = broadcast_shapes(_shape(cond), _shape(lhs), _shape(rhs))
-        assert shape is not None
-        super().__init__(operands=[cond, lhs, rhs], result_types=[TensorType(_elem(lhs), shape)])
-
-    def verify_(self) -> None:
-        _check(_elem(self.cond) == i1, "zk.select condition must be i1")
-        _check(_elem(self.lhs) == _elem(self.rhs) == _elem(self.result),
-               "zk.select branches and result must share an element type")
-        _check(broadcast_shapes(_shape(self.cond), _shape(self.lhs), _shape(self.rhs))
-               == _shape(self.result), "result shape must be the broadcast of the operand shapes")
-
-
-@irdl_op_definition
-class CastOp(IRDLOperation):
-    """Convert the element type (round to nearest even, saturating for low-precision floats)."""
-
-    name = "zk.cast"
-    input = operand_def(TensorType)
-    result = result_def(TensorType)
-    traits = traits_def(Pure())
-    assembly_format = "$input attr-dict `:` type($input) `to` type($result)"
-
-    def __init__(self, input: SSAValue, element_type: Attribute):
-        super().__init__(operands=[input],
-                         result_types=[TensorType(element_type, _shape(input))])
-
-    def verify_(self) -> None:
-        _check(_shape(self.input) == _shape(self.result), "zk.cast keeps the shape")
-
-
-@irdl_op_definition
-class BitcastOp(IRDLOperation):
-    """Reinterpret each element's bits as another type of the same width (ui8 codes as E8M0
-    scales, say): no rounding, no value conversion."""
-
-    name = "zk.bitcast"
-    input = operand_def(TensorType)
-    result = result_def(TensorType)
-    traits = traits_def(Pure())
-    assembly_format = "$input attr-dict `:` type($input) `to` type($result)"
-
-    def __init__(self, input: SSAValue, element_type: Attribute):
-        super().__init__(operands=[input],
-                         result_types=[TensorType(element_type, _shape(input))])
-
-    def verify_(self) -> None:
-        _check(_shape(self.input) == _shape(self.result), "zk.bitcast keeps the shape")
-        src, dst = (dtypes.from_xdsl(_elem(v)) for v in (self.input, self.result))
-        _check(bitcast_compatible(src, dst),
-               f"zk.bitcast needs two types of one storage width, got {src.name} and {dst.name}")
-
-
-def bitcast_compatible(src: dtypes.DType, dst: dtypes.DType) -> bool:
-    """Same bits per element, neither a 1-bit mask nor a sub-byte format (held a byte each)."""
-    return (src.bits == dst.bits and src.bits >= 8
-            and "bool" not in (src.kind, dst.kind))
-
-
-# ---- low precision (inserted by the `cast` pass) ------------------------------------------------
-def quantized_types(shape: Sequence[int], precision: PrecisionAttr,
-                    axis: int | None) -> list[TensorType]:
-    """The types a tensor of `shape` is stored in when quantised: values, scales (one per block,
-    with the tensor's rank) and, for NVFP4, the f32 tensor scale."""
-    mode = precision.mode.data
-    blocks = scale_blocks(mode, precision.mode_args, shape, axis)
-    out = [TensorType(precision.dtype, shape),
-           TensorType(dtypes.to_xdsl(dtypes.get(SCALE_DTYPES[mode])), scale_shape(shape, blocks))]
-    if mode == "nvfp4":
-        out.append(TensorType(dtypes.to_xdsl(dtypes.F32), (1,) * len(shape)))
-    return out
-
-
-@irdl_op_definition
-class QuantizeOp(IRDLOperation):
-    """Quantise a float tensor as `precision` says: low-precision values and their scales
-    (`scale_blocks` gives the layout), plus NVFP4's f32 per-tensor scale.
-
-    `amax` (the largest |x| per scaling group, or of the finite values for `nvfp4`) may come
-    from a reduction when the scale groups span more than one tile; without it the op reduces
-    its input itself. `axis` is the axis that `mx` and `nvfp4` block along (a matmul's
-    contraction axis)."""
-
-    name = "zk.quantize"
-    input = operand_def(TensorType)
-    amax = opt_operand_def(TensorType)
-    precision = prop_def(PrecisionAttr)
-    axis = opt_prop_def(IntegerAttr[i64])
-    values = result_def(TensorType)
-    scales = result_def(TensorType)
-    tensor_scale = opt_result_def(TensorType)
-    traits = traits_def(Pure())
-    irdl_options = (AttrSizedOperandSegments(as_property=True),
-                    AttrSizedResultSegments(as_property=True))
-    assembly_format = ("$input (`amax` $amax^)? `as` qualified($precision) (`axis` $axis^)? "
-                       "attr-dict `:` type($input) (`,` type($amax)^)? `->` type($values) `,` "
-                       "type($scales) (`,` type($tensor_scale)^)?")
-
-    def __init__(self, input: SSAValue, precision: PrecisionAttr, axis: int | None = None,
-                 amax: SSAValue | None = None):
-        values, scales, *tensor_scale = quantized_types(_shape(input), precision, axis)
-        props: dict[str, Attribute] = {"precision": precision}
-        if axis is not None:
-            props["axis"] = IntegerAttr(axis, 64)
-        super().__init__(operands=[input, [amax] if amax else []], properties=props,
-                         result_types=[values, scales, tensor_scale])
-
-    @property
-    def blocked_axis(self) -> int | None:
-        return self.axis.value.data if self.axis is not None else None
-
-    @property
-    def blocks(self) -> Shape:
-        p = self.precision
-        return scale_blocks(p.mode.data, p.mode_args, _shape(self.input), self.blocked_axis)
-
-    def verify_(self) -> None:
-        p, shape = self.precision, _shape(self.input)
-        mode, rank = p.mode.data, len(shape)
-        _check(dtypes.from_xdsl(_elem(self.input)).is_float, "zk.quantize reads floats")
-        _check(p.scaled and p.element.is_low_precision and p.element.name != "f8E8M0FNU",
-               "zk.quantize makes FP8 or FP4 values with scales (f16/bf16 are plain casts)")
-        _check((self.axis is not None) == (mode in AXIS_GROUPS),
-               f"scale mode {mode} {'needs' if mode in AXIS_GROUPS else 'takes no'} `axis`")
-        if self.axis is not None:
-            _check(0 <= self.blocked_axis < rank, "zk.quantize axis out of range")
-        if mode == "channel":
-            _check(normalize_axis(p.mode_args[0], rank) is not None, "channel axis out of range")
-        if mode == "block":
-            _check(rank >= 2 and all(a >= 1 for a in p.mode_args)
-                   and shape[-2] % p.mode_args[0] == 0 and shape[-1] % p.mode_args[1] == 0,
-                   f"block {list(p.mode_args)} does not tile {list(shape)}")
-        _check(mode != "nvfp4" or p.element.name == "f4E2M1FN", "nvfp4 makes f4E2M1FN values")
-        _check(_shape(self.values) == shape and _elem(self.values) == p.dtype,
-               "zk.quantize values keep the shape and take the precision's dtype")
-        want = scale_shape(shape, self.blocks)
-        _check(_shape(self.scales) == want, f"{mode} scales of {list(shape)} have the shape "
-               f"{list(want)}, not {list(_shape(self.scales))}")
-        _check(dtypes.from_xdsl(_elem(self.scales)).name == SCALE_DTYPES[mode],
-               f"{mode} scales are {SCALE_DTYPES[mode]}")
-        ones = (1,) * rank
-        if mode == "nvfp4":
-            _check(self.tensor_scale is not None and _shape(self.tensor_scale) == ones
-                   and _elem(self.tensor_scale) == dtypes.to_xdsl(dtypes.F32),
-                   f"nvfp4 also yields an f32 tensor scale of shape {list(ones)}")
-        else:
-            _check(self.tensor_scale is None, f"only nvfp4 has a tensor scale, not {mode}")
-        if self.amax is not None:
-            _check(mode in AMAX_MODES, f"scale mode {mode} takes no amax")
-            _check(_elem(self.amax) == _elem(self.input), "amax has the input's element type")
-            _check(_shape(self.amax) == (ones if mode == "nvfp4" else want),
-                   "amax has one entry per scale (one for nvfp4)")
-
-
-@irdl_op_definition
-class DequantizeOp(IRDLOperation):
-    """values x scales (x tensor scale), each scale repeated over its block, computed exactly
-    and rounded once into the result type. The blocks follow from the shapes: a scale tensor
-    of the values' rank with s entries along a dimension of n gives blocks of ceil(n / s)."""
-
-    name = "zk.dequantize"
-    values = operand_def(TensorType)
-    scales = var_operand_def(TensorType)
-    result = result_def(TensorType)
-    traits = traits_def(Pure())
-    assembly_format = ("$values `scales` `(` $scales `)` attr-dict `:` type($values) `,` "
-                       "type($scales) `->` type($result)")
-
-    def __init__(self, values: SSAValue, scales: Sequence[SSAValue], element_type: Attribute):
-        super().__init__(operands=[values, list(scales)],
-                         result_types=[TensorType(element_type, _shape(values))])
-
-    def verify_(self) -> None:
-        shape = _shape(self.values)
-        _check(1 <= len(self.scales) <= 2, "zk.dequantize takes one or two scale tensors")
-        _check(_shape(self.result) == shape, "zk.dequantize keeps the shape")
-        for v in (self.values, self.result, *self.scales):
-            _check(dtypes.from_xdsl(_elem(v)).is_float, "zk.dequantize works on floats")
-        for s in self.scales:
-            _check(blocks_of(shape, _shape(s)) is not None,
-                   f"scales of shape {list(_shape(s))} do not block values of shape "
-                   f"{list(shape)}")
-
 
 # ---- contraction and reductions ---------------------------------------------------------------
 @irdl_op_definition
@@ -842,7 +311,6 @@ class MatmulOp(IRDLOperation):
         _check(_elem(self.result) == dtypes.to_xdsl(acc),
                f"zk.matmul yields the accumulator type {acc}")
 
-
 class ReduceOp(IRDLOperation):
     """Base of the reductions over `axes` (sorted, non-negative), optionally keeping dims."""
 
@@ -853,7 +321,6 @@ class ReduceOp(IRDLOperation):
     traits = traits_def(Pure())
     assembly_format = ("$input `axes` $axes (`keepdims` $keepdims^)? attr-dict `:` type($input) "
                        "`->` type($result)")
-    FLOAT_ONLY: ClassVar[bool] = False
 
     def __init__(self, input: SSAValue, axes: Sequence[int], keepdims: bool,
                  element_type: Attribute | None = None):
@@ -876,26 +343,51 @@ class ReduceOp(IRDLOperation):
         _check(bool(axes), f"{self.name} needs at least one axis (over none it is its input)")
         expected = reduce_shape(_shape(self.input), axes, self.keepdims is not None)
         _check(_shape(self.result) == expected, f"{self.name} result shape must be {list(expected)}")
-        self.verify_dtypes()
-
-    def verify_dtypes(self) -> None:
         _check(_elem(self.result) == _elem(self.input), f"{self.name} keeps the element type")
-        if self.FLOAT_ONLY:
-            _check(dtypes.from_xdsl(_elem(self.input)).is_float, f"{self.name} needs floats")
 
 
-def _reduce(op_name: str, doc: str, float_only: bool = False) -> type[ReduceOp]:
-    name = "Reduce" + op_name.split("_")[-1].title() + "Op"
-    return irdl_op_definition(type(name, (ReduceOp,), {"name": op_name, "__doc__": doc,
-                                                       "FLOAT_ONLY": float_only, "__annotations__": _CONST}))
+class FloatReduceOp(ReduceOp):
+    """Base of the reductions defined on floats only."""
+
+    def verify_(self) -> None:
+        super().verify_()
+        _check(dtypes.from_xdsl(_elem(self.input)).is_float, f"{self.name} needs floats")
 
 
-ReduceSumOp = _reduce("zk.reduce_sum", "sum over axes (accumulated in f32 for floats)")
-ReduceMaxOp = _reduce("zk.reduce_max", "maximum over axes")
-ReduceMinOp = _reduce("zk.reduce_min", "minimum over axes")
-ReduceMeanOp = _reduce("zk.reduce_mean", "mean over axes (floats only)", float_only=True)
-LogSumExpOp = _reduce("zk.logsumexp", "log(sum(exp(x))) over axes, stable; composite",
-                      float_only=True)
+@irdl_op_definition
+class ReduceSumOp(ReduceOp):
+    """Sum over axes (accumulated in f32 for floats)."""
+
+    name = "zk.reduce_sum"
+
+
+@irdl_op_definition
+class ReduceMaxOp(ReduceOp):
+    """Maximum over axes."""
+
+    name = "zk.reduce_max"
+
+
+@irdl_op_definition
+class ReduceMinOp(ReduceOp):
+    """Minimum over axes."""
+
+    name = "zk.reduce_min"
+
+
+@irdl_op_definition
+class ReduceMeanOp(FloatReduceOp):
+    """Mean over axes (floats only)."""
+
+    name = "zk.reduce_mean"
+
+
+@irdl_op_definition
+class LogSumExpOp(FloatReduceOp):
+    """log(sum(exp(x))) over axes, stable; composite."""
+
+    name = "zk.logsumexp"
+
 
 REDUCE_OPS: dict[str, type[ReduceOp]] = {"sum": ReduceSumOp, "max": ReduceMaxOp,
                                          "min": ReduceMinOp, "mean": ReduceMeanOp}
@@ -1075,7 +567,7 @@ class ReshapeOp(IRDLOperation):
 
     def verify_(self) -> None:
         a, b = _shape(self.input), _shape(self.result)
-        _check(_prod(a) == _prod(b), f"zk.reshape from {list(a)} to {list(b)} changes the size")
+        _check(prod(a) == prod(b), f"zk.reshape from {list(a)} to {list(b)} changes the size")
         _check(_elem(self.input) == _elem(self.result), "zk.reshape keeps the element type")
 
 
@@ -1195,13 +687,6 @@ def uses_besides_matmuls(value: SSAValue) -> list[Operation]:
                 stack.append(user.result)
             elif not isinstance(user, MatmulOp):
                 out.append(user)
-    return out
-
-
-def _prod(shape: Sequence[int]) -> int:
-    out = 1
-    for d in shape:
-        out *= d
     return out
 
 

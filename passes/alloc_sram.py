@@ -16,7 +16,6 @@ it views. `sram.peak` (bytes) on the grid. ZK0601 when the peak exceeds the SRAM
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
@@ -28,40 +27,14 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
+from zhenwu_cc.core import attrs
 from zhenwu_cc.dialects import dtypes, tile, zk
+from zhenwu_cc.dialects.tile import root_of
 from zhenwu_cc.dialects.loc import span_of
 
 from zhenwu_cc.diagnostics import CompileError, Note, error
-from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, Buffer, GridPlan, plan_grid, root_of
+from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, Buffer, GridPlan, plan_grid
 from zhenwu_cc.runtime.target import DEFAULT_TARGET, load_target
-
-
-class Placement(NamedTuple):
-    """Where a tile value lives: `buffer` numbers the grid's buffers (values that share one
-    follow each other in it), at byte `offset` of the SRAM, with `depth` slots."""
-
-    buffer: int
-    offset: int
-    depth: int
-
-
-ATTRS = ("sram.buffer", "sram.offset", "sram.depth")
-
-
-def placement_of(value: SSAValue) -> Placement | None:
-    """The placement alloc-sram recorded for a tile value, or None when it has none."""
-    if isinstance(value, BlockArgument):  # a loop's iter arg lives in its result's buffer
-        loop = value.owner.parent_op()
-        assert isinstance(loop, tile.LoopOp)
-        value = loop.res[value.index - 1]
-    op = value.owner
-    assert isinstance(op, Operation)
-    attrs = [op.attributes.get(name) for name in ATTRS]
-    if all(isinstance(a, DenseArrayBase) for a in attrs):
-        return Placement(*(a.get_values()[value.index] for a in attrs))
-    if all(isinstance(a, IntegerAttr) for a in attrs):
-        return Placement(*(a.value.data for a in attrs))
-    return None
 
 
 def break_swaps(grid: tile.GridOp) -> None:
@@ -86,13 +59,13 @@ def _record(grid: tile.GridOp, plan: GridPlan) -> None:
         if not values:
             continue
         bufs = [plan.of[v] for v in values]
-        fields = zip(ATTRS, ([number[id(b)] for b in bufs], [b.offset for b in bufs],
-                             [b.first.depth for b in bufs]))
+        fields = zip(attrs.SRAM_PLACEMENT, ([number[id(b)] for b in bufs], [b.offset for b in bufs],
+                                            [b.first.depth for b in bufs]))
         several = isinstance(op, tile.LoopOp) or len(op.results) > 1
         for name, numbers in fields:
             op.attributes[name] = (DenseArrayBase.from_list(i64, numbers) if several
                                    else IntegerAttr(numbers[0], 64))
-    grid.attributes["sram.peak"] = IntegerAttr(plan.peak, 64)
+    grid.attributes[attrs.SRAM_PEAK] = IntegerAttr(plan.peak, 64)
 
 
 def _definer(value: SSAValue) -> Operation:
@@ -145,7 +118,7 @@ class AllocSramPass(ModulePass):
         for kernel in op.walk():
             if not isinstance(kernel, zk.KernelOp):
                 continue
-            count = kernel.attributes.get("zk.buffers")
+            count = kernel.attributes.get(attrs.BUFFERS)
             buffers = count.value.data if isinstance(count, IntegerAttr) else DEFAULT_BUFFERS
             for grid in kernel.body.walk():
                 if isinstance(grid, tile.GridOp):

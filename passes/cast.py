@@ -38,7 +38,7 @@ from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
 from xdsl.transforms.dead_code_elimination import is_trivially_dead
-from zhenwu_cc.core.attrs import HOST_ATTR
+from zhenwu_cc.core import attrs as attr_names
 from zhenwu_cc.dialects import dtypes, zk
 from zhenwu_cc.dialects.loc import span_of
 
@@ -81,10 +81,10 @@ class _Caster:
 
     def run(self) -> None:
         require_untiled(self.kernel, "cast")
-        targets = [(a, attrs.pop("zk.precision")) for a, attrs in self.attrs.items()
-                   if "zk.precision" in attrs]
-        targets += [(op.results[0], op.attributes.pop("zk.precision")) for op in self.block.ops
-                    if "zk.precision" in op.attributes]
+        targets = [(a, attrs.pop(attr_names.PRECISION)) for a, attrs in self.attrs.items()
+                   if attr_names.PRECISION in attrs]
+        targets += [(op.results[0], op.attributes.pop(attr_names.PRECISION))
+                    for op in self.block.ops if attr_names.PRECISION in op.attributes]
         axes = {v: zk.contraction_axis(v) for v, p in targets if p.mode.data in zk.AXIS_GROUPS}
         for v, p in targets:
             if p.mode.data in zk.AXIS_GROUPS and axes[v] is None:  # the front end checks this;
@@ -119,7 +119,7 @@ class _Caster:
             if axis is not None:
                 origin["axis"] = IntegerAttr(axis, 64)
             self.attrs[new] = {**(self.attrs[arg] if part == 0 else {}),
-                               HOST_ATTR: DictionaryAttr(origin)}
+                               attr_names.QUANTIZED_FROM: DictionaryAttr(origin)}
             parts.append(new)
         ops, value, source = self._restore(parts, arg.type, name)
         for op in ops:
@@ -219,7 +219,7 @@ class _Caster:
             mm.operands[index] = value
 
     def check_fast_accumulate(self) -> None:
-        mode = self.kernel.attributes.get("zk.accumulate_mode")
+        mode = self.kernel.attributes.get(attr_names.ACCUMULATE_MODE)
         if not isinstance(mode, StringAttr) or mode.data != "fp8_fast":
             return
         for mm in self.block.walk():

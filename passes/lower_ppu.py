@@ -11,7 +11,7 @@ computes into those buffers. Consecutive loads share one `ppu.wait`, placed befo
 that needs them. Every op made carries the location of the op it comes from.
 
 What the cost model needs from the compiler is in the program it reads (core/attrs.py): the
-`ppu.kernel` keeps the `zk.kernel`'s attributes, among them `USEFUL_FLOPS` (the source matmuls'
+`ppu.kernel` keeps the `zk.kernel`'s attributes, among them `FLOPS` (the source matmuls'
 FLOPs that `tile` counted), and each `ppu.launch` its grid's `TILE_SIZES`.
 """
 
@@ -33,10 +33,10 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
-from zhenwu_cc.core.attrs import TILE_SIZES
+from zhenwu_cc.core import attrs
 from zhenwu_cc.dialects import ppu, tile, zk
 from zhenwu_cc.dialects.loc import span_of
-from zhenwu_cc.passes.alloc_sram import Placement, placement_of, root_of
+from zhenwu_cc.dialects.tile import Placement, placement_of, root_of
 
 from zhenwu_cc.diagnostics import error
 from zhenwu_cc.runtime.target import DEFAULT_TARGET, load_target
@@ -193,8 +193,8 @@ class _Lowering:
         for res, value in zip(g.res, g.outs):
             self.values[res] = self.values[value]
         launch = self.emit(ppu.LaunchOp(g.grid_shape, self.cus, g.role.data, Region(body)), g)
-        if TILE_SIZES in g.attributes:  # the tiles it runs, for reports and cost
-            launch.attributes[TILE_SIZES] = g.attributes[TILE_SIZES]
+        if attrs.TILE_SIZES in g.attributes:  # the tiles it runs, for reports
+            launch.attributes[attrs.TILE_SIZES] = g.attributes[attrs.TILE_SIZES]
         outer, self.b = self.b, Builder(InsertPoint.at_end(body))
         self.allocs = {}
         self.anchors = _anchors(g)
@@ -376,7 +376,7 @@ class LowerPpuPass(ModulePass):
         for kernel in [k for k in op.walk() if isinstance(k, zk.KernelOp)]:
             _check_tiled(kernel)
             lowered = _Lowering(cus).kernel(kernel)
-            lowered.attributes[ppu.TARGET_ATTR] = StringAttr(self.target)
+            lowered.attributes[attrs.TARGET] = StringAttr(self.target)
             Rewriter.replace_op(kernel, lowered)
 
 

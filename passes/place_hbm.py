@@ -35,13 +35,14 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, TensorType
 from xdsl.ir import Attribute
 from xdsl.passes import ModulePass
+from zhenwu_cc.core import attrs as attr_names
 from zhenwu_cc.dialects import dtypes, ppu, tile, zk
 from zhenwu_cc.dialects.loc import span_at, span_of
 from zhenwu_cc.runtime.target import DEFAULT_TARGET, HBM, Target, list_targets, load_target
 
 from zhenwu_cc.diagnostics import Note, Span, error
 
-KEY = "ppu.hbm"  # the attribute name of a placement, on arguments and tile.empty / ppu.global
+KEY = attr_names.HBM  # the attribute name of a placement, on arguments and tile.empty / ppu.global
 
 
 def gib(n: int, exact: bool = True) -> str:
@@ -110,7 +111,7 @@ def _arg_dicts(kernel: zk.KernelOp) -> list[dict[str, Attribute]]:
 
 def _directive(attrs: dict[str, Attribute]) -> tuple[tuple[int, ...], bool]:
     """(pinned stacks, L2-resident) from a `zk.place` attribute."""
-    p = attrs.get("zk.place")
+    p = attrs.get(attr_names.PLACE)
     if not isinstance(p, zk.PlaceAttr):
         return (), False
     return p.stack_ids, p.memory.data == "l2"

@@ -27,24 +27,17 @@ from dataclasses import dataclass
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import BlockArgument, Operation, SSAValue
 from zhenwu_cc.dialects import dtypes, tile, zk
+from zhenwu_cc.core.tiling import tile_bytes
+from zhenwu_cc.dialects.tile import root_of
 
 DEFAULT_BUFFERS = 2  # double buffering, unless the schedule says `buffers N`
 
 
-def root_of(value: SSAValue) -> SSAValue:
-    """The value whose buffer `value` names: a reshape inside a grid is a view of its input."""
-    while isinstance(value.owner, zk.ReshapeOp):
-        value = value.owner.input
-    return value
-
-
-def tile_bytes(value: SSAValue) -> int:
+def value_bytes(value: SSAValue) -> int:
+    """The bytes of the tile value `value` (tensor-typed)."""
     t = value.type
     assert isinstance(t, TensorType)
-    count = 1
-    for d in t.get_shape():
-        count *= d
-    return dtypes.from_xdsl(t.element_type).nbytes(count)
+    return tile_bytes(dtypes.from_xdsl(t.element_type), t.get_shape())
 
 
 def _loops_around(op: Operation) -> list[tile.LoopOp]:
@@ -154,7 +147,7 @@ class _Planner:
                 if loop not in holders:
                     at = max(at, self.end_of(loop))
             end = max(end, at)
-        return _Value(value, order, start, end, tile_bytes(value), depth)
+        return _Value(value, order, start, end, value_bytes(value), depth)
 
     def _users(self, value: SSAValue) -> list[Operation]:
         users = []

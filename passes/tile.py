@@ -46,7 +46,7 @@ from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
 from xdsl.rewriter import InsertPoint
-from zhenwu_cc.core.attrs import USEFUL_FLOPS
+from zhenwu_cc.core.attrs import FLOPS
 from zhenwu_cc.dialects import zk
 from zhenwu_cc.dialects.loc import span_of
 
@@ -123,7 +123,7 @@ class TilePass(ModulePass):
 
 
 def _record_flops(kernel: zk.KernelOp) -> None:
-    """Useful FLOPs of the source's matmuls by operand dtype (`USEFUL_FLOPS`, which `lower-ppu`
+    """Useful FLOPs of the source's matmuls by operand dtype (`FLOPS`, which `lower-ppu`
     carries onto the `ppu.kernel` for the cost model's achieved-TFLOP/s figures): tiles compute
     padding too, so the lowered program overstates them."""
     flops: dict[str, int] = {}
@@ -133,7 +133,7 @@ def _record_flops(kernel: zk.KernelOp) -> None:
             flops[name] = (flops.get(name, 0)
                            + 2 * math.prod(shape_of(op.result)) * shape_of(op.lhs)[-1])
     if flops:
-        kernel.attributes[USEFUL_FLOPS] = DictionaryAttr(
+        kernel.attributes[FLOPS] = DictionaryAttr(
             {k: IntegerAttr(v, 64) for k, v in sorted(flops.items())})
 
 

@@ -31,7 +31,7 @@ from xdsl.dialects.builtin import FunctionType, TensorType
 from xdsl.ir import SSAValue
 from xdsl.rewriter import Rewriter
 from zhenwu_cc.dialects import zk
-from zhenwu_cc.runtime.precision import HOST_ATTR
+from zhenwu_cc.core import attrs
 
 Key = tuple[SSAValue, int]  # a dimension of a value
 
@@ -192,7 +192,7 @@ def _source_keys(dims: Dims) -> list[tuple[Key, tuple[str, str, int]]]:
     kernel = dims.kernel
     out = []
     for i, (name, arg) in enumerate(zip(kernel.arg_names, kernel.body.block.args)):
-        origin = kernel.arg_attr(i, HOST_ATTR)
+        origin = kernel.arg_attr(i, attrs.QUANTIZED_FROM)
         if origin is not None:
             if origin.data["part"].value.data != 0:
                 continue

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection
 
+from zhenwu_cc.core import attrs
 from zhenwu_cc.dialects import dtypes
 from zhenwu_cc.runtime import executor, reference
 from zhenwu_cc.runtime.inputs import kernel_span
@@ -52,7 +53,7 @@ def run_host_bytes(compiled, *, given: Collection[str] = (), execute: bool = Fal
     held = file_bytes + inputs
     steps = [_GENERATE * max((_elements(a) for n, a in zip(zk.arg_names, args) if n not in given),
                              default=0)]
-    precise = [a for i, a in enumerate(args) if zk.arg_attr(i, "zk.precision") is not None]
+    precise = [a for i, a in enumerate(args) if zk.arg_attr(i, attrs.PRECISION) is not None]
     quantise = _CAST * sum(map(_elements, precise))
     if execute:
         ppu = compiled.module("ppu").ops.first

@@ -5,7 +5,7 @@ the reference evaluator (`zk.quantize`, `zk.dequantize`) and the executor (tile-
 quantisation on the vector engine, scaled operands of the tensor engine). Every element and scale
 comes from `runtime/numerics.py`; this module maps the IR's modes onto it and holds scales in
 the IR's layout: with the values' rank, dimension d having ceil(n / block) entries
-(`zk.scale_blocks`; numerics keeps a per-tensor scale as shape () and per-channel ones as (n,)).
+(`quant.scale_blocks`; numerics keeps a per-tensor scale as shape () and per-channel ones as (n,)).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from zhenwu_cc.core.attrs import HOST_ATTR
-from zhenwu_cc.dialects import zk
+from zhenwu_cc.core import attrs, quant
 from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.dialects.precision import PrecisionAttr
 from zhenwu_cc.runtime import numerics
+
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,14 @@ class Spec:
     axis: int | None = None
 
     @staticmethod
-    def of(attr: zk.PrecisionAttr, axis: int | None = None) -> Spec:
+    def of(attr: PrecisionAttr, axis: int | None = None) -> Spec:
         return Spec(attr.element, attr.mode.data, attr.mode_args, attr.option.data, axis)
 
     def blocks(self, shape: Sequence[int]) -> tuple[int, ...]:
-        return zk.scale_blocks(self.mode, self.args, shape, self.axis)
+        return quant.scale_blocks(self.mode, self.args, shape, self.axis)
 
     def rounding(self) -> str:
-        return self.option or zk.SCALE_OPTIONS[self.mode][0]
+        return self.option or quant.SCALE_OPTIONS[self.mode][0]
 
 
 def quantize(x: np.ndarray, spec: Spec) -> list[np.ndarray]:
@@ -60,7 +61,7 @@ def quantize(x: np.ndarray, spec: Spec) -> list[np.ndarray]:
         q = numerics.quantize_nvfp4(x, axis=spec.axis, scale_rounding=spec.rounding())
     else:
         raise ValueError(f"scale mode {spec.mode!r} does not quantise")
-    out = [q.values, q.scales.reshape(zk.scale_shape(shape, spec.blocks(shape)))]
+    out = [q.values, q.scales.reshape(quant.scale_shape(shape, spec.blocks(shape)))]
     if q.tensor_scale is not None:
         out.append(np.full((1,) * len(shape), q.tensor_scale, np.float32))
     return out
@@ -151,13 +152,13 @@ def _nvfp4_tiles(x: np.ndarray, spec: Spec, n: int, amax: np.ndarray | None
     axis = n + spec.axis
     padded = x
     if amax is not None:  # one extra block holding the global amax sets the tensor scale
-        extra = np.zeros(x.shape[:axis] + (zk.AXIS_GROUPS["nvfp4"],) + x.shape[axis + 1:],
+        extra = np.zeros(x.shape[:axis] + (quant.AXIS_GROUPS["nvfp4"],) + x.shape[axis + 1:],
                          x.dtype)
         extra[(slice(None),) * axis + (0,)] = np.max(amax).astype(x.dtype)
         padded = np.concatenate([x, extra], axis=axis)
     q = numerics.quantize_nvfp4(padded, axis=axis, scale_rounding=spec.rounding())
     length = x.shape[axis]
-    groups = -(-length // zk.AXIS_GROUPS["nvfp4"])
+    groups = -(-length // quant.AXIS_GROUPS["nvfp4"])
     values = q.values.take(np.arange(length), axis=axis)
     scales = q.scales.take(np.arange(groups), axis=axis)
     return [values, scales, np.full((1,) * x.ndim, q.tensor_scale, np.float32)]
@@ -173,7 +174,7 @@ def host_inputs(kernel, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarra
     args = kernel.body.block.args
     names = [a.name_hint or f"arg{i}" for i, a in enumerate(args)]
     for i, (name, arg) in enumerate(zip(names, args)):
-        origin = kernel.arg_attr(i, HOST_ATTR) if kernel.arg_attrs is not None else None
+        origin = kernel.arg_attr(i, attrs.QUANTIZED_FROM) if kernel.arg_attrs is not None else None
         if origin is None:
             if name in inputs:
                 out[name] = inputs[name]

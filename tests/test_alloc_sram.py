@@ -14,8 +14,9 @@ from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.parser import Parser
 from zhenwu_cc.dialects import tile, zk
-from zhenwu_cc.passes.alloc_sram import AllocSramPass, placement_of, root_of
-from zhenwu_cc.passes.sram_plan import tile_bytes
+from zhenwu_cc.dialects.tile import placement_of, root_of
+from zhenwu_cc.passes.alloc_sram import AllocSramPass
+from zhenwu_cc.passes.sram_plan import value_bytes
 from zhenwu_cc.passes.registry import get_passes
 
 from zhenwu_cc.diagnostics import CompileError
@@ -249,7 +250,7 @@ def check_buffers(grid: tile.GridOp, trips: int = 3) -> None:
     def span(value: SSAValue, slot: int) -> slice:
         offset, depth = buffer_of(value)
         assert offset % 128 == 0 and 0 <= slot < depth
-        n = tile_bytes(value)
+        n = value_bytes(value)
         assert offset + n * depth <= peak
         return slice(offset + slot * n, offset + (slot + 1) * n)
 

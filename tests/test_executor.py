@@ -21,6 +21,7 @@ from zhenwu_cc.runtime.target import load_target
 
 from zhenwu_cc.diagnostics import CompileError
 from zhenwu_cc.pipeline import make_context
+from zhenwu_cc.core import attrs
 
 RNG = np.random.default_rng(7)
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -914,16 +915,16 @@ def test_run_checks_the_sram_of_the_target_lowered_for():
     k = api.compile(EXAMPLES / "gemm.zk", defines={"M": 256, "N": 256, "K": 256})
     k = k.retile({"c": [128, 128, 128]})
     kernel = k.module("ppu").ops.first
-    assert kernel.attributes[ppu.TARGET_ATTR] == StringAttr("m890")
+    assert kernel.attributes[attrs.TARGET] == StringAttr("m890")
     top = max(a.byte_offset + a.nbytes for a in kernel.walk() if isinstance(a, ppu.AllocOp))
     assert load_target("810e").sram_per_cu < top <= load_target("m890").sram_per_cu
     k.run()
-    kernel.attributes[ppu.TARGET_ATTR] = StringAttr("810e")
+    kernel.attributes[attrs.TARGET] = StringAttr("810e")
     with pytest.raises(CompileError) as exc:
         k.run()
     assert code_of(exc) == "ZK0611"
     assert api.compile(EXAMPLES / "gemm.zk", target="h100").module("ppu").ops.first.attributes[
-        ppu.TARGET_ATTR] == StringAttr("h100")
+        attrs.TARGET] == StringAttr("h100")
     execute(parse(gemm_text()), gemm_inputs(), sram_bytes=12288 + 128)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from zhenwu_cc import arguments as arg
+from zhenwu_cc.core import attrs
 from zhenwu_cc.diagnostics import error
 
 
@@ -118,10 +119,10 @@ class CompiledKernel:
             if name not in named:
                 raise error("ZK0402", f"kernel `{self.name}` has no binding named `{name}`",
                             help="bindings: " + ", ".join(sorted(named)))
-            named[name].attributes["zk.tile"] = tile_attr(named[name], name, sizes,
+            named[name].attributes[attrs.TILE] = tile_attr(named[name], name, sizes,
                                                           split_k.get(name))
         if buffers is not None:
-            kernel.attributes["zk.buffers"] = IntegerAttr(buffers, 64)
+            kernel.attributes[attrs.BUFFERS] = IntegerAttr(buffers, 64)
         other = CompiledKernel(module, self.file, self.target)
         other._verify_each = verify
         return other
@@ -396,20 +397,20 @@ def _without_each_directive(module):
 
     kernel = module.ops.first
     names = [(a.name_hint, i) for i, a in enumerate(kernel.body.block.args)
-             if kernel.arg_attr(i, "zk.precision") is not None]
+             if kernel.arg_attr(i, attrs.PRECISION) is not None]
     names += [(op.results[0].name_hint, op) for op in kernel.body.block.ops
-              if "zk.precision" in op.attributes]
+              if attrs.PRECISION in op.attributes]
     for name, where in names:
         copy = module.clone()
         k = copy.ops.first
-        k.attributes.pop("zk.accumulate_mode", None)  # the reference sums in f32 anyway
+        k.attributes.pop(attrs.ACCUMULATE_MODE, None)  # the reference sums in f32 anyway
         if isinstance(where, int):
-            attr = k.arg_attrs.data[where].data["zk.precision"]
-            k.arg_attrs = _drop(k.arg_attrs, where, "zk.precision")
+            attr = k.arg_attrs.data[where].data[attrs.PRECISION]
+            k.arg_attrs = _drop(k.arg_attrs, where, attrs.PRECISION)
         else:
             op = next(o for o, orig in zip(k.body.block.ops, kernel.body.block.ops)
                       if orig is where)
-            attr = op.attributes.pop("zk.precision")
+            attr = op.attributes.pop(attrs.PRECISION)
         assert isinstance(attr, zk.PrecisionAttr)
         yield f"precision {name} as {_describe(attr)}", copy
 

@@ -3,7 +3,7 @@
 Counts are exact: a DMA's bytes are summed over every tile it moves, with edge tiles clipped to
 the tensor (tile indices are evaluated over the whole grid and loop with numpy, the way the
 executor addresses them); compute is counted on whole tiles, as the engines run them. The
-kernel's useful FLOPs (for achieved TFLOP/s) come from its `USEFUL_FLOPS` attribute (core/attrs.py:
+kernel's useful FLOPs (for achieved TFLOP/s) come from its `FLOPS` attribute (core/attrs.py:
 the `tile` pass records them from the source-level matmuls, `lower-ppu` carries them over).
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import DictionaryAttr, MemRefType
 from xdsl.ir import Operation, SSAValue
-from zhenwu_cc.core.attrs import USEFUL_FLOPS, used_tiles
+from zhenwu_cc.core.attrs import FLOPS, used_tiles
 from zhenwu_cc.dialects import dtypes, ppu, zk
 from zhenwu_cc.dialects.loc import loc_text
 from zhenwu_cc.runtime.cost.workload import Phase, Tensor, TileSizes, Work, Workload
@@ -199,7 +199,7 @@ def workload_of(kernel: ppu.KernelOp) -> Workload:
     written: set[str] = set()
     phases = tuple(_phase(op, names, written) for op in kernel.body.block.ops
                    if isinstance(op, ppu.LaunchOp))
-    flops = kernel.attributes.get(USEFUL_FLOPS)
+    flops = kernel.attributes.get(FLOPS)
     useful = ({k: v.value.data for k, v in flops.data.items()}
               if isinstance(flops, DictionaryAttr) else {})
     return Workload(kernel.sym_name.data, phases, names.tensors, useful)

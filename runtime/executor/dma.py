@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from xdsl.ir import Operation
+from zhenwu_cc.core.tiling import tile_counts
 from zhenwu_cc.dialects.loc import span_of
-from zhenwu_cc.dialects.tile import tile_counts
 from zhenwu_cc.runtime.executor.index import Index
 
 from zhenwu_cc.diagnostics import error

@@ -24,10 +24,10 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from zhenwu_cc.core.quant import FP8_CHUNK
 from zhenwu_cc.runtime import numerics, precision
 from zhenwu_cc.runtime.executor.compute import align, grid_matmul
 
-FP8_CHUNK = 128  # K elements summed in the narrow accumulator before promotion to float32
 FP8_MANTISSA_BITS = 13  # Hopper's FP8 accumulator, hardware-numerics §3.5
 
 

@@ -17,9 +17,9 @@ import math
 
 from xdsl.dialects.builtin import MemRefType
 from xdsl.ir import Operation, SSAValue
+from zhenwu_cc.core.tiling import tile_counts
 from zhenwu_cc.dialects import dtypes, ppu
 from zhenwu_cc.dialects.loc import span_of
-from zhenwu_cc.dialects.tile import tile_counts
 from zhenwu_cc.runtime.executor.index import INDEX_OPS
 from zhenwu_cc.runtime.units import MAX_HOST_BYTES_ENV, host_memory_limit
 

@@ -28,10 +28,10 @@ from collections.abc import Callable, Mapping
 import numpy as np
 from xdsl.dialects.builtin import StringAttr
 from xdsl.ir import Operation, SSAValue
+from zhenwu_cc.core.tiling import tile_counts
 from zhenwu_cc.dialects import dtypes, ppu
 from zhenwu_cc.dialects.dtypes import DType
 from zhenwu_cc.dialects.loc import span_of
-from zhenwu_cc.dialects.tile import tile_counts
 from zhenwu_cc.runtime import precision
 from zhenwu_cc.runtime.executor import dma
 from zhenwu_cc.runtime.executor.buffers import Alloc, Ref
@@ -56,6 +56,7 @@ from zhenwu_cc.runtime.numerics import round_to
 from zhenwu_cc.runtime.target import load_target
 
 from zhenwu_cc.diagnostics import did_you_mean, error
+from zhenwu_cc.core import attrs
 
 def _dtype(v: SSAValue) -> DType:
     return dtypes.from_xdsl(v.type.element_type)
@@ -404,7 +405,7 @@ def execute(kernel: ppu.KernelOp, inputs: Mapping[str, np.ndarray], *,
     ensure_host_memory(kernel, sum(
         math.prod(_shape(a)) * _dtype(a).np_dtype.itemsize for a in kernel.inputs
         if _arg_name(kernel, a) in inputs and copied(inputs[_arg_name(kernel, a)], a)))
-    if sram_bytes is None and (target := kernel.attributes.get(ppu.TARGET_ATTR)) is not None:
+    if sram_bytes is None and (target := kernel.attributes.get(attrs.TARGET)) is not None:
         # a non-string value (hand-edited IR) is an unknown target (ZK0701), not a crash
         name = target.data if isinstance(target, StringAttr) else str(target)
         sram_bytes = load_target(name).sram_per_cu

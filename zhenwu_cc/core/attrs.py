@@ -1,28 +1,45 @@
-"""Attribute names that one layer writes and a later one reads, each with its owner.
+"""The names of the discardable attributes that carry facts between stages: one owner each.
 
-A pass records what a later pass or the runtime needs in the IR it hands on; these names (and
-the readers of their formats) live here so that the reader imports neither the pass that wrote
+A stage records what a later stage or the runtime needs in the IR it hands on; these names (and
+the readers of their formats) live here, so that the reader imports neither the stage that wrote
 the attribute nor anything above the core layer.
-"""
+
+Schedule directives (the front end writes them, the passes read them; docs/language.md):"""
 
 from __future__ import annotations
 
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, StringAttr
 from xdsl.ir import Operation
 
+TILE = "zk.tile"  # `#zk.tile<...>` on the op a `tile` directive names
+PRECISION = "zk.precision"  # `#zk.precision<...>` on the op or kernel argument it names
+PLACE = "zk.place"  # `#zk.place<...>` on the op or kernel argument it names
+BUFFERS = "zk.buffers"  # on the kernel: SRAM buffering depth
+ACCUMULATE = "zk.accumulate"  # on the kernel: the matmul accumulator type
+ACCUMULATE_MODE = "zk.accumulate_mode"  # on the kernel: e.g. `fp8_fast`
+
+# Facts a pass records for later stages and reports:
+# The useful FLOPs of the source's matmuls by operand dtype ({dtype: i64}): written by `tile` on
+# the `zk.kernel` (tiles compute padding too, so the lowered program overstates them), carried by
+# `lower-ppu` onto the `ppu.kernel`, read by the cost model for achieved TFLOP/s.
+FLOPS = "zk.flops"
 # On a kernel argument the host fills by quantising a parameter: written by `cast`, read by the
 # host (runtime/precision.py) and the sampled check.
-HOST_ATTR = "zk.quantized_from"
-
-# The useful FLOPs of a kernel's source-level matmuls by operand dtype ({dtype: i64}): written by
-# `tile` on the `zk.kernel` (tiles compute padding too, so the lowered program overstates them),
-# carried by `lower-ppu` onto the `ppu.kernel`, read by the cost model for achieved TFLOP/s.
-USEFUL_FLOPS = "zk.flops"
-
+QUANTIZED_FROM = "zk.quantized_from"
 # The tiles a grid runs ({tile, step?, directive?, directive_sizes?}): written by `tile` on each
-# `tile.grid`, carried by `lower-ppu` onto its `ppu.launch`, read by reports and the cost model
-# through `used_tiles`.
+# `tile.grid`, carried by `lower-ppu` onto its `ppu.launch`, read through `used_tiles`.
 TILE_SIZES = "tile.sizes"
+HBM = "ppu.hbm"  # `#ppu.hbm<...>` (place-hbm) on arguments and tile.empty / ppu.global
+# On a `ppu.kernel`: the target (name or file) `lower-ppu` lowered it for; the executor checks
+# the kernel's SRAM plan against that target's SRAM (ZK0611).
+TARGET = "ppu.target"
+
+# The SRAM placement contract between alloc-sram (writes) and lower-ppu (reads), on tile values:
+SRAM_BUFFER = "sram.buffer"  # which of the grid's buffers
+SRAM_OFFSET = "sram.offset"  # byte offset in the CU's SRAM
+SRAM_DEPTH = "sram.depth"  # slots (multi-buffering)
+SRAM_PLACEMENT = (SRAM_BUFFER, SRAM_OFFSET, SRAM_DEPTH)
+SRAM_PEAK = "sram.peak"  # on a tile.grid: its peak SRAM bytes
 
 
 def used_tiles(grid: Operation) -> dict | None:
