@@ -27,7 +27,7 @@ from pathlib import Path
 
 from zhenwu_cc.runtime.cost.model import estimate
 from zhenwu_cc.runtime.cost.workload import Phase, Tensor, Work, Workload
-from zhenwu_cc.runtime.target import Efficiency, Target, load_target
+from zhenwu_cc.core.target import Efficiency, Target, load_target
 
 REPO = Path(__file__).resolve().parent.parent
 CSV_NAME = "h100_bf16_gemm_calibration.csv"

@@ -40,10 +40,10 @@ def _median_ms(fn, repeats: int) -> float:
 def main() -> None:
     from zhenwu_cc.runtime.cost.extract import workload_of
     from zhenwu_cc.runtime.cost.model import estimate
-    from zhenwu_cc.runtime.target import load_target
+    from zhenwu_cc.core.target import load_target
 
     import zhenwu_cc
-    from zhenwu_cc.diagnostics import CompileError
+    from zhenwu_cc.core.diagnostics import CompileError
 
     target = load_target("m890")
     kernel = zhenwu_cc.compile(GEMM)

@@ -8,7 +8,7 @@ tests/test_dtype_support.py checks that the committed doc is what this script pr
 
 from __future__ import annotations
 
-from zhenwu_cc.runtime.target import TENSOR_DTYPES, list_targets, load_target
+from zhenwu_cc.core.target import TENSOR_DTYPES, list_targets, load_target
 
 QUANTIZED = ("f8E4M3FN", "f8E5M2", "f4E2M1FN")
 

@@ -43,7 +43,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def validate(csv_path: str = DEFAULT_CSV, target_name: str = "h100") -> list[dict]:
     """Compile and cost every calibration shape; one row per shape with its error."""
-    from zhenwu_cc.runtime.target import load_target
+    from zhenwu_cc.core.target import load_target
 
     import zhenwu_cc
 

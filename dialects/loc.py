@@ -5,7 +5,7 @@ from __future__ import annotations
 from xdsl.dialects.builtin import FileLineColLoc, IntAttr, StringAttr
 from xdsl.ir import Attribute, Operation
 
-from zhenwu_cc.diagnostics import Span
+from zhenwu_cc.core.diagnostics import Span
 
 
 def span_at(loc: Attribute | None, width: int = 1) -> Span | None:

@@ -64,7 +64,7 @@ from xdsl.traits import (
 )
 from zhenwu_cc.core.shapes import prod
 from zhenwu_cc.core.tiling import tile_bytes, window
-from zhenwu_cc.dialects import dtypes
+from zhenwu_cc.core import dtypes
 from zhenwu_cc.dialects.formats import Number, parse_kernel_arguments, print_kernel_arguments
 from zhenwu_cc.dialects.ppu_compute import (  # noqa: F401  (re-exported: the code base says ppu.X)
     TRANSCENDENTAL,

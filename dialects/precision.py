@@ -14,7 +14,7 @@ from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 from zhenwu_cc.core import attrs
 from zhenwu_cc.core.quant import SCALE_DTYPES, SCALE_OPTIONS, blocks_of
-from zhenwu_cc.dialects import dtypes
+from zhenwu_cc.core import dtypes
 from zhenwu_cc.dialects.formats import print_ints
 
 

@@ -67,7 +67,7 @@ from zhenwu_cc.core.shapes import (  # noqa: F401  (re-exported)
     prod,
     reduce_shape,
 )
-from zhenwu_cc.dialects import dtypes
+from zhenwu_cc.core import dtypes
 from zhenwu_cc.dialects.formats import (
     parse_kernel_arguments,
     parse_number,

@@ -21,7 +21,7 @@ from xdsl.irdl import (
 )
 from xdsl.traits import Pure, SameOperandsAndResultType
 from zhenwu_cc.core.shapes import broadcast_shapes
-from zhenwu_cc.dialects import dtypes
+from zhenwu_cc.core import dtypes
 from zhenwu_cc.dialects.zk_common import check as _check
 from zhenwu_cc.dialects.zk_common import elem as _elem
 from zhenwu_cc.dialects.zk_common import shape as _shape

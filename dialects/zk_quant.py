@@ -31,7 +31,7 @@ from zhenwu_cc.core.quant import (
     scale_shape,
 )
 from zhenwu_cc.core.shapes import Shape, normalize_axis
-from zhenwu_cc.dialects import dtypes
+from zhenwu_cc.core import dtypes
 from zhenwu_cc.dialects.precision import PrecisionAttr
 from zhenwu_cc.dialects.zk_common import check as _check
 from zhenwu_cc.dialects.zk_common import elem as _elem

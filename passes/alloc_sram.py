@@ -28,13 +28,14 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
 from zhenwu_cc.core import attrs
-from zhenwu_cc.dialects import dtypes, tile, zk
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.dialects import tile, zk
 from zhenwu_cc.dialects.tile import root_of
 from zhenwu_cc.dialects.loc import span_of
 
-from zhenwu_cc.diagnostics import CompileError, Note, error
+from zhenwu_cc.core.diagnostics import CompileError, Note, error
 from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, Buffer, GridPlan, plan_grid
-from zhenwu_cc.runtime.target import DEFAULT_TARGET, load_target
+from zhenwu_cc.core.target import DEFAULT_TARGET, load_target
 
 
 def break_swaps(grid: tile.GridOp) -> None:

@@ -39,10 +39,11 @@ from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
 from xdsl.transforms.dead_code_elimination import is_trivially_dead
 from zhenwu_cc.core import attrs as attr_names
-from zhenwu_cc.dialects import dtypes, zk
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.dialects import zk
 from zhenwu_cc.dialects.loc import span_of
 
-from zhenwu_cc.diagnostics import error
+from zhenwu_cc.core.diagnostics import error
 from zhenwu_cc.passes.stages import require_untiled
 
 F32 = dtypes.to_xdsl(dtypes.F32)

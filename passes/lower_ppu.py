@@ -38,8 +38,8 @@ from zhenwu_cc.dialects import ppu, tile, zk
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.dialects.tile import Placement, placement_of, root_of
 
-from zhenwu_cc.diagnostics import error
-from zhenwu_cc.runtime.target import DEFAULT_TARGET, load_target
+from zhenwu_cc.core.diagnostics import error
+from zhenwu_cc.core.target import DEFAULT_TARGET, load_target
 
 REDUCTIONS = {zk.ReduceSumOp: "sum", zk.ReduceMaxOp: "max", zk.ReduceMinOp: "min"}
 

@@ -36,11 +36,12 @@ from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, TensorTyp
 from xdsl.ir import Attribute
 from xdsl.passes import ModulePass
 from zhenwu_cc.core import attrs as attr_names
-from zhenwu_cc.dialects import dtypes, ppu, tile, zk
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.dialects import ppu, tile, zk
 from zhenwu_cc.dialects.loc import span_at, span_of
-from zhenwu_cc.runtime.target import DEFAULT_TARGET, HBM, Target, list_targets, load_target
+from zhenwu_cc.core.target import DEFAULT_TARGET, HBM, Target, list_targets, load_target
 
-from zhenwu_cc.diagnostics import Note, Span, error
+from zhenwu_cc.core.diagnostics import Note, Span, error
 
 KEY = attr_names.HBM  # the attribute name of a placement, on arguments and tile.empty / ppu.global
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import BlockArgument, Operation, SSAValue
-from zhenwu_cc.dialects import dtypes, tile, zk
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.dialects import tile, zk
 from zhenwu_cc.core.tiling import tile_bytes
 from zhenwu_cc.dialects.tile import root_of
 

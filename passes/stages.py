@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from zhenwu_cc.dialects import zk
 from zhenwu_cc.dialects.loc import span_of
-from zhenwu_cc.diagnostics import error
+from zhenwu_cc.core.diagnostics import error
 
 
 def require_untiled(kernel: zk.KernelOp, pass_name: str) -> None:

@@ -50,12 +50,12 @@ from zhenwu_cc.core.attrs import FLOPS
 from zhenwu_cc.dialects import zk
 from zhenwu_cc.dialects.loc import span_of
 
-from zhenwu_cc.diagnostics import Note, error
+from zhenwu_cc.core.diagnostics import Note, error
 from zhenwu_cc.passes.decompose import COMPOSITES
 from zhenwu_cc.passes.tiling.kernel import KernelTiler
 from zhenwu_cc.passes.tiling.requests import shape_of
 from zhenwu_cc.passes.tiling.scales import mma_dtype
-from zhenwu_cc.runtime.target import DEFAULT_TARGET, load_target
+from zhenwu_cc.core.target import DEFAULT_TARGET, load_target
 from zhenwu_cc.passes.stages import require_untiled
 
 

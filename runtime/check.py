@@ -30,7 +30,7 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
-from zhenwu_cc.dialects import dtypes
+from zhenwu_cc.core import dtypes
 
 ULPS = 4  # slack in units of the output dtype's epsilon, relative to the output's scale
 DECADES = tuple(range(-8, 0))  # histogram buckets [1e-8, 1e-7), ..., [1e-1, 1); plus below, above

@@ -16,12 +16,12 @@ import math
 from collections.abc import Collection
 
 from zhenwu_cc.core import attrs
-from zhenwu_cc.dialects import dtypes
+from zhenwu_cc.core import dtypes
 from zhenwu_cc.runtime import executor, reference
 from zhenwu_cc.runtime.inputs import kernel_span
 from zhenwu_cc.runtime.units import MAX_HOST_BYTES_ENV, format_bytes, host_memory_limit
 
-from zhenwu_cc.diagnostics import error
+from zhenwu_cc.core.diagnostics import error
 
 _GENERATE = 24  # bytes per element random_inputs takes at its peak (int64 draws, clip, cast)
 _SUMMARY = 32  # bytes per element `summarize` takes: float64 copy, finite values, std's deviations

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 from xdsl.ir import Operation, SSAValue
-from zhenwu_cc.dialects import dtypes
-from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.core.dtypes import DType
 from zhenwu_cc.dialects.loc import span_at
 from zhenwu_cc.runtime.numerics import round_to
 
-from zhenwu_cc.diagnostics import Span, error
+from zhenwu_cc.core.diagnostics import Span, error
 
 
 def _dtype(v: SSAValue) -> DType:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from zhenwu_cc.dialects import dtypes
-from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.core.dtypes import DType
 
 ScaleRounding = Literal["floor", "rceil"]
 BlockScaleRounding = Literal["up", "rne"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from zhenwu_cc.core import attrs, quant
-from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.core.dtypes import DType
 from zhenwu_cc.dialects.precision import PrecisionAttr
 from zhenwu_cc.runtime import numerics
 

@@ -36,8 +36,9 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import scipy.special
 from xdsl.ir import Operation, SSAValue
-from zhenwu_cc.dialects import dtypes, zk
-from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.dialects import zk
+from zhenwu_cc.core.dtypes import DType
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.runtime import precision
 from zhenwu_cc.runtime.inputs import (
@@ -50,7 +51,7 @@ from zhenwu_cc.runtime.inputs import (
 from zhenwu_cc.runtime.numerics import round_to
 from zhenwu_cc.runtime.units import MAX_HOST_BYTES_ENV, format_bytes, host_memory_limit
 
-from zhenwu_cc.diagnostics import did_you_mean, error
+from zhenwu_cc.core.diagnostics import did_you_mean, error
 
 MODES = ("f64", "typed")
 

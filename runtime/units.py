@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from zhenwu_cc.diagnostics import error
+from zhenwu_cc.core.diagnostics import error
 
 MAX_HOST_BYTES_ENV = "ZHENWU_MAX_HOST_BYTES"
 

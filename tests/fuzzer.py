@@ -230,7 +230,7 @@ def _lowered_ir(example: Path, stage: str) -> str:
     key = (example.name, stage)
     if key not in _IR_CACHE:
         import zhenwu_cc
-        from zhenwu_cc.diagnostics import CompileError
+        from zhenwu_cc.core.diagnostics import CompileError
 
         text = example.read_text()
         defines = {name: 16 for name in _shape_params(text)}

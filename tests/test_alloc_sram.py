@@ -19,7 +19,7 @@ from zhenwu_cc.passes.alloc_sram import AllocSramPass
 from zhenwu_cc.passes.sram_plan import value_bytes
 from zhenwu_cc.passes.registry import get_passes
 
-from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.core.diagnostics import CompileError
 from zhenwu_cc.pipeline import make_context
 
 # ---- tile programs (shared with test_lower_ppu.py) ----------------------------------------------

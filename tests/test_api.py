@@ -5,7 +5,7 @@ import re
 import pytest
 
 import zhenwu_cc
-from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.core.diagnostics import CompileError
 
 SRC = """kernel mm<M = 512, N = 384, K = 256>(a: f16[M, K], b: f16[K, N]) -> f16[M, N] {
     c = f16(a @ b)

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import zhenwu_cc
-from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.core.diagnostics import CompileError
 
 SRC = """kernel mm<M = 64, N = 32, K = 16>(a: f16[M, K], b: f16[K, N]) -> f16[M, N] {
     c = f16(a @ b)

@@ -8,7 +8,7 @@ from scipy.special import log_softmax as np_log_softmax
 from scipy.special import softmax as np_softmax
 
 import zhenwu_cc
-from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.core.diagnostics import CompileError
 
 
 def _kernel(body: str, params: str, result: str):

@@ -116,7 +116,7 @@ def test_refusal_comes_before_any_work_and_names_a_shape_that_fits(monkeypatch, 
 def test_the_suggested_shape_does_fit(monkeypatch):
     monkeypatch.setenv("ZHENWU_MAX_HOST_BYTES", "64M")
     k = zhenwu_cc.compile("examples/cross_entropy.zk")
-    with pytest.raises(zhenwu_cc.diagnostics.CompileError) as e:
+    with pytest.raises(zhenwu_cc.core.diagnostics.CompileError) as e:
         k.check_plan()
     help_text = e.value.diagnostics[0].help
     defines = dict(part.split("=") for part in help_text.split("(")[1].split(" fits")[0]
@@ -131,7 +131,7 @@ def test_an_explicit_sample_that_keeps_every_index_is_the_full_check(monkeypatch
     assert k.check_plan(sample=64) is None
     assert k.check_plan(sample=4) is not None
     monkeypatch.setenv("ZHENWU_MAX_HOST_BYTES", "1K")  # but not when the full check is too big
-    with pytest.raises(zhenwu_cc.diagnostics.CompileError) as e:
+    with pytest.raises(zhenwu_cc.core.diagnostics.CompileError) as e:
         k.check_plan(sample=64)
     (d,) = e.value.diagnostics
     assert d.code == "ZK0510" and "--check-sample 64 keeps every axis whole" in d.message

@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 import pytest
-from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.core.diagnostics import CompileError
 from zhenwu_cc.runtime import check, reference
 
 import zhenwu_cc

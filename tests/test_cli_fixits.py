@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from zhenwu_cc.diagnostics import is_typo
+from zhenwu_cc.core.diagnostics import is_typo
 
 
 def _call(func: str) -> str:

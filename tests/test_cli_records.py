@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 import zhenwu_cc
-from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.core.diagnostics import CompileError
 
 SRC = """kernel k<N = 64>(x: f32[N]) -> f32[N] {
     y = exp(x)

@@ -6,7 +6,7 @@ import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from zhenwu_cc.runtime.target import load_target
+from zhenwu_cc.core.target import load_target
 
 import zhenwu_cc
 

@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from zhenwu_cc.runtime.cost.model import estimate
 from zhenwu_cc.runtime.cost.workload import Phase, Tensor, Work, Workload
-from zhenwu_cc.runtime.target import list_targets, load_target, parse_target
+from zhenwu_cc.core.target import list_targets, load_target, parse_target
 
-from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.core.diagnostics import CompileError
 
 MiB = 2**20
 
@@ -273,7 +273,7 @@ def test_missing_stack_is_rejected():
 
 def test_the_cost_models_codes_for_placement_are_the_passes():
     """One code per condition: the cost model's former ZK0704/ZK0705 are no longer registered."""
-    from zhenwu_cc.diagnostics import CODES
+    from zhenwu_cc.core.diagnostics import CODES
 
     assert "ZK0704" not in CODES and "ZK0705" not in CODES
     assert {"ZK0903", "ZK0904"} <= set(CODES)

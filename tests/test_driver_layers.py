@@ -59,7 +59,7 @@ def test_placement_is_read_from_the_ppu_kernel(cli, zk_file):
 
 def test_one_default_target_for_the_cli_and_the_api(cli, zk_file, monkeypatch):
     import zhenwu_cc
-    from zhenwu_cc.runtime import target
+    from zhenwu_cc.core import target
 
     path = zk_file(COPY)
     monkeypatch.delenv("ZHENWU_TARGET", raising=False)
@@ -90,7 +90,7 @@ def test_front_end_modules_stay_small():
 
 def test_costing_checks_its_target_argument():
     import zhenwu_cc
-    from zhenwu_cc.diagnostics import CompileError
+    from zhenwu_cc.core.diagnostics import CompileError
 
     k = zhenwu_cc.compile(EXAMPLES / "gemm.zk", defines={"M": 64, "N": 64, "K": 64})
     with pytest.raises(CompileError) as info:

@@ -1,4 +1,4 @@
-"""The element-type table (`dialects/dtypes.py`) against ml_dtypes / numpy: ranges, special
+"""The element-type table (`zhenwu_cc/core/dtypes.py`) against ml_dtypes / numpy: ranges, special
 values, storage, the xDSL spellings, and the widening table, checked exhaustively on every value
 of each format of 16 bits or fewer."""
 
@@ -10,7 +10,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 from xdsl.dialects.builtin import f64
-from zhenwu_cc.dialects import dtypes
+from zhenwu_cc.core import dtypes
 
 ALL = list(dtypes.DTYPES.values())
 NAMES = list(dtypes.DTYPES)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from zhenwu_cc.diagnostics import CODES, CompileError, SourceMap, render_text
+from zhenwu_cc.core.diagnostics import CODES, CompileError, SourceMap, render_text
 from zhenwu_cc.frontend import build
 
 REPO = Path(__file__).resolve().parent.parent

@@ -351,7 +351,7 @@ _ANNOTATED = re.compile(r"^\s*(\w+)\s*=.*//:\s*(\w+)\[([^\]]*)\]\s*$", re.M)
 @pytest.mark.parametrize("page", DOC_PAGES)
 def test_doc_type_annotations_hold(page: str):
     """`name = expr  //: dtype[shape]` in a doc block is the type the front end gives `name`."""
-    from zhenwu_cc.dialects import dtypes
+    from zhenwu_cc.core import dtypes
 
     checked = 0
     for line, block in _zk_blocks(page):

@@ -17,9 +17,9 @@ from zhenwu_cc.runtime.executor import merge as executor_merge
 from zhenwu_cc.runtime.executor import run as executor
 from zhenwu_cc.runtime.executor import estimate_host_bytes, execute
 from zhenwu_cc.runtime.numerics import round_to
-from zhenwu_cc.runtime.target import load_target
+from zhenwu_cc.core.target import load_target
 
-from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.core.diagnostics import CompileError
 from zhenwu_cc.pipeline import make_context
 from zhenwu_cc.core import attrs
 

@@ -3,7 +3,7 @@ location, never a silent choice."""
 
 import pytest
 
-from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.core.diagnostics import CompileError
 from zhenwu_cc.frontend import build
 
 

@@ -20,10 +20,10 @@ import pytest
 from conftest import EXAMPLES
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from zhenwu_cc.dialects import dtypes
+from zhenwu_cc.core import dtypes
 
 from zhenwu_cc.cli import main
-from zhenwu_cc.diagnostics import CODES, CompileError
+from zhenwu_cc.core.diagnostics import CODES, CompileError
 from zhenwu_cc.frontend import build
 from zhenwu_cc.frontend.builtins import BUILTINS, UNARY_FUNCS
 from zhenwu_cc.frontend.schedules import ACCUMULATE_DTYPES, PRECISION_DTYPES, SCALE_MODES

@@ -16,7 +16,7 @@ from pathlib import Path
 import lark
 import pytest
 
-from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.core.diagnostics import CompileError
 from zhenwu_cc.frontend import build
 from zhenwu_cc.frontend.parser import DIRECTIVES, MAX_DEPTH
 

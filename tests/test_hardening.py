@@ -10,7 +10,7 @@ from importlib import resources
 
 import pytest
 
-from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.core.diagnostics import CompileError
 from zhenwu_cc.frontend import build
 
 from conftest import REPO
@@ -56,7 +56,7 @@ def test_devices_are_refused_not_read_forever(cli):
 
 def test_sources_and_target_files_have_a_size_cap(cli, tmp_path, monkeypatch):
     from zhenwu_cc import sources
-    from zhenwu_cc.runtime import target
+    from zhenwu_cc.core import target
 
     monkeypatch.setattr(sources, "MAX_SOURCE_BYTES", 1000)
     big = tmp_path / "big.zk"
@@ -247,7 +247,7 @@ def _with(field: str, value: str) -> str:
     ("clock", "1e300", "outside"),
 ])
 def test_target_values_are_range_checked(field, value, words):
-    from zhenwu_cc.runtime.target import parse_target
+    from zhenwu_cc.core.target import parse_target
 
     with pytest.raises(CompileError) as info:
         parse_target(_with(field, value), "t.toml")
@@ -259,7 +259,7 @@ def test_target_values_are_range_checked(field, value, words):
                                   "zz = " + "{a = " * 500 + "1" + "}" * 500,
                                   ".".join(["zz"] * 3000) + " = 1"])
 def test_deeply_nested_target_files_are_zk0702(tail):
-    from zhenwu_cc.runtime.target import parse_target
+    from zhenwu_cc.core.target import parse_target
 
     with pytest.raises(CompileError) as info:
         parse_target(M890 + "\n" + tail + "\n", "t.toml")
@@ -267,7 +267,7 @@ def test_deeply_nested_target_files_are_zk0702(tail):
 
 
 def test_the_packaged_targets_pass_the_new_bounds():
-    from zhenwu_cc.runtime.target import list_targets, load_target
+    from zhenwu_cc.core.target import list_targets, load_target
 
     for name in list_targets():
         load_target(name)

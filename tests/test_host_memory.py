@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import zhenwu_cc
-from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.core.diagnostics import CompileError
 from zhenwu_cc.runtime.executor import estimate_host_bytes, execute
 from zhenwu_cc.runtime.host_memory import run_host_bytes
 

@@ -24,12 +24,13 @@ from test_alloc_sram import (
     with_buffers,
 )
 from xdsl.dialects.builtin import FileLineColLoc, IntAttr, ModuleOp, StringAttr, UnknownLoc
-from zhenwu_cc.dialects import dtypes, ppu, tile
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.dialects import ppu, tile
 from zhenwu_cc.passes.lower_ppu import LowerPpuPass
 from zhenwu_cc.passes.registry import get_passes
 from zhenwu_cc.runtime.executor import execute
 
-from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.core.diagnostics import CompileError
 from zhenwu_cc.pipeline import make_context
 
 RNG = np.random.default_rng(11)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from zhenwu_cc.dialects import dtypes
+from zhenwu_cc.core import dtypes
 from zhenwu_cc.runtime.numerics import e8m0_from_exponent, pack_fp4, round_to, unpack_fp4
 
 CODES = {"f8E4M3FN": 256, "f8E5M2": 256, "f4E2M1FN": 16}

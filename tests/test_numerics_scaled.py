@@ -9,7 +9,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 from test_numerics import positive_grid, ref_code
-from zhenwu_cc.dialects import dtypes
+from zhenwu_cc.core import dtypes
 from zhenwu_cc.runtime.numerics import (
     Quantized,
     dequantize,

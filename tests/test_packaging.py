@@ -14,7 +14,7 @@ from conftest import REPO
 
 
 @pytest.mark.parametrize("name,path", [
-    ("zhenwu_cc.dialects.zk", "dialects/zk.py"), ("zhenwu_cc.dialects.dtypes", "dialects/dtypes.py"),
+    ("zhenwu_cc.dialects.zk", "dialects/zk.py"), ("zhenwu_cc.core.dtypes", "zhenwu_cc/core/dtypes.py"),
     ("zhenwu_cc.frontend.parser", "zhenwu_cc/frontend/parser.py"),
     ("zhenwu_cc.passes", "passes/__init__.py"), ("zhenwu_cc.runtime", "runtime/__init__.py"),
     ("zhenwu_cc.runtime.targets", "runtime/targets/__init__.py"),

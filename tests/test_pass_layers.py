@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PASSES = ROOT / "passes"
 ORDER = ["decompose", "cast", "tile", "place_hbm", "alloc_sram", "lower_ppu"]  # pipeline order
 # The target model moves to core (zhenwu_cc/core/target.py) mechanically at the merge.
-ALLOWED_RUNTIME = "zhenwu_cc.runtime.target"
+ALLOWED_RUNTIME = "zhenwu_cc.core.target"
 
 
 def _imports(path: Path) -> set[str]:

@@ -16,9 +16,9 @@ from zhenwu_cc.passes.place_hbm import PlaceHbmPass, placement_map
 from zhenwu_cc.runtime.cost import trace
 from zhenwu_cc.runtime.cost.extract import workload_of
 from zhenwu_cc.runtime.cost.model import estimate
-from zhenwu_cc.runtime.target import load_target
+from zhenwu_cc.core.target import load_target
 
-from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.core.diagnostics import CompileError
 from zhenwu_cc.frontend import build
 from zhenwu_cc.pipeline import default_pipeline, lower, make_context
 

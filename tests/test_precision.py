@@ -14,7 +14,7 @@ from zhenwu_cc.runtime.executor import execute
 from zhenwu_cc.runtime.executor.lowp import scaled_product
 
 import zhenwu_cc
-from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.core.diagnostics import CompileError
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

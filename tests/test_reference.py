@@ -14,7 +14,7 @@ from zhenwu_cc.dialects import zk
 from zhenwu_cc.runtime import reference, units
 from zhenwu_cc.runtime.reference import check_inputs, evaluate, random_inputs
 
-from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.core.diagnostics import CompileError
 from zhenwu_cc.frontend import build
 
 RNG = np.random.default_rng(1234)

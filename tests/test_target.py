@@ -7,7 +7,7 @@ import sys
 from importlib import resources
 
 import pytest
-from zhenwu_cc.runtime.target import (
+from zhenwu_cc.core.target import (
     FIELDS,
     PROVENANCES,
     TENSOR_DTYPES,
@@ -16,7 +16,7 @@ from zhenwu_cc.runtime.target import (
     parse_target,
 )
 
-from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.core.diagnostics import CompileError
 
 GiB = 2**30
 M890_TEXT = (resources.files("zhenwu_cc.runtime.targets") / "m890.toml").read_text("utf-8")
@@ -204,7 +204,7 @@ def test_tensor_rate_rules():
 
 
 def test_loading_stays_light():
-    code = ("import sys, zhenwu_cc.runtime.target as t; t.load_target('m890'); "
+    code = ("import sys, zhenwu_cc.core.target as t; t.load_target('m890'); "
             "print(any(m.split('.')[0] in ('numpy', 'xdsl', 'lark') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -18,7 +18,7 @@ from zhenwu_cc.dialects import tile, zk
 from zhenwu_cc.passes.tile import split_multi_axis_reductions
 
 import zhenwu_cc
-from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.core.diagnostics import CompileError
 from zhenwu_cc.frontend import build
 
 

@@ -8,7 +8,7 @@ import pytest
 from conftest import EXAMPLES
 
 import zhenwu_cc
-from zhenwu_cc.diagnostics import CompileError
+from zhenwu_cc.core.diagnostics import CompileError
 from zhenwu_cc.dialects import zk
 from zhenwu_cc.core.attrs import used_tiles
 

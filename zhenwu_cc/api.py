@@ -7,7 +7,7 @@
     est = k.cost("h100")             # static estimate; est.time, est.bound, est.to_dict()
     print(k.ir("tile"))
 
-Errors in the kernel raise `zhenwu_cc.diagnostics.CompileError` (its `.diagnostics` carry the
+Errors in the kernel raise `zhenwu_cc.core.diagnostics.CompileError` (its `.diagnostics` carry the
 codes and spans the CLI prints).
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from zhenwu_cc import arguments as arg
 from zhenwu_cc.core import attrs
-from zhenwu_cc.diagnostics import error
+from zhenwu_cc.core.diagnostics import error
 
 
 @dataclass(frozen=True)
@@ -276,7 +276,7 @@ class CompiledKernel:
         the source (the exact math), with the tolerance the program's dtypes and precision
         directives imply (the `cast` program evaluated as typed), and each directive's share of
         the error. `sample` (from `check_plan`) compares only its indices."""
-        from zhenwu_cc.dialects import dtypes
+        from zhenwu_cc.core import dtypes
         from zhenwu_cc.runtime import check, reference
         from zhenwu_cc.runtime.precision import host_inputs
 
@@ -326,7 +326,7 @@ class CompiledKernel:
         costed (`cost()`, and the CLI's `cost`, `compare`)."""
         from zhenwu_cc.runtime.cost.extract import workload_of
         from zhenwu_cc.runtime.cost.model import estimate
-        from zhenwu_cc.runtime.target import load_target
+        from zhenwu_cc.core.target import load_target
 
         target = arg.text("costing()", "target", target, optional=False)
         loaded = load_target(target)  # an unknown target is reported before any lowering
@@ -362,7 +362,7 @@ SAMPLE_SAVING = 20  # an axis is sampled automatically when halving it saves 1/2
 def _fitting_defines(k: CompiledKernel, limit: int | None) -> dict[str, int]:
     """Shape parameters at which the full check's reference fits `limit`, found by halving the
     largest parameter of the source `k` was compiled from; {} when unknown."""
-    from zhenwu_cc.diagnostics import CompileError
+    from zhenwu_cc.core.diagnostics import CompileError
     from zhenwu_cc.frontend import build
     from zhenwu_cc.runtime.host_memory import check_bytes
 
@@ -437,7 +437,7 @@ def compile(source_or_path: str | os.PathLike, *, kernel: str | None = None,
             ) -> CompiledKernel:
     """Compile `.zk` source text, or the `.zk` file at a path, for `target` (default m890)."""
     from zhenwu_cc.frontend import build
-    from zhenwu_cc.runtime.target import default_target
+    from zhenwu_cc.core.target import default_target
     from zhenwu_cc.sources import read_source
 
     source_or_path = arg.source("compile()", source_or_path)

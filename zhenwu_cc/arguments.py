@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from zhenwu_cc.diagnostics import CompileError, error
+from zhenwu_cc.core.diagnostics import CompileError, error
 
 
 def _shown(value) -> str:

@@ -77,7 +77,7 @@ class Output:
 # ---- shared steps -------------------------------------------------------------------------------
 def load_module(args, sources):
     """Read, parse and generate the `zk` module that the command line asks for."""
-    from zhenwu_cc.diagnostics import error
+    from zhenwu_cc.core.diagnostics import error
     from zhenwu_cc.frontend import build
     from zhenwu_cc.sources import read_source
 
@@ -94,7 +94,7 @@ def load_module(args, sources):
 
 def one_kernel(module, file: str):
     """The single kernel a command works on; ZK0004 when the file has several and no --kernel."""
-    from zhenwu_cc.diagnostics import error
+    from zhenwu_cc.core.diagnostics import error
 
     kernels = list(module.ops)
     if len(kernels) == 1:
@@ -219,7 +219,7 @@ def _format_stat(v: float | None) -> str:
 
 def cmd_run(args, sources) -> Output:
     from zhenwu_cc.api import CompiledKernel
-    from zhenwu_cc.dialects import dtypes
+    from zhenwu_cc.core import dtypes
     from zhenwu_cc.runtime import reference
     from zhenwu_cc.runtime.check import render
     from zhenwu_cc.runtime.host_memory import ensure_run_memory
@@ -269,7 +269,7 @@ def cmd_run(args, sources) -> Output:
         payload["output"] = args.out
     out = Output(payload, "".join(lines), warnings)
     if check:
-        from zhenwu_cc.diagnostics import Diagnostic
+        from zhenwu_cc.core.diagnostics import Diagnostic
 
         checks = compiled.compare(inputs, outputs, max_rel_l2=args.max_rel_l2, sample=sample)
         payload["check"] = [c.to_dict() for c in checks]
@@ -314,7 +314,7 @@ def _input_record(name: str, given, ranges, roles) -> dict:
 
 def _random_warning(kernel, given) -> list:
     """A warning (ZK0501) naming the parameters that `--inputs` left to random values."""
-    from zhenwu_cc.diagnostics import Diagnostic
+    from zhenwu_cc.core.diagnostics import Diagnostic
 
     missing = [n for n in kernel.arg_names if n not in given]
     if not missing:
@@ -394,7 +394,7 @@ DOES_NOT_FIT = ("ZK0601", "ZK0604", "ZK0901", "ZK0902", "ZK0903", "ZK0904")
 
 
 def cmd_compare(args, sources) -> Output:
-    from zhenwu_cc.diagnostics import CompileError
+    from zhenwu_cc.core.diagnostics import CompileError
     from zhenwu_cc.runtime.cost import report
 
     rows, misfits = [], []
@@ -429,7 +429,7 @@ COMMANDS: dict[str, Callable] = {"check": cmd_check, "compile": cmd_compile, "op
 
 
 def _add_target_arg(p: argparse.ArgumentParser) -> None:
-    from zhenwu_cc.runtime.target import default_target
+    from zhenwu_cc.core.target import default_target
 
     p.add_argument("--target", default=default_target(),
                    help="chip model: m890 (default), 810e, h20, h100, h200, or a .toml file "
@@ -599,7 +599,7 @@ def _emit(fmt: str, command: str | None, code: int, out: Output | None, diags, s
     if out is not None and out.text:
         sys.stdout.write(out.text)
     if diags:
-        from zhenwu_cc.diagnostics import render_text
+        from zhenwu_cc.core.diagnostics import render_text
 
         sys.stderr.write("\n".join(render_text(d, sources) for d in diags) + "\n")
     if message:
@@ -678,7 +678,7 @@ def _save_reproducer(argv: Sequence[str], exc: BaseException, inputs: Sequence[s
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     fmt = "json" if _wants_json(argv) else "text"
-    from zhenwu_cc.diagnostics import CompileError, SourceMap
+    from zhenwu_cc.core.diagnostics import CompileError, SourceMap
     from zhenwu_cc.outputs import refuse_overwriting_inputs, signals_as_exceptions
 
     sources = SourceMap()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from zhenwu_cc.diagnostics import CompileError, Diagnostic, Span, error
+from zhenwu_cc.core.diagnostics import CompileError, Diagnostic, Span, error
 
 SPLIT_MARKER = "// -----"
 

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from zhenwu_cc.diagnostics import CompileError, error
+from zhenwu_cc.core.diagnostics import CompileError, error
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 FORBIDDEN_DIRS = ("/proc", "/sys", "/dev")  # kernel interfaces: never a place for IR files

@@ -20,9 +20,9 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass, PassPipeline
 from xdsl.utils.exceptions import VerifyException
 
-from zhenwu_cc.diagnostics import did_you_mean, error
+from zhenwu_cc.core.diagnostics import did_you_mean, error
 from zhenwu_cc.outputs import prepare_directory, write_file
-from zhenwu_cc.runtime.target import DEFAULT_TARGET
+from zhenwu_cc.core.target import DEFAULT_TARGET
 
 STAGES = ("zk", "tile", "ppu")
 

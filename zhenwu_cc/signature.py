@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from zhenwu_cc.dialects import dtypes
+from zhenwu_cc.core import dtypes
 
 
 def signature(kernel) -> dict:

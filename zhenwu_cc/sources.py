@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
-from zhenwu_cc.diagnostics import Span, error
+from zhenwu_cc.core.diagnostics import Span, error
 
 MAX_SOURCE_BYTES = 16 << 20  # a source file larger than this is refused (ZK0001)
 

@@ -11,7 +11,7 @@ from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.core.attrs import TILE_SIZES
 from zhenwu_cc.dialects import tile, zk
 from zhenwu_cc.dialects.loc import span_at, span_of
-from zhenwu_cc.diagnostics import Note, error
+from zhenwu_cc.core.diagnostics import Note, error
 from zhenwu_cc.passes.tiling.requests import shape_of
 
 

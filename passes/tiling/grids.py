@@ -20,7 +20,8 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from zhenwu_cc.core.attrs import TILE_SIZES
-from zhenwu_cc.dialects import dtypes, tile, zk
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.dialects import tile, zk
 from zhenwu_cc.passes.tiling.fusion import has_own_grid
 from zhenwu_cc.passes.tiling.requests import (
     Req,

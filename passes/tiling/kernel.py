@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import StringAttr, TensorType
 from xdsl.ir import Attribute, Operation, SSAValue
-from zhenwu_cc.dialects import dtypes, tile, zk
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.dialects import tile, zk
 from zhenwu_cc.dialects.loc import span_of
-from zhenwu_cc.diagnostics import Note, error
+from zhenwu_cc.core.diagnostics import Note, error
 from zhenwu_cc.passes.sram_plan import plan_grid
 from zhenwu_cc.passes.tiling.directives import Directives, record_directive
 from zhenwu_cc.passes.tiling.fusion import matmul_grid_of

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from xdsl.ir import SSAValue
-from zhenwu_cc.dialects import dtypes, tile, zk
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.dialects import tile, zk
 
 
 def shape_of(v: SSAValue) -> tuple[int, ...]:

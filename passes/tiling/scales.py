@@ -8,7 +8,8 @@ import math
 from collections.abc import Sequence
 
 from xdsl.ir import SSAValue
-from zhenwu_cc.dialects import dtypes, zk
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.dialects import zk
 from zhenwu_cc.passes.tiling.requests import Req, dtype_of, shape_of, transposed_req
 
 FP8_CHUNK = 128  # K elements an FP8 tensor core sums before promoting to f32 (`fp8_fast`)

@@ -16,8 +16,10 @@ import numpy as np
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import DictionaryAttr, MemRefType
 from xdsl.ir import Operation, SSAValue
+from zhenwu_cc.core import attrs, dtypes
 from zhenwu_cc.core.attrs import FLOPS, used_tiles
-from zhenwu_cc.dialects import dtypes, ppu, zk
+from zhenwu_cc.dialects import ppu
+from zhenwu_cc.dialects.zk_attrs import PlaceAttr
 from zhenwu_cc.dialects.loc import loc_text
 from zhenwu_cc.runtime.cost.workload import Phase, Tensor, TileSizes, Work, Workload
 
@@ -44,12 +46,12 @@ class _Names:
         for i, arg in enumerate(kernel.body.block.args):
             role = "input" if i < n_in else "output"
             self._add(arg, arg.name_hint or f"arg{i}", role, kernel.arg_attr(i, "ppu.hbm"),
-                      kernel.arg_attr(i, "zk.place"))
+                      kernel.arg_attr(i, attrs.PLACE))
         for op in kernel.body.block.ops:
             if isinstance(op, ppu.GlobalOp):
                 self._add(op.result, op.result.name_hint or f"tmp{len(self.tensors)}",
                           "intermediate", op.attributes.get("ppu.hbm"),
-                          op.attributes.get("zk.place"))
+                          op.attributes.get(attrs.PLACE))
             elif isinstance(op, ppu.ViewOp):
                 self.names[op.result] = self.names[op.source]
 
@@ -60,8 +62,8 @@ class _Names:
         if isinstance(hbm, ppu.HbmAttr):  # placed by `place-hbm`: the stacks it really spans
             stacks, l2 = hbm.stack_ids, hbm.l2_resident
         else:  # lowered without `place-hbm`: the schedule's directive alone
-            stacks = place.stack_ids if isinstance(place, zk.PlaceAttr) else ()
-            l2 = isinstance(place, zk.PlaceAttr) and place.memory.data == "l2"
+            stacks = place.stack_ids if isinstance(place, PlaceAttr) else ()
+            l2 = isinstance(place, PlaceAttr) and place.memory.data == "l2"
         self.tensors[name] = Tensor(name, _nbytes(v.type), role, tuple(stacks), l2)
 
 

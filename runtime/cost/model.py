@@ -32,11 +32,11 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from zhenwu_cc.dialects.dtypes import DTYPES
+from zhenwu_cc.core.dtypes import DTYPES
 from zhenwu_cc.runtime.cost.workload import Phase, Tensor, TileSizes, Workload
-from zhenwu_cc.runtime.target import Target
+from zhenwu_cc.core.target import Target
 
-from zhenwu_cc.diagnostics import Span, error
+from zhenwu_cc.core.diagnostics import Span, error
 
 COST_SCHEMA = "zhenwu-cc.cost/1"
 WHERE = ("prologue", "body", "epilogue")

@@ -6,7 +6,7 @@ JSON comes from `Estimate.to_dict()`; this module only formats. Source lines are
 
 from __future__ import annotations
 
-from zhenwu_cc.diagnostics import SourceMap
+from zhenwu_cc.core.diagnostics import SourceMap
 from zhenwu_cc.dialects import ppu
 
 HBM_KEY = "ppu.hbm"  # the attribute name of a placement, on arguments and `ppu.global`s

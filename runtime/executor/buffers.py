@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from zhenwu_cc.dialects import dtypes, ppu
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.dialects import ppu
 from zhenwu_cc.runtime.executor.index import Index
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.special
-from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.core.dtypes import DType
 from zhenwu_cc.runtime.numerics import round_to
 
 F32 = np.dtype(np.float32)

@@ -20,7 +20,7 @@ from zhenwu_cc.core.tiling import tile_counts
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.runtime.executor.index import Index
 
-from zhenwu_cc.diagnostics import error
+from zhenwu_cc.core.diagnostics import error
 
 
 def window(x: np.ndarray, base: Sequence[int], bound: Sequence[int]) -> np.ndarray:

@@ -22,7 +22,7 @@ from xdsl.dialects import arith
 from xdsl.ir import Operation
 from zhenwu_cc.dialects.loc import span_of
 
-from zhenwu_cc.diagnostics import error
+from zhenwu_cc.core.diagnostics import error
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,13 @@ import math
 from xdsl.dialects.builtin import MemRefType
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.core.tiling import tile_counts
-from zhenwu_cc.dialects import dtypes, ppu
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.dialects import ppu
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.runtime.executor.index import INDEX_OPS
 from zhenwu_cc.runtime.units import MAX_HOST_BYTES_ENV, host_memory_limit
 
-from zhenwu_cc.diagnostics import error
+from zhenwu_cc.core.diagnostics import error
 
 # float32 temporaries an op makes at most, each as large as its largest buffer (measured: a
 # vector op about 3, a quantisation about 11, a stepped matmul's product and upcast operands 2)

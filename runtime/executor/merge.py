@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 from xdsl.ir import SSAValue
-from zhenwu_cc.dialects import dtypes, ppu
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.dialects import ppu
 from zhenwu_cc.runtime.executor.compute import accumulate, product
 from zhenwu_cc.runtime.executor.index import INDEX_OPS, Index
 from zhenwu_cc.runtime.executor.lowp import scaled_product

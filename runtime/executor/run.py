@@ -29,8 +29,9 @@ import numpy as np
 from xdsl.dialects.builtin import StringAttr
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.core.tiling import tile_counts
-from zhenwu_cc.dialects import dtypes, ppu
-from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.dialects import ppu
+from zhenwu_cc.core.dtypes import DType
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.runtime import precision
 from zhenwu_cc.runtime.executor import dma
@@ -53,9 +54,9 @@ from zhenwu_cc.runtime.executor.sram import check_allocations
 from zhenwu_cc.runtime.executor.state import Global, Launch
 from zhenwu_cc.runtime.inputs import checked
 from zhenwu_cc.runtime.numerics import round_to
-from zhenwu_cc.runtime.target import load_target
+from zhenwu_cc.core.target import load_target
 
-from zhenwu_cc.diagnostics import did_you_mean, error
+from zhenwu_cc.core.diagnostics import did_you_mean, error
 from zhenwu_cc.core import attrs
 
 def _dtype(v: SSAValue) -> DType:

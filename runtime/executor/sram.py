@@ -7,7 +7,7 @@ from xdsl.ir import Operation
 from zhenwu_cc.dialects import ppu
 from zhenwu_cc.dialects.loc import span_of
 
-from zhenwu_cc.diagnostics import Note, error
+from zhenwu_cc.core.diagnostics import Note, error
 
 
 def _name(op: ppu.AllocOp) -> str:

@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.dialects import ppu
-from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.core.dtypes import DType
 from zhenwu_cc.runtime.executor.buffers import Alloc
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from zhenwu_cc.core.shapes import prod
-from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.core.dtypes import DType
 
 
 def window(src_shape: Sequence[int], base: Sequence[int] | None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from zhenwu_cc.diagnostics import Span
+from zhenwu_cc.core.diagnostics import Span
 
 
 @dataclass(eq=False)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 from xdsl.dialects.builtin import TensorType
 
-from zhenwu_cc.diagnostics import (
+from zhenwu_cc.core.diagnostics import (
     CompileError,
     Diagnostic,
     FixIt,
@@ -17,8 +17,9 @@ from zhenwu_cc.diagnostics import (
     error,
     typo_fixits,
 )
-from zhenwu_cc.dialects import dtypes, zk
-from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.dialects import zk
+from zhenwu_cc.core.dtypes import DType
 from zhenwu_cc.frontend import ast, composites
 from zhenwu_cc.frontend.dtype_rules import DTYPE_ALIASES
 from zhenwu_cc.frontend.folding import I64, SCALAR_UNARY, fold

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 
-from zhenwu_cc.diagnostics import error
-from zhenwu_cc.dialects import dtypes, zk
+from zhenwu_cc.core.diagnostics import error
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.dialects import zk
 from zhenwu_cc.frontend.values import Value
 
 F32 = dtypes.DTYPES["f32"]

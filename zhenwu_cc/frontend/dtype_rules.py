@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import math
 
-from zhenwu_cc.diagnostics import Note, Span, error
-from zhenwu_cc.dialects import dtypes, zk
-from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.core.diagnostics import Note, Span, error
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.dialects import zk
+from zhenwu_cc.core.dtypes import DType
 from zhenwu_cc.frontend.values import Value
 
 DTYPE_ALIASES = {"fp32": "f32", "float32": "f32", "float": "f32", "fp16": "f16", "float16": "f16",

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from zhenwu_cc.diagnostics import Span, error
-from zhenwu_cc.dialects import dtypes
+from zhenwu_cc.core.diagnostics import Span, error
+from zhenwu_cc.core import dtypes
 
 I64 = dtypes.DTYPES["i64"]  # the range of every compile-time integer
 

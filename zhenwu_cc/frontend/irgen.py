@@ -23,7 +23,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Block, Operation, Region, SSAValue
 
-from zhenwu_cc.diagnostics import (
+from zhenwu_cc.core.diagnostics import (
     CompileError,
     Diagnostic,
     FixIt,
@@ -33,8 +33,9 @@ from zhenwu_cc.diagnostics import (
     error,
     typo_fixits,
 )
-from zhenwu_cc.dialects import dtypes, zk
-from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.dialects import zk
+from zhenwu_cc.core.dtypes import DType
 from zhenwu_cc.dialects.loc import location
 from zhenwu_cc.frontend import ast
 from zhenwu_cc.frontend.builtins import BUILTINS, BuiltinCalls

@@ -15,7 +15,7 @@ import lark
 from lark import Token, v_args
 from lark.visitors import Transformer_NonRecursive
 
-from zhenwu_cc.diagnostics import CompileError, Span, did_you_mean, error
+from zhenwu_cc.core.diagnostics import CompileError, Span, did_you_mean, error
 from zhenwu_cc.frontend import ast
 
 MAX_DEPTH = 1000  # deeper expressions get ZK0104 instead of straining every later stage

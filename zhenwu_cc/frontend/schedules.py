@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, StringAttr
 from xdsl.ir import Attribute, Block, Operation
 
-from zhenwu_cc.diagnostics import (
+from zhenwu_cc.core.diagnostics import (
     CompileError,
     Diagnostic,
     Note,
@@ -18,7 +18,8 @@ from zhenwu_cc.diagnostics import (
     error,
     typo_fixits,
 )
-from zhenwu_cc.dialects import dtypes, zk
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.dialects import zk
 from zhenwu_cc.dialects.loc import location, span_of
 from zhenwu_cc.frontend import ast
 from zhenwu_cc.frontend.dtype_rules import DTYPE_ALIASES

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from xdsl.ir import SSAValue
 
-from zhenwu_cc.diagnostics import Span
-from zhenwu_cc.dialects import dtypes
-from zhenwu_cc.dialects.dtypes import DType
+from zhenwu_cc.core.diagnostics import Span
+from zhenwu_cc.core import dtypes
+from zhenwu_cc.core.dtypes import DType
 
 
 @dataclass

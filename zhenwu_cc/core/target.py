@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from stat import S_ISREG
 
-from zhenwu_cc.diagnostics import Span, did_you_mean, error
+from zhenwu_cc.core.diagnostics import Span, did_you_mean, error
 
 SCHEMA = "zhenwu-cc.target/1"
 PROVENANCES = ("published", "reported", "derived", "assumed")  # strongest first
@@ -402,7 +402,7 @@ class _Reader:
                 guess = did_you_mean(path, FIELDS)
                 self.fail(path, "unknown field" + (f"; did you mean `{guess}`?" if guess else ""),
                           "remove it or correct its name (the schema is in "
-                          "zhenwu_cc.runtime.target.FIELDS and docs/cost-model.md)")
+                          "zhenwu_cc.core.target.FIELDS and docs/cost-model.md)")
 
     def leaf(self, path: str, item) -> Sourced:
         kind, unit, low, inclusive, high = FIELDS[path]
