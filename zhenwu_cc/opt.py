@@ -45,6 +45,8 @@ def _check_nesting(text: str, file: str, line_offset: int) -> None:
 
 
 def _parse(ctx, text: str, file: str, line_offset: int):
+    import struct
+
     from xdsl.parser import Parser
     from xdsl.utils.exceptions import ParseError, VerifyException
 
@@ -55,7 +57,9 @@ def _parse(ctx, text: str, file: str, line_offset: int):
     except ParseError as exc:
         loc = exc.span.get_location()
         raise error("ZK1001", exc.msg, Span.point(file, loc.line + line_offset, loc.col)) from None
-    except VerifyException as exc:  # an attribute or type is verified as it is parsed
+    except (VerifyException, struct.error, OverflowError) as exc:
+        # An attribute or type is verified as it is parsed; xDSL packs a dense array of
+        # out-of-range integers with `struct` (struct.error) rather than reporting it.
         pos = min(parser.pos, len(text))
         line = text.count("\n", 0, pos) + 1
         col = pos - (text.rfind("\n", 0, pos) + 1) + 1

@@ -1,0 +1,80 @@
+"""Regression tests for what `make fuzz` (tests/fuzzer.py) found: each was an internal error
+(exit 3) and is now a located diagnostic. Inputs are made here from the examples."""
+
+import io
+import struct
+import zipfile
+
+import numpy as np
+import pytest
+
+import zhenwu_cc
+from conftest import EXAMPLES
+
+
+@pytest.fixture(scope="module")
+def gemm_ir():
+    k = zhenwu_cc.compile(EXAMPLES / "gemm.zk", defines={"M": 16, "N": 16, "K": 16})
+    return {stage: k.ir(stage) for stage in ("zk", "tile", "ppu")}
+
+
+def opt(cli, tmp_path, text: str, *passes: str):
+    path = tmp_path / "in.mlir"
+    path.write_text(text)
+    return cli("opt", path, "-p", ",".join(passes), "--format", "json")
+
+
+def codes(result) -> list[str]:
+    return [d["code"] for d in result.json["diagnostics"]]
+
+
+def test_an_attribute_failing_its_verifier_while_parsed_is_a_parse_error(cli, tmp_path, gemm_ir):
+    bad = gemm_ir["ppu"].replace("#ppu.space<sram>", "#ppu.space<sr>", 1)
+    r = opt(cli, tmp_path, bad, "cse")
+    assert (r.code, codes(r)) == (1, ["ZK1001"])
+    assert "unknown memory space 'sr'" in r.json["diagnostics"][0]["message"]
+
+
+@pytest.mark.parametrize("literal", ["99999999999999999999999", "9223372036854775808"])
+def test_integers_beyond_i64_in_ir_are_parse_errors(cli, tmp_path, literal):
+    text = ("zk.kernel @k(%x: tensor<16x16xf32>) -> (r: tensor<16xf32>) {\n"
+            f"  %0 = zk.logsumexp %x axes [{literal}] : tensor<16x16xf32> -> tensor<16xf32>\n"
+            "  zk.return %0 : tensor<16xf32>\n}\n")
+    r = opt(cli, tmp_path, text, "tile")
+    assert (r.code, codes(r)) == (1, ["ZK1001"])
+    assert "out of range" in r.json["diagnostics"][0]["message"]
+    assert r.json["diagnostics"][0]["span"]["line"] == 2
+
+
+def test_cast_refuses_tiled_ir(cli, tmp_path):
+    k = zhenwu_cc.compile(EXAMPLES / "gemm_nvfp4.zk", defines={"M": 64, "N": 64, "K": 64})
+    r = opt(cli, tmp_path, k.ir("tile"), "cast")
+    assert (r.code, codes(r)) == (1, ["ZK1004"])
+
+
+def test_a_store_of_a_tensor_from_outside_the_grid_does_not_verify(cli, tmp_path, gemm_ir):
+    text = gemm_ir["tile"]
+    store = next(line for line in text.splitlines() if "tile.store" in line)
+    stored = store.split("tile.store ")[1].split(",")[0]
+    bad = text.replace(store, store.replace(f"tile.store {stored},", "tile.store %0,", 1))
+    r = opt(cli, tmp_path, bad, "lower-ppu")
+    assert (r.code, codes(r)) == (1, ["ZK1002"])
+    assert "computed inside its tile.grid" in r.json["diagnostics"][0]["message"]
+
+
+def test_an_npz_needing_an_unknown_zip_version_is_unreadable(cli, tmp_path):
+    buf = io.BytesIO()
+    np.savez(buf, a=np.ones((16, 16), np.float16), b=np.ones((16, 16), np.float16))
+    data = bytearray(buf.getvalue())
+    for signature, field in ((b"PK\x03\x04", 4), (b"PK\x01\x02", 6)):  # local, central header
+        at = data.find(signature)
+        while at >= 0:
+            struct.pack_into("<H", data, at + field, 87)  # "version needed": 8.7
+            at = data.find(signature, at + 4)
+    (tmp_path / "in.npz").write_bytes(bytes(data))
+    with pytest.raises(NotImplementedError):  # what zipfile itself does with it
+        with zipfile.ZipFile(io.BytesIO(bytes(data))) as z:
+            z.read(z.infolist()[0])
+    r = cli("run", EXAMPLES / "gemm.zk", "-D", "M=16", "-D", "N=16", "-D", "K=16",
+            "--inputs", tmp_path / "in.npz", "--format", "json")
+    assert (r.code, codes(r)) == (1, ["ZK0504"])
