@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from zhenwu_cc.core import dtypes
+from zhenwu_cc.core import dtypes, quant
 from zhenwu_cc.core.dtypes import DType
 
 ScaleRounding = Literal["floor", "rceil"]
@@ -23,7 +23,6 @@ BlockScaleRounding = Literal["up", "rne"]
 AccumulatorRounding = Literal["zero", "even"]
 
 _F32_TINY = np.float32(2.0**-149)  # smallest positive float32: floor for FP32 scales
-_MX_ELEMENTS = ("f8E4M3FN", "f8E5M2", "f4E2M1FN")
 
 
 def _dtype(d: DType | str) -> DType:
@@ -264,7 +263,7 @@ def quantize_mx(x: np.ndarray, dtype: DType | str = "f8E4M3FN", *, axis: int = -
                 block: int = 32, scale_rounding: ScaleRounding = "floor") -> Quantized:
     """OCP MX v1.0: one E8M0 scale 2**e per `block` consecutive elements along `axis`, elements
     the saturating RNE cast of x / 2**e (exact: ldexp). A partial last block is zero-padded."""
-    d = _element_dtype(dtype, _MX_ELEMENTS)
+    d = _element_dtype(dtype, quant.MX_ELEMENTS)
     x32 = _f32_input(x)
     axis = _check_axis(axis, x32.ndim)
     groups = _blocks(x32, axis, block)

@@ -78,3 +78,20 @@ def test_an_npz_needing_an_unknown_zip_version_is_unreadable(cli, tmp_path):
     r = cli("run", EXAMPLES / "gemm.zk", "-D", "M=16", "-D", "N=16", "-D", "K=16",
             "--inputs", tmp_path / "in.npz", "--format", "json")
     assert (r.code, codes(r)) == (1, ["ZK0504"])
+
+
+@pytest.mark.parametrize("text", ["\x00", "\x01builtin.module {}", "\"unterminated"])
+def test_ir_whose_first_token_is_bad_is_a_parse_error(cli, tmp_path, text):
+    """The parser reads its first token when it is made: that error is located too."""
+    r = opt(cli, tmp_path, text, "cse")
+    assert (r.code, codes(r)) == (1, ["ZK1001"])
+
+
+def test_opt_reads_standard_input_up_to_the_cap(monkeypatch, cli):
+    from zhenwu_cc import sources
+
+    monkeypatch.setattr(sources, "MAX_SOURCE_BYTES", 64)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b" " * 65)))
+    r = cli("opt", "-", "--format", "json")
+    assert (r.code, codes(r)) == (1, ["ZK0001"])
+    assert "larger than the limit of 64 bytes" in r.json["diagnostics"][0]["message"]

@@ -195,7 +195,7 @@ def cmd_opt(args, sources) -> Output:
     from zhenwu_cc.pipeline import parse_pipeline, prepare_instrumentation
     from zhenwu_cc.sources import read_source
 
-    text = sys.stdin.read() if args.file == "-" else read_source(args.file)
+    text = read_source(args.file)  # `-`: standard input, with the same cap and UTF-8 rules
     sources.add(args.file, text)
     passes = parse_pipeline(args.pipeline)
     inst = instrumentation(args)

@@ -51,8 +51,9 @@ def _parse(ctx, text: str, file: str, line_offset: int):
     from xdsl.utils.exceptions import ParseError, VerifyException
 
     _check_nesting(text, file, line_offset)
-    parser = Parser(ctx, text, file)
+    parser = None
     try:
+        parser = Parser(ctx, text, file)  # it reads the first token already
         return parser.parse_module()
     except ParseError as exc:
         loc = exc.span.get_location()
@@ -60,7 +61,7 @@ def _parse(ctx, text: str, file: str, line_offset: int):
     except (VerifyException, struct.error, OverflowError) as exc:
         # An attribute or type is verified as it is parsed; xDSL packs a dense array of
         # out-of-range integers with `struct` (struct.error) rather than reporting it.
-        pos = min(parser.pos, len(text))
+        pos = min(parser.pos, len(text)) if parser is not None else 0
         line = text.count("\n", 0, pos) + 1
         col = pos - (text.rfind("\n", 0, pos) + 1) + 1
         raise error("ZK1001", str(exc), Span.point(file, line + line_offset, col)) from None

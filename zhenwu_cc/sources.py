@@ -4,27 +4,37 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 
 from zhenwu_cc.core.diagnostics import Span, error
 
 MAX_SOURCE_BYTES = 16 << 20  # a source file larger than this is refused (ZK0001)
 
 
+def _read_upto(f, cap: int) -> bytes:
+    """At most cap + 1 bytes of `f`, in chunks: f.read(cap + 1) would allocate cap bytes."""
+    data = b""
+    while len(data) <= cap:
+        chunk = f.read(min(cap + 1 - len(data), 1 << 20))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def read_capped(path: str, cap: int) -> bytes:
     """At most `cap` bytes of `path` (ZK0001 beyond): `check /dev/zero` must end. Devices are
-    refused outright; a pipe is read, up to the cap."""
+    refused outright; a pipe is read, up to the cap; `-` is standard input, up to the cap."""
     try:
-        with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-                raise error("ZK0001", f"cannot read {path}: not a regular file",
-                            help="give the path of a file")
-            data = b""
-            while len(data) <= cap:  # in chunks: f.read(cap + 1) would allocate cap bytes
-                chunk = f.read(min(cap + 1 - len(data), 1 << 20))
-                if not chunk:
-                    break
-                data += chunk
+        if path == "-":
+            data = _read_upto(sys.stdin.buffer, cap)
+        else:
+            with open(path, "rb") as f:
+                mode = os.fstat(f.fileno()).st_mode
+                if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                    raise error("ZK0001", f"cannot read {path}: not a regular file",
+                                help="give the path of a file")
+                data = _read_upto(f, cap)
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise error("ZK0001", f"cannot read {path}: {reason}") from None

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from xdsl.dialects.builtin import DenseArrayBase, DictionaryAttr, StringAttr, i64
 from xdsl.ir import Operation, SSAValue
-from zhenwu_cc.core.attrs import TILE_SIZES
+from zhenwu_cc.core import attrs
 from zhenwu_cc.dialects import tile, zk
 from zhenwu_cc.dialects.loc import span_at, span_of
 from zhenwu_cc.core.diagnostics import Note, error
@@ -38,9 +38,9 @@ class Directives:
         """Refuse each `tile` directive among `ops` that sized no grid, saying why (ZK0605),
         or which directive sized the grid that computes its value instead (ZK0606)."""
         for op in ops:
-            if "zk.tile" not in op.attributes or op in self.applied:
+            if attrs.TILE not in op.attributes or op in self.applied:
                 continue
-            attr = op.attributes["zk.tile"]
+            attr = op.attributes[attrs.TILE]
             name = op.results[0].name_hint or "this value"
             written = f"`tile {name} {list(attr.values)}`"
             span = span_at(attr.loc) or span_of(op)  # the schedule line, else the binding's
@@ -70,7 +70,7 @@ def _directive_op(v: SSAValue, mm: zk.MatmulOp | None = None) -> Operation | Non
         if not isinstance(op, Operation) or id(op) in seen or shape_of(cur) != shape_of(v):
             continue
         seen.add(id(op))
-        if "zk.tile" in op.attributes:
+        if attrs.TILE in op.attributes:
             feeding = zk.matmul_feeding(op)
             if (feeding is mm) if mm is not None else feeding is None:
                 return op
@@ -83,10 +83,10 @@ def record_directive(grid: tile.GridOp, directive: Operation | None) -> None:
     """Name the directive a grid took its tiles from in its `tile.sizes`, for reports."""
     if directive is None:
         return
-    used = dict(grid.attributes[TILE_SIZES].data)
+    used = dict(grid.attributes[attrs.TILE_SIZES].data)
     used["directive"] = StringAttr(directive.results[0].name_hint or "")
-    used["directive_sizes"] = _ints_attr(directive.attributes["zk.tile"].values)
-    grid.attributes[TILE_SIZES] = DictionaryAttr(used)
+    used["directive_sizes"] = _ints_attr(directive.attributes[attrs.TILE].values)
+    grid.attributes[attrs.TILE_SIZES] = DictionaryAttr(used)
 
 
 def _ints_attr(values: Sequence[int]) -> DenseArrayBase:

@@ -19,7 +19,7 @@ from xdsl.dialects.builtin import (
     i64,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
-from zhenwu_cc.core.attrs import TILE_SIZES
+from zhenwu_cc.core import attrs
 from zhenwu_cc.core import dtypes
 from zhenwu_cc.dialects import tile, zk
 from zhenwu_cc.passes.tiling.fusion import has_own_grid
@@ -141,7 +141,7 @@ class Grid:
         if not isinstance(op, Operation) or v in self.tiler.materialized or (
                 self.anchor is not None and op is self.anchor[0]):
             return []
-        if "zk.tile" in op.attributes and v is not self.root and has_own_grid(
+        if attrs.TILE in op.attributes and v is not self.root and has_own_grid(
                 v, self.anchor, self.tiler.partials):
             return []  # `_generate` loads it from the grid its directive sizes
         if isinstance(op, zk.ELEMENTWISE_OPS):
@@ -185,7 +185,7 @@ class Grid:
         loc = op.location
         if self.anchor is not None and op is self.anchor[0] and req.key() == self.anchor[1].key():
             return self.anchor[2]
-        if "zk.tile" in op.attributes:
+        if attrs.TILE in op.attributes:
             if v is not self.root and has_own_grid(v, self.anchor, tiler.partials):
                 return self.load(tiler.ensure(v), req, user or loc)
             tiler.directives.computed_in.setdefault(op, []).append(self.root)
@@ -422,7 +422,7 @@ class Grid:
         used: dict[str, Attribute] = {"tile": DenseArrayBase.from_list(i64, result_tile)}
         if step is not None:
             used["step"] = IntegerAttr(step, 64)
-        grid.attributes[TILE_SIZES] = DictionaryAttr(used)
+        grid.attributes[attrs.TILE_SIZES] = DictionaryAttr(used)
         return grid
 
 

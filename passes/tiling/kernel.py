@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import StringAttr, TensorType
 from xdsl.ir import Attribute, Operation, SSAValue
+from zhenwu_cc.core import attrs
 from zhenwu_cc.core import dtypes
 from zhenwu_cc.dialects import tile, zk
 from zhenwu_cc.dialects.loc import span_of
@@ -62,11 +63,11 @@ class KernelTiler:
         self.materialized: dict[SSAValue, SSAValue] = {a: a for a in self.block.args}
         self.partials: dict[zk.MatmulOp, tuple[SSAValue, int]] = {}
         self.new_ops: list[Operation] = []
-        self.buffers = (kernel.attributes["zk.buffers"].value.data
-                        if "zk.buffers" in kernel.attributes else 2)
-        acc = kernel.attributes.get("zk.accumulate")
+        self.buffers = (kernel.attributes[attrs.BUFFERS].value.data
+                        if attrs.BUFFERS in kernel.attributes else 2)
+        acc = kernel.attributes.get(attrs.ACCUMULATE)
         self.acc_type = acc if acc is not None else dtypes.to_xdsl(dtypes.F32)
-        mode = kernel.attributes.get("zk.accumulate_mode")
+        mode = kernel.attributes.get(attrs.ACCUMULATE_MODE)
         self.fp8_fast = isinstance(mode, StringAttr) and mode.data == "fp8_fast"
         self.directives = Directives()
         self.nesting = 0  # grids being built, one inside another (see ensure_from_top)
@@ -135,8 +136,8 @@ class KernelTiler:
         t = TensorType(element_type or v.type.element_type, list(shape or shape_of(v)))
         e = tile.EmptyOp(t)
         e.location = self.loc_of(v)
-        if isinstance(v.owner, Operation) and "zk.place" in v.owner.attributes:
-            e.attributes["zk.place"] = v.owner.attributes["zk.place"]
+        if isinstance(v.owner, Operation) and attrs.PLACE in v.owner.attributes:
+            e.attributes[attrs.PLACE] = v.owner.attributes[attrs.PLACE]
         return e
 
     def grid_for(self, v: SSAValue) -> SSAValue:
@@ -246,7 +247,7 @@ class KernelTiler:
         shape = shape_of(x)
         need = block_multiples(op)
         carrier = self.directive(x)
-        attr = carrier.attributes["zk.tile"] if carrier is not None else None
+        attr = carrier.attributes[attrs.TILE] if carrier is not None else None
         given = attr is not None
         if given:
             sizes = tuple(min(t, n) for t, n in zip(attr.values, shape))
@@ -279,8 +280,8 @@ class KernelTiler:
                                  for r, sr in zip(op.results[1:], sreqs)])
             g.emit(q, loc)
             outs = [self.empty(r) for r in op.results]
-            if isinstance(x.owner, Operation) and "zk.place" in x.owner.attributes:
-                outs[0].attributes["zk.place"] = x.owner.attributes["zk.place"]
+            if isinstance(x.owner, Operation) and attrs.PLACE in x.owner.attributes:
+                outs[0].attributes[attrs.PLACE] = x.owner.attributes[attrs.PLACE]
             stores = [(q.values, 0, idx, None)] + [
                 (r, i, sr.idx, None) for i, (r, sr) in enumerate(zip(q.results[1:], sreqs), 1)]
             grid = g.finish([o.result for o in outs], "quantize", counts, stores)

@@ -9,6 +9,7 @@ import math
 from collections.abc import Sequence
 
 from xdsl.ir import Operation, SSAValue
+from zhenwu_cc.core import attrs
 from zhenwu_cc.dialects import zk
 from zhenwu_cc.passes.tiling.requests import shape_of
 from zhenwu_cc.passes.tiling.scales import mma_dtype
@@ -27,7 +28,7 @@ def grid_sizes(v: SSAValue, directive: Operation | None, budget: int) -> tuple[i
     """Tile sizes for a grid over `v`: the `directive`'s, else whole rows that fit `budget`."""
     shape = shape_of(v)
     if directive is not None:
-        sizes = directive.attributes["zk.tile"].values
+        sizes = directive.attributes[attrs.TILE].values
         return tuple(min(s, d) for s, d in zip(sizes, shape))
     if not shape:
         return ()
@@ -45,7 +46,7 @@ def reduction_sizes(v: SSAValue, axis: int, keep: bool, directive: Operation | N
     axis is not the last), leaving the tile budget to long chunks of the reduced axis."""
     shape = shape_of(v)
     if directive is not None:
-        sizes = directive.attributes["zk.tile"].values
+        sizes = directive.attributes[attrs.TILE].values
         return tuple(min(s, d) for s, d in zip(sizes, shape))
     in_rank = len(shape) + (0 if keep else 1)
     kept = [d for d in range(in_rank) if d != axis]
@@ -66,7 +67,7 @@ def matmul_sizes(mm: zk.MatmulOp, carrier: Operation | None, target, buffers: in
     m, n = shape_of(mm.result)[-2:]
     k = shape_of(mm.lhs)[-1]
     if carrier is not None:
-        attr = carrier.attributes["zk.tile"]
+        attr = carrier.attributes[attrs.TILE]
         tm, tn, tk = attr.values
         return min(tm, m), min(tn, n), min(tk, k), attr.split_k.data
     elem = max(mma_dtype(mm).nbytes(1), 1)

@@ -83,6 +83,7 @@ _TABLE = [
 DTYPES: dict[str, DType] = {d.name: d for d in _TABLE}
 F32 = DTYPES["f32"]
 I1 = DTYPES["i1"]
+ACCUMULATORS = ("f32", "f16", "bf16")  # what an `accumulate` directive may choose for matmuls
 I32 = DTYPES["i32"]
 
 # Value-preserving widenings: A -> B when every value of A is exactly a value of B. Mixing two

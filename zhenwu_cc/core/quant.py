@@ -16,6 +16,9 @@ SCALE_OPTIONS = {"mx": ("floor", "rceil"), "nvfp4": ("up", "rne")}
 AXIS_GROUPS = {"mx": 32, "nvfp4": 16}
 AMAX_MODES = ("tensor", "channel", "nvfp4")  # modes that need an amax over more than one tile
 FP8_CHUNK = 128  # K elements an FP8 tensor core sums before promoting to f32 (`fp8_fast`)
+# The formats a `precision` directive may store a value in, and those MX blocks may hold.
+PRECISION_DTYPES = ("f8E4M3FN", "f8E5M2", "f4E2M1FN", "f16", "bf16")
+MX_ELEMENTS = ("f8E4M3FN", "f8E5M2", "f4E2M1FN")
 
 
 def scale_blocks(mode: str, args: Sequence[int], shape: Sequence[int],

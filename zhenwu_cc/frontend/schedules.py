@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, StringAttr
 from xdsl.ir import Attribute, Block, Operation
 
+from zhenwu_cc.core import attrs
 from zhenwu_cc.core.diagnostics import (
     CompileError,
     Diagnostic,
@@ -18,16 +19,16 @@ from zhenwu_cc.core.diagnostics import (
     error,
     typo_fixits,
 )
-from zhenwu_cc.core import dtypes
+from zhenwu_cc.core import dtypes, quant
 from zhenwu_cc.dialects import zk
 from zhenwu_cc.dialects.loc import location, span_of
 from zhenwu_cc.frontend import ast
 from zhenwu_cc.frontend.dtype_rules import DTYPE_ALIASES
 from zhenwu_cc.frontend.values import Value
 
-PRECISION_DTYPES = ("f8E4M3FN", "f8E5M2", "f4E2M1FN", "f16", "bf16")
+PRECISION_DTYPES = quant.PRECISION_DTYPES
 SCALE_MODES = {"tensor": 0, "channel": 1, "block": 2, "mx": 0, "nvfp4": 0, "none": 0}
-ACCUMULATE_DTYPES = ("f32", "f16", "bf16")
+ACCUMULATE_DTYPES = dtypes.ACCUMULATORS
 ACCUMULATE_OPTIONS = ("fp8_fast",)
 MAX_BUFFERS = 8
 MAX_TILE = 1 << 16
@@ -75,7 +76,7 @@ def apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen) -> None:
             case ast.TileDirective():
                 v = resolve(d.target, allow_params=False)
                 once(("tile", d.target.id), d.span, f"`tile {d.target.id}`")
-                v.ssa.owner.attributes["zk.tile"] = tile_attr(
+                v.ssa.owner.attributes[attrs.TILE] = tile_attr(
                     v.ssa.owner, d.target.id, d.sizes, d.split_k, d.sizes_span, d.span)
             case ast.PrecisionDirective():
                 attr = _precision_attr(d)
@@ -83,13 +84,13 @@ def apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen) -> None:
                     v = resolve(ident)
                     once(("precision", ident.id), ident.span, f"precision of `{ident.id}`")
                     _check_precision(d, ident, v, gen)
-                    set_attr(ident, "zk.precision", attr)
+                    set_attr(ident, attrs.PRECISION, attr)
             case ast.AccumulateDirective():
                 once(("accumulate", ""), d.span, "`accumulate`")
                 if d.dtype.id not in ACCUMULATE_DTYPES:
                     raise error("ZK0409", f"cannot accumulate in `{d.dtype.id}`", d.dtype.span,
                                 help="accumulate takes one of " + ", ".join(ACCUMULATE_DTYPES))
-                op.attributes["zk.accumulate"] = dtypes.to_xdsl(dtypes.DTYPES[d.dtype.id])
+                op.attributes[attrs.ACCUMULATE] = dtypes.to_xdsl(dtypes.DTYPES[d.dtype.id])
                 if d.option is not None:
                     if d.option.id not in ACCUMULATE_OPTIONS:
                         guess = did_you_mean(d.option.id, ACCUMULATE_OPTIONS)
@@ -100,7 +101,7 @@ def apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen) -> None:
                         raise error("ZK0409", f"`{d.option.id}` emulates FP8 tensor cores, which "
                                     "promote partial sums to f32", d.option.span,
                                     help=f"write `accumulate f32 {d.option.id}`")
-                    op.attributes["zk.accumulate_mode"] = StringAttr(d.option.id)
+                    op.attributes[attrs.ACCUMULATE_MODE] = StringAttr(d.option.id)
             case ast.PlaceDirective():
                 stacks = d.stacks or []
                 if len(set(stacks)) != len(stacks):
@@ -108,13 +109,13 @@ def apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen) -> None:
                 for ident in d.targets:
                     resolve(ident)
                     once(("place", ident.id), ident.span, f"placement of `{ident.id}`")
-                    set_attr(ident, "zk.place", zk.PlaceAttr(d.memory, stacks))
+                    set_attr(ident, attrs.PLACE, zk.PlaceAttr(d.memory, stacks))
             case ast.BuffersDirective():
                 once(("buffers", ""), d.span, "`buffers`")
                 if not 1 <= d.count <= MAX_BUFFERS:
                     raise error("ZK0406", f"buffers {d.count}: the multi-buffering depth must be "
                                 f"1..{MAX_BUFFERS}", d.span)
-                op.attributes["zk.buffers"] = IntegerAttr(d.count, 64)
+                op.attributes[attrs.BUFFERS] = IntegerAttr(d.count, 64)
     if any(arg_attrs):
         from xdsl.dialects.builtin import ArrayAttr
 
