@@ -154,32 +154,27 @@ POSITIVE = ("log", "sqrt", "rsqrt")
 DTYPES = ("f32", "f16", "bf16")
 
 
+# One form per entry; each draws what it needs from the case's generator.
+_FORMS = (
+    lambda rng, a, b: f"{rng.choice(UNARY)}({a})",
+    lambda rng, a, b: f"{rng.choice(POSITIVE)}(abs({a}) + 1.0)",
+    lambda rng, a, b: f"{a} {rng.choice('+-*')} {b}",
+    lambda rng, a, b: f"{a} @ w",
+    lambda rng, a, b: f"{a} - {rng.choice(('max', 'sum', 'mean'))}({b}, axis=-1, keepdims=true)",
+    lambda rng, a, b: f"{rng.choice(('softmax', 'log_softmax'))}({a}, axis="
+                      f"{rng.choice((-1, 0, 1))})",
+    lambda rng, a, b: f"layernorm({a}, g, g)" if rng.random() < 0.5 else f"rmsnorm({a}, g)",
+    lambda rng, a, b: f"{a} + g",
+    lambda rng, a, b: f"where({a} > {b}, {a}, {rng.choice(EDGE_FLOATS[:9])})",
+    lambda rng, a, b: f"clamp({a}, -1, {rng.choice(('1', '6', '0.5'))})",
+    lambda rng, a, b: f"f32({rng.choice(DTYPES)}({a}))",
+    lambda rng, a, b: f"{a} * {rng.choice(EDGE_FLOATS[:8] + ('0.5', '2', '3.0'))}",
+)
+
+
 def _expr(rng: random.Random, names: list[str]) -> str:
     a, b = rng.choice(names), rng.choice(names)
-    form = rng.randrange(12)
-    if form == 0:
-        return f"{rng.choice(UNARY)}({a})"
-    if form == 1:
-        return f"{rng.choice(POSITIVE)}(abs({a}) + 1.0)"
-    if form == 2:
-        return f"{a} {rng.choice('+-*')} {b}"
-    if form == 3:
-        return f"{a} @ w"
-    if form == 4:
-        return f"{a} - {rng.choice(('max', 'sum', 'mean'))}({b}, axis=-1, keepdims=true)"
-    if form == 5:
-        return f"{rng.choice(('softmax', 'log_softmax'))}({a}, axis={rng.choice((-1, 0, 1))})"
-    if form == 6:
-        return f"layernorm({a}, g, g)" if rng.random() < 0.5 else f"rmsnorm({a}, g)"
-    if form == 7:
-        return f"{a} + g"
-    if form == 8:
-        return f"where({a} > {b}, {a}, {rng.choice(EDGE_FLOATS[:9])})"
-    if form == 9:
-        return f"clamp({a}, -1, {rng.choice(('1', '6', '0.5'))})"
-    if form == 10:
-        return f"f32({rng.choice(DTYPES)}({a}))"
-    return f"{a} * {rng.choice(EDGE_FLOATS[:8] + ('0.5', '2', '3.0'))}"
+    return _FORMS[rng.randrange(len(_FORMS))](rng, a, b)
 
 
 def _schedule(rng: random.Random, names: list[str]) -> str:
