@@ -95,3 +95,12 @@ def test_opt_reads_standard_input_up_to_the_cap(monkeypatch, cli):
     r = cli("opt", "-", "--format", "json")
     assert (r.code, codes(r)) == (1, ["ZK0001"])
     assert "larger than the limit of 64 bytes" in r.json["diagnostics"][0]["message"]
+
+
+def test_a_grid_size_beyond_i64_in_ppu_ir_is_a_parse_error(cli, tmp_path, gemm_ir):
+    text = gemm_ir["ppu"]
+    grid = text[text.index("ppu.launch ["):].split("]")[0] + "]"
+    bad = text.replace(grid, "ppu.launch [99999999999999999999999, 1]", 1)
+    r = opt(cli, tmp_path, bad, "cse")
+    assert (r.code, codes(r)) == (1, ["ZK1001"])
+    assert "out of range" in r.json["diagnostics"][0]["message"]

@@ -58,9 +58,10 @@ def _parse(ctx, text: str, file: str, line_offset: int):
     except ParseError as exc:
         loc = exc.span.get_location()
         raise error("ZK1001", exc.msg, Span.point(file, loc.line + line_offset, loc.col)) from None
-    except (VerifyException, struct.error, OverflowError) as exc:
+    except (VerifyException, struct.error, OverflowError, ValueError) as exc:
         # An attribute or type is verified as it is parsed; xDSL packs a dense array of
-        # out-of-range integers with `struct` (struct.error) rather than reporting it.
+        # out-of-range integers with `struct` (struct.error), or refuses one in
+        # `DenseArrayBase.from_list` (ValueError), rather than reporting it.
         pos = min(parser.pos, len(text)) if parser is not None else 0
         line = text.count("\n", 0, pos) + 1
         col = pos - (text.rfind("\n", 0, pos) + 1) + 1
