@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import lzma
 import math
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping
@@ -569,7 +570,8 @@ def ensure_host_memory(kernel: zk.KernelOp, mode: str) -> None:
 # an unsupported zip version or compression method (NotImplementedError), an encrypted entry
 # (RuntimeError), a broken stream (zlib.error, lzma.LZMAError, OSError for bz2, EOFError).
 ZIP_ERRORS = (ValueError, EOFError, OSError, NotImplementedError, RuntimeError,
-              zipfile.BadZipFile, zlib.error, lzma.LZMAError)
+              zipfile.BadZipFile, zlib.error, lzma.LZMAError,
+              tokenize.TokenError, SyntaxError)  # numpy tokenises a .npy header's dict
 
 
 class InputsFile:

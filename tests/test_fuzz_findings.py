@@ -104,3 +104,44 @@ def test_a_grid_size_beyond_i64_in_ppu_ir_is_a_parse_error(cli, tmp_path, gemm_i
     r = opt(cli, tmp_path, bad, "cse")
     assert (r.code, codes(r)) == (1, ["ZK1001"])
     assert "out of range" in r.json["diagnostics"][0]["message"]
+
+
+def test_a_value_used_outside_the_region_that_defines_it_does_not_verify(cli, tmp_path,
+                                                                        gemm_ir):
+    """An op of a tile.loop's body copied out of the loop still names the loop's values."""
+    lines = gemm_ir["tile"].splitlines()
+    mma = next(line for line in lines if "tile.mma" in line)
+    loop = next(i for i, line in enumerate(lines) if "tile.loop" in line)
+    bad = "\n".join(lines[:loop] + [mma.replace("%", "%copy_", 1)] + lines[loop:])
+    r = opt(cli, tmp_path, bad, "alloc-sram")
+    assert (r.code, codes(r)) == (1, ["ZK1002"])
+    assert "not defined before it" in r.json["diagnostics"][0]["message"]
+
+
+def test_a_value_never_defined_is_a_parse_error(cli, tmp_path, gemm_ir):
+    text = gemm_ir["tile"]
+    grid = next(line for line in text.splitlines() if "tile.grid" in line)
+    source = grid.split("ins(")[1].split(" = ")[1].split(" :")[0]  # the first input, e.g. %a
+    r = opt(cli, tmp_path, text.replace(grid, grid.replace(f"= {source} :", "= %nowhere :", 1)),
+            "cse")
+    assert (r.code, codes(r)) == (1, ["ZK1001"])
+    assert "nowhere" in r.json["diagnostics"][0]["message"]
+
+
+def test_an_npy_header_that_does_not_parse_is_unreadable(cli, tmp_path):
+    header = b"{'descr': '<f2', 'fortran_order': False, 'shape': (16, 16"
+    member = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header) + 1) + header + b"\n"
+    with zipfile.ZipFile(tmp_path / "in.npz", "w") as z:
+        z.writestr("a.npy", member + b"\0" * 512)
+    r = cli("run", EXAMPLES / "gemm.zk", "-D", "M=16", "-D", "N=16", "-D", "K=16",
+            "--inputs", tmp_path / "in.npz", "--format", "json")
+    assert (r.code, codes(r)) == (1, ["ZK0504"])
+
+
+def test_a_use_before_its_definition_does_not_verify(cli, tmp_path):
+    """xDSL's parser accepts it (graph-like blocks); the passes assume dominance."""
+    text = ("zk.kernel @k(%x: tensor<4xf32>) -> (r: tensor<4xf32>) {\n"
+            "  %a = zk.exp %b : tensor<4xf32>\n  %b = zk.exp %x : tensor<4xf32>\n"
+            "  zk.return %a : tensor<4xf32>\n}\n")
+    r = opt(cli, tmp_path, text, "cse")
+    assert (r.code, codes(r)) == (1, ["ZK1002"])

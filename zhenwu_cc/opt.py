@@ -74,12 +74,43 @@ def _verify_input(module) -> None:
 
     from zhenwu_cc.dialects.loc import span_of
 
+    for op in module.walk():  # first: verifiers of an op may look at its nested ops' operands
+        _check_operands_defined(op)
     for op in module.walk():
         try:
             op.verify(verify_nested_ops=False)
         except VerifyException as exc:
             raise error("ZK1002", f"`{op.name}`: {exc}", span_of(op),
                         help="fix the IR so that the op verifies") from None
+
+
+def _check_operands_defined(op) -> None:
+    """Each operand is defined before `op`, in its block or an enclosing one (ZK1002): xDSL's
+    parser accepts a name used across regions or never defined, and the passes rely on it."""
+    from xdsl.ir import BlockArgument, OpResult
+
+    from zhenwu_cc.dialects.loc import span_of
+
+    enclosing = []
+    block = op.parent_block()
+    while block is not None:
+        enclosing.append(block)
+        parent = block.parent_op()
+        block = parent.parent_block() if parent is not None else None
+    for i, v in enumerate(op.operands):
+        if isinstance(v, BlockArgument):
+            ok = v.block in enclosing
+        elif isinstance(v, OpResult):
+            owner = v.op
+            ok = owner.parent_block() in enclosing and (
+                owner.parent_block() is not op.parent_block() or owner.is_before_in_block(op))
+        else:  # a name the parser saw used but never defined
+            ok = False
+        if not ok:
+            raise error("ZK1002", f"`{op.name}`: operand {i} is not defined before it in this "
+                        "region or an enclosing one", span_of(op),
+                        help="define each value before its uses, in the same region or an "
+                        "enclosing one")
 
 
 def _render_for_check(diags: list[Diagnostic]) -> str:
