@@ -16,7 +16,7 @@ from zhenwu_cc.core import dtypes
 from zhenwu_cc.dialects import tile, zk
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.core.diagnostics import Note, error
-from zhenwu_cc.passes.sram_plan import plan_grid
+from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, plan_grid
 from zhenwu_cc.passes.tiling.directives import Directives, record_directive
 from zhenwu_cc.passes.tiling.fusion import matmul_grid_of
 from zhenwu_cc.passes.tiling.grids import Grid, combine, identity, reduce_kind, reduce_op
@@ -64,7 +64,7 @@ class KernelTiler:
         self.partials: dict[zk.MatmulOp, tuple[SSAValue, int]] = {}
         self.new_ops: list[Operation] = []
         self.buffers = (kernel.attributes[attrs.BUFFERS].value.data
-                        if attrs.BUFFERS in kernel.attributes else 2)
+                        if attrs.BUFFERS in kernel.attributes else DEFAULT_BUFFERS)
         acc = kernel.attributes.get(attrs.ACCUMULATE)
         self.acc_type = acc if acc is not None else dtypes.to_xdsl(dtypes.F32)
         mode = kernel.attributes.get(attrs.ACCUMULATE_MODE)
