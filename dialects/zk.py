@@ -67,7 +67,7 @@ from zhenwu_cc.core.shapes import (  # noqa: F401  (re-exported)
     prod,
     reduce_shape,
 )
-from zhenwu_cc.core import dtypes
+from zhenwu_cc.core import attrs, dtypes
 from zhenwu_cc.dialects.formats import (
     parse_kernel_arguments,
     parse_number,
@@ -174,10 +174,29 @@ class KernelOp(IRDLOperation):
             if isinstance(t, TensorType):  # tiling divides by extents: none may be 0
                 _check(all(d >= 1 for d in t.get_shape()),
                        f"tensor dimensions must be >= 1, got {t}")
+        self._verify_schedule_attributes()
         ret = block.last_op
         _check(isinstance(ret, ReturnOp), "a kernel must end with zk.return")
         _check(tuple(v.type for v in ret.operands) == tuple(outputs),
                "zk.return operand types do not match the kernel's result types")
+
+    def _verify_schedule_attributes(self) -> None:
+        """What the schedule puts on the kernel, as the passes read it (hand-written IR may say
+        anything: `zk.accumulate = index` once crashed `tile`)."""
+        count = self.attributes.get(attrs.BUFFERS)
+        _check(count is None or (isinstance(count, IntegerAttr)
+                                 and 1 <= count.value.data <= attrs.MAX_BUFFERS),
+               f"{attrs.BUFFERS} must be an integer in 1..{attrs.MAX_BUFFERS}, got {count}")
+        acc = self.attributes.get(attrs.ACCUMULATE)
+        names = ", ".join(dtypes.ACCUMULATORS)
+        _check(acc is None or (dtypes.is_known_xdsl(acc)
+                               and dtypes.from_xdsl(acc).name in dtypes.ACCUMULATORS),
+               f"{attrs.ACCUMULATE} must be one of the types {names}, got {acc}")
+        mode = self.attributes.get(attrs.ACCUMULATE_MODE)
+        _check(mode is None or (isinstance(mode, StringAttr)
+                                and mode.data in attrs.ACCUMULATE_MODES),
+               f"{attrs.ACCUMULATE_MODE} must be one of "
+               f"{', '.join(map(repr, attrs.ACCUMULATE_MODES))}, got {mode}")
 
     def print(self, printer: Printer) -> None:
         printer.print_string(" ")

@@ -145,3 +145,22 @@ def test_a_use_before_its_definition_does_not_verify(cli, tmp_path):
             "  zk.return %a : tensor<4xf32>\n}\n")
     r = opt(cli, tmp_path, text, "cse")
     assert (r.code, codes(r)) == (1, ["ZK1002"])
+
+
+@pytest.mark.parametrize("attribute, value, says", [
+    ("zk.accumulate", "index", "zk.accumulate must be one of the types f32, f16, bf16"),  # seed 5
+    ("zk.accumulate", "f8E4M3FN", "zk.accumulate must be one of the types"),
+    ("zk.buffers", '"two"', "zk.buffers must be an integer in 1..8"),
+    ("zk.buffers", "0 : i64", "zk.buffers must be an integer in 1..8"),
+    ("zk.accumulate_mode", '"fast"', "zk.accumulate_mode must be one of 'fp8_fast'"),
+    ("zk.accumulate_mode", "3 : i64", "zk.accumulate_mode must be one of 'fp8_fast'"),
+])
+def test_schedule_attributes_on_a_kernel_are_verified(cli, tmp_path, gemm_ir, attribute, value,
+                                                      says):
+    """`make fuzz` (seed 5) wrote `zk.accumulate = index` and `tile` crashed reading it as an
+    element type; the kernel's other schedule attributes had the same gap."""
+    text = gemm_ir["zk"].replace("zk.buffers = 2 : i64", f"{attribute} = {value}", 1)
+    assert text != gemm_ir["zk"]
+    r = opt(cli, tmp_path, text, "tile", "lower-ppu", "cast")
+    assert (r.code, codes(r)) == (1, ["ZK1002"])
+    assert says in r.json["diagnostics"][0]["message"]

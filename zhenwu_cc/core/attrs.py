@@ -14,9 +14,11 @@ from xdsl.ir import Operation
 TILE = "zk.tile"  # `#zk.tile<...>` on the op a `tile` directive names
 PRECISION = "zk.precision"  # `#zk.precision<...>` on the op or kernel argument it names
 PLACE = "zk.place"  # `#zk.place<...>` on the op or kernel argument it names
-BUFFERS = "zk.buffers"  # on the kernel: SRAM buffering depth
-ACCUMULATE = "zk.accumulate"  # on the kernel: the matmul accumulator type
-ACCUMULATE_MODE = "zk.accumulate_mode"  # on the kernel: e.g. `fp8_fast`
+BUFFERS = "zk.buffers"  # on the kernel: SRAM buffering depth, 1..MAX_BUFFERS
+ACCUMULATE = "zk.accumulate"  # on the kernel: the matmul accumulator type (dtypes.ACCUMULATORS)
+ACCUMULATE_MODE = "zk.accumulate_mode"  # on the kernel: one of ACCUMULATE_MODES
+MAX_BUFFERS = 8
+ACCUMULATE_MODES = ("fp8_fast",)
 
 # Facts a pass records for later stages and reports:
 # The useful FLOPs of the source's matmuls by operand dtype ({dtype: i64}): written by `tile` on

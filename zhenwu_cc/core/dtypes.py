@@ -156,3 +156,8 @@ def _by_xdsl():
 def from_xdsl(t) -> DType:
     """The DType of an xDSL element type; KeyError for types the language does not have."""
     return DTYPES[_by_xdsl()[t]]
+
+
+def is_known_xdsl(t) -> bool:
+    """Whether `t` is the xDSL type of one of the language's element types."""
+    return t in _by_xdsl()

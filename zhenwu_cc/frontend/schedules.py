@@ -29,8 +29,8 @@ from zhenwu_cc.frontend.values import Value
 PRECISION_DTYPES = quant.PRECISION_DTYPES
 SCALE_MODES = {"tensor": 0, "channel": 1, "block": 2, "mx": 0, "nvfp4": 0, "none": 0}
 ACCUMULATE_DTYPES = dtypes.ACCUMULATORS
-ACCUMULATE_OPTIONS = ("fp8_fast",)
-MAX_BUFFERS = 8
+ACCUMULATE_OPTIONS = attrs.ACCUMULATE_MODES
+MAX_BUFFERS = attrs.MAX_BUFFERS
 MAX_TILE = 1 << 16
 
 
