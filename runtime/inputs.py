@@ -61,7 +61,7 @@ def shape_error(name: str, arg: SSAValue, shape: tuple[int, ...]):
 
 def checked(name: str, arg: SSAValue, value) -> np.ndarray:
     """`value` for parameter `name`, rounded into its dtype, or ZK0502 / ZK0503 / ZK0507 saying
-    why not.
+    why not. An array already in the declared dtype and shape is returned as it is (no copy).
 
     The dtype rule: a float parameter takes any real float array (numpy or ml_dtypes), whose values
     are rounded into the declared dtype (RNE, saturating); an integer or i1 parameter takes integer
@@ -71,6 +71,8 @@ def checked(name: str, arg: SSAValue, value) -> np.ndarray:
     """
     d, shape = _dtype(arg), _shape(arg)
     x = np.asarray(value)
+    if x.shape == shape and x.dtype == d.np_dtype:
+        return x  # already held in its dtype: rounding is the identity, and costs a copy
     span = arg_span(arg, name)
     want = f"{d.name}[{', '.join(map(str, shape))}]"
     if x.shape != shape:

@@ -84,14 +84,25 @@ def expand(scales: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 
 def dequantize(values: np.ndarray, scales: Sequence[np.ndarray], rank: int | None = None
                ) -> np.ndarray:
-    """values x scales (each repeated over its blocks of the last `rank` axes), exact in
-    float64 and rounded once to float32: `numerics.dequantize` for any mode and tile."""
+    """values x scales (each repeated over its blocks of the last `rank` axes), the exact
+    product rounded once to float32: `numerics.dequantize` for any mode and tile.
+
+    In float32 when that is the same thing: products of FP8/FP4 values and E8M0/E4M3 scales
+    (at most 8 significant bits, inside float32's range down to its subnormals) are exact, and
+    one float32 scale applied last rounds once, as IEEE multiplication does. Else in float64."""
     values = np.asarray(values)
     shape = values.shape[values.ndim - (values.ndim if rank is None else rank):]
-    exact = values.astype(np.float32).astype(np.float64)
+    scales = [np.asarray(s) for s in scales]
+    wide = [s for s in scales if s.dtype.itemsize > 1]
     with np.errstate(over="ignore", invalid="ignore"):
+        if values.dtype.itemsize == 1 and len(wide) <= 1:
+            out = numerics.widen(values)
+            for s in [*(s for s in scales if s.dtype.itemsize == 1), *wide]:
+                out = out * expand(numerics.widen(s), shape)
+            return out
+        exact = numerics.widen(values).astype(np.float64)
         for s in scales:
-            exact = exact * expand(np.asarray(s).astype(np.float32).astype(np.float64), shape)
+            exact = exact * expand(numerics.widen(s).astype(np.float64), shape)
         return exact.astype(np.float32)
 
 

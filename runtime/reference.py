@@ -526,31 +526,45 @@ def check_inputs(kernel: zk.KernelOp, inputs: Mapping[str, np.ndarray],
 
 
 # ---- host memory ---------------------------------------------------------------------------------
-_SCRATCH_ARRAYS = 4  # temporaries one rule makes at most, each as large as its biggest operand
+_SCRATCH_ARRAYS = 3  # temporaries one rule makes at most, each as large as its biggest operand
+# in the mode's working float (measured with tracemalloc, tests/test_host_memory.py)
 
 
 def estimate_host_bytes(kernel: zk.KernelOp, mode: str) -> int:
-    """An upper bound on the host memory a reference run takes: the caller's inputs, their copies
-    in the mode's representation, every intermediate and result as if all were alive at once
-    (evaluate frees them after their last use), the copied outputs, and scratch for the largest op
-    at 8 bytes an element."""
+    """An upper bound on the host memory a reference run takes, following `evaluate`: the
+    caller's inputs and their copies in the mode's representation, then op by op the values
+    alive (each freed after its last use) plus the running op's result and scratch (working
+    floats as large as its largest operand or result), and the copied outputs at the end."""
     m = _Mode(mode)
     block = kernel.body.block
 
-    def size(v: SSAValue, per_element: int) -> int:
-        return math.prod(_shape(v)) * per_element
+    def size(v: SSAValue) -> int:
+        return math.prod(_shape(v)) * m.element_bytes(_dtype(v))
 
-    total = sum(size(a, _dtype(a).np_dtype.itemsize) + size(a, m.element_bytes(_dtype(a)))
-                for a in block.args)
-    largest = 0
-    for op in block.ops:
+    callers = sum(math.prod(_shape(a)) * _dtype(a).np_dtype.itemsize for a in block.args)
+    held = {a: size(a) for a in block.args}
+    last_use = {v: i for i, op in enumerate(block.ops) for v in op.operands}
+    peak = live = sum(held.values())
+    for i, op in enumerate(block.ops):
         values = [*op.operands, *op.results]
-        largest = max([largest, *(math.prod(_shape(v)) for v in values)])
-        if isinstance(op, zk.ReturnOp):
-            total += sum(size(v, m.element_bytes(_dtype(v))) for v in op.operands)
-        else:
-            total += sum(size(v, m.element_bytes(_dtype(v))) for v in op.results)
-    return total + _SCRATCH_ARRAYS * 8 * largest
+        largest = max((math.prod(_shape(v)) for v in values), default=0)
+        made = sum(size(v) for v in (op.operands if isinstance(op, zk.ReturnOp) else op.results))
+        scratch = _SCRATCH_ARRAYS * np.dtype(m.float).itemsize * largest
+        peak = max(peak, live + made + scratch)
+        for v in op.results:
+            held[v] = size(v)
+        live += sum(size(v) for v in op.results)
+        for v in op.operands:
+            if last_use[v] == i and v in held:
+                live -= held.pop(v)
+    return callers + peak
+
+
+def results_bytes(kernel: zk.KernelOp, mode: str) -> int:
+    """Bytes of a run's results in the mode's representation (what a caller keeps)."""
+    m = _Mode(mode)
+    return sum(math.prod(t.get_shape()) * m.element_bytes(dtypes.from_xdsl(t.element_type))
+               for t in kernel.function_type.outputs.data)
 
 
 def ensure_host_memory(kernel: zk.KernelOp, mode: str) -> None:

@@ -371,3 +371,37 @@ def test_relative_errors_match_docs(kind):
 @pytest.mark.parametrize("kind", ["normal", "log-uniform"])
 def test_relative_errors_on_a_sample_are_close_to_docs(kind):
     check_errors(kind, 2**14, 0.05)
+
+
+@pytest.mark.parametrize("name", ["f8E4M3FN", "f8E5M2", "f4E2M1FN"])
+@pytest.mark.parametrize("wide_scale", [False, True])
+def test_fast_quotient_rounding_equals_the_float64_path(name, wide_scale):
+    """`_divide_round` divides in float32 and redoes only float32 midpoints of the format: bit
+    for bit the float64 quotient rounded once, on data made to land on midpoints (normal and
+    subnormal ones), zeros, signs, overflow and invalid scales. `wide_scale`: an NVFP4-style
+    scale float32 cannot hold (float64 quotient)."""
+    from zhenwu_cc.runtime.numerics import _divide_round, round_to
+
+    d = dtypes.get(name)
+    rng = np.random.default_rng(11)
+    grid = np.array([float(g) for g in positive_grid(name)])
+    mids = np.concatenate([(grid[:-1] + grid[1:]) / 2, grid])
+    scales = rng.uniform(0.5, 2, 64) * 2.0 ** rng.integers(-20, 20, 64)
+    if wide_scale:
+        scales = scales.astype(np.float32).astype(np.float64) * (1 + 2.0**-26)
+    else:
+        scales = scales.astype(np.float32)
+    s = np.repeat(scales, mids.size)
+    near = np.tile(mids, scales.size) * s.astype(np.float64)
+    x = np.concatenate([near, np.nextafter(near, 0), np.nextafter(near, np.inf)])
+    x = (x * rng.choice([-1, 1], x.size)).astype(np.float32)
+    s = np.tile(s, 3)
+    x = np.concatenate([x, rng.standard_normal(4096).astype(np.float32) * 500,
+                        [0.0, -0.0, 1e30, -1e30, 3.0, 3.0]]).astype(np.float32)
+    s = np.concatenate([s, np.full(4096, s[0]), [s[0], s[0], s[0], s[0], 0.0, np.nan]])
+    s = s.astype(np.float64 if wide_scale else np.float32)
+    ok = np.isfinite(s) & (s > 0)
+    expected = round_to(np.where(ok, x.astype(np.float64) / np.where(ok, s, 1.0), 0.0), d)
+    got = _divide_round(x, s, d)
+    assert got.dtype == expected.dtype
+    assert np.array_equal(got.view(np.uint8), expected.view(np.uint8))

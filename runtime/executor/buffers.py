@@ -11,6 +11,7 @@ the `ppu.slot` index that picked a slot, and the shape a `ppu.view` gives the sa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,14 +25,36 @@ class Alloc:
     written), whether the executor may overwrite that array in place (no one else sees it), and
     on which grid points the slot has been written."""
 
-    def __init__(self, op: ppu.AllocOp, r: int):
+    def __init__(self, op: ppu.AllocOp, r: int, spare: list[np.ndarray | None] | None = None):
         shape = tuple(op.result.type.get_shape())
-        self.op, self.r, self.depth = op, r, op.slots
+        self.op, self.r, self.depth, self.shape = op, r, op.slots, shape
         self.dtype = dtypes.from_xdsl(op.result.type.element_type)
         self.tile = shape[1:] if self.depth > 1 else shape
         self.values: list[np.ndarray | None] = [None] * self.depth
         self.owned = [False] * self.depth
         self.written = [np.zeros((), np.bool_)] * self.depth
+        # arrays the same allocation owned in the previous row block, free to be overwritten
+        self.spare = spare if spare is not None else [None] * self.depth
+
+    def leftovers(self) -> list[np.ndarray | None]:
+        """The arrays this allocation owns, for the next row block's to reuse."""
+        return [v if own else s for v, own, s in zip(self.values, self.owned, self.spare)]
+
+    def scratch(self, index: Index | None, shape: tuple[int, ...], dtype: np.dtype
+                ) -> np.ndarray | None:
+        """An array of `shape` and `dtype` that a write through `index` may compute into: the
+        slot's own array, or the one it owned in the previous row block; None if neither fits."""
+        if index is None and self.depth > 1:
+            return None
+        parts = self.parts(index)
+        if len(parts) != 1:
+            return None
+        k = parts[0][0]
+        for candidate in ((self.values[k] if self.owned[k] else None), self.spare[k]):
+            if (candidate is not None and candidate.dtype == dtype
+                    and candidate.size == math.prod(shape)):
+                return candidate.reshape(shape)
+        return None
 
     def parts(self, index: Index | None) -> list[tuple[int, np.ndarray | None]]:
         """(slot, grid points choosing it or None for all) that a slot index selects."""
@@ -74,6 +97,8 @@ class Alloc:
         return out, len(parts) == 1 and self.owned[k]
 
     def put(self, k: int, value: np.ndarray, owned: bool = False) -> None:
+        if owned and self.spare[k] is not None and np.may_share_memory(value, self.spare[k]):
+            self.spare[k] = None  # taken
         self.values[k], self.owned[k], self.written[k] = value, owned, np.ones((), np.bool_)
 
     def write(self, index: Index | None, value: np.ndarray, owned: bool) -> None:
@@ -114,6 +139,14 @@ class Ref:
         value, owned = self.alloc.read(self.index)
         r = self.alloc.r
         return value.reshape(value.shape[:r] + self.shape), owned
+
+    def scratch(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+        """An array of `shape` ([grid..., this view's shape]) a write may compute into."""
+        r = self.alloc.r
+        if shape[r:] != self.shape:
+            return None
+        found = self.alloc.scratch(self.index, shape[:r] + self.stored_shape, dtype)
+        return None if found is None else found.reshape(shape)
 
     def write(self, value: np.ndarray, owned: bool) -> None:
         r = self.alloc.r

@@ -70,8 +70,11 @@ _UFUNCS: dict[str, Fn] = {
 COMPARISONS = frozenset({"eq", "ne", "lt", "le", "gt", "ge"})
 
 
-def result_dtype(fn: str, ins: Sequence[np.ndarray]) -> np.dtype:
-    """The type `vmap fn` computes its result in (before rounding into the destination)."""
+def result_dtype(fn: str, ins: Sequence[np.ndarray], dest: DType) -> np.dtype:
+    """The type `vmap fn` computes its result in (before rounding into the destination); a
+    cast that one numpy conversion performs exactly computes straight into `dest`."""
+    if fn == "cast":
+        return dest.np_dtype if _plain_cast(ins[0].dtype, dest) else np.dtype(np.float64)
     if fn in COMPARISONS:
         return np.dtype(np.bool_)
     if fn == "select":
@@ -83,6 +86,9 @@ def vmap(fn: str, ins: Sequence[np.ndarray], dest: DType, out: np.ndarray | None
     """`fn` of the aligned inputs, held in `dest`; written into `out` when one is given (a
     destination array of the exact result shape and type that may be overwritten)."""
     if fn == "cast":
+        if out is not None:
+            np.copyto(out, ins[0], casting="unsafe")
+            return out
         return _cast(ins[0], dest)
     if fn == "select":
         cond, a, b = ins
@@ -94,6 +100,14 @@ def bitcast(x: np.ndarray, src: DType, dest: DType) -> np.ndarray:
     """The bits of `x` held as `src`, read as `dest` (same width: the verifier checks)."""
     held = x if x.dtype == src.np_dtype else round_to(x, src)
     return held.view(dest.np_dtype)
+
+
+def _plain_cast(src: np.dtype, dest: DType) -> bool:
+    """Whether numpy's own conversion of `src` into `dest` is `round_to`'s: float32 rounded
+    once (RNE, no saturation) into f16 or bf16, or a float type float32 holds widened into f32."""
+    if dest.name == "f32":
+        return src != np.bool_ and src.kind in "fV" and np.can_cast(src, np.float32, "safe")
+    return src == F32 and dest.name in ("f16", "bf16")
 
 
 def _cast(x: np.ndarray, dest: DType) -> np.ndarray:
@@ -156,12 +170,38 @@ def grid_matmul(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return prod.transpose(order).reshape(shape)
 
 
+def _magnitude_bits(dt: np.dtype) -> int:
+    """log2 of the largest magnitude an integer (or bool) type holds."""
+    return 0 if dt == np.bool_ else np.iinfo(dt).bits - (dt.kind == "i")
+
+
+def _exact_int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The integer product `a @ b` in int64, exactly, on float BLAS where it is exact: every
+    partial sum of `k` products of magnitude <= 2**bits is an integer float32 holds when
+    k * 2**bits <= 2**24, so K is cut into such slices (int8: 1024) whose float32 products are
+    summed in int64; float64 (2**53) where slices would be short; numpy's int64 loop beyond."""
+    bits = _magnitude_bits(a.dtype) + _magnitude_bits(b.dtype)
+    k = a.shape[-1]
+    if bits > 53 - max(k, 1).bit_length():
+        return grid_matmul(a, b, np.dtype(np.int64))
+    step = 1 << (24 - bits) if bits <= 18 else k
+    dtype = F32 if bits <= 18 else np.dtype(np.float64)
+    total = None
+    for start in range(0, k, step):
+        part = grid_matmul(a[..., start:start + step], b[..., start:start + step, :], dtype)
+        part = part.astype(np.int64)
+        total = part if total is None else np.add(total, part, out=total)
+    return total if total is not None else grid_matmul(a, b, np.dtype(np.int64))
+
+
 def product(lhs: np.ndarray, rhs: np.ndarray, r: int, rank: int, acc: DType) -> np.ndarray:
     """The tensor engine's `lhs @ rhs` for grid-batched tiles, brought to the accumulator's tile
     `rank`: operands upcast exactly to float32 and summed in float32 for a float accumulator
-    `acc` (integer operands too), in int64 for an integer one."""
-    dtype = np.dtype(np.int64) if acc.is_int else F32
-    return grid_matmul(align(lhs, r, rank), align(rhs, r, rank), dtype)
+    `acc` (integer operands too), exactly in int64 for an integer one."""
+    a, b = align(lhs, r, rank), align(rhs, r, rank)
+    if acc.is_int and a.dtype.kind in "biu" and b.dtype.kind in "biu":
+        return _exact_int_matmul(a, b)
+    return grid_matmul(a, b, np.dtype(np.int64) if acc.is_int else F32)
 
 
 def accumulate(acc: np.ndarray, prod: np.ndarray, d: DType, owned: bool) -> np.ndarray:

@@ -18,7 +18,7 @@ from numpy.lib.stride_tricks import as_strided
 from xdsl.ir import Operation
 from zhenwu_cc.core.tiling import tile_counts
 from zhenwu_cc.dialects.loc import span_of
-from zhenwu_cc.runtime.executor.index import Index
+from zhenwu_cc.runtime.executor.index import Affine, Index
 
 from zhenwu_cc.core.diagnostics import error
 
@@ -61,14 +61,15 @@ def load_blocks(x: np.ndarray, base: Sequence[int], bound: Sequence[int], sizes:
 
 
 def check_tiles(op: Operation, indices: Sequence[Index], counts: Sequence[int],
-                names: dict[int, str], context: str) -> None:
-    """ZK0610 when a tile index lies outside [0, count) on any grid point."""
+                names: dict[int, str], context: str, offsets: dict[int, int]) -> None:
+    """ZK0610 when a tile index lies outside [0, count) on any grid point (named by its grid
+    indices: a row block's positions plus `offsets`, its first index along each axis)."""
     for d, (ix, n) in enumerate(zip(indices, counts)):
         v = ix.value
         bad = (v < 0) | (v >= n)
         if bad.any():
             at = np.argwhere(bad)[0] if v.ndim else ()
-            where = ", ".join(f"{names.get(p - v.ndim, '?')}={c}"
+            where = ", ".join(f"{names.get(p - v.ndim, '?')}={c + offsets.get(p - v.ndim, 0)}"
                               for p, c in enumerate(at) if v.shape[p] > 1)
             point = f" at {where}" if where else ""
             raise error("ZK0610", f"`{op.name}` addresses tile {int(v[tuple(at)])} of dimension "
@@ -109,10 +110,19 @@ def gather(blocks: np.ndarray, indices: Sequence[Index], naxes: int) -> np.ndarr
     return tiles.reshape(shape + tiles.shape[tiles.ndim - (blocks.ndim - len(indices)):])
 
 
+def _raw(x: np.ndarray) -> np.ndarray:
+    """The same bytes as unsigned integers: numpy copies those at memory speed, while an
+    ml_dtypes element type goes through its per-element copy function."""
+    return x.view(f"u{x.itemsize}") if x.itemsize in (1, 2, 4, 8) else x
+
+
 def _scatter(blocks: np.ndarray, indices: Sequence[Index], grid: tuple[int, ...],
              value: np.ndarray) -> None:
     if _affine(indices):
-        _strided(blocks, indices, grid, writeable=True)[...] = value
+        view = _strided(blocks, indices, grid, writeable=True)
+        if value.dtype == view.dtype:
+            view, value = _raw(view), _raw(value)
+        view[...] = value
     else:
         blocks[tuple(np.broadcast_to(ix.value, grid) for ix in indices)] = value
 
@@ -125,6 +135,19 @@ def store(x: np.ndarray, base: Sequence[int], bound: Sequence[int], sizes: Seque
     if _divides(bound, sizes):
         _scatter(_blocks(win, sizes), indices, grid, value)
         return
+    lows = [int(ix.value.min()) for ix in indices]
+    if any(lows) or any(int(ix.value.max()) + 1 < n
+                        for ix, n in zip(indices, tile_counts(bound, sizes))):
+        # stage only the tiles this row block writes (indices shifted to start at 0)
+        highs = [int(ix.value.max()) + 1 for ix in indices]
+        base = tuple(b + lo * t for b, lo, t in zip(base, lows, sizes))
+        bound = tuple(min(e - lo * t, (hi - lo) * t)
+                      for e, lo, hi, t in zip(bound, lows, highs, sizes))
+        indices = [_shifted(ix, -lo) for ix, lo in zip(indices, lows)]
+        win = window(x, base, bound)
+        if _divides(bound, sizes):
+            _scatter(_blocks(win, sizes), indices, grid, value)
+            return
     counts = tile_counts(bound, sizes)
     staging = np.empty(tuple(n * t for n, t in zip(counts, sizes)), dtype=x.dtype)
     inner = tuple(slice(0, e) for e in bound)
@@ -132,6 +155,12 @@ def store(x: np.ndarray, base: Sequence[int], bound: Sequence[int], sizes: Seque
         staging[inner] = win  # keep what the tiles this store misses hold
     _scatter(_blocks(staging, sizes), indices, grid, value)
     win[...] = staging[inner]
+
+
+def _shifted(ix: Index, by: int) -> Index:
+    """`ix` + `by` (a constant), keeping its affine form."""
+    affine = None if ix.affine is None else Affine(ix.affine.const + by, ix.affine.coefs)
+    return Index(ix.value + by, affine)
 
 
 def _covers(indices: Sequence[Index], grid: tuple[int, ...], counts: Sequence[int]) -> bool:

@@ -61,11 +61,13 @@ class Index:
         return Index(np.array(c, np.int64), Affine(int(c)))
 
     @staticmethod
-    def along(axis: int, n: int) -> Index:
-        """0..n-1 along `axis` (a negative axis name, see the module docstring)."""
+    def along(axis: int, n: int, start: int = 0) -> Index:
+        """start..start+n-1 along `axis` (a negative axis name, see the module docstring): a
+        launch's grid index over one row block (rowblocks.py), or a loop's steps."""
         shape = [1] * -axis
         shape[0] = n
-        return Index(np.arange(n, dtype=np.int64).reshape(shape), Affine(0, ((axis, 1),)))
+        return Index(np.arange(start, start + n, dtype=np.int64).reshape(shape),
+                     Affine(start, ((axis, 1),)))
 
 
 def _add(a: Index, b: Index) -> Index:

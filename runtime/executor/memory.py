@@ -15,21 +15,20 @@ from __future__ import annotations
 
 import math
 
-from xdsl.dialects.builtin import MemRefType
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.core.tiling import tile_counts
 from zhenwu_cc.core import dtypes
 from zhenwu_cc.dialects import ppu
 from zhenwu_cc.dialects.loc import span_of
-from zhenwu_cc.runtime.executor.index import INDEX_OPS
+from zhenwu_cc.runtime.executor import rowblocks
+from zhenwu_cc.runtime.executor.dependence import Dependence, root_alloc
+from zhenwu_cc.runtime.executor.merge import mergeable
 from zhenwu_cc.runtime.units import MAX_HOST_BYTES_ENV, host_memory_limit
 
 from zhenwu_cc.core.diagnostics import error
 
-# float32 temporaries an op makes at most, each as large as its largest buffer (measured: a
-# vector op about 3, a quantisation about 11, a stepped matmul's product and upcast operands 2)
-_SCRATCH = {ppu.VMapOp: 3, ppu.VQuantizeOp: 12, ppu.MmaOp: 2, ppu.VReduceOp: 1,
-            ppu.VTransposeOp: 1}
+_QUANTIZE_SCRATCH = 12  # float32 temporaries of a quantisation, measured (largest buffer each)
+_INTERPRETER = 2 << 20  # the interpreter's own objects, index arrays, heap slack (measured)
 
 
 def _elements(v: SSAValue) -> int:
@@ -40,66 +39,44 @@ def _itemsize(v: SSAValue) -> int:
     return dtypes.from_xdsl(v.type.element_type).np_dtype.itemsize
 
 
-def _root(v: SSAValue) -> Operation:
-    """The allocation behind an SRAM buffer value (through slots and views)."""
-    op = v.owner
-    if isinstance(op, ppu.SlotOp):
-        return _root(op.buffer)
-    return _root(op.source) if isinstance(op, ppu.ViewOp) else op
-
-
-class _Dependence:
-    """Which grid axes each index value and each allocation's contents vary along."""
-
-    def __init__(self, launch: ppu.LaunchOp):
-        self.of: dict[SSAValue | Operation, frozenset[int]] = {
-            arg: frozenset({d}) for d, arg in enumerate(launch.body.block.args)}
-        changed = True
-        while changed:
-            before = dict(self.of)
-            for op in launch.body.walk():
-                self._visit(op)
-            changed = before != self.of
-
-    def axes(self, v: SSAValue) -> frozenset[int]:
-        key = _root(v) if isinstance(v.owner, (ppu.AllocOp, ppu.SlotOp, ppu.ViewOp)) else v
-        return self.of.get(key, frozenset())
-
-    def _join(self, dest: SSAValue, *sources: SSAValue) -> None:
-        key = _root(dest)
-        self.of[key] = self.of.get(key, frozenset()).union(*(self.axes(s) for s in sources))
-
-    def _visit(self, op: Operation) -> None:
-        if isinstance(op, INDEX_OPS):
-            self.of[op.results[0]] = frozenset().union(*(self.axes(v) for v in op.operands))
-        elif isinstance(op, (ppu.DmaLoadOp, ppu.VIotaOp)):
-            self._join(op.dest if isinstance(op, ppu.DmaLoadOp) else op.out, *op.indices)
-        elif isinstance(op, ppu.VMapOp):
-            self._join(op.out, *op.ins)
-        elif isinstance(op, (ppu.VReduceOp, ppu.VTransposeOp)):
-            self._join(op.out, op.input)
-        elif isinstance(op, ppu.MmaOp):
-            self._join(op.acc, op.lhs, op.rhs, *op.lhs_scales, *op.rhs_scales)
-        elif isinstance(op, ppu.VQuantizeOp):
-            for out in op.outs:
-                self._join(out, op.input, *([op.amax] if op.amax is not None else []))
+def _written(op) -> list[SSAValue]:
+    """The buffers `op` puts a new array into (a fill's broadcast and a transpose's view take
+    no memory)."""
+    if isinstance(op, ppu.DmaLoadOp):
+        return [op.dest]
+    if isinstance(op, (ppu.VMapOp, ppu.VReduceOp, ppu.VIotaOp)):
+        return [op.out]
+    if isinstance(op, ppu.MmaOp):
+        return [op.acc]
+    if isinstance(op, ppu.VQuantizeOp):
+        return list(op.outs)
+    return []
 
 
 def _launch_bytes(launch: ppu.LaunchOp) -> int:
-    grid = launch.grid_shape
-    dep = _Dependence(launch)
+    """Peak bytes of one launch, following its ops in order: each allocation's array over one
+    row block (rowblocks.py) from the first op that writes it to the end of the launch, plus the
+    running op's temporaries, plus padded copies of edge-tiled sources."""
+    dep = Dependence(launch)
+    axis, size = rowblocks.plan(launch, dep)
+    grid = tuple(size if d == axis else n for d, n in enumerate(launch.grid_shape))
+
+    def points(v: SSAValue) -> int:
+        return math.prod(grid[d] for d in dep.axes(v)) * _elements(v)
 
     def held(v: SSAValue) -> int:
-        """Bytes of `v`'s contents over the grid, in float32 (or wider) working precision."""
-        return (math.prod(grid[d] for d in dep.axes(v)) * _elements(v) * max(_itemsize(v), 4))
+        """Bytes of a float32 (or wider) working copy of `v` over one row block."""
+        return points(v) * max(_itemsize(v), 4)
 
-    values = sum(held(op.result) for op in launch.body.walk() if isinstance(op, ppu.AllocOp))
-    padded = staging = scratch = 0
+    live = peak = padded = staging = 0
+    seen: set[Operation] = set()
     for op in launch.body.walk():
-        if type(op) in _SCRATCH:
-            largest = max(held(v) for v in (*op.operands, *op.results)
-                          if isinstance(v.type, MemRefType))
-            scratch = max(scratch, _SCRATCH[type(op)] * largest)
+        peak = max(peak, live + _temporaries(op, held))
+        for v in _written(op):
+            if (alloc := root_alloc(v)) not in seen:
+                seen.add(alloc)
+                live += points(alloc.result) * _itemsize(alloc.result)
+        peak = max(peak, live)
         if isinstance(op, (ppu.DmaLoadOp, ppu.DmaStoreOp)):
             _, bound = op.window
             full = math.prod(n * t for n, t in zip(tile_counts(bound, op.tile_sizes),
@@ -110,11 +87,45 @@ def _launch_bytes(launch: ppu.LaunchOp) -> int:
                     padded += copy
                 else:
                     staging = max(staging, copy)
-        if isinstance(op, ppu.MmaOp) and isinstance(op.parent_op(), ppu.LoopOp):
-            # merged: every step's operands side by side in float32, and the product
-            trips = op.parent_op().trip_count
-            scratch = max(scratch, (held(op.lhs) + held(op.rhs)) * trips + held(op.acc))
-    return values + scratch + padded + staging
+    return peak + padded + staging
+
+
+def _narrow(v: SSAValue) -> bool:
+    """A float held in fewer than 4 bytes: the executor computes on a float32 copy of it."""
+    d = dtypes.from_xdsl(v.type.element_type)
+    return d.is_float and d.np_dtype.itemsize < 4
+
+
+def _temporaries(op, held) -> int:
+    """Bytes of the working copies `op` makes beyond the buffers it writes (compute.py): a
+    float32 copy of each narrow operand, a float32 result rounded into a narrow destination, a
+    select's result, a non-plain cast's rounding steps; a product (and its operands' float32
+    copies, every step's for a merged loop); a quantisation's measured temporaries."""
+    if isinstance(op, ppu.VMapOp):
+        largest = max(held(v) for v in (*op.ins, op.out))
+        if op.function == "cast":
+            plain = dtypes.from_xdsl(op.out.type.element_type).name in ("f32", "f16", "bf16")
+            return 0 if plain else 3 * largest
+        copies = sum(map(_narrow, op.ins)) + (_narrow(op.out) or op.function == "select")
+        return copies * largest
+    if isinstance(op, ppu.VReduceOp):
+        return _narrow(op.input) * held(op.input)
+    if isinstance(op, ppu.VQuantizeOp):
+        return _QUANTIZE_SCRATCH * max(held(v) for v in (op.input, *op.outs))
+    if isinstance(op, ppu.MmaOp):
+        scaled = bool(op.lhs_scales or op.rhs_scales or op.fp8_fast is not None)
+        integer = dtypes.from_xdsl(op.acc.type.element_type).is_int
+        # a dequantised operand is widened, then scaled (the other's result already held)
+        copied = sum(held(v) for v in (op.lhs, op.rhs) if scaled or integer or _narrow(v))
+        copied += (copied // 2) if scaled else 0
+        loop = op.parent_op()  # a merged loop multiplies every step's operands at once
+        merged = isinstance(loop, ppu.LoopOp) and mergeable(loop)
+        stepped = isinstance(loop, ppu.LoopOp) and not merged
+        # the product and its reshaping, an integer one in int64 slices (compute.py); a scaled
+        # product made anew every step leaves the heap that much slack (measured)
+        products = (4 if integer else 2) + (stepped and scaled)
+        return copied * (loop.trip_count if merged else 1) + products * held(op.acc)
+    return 0
 
 
 def stored_inputs(kernel: ppu.KernelOp) -> set[SSAValue]:
@@ -143,7 +154,7 @@ def estimate_host_bytes(kernel: ppu.KernelOp) -> int:
     for op in kernel.body.block.ops:
         if isinstance(op, ppu.LaunchOp):
             peak = max(peak, _launch_bytes(op))
-    return total + peak
+    return total + peak + _INTERPRETER
 
 
 def ensure_host_memory(kernel: ppu.KernelOp, converted: int = 0) -> None:

@@ -1,6 +1,8 @@
 """The executor: a `ppu` kernel run on numpy arrays as the PPU would run it, one launch at a time.
 
-Every `ppu.launch` executes once for its whole grid. Each SRAM buffer holds one numpy array
+Every `ppu.launch` executes for many tiles at once: its whole grid, or for a vector launch one
+row block of grid points after another (rowblocks.py; buffers of one block are computed into in
+place and reused by the next). Each SRAM buffer holds one numpy array
 `[grid..., tile...]` with a size-1 grid axis wherever its contents do not depend on that grid
 index (a GEMM's A tile is [gi, 1, tm, tk], buffers.py); index values are integer
 arrays over the grid (index.py). A `ppu.dma_load` is one gather of every tile (a
@@ -26,6 +28,7 @@ import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
+from xdsl.dialects import arith
 from xdsl.dialects.builtin import StringAttr
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.core.tiling import tile_counts
@@ -34,7 +37,7 @@ from zhenwu_cc.dialects import ppu
 from zhenwu_cc.core.dtypes import DType
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.runtime import precision
-from zhenwu_cc.runtime.executor import dma
+from zhenwu_cc.runtime.executor import dma, rowblocks
 from zhenwu_cc.runtime.executor.buffers import Alloc, Ref
 from zhenwu_cc.runtime.executor.compute import (
     accumulate,
@@ -80,6 +83,7 @@ class Interpreter:
         self.check = check_uninitialised
         self.sram_bytes = sram_bytes
         self.env: dict[SSAValue, object] = {}
+        self.facts: dict[Operation, tuple] = {}  # what each op says, read from the IR once
         self.launch: Launch | None = None
         self.steps: list[tuple[str, int]] = []  # loops being stepped through, for messages
 
@@ -189,9 +193,19 @@ class Interpreter:
         r = len(grid)
         args = op.body.block.args
         self.launch = Launch(r, {d - r: a.name_hint or f"grid{d}" for d, a in enumerate(args)})
-        for d, (arg, n) in enumerate(zip(args, grid)):
-            self.env[arg] = Index.along(d - r, n)
-        self.block(op.body.block)
+        axis, size = rowblocks.plan(op)
+        extent = grid[axis] if grid else 1
+        for start in range(0, extent, size):
+            if start + size > extent:
+                self.launch.spare = {}  # a shorter last block: the arrays would not fit
+            self.launch.offsets = {axis - r: start}
+            for d, (arg, n) in enumerate(zip(args, grid)):
+                self.env[arg] = (Index.along(d - r, min(size, n - start), start) if d == axis
+                                 else Index.along(d - r, n))
+            self.block(op.body.block)
+            for alloc in self.launch.allocs.values():
+                self.launch.spare[alloc.op] = alloc.leftovers()
+            self.launch.allocs = {}
         self.launch = None
         for inner in op.body.walk():  # SRAM lives for one launch: free its buffers now
             for v in (*inner.results, *(a for r in inner.regions for b in r.blocks
@@ -211,13 +225,21 @@ class Interpreter:
             self.steps.pop()
 
     def _index(self, op: Operation) -> None:
-        self.env[op.results[0]] = evaluate(op, [self.env[v] for v in op.operands])
+        facts = self.facts.get(op)
+        if facts is None:
+            facts = self.facts[op] = (op.results[0], tuple(op.operands),
+                                      isinstance(op, arith.ConstantOp))
+        result, operands, constant = facts
+        if constant and result in self.env:
+            return  # an index constant keeps its value for the whole run
+        self.env[result] = evaluate(op, [self.env[v] for v in operands])
 
     # -- SRAM --
     def _alloc(self, op: ppu.AllocOp) -> None:
-        alloc = Alloc(op, self.launch.rank)
-        self.launch.allocs.append(alloc)
-        self.env[op.result] = Ref(alloc, None, _shape(op.result))
+        before = self.launch.allocs.get(op)  # the same buffer's last step in a loop
+        spare = before.leftovers() if before is not None else self.launch.spare.pop(op, None)
+        alloc = self.launch.allocs[op] = Alloc(op, self.launch.rank, spare)
+        self.env[op.result] = Ref(alloc, None, alloc.shape)
 
     def _slot(self, op: ppu.SlotOp) -> None:
         self.env[op.result] = Ref(self.env[op.buffer].alloc, self.env[op.index],
@@ -227,15 +249,21 @@ class Interpreter:
     def load_tiles(self, op: ppu.DmaLoadOp, naxes: int) -> np.ndarray:
         """Every grid point's tile of a load, [index axes (naxes)..., tile...], bounds-checked
         (ZK0610) and, for tensors stores write, checked to have been stored (ZK0614)."""
-        g: Global = self.env[op.source]
-        indices = [self.env[i] for i in op.indices]
-        base, bound = op.window
-        dma.check_tiles(op, indices, tile_counts(bound, op.tile_sizes), self.launch.names,
-                        self._context())
-        pad = round_to(np.array(op.pad_value), _dtype(op.source))
-        blocks = self._blocks(g, op.source, base, bound, op.tile_sizes, pad, "data")
+        facts = self.facts.get(op)
+        if facts is None:
+            base, bound = op.window
+            facts = self.facts[op] = (
+                op.source, tuple(op.indices), base, bound, op.tile_sizes,
+                tile_counts(bound, op.tile_sizes),
+                round_to(np.array(op.pad_value), _dtype(op.source)))
+        source, index_values, base, bound, sizes, counts, pad = facts
+        g: Global = self.env[source]
+        indices = [self.env[i] for i in index_values]
+        dma.check_tiles(op, indices, counts, self.launch.names, self._context(),
+                        self.launch.offsets)
+        blocks = self._blocks(g, source, base, bound, sizes, pad, "data")
         if g.mask is not None:
-            mask = self._blocks(g, op.source, base, bound, op.tile_sizes, np.True_, "mask")
+            mask = self._blocks(g, source, base, bound, sizes, np.True_, "mask")
             if not dma.gather(mask, indices, naxes).all():
                 raise error("ZK0614", f"`{op.name}` reads elements of {_name(op.source)} that "
                             f"no store has written yet{self._context()}", span_of(op),
@@ -257,18 +285,23 @@ class Interpreter:
         self.write(op.dest, self.load_tiles(op, self.launch.rank), owned=False)
 
     def _store(self, op: ppu.DmaStoreOp) -> None:
-        g: Global = self.env[op.dest]
-        value = self.read(op.source, op)
+        facts = self.facts.get(op)
+        if facts is None:
+            base, bound = op.window
+            facts = self.facts[op] = (op.dest, op.source, tuple(op.indices), base, bound,
+                                      op.tile_sizes, tile_counts(bound, op.tile_sizes))
+        dest, source, index_values, base, bound, sizes, counts = facts
+        g: Global = self.env[dest]
+        value = self.read(source, op)
         r = self.launch.rank
-        indices = [self.env[i] for i in op.indices]
-        base, bound = op.window
-        dma.check_tiles(op, indices, tile_counts(bound, op.tile_sizes), self.launch.names,
-                        self._context())
+        indices = [self.env[i] for i in index_values]
+        dma.check_tiles(op, indices, counts, self.launch.names, self._context(),
+                        self.launch.offsets)
         self._check_race(op, indices, value)
         self._detach(g.root)
-        dma.store(g.array, base, bound, op.tile_sizes, indices, value, r)
+        dma.store(g.array, base, bound, sizes, indices, value, r)
         if g.mask is not None:
-            dma.store(g.mask, base, bound, op.tile_sizes, indices,
+            dma.store(g.mask, base, bound, sizes, indices,
                       np.broadcast_to(np.True_, value.shape), r)
 
     def _check_race(self, op: ppu.DmaStoreOp, indices: list[Index], value: np.ndarray) -> None:
@@ -288,7 +321,7 @@ class Interpreter:
         self.launch.blocks.pop(id(root), None)
         if id(root) not in self.launch.viewed:
             return
-        for alloc in self.launch.allocs:
+        for alloc in self.launch.allocs.values():
             for k, v in enumerate(alloc.values):
                 if v is not None and np.may_share_memory(v, root):
                     alloc.values[k], alloc.owned[k] = np.array(v), True
@@ -316,20 +349,21 @@ class Interpreter:
             self.write(out, part, owned=True)
 
     def _vmap(self, op: ppu.VMapOp) -> None:
+        facts = self.facts.get(op)
+        if facts is None:
+            facts = self.facts[op] = (op.function, tuple(op.ins), op.out, len(_shape(op.out)),
+                                      _dtype(op.out))
+        function, operands, result, rank, dest = facts
         r = self.launch.rank
-        rank = len(_shape(op.out))
-        ins = [align(self.read(v, op), r, rank) for v in op.ins]
-        dest = _dtype(op.out)
-        if op.function == "bitcast":
-            self.write(op.out, bitcast(ins[0], _dtype(op.ins[0]), dest), owned=True)
+        ins = [align(self.read(v, op), r, rank) for v in operands]
+        if function == "bitcast":  # a view of its input: not the destination's own
+            self.write(result, bitcast(ins[0], _dtype(operands[0]), dest), owned=False)
             return
         out = None
-        if op.function not in ("cast", "select"):
-            current, owned = self.env[op.out].read()
-            if (owned and current.shape == np.broadcast_shapes(*(x.shape for x in ins))
-                    and current.dtype == result_dtype(op.function, ins) == dest.np_dtype):
-                out = current
-        self.write(op.out, vmap(op.function, ins, dest, out), owned=True)
+        if function != "select" and result_dtype(function, ins, dest) == dest.np_dtype:
+            out = self.env[result].scratch(np.broadcast_shapes(*(x.shape for x in ins)),
+                                           dest.np_dtype)
+        self.write(result, vmap(function, ins, dest, out), owned=True)
 
     def _vreduce(self, op: ppu.VReduceOp) -> None:
         r = self.launch.rank

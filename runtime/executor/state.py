@@ -29,11 +29,15 @@ class Global:
 
 @dataclass
 class Launch:
-    """What one launch keeps while it runs."""
+    """What one launch keeps while it runs: per row block (rowblocks.py) its first grid index
+    along each blocked axis and its allocations; for the whole launch the block views of its
+    sources and the arrays of the last block's allocations, reused by the next (`spare`)."""
 
     rank: int
     names: dict[int, str]
-    allocs: list[Alloc] = field(default_factory=list)
+    offsets: dict[int, int] = field(default_factory=dict)
+    allocs: dict[ppu.AllocOp, Alloc] = field(default_factory=dict)
+    spare: dict[ppu.AllocOp, list[np.ndarray | None]] = field(default_factory=dict)
     blocks: dict[int, dict[tuple, np.ndarray]] = field(default_factory=dict)  # by id(root)
     viewed: set[int] = field(default_factory=set)  # id(root) of sources SRAM may alias
 
