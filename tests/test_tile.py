@@ -8,6 +8,8 @@ so a tile budget of 4096 elements (SRAM / (8 tiles x 4 bytes), rounded down to a
 
 from __future__ import annotations
 
+import math
+
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -151,8 +153,9 @@ def test_concat_is_one_copy_grid_per_input_at_its_offset():
     ("min(x, axis=1)", "f32", (64, 1000), (8,), (2,), (8, 512), np.inf, (8,)),
     ("argmax(x, axis=1)", "f32", (64, 1000), (8,), (2,), (8, 512), -np.inf, (8,)),
     ("mean(x, axis=1, keepdims=true)", "f32", (64, 1000), (8, 1), (2,), (8, 512), 0.0, (8, 1)),
-    # a column reduction: 64 columns a tile, 4096 // 64 = 64 rows a chunk, 16 chunks
-    ("sum(x, axis=0)", "f32", (1000, 64), (1,), (16,), (64, 64), 0.0, (64,)),
+    # a column reduction: 64 columns a tile, 4096 // 64 = 64 rows a chunk, 16 chunks (128
+    # tiles fill m890's compute units: no split)
+    ("sum(x, axis=0)", "f32", (1000, 8192), (128,), (16,), (64, 64), 0.0, (64,)),
     # the whole row fits in one chunk: one trip, no padding
     ("sum(x, axis=1)", "f32", (64, 300), (8,), (1,), (8, 300), 0.0, (8,)),
 ])
@@ -165,6 +168,40 @@ def test_a_reduction_result_gets_a_grid_that_loops_over_chunks(expr, dtype, shap
     g = one_grid(kernel(f"x: {dtype}[{dims}]", f"{result}[{rdims}]", f"return {expr}"))
     assert (g.shape, g.role, g.trips, g.stores) == (grid, "reduction", trips, (out,))
     assert g.loads == {"x": (sizes, pad)}
+
+
+@pytest.mark.parametrize("expr, combine", [
+    ("sum(x, axis=0)", "zk.reduce_sum"), ("max(x, axis=0)", "zk.reduce_max"),
+    ("min(x, axis=0)", "zk.reduce_min"), ("mean(x, axis=0)", "zk.reduce_sum"),
+])
+def test_a_reduction_with_fewer_tiles_than_compute_units_is_split(expr, combine):
+    """One tile of 64 columns, 16 chunks of 64 rows: the chunks are cut into 4 parts of 4 (at
+    least 4 chunks a part), run as 4 tiles, and their partial results [4, 64] combined by the
+    reduction's own kind in the grid that stores the result (a mean scales the summed parts)."""
+    parts, combined = grids(kernel("x: f32[1000, 64]", "f32[64]", f"return {expr}"))
+    assert (parts.shape, parts.role, parts.trips, parts.stores) == ((4, 1), "reduction", (4,),
+                                                                    ((1, 64),))
+    assert parts.loads["x"][0] == (64, 64)
+    assert (combined.role, combined.loads["?"][0]) == ("elementwise", (4, 64))
+    assert combine in combined.ops and ("zk.mul" in combined.ops) == expr.startswith("mean")
+
+
+@pytest.mark.parametrize("expr, reference", [
+    ("sum(x, axis=0)", lambda x: x.sum(0)), ("max(x, axis=0)", lambda x: x.max(0)),
+    ("min(x, axis=0)", lambda x: x.min(0)), ("mean(x, axis=0)", lambda x: x.mean(0)),
+    ("logsumexp(x, axis=-1)", lambda x: np.log(np.exp(x).sum(-1))),
+])
+def test_split_reductions_compute_the_reduction(expr, reference):
+    axis0 = "axis=0" in expr
+    shape, out = ((8000, 16), 16) if axis0 else ((2, 70000), 2)
+    k = zhenwu_cc.compile(kernel(f"x: f32[{shape[0]}, {shape[1]}]", f"f32[{out}]",
+                                 f"return {expr}"))
+    reductions = [op for op in k.module("tile").ops.first.body.block.ops
+                  if isinstance(op, tile.GridOp) and op.role.data == "reduction"]
+    assert reductions and all(math.prod(op.grid_shape) >= 4 for op in reductions)  # 1 unsplit
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    (got,) = k.run(x=x).values()
+    np.testing.assert_allclose(got, reference(x.astype(np.float64)), rtol=2e-5, atol=2e-5)
 
 
 def test_a_ragged_chunk_of_a_computed_input_is_masked():
@@ -186,9 +223,12 @@ def test_a_row_that_fits_is_reduced_inside_its_consumer_and_a_long_one_gets_its_
         ((16, 1), "elementwise", {"x": ((4, 1000), 0.0)})]
     long = grids(kernel("x: f32[64, 8192]", "f32[64, 8192]",
                         "return x - max(x, axis=1, keepdims=true)"))
+    # 8 row tiles (of 128 compute units): 16 chunks split into 4 parts, combined by a small
+    # grid whose result the elementwise grid loads
     assert [(g.shape, g.role, g.trips) for g in long] == [
-        ((8, 1), "reduction", (16,)), ((64, 2), "elementwise", ())]
-    assert long[1].loads["x"] == ((1, 4096), 0.0)
+        ((4, 8, 1), "reduction", (4,)), ((1, 1), "elementwise", ()),
+        ((64, 2), "elementwise", ())]
+    assert long[2].loads["x"] == ((1, 4096), 0.0)
 
 
 def test_multi_axis_reductions_are_split_one_axis_at_a_time():

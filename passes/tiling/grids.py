@@ -177,8 +177,8 @@ class Grid:
 
     def _generate(self, v: SSAValue, req: Req, user) -> SSAValue:
         tiler = self.tiler
-        if isinstance(v.owner, zk.MatmulOp) and v.owner in tiler.partials:
-            return self._sum_partials(v.owner, req)
+        if v.owner in tiler.partials:
+            return self._combine_partials(v.owner, req)
         if v in tiler.materialized:
             return self.load(tiler.materialized[v], req, user or tiler.loc_of(v))
         op = v.owner
@@ -221,16 +221,22 @@ class Grid:
             return self._inline_argmax(op, req)
         return self.load(tiler.ensure(v), req, user or loc)
 
-    def _sum_partials(self, mm: zk.MatmulOp, req: Req) -> SSAValue:
-        """A split-K matmul's tile: the sum of its f32 partial tiles."""
-        partials, split = self.tiler.partials[mm]
-        loc = mm.location
+    def _combine_partials(self, op: Operation, req: Req) -> SSAValue:
+        """A tile of a value computed in parts (a split-K matmul's f32 partial sums, a split
+        reduction's partial results): the parts combined by the op's reduction (a mean's sum
+        scaled once), in the op's result type."""
+        partials, split = self.tiler.partials[op]
+        loc = op.location
         sub = Req((self.zero, *req.idx), (split, *req.sizes), (0, *req.base),
                   (split, *req.bound), 0.0)
-        total = self.emit(zk.ReduceSumOp(self.load(partials, sub, loc), [0], True), loc)
+        kind = "sum" if isinstance(op, zk.MatmulOp) else reduce_kind(op)
+        total = self.emit(reduce_op(kind, self.load(partials, sub, loc), [0]), loc)
         total = self.emit(zk.ReshapeOp(total, req.sizes), loc)
-        if total.type.element_type != mm.result.type.element_type:
-            total = self.emit(zk.CastOp(total, mm.result.type.element_type), loc)
+        if isinstance(op, zk.ReduceMeanOp):
+            n = math.prod(shape_of(op.input)[a] for a in op.axis_list)
+            total = self.scale(total, 1.0 / n, loc)
+        if total.type.element_type != op.results[0].type.element_type:
+            total = self.emit(zk.CastOp(total, op.results[0].type.element_type), loc)
         return total
 
     def _iota(self, op: zk.IotaOp, req: Req) -> SSAValue:
@@ -405,10 +411,11 @@ class Grid:
         return list(op.res)
 
     def finish(self, outs: Sequence[SSAValue], role: str, shape: Sequence[int],
-               stores, step: int | None = None) -> tile.GridOp:
+               stores, step: int | None = None, parts: int = 1) -> tile.GridOp:
         """Add the outs, store the result tiles, and build the grid op. `tile.sizes` on it
-        records the tiles it uses for reports: the result tile, and `step` (the K tile of a
-        matmul, the chunk of a reduced axis) where it loops."""
+        records the tiles it uses for reports: the result tile, `step` (the K tile of a
+        matmul, the chunk of a reduced axis) where it loops, and the `parts` a split-K matmul
+        or split reduction cuts its loop into (their leading grid dimension)."""
         out_args = [self.block.insert_arg(o.type, len(self.block.args)) for o in outs]
         for value, arg_index, idx, base in stores:
             self.emit(tile.StoreOp(value, out_args[arg_index], idx, base), self.loc, self.scopes[0])
@@ -418,10 +425,12 @@ class Grid:
         # The block was built with index args then ins; outs come last, as tile.grid wants.
         assert len(block.args) == n + len(self.ins) + len(outs)
         grid = tile.GridOp(shape, role, self.ins, outs, Region(block))
-        result_tile = list(shape_of(stores[0][0]))
+        result_tile = list(shape_of(stores[0][0]))[1 if parts > 1 else 0:]
         used: dict[str, Attribute] = {"tile": DenseArrayBase.from_list(i64, result_tile)}
         if step is not None:
             used["step"] = IntegerAttr(step, 64)
+        if parts > 1:
+            used["parts"] = IntegerAttr(parts, 64)
         grid.attributes[attrs.TILE_SIZES] = DictionaryAttr(used)
         return grid
 

@@ -38,6 +38,7 @@ from zhenwu_cc.passes.tiling.sizes import (
     matmul_sizes,
     pow2_floor,
     reduction_sizes,
+    reduction_split,
     shrink_aligned,
     tile_budget,
 )
@@ -61,7 +62,8 @@ class KernelTiler:
         self.target = target
         self.block = kernel.body.block
         self.materialized: dict[SSAValue, SSAValue] = {a: a for a in self.block.args}
-        self.partials: dict[zk.MatmulOp, tuple[SSAValue, int]] = {}
+        # split-K matmuls and split reductions: their partials tensor and part count
+        self.partials: dict[Operation, tuple[SSAValue, int]] = {}
         self.new_ops: list[Operation] = []
         self.buffers = (kernel.attributes[attrs.BUFFERS].value.data
                         if attrs.BUFFERS in kernel.attributes else DEFAULT_BUFFERS)
@@ -308,11 +310,24 @@ class KernelTiler:
         chunk = max(1, min(in_shape[axis], budget // max(other, 1)))
         if in_shape[axis] > chunk:
             chunk = pow2_floor(chunk)
+        split = 1
+        if not isinstance(op, zk.ArgmaxOp):
+            tiles = math.prod(tile.tile_counts(shape_of(v), out_sizes))
+            split = reduction_split(tiles, -(-in_shape[axis] // chunk), self.target.compute_units)
+        if split > 1:
+            self.partials[op] = self.fit(
+                v, lambda sizes: self._reduction(v, op, axis, sizes[:-1], sizes[-1], split),
+                (*out_sizes, chunk), halve_largest, self.directive(v),
+                "tile (and reduction chunk)"), split
+            return self.elementwise_grid(v)
         return self.fit(v, lambda sizes: self._reduction(v, op, axis, sizes[:-1], sizes[-1]),
                         (*out_sizes, chunk), halve_largest, self.directive(v),
                         "tile (and reduction chunk)")
 
-    def _reduction(self, v: SSAValue, op, axis: int, out_sizes, chunk: int):
+    def _reduction(self, v: SSAValue, op, axis: int, out_sizes, chunk: int, split: int = 1):
+        """The reduction's grid; with `split` > 1 a leading grid dimension cuts the chunks into
+        equal parts whose partial results go to a tensor [split, *out] that consumers combine
+        inside their own tiles (`Grid.combine_partials`, as split-K's partial sums)."""
         in_shape = shape_of(op.input)
         keep = op.keepdims is not None
         out_shape = shape_of(v)
@@ -321,18 +336,28 @@ class KernelTiler:
             kept_sizes.insert(axis, 1)
         trips = -(-in_shape[axis] // chunk)
         loc = op.location
-        g = self.new_grid(len(out_shape), loc, v)
+        g = self.new_grid(len(out_shape) + (split > 1), loc, v)
         counts = tile.tile_counts(out_shape, out_sizes)
-        out_idx = list(g.tile_index(counts))
+        if split > 1:
+            part, *out_idx = g.index_args
+            per_part = g.index_const(trips // split, g.scopes[0])
+            first = g.emit(arith.MuliOp(part, per_part), loc)
+            trips //= split
+        else:
+            out_idx = list(g.tile_index(counts))
         kept_idx = list(out_idx)
         if not keep:
             kept_idx.insert(axis, g.zero)
+
+        def chunk_at(k: SSAValue) -> SSAValue:
+            return g.emit(arith.AddiOp(first, k), loc) if split > 1 else k
         kind = "argmax" if isinstance(op, zk.ArgmaxOp) else reduce_kind(op)
         dt = dtype_of(op.input)
         ident = identity("max" if kind == "argmax" else kind, dt)
         acc_shape = [s if d != axis else 1 for d, s in enumerate(kept_sizes)]
 
         def chunk_tile(k: SSAValue) -> SSAValue:
+            k = chunk_at(k)
             idx = [k if d == axis else kept_idx[d] for d in range(len(in_shape))]
             sizes = [chunk if d == axis else kept_sizes[d] for d in range(len(in_shape))]
             req = Req(tuple(idx), tuple(sizes), (0,) * len(in_shape), in_shape, ident)
@@ -370,13 +395,19 @@ class KernelTiler:
                 return [g.emit(combine(kind, accs[0], part), loc)]
 
             result = g.loop(trips, [init], body, loc)[0]
-            if isinstance(op, zk.ReduceMeanOp):
+            if isinstance(op, zk.ReduceMeanOp) and split == 1:  # partial sums are scaled after
                 result = g.scale(result, 1.0 / in_shape[axis], loc)
         if not keep:
             result = g.emit(zk.ReshapeOp(result, out_sizes), loc)
-        out = self.empty(v)
-        grid = g.finish([out.result], "reduction", counts, [(result, 0, tuple(out_idx), None)],
-                        chunk)
+        if split > 1:
+            result = g.emit(zk.ReshapeOp(result, (1, *out_sizes)), loc)
+            out = self.empty(v, (split, *out_shape))
+            grid = g.finish([out.result], "reduction", (split, *counts),
+                            [(result, 0, (part, *out_idx), None)], chunk, split)
+        else:
+            out = self.empty(v)
+            grid = g.finish([out.result], "reduction", counts,
+                            [(result, 0, tuple(out_idx), None)], chunk)
         grid.location = loc
         return [out, grid], grid.res[0], grid
 
@@ -473,7 +504,7 @@ class KernelTiler:
         acc = g.emit(zk.ReshapeOp(acc, (1, *sizes)), loc)
         grid = g.finish([partials.result], "matmul",
                         (split, *tile.tile_counts(out_shape, sizes)),
-                        [(acc, 0, (s, *out_idx), None)], tk)
+                        [(acc, 0, (s, *out_idx), None)], tk, split)
         grid.location = loc
         return [partials, grid], grid.res[0], grid
 

@@ -91,6 +91,18 @@ def matmul_sizes(mm: zk.MatmulOp, carrier: Operation | None, target, buffers: in
     return tm, tn, tk, split
 
 
+MIN_SPLIT_CHUNKS = 4  # each part of a split reduction loops over at least this many chunks
+
+
+def reduction_split(tiles: int, trips: int, cus: int) -> int:
+    """How many parts a reduction's chunks are split into so that `tiles` output tiles fill
+    `cus` compute units (the same rule as split-K): equal parts of at least MIN_SPLIT_CHUNKS
+    chunks each, 1 when the tiles already fill the units."""
+    if tiles >= cus or trips < 2 * MIN_SPLIT_CHUNKS:
+        return 1
+    return divisor_at_most(trips, min(-(-cus // tiles), trips // MIN_SPLIT_CHUNKS))
+
+
 def align_up(sizes: Sequence[int], need: Sequence[int]) -> tuple[int, ...]:
     """Each size rounded down to a multiple of its `need` (at least one multiple)."""
     return tuple(max(m, t - t % m) for t, m in zip(sizes, need))

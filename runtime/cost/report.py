@@ -37,6 +37,9 @@ def tiles_text(tile, role: str) -> str:
     text = str(list(tile.sizes))
     if tile.step is not None:
         text += f", {'K step' if role == 'matmul' else 'chunk'} {tile.step}"
+    if tile.parts > 1:
+        what = "K" if role == "matmul" else "the reduced axis"
+        text += f", {what} split in {tile.parts} parts"
     if tile.directive is None:
         return text + "; chosen by the compiler"
     return text + f"; from `tile {tile.directive} {list(tile.directive_sizes)}`"

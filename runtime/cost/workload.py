@@ -47,11 +47,13 @@ class TileSizes:
     step: int | None = None
     directive: str | None = None
     directive_sizes: tuple[int, ...] | None = None
+    parts: int = 1  # a split-K matmul's or split reduction's parts (its leading grid dimension)
 
     def to_dict(self) -> dict:
         return {"sizes": list(self.sizes), "step": self.step, "directive": self.directive,
                 "directive_sizes": (list(self.directive_sizes)
-                                    if self.directive_sizes is not None else None)}
+                                    if self.directive_sizes is not None else None),
+                "parts": self.parts}
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,8 @@ def used_tiles(grid: Operation) -> dict | None:
     """The tiles a `tile.grid` (or the `ppu.launch` lowered from it) runs, from its `tile.sizes`:
     {"sizes": result tile, "step": K tile or reduction chunk (None without a loop),
     "directive": the binding whose `tile` directive gave them (None: chosen by the compiler),
-    "directive_sizes": that directive's sizes as written}."""
+    "directive_sizes": that directive's sizes as written, "parts": how many parts a split-K
+    matmul or split reduction cuts its loop into (1: not split)}."""
     attr = grid.attributes.get(TILE_SIZES)
     if not isinstance(attr, DictionaryAttr):
         return None
@@ -59,4 +60,5 @@ def used_tiles(grid: Operation) -> dict | None:
     return {"sizes": list(d["tile"].get_values()),
             "step": step.value.data if isinstance(step, IntegerAttr) else None,
             "directive": name.data if isinstance(name, StringAttr) else None,
-            "directive_sizes": list(asked.get_values()) if asked is not None else None}
+            "directive_sizes": list(asked.get_values()) if asked is not None else None,
+            "parts": d["parts"].value.data if isinstance(d.get("parts"), IntegerAttr) else 1}
