@@ -429,9 +429,9 @@ COMMANDS: dict[str, Callable] = {"check": cmd_check, "compile": cmd_compile, "op
 
 
 def _add_target_arg(p: argparse.ArgumentParser) -> None:
-    from zhenwu_cc.core.target import default_target
-
-    p.add_argument("--target", default=default_target(),
+    """`--target`; its default is filled in after parsing (`_default_target`), so that building
+    the parser does not import the target model (`check` never needs it)."""
+    p.add_argument("--target", default=None,
                    help="chip model: m890 (default), 810e, h20, h100, h200, or a .toml file "
                    "(default from $ZHENWU_TARGET)")
 
@@ -579,6 +579,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _default_target(args) -> None:
+    """Give `--target` its default ($ZHENWU_TARGET, else m890) where the command takes one."""
+    if getattr(args, "target", "") is None:
+        from zhenwu_cc.core.target import default_target
+
+        args.target = default_target()
+
+
 # ---- the error boundary ---------------------------------------------------------------------------
 def _wants_json(argv: Sequence[str]) -> bool:
     return any(a == "--format=json" for a in argv) or any(
@@ -688,6 +696,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with signals_as_exceptions():
             args = build_parser().parse_args(argv)
             command = args.command
+            _default_target(args)
             refuse_overwriting_inputs(_outputs(args), _inputs(args))
             out = COMMANDS[command](args, sources)
         _emit(fmt, command, out.code, out, out.diagnostics, sources)
