@@ -269,28 +269,14 @@ def cmd_run(args, sources) -> Output:
         payload["output"] = args.out
     out = Output(payload, "".join(lines), warnings)
     if check:
-        from zhenwu_cc.core.diagnostics import Diagnostic
+        from zhenwu_cc.evaluate import numerics_diagnostics
 
         checks = compiled.compare(inputs, outputs, max_rel_l2=args.max_rel_l2, sample=sample)
         payload["check"] = [c.to_dict() for c in checks]
         out.text += render(checks)
-        failed = [c for c in checks if not c.passed and not c.inconclusive]
-        unsure = [c for c in checks if c.inconclusive]
-        if failed:
-            out.diagnostics.append(Diagnostic(
-                "ZK0508", f"outputs {', '.join(c.name for c in failed)} differ from the float64 "
-                "reference by more than their dtypes explain"
-                + ("" if args.max_rel_l2 is None else " or --max-rel-l2 allows") + ": "
-                + "; ".join(f"{c.name}: {c.reason}" for c in failed),
-                help="see the per-output errors above; `run --reference --mode typed` shows "
-                "what the declared dtypes alone give"))
-        if unsure:
-            out.diagnostics.append(Diagnostic(
-                "ZK0509", "the numerics check cannot tell right from wrong for "
-                + "; ".join(f"output {c.name}: {c.reason}" for c in unsure),
-                help="give inputs on which the math is defined and not all zero: "
-                "--input-range NAME=LO:HI for random ones, or --inputs IN.npz"))
-        if failed or unsure:
+        found = numerics_diagnostics(checks, args.max_rel_l2)
+        out.diagnostics += found
+        if found:
             out.code = EXIT_USER
     if not args.reference:
         from zhenwu_cc.runtime.cost.report import seconds
@@ -388,6 +374,21 @@ def cmd_cost(args, sources) -> Output:
                   + report.render_placement(placement) + written)
 
 
+def cmd_eval(args, sources) -> Output:
+    """One record for an agent's step: diagnostics, numerics, cost, tiles, hints."""
+    from zhenwu_cc.api import CompiledKernel
+    from zhenwu_cc.evaluate import evaluate
+
+    module = load_module(args, sources)
+    one_kernel(module, args.file)
+    compiled = CompiledKernel(module, args.file, args.target)
+    compiled.source = (sources.texts[args.file], args.kernel)
+    result = evaluate(compiled, check=args.check, seed=args.seed, sample=args.check_sample,
+                      max_rel_l2=args.max_rel_l2, with_hints=args.hints)
+    return Output(result.record, result.text, result.diagnostics,
+                  EXIT_USER if result.failed else EXIT_OK)
+
+
 # Codes that say a kernel does not fit one target (SRAM, HBM, L2, HBM stacks): `compare` shows
 # them as that target's row; any other error is the kernel's or the command line's and fails.
 DOES_NOT_FIT = ("ZK0601", "ZK0604", "ZK0901", "ZK0902", "ZK0903", "ZK0904")
@@ -425,7 +426,9 @@ def cmd_compare(args, sources) -> Output:
 
 
 COMMANDS: dict[str, Callable] = {"check": cmd_check, "compile": cmd_compile, "opt": cmd_opt,
-                                 "run": cmd_run, "cost": cmd_cost, "compare": cmd_compare}
+                                 "run": cmd_run, "cost": cmd_cost, "compare": cmd_compare,
+                                 "eval": cmd_eval}
+SCHEMAS = {"eval": "zhenwu-cc.eval/1"}  # a command's own record schema (a superset of RESULT's)
 
 
 def _add_target_arg(p: argparse.ArgumentParser) -> None:
@@ -529,6 +532,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", metavar="OUT.json", type=_out_path,
                    help="write a Chrome trace (open it in Perfetto: ui.perfetto.dev)")
 
+    p = sub.add_parser("eval", help="one record for an agent: diagnostics, numerics, cost, "
+                       "tiles and hints with schedule edits")
+    _add_source_args(p, "the kernel to evaluate (when the file has several)")
+    _add_target_arg(p)
+    p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the numerics check as `run --check` does (default: on)")
+    p.add_argument("--check-sample", type=_sample_size, metavar="N",
+                   help="check N seeded indices along each independent axis")
+    p.add_argument("--max-rel-l2", type=_budget, metavar="X",
+                   help="fail an output whose rel L2 error against the exact math exceeds X; "
+                   "also the budget a precision hint (ZKH05) must meet (default 0.01)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--hints", action=argparse.BooleanOptionalAction, default=True,
+                   help="compute hints (each proposed edit is compiled and costed; default: on)")
+
     p = sub.add_parser("compare", help="the same kernel's estimated cost on several chips")
     _add_source_args(p, "the kernel to compare (when the file has several)")
     p.add_argument("--targets", default="m890,h20,810e,h100,h200",
@@ -596,7 +614,7 @@ def _wants_json(argv: Sequence[str]) -> bool:
 def _emit(fmt: str, command: str | None, code: int, out: Output | None, diags, sources,
           message: str | None = None) -> None:
     if fmt == "json":
-        doc = {"schema": RESULT_SCHEMA, "command": command, "ok": code == EXIT_OK,
+        doc = {"schema": SCHEMAS.get(command, RESULT_SCHEMA), "command": command, "ok": code == EXIT_OK,
                "exit_code": code, "diagnostics": [d.to_dict() for d in diags]}
         if message:
             doc["message"] = message

@@ -1,0 +1,69 @@
+"""`zhenwu-cc eval`: one schema-versioned record, text for people, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from zhenwu_cc.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+GEMM = str(ROOT / "examples" / "gemm.zk")
+SMALL = ["-D", "M=256", "-D", "N=256", "-D", "K=256"]
+
+
+def _eval(capsys, *argv: str) -> tuple[int, dict]:
+    code = main(["eval", *argv, "--format", "json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_eval_record(capsys):
+    code, doc = _eval(capsys, GEMM, *SMALL)
+    assert code == 0 and doc["ok"] is True
+    assert doc["schema"] == "zhenwu-cc.eval/1" and doc["command"] == "eval"
+    assert doc["kernel"] == "gemm" and doc["params"] == {"M": 256, "N": 256, "K": 256}
+    out = doc["numerics"]["outputs"]
+    assert doc["numerics"]["status"] == "passed" and [o["name"] for o in out] == ["c"]
+    assert out[0]["rel_l2_error"] is not None and out[0]["typed_rel_l2_error"] is not None
+    assert doc["cost"]["schema"] == "zhenwu-cc.cost/1" and doc["cost"]["bound"]
+    assert doc["tiles"] == [{"phase": 0, "name": doc["cost"]["phases"][0]["name"],
+                             "loc": doc["cost"]["phases"][0]["loc"], "tiles": 4, "waves": 1,
+                             "active_cus": 4, "sizes": [128, 128], "step": 64,
+                             "directive": "c", "directive_sizes": [128, 128, 64]}]
+    assert [h["code"] for h in doc["hints"]] == ["ZKH01", "ZKH06"]
+
+
+def test_eval_is_deterministic(capsys):
+    assert _eval(capsys, GEMM, *SMALL) == _eval(capsys, GEMM, *SMALL)
+
+
+def test_eval_without_check_or_hints(capsys):
+    code, doc = _eval(capsys, GEMM, *SMALL, "--no-check", "--no-hints")
+    assert code == 0
+    assert doc["numerics"] == {"status": "skipped", "reason": "--no-check", "seed": None,
+                               "outputs": []}
+    assert doc["hints"] == []
+
+
+def test_eval_numerics_over_budget_fails(capsys):
+    code, doc = _eval(capsys, GEMM, *SMALL, "--max-rel-l2", "1e-12")
+    assert code == 1 and doc["ok"] is False
+    assert doc["numerics"]["status"] == "failed"
+    assert [d["code"] for d in doc["diagnostics"]] == ["ZK0508"]
+    assert doc["cost"]["time_s"] > 0  # the rest of the record is still there
+
+
+def test_eval_compile_error_is_an_eval_record(capsys, tmp_path):
+    bad = tmp_path / "bad.zk"
+    bad.write_text("kernel k(x: f32[4]) -> f32[4] {\n    return exp(y)\n}\n")
+    code, doc = _eval(capsys, str(bad))
+    assert code == 1 and doc["schema"] == "zhenwu-cc.eval/1" and doc["ok"] is False
+    assert doc["diagnostics"][0]["code"] == "ZK0201"
+
+
+def test_eval_text(capsys):
+    assert main(["eval", GEMM, *SMALL]) == 0
+    text = capsys.readouterr().out
+    assert "numerics: passed (c: rel L2" in text
+    assert "[0] matmul" in text and "from `tile c`" in text
+    assert "ZKH01 phase [0]" in text and "edit: change `tile c [128, 128, 64]` (line 11)" in text
