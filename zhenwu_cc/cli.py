@@ -75,21 +75,23 @@ class Output:
 
 
 # ---- shared steps -------------------------------------------------------------------------------
-def load_module(args, sources):
-    """Read, parse and generate the `zk` module that the command line asks for."""
+def load_module(args, sources, file: str | None = None):
+    """Read, parse and generate the `zk` module that the command line asks for (from `file`
+    instead of the command's FILE: `diff` reads two)."""
     from zhenwu_cc.core.diagnostics import error
     from zhenwu_cc.frontend import build
     from zhenwu_cc.sources import read_source
 
-    text = read_source(args.file)
-    sources.add(args.file, text)
+    file = file or args.file
+    text = read_source(file)
+    sources.add(file, text)
     defines: dict[str, int] = {}
     for name, value in args.define or []:
         if name in defines and defines[name] != value:
             raise error("ZK0002", f"-D {name} is given twice ({defines[name]} and {value})",
                         help="give each shape parameter once")
         defines[name] = value
-    return build(text, args.file, defines, getattr(args, "kernel", None))
+    return build(text, file, defines, getattr(args, "kernel", None))
 
 
 def one_kernel(module, file: str):
@@ -389,6 +391,21 @@ def cmd_eval(args, sources) -> Output:
                   EXIT_USER if result.failed else EXIT_OK)
 
 
+def cmd_diff(args, sources) -> Output:
+    """OLD and NEW costed on one target with the same -D, side by side, with why."""
+    from zhenwu_cc.api import CompiledKernel
+    from zhenwu_cc.costdiff import Side, diff, render
+
+    sides = []
+    for file in (args.old, args.new):
+        module = load_module(args, sources, file)
+        one_kernel(module, file)
+        costing = CompiledKernel(module, file, args.target).costing(args.target)
+        sides.append(Side(file, sources.texts[file], costing))
+    record = diff(*sides)
+    return Output(record, render(record))
+
+
 # Codes that say a kernel does not fit one target (SRAM, HBM, L2, HBM stacks): `compare` shows
 # them as that target's row; any other error is the kernel's or the command line's and fails.
 DOES_NOT_FIT = ("ZK0601", "ZK0604", "ZK0901", "ZK0902", "ZK0903", "ZK0904")
@@ -427,8 +444,8 @@ def cmd_compare(args, sources) -> Output:
 
 COMMANDS: dict[str, Callable] = {"check": cmd_check, "compile": cmd_compile, "opt": cmd_opt,
                                  "run": cmd_run, "cost": cmd_cost, "compare": cmd_compare,
-                                 "eval": cmd_eval}
-SCHEMAS = {"eval": "zhenwu-cc.eval/1"}  # a command's own record schema (a superset of RESULT's)
+                                 "eval": cmd_eval, "diff": cmd_diff}
+SCHEMAS = {"eval": "zhenwu-cc.eval/1", "diff": "zhenwu-cc.diff/1"}  # a command's own record schema (a superset of RESULT's)
 
 
 def _add_target_arg(p: argparse.ArgumentParser) -> None:
@@ -547,6 +564,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hints", action=argparse.BooleanOptionalAction, default=True,
                    help="compute hints (each proposed edit is compiled and costed; default: on)")
 
+    p = sub.add_parser("diff", help="two kernels' estimated costs side by side: the terms that "
+                       "changed and why")
+    p.add_argument("old", help="the .zk source before")
+    p.add_argument("new", help="the .zk source after")
+    p.add_argument("-D", dest="define", action="append", type=_define, metavar="NAME=VALUE",
+                   help="set a shape parameter of both (repeatable)")
+    p.add_argument("--kernel", help="the kernel to compare (when the files have several)")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="text for people, json for programs (one document on stdout)")
+    _add_target_arg(p)
+
     p = sub.add_parser("compare", help="the same kernel's estimated cost on several chips")
     _add_source_args(p, "the kernel to compare (when the file has several)")
     p.add_argument("--targets", default="m890,h20,810e,h100,h200",
@@ -639,7 +667,8 @@ def _inputs(args) -> list[str]:
     """The files a command reads: the source, `--inputs`, target files (a path, as
     `load_target` tells a file from a name)."""
     targets = [getattr(args, "target", None), *(getattr(args, "targets", None) or "").split(",")]
-    files = [getattr(args, "file", None), getattr(args, "inputs", None),
+    files = [getattr(args, "file", None), getattr(args, "old", None), getattr(args, "new", None),
+             getattr(args, "inputs", None),
              *(t for t in targets if t and ("/" in t or t.endswith(".toml")))]
     return [f for f in files if f and f != "-"]
 
