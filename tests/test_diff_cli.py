@@ -85,3 +85,15 @@ def test_a_broken_new_file_is_its_diagnostic(capsys, tmp_path):
 
 def test_diff_is_deterministic(capsys, variants):
     assert _diff(capsys, str(GEMM), variants["fp8"]) == _diff(capsys, str(GEMM), variants["fp8"])
+
+
+def test_renamed_parameters_pair_by_position(capsys):
+    """gemm_fp8.zk names its operands x, w and its result result0: the diff pairs them with
+    gemm.zk's a, b, c by position."""
+    code, doc = _diff(capsys, str(GEMM), str(ROOT / "examples" / "gemm_fp8.zk"))
+    assert code == 0
+    reasons = doc["phases"][0]["reasons"]
+    assert "a/x loaded as f16 -> f8E4M3FN" in reasons
+    assert "c/result0 stored as f32 -> bf16" in reasons
+    write = next(w for w in doc["why"] if w.startswith("HBM write"))
+    assert "c/result0 stores" in write and "loaded" not in write

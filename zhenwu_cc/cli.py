@@ -400,8 +400,9 @@ def cmd_diff(args, sources) -> Output:
     for file in (args.old, args.new):
         module = load_module(args, sources, file)
         one_kernel(module, file)
-        costing = CompiledKernel(module, file, args.target).costing(args.target)
-        sides.append(Side(file, sources.texts[file], costing))
+        compiled = CompiledKernel(module, file, args.target)
+        sides.append(Side(file, sources.texts[file], compiled.costing(args.target),
+                          tuple(compiled.zk.arg_names), tuple(compiled.zk.names_of_results)))
     record = diff(*sides)
     return Output(record, render(record))
 

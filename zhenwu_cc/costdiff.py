@@ -26,6 +26,8 @@ class Side:
     file: str
     source: str
     costing: object
+    inputs: tuple[str, ...] = ()  # the kernel's parameter names, in order
+    outputs: tuple[str, ...] = ()  # its result names, in order
 
 
 def diff(old: Side, new: Side) -> dict:
@@ -59,7 +61,10 @@ def _relevant(reasons: list[str], term: str) -> list[str]:
     loaded; time with anything."""
     if term == "time_s":
         return reasons
-    keep = [r for r in reasons if r.startswith(("tile ", "buffers ")) or " load" in r]
+    moves = {"hbm_read_bytes": (" load",), "hbm_write_bytes": (" stor",)}.get(
+        term, (" load", " stor"))
+    keep = [r for r in reasons if r.startswith(("tile ", "buffers "))
+            or any(w in r for w in moves)]
     return keep or reasons
 
 
@@ -124,7 +129,8 @@ def _phase_diff(i, p, j, q, old: Side, new: Side) -> dict:
             reasons.append(f"{what} {getattr(p, attr)} -> {getattr(q, attr)}")
     if p.bound != q.bound:
         reasons.append(f"bound {p.bound} -> {q.bound}")
-    reasons += _load_changes(old.costing.workload.phases[i], new.costing.workload.phases[j])
+    reasons += _traffic_changes(old.costing.workload.phases[i], new.costing.workload.phases[j],
+                                _aliases(old, new))
     rec["reasons"] = reasons
     return rec
 
@@ -144,26 +150,42 @@ def _tile_text(p) -> str:
     return f"[{', '.join(map(str, p.tile.sizes))}]{step}"
 
 
-def _load_changes(p, q) -> list[str]:
-    """Per tensor a phase loads: bytes loaded and the dtype they are loaded in, where changed."""
-    def loads(phase):
+def _aliases(a, b) -> dict[str, str]:
+    """New tensor name -> how the diff names it: the i-th input (output) of both kernels is one
+    tensor, `old/new` when renamed."""
+    out = {}
+    for old, new in ((a.inputs, b.inputs), (a.outputs, b.outputs)):
+        if len(old) == len(new):
+            out.update({n: o if o == n else f"{o}/{n}" for o, n in zip(old, new)})
+    return out
+
+
+def _traffic_changes(p, q, aliases: dict[str, str]) -> list[str]:
+    """Per tensor a phase loads or stores: the bytes moved and the dtype they move in, where
+    changed."""
+    def traffic(phase, kind, names):
         out: dict[str, list] = {}
         for w in phase.work:
-            if w.kind == "load" and w.tensor:
-                entry = out.setdefault(w.tensor, [0, set()])
+            if w.kind == kind and w.tensor:
+                entry = out.setdefault(names.get(w.tensor, w.tensor), [0, set()])
                 entry[0] += w.amount
                 if w.dtype:
                     entry[1].add(w.dtype)
         return out
 
-    a, b = loads(p), loads(q)
     reasons = []
-    for name in sorted(set(a) | set(b)):
-        (na, da), (nb, db) = a.get(name, [0, set()]), b.get(name, [0, set()])
-        if da and db and da != db:
-            reasons.append(f"{name} loaded as {'/'.join(sorted(da))} -> {'/'.join(sorted(db))}")
-        if na and nb and abs(nb - na) >= MIN_CHANGE * na:
-            reasons.append(f"{name} loads {_bytes(na)} -> {_bytes(nb)} ({_pct((nb - na) / na)})")
+    for kind, verb, past in (("load", "loads", "loaded"), ("store", "stores", "stored")):
+        old = {o: o for o in (v.split("/")[0] for v in aliases.values())}
+        a, b = traffic(p, kind, {**old, **{v.split("/")[0]: v for v in aliases.values()}}), \
+            traffic(q, kind, aliases)
+        for name in sorted(set(a) | set(b)):
+            (na, da), (nb, db) = a.get(name, [0, set()]), b.get(name, [0, set()])
+            if da and db and da != db:
+                reasons.append(f"{name} {past} as {'/'.join(sorted(da))} -> "
+                               f"{'/'.join(sorted(db))}")
+            if na and nb and abs(nb - na) >= MIN_CHANGE * na:
+                reasons.append(f"{name} {verb} {_bytes(na)} -> {_bytes(nb)} "
+                               f"({_pct((nb - na) / na)})")
     return reasons
 
 
