@@ -407,6 +407,13 @@ def cmd_diff(args, sources) -> Output:
     return Output(record, render(record))
 
 
+def cmd_serve(args, sources) -> Output:
+    """JSON lines on stdin and stdout until the end of the input (zhenwu_cc/serve.py)."""
+    from zhenwu_cc.serve import serve
+
+    return Output(code=serve())
+
+
 # Codes that say a kernel does not fit one target (SRAM, HBM, L2, HBM stacks): `compare` shows
 # them as that target's row; any other error is the kernel's or the command line's and fails.
 DOES_NOT_FIT = ("ZK0601", "ZK0604", "ZK0901", "ZK0902", "ZK0903", "ZK0904")
@@ -445,7 +452,7 @@ def cmd_compare(args, sources) -> Output:
 
 COMMANDS: dict[str, Callable] = {"check": cmd_check, "compile": cmd_compile, "opt": cmd_opt,
                                  "run": cmd_run, "cost": cmd_cost, "compare": cmd_compare,
-                                 "eval": cmd_eval, "diff": cmd_diff}
+                                 "eval": cmd_eval, "diff": cmd_diff, "serve": cmd_serve}
 SCHEMAS = {"eval": "zhenwu-cc.eval/1", "diff": "zhenwu-cc.diff/1"}  # a command's own record schema (a superset of RESULT's)
 
 
@@ -575,6 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="text for people, json for programs (one document on stdout)")
     _add_target_arg(p)
+
+    sub.add_parser("serve", help="answer JSON-lines requests (check, eval, cost, diff) on stdin "
+                   "and stdout, paying start-up once (docs/cli.md)")
 
     p = sub.add_parser("compare", help="the same kernel's estimated cost on several chips")
     _add_source_args(p, "the kernel to compare (when the file has several)")

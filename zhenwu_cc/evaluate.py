@@ -46,8 +46,10 @@ def numerics_diagnostics(checks, max_rel_l2: float | None) -> list:
 
 
 def evaluate(compiled, *, check: bool = True, seed: int = 0, sample: int | None = None,
-             max_rel_l2: float | None = None, with_hints: bool = True) -> Evaluation:
-    """Evaluate a compiled kernel (its `.source` set: hints edit the source)."""
+             max_rel_l2: float | None = None, with_hints: bool = True,
+             costs=None) -> Evaluation:
+    """Evaluate a compiled kernel (its `.source` set: hints edit the source); `costs` keeps the
+    estimates of the edits hints try (see `hints.Context`)."""
     from zhenwu_cc.hints import Context, hints
     from zhenwu_cc.runtime.cost.report import seconds
     from zhenwu_cc.signature import signature, signature_text
@@ -57,7 +59,7 @@ def evaluate(compiled, *, check: bool = True, seed: int = 0, sample: int | None 
     sig = signature(compiled.zk)
     numerics, diags, checks = _numerics(compiled, check, seed, sample, max_rel_l2)
     ctx = Context(compiled, costing, check_seed=seed if checks is not None else None,
-                  budget=max_rel_l2)
+                  budget=max_rel_l2, costs=costs)
     found = hints(ctx) if with_hints else []
     tiles = [{"phase": i, "name": p.name, "loc": p.loc, "tiles": p.tiles, "waves": p.waves,
               "active_cus": p.active_cus, **(p.tile.to_dict() if p.tile else

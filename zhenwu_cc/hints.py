@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 from zhenwu_cc.schedule_edit import Directive, Edit
@@ -66,7 +67,9 @@ class Context:
     """What the rules read: the kernel's source and its costing, and a way to cost an edit."""
 
     def __init__(self, compiled, costing, *, check_seed: int | None = None,
-                 budget: float | None = None):
+                 budget: float | None = None, costs: MutableMapping | None = None):
+        """`costs`: where edited kernels' estimates are kept, keyed by source text, target and
+        shape parameters (`serve` passes one bounded cache for all its requests)."""
         text, _ = compiled.source
         self.compiled, self.costing = compiled, costing
         self.source, self.file, self.kernel = text, compiled.file, compiled.name
@@ -75,7 +78,7 @@ class Context:
         self.check_seed = check_seed  # None: the numerics check did not run, edits are unchecked
         self.budget = DEFAULT_BUDGET if budget is None else budget
         self.directives = directives_of(text, self.file, self.kernel)
-        self._costed: dict[str, object] = {}
+        self._costed = {} if costs is None else costs
 
     def variant(self, edit: Edit):
         """The kernel with `edit` made, compiled, or None when it does not compile."""
@@ -90,21 +93,29 @@ class Context:
             return None
         other = CompiledKernel(module, self.file, self.compiled.target)
         other.source = (text, self.kernel)
+        other._verify_each = False  # as `retile()`: the source was verified, passes are tested
         return other
 
     def cost(self, edit: Edit):
         """The estimate with `edit` made (None when it does not compile or fit), memoised."""
         from zhenwu_cc.core.diagnostics import CompileError
 
-        key = edit.apply(self.source)
+        key = (edit.apply(self.source), self.file, self.kernel, self.compiled.target,
+               tuple(sorted(self.params.items())))
         if key not in self._costed:
-            other = self.variant(edit)
             try:
+                other = self.variant(edit) if edit.retile is None else self._retiled(edit)
                 self._costed[key] = None if other is None else \
                     other.costing(self.compiled.target).estimate
             except CompileError:
                 self._costed[key] = None
         return self._costed[key]
+
+    def _retiled(self, edit: Edit):
+        """A `tile` edit through `retile()`: the parsed kernel reused, as a tuner does."""
+        name, sizes, split = edit.retile
+        return self.compiled.retile({name: list(sizes)},
+                                    split_k={name: split} if split > 1 else None)
 
     def best(self, edits: list[Edit]):
         """The edit with the lowest estimate, if it beats the kernel's by MIN_GAIN."""
@@ -169,7 +180,7 @@ def _binding_at(ctx: Context, loc: str) -> str | None:
 def _tile_edit(ctx: Context, name: str, sizes: list[int], split: int, old) -> Edit:
     line = f"tile {name} [{', '.join(str(s) for s in sizes)}]" + (
         f" split_k {split}" if split > 1 else "")
-    return Edit(ctx.kernel, line, old)
+    return Edit(ctx.kernel, line, old, retile=(name, tuple(sizes), split))
 
 
 def _parallel(sizes: list[int], mma: bool) -> range:
@@ -196,9 +207,13 @@ def _low_occupancy(ctx: Context) -> list[Hint]:
             name, sizes, split, old = tile
             mma = any(x.kind == "mma" for x in w.work)
             k = max(0, math.ceil(math.log2(units / max(p.tiles, 1))))
-            edits = [_tile_edit(ctx, name, _halved(sizes, halvings), split << c, old)
-                     for halvings, c in _spreads(k, list(_parallel(sizes, mma)),
-                                                 mma and p.steps > 1)]
+            splits = max(0, (p.steps.bit_length() - 1)) if mma else 0  # split_k <= steps
+            edits = []
+            for halvings, c in _spreads(k, sizes, list(_parallel(sizes, mma)), splits > 0):
+                edit = _tile_edit(ctx, name, _halved(sizes, halvings), split << min(c, splits),
+                                  old)
+                if edit.line != (old.text if old else "") and edit not in edits:
+                    edits.append(edit)
             best = ctx.best(edits)
         out.append(_with_edit(ctx, "ZKH01", message + (
             "" if best else "; no tile or split_k the compiler accepts does better"), p, i, best,
@@ -250,16 +265,17 @@ def _tile_could_double(ctx: Context, skip: set) -> list[Hint]:
     return out
 
 
-def _spreads(k: int, dims: list[int], split: bool) -> list[tuple[dict, int]]:
-    """Ways to make 2**k times more tiles: ({dim: halvings}, split_k doublings) — all on one
-    dim, spread evenly over the dims, all on split_k, half on split_k and half spread."""
+def _spreads(k: int, sizes: list[int], dims: list[int], split: bool) -> list[tuple[dict, int]]:
+    """Ways to make 2**k times more tiles: ({dim: halvings}, split_k doublings) — spread evenly
+    over the dims, all on the largest dim, and with split_k: all on it, or half on it and half
+    spread. A few candidates: each costs a compile."""
     if k == 0 or not dims:
         return []
 
     def even(n: int) -> dict:
         return {d: n // len(dims) + (i < n % len(dims)) for i, d in enumerate(dims)}
 
-    ways = [({d: k}, 0) for d in dims] + [(even(k), 0)]
+    ways = [(even(k), 0), ({max(dims, key=lambda d: (sizes[d], -d)): k}, 0)]
     if split:
         ways += [({}, k), (even(k - k // 2), k // 2)]
     unique = []
@@ -327,6 +343,10 @@ def _narrower_precision(ctx: Context) -> list[Hint]:
         if (dtype not in NARROWER or kernel.arg_attr(i, attrs.PRECISION) is not None
                 or t is None or t.bytes < BYTES_SHARE * reads):
             continue
+        if not any(p.bound in ("hbm", "l2") and p.time >= MIN_SHARE * ctx.est.time
+                   and any(x.kind == "load" and x.tensor == name for x in w.work)
+                   for p, w in zip(ctx.est.phases, ctx.costing.workload.phases)):
+            continue  # no phase that reads it waits on memory: fewer bytes cannot help
         edit = Edit(ctx.kernel, f"precision {name} as {NARROWER[dtype]}")
         best = ctx.best([edit])
         if best is None:
@@ -369,8 +389,15 @@ def _no_effect(ctx: Context) -> list[Hint]:
     """ZKH06: a directive whose removal leaves the estimate as it is, or a clamped tile."""
     out = []
     base = _comparable(ctx.est)
+    from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS
+
     for d in ctx.directives:
         edit = Edit(ctx.kernel, "", d)
+        if d.text == f"buffers {DEFAULT_BUFFERS}":  # the default restated: no compile needed
+            out.append(Hint("ZKH06", f"`{d.text}` (line {d.line}) changes nothing: "
+                            f"{DEFAULT_BUFFERS} is the default", _loc(ctx, d), edit=edit,
+                            time_s=ctx.est.time, detail={"directive": d.text}))
+            continue
         est = ctx.cost(edit)
         if est is not None and _comparable(est) == base:
             out.append(Hint("ZKH06", f"`{d.text}` (line {d.line}) changes nothing in the "

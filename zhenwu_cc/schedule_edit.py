@@ -5,7 +5,7 @@ or does not help is never shown).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 INDENT = "    "
 
@@ -29,6 +29,9 @@ class Edit:
     kernel: str
     line: str
     old: Directive | None = None
+    # a `tile` edit as `CompiledKernel.retile()` arguments (binding, sizes, split_k): the same
+    # kernel without parsing it again
+    retile: tuple[str, tuple[int, ...], int] | None = field(default=None, compare=False)
 
     @property
     def action(self) -> str:
