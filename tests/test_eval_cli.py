@@ -67,3 +67,17 @@ def test_eval_text(capsys):
     assert "numerics: passed (c: rel L2" in text
     assert "[0] matmul" in text and "from `tile c`" in text
     assert "ZKH01 phase [0]" in text and "edit: change `tile c [128, 128, 64]` (line 11)" in text
+
+
+def test_agent_guide_worked_example_is_what_eval_prints(capsys, tmp_path, monkeypatch):
+    """docs/agent-guide.md's loop shows `eval gemm.zk` output: it must stay what eval prints."""
+    import re
+    import shutil
+
+    guide = (ROOT / "docs" / "agent-guide.md").read_text()
+    block = re.search(r"\$ zhenwu-cc eval gemm.zk -D M=512 -D N=512 -D K=512\n(.*?)```", guide,
+                      re.S).group(1)
+    shutil.copy(GEMM, tmp_path / "gemm.zk")
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "gemm.zk", "-D", "M=512", "-D", "N=512", "-D", "K=512"]) == 0
+    assert capsys.readouterr().out == block
