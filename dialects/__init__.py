@@ -1,8 +1,9 @@
 """The MLIR-style dialects: `zk` (tensors), `tile` (tiles of a grid), `ppu` (the machine).
 
-Importing this package makes xDSL build each op's declarative assembly-format program on the
-op's first parse or print instead of at class definition: `zhenwu-cc check` defines every `zk`
-op but prints none, and building the ~100 programs was a fifth of its start-up.
+Importing this package makes xDSL build each op's declarative assembly-format program (and the
+custom directives it uses, formats.LazyDirective) on the op's first parse or print instead of at
+class definition: `zhenwu-cc check` defines every `zk` op but prints none, and building the ~100
+programs and importing xDSL's format machinery were a third of its start-up.
 """
 
 from xdsl.irdl import operations as _operations
@@ -28,6 +29,9 @@ def _lazy_format_accessors(op_def, custom_verify):
             from xdsl.irdl.declarative_assembly_format import FormatProgram
             from xdsl.utils.exceptions import ParseError, PyRDLOpDefinitionError
 
+            op_def.custom_directives = {  # formats.LazyDirective: the class, built now
+                name: d.resolve() if hasattr(d, "resolve") else d
+                for name, d in op_def.custom_directives.items()}
             try:
                 program.append(FormatProgram.from_str(text, op_def))
             except ParseError as e:

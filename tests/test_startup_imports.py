@@ -44,11 +44,29 @@ def test_check_imports_no_numpy_runtime_passes_or_target_model():
 
 
 def test_check_builds_no_assembly_format_program():
-    """Op formats are built on first parse or print (dialects/__init__.py); `check` does
-    neither."""
-    modules = _loaded(_modules_after("check", EXAMPLE),
-                      "xdsl.irdl.declarative_assembly_format_parser")
+    """Op formats and their custom directives are built on first parse or print
+    (dialects/__init__.py, formats.LazyDirective); `check` does neither, so it imports neither
+    xDSL's format machinery nor its IR parser."""
+    modules = _loaded(_modules_after("check", EXAMPLE), "xdsl.irdl.declarative_assembly_format",
+                      "xdsl.irdl.declarative_assembly_format_parser", "xdsl.parser")
     assert modules == []
+
+
+def test_a_lazy_custom_directive_prints_and_parses():
+    """`custom<Number>` (formats.LazyDirective) round-trips `-inf` through the ppu printer and
+    parser in a fresh process, where the directive class is built on that first use."""
+    probe = (
+        "from zhenwu_cc.api import compile\n"
+        "from zhenwu_cc.opt import run_opt\n"
+        "src = 'kernel k<M = 8, N = 3000>(x: f32[M, N]) -> f32[M] {\\n"
+        "    return max(x, axis=-1)\\n}\\n'\n"
+        "text = compile(src).ir('ppu')\n"
+        "assert 'pad -inf' in text or 'fill -inf' in text, text\n"
+        "again = run_opt(text, 'k.mlir', '').text\n"
+        "assert again == text\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize("command", ["compile", "cost"])
