@@ -10,12 +10,14 @@ and HINTS in step).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
-from zhenwu_cc.schedule_edit import Directive, Edit
+from zhenwu_cc.schedule_edit import Directive, Edit, directives
 
 # code -> (what triggers it, the edit it suggests): the table in docs/agent-guide.md
 HINTS = {
@@ -25,7 +27,8 @@ HINTS = {
               "tile sizes whose tile count fills the waves better"),
     "ZKH03": ("a tile size could double and still fit SRAM, and the estimate drops",
               "the `tile` line with that size doubled"),
-    "ZKH04": ("an intermediate is written to HBM by one grid and read back by another",
+    "ZKH04": ("an intermediate is written to HBM by one grid and read back by another (at "
+              "least 1% of the kernel's time at the HBM bandwidth)",
               "none yet: fusing the two grids would keep it on chip"),
     "ZKH05": ("an input would take half the bytes in a narrower precision, within the "
               "numerics budget, and the estimate drops", "a `precision NAME as DTYPE` line"),
@@ -37,6 +40,7 @@ LOW_OCCUPANCY = 0.5  # ZKH01: fewer busy compute units than this fraction
 WAVE_LOSS = 0.10  # ZKH02: at least this fraction of a phase lost to its last wave
 MIN_GAIN = 0.03  # an edit must cut the estimate by at least this fraction
 BYTES_SHARE = 0.10  # ZKH05: an input with at least this share of the HBM reads
+MIN_ROUND_TRIP = 0.01  # ZKH04: a round trip worth at least this fraction of the kernel time
 NARROWER = {"f32": "bf16", "f16": "f8E4M3FN", "bf16": "f8E4M3FN"}  # halves the bytes
 DEFAULT_BUDGET = 1e-2  # ZKH05: largest rel L2 error against the exact math, unless given
 
@@ -68,8 +72,9 @@ class Context:
 
     def __init__(self, compiled, costing, *, check_seed: int | None = None,
                  budget: float | None = None, costs: MutableMapping | None = None):
-        """`costs`: where edited kernels' estimates are kept, keyed by source text, target and
-        shape parameters (`serve` passes one bounded cache for all its requests)."""
+        """`costs`: where edited kernels' estimates are kept, keyed by the hash of source text,
+        file, kernel, target and shape parameters (`serve` passes one bounded cache for all its
+        requests)."""
         text, _ = compiled.source
         self.compiled, self.costing = compiled, costing
         self.source, self.file, self.kernel = text, compiled.file, compiled.name
@@ -77,7 +82,7 @@ class Context:
         self.est, self.target = costing.estimate, costing.target
         self.check_seed = check_seed  # None: the numerics check did not run, edits are unchecked
         self.budget = DEFAULT_BUDGET if budget is None else budget
-        self.directives = directives_of(text, self.file, self.kernel)
+        self.directives = directives(text, self.file, self.kernel)
         self._costed = {} if costs is None else costs
 
     def variant(self, edit: Edit):
@@ -100,8 +105,9 @@ class Context:
         """The estimate with `edit` made (None when it does not compile or fit), memoised."""
         from zhenwu_cc.core.diagnostics import CompileError
 
-        key = (edit.apply(self.source), self.file, self.kernel, self.compiled.target,
-               tuple(sorted(self.params.items())))
+        key = hashlib.sha256(json.dumps([edit.apply(self.source), self.file, self.kernel,
+                                         self.compiled.target, sorted(self.params.items())])
+                             .encode()).hexdigest()
         if key not in self._costed:
             try:
                 other = self.variant(edit) if edit.retile is None else self._retiled(edit)
@@ -125,12 +131,6 @@ class Context:
             return None
         time, _, edit, est = min(costed)
         return (edit, est) if time <= self.est.time * (1 - MIN_GAIN) else None
-
-
-def directives_of(text: str, file: str, kernel: str) -> list[Directive]:
-    from zhenwu_cc.schedule_edit import directives
-
-    return directives(text, file, kernel)
 
 
 def hints(ctx: Context) -> list[Hint]:
@@ -316,6 +316,8 @@ def _round_trips(ctx: Context) -> list[Hint]:
             continue
         moved = t.bytes + sum(phases[j].unique_load_bytes.get(name, t.bytes) for j in later)
         time = moved / bandwidth
+        if time < MIN_ROUND_TRIP * ctx.est.time:
+            continue
         out.append(Hint("ZKH04", f"`{name}` ({_mib(t.bytes)}) is written to HBM by phase "
                         f"[{writers[0]}] and read back by phase(s) "
                         f"{', '.join(f'[{j}]' for j in later)}: fused, it would stay on chip, "
