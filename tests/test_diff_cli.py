@@ -72,6 +72,8 @@ def test_text(capsys, variants):
     out = capsys.readouterr().out
     assert "HBM read" in out and "\u221250.0%" in out
     assert "  + precision a, b as f8E4M3FN" in out
+    names = out.splitlines()[1].split()
+    assert names == ["...ples/gemm.zk", "..." + variants["fp8"][-12:]]  # long names cut apart
 
 
 def test_a_broken_new_file_is_its_diagnostic(capsys, tmp_path):

@@ -236,12 +236,17 @@ def _value(term: str, v) -> str:
     return f"{v:.4g}"
 
 
+def _short(file: str) -> str:
+    """A file name in a 16-wide column, with a space before it: its tail, `...` when cut."""
+    return file if len(file) <= 15 else "..." + file[-12:]
+
+
 def render(rec: dict) -> str:
     """The diff for people: the totals side by side, each phase's changes, the schedule lines
     that differ, and why each total moved."""
     o, n = rec["old"], rec["new"]
-    head = [f"{'':<16}{'old':>16}{'new':>16}  change", f"{'':<16}{o['file'][-16:]:>16}"
-            f"{n['file'][-16:]:>16}"]
+    head = [f"{'':<16}{'old':>16}{'new':>16}  change",
+            f"{'':<16}{_short(o['file']):>16}{_short(n['file']):>16}"]
     rows = [f"{'bound':<16}{o['bound']:>16}{n['bound']:>16}"]
     for t in rec["totals"]:
         mark = _pct(t["change"]) if t["changed"] else ""
