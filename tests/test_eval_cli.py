@@ -81,3 +81,20 @@ def test_agent_guide_worked_example_is_what_eval_prints(capsys, tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     assert main(["eval", "gemm.zk", "-D", "M=512", "-D", "N=512", "-D", "K=512"]) == 0
     assert capsys.readouterr().out == block
+
+
+def test_schemas_are_the_modules_own():
+    from zhenwu_cc.cli import SCHEMAS
+    from zhenwu_cc.costdiff import DIFF_SCHEMA
+    from zhenwu_cc.evaluate import EVAL_SCHEMA
+
+    assert SCHEMAS == {"eval": EVAL_SCHEMA, "diff": DIFF_SCHEMA}
+
+
+def test_a_check_too_big_for_host_memory_is_a_warning(capsys, monkeypatch):
+    """The numerics are skipped (ZK0505 as a warning), the cost and hints still come."""
+    monkeypatch.setenv("ZHENWU_MAX_HOST_BYTES", "1M")
+    code, doc = _eval(capsys, GEMM, "-D", "M=1024", "-D", "N=1024", "-D", "K=1024")
+    assert code == 0 and doc["numerics"]["status"] == "skipped"
+    assert [(d["code"], d["severity"]) for d in doc["diagnostics"]] == [("ZK0505", "warning")]
+    assert doc["cost"]["time_s"] > 0
