@@ -453,7 +453,8 @@ def cmd_compare(args, sources) -> Output:
 COMMANDS: dict[str, Callable] = {"check": cmd_check, "compile": cmd_compile, "opt": cmd_opt,
                                  "run": cmd_run, "cost": cmd_cost, "compare": cmd_compare,
                                  "eval": cmd_eval, "diff": cmd_diff, "serve": cmd_serve}
-SCHEMAS = {"eval": "zhenwu-cc.eval/1", "diff": "zhenwu-cc.diff/1"}  # a command's own record schema (a superset of RESULT's)
+# A command's own record schema (its record is the result envelope and more).
+SCHEMAS = {"eval": "zhenwu-cc.eval/1", "diff": "zhenwu-cc.diff/1"}
 
 
 def _add_target_arg(p: argparse.ArgumentParser) -> None:
@@ -653,8 +654,9 @@ def _wants_json(argv: Sequence[str]) -> bool:
 def _emit(fmt: str, command: str | None, code: int, out: Output | None, diags, sources,
           message: str | None = None) -> None:
     if fmt == "json":
-        doc = {"schema": SCHEMAS.get(command, RESULT_SCHEMA), "command": command, "ok": code == EXIT_OK,
-               "exit_code": code, "diagnostics": [d.to_dict() for d in diags]}
+        doc = {"schema": SCHEMAS.get(command, RESULT_SCHEMA), "command": command,
+               "ok": code == EXIT_OK, "exit_code": code,
+               "diagnostics": [d.to_dict() for d in diags]}
         if message:
             doc["message"] = message
         if out is not None:

@@ -147,7 +147,8 @@ def hints(ctx: Context) -> list[Hint]:
 
 
 # ---- tiles --------------------------------------------------------------------------------------
-def _tile_of(ctx: Context, phase_est, workload_phase) -> tuple[str, list[int], int, Directive | None] | None:
+def _tile_of(ctx: Context, phase_est, workload_phase
+             ) -> tuple[str, list[int], int, Directive | None] | None:
     """(binding, sizes as a `tile` line writes them, split_k, the directive) for a phase, or
     None when no binding names its grid."""
     tile = phase_est.tile
@@ -321,7 +322,8 @@ def _round_trips(ctx: Context) -> list[Hint]:
         out.append(Hint("ZKH04", f"`{name}` ({_mib(t.bytes)}) is written to HBM by phase "
                         f"[{writers[0]}] and read back by phase(s) "
                         f"{', '.join(f'[{j}]' for j in later)}: fused, it would stay on chip, "
-                        f"saving at least {_mib(moved)} of HBM traffic (about {time * 1e6:.2f} us at "
+                        f"saving at least {_mib(moved)} of HBM traffic "
+                        f"(about {time * 1e6:.2f} us at "
                         f"{bandwidth / 1e12:.2f} TB/s)", phases[writers[0]].loc, writers[0],
                         saving=min(1.0, time / ctx.est.time),
                         detail={"tensor": name, "bytes": moved}))
