@@ -161,3 +161,17 @@ def test_hint_codes_are_not_diagnostic_codes(code):
     from zhenwu_cc.core.diagnostics import CODES
 
     assert code not in CODES and not code.startswith("ZK0") and not code.startswith("ZK1")
+
+
+def test_removing_a_tile_directive_without_parsing_is_the_edited_source():
+    """Context costs `remove tile ...` on the parsed kernel (the `#zk.tile` of that line
+    dropped): the same estimate as compiling the source without the line."""
+    from zhenwu_cc.hints import Context
+
+    source = GEMM.format(M=1024, N=2048, K=1024, sched="    tile c [64, 64, 64]")
+    k = zhenwu_cc.compile(source)
+    ctx = Context(k, k.costing(k.target))
+    edit = Edit("g", "", ctx.directives[0])
+    fast = ctx.cost(edit)
+    assert fast.time != k.cost().time  # the directive mattered
+    assert fast.to_dict() == zhenwu_cc.compile(edit.apply(source)).cost().to_dict()

@@ -110,7 +110,12 @@ class Context:
                              .encode()).hexdigest()
         if key not in self._costed:
             try:
-                other = self.variant(edit) if edit.retile is None else self._retiled(edit)
+                if edit.retile is not None:
+                    other = self._retiled(edit)
+                elif edit.action == "remove" and edit.old.text.startswith("tile "):
+                    other = self._untiled(edit.old)
+                else:
+                    other = self.variant(edit)
                 self._costed[key] = None if other is None else \
                     other.costing(self.compiled.target).estimate
             except CompileError:
@@ -122,6 +127,25 @@ class Context:
         name, sizes, split = edit.retile
         return self.compiled.retile({name: list(sizes)},
                                     split_k={name: split} if split > 1 else None)
+
+    def _untiled(self, directive: Directive):
+        """The kernel without the `tile` directive at `directive`'s line, the parsed kernel
+        reused: the same program as the source without that line (each `#zk.tile` carries the
+        location of the line it came from)."""
+        from xdsl.dialects.builtin import FileLineColLoc
+
+        from zhenwu_cc.api import CompiledKernel
+        from zhenwu_cc.core import attrs
+
+        module = self.compiled.module("zk").clone()
+        for op in module.ops.first.body.walk():
+            loc = getattr(op.attributes.get(attrs.TILE), "loc", None)
+            if isinstance(loc, FileLineColLoc) and (loc.line.data, loc.column.data) == (
+                    directive.line, directive.col):
+                del op.attributes[attrs.TILE]
+        other = CompiledKernel(module, self.file, self.compiled.target)
+        other._verify_each = False  # as `retile()`
+        return other
 
     def best(self, edits: list[Edit]):
         """The edit with the lowest estimate, if it beats the kernel's by MIN_GAIN."""
