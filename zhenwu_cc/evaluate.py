@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 EVAL_SCHEMA = "zhenwu-cc.eval/1"
-TOO_BIG = {"ZK0505", "ZK0510"}  # the check does not fit host memory: the rest still stands
+TOO_BIG = {"ZK0505", "ZK0510"}
+DEFAULT_BUDGET = 1e-2  # rel L2 error against the exact math that eval warns beyond (ZK1106)  # the check does not fit host memory: the rest still stands
 
 
 @dataclass
@@ -107,8 +108,35 @@ def _numerics(compiled, check: bool, seed: int, sample, max_rel_l2):
               "failed" if not all(c.passed for c in checks) else "passed")
     if status == "inconclusive" and any(not c.passed and not c.inconclusive for c in checks):
         status = "failed"
+    if status == "passed" and max_rel_l2 is None:
+        diags += _over_default_budget(checks)
     return ({"status": status, "reason": None, "seed": seed,
+             "budget_rel_l2": DEFAULT_BUDGET if max_rel_l2 is None else max_rel_l2,
              "outputs": [c.to_dict() for c in checks]}, diags, checks)
+
+
+def _over_default_budget(checks) -> list:
+    """ZK1106 (a warning): outputs that pass because the program's own casts explain their error,
+    but are further from the exact math than DEFAULT_BUDGET: the precision choice itself may be
+    wrong, which the dtype-aware verdict cannot say."""
+    from zhenwu_cc.core.diagnostics import Diagnostic
+
+    over = [c for c in checks if c.rel_l2 > DEFAULT_BUDGET]
+    if not over:
+        return []
+    parts = []
+    for c in over:
+        worst = max(c.attribution, key=lambda a: a.cost, default=None)
+        share = ("" if worst is None or worst.cost <= 0 else
+                 f" (`{worst.directive}` adds {worst.cost:.2g})")
+        parts.append(f"{c.name}: {c.rel_l2:.3g}{share}")
+    return [Diagnostic(
+        "ZK1106", "outputs pass the dtype-aware check but are further from the exact math than "
+        f"the default budget of {DEFAULT_BUDGET:g} (rel L2): " + "; ".join(parts),
+        severity="warning",
+        help="if that is more error than the kernel may have, give the budget with "
+        "--max-rel-l2 X and choose a wider precision or a finer scale; if it is acceptable, "
+        "give --max-rel-l2 at that level to say so")]
 
 
 def _numerics_text(n: dict) -> str:

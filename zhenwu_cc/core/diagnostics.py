@@ -119,6 +119,7 @@ CODES: dict[str, str] = {
     "ZK1103": "serve: missing or ill-typed request field",
     "ZK1104": "serve: request line too long",
     "ZK1105": "serve: command not available yet",
+    "ZK1106": "eval: outputs over the default error budget",
 }
 
 
