@@ -42,7 +42,7 @@ MIN_GAIN = 0.03  # an edit must cut the estimate by at least this fraction
 BYTES_SHARE = 0.10  # ZKH05: an input with at least this share of the HBM reads
 MIN_ROUND_TRIP = 0.01  # ZKH04: a round trip worth at least this fraction of the kernel time
 NARROWER = {"f32": "bf16", "f16": "f8E4M3FN", "bf16": "f8E4M3FN"}  # halves the bytes
-DEFAULT_BUDGET = 1e-2  # ZKH05: largest rel L2 error against the exact math (as eval's ZK1106)
+DEFAULT_BUDGET = 1e-2  # rel L2 error against the exact math: ZKH05's budget, eval's ZK1106 line
 
 
 @dataclass(frozen=True)
