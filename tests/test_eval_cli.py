@@ -41,7 +41,7 @@ def test_eval_without_check_or_hints(capsys):
     code, doc = _eval(capsys, GEMM, *SMALL, "--no-check", "--no-hints")
     assert code == 0
     assert doc["numerics"] == {"status": "skipped", "reason": "--no-check", "seed": None,
-                               "outputs": []}
+                               "budget_rel_l2": 0.01, "outputs": []}
     assert doc["hints"] == []
 
 

@@ -93,8 +93,10 @@ def _numerics(compiled, check: bool, seed: int, sample, max_rel_l2):
     """(the record's numerics entry, diagnostics, the checks or None when not run)."""
     from zhenwu_cc.core.diagnostics import CompileError
 
+    budget = DEFAULT_BUDGET if max_rel_l2 is None else max_rel_l2
     if not check:
-        return {"status": "skipped", "reason": "--no-check", "seed": None, "outputs": []}, [], None
+        return ({"status": "skipped", "reason": "--no-check", "seed": None,
+                 "budget_rel_l2": budget, "outputs": []}, [], None)
     try:
         result = compiled.check(seed=seed, sample=sample, max_rel_l2=max_rel_l2)
     except CompileError as exc:
@@ -102,7 +104,7 @@ def _numerics(compiled, check: bool, seed: int, sample, max_rel_l2):
             raise
         diags = [replace(d, severity="warning") for d in exc.diagnostics]
         return ({"status": "skipped", "reason": "; ".join(d.message for d in diags),
-                 "seed": seed, "outputs": []}, diags, None)
+                 "seed": seed, "budget_rel_l2": budget, "outputs": []}, diags, None)
     checks = result.checks
     diags = numerics_diagnostics(checks, max_rel_l2)
     status = ("inconclusive" if any(c.inconclusive for c in checks) else
@@ -112,7 +114,7 @@ def _numerics(compiled, check: bool, seed: int, sample, max_rel_l2):
     if status == "passed" and max_rel_l2 is None:
         diags += _over_default_budget(checks)
     return ({"status": status, "reason": None, "seed": seed,
-             "budget_rel_l2": DEFAULT_BUDGET if max_rel_l2 is None else max_rel_l2,
+             "budget_rel_l2": budget,
              "outputs": [c.to_dict() for c in checks]}, diags, checks)
 
 
