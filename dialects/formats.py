@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import math
 
+from typing import TYPE_CHECKING
+
 from xdsl.dialects.builtin import Float64Type, FloatAttr
-from xdsl.irdl.declarative_assembly_format import (
-    AttributeVariable,
-    CustomDirective,
-    ParsingState,
-    PrintingState,
-    irdl_custom_directive,
-)
-from xdsl.irdl.operations import IRDLOperation
-from xdsl.parser import AttrParser, Parser
-from xdsl.printer import Printer
+
+if TYPE_CHECKING:  # imported where used: defining the ops needs neither (`check` parses none)
+    from xdsl.irdl.declarative_assembly_format import ParsingState, PrintingState
+    from xdsl.irdl.operations import IRDLOperation
+    from xdsl.parser import AttrParser, Parser
+    from xdsl.printer import Printer
 
 
 def parse_kernel_arguments(parser: Parser) -> list[tuple[Parser.Argument, dict]]:
@@ -97,11 +95,29 @@ def parse_number(parser: Parser) -> float:
     return -value if negative else value
 
 
-@irdl_custom_directive
-class Number(CustomDirective):
-    """An f64 number attribute: `2.5`, `-inf`, `nan`."""
+class LazyDirective:
+    """A custom directive as an op's `custom_directives` names it; the directive class is built
+    with the op's assembly format, on its first parse or print (dialects/__init__.py), so that
+    defining the ops does not import xDSL's format machinery."""
 
-    value: AttributeVariable
+    def __init__(self, name: str, methods: type, parameters: dict[str, str]):
+        self.__name__, self._methods, self._parameters = name, methods, parameters
+        self._built: type | None = None
+
+    def resolve(self) -> type:
+        if self._built is None:
+            from xdsl.irdl import declarative_assembly_format as daf
+
+            annotations = {k: getattr(daf, v) for k, v in self._parameters.items()}
+            cls = type(self.__name__, (self._methods, daf.CustomDirective),
+                       {"__annotations__": annotations, "__module__": __name__,
+                        "__qualname__": self.__name__, "__doc__": self._methods.__doc__})
+            self._built = daf.irdl_custom_directive(cls)
+        return self._built
+
+
+class _Number:
+    """An f64 number attribute: `2.5`, `-inf`, `nan`."""
 
     def is_anchorable(self) -> bool:
         return True
@@ -122,3 +138,6 @@ class Number(CustomDirective):
         state.print_whitespace(printer)
         assert isinstance(attr, FloatAttr)
         print_number(printer, attr.value.data)
+
+
+Number = LazyDirective("Number", _Number, {"value": "AttributeVariable"})

@@ -5,17 +5,20 @@ quantisation scheme without importing the `zk` ops; the `zk` dialect still regis
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from xdsl.dialects.builtin import ArrayAttr, IntAttr, StringAttr
 from xdsl.ir import Attribute, ParametrizedAttribute, SSAValue, TypeAttribute
 from xdsl.irdl import irdl_attr_definition, param_def
-from xdsl.parser import AttrParser
-from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 from zhenwu_cc.core import attrs
 from zhenwu_cc.core.quant import SCALE_DTYPES, SCALE_OPTIONS, blocks_of
 from zhenwu_cc.core import dtypes
 from zhenwu_cc.dialects.formats import print_ints
+
+if TYPE_CHECKING:  # annotations only: defining the ops imports no parser or printer
+    from xdsl.parser import AttrParser
+    from xdsl.printer import Printer
 
 
 def _check(cond: bool, msg: str) -> None:

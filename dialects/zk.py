@@ -15,7 +15,7 @@ as `zk.X`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from xdsl.dialects.builtin import (
     ArrayAttr,
@@ -47,8 +47,6 @@ from xdsl.irdl import (
     traits_def,
     var_operand_def,
 )
-from xdsl.parser import Parser
-from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, Pure, SymbolOpInterface
 from zhenwu_cc.core.quant import (  # noqa: F401  (re-exported: the code base says zk.X)
     AMAX_MODES,
@@ -115,6 +113,10 @@ from zhenwu_cc.dialects.zk_elementwise import (  # noqa: F401  (re-exported)
     bitcast_compatible,
 )
 from zhenwu_cc.dialects.zk_quant import DequantizeOp, QuantizeOp, quantized_types  # noqa: F401
+
+if TYPE_CHECKING:  # annotations only: defining the ops imports no parser or printer
+    from xdsl.parser import Parser
+    from xdsl.printer import Printer
 
 
 # ---- the kernel ---------------------------------------------------------------------------------

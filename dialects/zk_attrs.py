@@ -4,16 +4,19 @@ lives in precision.py, where `ppu` can use it without the `zk` ops)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from xdsl.dialects.builtin import ArrayAttr, FileLineColLoc, IntAttr, StringAttr, UnknownLoc
 from xdsl.ir import Attribute, ParametrizedAttribute
 from xdsl.irdl import irdl_attr_definition, param_def
-from xdsl.parser import AttrParser
-from xdsl.printer import Printer
 from zhenwu_cc.core import attrs
 from zhenwu_cc.dialects.formats import parse_ints as _parse_ints
 from zhenwu_cc.dialects.formats import print_ints as _print_ints
 from zhenwu_cc.dialects.zk_common import check as _check
+
+if TYPE_CHECKING:  # annotations only: defining the ops imports no parser or printer
+    from xdsl.parser import AttrParser
+    from xdsl.printer import Printer
 
 
 @irdl_attr_definition

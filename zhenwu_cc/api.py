@@ -16,12 +16,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from zhenwu_cc import arguments as arg
 from zhenwu_cc.core import attrs
 from zhenwu_cc.core.diagnostics import error
+
+if TYPE_CHECKING:  # numpy is imported where arrays are handled: `cost` needs none
+    import numpy as np
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,6 @@ import numbers
 import os
 from collections.abc import Mapping, Sequence
 
-import numpy as np
-
 from zhenwu_cc.core.diagnostics import CompileError, error
 
 
@@ -56,6 +54,8 @@ def text(call: str, what: str, value, optional: bool = True) -> str | None:
 
 def flag(call: str, what: str, value) -> bool:
     """`value` as a bool (Python's or numpy's; 0 and 1 are not flags)."""
+    import numpy as np  # here, not at the top: `zhenwu-cc cost` never needs numpy
+
     if not isinstance(value, (bool, np.bool_)):
         raise bad(call, what, "True or False", value)
     return bool(value)
@@ -76,6 +76,8 @@ def mapping(call: str, what: str, value, optional: bool = True) -> dict:
 
 def integers(call: str, what: str, value) -> list[int]:
     """`value` as a list of ints (from a tuple, list or numpy array, not a string)."""
+    import numpy as np
+
     if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
         raise bad(call, what, "a list of integers", value)
     return [integer(call, f"{what}[{i}]", v) for i, v in enumerate(value)]
@@ -84,6 +86,8 @@ def integers(call: str, what: str, value) -> list[int]:
 def arrays(call: str, what: str, value, optional: bool = True) -> dict:
     """`value` as a dict of numpy arrays by name (what numpy cannot make an array of is refused
     here; whether an array fits its parameter is the caller's check)."""
+    import numpy as np
+
     out = mapping(call, what, value, optional)
     for name, x in out.items():
         try:

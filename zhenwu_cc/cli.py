@@ -75,21 +75,23 @@ class Output:
 
 
 # ---- shared steps -------------------------------------------------------------------------------
-def load_module(args, sources):
-    """Read, parse and generate the `zk` module that the command line asks for."""
+def load_module(args, sources, file: str | None = None):
+    """Read, parse and generate the `zk` module that the command line asks for (from `file`
+    instead of the command's FILE: `diff` reads two)."""
     from zhenwu_cc.core.diagnostics import error
     from zhenwu_cc.frontend import build
     from zhenwu_cc.sources import read_source
 
-    text = read_source(args.file)
-    sources.add(args.file, text)
+    file = file or args.file
+    text = read_source(file)
+    sources.add(file, text)
     defines: dict[str, int] = {}
     for name, value in args.define or []:
         if name in defines and defines[name] != value:
             raise error("ZK0002", f"-D {name} is given twice ({defines[name]} and {value})",
                         help="give each shape parameter once")
         defines[name] = value
-    return build(text, args.file, defines, getattr(args, "kernel", None))
+    return build(text, file, defines, getattr(args, "kernel", None))
 
 
 def one_kernel(module, file: str):
@@ -269,28 +271,14 @@ def cmd_run(args, sources) -> Output:
         payload["output"] = args.out
     out = Output(payload, "".join(lines), warnings)
     if check:
-        from zhenwu_cc.core.diagnostics import Diagnostic
+        from zhenwu_cc.evaluate import numerics_diagnostics
 
         checks = compiled.compare(inputs, outputs, max_rel_l2=args.max_rel_l2, sample=sample)
         payload["check"] = [c.to_dict() for c in checks]
         out.text += render(checks)
-        failed = [c for c in checks if not c.passed and not c.inconclusive]
-        unsure = [c for c in checks if c.inconclusive]
-        if failed:
-            out.diagnostics.append(Diagnostic(
-                "ZK0508", f"outputs {', '.join(c.name for c in failed)} differ from the float64 "
-                "reference by more than their dtypes explain"
-                + ("" if args.max_rel_l2 is None else " or --max-rel-l2 allows") + ": "
-                + "; ".join(f"{c.name}: {c.reason}" for c in failed),
-                help="see the per-output errors above; `run --reference --mode typed` shows "
-                "what the declared dtypes alone give"))
-        if unsure:
-            out.diagnostics.append(Diagnostic(
-                "ZK0509", "the numerics check cannot tell right from wrong for "
-                + "; ".join(f"output {c.name}: {c.reason}" for c in unsure),
-                help="give inputs on which the math is defined and not all zero: "
-                "--input-range NAME=LO:HI for random ones, or --inputs IN.npz"))
-        if failed or unsure:
+        found = numerics_diagnostics(checks, args.max_rel_l2)
+        out.diagnostics += found
+        if found:
             out.code = EXIT_USER
     if not args.reference:
         from zhenwu_cc.runtime.cost.report import seconds
@@ -388,6 +376,44 @@ def cmd_cost(args, sources) -> Output:
                   + report.render_placement(placement) + written)
 
 
+def cmd_eval(args, sources) -> Output:
+    """One record for an agent's step: diagnostics, numerics, cost, tiles, hints."""
+    from zhenwu_cc.api import CompiledKernel
+    from zhenwu_cc.evaluate import evaluate
+
+    module = load_module(args, sources)
+    one_kernel(module, args.file)
+    compiled = CompiledKernel(module, args.file, args.target)
+    compiled.source = (sources.texts[args.file], args.kernel)
+    result = evaluate(compiled, check=args.check, seed=args.seed, sample=args.check_sample,
+                      max_rel_l2=args.max_rel_l2, with_hints=args.hints)
+    return Output(result.record, result.text, result.diagnostics,
+                  EXIT_USER if result.failed else EXIT_OK)
+
+
+def cmd_diff(args, sources) -> Output:
+    """OLD and NEW costed on one target with the same -D, side by side, with why."""
+    from zhenwu_cc.api import CompiledKernel
+    from zhenwu_cc.costdiff import Side, diff, render
+
+    sides = []
+    for file in (args.old, args.new):
+        module = load_module(args, sources, file)
+        one_kernel(module, file)
+        compiled = CompiledKernel(module, file, args.target)
+        sides.append(Side(file, sources.texts[file], compiled.costing(args.target),
+                          tuple(compiled.zk.arg_names), tuple(compiled.zk.names_of_results)))
+    record = diff(*sides)
+    return Output(record, render(record))
+
+
+def cmd_serve(args, sources) -> Output:
+    """JSON lines on stdin and stdout until the end of the input (zhenwu_cc/serve.py)."""
+    from zhenwu_cc.serve import serve
+
+    return Output(code=serve())
+
+
 # Codes that say a kernel does not fit one target (SRAM, HBM, L2, HBM stacks): `compare` shows
 # them as that target's row; any other error is the kernel's or the command line's and fails.
 DOES_NOT_FIT = ("ZK0601", "ZK0604", "ZK0901", "ZK0902", "ZK0903", "ZK0904")
@@ -425,13 +451,16 @@ def cmd_compare(args, sources) -> Output:
 
 
 COMMANDS: dict[str, Callable] = {"check": cmd_check, "compile": cmd_compile, "opt": cmd_opt,
-                                 "run": cmd_run, "cost": cmd_cost, "compare": cmd_compare}
+                                 "run": cmd_run, "cost": cmd_cost, "compare": cmd_compare,
+                                 "eval": cmd_eval, "diff": cmd_diff, "serve": cmd_serve}
+# A command's own record schema (its record is the result envelope and more).
+SCHEMAS = {"eval": "zhenwu-cc.eval/1", "diff": "zhenwu-cc.diff/1"}
 
 
 def _add_target_arg(p: argparse.ArgumentParser) -> None:
-    from zhenwu_cc.core.target import default_target
-
-    p.add_argument("--target", default=default_target(),
+    """`--target`; its default is filled in after parsing (`_default_target`), so that building
+    the parser does not import the target model (`check` never needs it)."""
+    p.add_argument("--target", default=None,
                    help="chip model: m890 (default), 810e, h20, h100, h200, or a .toml file "
                    "(default from $ZHENWU_TARGET)")
 
@@ -529,6 +558,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", metavar="OUT.json", type=_out_path,
                    help="write a Chrome trace (open it in Perfetto: ui.perfetto.dev)")
 
+    p = sub.add_parser("eval", help="one record for an agent: diagnostics, numerics, cost, "
+                       "tiles and hints with schedule edits")
+    _add_source_args(p, "the kernel to evaluate (when the file has several)")
+    _add_target_arg(p)
+    p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the numerics check as `run --check` does (default: on)")
+    p.add_argument("--check-sample", type=_sample_size, metavar="N",
+                   help="check N seeded indices along each independent axis")
+    p.add_argument("--max-rel-l2", type=_budget, metavar="X",
+                   help="fail an output whose rel L2 error against the exact math exceeds X; "
+                   "also the budget a precision hint (ZKH05) must meet (default 0.01)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--hints", action=argparse.BooleanOptionalAction, default=True,
+                   help="compute hints (each proposed edit is compiled and costed; default: on)")
+
+    p = sub.add_parser("diff", help="two kernels' estimated costs side by side: the terms that "
+                       "changed and why")
+    p.add_argument("old", help="the .zk source before")
+    p.add_argument("new", help="the .zk source after")
+    p.add_argument("-D", dest="define", action="append", type=_define, metavar="NAME=VALUE",
+                   help="set a shape parameter of both (repeatable)")
+    p.add_argument("--kernel", help="the kernel to compare (when the files have several)")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="text for people, json for programs (one document on stdout)")
+    _add_target_arg(p)
+
+    sub.add_parser("serve", help="answer JSON-lines requests (check, eval, cost, diff) on stdin "
+                   "and stdout, paying start-up once (docs/cli.md)")
+
     p = sub.add_parser("compare", help="the same kernel's estimated cost on several chips")
     _add_source_args(p, "the kernel to compare (when the file has several)")
     p.add_argument("--targets", default="m890,h20,810e,h100,h200",
@@ -579,6 +637,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _default_target(args) -> None:
+    """Give `--target` its default ($ZHENWU_TARGET, else m890) where the command takes one."""
+    if getattr(args, "target", "") is None:
+        from zhenwu_cc.core.target import default_target
+
+        args.target = default_target()
+
+
 # ---- the error boundary ---------------------------------------------------------------------------
 def _wants_json(argv: Sequence[str]) -> bool:
     return any(a == "--format=json" for a in argv) or any(
@@ -588,8 +654,9 @@ def _wants_json(argv: Sequence[str]) -> bool:
 def _emit(fmt: str, command: str | None, code: int, out: Output | None, diags, sources,
           message: str | None = None) -> None:
     if fmt == "json":
-        doc = {"schema": RESULT_SCHEMA, "command": command, "ok": code == EXIT_OK,
-               "exit_code": code, "diagnostics": [d.to_dict() for d in diags]}
+        doc = {"schema": SCHEMAS.get(command, RESULT_SCHEMA), "command": command,
+               "ok": code == EXIT_OK, "exit_code": code,
+               "diagnostics": [d.to_dict() for d in diags]}
         if message:
             doc["message"] = message
         if out is not None:
@@ -613,7 +680,8 @@ def _inputs(args) -> list[str]:
     """The files a command reads: the source, `--inputs`, target files (a path, as
     `load_target` tells a file from a name)."""
     targets = [getattr(args, "target", None), *(getattr(args, "targets", None) or "").split(",")]
-    files = [getattr(args, "file", None), getattr(args, "inputs", None),
+    files = [getattr(args, "file", None), getattr(args, "old", None), getattr(args, "new", None),
+             getattr(args, "inputs", None),
              *(t for t in targets if t and ("/" in t or t.endswith(".toml")))]
     return [f for f in files if f and f != "-"]
 
@@ -688,6 +756,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with signals_as_exceptions():
             args = build_parser().parse_args(argv)
             command = args.command
+            _default_target(args)
             refuse_overwriting_inputs(_outputs(args), _inputs(args))
             out = COMMANDS[command](args, sources)
         _emit(fmt, command, out.code, out, out.diagnostics, sources)

@@ -114,6 +114,12 @@ CODES: dict[str, str] = {
     "ZK1002": "IR does not verify",
     "ZK1003": "IR nested too deeply",
     "ZK1004": "pass run on IR of the wrong stage",
+    "ZK1101": "serve: request is not a JSON object",
+    "ZK1102": "serve: unknown command",
+    "ZK1103": "serve: missing or ill-typed request field",
+    "ZK1104": "serve: request line too long",
+    "ZK1105": "serve: command not available yet",
+    "ZK1106": "eval: outputs over the default error budget",
 }
 
 

@@ -1,0 +1,93 @@
+"""Each command imports only what it needs (benchmarks/startup.py times it; this keeps it so).
+
+Run in a fresh interpreter: what an earlier test imported would hide a regression here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = str(ROOT / "examples" / "gemm.zk")
+
+PROBE = """
+import contextlib, io, json, sys
+from zhenwu_cc.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    code = main(sys.argv[1:])
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+
+def _modules_after(*argv: str) -> set[str]:
+    done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True,
+                          check=True, cwd=ROOT)
+    result = json.loads(done.stdout)
+    assert result["code"] == 0, done.stderr
+    return set(result["modules"])
+
+
+def _loaded(modules: set[str], *prefixes: str) -> list[str]:
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes))
+
+
+def test_check_imports_no_numpy_runtime_passes_or_target_model():
+    modules = _modules_after("check", EXAMPLE)
+    assert "zhenwu_cc.dialects.zk" in modules  # the probe saw the command's imports
+    assert _loaded(modules, "numpy", "ml_dtypes", "zhenwu_cc.runtime", "zhenwu_cc.passes",
+                   "zhenwu_cc.core.target", "zhenwu_cc.api") == []
+
+
+def test_check_builds_no_assembly_format_program():
+    """Op formats and their custom directives are built on first parse or print
+    (dialects/__init__.py, formats.LazyDirective); `check` does neither, so it imports neither
+    xDSL's format machinery nor its IR parser."""
+    modules = _loaded(_modules_after("check", EXAMPLE), "xdsl.irdl.declarative_assembly_format",
+                      "xdsl.irdl.declarative_assembly_format_parser", "xdsl.parser")
+    assert modules == []
+
+
+def test_a_lazy_custom_directive_prints_and_parses():
+    """`custom<Number>` (formats.LazyDirective) round-trips `-inf` through the ppu printer and
+    parser in a fresh process, where the directive class is built on that first use."""
+    probe = (
+        "from zhenwu_cc.api import compile\n"
+        "from zhenwu_cc.opt import run_opt\n"
+        "src = 'kernel k<M = 8, N = 3000>(x: f32[M, N]) -> f32[M] {\\n"
+        "    return max(x, axis=-1)\\n}\\n'\n"
+        "text = compile(src).ir('ppu')\n"
+        "assert 'pad -inf' in text or 'fill -inf' in text, text\n"
+        "again = run_opt(text, 'k.mlir', '').text\n"
+        "assert again == text\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("command", ["compile", "cost"])
+def test_compile_and_cost_import_neither_executor_nor_reference(command):
+    modules = _modules_after(command, EXAMPLE, "-D", "M=64", "-D", "N=64", "-D", "K=64")
+    assert "zhenwu_cc.passes.tile" in modules
+    assert _loaded(modules, "ml_dtypes", "zhenwu_cc.runtime.executor",
+                   "zhenwu_cc.runtime.reference", "zhenwu_cc.runtime.numerics") == []
+
+
+def test_compile_imports_no_numpy():
+    modules = _modules_after("compile", EXAMPLE, "-D", "M=64", "-D", "N=64", "-D", "K=64")
+    assert _loaded(modules, "numpy") == []
+
+
+def test_target_default_still_comes_from_the_environment():
+    """`--target`'s default is filled in after parsing (cli._default_target), from
+    $ZHENWU_TARGET."""
+    env = {"ZHENWU_TARGET": "h100", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "zhenwu_cc", "compile", EXAMPLE, "--emit", "zk",
+                           "--format", "json", "-D", "M=64", "-D", "N=64", "-D", "K=64"],
+                          capture_output=True, text=True, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["target"] == "h100"
