@@ -66,7 +66,7 @@ def test_row_blocks_come_from_the_ir_and_skip_products():
     rms = zhenwu_cc.compile(EXAMPLES / "rmsnorm.zk", defines={"T": 4096, "D": 4096})
     (first, _) = launches(rms)
     axis, size = rowblocks.plan(first)
-    # [4, 4096] tiles: 64 KiB of float32 a grid point, 16 points in 1 MiB
+    # [4, 4096] tiles: 64 KiB of float32 a grid point, 64 points in 4 MiB
     assert (axis, size) == (0, rowblocks.BLOCK_BYTES // (4 * 4096 * 4))
     gemm = zhenwu_cc.compile(EXAMPLES / "gemm.zk", defines={"M": 1024, "N": 1024, "K": 1024})
     (launch,) = launches(gemm)
