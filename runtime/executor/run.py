@@ -366,10 +366,14 @@ class Interpreter:
         self.write(result, vmap(function, ins, dest, out), owned=True)
 
     def _vreduce(self, op: ppu.VReduceOp) -> None:
+        facts = self.facts.get(op)
+        if facts is None:
+            facts = self.facts[op] = (op.function, op.input, op.out, tuple(op.axis_list),
+                                      _dtype(op.out))
+        function, source, result, axis_list, dest = facts
         r = self.launch.rank
-        axes = tuple(r + a for a in op.axis_list)
-        self.write(op.out, vreduce(op.function, self.read(op.input, op), axes, _dtype(op.out)),
-                   owned=True)
+        axes = tuple(r + a for a in axis_list)
+        self.write(result, vreduce(function, self.read(source, op), axes, dest), owned=True)
 
     def _vtranspose(self, op: ppu.VTransposeOp) -> None:
         r = self.launch.rank
@@ -380,10 +384,12 @@ class Interpreter:
         self.write(op.out, np.transpose(x, perm), owned=False)
 
     def _fill(self, op: ppu.FillOp) -> None:
-        d = _dtype(op.out)
-        value = round_to(np.array(op.number), d)
-        self.write(op.out, np.broadcast_to(value, (1,) * self.launch.rank + _shape(op.out)),
-                   owned=False)
+        facts = self.facts.get(op)
+        if facts is None:
+            facts = self.facts[op] = (op.out, round_to(np.array(op.number), _dtype(op.out)),
+                                      _shape(op.out))
+        result, value, shape = facts
+        self.write(result, np.broadcast_to(value, (1,) * self.launch.rank + shape), owned=False)
 
     def _viota(self, op: ppu.VIotaOp) -> None:
         r = self.launch.rank
