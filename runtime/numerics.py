@@ -213,7 +213,8 @@ def _divide_round(x: np.ndarray, scale: np.ndarray, d: DType) -> np.ndarray:
             q32 = x32 / np.where(ok, s, np.float32(1))
         else:
             q32 = (x32.astype(np.float64) / np.where(ok, s, 1.0)).astype(np.float32)
-    q32 = np.where(ok, q32, np.float32(0))
+    if not ok.all():
+        q32 = np.where(ok, q32, np.float32(0))
     out = round_to(q32, d)
     redo = _midpoints(q32, d)
     if redo.any():
@@ -234,7 +235,7 @@ def widen(x: np.ndarray) -> np.ndarray:
     same values as ml_dtypes' conversion at a fraction of its time; float32 itself not copied."""
     x = np.asarray(x)
     if x.dtype.itemsize == 1 and x.dtype.kind == "V":
-        return _widening_table(x.dtype)[x.view(np.uint8)]
+        return np.take(_widening_table(x.dtype), x.view(np.uint8))
     return x.astype(np.float32, copy=False)
 
 
