@@ -204,6 +204,24 @@ def test_split_reductions_compute_the_reduction(expr, reference):
     np.testing.assert_allclose(got, reference(x.astype(np.float64)), rtol=2e-5, atol=2e-5)
 
 
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_split_argmax_keeps_the_first_position(keep):
+    """Each part stores its maximum and its position; the consumer takes the position of the
+    first part with the largest maximum, so a tie across parts keeps the first, as numpy."""
+    out = "i32[2, 1]" if keep else "i32[2]"
+    keepdims = ", keepdims=true" if keep else ""
+    k = zhenwu_cc.compile(kernel("x: f32[2, 70000]", out, f"return argmax(x, axis=1{keepdims})"))
+    parts, combined = grids(kernel("x: f32[2, 70000]", out,
+                                   f"return argmax(x, axis=1{keepdims})"))
+    assert parts.role == "reduction" and parts.shape[0] > 1 and len(parts.stores) == 2
+    assert {"zk.argmax", "zk.compare", "zk.select", "zk.reduce_sum"} <= set(combined.ops)
+    x = np.random.default_rng(1).standard_normal((2, 70000)).astype(np.float32)
+    x[0, [7, 50000, 69999]] = 9.0  # tied maxima in different parts
+    x[1, 69999] = 9.0  # in the last, ragged chunk
+    (got,) = k.run(x=x).values()
+    assert np.array_equal(got.reshape(-1), np.argmax(x, axis=1))
+
+
 def test_a_ragged_chunk_of_a_computed_input_is_masked():
     """exp(0) = 1 is no identity for a sum: the padding is replaced by 0 with iota < extent."""
     masked = one_grid(kernel("x: f32[64, 1000]", "f32[64]", "return sum(exp(x), axis=1)"))

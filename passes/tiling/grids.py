@@ -229,6 +229,8 @@ class Grid:
         loc = op.location
         sub = Req((self.zero, *req.idx), (split, *req.sizes), (0, *req.base),
                   (split, *req.bound), 0.0)
+        if isinstance(op, zk.ArgmaxOp):
+            return self._combine_argmax(op, self.load(partials, sub, loc), sub, req)
         kind = "sum" if isinstance(op, zk.MatmulOp) else reduce_kind(op)
         total = self.emit(reduce_op(kind, self.load(partials, sub, loc), [0]), loc)
         total = self.emit(zk.ReshapeOp(total, req.sizes), loc)
@@ -238,6 +240,21 @@ class Grid:
         if total.type.element_type != op.results[0].type.element_type:
             total = self.emit(zk.CastOp(total, op.results[0].type.element_type), loc)
         return total
+
+    def _combine_argmax(self, op: zk.ArgmaxOp, maxima: SSAValue, sub: Req, req: Req
+                        ) -> SSAValue:
+        """A split argmax's tile: the position found by the first part holding the largest
+        maximum (parts follow the axis in order, so ties keep the first position)."""
+        loc = op.location
+        positions = self.load(self.tiler.partial_positions[op], sub, loc)
+        best = self.emit(zk.ArgmaxOp(maxima, 0, True), loc)
+        i32 = positions.type.element_type
+        parts = self.emit(tile.IotaOp(sub.idx, sub.sizes, 0, best.type.element_type), loc)
+        chosen = self.emit(zk.CompareOp("eq", parts, best), loc)
+        zero = self.emit(zk.ConstantOp(0, TensorType(i32, [])), loc)
+        picked = self.emit(zk.SelectOp(chosen, positions, zero), loc)
+        total = self.emit(zk.ReduceSumOp(picked, [0], True), loc)
+        return self.emit(zk.ReshapeOp(total, req.sizes), loc)
 
     def _iota(self, op: zk.IotaOp, req: Req) -> SSAValue:
         axis = op.axis.value.data

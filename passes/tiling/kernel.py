@@ -64,6 +64,7 @@ class KernelTiler:
         self.materialized: dict[SSAValue, SSAValue] = {a: a for a in self.block.args}
         # split-K matmuls and split reductions: their partials tensor and part count
         self.partials: dict[Operation, tuple[SSAValue, int]] = {}
+        self.partial_positions: dict[zk.ArgmaxOp, SSAValue] = {}  # a split argmax's indices
         self.new_ops: list[Operation] = []
         self.buffers = (kernel.attributes[attrs.BUFFERS].value.data
                         if attrs.BUFFERS in kernel.attributes else DEFAULT_BUFFERS)
@@ -310,15 +311,20 @@ class KernelTiler:
         chunk = max(1, min(in_shape[axis], budget // max(other, 1)))
         if in_shape[axis] > chunk:
             chunk = pow2_floor(chunk)
-        split = 1
-        if not isinstance(op, zk.ArgmaxOp):
-            tiles = math.prod(tile.tile_counts(shape_of(v), out_sizes))
-            split = reduction_split(tiles, -(-in_shape[axis] // chunk), self.target.compute_units)
+        tiles = math.prod(tile.tile_counts(shape_of(v), out_sizes))
+        split = reduction_split(tiles, -(-in_shape[axis] // chunk), self.target.compute_units)
         if split > 1:
-            self.partials[op] = self.fit(
-                v, lambda sizes: self._reduction(v, op, axis, sizes[:-1], sizes[-1], split),
-                (*out_sizes, chunk), halve_largest, self.directive(v),
-                "tile (and reduction chunk)"), split
+            built = []
+
+            def build(sizes):
+                ops, result, grid = self._reduction(v, op, axis, sizes[:-1], sizes[-1], split)
+                built[:] = [grid]
+                return ops, result, grid
+
+            self.partials[op] = self.fit(v, build, (*out_sizes, chunk), halve_largest,
+                                         self.directive(v), "tile (and reduction chunk)"), split
+            if isinstance(op, zk.ArgmaxOp):  # each part's maximum, then its position
+                self.partial_positions[op] = built[0].res[1]
             return self.elementwise_grid(v)
         return self.fit(v, lambda sizes: self._reduction(v, op, axis, sizes[:-1], sizes[-1]),
                         (*out_sizes, chunk), halve_largest, self.directive(v),
@@ -376,7 +382,8 @@ class KernelTiler:
                 x = chunk_tile(k)
                 tmax = g.emit(zk.ReduceMaxOp(x, [axis], True), loc)
                 targ = g.emit(zk.ArgmaxOp(x, axis, True), loc)
-                off = g.emit(tile.IotaOp([k if d == axis else g.zero for d in range(len(in_shape))],
+                at = chunk_at(k)
+                off = g.emit(tile.IotaOp([at if d == axis else g.zero for d in range(len(in_shape))],
                                          [1] * len(in_shape), axis, i32), loc)
                 step = g.emit(zk.ConstantOp(chunk, TensorType(i32, [])), loc)
                 base = g.emit(zk.MulOp(off, step), loc)
@@ -385,7 +392,7 @@ class KernelTiler:
                 return [g.emit(zk.MaxOp(accs[0], tmax), loc),
                         g.emit(zk.SelectOp(better, garg, accs[1]), loc)]
 
-            result = g.loop(trips, [init_m, init_i], body, loc)[1]
+            maxima, result = g.loop(trips, [init_m, init_i], body, loc)
         else:
             init = g.emit(zk.ConstantOp(ident, TensorType(op.result.type.element_type, acc_shape)),
                           loc)
@@ -400,10 +407,17 @@ class KernelTiler:
         if not keep:
             result = g.emit(zk.ReshapeOp(result, out_sizes), loc)
         if split > 1:
-            result = g.emit(zk.ReshapeOp(result, (1, *out_sizes)), loc)
-            out = self.empty(v, (split, *out_shape))
-            grid = g.finish([out.result], "reduction", (split, *counts),
-                            [(result, 0, (part, *out_idx), None)], chunk, split)
+            parts = [result]
+            outs = [self.empty(v, (split, *out_shape))]
+            if kind == "argmax":  # the maxima decide which part's position wins
+                parts.insert(0, maxima if keep else g.emit(zk.ReshapeOp(maxima, out_sizes), loc))
+                outs.insert(0, self.empty(v, (split, *out_shape), op.input.type.element_type))
+            stores = [(g.emit(zk.ReshapeOp(t, (1, *out_sizes)), loc), i, (part, *out_idx), None)
+                      for i, t in enumerate(parts)]
+            grid = g.finish([o.result for o in outs], "reduction", (split, *counts), stores,
+                            chunk, split)
+            grid.location = loc
+            return [*outs, grid], grid.res[0], grid
         else:
             out = self.empty(v)
             grid = g.finish([out.result], "reduction", counts,
