@@ -33,16 +33,13 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, BlockArgument, Dialect, Operation, Region, SSAValue
 from xdsl.irdl import (
     AttrSizedOperandSegments,
-    AttrSizedResultSegments,
     IRDLOperation,
     VarConstraint,
     base,
     irdl_op_definition,
     lazy_traits_def,
     operand_def,
-    opt_operand_def,
     opt_prop_def,
-    opt_result_def,
     prop_def,
     region_def,
     result_def,
@@ -59,6 +56,7 @@ from zhenwu_cc.core.tiling import tile_counts, window  # noqa: F401  (tile_count
 from zhenwu_cc.dialects import zk
 from zhenwu_cc.dialects.formats import Number, parse_bindings, print_bindings
 from zhenwu_cc.dialects.precision import verify_scales
+from zhenwu_cc.dialects.zk_quant import QuantizeBase
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -256,26 +254,13 @@ class MmaOp(IRDLOperation):
 
 
 @irdl_op_definition
-class QuantizeOp(IRDLOperation):
+class QuantizeOp(QuantizeBase):
     """Vector engine: quantise a tile as `precision` says, into values and scale tiles whose
     blocks lie whole inside the tile (the scale tile's shape gives the blocks). `amax`,
     blocked like the scales, carries groups that span several tiles: per-tensor and
     per-channel maxima, and NVFP4's global amax."""
 
     name = "tile.quantize"
-    input = operand_def(TensorType)
-    amax = opt_operand_def(TensorType)
-    precision = prop_def(zk.PrecisionAttr)
-    axis = opt_prop_def(IntegerAttr[i64])
-    values = result_def(TensorType)
-    scales = result_def(TensorType)
-    tensor_scale = opt_result_def(TensorType)
-    traits = traits_def(Pure())
-    irdl_options = (AttrSizedOperandSegments(as_property=True),
-                    AttrSizedResultSegments(as_property=True))
-    assembly_format = ("$input (`amax` $amax^)? `as` qualified($precision) (`axis` $axis^)? "
-                       "attr-dict `:` type($input) (`,` type($amax)^)? `->` type($values) `,` "
-                       "type($scales) (`,` type($tensor_scale)^)?")
 
     def __init__(self, input: SSAValue, amax: SSAValue | None, precision: zk.PrecisionAttr,
                  axis: int | None, scale_types: Sequence[Attribute]):

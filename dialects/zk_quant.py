@@ -51,17 +51,11 @@ def quantized_types(shape: Sequence[int], precision: PrecisionAttr,
     return out
 
 
-@irdl_op_definition
-class QuantizeOp(IRDLOperation):
-    """Quantise a float tensor as `precision` says: low-precision values and their scales
-    (`scale_blocks` gives the layout), plus NVFP4's f32 per-tensor scale.
+class QuantizeBase(IRDLOperation):
+    """The operands, properties, results and syntax `zk.quantize` (on tensors) and
+    `tile.quantize` (on one tile) share: input, optional amax, precision, optional blocked axis
+    -> values, scales, optional NVFP4 tensor scale."""
 
-    `amax` (the largest |x| per scaling group, or of the finite values for `nvfp4`) may come
-    from a reduction when the scale groups span more than one tile; without it the op reduces
-    its input itself. `axis` is the axis that `mx` and `nvfp4` block along (a matmul's
-    contraction axis)."""
-
-    name = "zk.quantize"
     input = operand_def(TensorType)
     amax = opt_operand_def(TensorType)
     precision = prop_def(PrecisionAttr)
@@ -75,6 +69,19 @@ class QuantizeOp(IRDLOperation):
     assembly_format = ("$input (`amax` $amax^)? `as` qualified($precision) (`axis` $axis^)? "
                        "attr-dict `:` type($input) (`,` type($amax)^)? `->` type($values) `,` "
                        "type($scales) (`,` type($tensor_scale)^)?")
+
+
+@irdl_op_definition
+class QuantizeOp(QuantizeBase):
+    """Quantise a float tensor as `precision` says: low-precision values and their scales
+    (`scale_blocks` gives the layout), plus NVFP4's f32 per-tensor scale.
+
+    `amax` (the largest |x| per scaling group, or of the finite values for `nvfp4`) may come
+    from a reduction when the scale groups span more than one tile; without it the op reduces
+    its input itself. `axis` is the axis that `mx` and `nvfp4` block along (a matmul's
+    contraction axis)."""
+
+    name = "zk.quantize"
 
     def __init__(self, input: SSAValue, precision: PrecisionAttr, axis: int | None = None,
                  amax: SSAValue | None = None):

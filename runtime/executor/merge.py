@@ -22,18 +22,12 @@ from xdsl.ir import SSAValue
 from zhenwu_cc.core import dtypes
 from zhenwu_cc.dialects import ppu
 from zhenwu_cc.runtime.executor.compute import accumulate, product
+from zhenwu_cc.runtime.executor.dependence import root_alloc
 from zhenwu_cc.runtime.executor.index import INDEX_OPS, Index
 from zhenwu_cc.runtime.executor.lowp import scaled_product
 from zhenwu_cc.runtime.executor.state import Machine
 
 _BODY_OPS = (ppu.SlotOp, ppu.DmaLoadOp, ppu.WaitOp, ppu.MmaOp, ppu.YieldOp, *INDEX_OPS)
-
-
-def _root(v: SSAValue) -> SSAValue:
-    """The allocation behind an SRAM buffer value (through slots and views)."""
-    if isinstance(v.owner, ppu.SlotOp):
-        return _root(v.owner.buffer)
-    return _root(v.owner.source) if isinstance(v.owner, ppu.ViewOp) else v
 
 
 def _accumulates_exactly(mma: ppu.MmaOp) -> bool:
@@ -61,8 +55,8 @@ def mergeable(loop: ppu.LoopOp) -> bool:
                     or not _accumulates_exactly(op) or op.fp8_fast is not None
                     or any(s not in loaded and s.owner in inside for s in scales)):
                 return False
-            accs.add(_root(op.acc))
-    return bool(accs) and not accs & {_root(v) for v in loaded}
+            accs.add(root_alloc(op.acc))
+    return bool(accs) and not accs & {root_alloc(v) for v in loaded}
 
 
 def _steps(ix: Index, trips: int, r: int) -> np.ndarray | None:
