@@ -47,9 +47,15 @@ def _defines(path: Path) -> dict[str, int]:
 
 
 def _with_tiles(text: str, variant: int) -> str:
+    """Each directive with the variant's sizes; a flash grid's `tile o [BQ, BD, BKV]` agrees
+    with `tile s [BQ, BKV, K]` (ZK0618 otherwise)."""
+    flash = re.search(r"^\s*tile\s+s\s", text, re.M) is not None
+
     def swap(m: re.Match) -> str:
         arity = len([s for s in m.group(2).split(",") if s.strip()])
         sizes = VARIANTS[arity][variant]
+        if flash and m.group(1).split()[1] == "o":
+            sizes = [sizes[0], sizes[2], sizes[1]]
         return f"{m.group(1)}{sizes}{m.group(3)}"
 
     return TILE_LINE.sub(swap, text)

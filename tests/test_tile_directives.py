@@ -33,7 +33,11 @@ def test_every_example_directive_sizes_a_grid(path):
     grids = _grids(compiled)
     for name, sizes in _directives(compiled).items():
         taken = [t for _, t in grids if t["directive"] == name]
-        assert taken, f"{path.name}: `tile {name}` sized no grid"
+        agreed = [t for _, t in grids if t.get("agreeing") == name]
+        assert taken or agreed, f"{path.name}: `tile {name}` sized no grid"
+        for t in agreed:  # a flash grid's `tile s [BQ, BKV, K]`
+            assert t["agreeing_sizes"] == list(sizes)
+            assert t["sizes"][-2] == min(sizes[0], op_shape(compiled, name)[-2])
         for t in taken:
             assert t["directive_sizes"] == list(sizes)
             op = next(o for o in compiled.zk.body.walk()
@@ -48,13 +52,18 @@ def test_every_example_directive_sizes_a_grid(path):
                 assert t["sizes"] == [min(s, d) for s, d in zip(sizes, shape)]
 
 
+def op_shape(compiled, name: str) -> list[int]:
+    op = next(o for o in compiled.zk.body.walk() if o.results and o.results[0].name_hint == name)
+    return op.results[0].type.get_shape()
+
+
 def test_attention_tile_s_is_honoured():
-    """The issue's case: `tile s` of examples/attention.zk gives the tiles of q @ k^T (they were
-    256x64x64 whatever it said), and the scaling runs on the accumulator."""
+    """The issue's case: `tile s` of examples/attention.zk sizes q @ k^T's tiles, now inside the
+    flash grid that `tile o` sizes with it: query block 64, key/value block 64."""
     grids = _grids(zhenwu_cc.compile(EXAMPLES / "attention.zk"))
-    s = [(shape, t) for shape, t in grids if t["directive"] == "s"]
-    assert s == [((4, 32, 16, 16), {"sizes": [1, 1, 128, 128], "step": 64, "directive": "s",
-                                     "directive_sizes": [128, 128, 64], "parts": 1})]
+    assert grids == [((4, 32, 32, 1), {"sizes": [1, 1, 64, 128], "step": 64, "directive": "o",
+                                        "directive_sizes": [64, 128, 64], "parts": 1,
+                                        "agreeing": "s", "agreeing_sizes": [64, 64, 128]})]
 
 
 def _refusal(source: str) -> tuple[str, int, str, str]:

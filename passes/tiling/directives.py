@@ -79,13 +79,18 @@ def _directive_op(v: SSAValue, mm: zk.MatmulOp | None = None) -> Operation | Non
     return None
 
 
-def record_directive(grid: tile.GridOp, directive: Operation | None) -> None:
-    """Name the directive a grid took its tiles from in its `tile.sizes`, for reports."""
+def record_directive(grid: tile.GridOp, directive: Operation | None,
+                     agreeing: Operation | None = None) -> None:
+    """Name the directive a grid took its tiles from in its `tile.sizes`, for reports, and the
+    one that `agreeing` with it sized the same grid (a flash grid's `tile s`)."""
     if directive is None:
         return
     used = dict(grid.attributes[attrs.TILE_SIZES].data)
     used["directive"] = StringAttr(directive.results[0].name_hint or "")
     used["directive_sizes"] = _ints_attr(directive.attributes[attrs.TILE].values)
+    if agreeing is not None and agreeing is not directive:
+        used["agreeing"] = StringAttr(agreeing.results[0].name_hint or "")
+        used["agreeing_sizes"] = _ints_attr(agreeing.attributes[attrs.TILE].values)
     grid.attributes[attrs.TILE_SIZES] = DictionaryAttr(used)
 
 

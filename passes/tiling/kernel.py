@@ -18,6 +18,7 @@ from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.core.diagnostics import Note, error
 from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, plan_grid
 from zhenwu_cc.passes.tiling.directives import Directives, record_directive
+from zhenwu_cc.passes.tiling.flash import FlashMatch, build_flash, flash_sizes, match_flash, shrink_flash
 from zhenwu_cc.passes.tiling.fusion import matmul_grid_of
 from zhenwu_cc.passes.tiling.grids import Grid, combine, identity, reduce_kind, reduce_op
 from zhenwu_cc.passes.tiling.requests import (
@@ -147,6 +148,9 @@ class KernelTiler:
         op = v.owner
         mm = matmul_grid_of(op, self.partials) if isinstance(op, Operation) else None
         if mm is not None:
+            flash = match_flash(mm)
+            if flash is not None:
+                return self.flash_grid(v, flash)
             return self.matmul_grid(v, mm)
         if isinstance(op, (zk.ReduceOp, zk.ArgmaxOp)):
             return self.reduction_grid(v, op)
@@ -176,12 +180,12 @@ class KernelTiler:
         return Grid(self, rank, loc, root)
 
     def fit(self, v: SSAValue, build, sizes: tuple[int, ...], shrink,
-            directive: Operation | None, what: str) -> SSAValue:
+            directive: Operation | None, what: str, spell=list) -> SSAValue:
         """Build a grid with `sizes`, shrinking them until its buffers fit in SRAM.
 
         `build(sizes) -> (ops, result, grid)`. Sizes the schedule gave (the `directive` on that
         op) are never changed silently: if they do not fit, the error names the buffers and
-        sizes that would. The grid's `tile.sizes` names the directive it took its sizes from."""
+        sizes that would (as `spell` writes them in the directive). The grid's `tile.sizes` names the directive it took its sizes from."""
         capacity = self.target.sram_per_cu
         too_big = None
         while True:
@@ -192,17 +196,18 @@ class KernelTiler:
             too_big = too_big or (sizes, plan, grid)
             smaller = shrink(sizes)
             if smaller is None:
-                raise self.overflow(v, what, too_big, capacity, None, directive)
+                raise self.overflow(v, what, too_big, capacity, None, directive, spell)
             sizes = smaller
         if too_big is not None and directive is not None:
-            raise self.overflow(v, what, too_big, capacity, (sizes, plan.peak), directive)
+            raise self.overflow(v, what, too_big, capacity, (sizes, plan.peak), directive,
+                                spell)
         record_directive(grid, directive)
         for op in ops:
             self.new_ops.append(op)
         return result
 
     def overflow(self, v: SSAValue, what: str, too_big, capacity: int, fits,
-                 carrier: Operation | None):
+                 carrier: Operation | None, spell=list):
         sizes, plan, grid = too_big
         notes = []
         for buf in sorted(plan.buffers, key=lambda b: b.offset):
@@ -211,9 +216,9 @@ class KernelTiler:
             notes.append(Note(f"{_shape_text(t)}: {buf.first.nbytes} bytes{slots}"))
         name = (carrier.results[0].name_hint if carrier is not None else None) or v.name_hint \
             or "this value"
-        help = (f"`tile {name} {list(fits[0])}` fits ({fits[1]} bytes)" if fits else
+        help = (f"`tile {name} {spell(fits[0])}` fits ({fits[1]} bytes)" if fits else
                 "even the smallest tiles do not fit: this target's SRAM is too small for it")
-        return error("ZK0604", f"tiles of `{name}` ({what} {list(sizes)}) need {plan.peak} bytes "
+        return error("ZK0604", f"tiles of `{name}` ({what} {spell(sizes)}) need {plan.peak} bytes "
                      f"of SRAM per compute unit; target `{self.target.name}` has {capacity}",
                      span_of(v.owner) if isinstance(v.owner, Operation) else None,
                      notes=notes, help=help)
@@ -442,6 +447,14 @@ class KernelTiler:
         return self.fit(v, lambda sz: self._matmul(v, mm, *sz), (tm, tn, tk), shrink,
                         directive, "tile [M, N, K]")
 
+    def flash_grid(self, v: SSAValue, f: FlashMatch) -> SSAValue:
+        """softmax(S) @ V in one grid with online softmax (`tiling.flash`)."""
+        sizes, carrier, spell = flash_sizes(self, v, f)
+        out = self.fit(v, lambda sz: build_flash(self, v, f, *sz), sizes, shrink_flash,
+                       carrier, "flash-attention tile", spell)
+        record_directive(out.owner, carrier, self.directive(f.x, f.qk))
+        return out
+
     def _matmul(self, v: SSAValue, mm: zk.MatmulOp, tm: int, tn: int, tk: int):
         out_shape = shape_of(mm.result)
         loc = mm.location
@@ -460,8 +473,10 @@ class KernelTiler:
         return [out, grid], grid.res[0], grid
 
     def accumulate(self, g: Grid, mm: zk.MatmulOp, req: Req, k_index, trips: int, tk: int,
-                   loc) -> SSAValue:
-        """The K loop of a matmul tile: loads (or computed prologue tiles) and tile.mma."""
+                   loc, inline_single: bool = False) -> SSAValue:
+        """The K loop of a matmul tile: loads (or computed prologue tiles) and tile.mma. With
+        `inline_single` one K step is emitted without a loop, so tiles that do not depend on
+        the step (a flash grid's query tile) stay outside the enclosing loop."""
         out_shape = shape_of(mm.result)
         k = shape_of(mm.lhs)[-1]
         acc_elem = (self.acc_type if dtype_of(mm.lhs).is_float  # integers accumulate exactly
@@ -481,7 +496,10 @@ class KernelTiler:
             fast = self.fp8_fast and dtype_of(a).is_low_precision
             return [g.emit(tile.MmaOp(a, b, accs[0], sa, sb, fast), loc)]
 
-        acc = g.loop(trips, [init], body, loc)[0]
+        if inline_single and trips == 1:
+            acc = body(g.zero, [init])[0]
+        else:
+            acc = g.loop(trips, [init], body, loc)[0]
         if acc_elem != mm.result.type.element_type:
             acc = g.emit(zk.CastOp(acc, mm.result.type.element_type), loc)
         return acc

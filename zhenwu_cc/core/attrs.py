@@ -49,7 +49,8 @@ def used_tiles(grid: Operation) -> dict | None:
     {"sizes": result tile, "step": K tile or reduction chunk (None without a loop),
     "directive": the binding whose `tile` directive gave them (None: chosen by the compiler),
     "directive_sizes": that directive's sizes as written, "parts": how many parts a split-K
-    matmul or split reduction cuts its loop into (1: not split)}."""
+    matmul or split reduction cuts its loop into (1: not split)}; a flash-attention grid sized by
+    two directives that agree adds "agreeing" and "agreeing_sizes" for the second."""
     attr = grid.attributes.get(TILE_SIZES)
     if not isinstance(attr, DictionaryAttr):
         return None
@@ -61,4 +62,7 @@ def used_tiles(grid: Operation) -> dict | None:
             "step": step.value.data if isinstance(step, IntegerAttr) else None,
             "directive": name.data if isinstance(name, StringAttr) else None,
             "directive_sizes": list(asked.get_values()) if asked is not None else None,
-            "parts": d["parts"].value.data if isinstance(d.get("parts"), IntegerAttr) else 1}
+            "parts": d["parts"].value.data if isinstance(d.get("parts"), IntegerAttr) else 1,
+            **({"agreeing": d["agreeing"].data,
+                "agreeing_sizes": list(d["agreeing_sizes"].get_values())}
+               if isinstance(d.get("agreeing"), StringAttr) else {})}

@@ -92,6 +92,7 @@ CODES: dict[str, str] = {
     "ZK0604": "tile does not fit on chip",
     "ZK0605": "tile directive cannot apply",
     "ZK0606": "tile directive overridden by another",
+    "ZK0618": "flash-attention directives disagree",
     "ZK0610": "tile index outside the tensor",
     "ZK0611": "SRAM buffer beyond the SRAM capacity",
     "ZK0612": "live SRAM buffers overlap",

@@ -1,0 +1,215 @@
+"""Flash attention in the `tile` pass: `softmax(S) @ V` with `S` computed per tile (a matmul and
+its elementwise epilogue: scaling, masks, biases) becomes one grid over (batch..., query tiles,
+value-column tiles) whose loop streams key/value tiles with a running max, a running sum and a
+rescaled f32 accumulator (online softmax, the FlashAttention-2 dataflow): `S` and `P` never
+reach HBM.
+
+The match is on the dataflow `decompose` leaves for `softmax` followed by a matmul, never on a
+kernel's name: `o = cast*(e / sum(e)) @ V` where `e = exp(x - max(x))`, both reductions over x's
+last axis (the matmul's K axis), `x` an elementwise function of a matmul `q @ kT` of its own
+shape, and every value on the way used only there (otherwise `S` is materialised anyway and the
+unfused grids are the better program).
+
+Online softmax divides by the running sum once, after the loop, so `P` is cast to the matmul's
+operand type unnormalised (values in [0, 1], as FlashAttention does): the result differs from the
+unfused program's in the last bits of that cast, and both are checked against the exact math.
+A row whose every score is -inf (fully masked) is NaN in both."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from xdsl.dialects.builtin import TensorType
+from xdsl.ir import Operation, SSAValue
+from zhenwu_cc.core import attrs
+from zhenwu_cc.core.diagnostics import Note, error
+from zhenwu_cc.dialects import tile, zk
+from zhenwu_cc.dialects.loc import span_at, span_of
+from zhenwu_cc.passes.tiling.fusion import exclusive
+from zhenwu_cc.passes.tiling.grids import F32
+from zhenwu_cc.passes.tiling.requests import Req, matmul_operand_req, shape_of, zero_padded
+
+DEFAULT_BLOCK = 128  # query and key/value block of the heuristic (FlashAttention-2's choice)
+
+
+@dataclass(frozen=True)
+class FlashMatch:
+    """The values of one `softmax(x) @ V` (see the module docstring)."""
+
+    pv: zk.MatmulOp  # cast*(p) @ V
+    qk: zk.MatmulOp  # the matmul x is computed from
+    x: SSAValue  # the scores softmax normalises
+    casts: tuple[zk.CastOp, ...]  # between p and the matmul's lhs, in order
+
+    @property
+    def kv_len(self) -> int:
+        return shape_of(self.x)[-1]
+
+
+def match_flash(pv: zk.MatmulOp) -> FlashMatch | None:
+    """The flash attention `pv` heads, or None."""
+    casts: list[zk.CastOp] = []
+    cur = pv.lhs
+    while isinstance(cur.owner, zk.CastOp) and _single_use(cur):
+        casts.insert(0, cur.owner)
+        cur = cur.owner.input
+    div = cur.owner
+    if not (isinstance(div, zk.DivOp) and _single_use(div.result)):
+        return None
+    e, l_ = div.lhs, div.rhs
+    total, exp = l_.owner, e.owner
+    if not (isinstance(total, zk.ReduceSumOp) and total.input is e and _last_axis(total)
+            and isinstance(exp, zk.ExpOp) and _uses(e) == {id(div), id(total)}
+            and _single_use(l_)):
+        return None
+    sub = exp.input.owner
+    if not (isinstance(sub, zk.SubOp) and _single_use(sub.result)):
+        return None
+    x, m = sub.lhs, sub.rhs
+    mx = m.owner
+    if not (isinstance(mx, zk.ReduceMaxOp) and mx.input is x and _last_axis(mx)
+            and _single_use(m) and _uses(x) == {id(sub), id(mx)}):
+        return None
+    if not isinstance(x.owner, Operation):
+        return None
+    qk = zk.matmul_feeding(x.owner)
+    if qk is None or shape_of(qk.result) != shape_of(x) or not _exclusive_to(qk, x, {sub, mx}):
+        return None
+    if shape_of(x)[-1] != shape_of(pv.lhs)[-1] or shape_of(x)[:-1] != shape_of(pv.lhs)[:-1]:
+        return None
+    return FlashMatch(pv, qk, x, tuple(casts))
+
+
+def _exclusive_to(qk: zk.MatmulOp, x: SSAValue, readers: set) -> bool:
+    """The matmul and its epilogue up to `x` are used only on the way to `x`, and `x` only by
+    the softmax (`readers`)."""
+    if not exclusive(qk, x.owner):
+        return False
+    return all(use.operation in readers for use in x.uses)
+
+
+def _last_axis(op: zk.ReduceOp) -> bool:
+    return (op.keepdims is not None and
+            tuple(op.axis_list) == (len(shape_of(op.input)) - 1,))
+
+
+def _uses(v: SSAValue) -> set[int]:
+    return {id(u.operation) for u in v.uses}
+
+
+def _single_use(v: SSAValue) -> bool:
+    return v.has_one_use()
+
+
+def flash_sizes(tiler, v: SSAValue, f: FlashMatch):
+    """((query block, value-column tile, key/value block, K tile of the scores), the directive
+    that gave them, how it spells them): from `tile o [BQ, BD, BKV]` and `tile s [BQ, BKV, K]`,
+    which must agree (ZK0618), else 128 x 128 blocks with whole value rows and the whole head
+    dim, shrunk to fit."""
+    m, dv = shape_of(f.pv.result)[-2:]
+    n, d = f.kv_len, shape_of(f.qk.lhs)[-1]
+    o_dir = tiler.directive(v, f.pv)
+    s_dir = tiler.directive(f.x, f.qk)
+    bq = bkv = DEFAULT_BLOCK
+    bd, tk = dv, d
+    if o_dir is not None:
+        bq, bd, bkv = o_dir.attributes[attrs.TILE].values
+    if s_dir is not None:
+        sq, skv, tk = s_dir.attributes[attrs.TILE].values
+        if o_dir is not None and (min(sq, m), min(skv, n)) != (min(bq, m), min(bkv, n)):
+            raise _disagree(o_dir, s_dir)
+        bq, bkv = sq, skv
+    sizes = min(bq, m), min(bd, dv), min(bkv, n), min(tk, d)
+    if o_dir is not None:
+        return sizes, o_dir, lambda sz: [sz[0], sz[1], sz[2]]
+    return sizes, s_dir, lambda sz: [sz[0], sz[2], sz[3]]
+
+
+def _disagree(o_dir: Operation, s_dir: Operation):
+    o_name = o_dir.results[0].name_hint or "o"
+    s_name = s_dir.results[0].name_hint or "s"
+    ov = list(o_dir.attributes[attrs.TILE].values)
+    sv = list(s_dir.attributes[attrs.TILE].values)
+    return error("ZK0618", f"`tile {o_name} {ov}` and `tile {s_name} {sv}` disagree: they size "
+                 "one flash-attention grid, whose query block is M of both and whose key/value "
+                 f"block is N of `{s_name}` and K of `{o_name}`",
+                 span_at(o_dir.attributes[attrs.TILE].loc) or span_of(o_dir),
+                 notes=[Note(f"`tile {s_name}` is here",
+                             span_at(s_dir.attributes[attrs.TILE].loc) or span_of(s_dir))],
+                 help=f"`tile {s_name} [{sv[0]}, {sv[1]}, {sv[2]}]` with "
+                      f"`tile {o_name} [{sv[0]}, {ov[1]}, {sv[1]}]`")
+
+
+def shrink_flash(sizes: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
+    """Halve the key/value block, then the query block, down to 16."""
+    bq, bd, bkv, tk = sizes
+    if bkv > 16:
+        return bq, bd, bkv // 2, tk
+    if bq > 16:
+        return bq // 2, bd, bkv, tk
+    return None
+
+
+def build_flash(tiler, v: SSAValue, f: FlashMatch, bq: int, bd: int, bkv: int, tk: int):
+    """The flash grid for `v` (the matmul `f.pv` and its epilogue up to `v`)."""
+    pv, qk = f.pv, f.qk
+    out_shape = shape_of(pv.result)
+    s_shape = shape_of(f.x)
+    loc = pv.location
+    sizes = (1,) * (len(out_shape) - 2) + (bq, bd)
+    g = tiler.new_grid(len(out_shape), loc, v)
+    g.tile_elems = math.prod(sizes)
+    counts = tile.tile_counts(out_shape, sizes)
+    idx = g.tile_index(counts)
+    req = Req(idx, sizes, (0,) * len(out_shape), out_shape)
+    row = (*(1,) * (len(out_shape) - 2), bq, 1)
+    init_m = g.emit(zk.ConstantOp(-math.inf, TensorType(F32, list(row))), loc)
+    init_l = g.emit(zk.ConstantOp(0.0, TensorType(F32, list(row))), loc)
+    init_acc = g.emit(zk.ConstantOp(0.0, TensorType(F32, list(sizes))), loc)
+    last = len(s_shape) - 1
+    n = f.kv_len
+
+    def body(j, accs):
+        m_run, l_run, acc = accs
+        s_req = Req((*idx[:-1], j), (*sizes[:-1], bkv), (0,) * len(s_shape), s_shape)
+        scores = tiler.accumulate(g, qk, s_req, lambda kk: kk, -(-shape_of(qk.lhs)[-1] // tk),
+                                  tk, qk.location, inline_single=True)
+        g.anchor = (qk, s_req, scores)
+        x = g.tile_of(f.x, s_req, f.x.owner.location)
+        if n % bkv:
+            x = g.mask(x, s_req, last, -math.inf, loc)
+        m_new = g.emit(zk.MaxOp(m_run, g.emit(zk.ReduceMaxOp(x, [last], True), loc)), loc)
+        shift = _finite(g, m_new, loc)  # 0 while a row has seen only -inf: no inf - inf
+        e = g.emit(zk.ExpOp(g.emit(zk.SubOp(x, shift), loc)), loc)
+        alpha = g.emit(zk.ExpOp(g.emit(zk.SubOp(m_run, shift), loc)), loc)
+        l_new = g.emit(zk.AddOp(g.emit(zk.MulOp(l_run, alpha), loc),
+                                g.emit(zk.ReduceSumOp(e, [last], True), loc)), loc)
+        p = e
+        for c in f.casts:
+            p = g.emit(zk.CastOp(p, c.result.type.element_type), c.location)
+        v_req = matmul_operand_req(req, out_shape, shape_of(pv.rhs), j, bkv, "rhs", g.zero)
+        vt = g.tile_of(pv.rhs, v_req, loc)
+        if n % bkv and not zero_padded(vt):
+            vt = g.mask(vt, v_req, len(v_req.sizes) - 2, 0.0, loc)
+        scaled = g.emit(zk.MulOp(acc, alpha), loc)
+        return [m_new, l_new, g.emit(tile.MmaOp(p, vt, scaled, [], [], False), pv.location)]
+
+    _, l_fin, acc = g.loop(-(-n // bkv), [init_m, init_l, init_acc], body, loc)
+    out = g.emit(zk.DivOp(acc, l_fin), loc)
+    if out.type.element_type != pv.result.type.element_type:
+        out = g.emit(zk.CastOp(out, pv.result.type.element_type), loc)
+    g.anchor = (pv, req, out)
+    t = g.tile_of(v, req)
+    dest = tiler.empty(v)
+    grid = g.finish([dest.result], "attention", counts, [(t, 0, idx, None)], bkv)
+    grid.location = loc
+    return [dest, grid], grid.res[0], grid
+
+
+def _finite(g, m: SSAValue, loc) -> SSAValue:
+    """m where it is finite, else 0."""
+    inf = g.emit(zk.ConstantOp(math.inf, TensorType(F32, [])), loc)
+    finite = g.emit(zk.CompareOp("lt", g.emit(zk.AbsOp(m), loc), inf), loc)
+    zero = g.emit(zk.ConstantOp(0.0, TensorType(F32, [])), loc)
+    return g.emit(zk.SelectOp(finite, m, zero), loc)
