@@ -64,7 +64,7 @@ from xdsl.traits import (
 )
 from zhenwu_cc.core.shapes import prod
 from zhenwu_cc.core.tiling import tile_bytes, window
-from zhenwu_cc.core import dtypes
+from zhenwu_cc.core import attrs, dtypes
 from zhenwu_cc.dialects.formats import Number, parse_kernel_arguments, print_kernel_arguments
 from zhenwu_cc.dialects.ppu_compute import (  # noqa: F401  (re-exported: the code base says ppu.X)
     TRANSCENDENTAL,
@@ -320,6 +320,13 @@ class LoopOp(IRDLOperation):
                "ppu.loop takes one index argument")
         _check(self.trip_count >= 1, "ppu.loop runs at least once")
         _check(isinstance(self.body.block.last_op, YieldOp), "ppu.loop body ends in ppu.yield")
+        if attrs.LIVE_STEPS in self.attributes:
+            launch = self.parent_op()
+            while launch is not None and not isinstance(launch, LaunchOp):
+                launch = launch.parent_op()
+            _check(launch is not None, f"`{attrs.LIVE_STEPS}` needs an enclosing ppu.launch")
+            problem = attrs.check_live_steps(self, launch.grid_shape, self.trip_count)
+            _check(problem is None, problem or "")
 
     def print(self, printer: Printer) -> None:
         printer.print_string(" ")

@@ -263,7 +263,10 @@ class _Lowering:
         self.values[op.induction_var] = iv
         self.values.update(zip(op.iter_args, carried))
         self.values.update(zip(op.res, carried))
-        self.emit(ppu.LoopOp(op.trip_count, Region(body)), op)
+        loop = ppu.LoopOp(op.trip_count, Region(body))
+        if attrs.LIVE_STEPS in op.attributes:
+            loop.attributes[attrs.LIVE_STEPS] = op.attributes[attrs.LIVE_STEPS]
+        self.emit(loop, op)
         outer, self.b = self.b, Builder(InsertPoint.at_end(body))
         self.block(op.body.block, iv)
         end = op.body.block.last_op

@@ -138,3 +138,97 @@ def test_exposed_fraction_was_fitted_at_h100s_compute_efficiency():
 
     assert model.FITTED_AT_COMPUTE_EFFICIENCY == load_target("h100").efficiency.compute
 
+
+
+CAUSAL = """    row = iota((S, S), axis=0)
+    col = iota((S, S), axis=1)
+    s = q @ transpose(k) * rsqrt(D)
+    p = softmax(where(col <= row, s, -inf), axis=-1)
+    o = bf16(p) @ v
+    return bf16(o)"""
+
+
+def _live_steps(k):
+    from zhenwu_cc.core.attrs import live_steps
+    from zhenwu_cc.dialects import tile
+
+    loops = [op for op in k.module("tile").walk() if isinstance(op, tile.LoopOp)]
+    return [live_steps(op) for op in loops]
+
+
+def test_causal_blocks_above_the_diagonal_are_skipped():
+    k = zhenwu_cc.compile(_kernel(CAUSAL, "    tile o [64, 64, 32]", "B = 1, H = 2, S = 200, D = 64"))
+    # query blocks of 64 rows (the last one 8 rows), key/value blocks of 32 columns
+    assert _live_steps(k) == [(2, (0, 0, 0, 0), (2, 4, 6, 7))]
+
+
+def test_a_sliding_window_skips_on_both_sides():
+    body = CAUSAL.replace("where(col <= row, s, -inf)",
+                          "where(col <= row, where(col > row - 64, s, -inf), -inf)")
+    k = zhenwu_cc.compile(_kernel(body, "    tile o [64, 64, 32]", "B = 1, H = 2, S = 256, D = 64"))
+    assert _live_steps(k) == [(2, (0, 0, 2, 4), (2, 4, 6, 8))]
+    assert k.check(seed=4).passed
+
+
+@pytest.mark.parametrize("body", [
+    PLAIN,  # no mask
+    CAUSAL.replace("col <= row", "col <= row + 1000"),  # a mask that hides no whole block
+])
+def test_nothing_to_skip_leaves_the_loop_plain(body):
+    k = zhenwu_cc.compile(_kernel(body, "    tile o [64, 64, 32]"))
+    assert _live_steps(k) == [None]
+
+
+def test_a_mask_read_from_a_tensor_is_not_skipped():
+    src = _kernel("""    s = q @ transpose(k) * rsqrt(D)
+    p = softmax(where(keep, s, -inf), axis=-1)
+    o = bf16(p) @ v
+    return bf16(o)""", "    tile o [64, 64, 32]").replace(
+        "v: bf16[B, H, S, D])", "v: bf16[B, H, S, D], keep: i1[S, S])")
+    k = zhenwu_cc.compile(src)
+    assert _live_steps(k) == [None]
+    assert k.check(seed=5).passed
+
+
+def test_skipping_changes_no_output_bit():
+    """A wholly masked block leaves the running max, sum and accumulator as they were, so the
+    program with its skipped steps run gives the same bytes."""
+    k = zhenwu_cc.compile(_kernel(CAUSAL, "    tile o [64, 64, 32]", "B = 1, H = 2, S = 200, D = 64"))
+    inputs = k.inputs(seed=6)
+    skipped = k.run(inputs)["result0"].copy()
+    from zhenwu_cc.core.attrs import LIVE_STEPS
+    from zhenwu_cc.dialects import ppu
+
+    for op in k.module("ppu").walk():
+        if isinstance(op, ppu.LoopOp):
+            del op.attributes[LIVE_STEPS]
+    everything = k.run(inputs)["result0"]
+    assert skipped.tobytes() == everything.tobytes()
+
+
+def test_causal_costs_about_half():
+    """The issue's floor: causal <= 0.6x the same shape non-causal; only the visible scores'
+    FLOPs count as useful."""
+    shape = "B = 2, H = 16, S = 4096, D = 128"
+    causal = zhenwu_cc.compile(_kernel(CAUSAL, "", shape)).cost("m890")
+    full = zhenwu_cc.compile(_kernel(PLAIN, "", shape)).cost("m890")
+    assert causal.time <= 0.6 * full.time
+    visible = (4096 * 4097 // 2) / 4096 ** 2
+    assert causal.flops_by_dtype["bf16"] == round(full.flops_by_dtype["bf16"] * visible)
+
+
+def test_live_steps_are_verified():
+    from xdsl.utils.exceptions import VerifyException
+
+    from zhenwu_cc.core.attrs import LIVE_STEPS, live_steps_attr
+    from zhenwu_cc.dialects import tile
+
+    k = zhenwu_cc.compile(_kernel(CAUSAL, "    tile o [64, 64, 32]", "B = 1, H = 2, S = 200, D = 64"))
+    module = k.module("tile").clone()
+    loop = next(op for op in module.walk() if isinstance(op, tile.LoopOp))
+    loop.attributes[LIVE_STEPS] = live_steps_attr(2, [0, 0, 0], [2, 4, 6])
+    with pytest.raises(VerifyException, match="needs 4 bounds"):
+        module.verify()
+    loop.attributes[LIVE_STEPS] = live_steps_attr(2, [0, 0, 0, 3], [2, 4, 6, 9])
+    with pytest.raises(VerifyException, match="lo <= hi <= 7"):
+        module.verify()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from xdsl.dialects.builtin import TensorType
+from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.core import attrs
 from zhenwu_cc.core.diagnostics import Note, error
@@ -28,7 +28,9 @@ from zhenwu_cc.dialects import tile, zk
 from zhenwu_cc.dialects.loc import span_at, span_of
 from zhenwu_cc.passes.tiling.fusion import exclusive
 from zhenwu_cc.passes.tiling.grids import F32
+from zhenwu_cc.passes.tiling.masks import live_blocks
 from zhenwu_cc.passes.tiling.requests import Req, matmul_operand_req, shape_of, zero_padded
+from zhenwu_cc.passes.tiling.scales import mma_dtype
 
 DEFAULT_BLOCK = 128  # query and key/value block of the heuristic (FlashAttention-2's choice)
 
@@ -196,6 +198,11 @@ def build_flash(tiler, v: SSAValue, f: FlashMatch, bq: int, bd: int, bkv: int, t
         return [m_new, l_new, g.emit(tile.MmaOp(p, vt, scaled, [], [], False), pv.location)]
 
     _, l_fin, acc = g.loop(-(-n // bkv), [init_m, init_l, init_acc], body, loc)
+    live = live_blocks(f.x, bq, bkv)
+    if live is not None:  # key/value blocks a mask hides wholly are skipped (tiling.masks)
+        acc.owner.attributes[attrs.LIVE_STEPS] = attrs.live_steps_attr(len(out_shape) - 2,
+                                                                       *live[:2])
+        tiler.visible[pv] = live[2]
     out = g.emit(zk.DivOp(acc, l_fin), loc)
     if out.type.element_type != pv.result.type.element_type:
         out = g.emit(zk.CastOp(out, pv.result.type.element_type), loc)
@@ -213,3 +220,18 @@ def _finite(g, m: SSAValue, loc) -> SSAValue:
     finite = g.emit(zk.CompareOp("lt", g.emit(zk.AbsOp(m), loc), inf), loc)
     zero = g.emit(zk.ConstantOp(0.0, TensorType(F32, [])), loc)
     return g.emit(zk.SelectOp(finite, m, zero), loc)
+
+
+def discount_masked_flops(kernel: zk.KernelOp, f: FlashMatch, visible: float) -> None:
+    """Count as useful only the FLOPs of scores the mask lets through (`zk.flops`, the
+    achieved-TFLOP/s figures): half of them for causal attention, as FlashAttention reports."""
+    flops = kernel.attributes.get(attrs.FLOPS)
+    if not isinstance(flops, DictionaryAttr):
+        return
+    counts = {k: v.value.data for k, v in flops.data.items()}
+    for mm in (f.qk, f.pv):
+        name = mma_dtype(mm).name
+        full = 2 * math.prod(shape_of(mm.result)) * shape_of(mm.lhs)[-1]
+        counts[name] -= round(full * (1 - visible))
+    kernel.attributes[attrs.FLOPS] = DictionaryAttr(
+        {k: IntegerAttr(v, 64) for k, v in sorted(counts.items())})

@@ -18,7 +18,14 @@ from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.core.diagnostics import Note, error
 from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, plan_grid
 from zhenwu_cc.passes.tiling.directives import Directives, record_directive
-from zhenwu_cc.passes.tiling.flash import FlashMatch, build_flash, flash_sizes, match_flash, shrink_flash
+from zhenwu_cc.passes.tiling.flash import (
+    FlashMatch,
+    build_flash,
+    discount_masked_flops,
+    flash_sizes,
+    match_flash,
+    shrink_flash,
+)
 from zhenwu_cc.passes.tiling.fusion import matmul_grid_of
 from zhenwu_cc.passes.tiling.grids import Grid, combine, identity, reduce_kind, reduce_op
 from zhenwu_cc.passes.tiling.requests import (
@@ -66,6 +73,8 @@ class KernelTiler:
         # split-K matmuls and split reductions: their partials tensor and part count
         self.partials: dict[Operation, tuple[SSAValue, int]] = {}
         self.partial_positions: dict[zk.ArgmaxOp, SSAValue] = {}  # a split argmax's indices
+        # the fraction of scores a flash grid's mask lets through, where it skips blocks
+        self.visible: dict[zk.MatmulOp, float] = {}
         self.new_ops: list[Operation] = []
         self.buffers = (kernel.attributes[attrs.BUFFERS].value.data
                         if attrs.BUFFERS in kernel.attributes else DEFAULT_BUFFERS)
@@ -453,6 +462,8 @@ class KernelTiler:
         out = self.fit(v, lambda sz: build_flash(self, v, f, *sz), sizes, shrink_flash,
                        carrier, "flash-attention tile", spell)
         record_directive(out.owner, carrier, self.directive(f.x, f.qk))
+        if f.pv in self.visible:
+            discount_masked_flops(self.kernel, f, self.visible.pop(f.pv))
         return out
 
     def _matmul(self, v: SSAValue, mm: zk.MatmulOp, tm: int, tn: int, tk: int):

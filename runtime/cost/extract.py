@@ -17,7 +17,7 @@ from xdsl.dialects import arith
 from xdsl.dialects.builtin import DictionaryAttr, MemRefType
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.core import attrs, dtypes
-from zhenwu_cc.core.attrs import FLOPS, used_tiles
+from zhenwu_cc.core.attrs import FLOPS, live_steps, used_tiles
 from zhenwu_cc.dialects import ppu
 from zhenwu_cc.dialects.zk_attrs import PlaceAttr
 from zhenwu_cc.dialects.loc import loc_text
@@ -78,9 +78,15 @@ class _Space:
         for d, arg in enumerate(launch.body.block.args):
             self.values[arg] = np.arange(grid[d]).reshape([-1 if i == d else 1
                                                            for i in range(rank)])
+        self.live = None  # per grid point and step, where the loop skips steps
         if loop is not None:
-            self.values[loop.induction_var] = np.arange(loop.trip_count).reshape(
-                [1] * (rank - 1) + [-1])
+            step = np.arange(loop.trip_count).reshape([1] * (rank - 1) + [-1])
+            self.values[loop.induction_var] = step
+            window = live_steps(loop)
+            if window is not None:
+                dim, lo, hi = window
+                rows = self.values[launch.body.block.args[dim]]
+                self.live = (np.asarray(lo)[rows] <= step) & (step < np.asarray(hi)[rows])
 
     def index(self, v: SSAValue) -> np.ndarray:
         if v not in self.values:
@@ -95,6 +101,8 @@ class _Space:
     def total(self, per_point: np.ndarray, in_loop: bool) -> int:
         """Sum a broadcastable per-point count over the space (the loop dim only if in it)."""
         per_point = np.asarray(per_point)
+        if in_loop and self.live is not None:  # skipped steps do no work
+            per_point = per_point * self.live
         full = list(self.shape) if in_loop else [*self.shape[:-1], 1]
         arr = per_point.reshape([1] * (len(full) - per_point.ndim) + list(per_point.shape))
         repeat = math.prod(n for n, m in zip(full, arr.shape) if m == 1)
@@ -163,7 +171,8 @@ def _phase(launch: ppu.LaunchOp, names: _Names, written: set[str]) -> Phase:
     here = loc_text(launch)
     loop = next((op for op in ops if isinstance(op, ppu.LoopOp)), None)
     space = _Space(launch, loop)
-    tiles, steps = launch.tiles, (loop.trip_count if loop else 1)
+    tiles = launch.tiles
+    steps = space.total(1, True) // tiles if loop else 1  # per tile, on average where skipped
     work: list[Work] = []
     unique: dict[str, int] = defaultdict(int)
     where = "prologue" if loop else "body"
@@ -171,7 +180,7 @@ def _phase(launch: ppu.LaunchOp, names: _Names, written: set[str]) -> Phase:
         if op is loop:
             stepped = {o.dest for o in loop.body.block.ops if isinstance(o, ppu.DmaLoadOp)}
             for inner in loop.body.block.ops:
-                for w in _work(inner, space, True, tiles * steps, names, stepped):
+                for w in _work(inner, space, True, space.total(1, True), names, stepped):
                     loc = here if w[0] == "load" and w[3] in written else loc_text(inner)
                     work.append(Work(w[0], w[1], "body", w[2], w[3], loc, inner.name))
             where = "epilogue"

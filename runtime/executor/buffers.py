@@ -116,6 +116,18 @@ class Alloc:
             self.owned[k] = False
             self.written[k] = self.written[k] | choose
 
+    def snapshot(self) -> list[np.ndarray | None]:
+        """A copy of every slot's contents, for `restore`."""
+        return [None if v is None else v.copy() for v in self.values]
+
+    def restore(self, runs: np.ndarray, old: list[np.ndarray | None]) -> None:
+        """Give the grid points where `runs` is false their `snapshot` contents back (a loop
+        step that should not have run there, window.py)."""
+        for k, before in enumerate(old):
+            if before is not None and self.values[k] is not None:
+                self.values[k] = np.where(self._grid(runs), self.values[k], before)
+                self.owned[k] = True
+
     def disown(self, index: Index | None) -> None:
         for k, _ in self._all_parts(index):
             self.owned[k] = False

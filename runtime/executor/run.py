@@ -31,6 +31,7 @@ import numpy as np
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import StringAttr
 from xdsl.ir import Operation, SSAValue
+from zhenwu_cc.core.attrs import LIVE_STEPS, live_steps
 from zhenwu_cc.core.tiling import tile_counts
 from zhenwu_cc.core import dtypes
 from zhenwu_cc.dialects import ppu
@@ -54,6 +55,7 @@ from zhenwu_cc.runtime.executor.lowp import scaled_product
 from zhenwu_cc.runtime.executor.memory import ensure_host_memory, stored_inputs
 from zhenwu_cc.runtime.executor.merge import mergeable, run_merged
 from zhenwu_cc.runtime.executor.sram import check_allocations
+from zhenwu_cc.runtime.executor.window import LiveSteps, carried
 from zhenwu_cc.runtime.executor.state import Global, Launch
 from zhenwu_cc.runtime.inputs import checked
 from zhenwu_cc.runtime.numerics import round_to
@@ -215,14 +217,34 @@ class Interpreter:
             self.env.pop(arg, None)
 
     def _loop(self, op: ppu.LoopOp) -> None:
-        if mergeable(op) and run_merged(self, op):
+        windowed = LIVE_STEPS in op.attributes
+        if not windowed and mergeable(op) and run_merged(self, op):
             return
+        live = state = None
+        if windowed:  # steps a mask wholly hides are skipped (window.py)
+            launch = op.parent_op()
+            while not isinstance(launch, ppu.LaunchOp):
+                launch = launch.parent_op()
+            facts = self.facts.get(op)
+            if facts is None:
+                facts = self.facts[op] = (launch.body.block.args[live_steps(op)[0]],
+                                          carried(op, launch))
+            row, state = facts
+            live = LiveSteps(op, self.env[row].value, self.launch.rank)
         name = op.induction_var.name_hint or "step"
         for k in range(op.trip_count):
+            runs = None if live is None else live.at(k)
+            if runs is not None and not runs.any():
+                continue
+            partial = runs is not None and not runs.all()
+            kept = ([(a, a.snapshot()) for a in (self.launch.allocs.get(op) for op in state)
+                     if a is not None] if partial else [])
             self.env[op.induction_var] = Index.constant(k)
             self.steps.append((name, k))
             self.block(op.body.block)
             self.steps.pop()
+            for alloc, old in kept:
+                alloc.restore(runs, old)
 
     def _index(self, op: Operation) -> None:
         facts = self.facts.get(op)

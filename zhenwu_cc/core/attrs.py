@@ -32,6 +32,11 @@ QUANTIZED_FROM = "zk.quantized_from"
 # `tile.grid`, carried by `lower-ppu` onto its `ppu.launch`, read through `used_tiles`.
 TILE_SIZES = "tile.sizes"
 HBM = "ppu.hbm"  # `#ppu.hbm<...>` (place-hbm) on arguments and tile.empty / ppu.global
+# On a `tile.loop` (carried by `lower-ppu` onto its `ppu.loop`): the steps that run at each value
+# of one grid index, {dim: i64, lo: array<i64>, hi: array<i64>}: at grid index `dim` = r only
+# steps lo[r] <= k < hi[r] run, the others leave the loop's state unchanged (tiles a mask
+# wholly hides: docs/language.md, "Flash attention"). Read through `live_steps`.
+LIVE_STEPS = "loop.live_steps"
 # On a `ppu.kernel`: the target (name or file) `lower-ppu` lowered it for; the executor checks
 # the kernel's SRAM plan against that target's SRAM (ZK0611).
 TARGET = "ppu.target"
@@ -66,3 +71,39 @@ def used_tiles(grid: Operation) -> dict | None:
             **({"agreeing": d["agreeing"].data,
                 "agreeing_sizes": list(d["agreeing_sizes"].get_values())}
                if isinstance(d.get("agreeing"), StringAttr) else {})}
+
+
+def live_steps(loop: Operation) -> tuple[int, tuple[int, ...], tuple[int, ...]] | None:
+    """A loop's `loop.live_steps` as (grid dim, lo, hi), or None: every step runs everywhere."""
+    attr = loop.attributes.get(LIVE_STEPS)
+    if not isinstance(attr, DictionaryAttr):
+        return None
+    d = attr.data
+    return (d["dim"].value.data, tuple(d["lo"].get_values()), tuple(d["hi"].get_values()))
+
+
+def live_steps_attr(dim: int, lo, hi) -> DictionaryAttr:
+    from xdsl.dialects.builtin import DenseArrayBase, i64
+
+    return DictionaryAttr({"dim": IntegerAttr(dim, 64),
+                           "lo": DenseArrayBase.from_list(i64, list(lo)),
+                           "hi": DenseArrayBase.from_list(i64, list(hi))})
+
+
+def check_live_steps(loop: Operation, grid_shape, trips: int) -> str | None:
+    """What is wrong with a loop's `loop.live_steps` inside a grid of `grid_shape`, or None."""
+    attr = loop.attributes.get(LIVE_STEPS)
+    if attr is None:
+        return None
+    d = attr.data if isinstance(attr, DictionaryAttr) else {}
+    try:
+        dim, lo, hi = live_steps(loop)
+    except (KeyError, AttributeError):
+        return f"`{LIVE_STEPS}` must be {{dim, lo, hi}}"
+    if not 0 <= dim < len(grid_shape) or set(d) != {"dim", "lo", "hi"}:
+        return f"`{LIVE_STEPS}` names grid dimension {dim} of {len(grid_shape)}"
+    if len(lo) != grid_shape[dim] or len(hi) != grid_shape[dim]:
+        return f"`{LIVE_STEPS}` needs {grid_shape[dim]} bounds, one per grid index"
+    if not all(0 <= a <= b <= trips for a, b in zip(lo, hi)):
+        return f"`{LIVE_STEPS}` bounds must satisfy 0 <= lo <= hi <= {trips}"
+    return None
