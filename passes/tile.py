@@ -109,6 +109,7 @@ class TilePass(ModulePass):
 
     name = "tile"
     target: str = DEFAULT_TARGET
+    fuse: bool = True  # false: none of issue 14's fusions (`--no-fuse`, the unfused baseline)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
 
@@ -119,7 +120,7 @@ class TilePass(ModulePass):
                 _check_primitives(kernel)
                 _record_flops(kernel)
                 split_multi_axis_reductions(kernel)
-                KernelTiler(kernel, target).run()
+                KernelTiler(kernel, target, self.fuse).run()
 
 
 def _record_flops(kernel: zk.KernelOp) -> None:
