@@ -163,3 +163,12 @@ def test_reports_name_the_directive(cli, tmp_path):
     assert "5 part(s) from `split y 5`" in cli("eval", path, "--no-hints").out
     grids = cli("compile", path, "--format", "json").json["grids"]
     assert [g["tile"]["split"] for g in grids if g["tile"]["parts"] > 1] == ["y"]
+
+
+def test_retile_split_k_over_a_split_directive_is_refused():
+    """`retile` sets `split_k` without the front end's check: the `tile` pass refuses it."""
+    compiled = zhenwu_cc.compile(MATMUL.format(directives="split c 3"))
+    with pytest.raises(CompileError) as e:
+        compiled.retile({"c": (64, 64, 64)}, split_k={"c": 2}).module("tile")
+    d = e.value.diagnostics[0]
+    assert d.code == "ZK0607" and "`tile c` splits the same matmul with `split_k 2`" in d.message

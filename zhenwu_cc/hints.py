@@ -73,8 +73,8 @@ class Context:
     def __init__(self, compiled, costing, *, check_seed: int | None = None,
                  budget: float | None = None, costs: MutableMapping | None = None):
         """`costs`: where edited kernels' estimates are kept, keyed by the hash of source text,
-        file, kernel, target, shape parameters and fusion (`--no-fuse`) (`serve` passes one bounded cache for all its
-        requests)."""
+        file, kernel, target, shape parameters and fusion (`--no-fuse`) (`serve` passes one
+        bounded cache for all its requests)."""
         text, _ = compiled.source
         self.compiled, self.costing = compiled, costing
         self.source, self.file, self.kernel = text, compiled.file, compiled.name

@@ -448,8 +448,7 @@ class KernelTiler:
 
         if split_parts(mm) is not None:  # `split NAME S`: split_k S exactly, the K tile kept
             split = split_parts(mm)
-            tk = self.splits.chunk(mm, shape_of(mm.lhs)[-1], tk, multiple, None if directive
-                                   is None else f"tile {directive.results[0].name_hint}")
+            tk = self.splits.k_tile(mm, directive, tk, multiple)
             shrink = _keep_last(lambda mn: halve_matmul((*mn, tk), multiple)[:2]
                                 if max(mn) > 16 else None)
         if split > 1:

@@ -66,6 +66,20 @@ class Splits:
                        f"runs of chunks of at most {largest}{step} elements, none of them "
                        "empty", "the nearest counts that fit: " + ", ".join(str(s) for s in near))
 
+    def k_tile(self, mm: zk.MatmulOp, directive: Operation | None, tk: int,
+               multiple: int) -> int:
+        """The K tile of matmul `mm`'s grid split by `split NAME S` (see `chunk`), whose
+        `directive` (`tile NAME [M, N, K]`, if any) gives no `split_k` of its own: `retile`
+        can set one that the front end never saw."""
+        given = None
+        if directive is not None:
+            attr = directive.attributes[attrs.TILE]
+            given = f"tile {directive.results[0].name_hint}"
+            if attr.split_k.data != 1:
+                raise _refused(mm, f"`{given}` splits the same matmul with `split_k "
+                               f"{attr.split_k.data}`", "keep one of them")
+        return self.chunk(mm, mm.lhs.type.get_shape()[-1], tk, multiple, given)
+
     def record(self, grid: Operation, op: Operation) -> None:
         """Name the `split` directive of `op` in its grid's `tile.sizes`, for reports."""
         attr = op.attributes.get(attrs.SPLIT)
