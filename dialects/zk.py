@@ -73,7 +73,7 @@ from zhenwu_cc.dialects.formats import (
     print_number,
 )
 from zhenwu_cc.dialects.precision import PrecisionAttr
-from zhenwu_cc.dialects.zk_attrs import PlaceAttr, TileAttr
+from zhenwu_cc.dialects.zk_attrs import FuseAttr, PlaceAttr, SplitAttr, TileAttr
 from zhenwu_cc.dialects.zk_common import check as _check
 from zhenwu_cc.dialects.zk_common import elem as _elem
 from zhenwu_cc.dialects.zk_common import shape as _shape
@@ -717,5 +717,5 @@ ZK = Dialect(
      SelectOp, CastOp, BitcastOp, QuantizeOp, DequantizeOp, MatmulOp, *REDUCE_OPS.values(), LogSumExpOp,
      ArgmaxOp, SoftmaxOp, LogSoftmaxOp, LayerNormOp, RMSNormOp, BroadcastOp, TransposeOp,
      ReshapeOp, SliceOp, ConcatOp],
-    [TileAttr, PrecisionAttr, PlaceAttr],
+    [TileAttr, SplitAttr, FuseAttr, PrecisionAttr, PlaceAttr],
 )

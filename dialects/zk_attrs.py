@@ -1,4 +1,5 @@
-"""The `zk` dialect's schedule attributes: `#zk.tile<...>` and `#zk.place<...>` (`#zk.precision`
+"""The `zk` dialect's schedule attributes: `#zk.tile<...>`, `#zk.split<...>`, `#zk.fuse<...>` and
+`#zk.place<...>` (`#zk.precision`
 lives in precision.py, where `ppu` can use it without the `zk` ops)."""
 
 from __future__ import annotations
@@ -69,6 +70,72 @@ class TileAttr(ParametrizedAttribute):
                 printer.print_string(", ")
                 printer.print_attribute(self.loc)
 
+
+
+@irdl_attr_definition
+class SplitAttr(ParametrizedAttribute):
+    """`split NAME S`: `#zk.split<NAME, S>` on the reduction (or matmul) it splits, with the name
+    as the directive wrote it (reports say "from `split NAME S`", also on the reductions a
+    composite expands to). `loc` is the schedule line, printed only as debug info (as
+    `#zk.tile`'s), so that the `tile` pass can point at it when no grid can take the split
+    (ZK0607)."""
+
+    name = attrs.SPLIT
+    target: StringAttr = param_def()
+    parts: IntAttr = param_def()
+    loc: FileLineColLoc | UnknownLoc = param_def()
+
+    def __init__(self, target: str, parts: int,
+                 loc: FileLineColLoc | UnknownLoc | None = None):
+        super().__init__(StringAttr(target), IntAttr(parts), loc or UnknownLoc())
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        with parser.in_angle_brackets():
+            target = parser.parse_identifier()
+            parser.parse_punctuation(",")
+            start = parser.pos
+            parts = parser.parse_integer()
+            if parts < 1:  # tiling divides by it
+                parser.raise_error("split parts must be >= 1", start, parser.pos)
+            loc = parser.parse_optional_location() if parser.parse_optional_punctuation(",") \
+                else None
+        return (StringAttr(target), IntAttr(parts), loc or UnknownLoc())
+
+    def print_parameters(self, printer: Printer) -> None:
+        with printer.in_angle_brackets():
+            printer.print_string(f"{self.target.data}, {self.parts.data}")
+            if printer.print_debuginfo and isinstance(self.loc, FileLineColLoc):
+                printer.print_string(", ")
+                printer.print_attribute(self.loc)
+
+
+@irdl_attr_definition
+class FuseAttr(ParametrizedAttribute):
+    """`fuse NAME off`: `#zk.fuse<off>` on the op NAME binds, which the `tile` pass then leaves
+    out of every fused group; `loc` is the schedule line (debug info, as `#zk.tile`'s), for
+    ZK0608 when the value is part of no fused group."""
+
+    name = attrs.FUSE
+    loc: FileLineColLoc | UnknownLoc = param_def()
+
+    def __init__(self, loc: FileLineColLoc | UnknownLoc | None = None):
+        super().__init__(loc or UnknownLoc())
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        with parser.in_angle_brackets():
+            parser.parse_keyword("off")
+            loc = parser.parse_optional_location() if parser.parse_optional_punctuation(",") \
+                else None
+        return (loc or UnknownLoc(),)
+
+    def print_parameters(self, printer: Printer) -> None:
+        with printer.in_angle_brackets():
+            printer.print_string("off")
+            if printer.print_debuginfo and isinstance(self.loc, FileLineColLoc):
+                printer.print_string(", ")
+                printer.print_attribute(self.loc)
 
 
 @irdl_attr_definition

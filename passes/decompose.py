@@ -5,7 +5,8 @@ internally in f32 and rounds once to its result dtype, so for a narrower input (
 the expansion casts the operands to f32 and the result back; f32 inputs expand directly.
 Every new op carries the composite's location; the value that replaces the composite keeps its
 name hint, and the op that produces it takes over the composite's discardable attributes
-(`zk.tile`, `zk.precision`, `zk.place` from the schedule).
+(`zk.tile`, `zk.precision`, `zk.place`, `zk.fuse` from the schedule), except `zk.split`, which
+goes to each reduction of the expansion (`split p 8` on `p = softmax(x)` splits its max and sum).
 
 Special values follow the reference evaluator (`zhenwu_cc.runtime.reference`): softmax subtracts
 the plain row maximum, so a row of all -inf or one holding +inf gives NaN. logsumexp and log_softmax
@@ -24,6 +25,7 @@ from xdsl.dialects.builtin import ModuleOp, TensorType, f32
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
+from zhenwu_cc.core import attrs
 from zhenwu_cc.dialects import zk
 
 GELU_TANH_COEFF = 0.044715
@@ -59,7 +61,11 @@ class _Expansion:
         if result.type.element_type != f32:
             value = self(zk.CastOp(value, result.type.element_type))
         assert isinstance(value.owner, Operation)
-        value.owner.attributes |= self.op.attributes
+        split = self.op.attributes.get(attrs.SPLIT)  # `split NAME S` splits the reductions
+        value.owner.attributes |= {k: a for k, a in self.op.attributes.items() if k != attrs.SPLIT}
+        for new in self.ops:
+            if split is not None and isinstance(new, zk.ReduceOp):
+                new.attributes[attrs.SPLIT] = split
         value.name_hint = result.name_hint
         # Inserted apart from `replace`, which would hand the name hint to every new op too.
         rewriter.insert(self.ops)

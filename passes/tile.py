@@ -22,7 +22,9 @@ dropped: `[M, N, K]` on a matmul's epilogue makes that value the matmul grid's r
 its readers would recompute the epilogue (softmax(q @ k^T * scale)); a directive no grid takes
 (its value recomputed in other grids' tiles, a view, unused) is ZK0605, and one whose value a
 grid sized by another directive computes is ZK0606. Each grid records the tiles it runs, and the
-directive they came from, in `tile.sizes` (for `compile` and `cost` reports).
+directive they came from, in `tile.sizes` (for `compile` and `cost` reports). `split NAME S`
+(exactly S parts: `split`) and `fuse NAME off` (`fuse_control`; the pass option `fuse=false`
+turns every fusion off) are honoured or refused the same way (ZK0607, ZK0608).
 
 Tiles at edges are padded on load and clipped on store; where padding could leak into a
 reduction (a computed operand rather than a load with the identity as padding) it is masked with
@@ -31,8 +33,9 @@ reduction (a computed operand rather than a load with the identity as padding) i
 The helpers live in `passes/tiling/`, one idea per module: `requests` (which tile of a value a
 consumer needs), `sizes` (tile-size choice), `scales` (low-precision scale blocks), `fusion`
 (what a matmul's grid computes on its accumulator), `directives` (the schedule's `tile`),
-`grids` (building one grid) and `kernel` (which grids a kernel gets). The SRAM fit uses the
-planning arithmetic `alloc-sram` uses (`passes/sram_plan.py`).
+`split` (its `split`), `fuse_control` (who may be fused), `grids` (building one grid) and
+`kernel` (which grids a kernel gets). The SRAM fit uses the planning arithmetic `alloc-sram`
+uses (`passes/sram_plan.py`).
 """
 
 from __future__ import annotations
@@ -109,6 +112,7 @@ class TilePass(ModulePass):
 
     name = "tile"
     target: str = DEFAULT_TARGET
+    fuse: bool = True  # false: none of issue 14's fusions (`--no-fuse`, the unfused baseline)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
 
@@ -119,7 +123,7 @@ class TilePass(ModulePass):
                 _check_primitives(kernel)
                 _record_flops(kernel)
                 split_multi_axis_reductions(kernel)
-                KernelTiler(kernel, target).run()
+                KernelTiler(kernel, target, self.fuse).run()
 
 
 def _record_flops(kernel: zk.KernelOp) -> None:

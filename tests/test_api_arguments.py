@@ -54,6 +54,7 @@ def test_numpy_integers_are_integers(value):
     lambda: zhenwu_cc.compile(SRC, target=123),
     lambda: zhenwu_cc.compile(SRC, defines=[("M", 64)]),
     lambda: zhenwu_cc.compile(SRC, defines={1: 64}),
+    lambda: zhenwu_cc.compile(SRC, fuse=1),
 ])
 def test_compile_arguments(call):
     assert code_of(call) == "ZK0512"

@@ -29,7 +29,7 @@ def test_eval_record(capsys):
     assert doc["tiles"] == [{"phase": 0, "name": doc["cost"]["phases"][0]["name"],
                              "loc": doc["cost"]["phases"][0]["loc"], "tiles": 4, "waves": 1,
                              "active_cus": 4, "sizes": [128, 128], "step": 64,
-                             "directive": "c", "directive_sizes": [128, 128, 64], "parts": 1}]
+                             "directive": "c", "directive_sizes": [128, 128, 64], "parts": 1, "split": None}]
     assert [h["code"] for h in doc["hints"]] == ["ZKH01", "ZKH06"]
 
 

@@ -232,3 +232,19 @@ def test_live_steps_are_verified():
     loop.attributes[LIVE_STEPS] = live_steps_attr(2, [0, 0, 0, 3], [2, 4, 6, 9])
     with pytest.raises(VerifyException, match="lo <= hi <= 7"):
         module.verify()
+
+
+@pytest.mark.parametrize("name", ["s", "p", "o"])
+def test_fuse_off_on_any_value_of_the_group_keeps_it_unfused(name):
+    k = zhenwu_cc.compile(_kernel(PLAIN, f"    fuse {name} off"))
+    roles = [g.role.data for g in _grids(k)]
+    assert "attention" not in roles and roles.count("matmul") == 2
+    assert k.check(seed=8).passed
+
+
+def test_no_fuse_gives_the_unfused_baseline():
+    fused = zhenwu_cc.compile(EXAMPLES / "attention.zk")
+    unfused = zhenwu_cc.compile(EXAMPLES / "attention.zk", fuse=False)
+    assert [g.role.data for g in _grids(unfused)] == ["matmul", "reduction", "reduction",
+                                                      "matmul"]
+    assert unfused.cost("m890").time > 2.5 * fused.cost("m890").time

@@ -143,7 +143,8 @@ def test_names_that_start_with_keywords_bind(name):
 
 
 @pytest.mark.parametrize("name", ["tile", "precision", "accumulate", "place", "buffers", "as",
-                                  "in", "hbm", "l2", "stacks", "split_k", "schedule", "kernel"])
+                                  "in", "hbm", "l2", "stacks", "split_k", "schedule", "kernel",
+                                  "split", "fuse", "off"])
 def test_keywords_bind_as_names_inside_kernels(name):
     module = build(f"kernel k(x: f32[4]) -> f32[4] {{ {name} = x * 2\n return {name} }}")
     assert _ops(module)["zk.mul"] == 1
@@ -170,7 +171,7 @@ def test_return_is_still_a_keyword():
 @pytest.mark.parametrize("directive, guess", [
     ("tiles y [4, 4, 4]", "tile"), ("bufers 2", "buffers"), ("precison x as f16", "precision"),
     ("acumulate f32", "accumulate"), ("placement x in l2", "place"),
-    ("tile y [4, 4, 4] splitk 2", "split_k"),
+    ("tile y [4, 4, 4] splitk 2", "split_k"), ("splt y 2", "split"), ("fues y off", "fuse"),
 ])
 def test_an_unknown_directive_is_zk0408_with_a_guess(directive, guess):
     src = ("kernel k(x: f32[4, 4], w: f32[4, 4]) -> f32[4, 4] { y = x @ w\n return y }\n"

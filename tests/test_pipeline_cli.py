@@ -27,7 +27,7 @@ def test_default_pipeline_per_stage(cli, zk_file):
 def test_dump_pass_pipeline_shows_options(cli, zk_file):
     r = cli("compile", zk_file(SRC), "--dump-pass-pipeline", "--target", "h100")
     assert r.code == 0
-    assert 'tile{target="h100"}' in r.err and "builtin.module(" in r.err
+    assert 'tile{target="h100" fuse=true}' in r.err and "builtin.module(" in r.err
 
 
 def test_print_ir_after_all_and_after_one(cli, zk_file):
@@ -36,7 +36,7 @@ def test_print_ir_after_all_and_after_one(cli, zk_file):
     headers = re.findall(r"// -----// IR after (\S+) \((.*)\) //----- //", r.err)
     names = [h[0] for h in headers]
     assert names[0] == "decompose" and names[-2:] == ["canonicalize", "cse"] and "tile" in names
-    assert dict(headers)["tile"] == 'tile{target="m890"}'
+    assert dict(headers)["tile"] == 'tile{target="m890" fuse=true}'
     r = cli("compile", path, "--emit", "tile", "--print-ir-after", "decompose")
     assert r.err.count("// -----// IR after") == 1 and "zk.erf" in r.err
 

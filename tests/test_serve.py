@@ -114,8 +114,17 @@ def test_field_types_are_checked():
     server = Server()
     for request, field in [({"command": "eval", "file": GEMM, "seed": -1}, "seed"),
                            ({"command": "eval", "file": GEMM, "check": "yes"}, "check"),
+                           ({"command": "cost", "file": GEMM, "fuse": 0}, "fuse"),
                            ({"command": "eval", "file": GEMM, "max_rel_l2": 0}, "max_rel_l2"),
                            ({"command": "cost", "file": GEMM, "source": BROKEN}, "file"),
                            ({"command": 3}, "command")]:
         diag = server.handle(json.dumps(request), 1)["diagnostics"][0]
         assert diag["code"] == "ZK1103" and f"`{field}`" in diag["message"], request
+
+
+def test_fuse_false_is_no_fuse_and_is_cached_apart():
+    server = Server()
+    unfused = server._compiled({"file": GEMM, "fuse": False}, "file", "source", 1)
+    fused = server._compiled({"file": GEMM}, "file", "source", 2)
+    assert (unfused.fuse, fused.fuse) == (False, True)
+    assert server.handle(json.dumps({"command": "cost", "file": GEMM, "fuse": False}), 3)["ok"]

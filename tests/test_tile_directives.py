@@ -63,7 +63,8 @@ def test_attention_tile_s_is_honoured():
     grids = _grids(zhenwu_cc.compile(EXAMPLES / "attention.zk"))
     assert grids == [((4, 32, 32, 1), {"sizes": [1, 1, 64, 128], "step": 64, "directive": "o",
                                         "directive_sizes": [64, 128, 64], "parts": 1,
-                                        "agreeing": "s", "agreeing_sizes": [64, 64, 128]})]
+                                        "split": None, "agreeing": "s",
+                                        "agreeing_sizes": [64, 64, 128]})]
 
 
 def _refusal(source: str) -> tuple[str, int, str, str]:
@@ -145,7 +146,8 @@ def test_directive_on_a_returned_view_of_an_input_sizes_its_copy():
         .replace("x * 2.0", "x")
     grids = _grids(zhenwu_cc.compile(source))
     assert [t for _, t in grids if t["directive"] == "r"] == [
-        {"sizes": [512], "step": None, "directive": "r", "directive_sizes": [512], "parts": 1}]
+        {"sizes": [512], "step": None, "directive": "r", "directive_sizes": [512],
+         "parts": 1, "split": None}]
 
 
 def test_directive_on_a_concat_input_sizes_its_copy():
@@ -154,7 +156,8 @@ def test_directive_on_a_concat_input_sizes_its_copy():
     source = source.replace("tile c [16, 64]", "tile y [16, 32]")
     grids = _grids(zhenwu_cc.compile(source))
     assert [t for _, t in grids if t["directive"] == "y"] == [
-        {"sizes": [16, 32], "step": None, "directive": "y", "directive_sizes": [16, 32], "parts": 1}]
+        {"sizes": [16, 32], "step": None, "directive": "y", "directive_sizes": [16, 32],
+         "parts": 1, "split": None}]
 
 
 def test_two_directives_for_one_grid_are_refused():
@@ -193,7 +196,7 @@ def test_compile_json_lists_the_tiles_of_each_grid(cli, zk_file):
     (grid,) = r.json["grids"]
     assert grid["role"] == "matmul" and grid["grid"] == [2, 4]
     assert grid["tile"] == {"sizes": [128, 64], "step": 32, "directive": "c",
-                            "directive_sizes": [128, 64, 32], "parts": 1}
+                            "directive_sizes": [128, 64, 32], "parts": 1, "split": None}
     assert cli("compile", zk_file(GEMM), "--emit", "zk", "--format", "json").json["grids"] == []
 
 
@@ -204,8 +207,9 @@ def test_cost_reports_the_tiles_of_each_phase(cli, zk_file):
     phases = cli("cost", path, "--format", "json").json["cost"]["phases"]
     assert [p["tile"] for p in phases] == [
         {"sizes": [128, 64], "step": 32, "directive": "c", "directive_sizes": [128, 64, 32],
-         "parts": 1},
-        {"sizes": [8], "step": 256, "directive": None, "directive_sizes": None, "parts": 1}]
+         "parts": 1, "split": None},
+        {"sizes": [8], "step": 256, "directive": None, "directive_sizes": None,
+         "parts": 1, "split": None}]
     text = cli("cost", path).out
     assert "tiles: [128, 64], K step 32; from `tile c [128, 64, 32]`" in text
     assert "tiles: [8], chunk 256; chosen by the compiler" in text

@@ -41,9 +41,10 @@ class CheckResult:
 class CompiledKernel:
     """One kernel of a `.zk` source, compiled to the `ppu` level for a target."""
 
-    def __init__(self, module, file: str, target: str):
-        """`module`: a verified `builtin.module` holding exactly one `zk.kernel`."""
-        self.file, self.target = file, target
+    def __init__(self, module, file: str, target: str, fuse: bool = True):
+        """`module`: a verified `builtin.module` holding exactly one `zk.kernel`; `fuse` false
+        lowers it without the `tile` pass's fusions (the unfused baseline, `--no-fuse`)."""
+        self.file, self.target, self.fuse = file, target, fuse
         self._zk = module
         self._lowered: dict[tuple[str, str], object] = {}
         self._cast = None
@@ -89,7 +90,8 @@ class CompiledKernel:
             from zhenwu_cc.pipeline import Instrumentation
 
             module = self._zk.clone()
-            lower(module, stage, key[1], Instrumentation(verify_each=self._verify_each))
+            lower(module, stage, key[1], Instrumentation(verify_each=self._verify_each),
+                  fuse=self.fuse)
             self._lowered[key] = module
         return self._lowered[key]
 
@@ -125,7 +127,7 @@ class CompiledKernel:
                                                           split_k.get(name))
         if buffers is not None:
             kernel.attributes[attrs.BUFFERS] = IntegerAttr(buffers, 64)
-        other = CompiledKernel(module, self.file, self.target)
+        other = CompiledKernel(module, self.file, self.target, self.fuse)
         other._verify_each = verify
         return other
 
@@ -386,7 +388,7 @@ def _fitting_defines(k: CompiledKernel, limit: int | None) -> dict[str, int]:
             fixed.add(name)
             continue
         params = trial
-        other = CompiledKernel(module, k.file, k.target)
+        other = CompiledKernel(module, k.file, k.target, k.fuse)
         if sum(check_bytes(other._check_programs(), None)) <= limit:
             return {n: v for n, v in params.items() if v != original[n]}
     return {}
@@ -435,9 +437,10 @@ def _describe(p) -> str:
 
 
 def compile(source_or_path: str | os.PathLike, *, kernel: str | None = None,
-            defines: Mapping[str, int] | None = None, target: str | None = None
-            ) -> CompiledKernel:
-    """Compile `.zk` source text, or the `.zk` file at a path, for `target` (default m890)."""
+            defines: Mapping[str, int] | None = None, target: str | None = None,
+            fuse: bool = True) -> CompiledKernel:
+    """Compile `.zk` source text, or the `.zk` file at a path, for `target` (default m890);
+    `fuse=False` leaves out the `tile` pass's fusions (the unfused baseline, `--no-fuse`)."""
     from zhenwu_cc.frontend import build
     from zhenwu_cc.core.target import default_target
     from zhenwu_cc.sources import read_source
@@ -445,6 +448,8 @@ def compile(source_or_path: str | os.PathLike, *, kernel: str | None = None,
     source_or_path = arg.source("compile()", source_or_path)
     kernel = arg.text("compile()", "kernel", kernel)
     target = arg.text("compile()", "target", target)
+    if not isinstance(fuse, bool):  # not `arg.flag`: compiling never needs numpy
+        raise arg.bad("compile()", "fuse", "True or False", fuse)
     defines = {name: arg.integer("compile()", f"defines[{name!r}]", value)
                for name, value in arg.mapping("compile()", "defines", defines).items()}
     text, file = str(source_or_path), "<source>"
@@ -459,6 +464,6 @@ def compile(source_or_path: str | os.PathLike, *, kernel: str | None = None,
     if len(names) != 1:
         raise error("ZK0004", f"{file} has {len(names)} kernels ({', '.join(names)})",
                     help=f"choose one with kernel=, e.g. kernel={names[0]!r}")
-    compiled = CompiledKernel(module, file, target or default_target())
+    compiled = CompiledKernel(module, file, target or default_target(), fuse)
     compiled.source = (text, kernel)
     return compiled

@@ -168,7 +168,14 @@ def cmd_compile(args, sources) -> Output:
 
     module = load_module(args, sources)
     kernels = [signature(k) for k in module.ops]
-    spec = args.pipeline if args.pipeline is not None else default_pipeline(args.emit, args.target)
+    if args.pipeline is not None and not args.fuse:
+        from zhenwu_cc.core.diagnostics import error
+
+        raise error("ZK0006", "--no-fuse sets an option of the default pipeline, and -p replaces "
+                    "that pipeline", help="drop --no-fuse and write `tile{fuse=false}` in the -p "
+                    "pipeline")
+    spec = (args.pipeline if args.pipeline is not None
+            else default_pipeline(args.emit, args.target, args.fuse))
     passes = parse_pipeline(spec)
     inst = instrumentation(args)
     prepare_instrumentation(inst, passes)
@@ -228,7 +235,7 @@ def cmd_run(args, sources) -> Output:
 
     module = load_module(args, sources)
     one_kernel(module, args.file)
-    compiled = CompiledKernel(module, args.file, args.target)
+    compiled = CompiledKernel(module, args.file, args.target, args.fuse)
     compiled.source = (sources.texts[args.file], args.kernel)
     kernel = compiled.zk
     check = args.check or args.check_sample is not None or args.max_rel_l2 is not None
@@ -353,18 +360,51 @@ def estimate_for(args, sources, target_name: str):
 
     module = load_module(args, sources)
     one_kernel(module, args.file)
-    c = CompiledKernel(module, args.file, target_name).costing(target_name)
+    c = CompiledKernel(module, args.file, target_name, args.fuse).costing(target_name)
     return c.estimate, c.target, c.workload, c.kernel
+
+
+def baseline(compiled, fused_time: float) -> dict:
+    """`--baseline`: the kernel costed again without the `tile` pass's fusions, and the fused
+    kernel's modeled speedup over it (unfused time / fused time), to six significant digits as
+    the cost record's times."""
+    from zhenwu_cc.api import CompiledKernel
+
+    unfused = CompiledKernel(compiled.module("zk").clone(), compiled.file, compiled.target, False)
+    time = unfused.costing(compiled.target).estimate.time
+    return {"fused_time_s": _six(fused_time), "unfused_time_s": _six(time),
+            "speedup": _six(time / fused_time)}
+
+
+def _six(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+def baseline_text(record: dict) -> str:
+    from zhenwu_cc.runtime.cost.report import seconds
+
+    return (f"baseline: {record['speedup']:.2f}× over the unfused kernel (fused "
+            f"{seconds(record['fused_time_s'])}, unfused {seconds(record['unfused_time_s'])}, "
+            "`--no-fuse`)\n")
 
 
 def cmd_cost(args, sources) -> Output:
     from zhenwu_cc.runtime.cost import report
     from zhenwu_cc.signature import params_text
 
-    est, target, workload, kernel = estimate_for(args, sources, args.target)
+    from zhenwu_cc.api import CompiledKernel
+
+    module = load_module(args, sources)
+    one_kernel(module, args.file)
+    compiled = CompiledKernel(module, args.file, args.target, args.fuse)
+    costing = compiled.costing(args.target)
+    est, target, workload, kernel = (costing.estimate, costing.target, costing.workload,
+                                     costing.kernel)
     placement = report.placement_map(kernel)
     params = {k: v.value.data for k, v in kernel.attributes["params"].data.items()}
     payload = {"params": params, "cost": est.to_dict(), "placement": placement}
+    if args.baseline:
+        payload["baseline"] = baseline(compiled, est.time)
     if args.trace:
         from zhenwu_cc.runtime.cost import trace
 
@@ -373,7 +413,8 @@ def cmd_cost(args, sources) -> Output:
     written = f"\ntrace written to {args.trace} (open it in ui.perfetto.dev)\n" \
         if args.trace else ""
     return Output(payload, report.render(est, sources, params_text(params))
-                  + report.render_placement(placement) + written)
+                  + report.render_placement(placement)
+                  + (baseline_text(payload["baseline"]) if args.baseline else "") + written)
 
 
 def cmd_eval(args, sources) -> Output:
@@ -383,11 +424,15 @@ def cmd_eval(args, sources) -> Output:
 
     module = load_module(args, sources)
     one_kernel(module, args.file)
-    compiled = CompiledKernel(module, args.file, args.target)
+    compiled = CompiledKernel(module, args.file, args.target, args.fuse)
     compiled.source = (sources.texts[args.file], args.kernel)
     result = evaluate(compiled, check=args.check, seed=args.seed, sample=args.check_sample,
                       max_rel_l2=args.max_rel_l2, with_hints=args.hints)
-    return Output(result.record, result.text, result.diagnostics,
+    text = result.text
+    if args.baseline:
+        result.record["baseline"] = baseline(compiled, compiled.cost().time)
+        text += baseline_text(result.record["baseline"])
+    return Output(result.record, text, result.diagnostics,
                   EXIT_USER if result.failed else EXIT_OK)
 
 
@@ -400,7 +445,7 @@ def cmd_diff(args, sources) -> Output:
     for file in (args.old, args.new):
         module = load_module(args, sources, file)
         one_kernel(module, file)
-        compiled = CompiledKernel(module, file, args.target)
+        compiled = CompiledKernel(module, file, args.target, args.fuse)
         sides.append(Side(file, sources.texts[file], compiled.costing(args.target),
                           tuple(compiled.zk.arg_names), tuple(compiled.zk.names_of_results)))
     record = diff(*sides)
@@ -463,6 +508,22 @@ def _add_target_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default=None,
                    help="chip model: m890 (default), 810e, h20, h100, h200, or a .toml file "
                    "(default from $ZHENWU_TARGET)")
+
+
+def _add_fuse_arg(p) -> None:
+    """`--no-fuse`: compile without the `tile` pass's fusions (the unfused baseline)."""
+    p.add_argument("--no-fuse", dest="fuse", action="store_false",
+                          help="compile without the tile pass's fusions (flash attention, fused "
+                          "operand chains): the unfused baseline")
+
+
+def _add_baseline_args(p: argparse.ArgumentParser) -> None:
+    """`--no-fuse`, or `--baseline`: the fused kernel's modeled speedup over the unfused one."""
+    group = p.add_mutually_exclusive_group()
+    _add_fuse_arg(group)
+    group.add_argument("--baseline", action="store_true",
+                       help="also cost the kernel with --no-fuse and print the fused kernel's "
+                       "modeled speedup over it")
 
 
 def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
@@ -546,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--emit", choices=("zk", "tile", "ppu"), default="ppu",
                    help="the stage to print: zk (as written), tile (grids), ppu (the machine)")
     _add_target_arg(p)
+    _add_fuse_arg(p)
     p.add_argument("-o", dest="output", metavar="OUT", type=_out_path,
                    help="write the IR here (atomically)")
     p.add_argument("-p", "--pass-pipeline", dest="pipeline", default=None,
@@ -555,6 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cost", help="estimate time on a chip model, and why")
     _add_source_args(p, "the kernel to cost (when the file has several)")
     _add_target_arg(p)
+    _add_baseline_args(p)
     p.add_argument("--trace", metavar="OUT.json", type=_out_path,
                    help="write a Chrome trace (open it in Perfetto: ui.perfetto.dev)")
 
@@ -562,6 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "tiles and hints with schedule edits")
     _add_source_args(p, "the kernel to evaluate (when the file has several)")
     _add_target_arg(p)
+    _add_baseline_args(p)
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                    help="run the numerics check as `run --check` does (default: on)")
     p.add_argument("--check-sample", type=_sample_size, metavar="N",
@@ -583,6 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="text for people, json for programs (one document on stdout)")
     _add_target_arg(p)
+    _add_fuse_arg(p)
 
     sub.add_parser("serve", help="answer JSON-lines requests (check, eval, cost, diff) on stdin "
                    "and stdout, paying start-up once (docs/cli.md)")
@@ -591,6 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_args(p, "the kernel to compare (when the file has several)")
     p.add_argument("--targets", default="m890,h20,810e,h100,h200",
                    help="comma-separated targets (default: m890,h20,810e,h100,h200)")
+    _add_fuse_arg(p)
 
     p = sub.add_parser("opt", help="run a pass pipeline on MLIR text (like mlir-opt)",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -634,6 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="OUT.npz", type=_out_path,
                    help="write the outputs by result name (atomically)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs (default 0)")
+    _add_fuse_arg(p)
     return parser
 
 

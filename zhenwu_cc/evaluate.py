@@ -67,7 +67,7 @@ def evaluate(compiled, *, check: bool = True, seed: int = 0, sample: int | None 
     tiles = [{"phase": i, "name": p.name, "loc": p.loc, "tiles": p.tiles, "waves": p.waves,
               "active_cus": p.active_cus, **(p.tile.to_dict() if p.tile else
                                              {"sizes": None, "step": None, "directive": None,
-                                              "directive_sizes": None})}
+                                              "directive_sizes": None, "split": None})}
              for i, p in enumerate(est.phases)]
     record = {"kernel": compiled.name, "target": compiled.target, "params": sig["params"],
               "signature": sig, "numerics": numerics, "cost": est.to_dict(),
@@ -78,6 +78,8 @@ def evaluate(compiled, *, check: bool = True, seed: int = 0, sample: int | None 
         step = "" if t["step"] is None else f" step {t['step']}"
         whence = f"`tile {t['directive']}`" if t["directive"] else "the compiler"
         sizes = "-" if t["sizes"] is None else str(t["sizes"])
+        if t["split"]:
+            whence += f", {t['parts']} part(s) from `split {t['split']} {t['parts']}`"
         lines.append(f"  [{t['phase']}] {t['name']}: {sizes}{step} from {whence}; {t['tiles']} "
                      f"tile(s), {t['waves']} wave(s), {t['active_cus']} CUs busy")
     lines.append("hints:" if found else "hints: none")

@@ -73,8 +73,8 @@ class Context:
     def __init__(self, compiled, costing, *, check_seed: int | None = None,
                  budget: float | None = None, costs: MutableMapping | None = None):
         """`costs`: where edited kernels' estimates are kept, keyed by the hash of source text,
-        file, kernel, target and shape parameters (`serve` passes one bounded cache for all its
-        requests)."""
+        file, kernel, target, shape parameters and fusion (`--no-fuse`) (`serve` passes one
+        bounded cache for all its requests)."""
         text, _ = compiled.source
         self.compiled, self.costing = compiled, costing
         self.source, self.file, self.kernel = text, compiled.file, compiled.name
@@ -96,7 +96,7 @@ class Context:
             module = build(text, self.file, self.params, self.kernel)
         except CompileError:
             return None
-        other = CompiledKernel(module, self.file, self.compiled.target)
+        other = CompiledKernel(module, self.file, self.compiled.target, self.compiled.fuse)
         other.source = (text, self.kernel)
         other._verify_each = False  # as `retile()`: the source was verified, passes are tested
         return other
@@ -106,8 +106,8 @@ class Context:
         from zhenwu_cc.core.diagnostics import CompileError
 
         key = hashlib.sha256(json.dumps([edit.apply(self.source), self.file, self.kernel,
-                                         self.compiled.target, sorted(self.params.items())])
-                             .encode()).hexdigest()
+                                         self.compiled.target, sorted(self.params.items()),
+                                         self.compiled.fuse]).encode()).hexdigest()
         if key not in self._costed:
             try:
                 if edit.retile is not None:
@@ -143,7 +143,7 @@ class Context:
             if isinstance(loc, FileLineColLoc) and (loc.line.data, loc.column.data) == (
                     directive.line, directive.col):
                 del op.attributes[attrs.TILE]
-        other = CompiledKernel(module, self.file, self.compiled.target)
+        other = CompiledKernel(module, self.file, self.compiled.target, self.compiled.fuse)
         other._verify_each = False  # as `retile()`
         return other
 

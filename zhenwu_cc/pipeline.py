@@ -27,10 +27,11 @@ from zhenwu_cc.core.target import DEFAULT_TARGET
 STAGES = ("zk", "tile", "ppu")
 
 
-def default_pipeline(stage: str, target: str = DEFAULT_TARGET) -> str:
-    """The passes that take a freshly generated `zk` module to `stage` for `target`."""
+def default_pipeline(stage: str, target: str = DEFAULT_TARGET, fuse: bool = True) -> str:
+    """The passes that take a freshly generated `zk` module to `stage` for `target` (`fuse`
+    false: the `tile` pass without its fusions, the unfused baseline)."""
     t = "{target=" + json.dumps(target) + "}"
-    to_tile = f"decompose,cast,tile{t},canonicalize,cse"
+    to_tile = f"decompose,cast,tile{t[:-1]}{'' if fuse else ' fuse=false'}}},canonicalize,cse"
     to_ppu = f"{to_tile},place-hbm{t},alloc-sram{t},lower-ppu{t},canonicalize,cse"
     return {"zk": "", "tile": to_tile, "ppu": to_ppu}[stage]
 
@@ -212,12 +213,13 @@ def _stderr() -> TextIO:
 
 
 def lower(module: ModuleOp, stage: str, target: str = DEFAULT_TARGET,
-          inst: Instrumentation | None = None, ctx: Context | None = None) -> PipelineRun:
+          inst: Instrumentation | None = None, ctx: Context | None = None,
+          fuse: bool = True) -> PipelineRun:
     """Take a freshly generated `zk` module to `stage` with the default pipeline."""
-    return run_pipeline(ctx or make_context(), module, _default_passes(stage, target), inst)
+    return run_pipeline(ctx or make_context(), module, _default_passes(stage, target, fuse), inst)
 
 
 @cache
-def _default_passes(stage: str, target: str) -> tuple[ModulePass, ...]:
+def _default_passes(stage: str, target: str, fuse: bool = True) -> tuple[ModulePass, ...]:
     """Parsed once per process: passes are immutable, and parsing their options is not free."""
-    return parse_pipeline(default_pipeline(stage, target))
+    return parse_pipeline(default_pipeline(stage, target, fuse))

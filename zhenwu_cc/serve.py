@@ -185,7 +185,7 @@ class Server:
     # -- the cache ------------------------------------------------------------------------------
     def _compiled(self, request: dict, path_key: str, text_key: str, number: int):
         """The compiled kernel a request names, from the cache when the same source, kernel,
-        shape parameters and target made one before."""
+        shape parameters, target and fusion made one before."""
         from zhenwu_cc.api import CompiledKernel
         from zhenwu_cc.cli import one_kernel
         from zhenwu_cc.core.target import default_target, load_target
@@ -195,14 +195,15 @@ class Server:
         defines = _defines(request, number)
         kernel = _field(request, "kernel", str, number)
         target = _field(request, "target", str, number) or default_target()
+        fuse = _field(request, "fuse", bool, number) is not False  # `--no-fuse`: false
         load_target(target)  # an unknown target is ZK0701 before any work
-        key = hashlib.sha256(json.dumps([text, file, kernel, sorted(defines.items()), target])
-                             .encode()).hexdigest()
+        key = hashlib.sha256(json.dumps([text, file, kernel, sorted(defines.items()), target,
+                                         fuse]).encode()).hexdigest()
         if key in self.kernels:
             return self.kernels[key]
         module = build(text, file, defines, kernel)
         one_kernel(module, file)
-        compiled = CompiledKernel(module, file, target)
+        compiled = CompiledKernel(module, file, target, fuse)
         compiled.source = (text, kernel)
         self.kernels[key] = compiled
         return compiled

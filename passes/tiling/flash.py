@@ -26,7 +26,7 @@ from zhenwu_cc.core import attrs
 from zhenwu_cc.core.diagnostics import Note, error
 from zhenwu_cc.dialects import tile, zk
 from zhenwu_cc.dialects.loc import span_at, span_of
-from zhenwu_cc.passes.tiling.fusion import exclusive
+from zhenwu_cc.passes.tiling.fusion import exclusive, path_ops
 from zhenwu_cc.passes.tiling.grids import F32
 from zhenwu_cc.passes.tiling.masks import live_blocks
 from zhenwu_cc.passes.tiling.requests import Req, matmul_operand_req, shape_of, zero_padded
@@ -47,6 +47,15 @@ class FlashMatch:
     @property
     def kv_len(self) -> int:
         return shape_of(self.x)[-1]
+
+    def group(self) -> list[Operation]:
+        """The ops the flash grid fuses (what `fuse NAME off` on any of them keeps apart):
+        both matmuls, the softmax's ops, the casts and the scores' epilogue."""
+        div = (self.casts[0].input if self.casts else self.pv.lhs).owner
+        exp = div.lhs.owner
+        sub = exp.input.owner
+        return [self.qk, *path_ops(self.x.owner, self.qk), sub.rhs.owner, sub, exp,
+                div.rhs.owner, div, *self.casts, self.pv]
 
 
 def match_flash(pv: zk.MatmulOp) -> FlashMatch | None:

@@ -35,14 +35,14 @@ def exclusive(mm: zk.MatmulOp, root: Operation) -> bool:
     `root`: then computing the epilogue on the accumulator serves every use."""
     if root is mm:
         return True
-    path = _path_ops(root, mm)
+    path = path_ops(root, mm)
     inside = {id(op) for op in path}
     return all(id(use.operation) in inside
                for op in [mm, *path] if op is not root
                for use in op.results[0].uses)
 
 
-def _path_ops(root: Operation, mm: zk.MatmulOp) -> list[Operation]:
+def path_ops(root: Operation, mm: zk.MatmulOp) -> list[Operation]:
     """The elementwise ops on paths from `mm` to `root` (root included)."""
     out, stack, seen = [], [root], set()
     while stack:

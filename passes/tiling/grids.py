@@ -33,6 +33,7 @@ from zhenwu_cc.passes.tiling.requests import (
 )
 from zhenwu_cc.passes.tiling.scales import scale_plan
 from zhenwu_cc.passes.tiling.sizes import tile_budget
+from zhenwu_cc.passes.tiling.split import split_parts
 
 if TYPE_CHECKING:
     from zhenwu_cc.passes.tiling.kernel import KernelTiler
@@ -372,7 +373,10 @@ class Grid:
 
     def _inlinable(self, op, req: Req) -> bool:
         """A reduction can be computed inside this tile if its whole input tile is no bigger
-        than the grid's own tiles (whole rows of a row-wise kernel) or the tile budget."""
+        than the grid's own tiles (whole rows of a row-wise kernel) or the tile budget, and no
+        `split NAME S` asks for a split grid."""
+        if (split_parts(op) or 1) > 1:
+            return False
         sub = self._input_req(op, req, 0.0)
         limit = max(self.tile_elems, tile_budget(self.tiler.target))
         return math.prod(sub.sizes) <= limit

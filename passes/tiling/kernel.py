@@ -26,6 +26,7 @@ from zhenwu_cc.passes.tiling.flash import (
     match_flash,
     shrink_flash,
 )
+from zhenwu_cc.passes.tiling.fuse_control import FuseControl
 from zhenwu_cc.passes.tiling.fusion import matmul_grid_of
 from zhenwu_cc.passes.tiling.grids import Grid, combine, identity, reduce_kind, reduce_op
 from zhenwu_cc.passes.tiling.requests import (
@@ -36,6 +37,7 @@ from zhenwu_cc.passes.tiling.requests import (
     zero_padded,
 )
 from zhenwu_cc.passes.tiling.scales import block_multiples, fused_dtype, fusable, k_multiple
+from zhenwu_cc.passes.tiling.split import Splits, split_parts
 from zhenwu_cc.passes.tiling.sizes import (
     align_up,
     divisor_at_most,
@@ -65,7 +67,7 @@ class _Deeper(Exception):
 class KernelTiler:
     """Cuts one `zk.kernel` into `tile.grid`s (see passes/tile.py's docstring)."""
 
-    def __init__(self, kernel: zk.KernelOp, target):
+    def __init__(self, kernel: zk.KernelOp, target, fuse: bool = True):
         self.kernel = kernel
         self.target = target
         self.block = kernel.body.block
@@ -83,6 +85,8 @@ class KernelTiler:
         mode = kernel.attributes.get(attrs.ACCUMULATE_MODE)
         self.fp8_fast = isinstance(mode, StringAttr) and mode.data == "fp8_fast"
         self.directives = Directives()
+        self.splits = Splits()
+        self.fusion = FuseControl(kernel, fuse)  # the fusions ask it (`fuse NAME off`, --no-fuse)
         self.nesting = 0  # grids being built, one inside another (see ensure_from_top)
 
     def loc_of(self, v: SSAValue):
@@ -158,7 +162,7 @@ class KernelTiler:
         mm = matmul_grid_of(op, self.partials) if isinstance(op, Operation) else None
         if mm is not None:
             flash = match_flash(mm)
-            if flash is not None:
+            if flash is not None and self.fusion.allows_all(flash.group()):
                 return self.flash_grid(v, flash)
             return self.matmul_grid(v, mm)
         if isinstance(op, (zk.ReduceOp, zk.ArgmaxOp)):
@@ -327,6 +331,11 @@ class KernelTiler:
             chunk = pow2_floor(chunk)
         tiles = math.prod(tile.tile_counts(shape_of(v), out_sizes))
         split = reduction_split(tiles, -(-in_shape[axis] // chunk), self.target.compute_units)
+        shrink = halve_largest
+        if split_parts(op) is not None:  # `split NAME S`: exactly S parts, the chunk kept
+            split = split_parts(op)
+            chunk = self.splits.chunk(op, in_shape[axis], chunk)
+            shrink = _keep_last(halve_largest)
         if split > 1:
             built = []
 
@@ -335,14 +344,17 @@ class KernelTiler:
                 built[:] = [grid]
                 return ops, result, grid
 
-            self.partials[op] = self.fit(v, build, (*out_sizes, chunk), halve_largest,
+            self.partials[op] = self.fit(v, build, (*out_sizes, chunk), shrink,
                                          self.directive(v), "tile (and reduction chunk)"), split
+            self.splits.record(built[0], op)
             if isinstance(op, zk.ArgmaxOp):  # each part's maximum, then its position
                 self.partial_positions[op] = built[0].res[1]
             return self.elementwise_grid(v)
-        return self.fit(v, lambda sizes: self._reduction(v, op, axis, sizes[:-1], sizes[-1]),
-                        (*out_sizes, chunk), halve_largest, self.directive(v),
-                        "tile (and reduction chunk)")
+        result = self.fit(v, lambda sizes: self._reduction(v, op, axis, sizes[:-1], sizes[-1]),
+                          (*out_sizes, chunk), shrink, self.directive(v),
+                          "tile (and reduction chunk)")
+        self.splits.record(result.owner, op)
+        return result
 
     def _reduction(self, v: SSAValue, op, axis: int, out_sizes, chunk: int, split: int = 1):
         """The reduction's grid; with `split` > 1 a leading grid dimension cuts the chunks into
@@ -448,13 +460,21 @@ class KernelTiler:
         def shrink(sizes):
             return halve_matmul(sizes, multiple)
 
+        if split_parts(mm) is not None:  # `split NAME S`: split_k S exactly, the K tile kept
+            split = split_parts(mm)
+            tk = self.splits.k_tile(mm, directive, tk, multiple)
+            shrink = _keep_last(lambda mn: halve_matmul((*mn, tk), multiple)[:2]
+                                if max(mn) > 16 else None)
         if split > 1:
             self.partials[mm] = self.fit(
                 mm.result, lambda sz: self._split_k(mm, *sz, split), (tm, tn, tk),
                 shrink, directive, "tile [M, N, K]"), split
+            self.splits.record(self.partials[mm][0].owner, mm)
             return self.elementwise_grid(v)
-        return self.fit(v, lambda sz: self._matmul(v, mm, *sz), (tm, tn, tk), shrink,
-                        directive, "tile [M, N, K]")
+        result = self.fit(v, lambda sz: self._matmul(v, mm, *sz), (tm, tn, tk), shrink,
+                          directive, "tile [M, N, K]")
+        self.splits.record(result.owner, mm)
+        return result
 
     def flash_grid(self, v: SSAValue, f: FlashMatch) -> SSAValue:
         """softmax(S) @ V in one grid with online softmax (`tiling.flash`)."""
@@ -583,6 +603,8 @@ class KernelTiler:
                 t = self.copy_of(v, t)
             results.append(t)
         self.directives.check(list(self.block.ops))
+        self.splits.check(list(self.block.ops), ret.values)
+        self.fusion.check(list(self.block.ops))
         for op in self.new_ops:
             self.block.insert_op_before(op, ret)
         for i, t in enumerate(results):
@@ -607,6 +629,15 @@ class KernelTiler:
         grid = g.finish([out.result], "copy", counts, [(tt, 0, idx, None)])
         record_directive(grid, self.directive(v))
         return self.add(grid, loc)
+
+
+def _keep_last(shrink):
+    """`shrink` applied to all sizes but the last (a split grid's chunk or K tile, chosen so
+    that its parts are equal), which it keeps."""
+    def keep(sizes):
+        smaller = shrink(sizes[:-1]) if len(sizes) > 1 else None
+        return None if smaller is None else (*smaller, sizes[-1])
+    return keep
 
 
 def _shape_text(t) -> str:

@@ -200,7 +200,7 @@ def _phase(launch: ppu.LaunchOp, names: _Names, written: set[str]) -> Phase:
     tile = None if used is None else TileSizes(
         tuple(used["sizes"]), used["step"], used["directive"],
         tuple(used["directive_sizes"]) if used["directive_sizes"] is not None else None,
-        used["parts"])
+        used["parts"], used["split"])
     return Phase(f"{launch.role.data} {here}".strip(), tiles, steps, buffers, sram,
                  tuple(work), bounded, here, tile)
 

@@ -40,6 +40,9 @@ def tiles_text(tile, role: str) -> str:
     if tile.parts > 1:
         what = "K" if role == "matmul" else "the reduced axis"
         text += f", {what} split in {tile.parts} parts"
+    if tile.split is not None:
+        text += (f" from `split {tile.split} {tile.parts}`" if tile.parts > 1
+                 else f", not split (from `split {tile.split} 1`)")
     if tile.directive is None:
         return text + "; chosen by the compiler"
     return text + f"; from `tile {tile.directive} {list(tile.directive_sizes)}`"

@@ -48,12 +48,13 @@ class TileSizes:
     directive: str | None = None
     directive_sizes: tuple[int, ...] | None = None
     parts: int = 1  # a split-K matmul's or split reduction's parts (its leading grid dimension)
+    split: str | None = None  # the binding whose `split NAME S` gave the parts (None: the compiler)
 
     def to_dict(self) -> dict:
         return {"sizes": list(self.sizes), "step": self.step, "directive": self.directive,
                 "directive_sizes": (list(self.directive_sizes)
                                     if self.directive_sizes is not None else None),
-                "parts": self.parts}
+                "parts": self.parts, "split": self.split}
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,10 @@ from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, StringAttr
 from xdsl.ir import Operation
 
 TILE = "zk.tile"  # `#zk.tile<...>` on the op a `tile` directive names
+# `#zk.split<NAME, S>` from `split NAME S`: on the reduction or matmul NAME binds (`decompose` moves it
+# from a composite onto the reductions it expands to)
+SPLIT = "zk.split"
+FUSE = "zk.fuse"  # `#zk.fuse<off>` from `fuse NAME off`, on the op NAME binds
 PRECISION = "zk.precision"  # `#zk.precision<...>` on the op or kernel argument it names
 PLACE = "zk.place"  # `#zk.place<...>` on the op or kernel argument it names
 BUFFERS = "zk.buffers"  # on the kernel: SRAM buffering depth, 1..MAX_BUFFERS
@@ -28,7 +32,7 @@ FLOPS = "zk.flops"
 # On a kernel argument the host fills by quantising a parameter: written by `cast`, read by the
 # host (runtime/precision.py) and the sampled check.
 QUANTIZED_FROM = "zk.quantized_from"
-# The tiles a grid runs ({tile, step?, directive?, directive_sizes?}): written by `tile` on each
+# The tiles a grid runs ({tile, step?, directive?, directive_sizes?, parts?, split?}): written by `tile` on each
 # `tile.grid`, carried by `lower-ppu` onto its `ppu.launch`, read through `used_tiles`.
 TILE_SIZES = "tile.sizes"
 HBM = "ppu.hbm"  # `#ppu.hbm<...>` (place-hbm) on arguments and tile.empty / ppu.global
@@ -54,8 +58,9 @@ def used_tiles(grid: Operation) -> dict | None:
     {"sizes": result tile, "step": K tile or reduction chunk (None without a loop),
     "directive": the binding whose `tile` directive gave them (None: chosen by the compiler),
     "directive_sizes": that directive's sizes as written, "parts": how many parts a split-K
-    matmul or split reduction cuts its loop into (1: not split)}; a flash-attention grid sized by
-    two directives that agree adds "agreeing" and "agreeing_sizes" for the second."""
+    matmul or split reduction cuts its loop into (1: not split), "split": the binding whose
+    `split NAME S` directive gave the parts (None: the compiler chose)}; a flash-attention grid
+    sized by two directives that agree adds "agreeing" and "agreeing_sizes" for the second."""
     attr = grid.attributes.get(TILE_SIZES)
     if not isinstance(attr, DictionaryAttr):
         return None
@@ -68,6 +73,7 @@ def used_tiles(grid: Operation) -> dict | None:
             "directive": name.data if isinstance(name, StringAttr) else None,
             "directive_sizes": list(asked.get_values()) if asked is not None else None,
             "parts": d["parts"].value.data if isinstance(d.get("parts"), IntegerAttr) else 1,
+            "split": d["split"].data if isinstance(d.get("split"), StringAttr) else None,
             **({"agreeing": d["agreeing"].data,
                 "agreeing_sizes": list(d["agreeing_sizes"].get_values())}
                if isinstance(d.get("agreeing"), StringAttr) else {})}

@@ -161,6 +161,19 @@ class TileDirective(Node):
 
 
 @dataclass(eq=False)
+class SplitDirective(Node):
+    target: Ident
+    parts: int
+    parts_span: Span
+
+
+@dataclass(eq=False)
+class FuseDirective(Node):
+    target: Ident
+    setting: Ident  # `off`, the one setting
+
+
+@dataclass(eq=False)
 class PrecisionDirective(Node):
     targets: list[Ident]
     dtype: Ident
@@ -187,7 +200,8 @@ class BuffersDirective(Node):
     count: int
 
 
-Directive = TileDirective | PrecisionDirective | AccumulateDirective | PlaceDirective | BuffersDirective
+Directive = (TileDirective | SplitDirective | FuseDirective | PrecisionDirective
+             | AccumulateDirective | PlaceDirective | BuffersDirective)
 
 
 @dataclass(eq=False)

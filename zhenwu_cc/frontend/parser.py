@@ -20,7 +20,7 @@ from zhenwu_cc.frontend import ast
 
 MAX_DEPTH = 1000  # deeper expressions get ZK0104 instead of straining every later stage
 I64_MAX = 2**63 - 1  # compile-time integers are i64; larger literals get ZK0105
-DIRECTIVES = ("tile", "precision", "accumulate", "place", "buffers")
+DIRECTIVES = ("tile", "split", "fuse", "precision", "accumulate", "place", "buffers")
 _DIRECTIVE_TERMINALS = {"_" + d.upper() for d in DIRECTIVES}
 _TERMINAL_WORDS = {"NAME": "a name", "INT": "an integer", "FLOAT": "a number",
                    "SIGNED_INT": "an integer", "COMPOP": "a comparison", "ADDOP": "`+` or `-`",
@@ -193,6 +193,15 @@ class _ToAst(Transformer_NonRecursive):
         sizes_span, sizes = c[1]
         return ast.TileDirective(self._s(meta), self._ident(c[0]), sizes, sizes_span,
                                  self._int(c[2]) if c[2] is not None else None)
+
+    @v_args(meta=True)
+    def split_dir(self, meta, c):
+        return ast.SplitDirective(self._s(meta), self._ident(c[0]), self._int(c[1]),
+                                  _tok_span(self.file, c[1]))
+
+    @v_args(meta=True)
+    def fuse_dir(self, meta, c):
+        return ast.FuseDirective(self._s(meta), self._ident(c[0]), self._ident(c[1]))
 
     @v_args(meta=True)
     def scale_mode(self, meta, c):

@@ -1,6 +1,6 @@
-"""Schedule directives (`tile`, `precision`, `accumulate`, `place`, `buffers`): checked against the
-kernel they name and recorded as `zk.*` attributes. `tile_attr` is public: `CompiledKernel.retile`
-builds the same attribute without parsing again."""
+"""Schedule directives (`tile`, `split`, `fuse`, `precision`, `accumulate`, `place`, `buffers`):
+checked against the kernel they name and recorded as `zk.*` attributes. `tile_attr` is public:
+`CompiledKernel.retile` builds the same attribute without parsing again."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from zhenwu_cc.core.diagnostics import (
 )
 from zhenwu_cc.core import dtypes, quant
 from zhenwu_cc.dialects import zk
-from zhenwu_cc.dialects.loc import location, span_of
+from zhenwu_cc.dialects.loc import location, span_at, span_of
 from zhenwu_cc.frontend import ast
 from zhenwu_cc.frontend.dtype_rules import DTYPE_ALIASES
 from zhenwu_cc.frontend.values import Value
@@ -39,6 +39,7 @@ def apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen) -> None:
     parameters they name; `gen` is the generator (`irgen`) that built `op`, with its bindings."""
     arg_attrs: list[dict[str, Attribute]] = [{} for _ in op.body.block.args]
     first: dict[tuple[str, str], Span] = {}
+    split_spans: dict[Operation, Span] = {}  # the ops `split` directives split
 
     def once(key: tuple[str, str], span: Span, what: str) -> None:
         if key in first:
@@ -78,6 +79,28 @@ def apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen) -> None:
                 once(("tile", d.target.id), d.span, f"`tile {d.target.id}`")
                 v.ssa.owner.attributes[attrs.TILE] = tile_attr(
                     v.ssa.owner, d.target.id, d.sizes, d.split_k, d.sizes_span, d.span)
+            case ast.SplitDirective():
+                v = resolve(d.target, allow_params=False)
+                once(("split", d.target.id), d.span, f"`split {d.target.id}`")
+                carrier = _split_carrier(v.ssa.owner, d)
+                if carrier in split_spans:  # two names for one matmul (`c = a @ b`, `h = c + 1`)
+                    raise error("ZK0407", f"the split of `{d.target.id}`'s matmul given twice",
+                                d.span, notes=[Note("first given here", split_spans[carrier])])
+                carrier.attributes[attrs.SPLIT] = zk.SplitAttr(d.target.id, d.parts,
+                                                               location(d.span))
+                split_spans[carrier] = d.span
+            case ast.FuseDirective():
+                v = resolve(d.target)
+                once(("fuse", d.target.id), d.span, f"`fuse {d.target.id}`")
+                if d.setting.id != "off":
+                    raise error("ZK0609", f"`fuse {d.target.id} {d.setting.id}`: the setting is "
+                                "`off`", d.setting.span, help=f"write `fuse {d.target.id} off` "
+                                "to keep it out of fused groups; fusion is on by default")
+                if isinstance(v.ssa.owner, Block):
+                    raise error("ZK0609", f"`{d.target.id}` names a parameter: no grid fuses "
+                                "the computation of an input", d.target.span,
+                                help=f"drop `fuse {d.target.id} off`, or name a computed value")
+                v.ssa.owner.attributes[attrs.FUSE] = zk.FuseAttr(location(d.span))
             case ast.PrecisionDirective():
                 attr = _precision_attr(d)
                 for ident in d.targets:
@@ -116,6 +139,7 @@ def apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen) -> None:
                     raise error("ZK0406", f"buffers {d.count}: the multi-buffering depth must be "
                                 f"1..{MAX_BUFFERS}", d.span)
                 op.attributes[attrs.BUFFERS] = IntegerAttr(d.count, 64)
+    _check_split_k(op, split_spans)
     if any(arg_attrs):
         from xdsl.dialects.builtin import ArrayAttr
 
@@ -140,6 +164,67 @@ def tile_attr(op: Operation, name: str, sizes: Sequence[int], split_k: int | Non
         raise error("ZK0403", "split_k applies to matmuls and must be 1..1024"
                     if rooted else f"`{name}` is not a matmul: no split_k", span)
     return zk.TileAttr(sizes, split_k or 1, location(span) if span is not None else None)
+
+
+SPLITTABLE = "sum, max, min, mean, logsumexp, argmax, softmax, log_softmax, layernorm, rmsnorm, @"
+
+
+def _split_carrier(op: Operation, d: ast.SplitDirective) -> Operation:
+    """The op that `split NAME S` splits (ZK0607 when none can be): the reduction NAME binds
+    (a composite's reductions once `decompose` expands it), or the matmul NAME computes,
+    directly or through its epilogue, where it means `split_k S`. S must lie in
+    1..the reduced extent."""
+    name = d.target.id
+    mm = zk.matmul_feeding(op)
+    if mm is not None:
+        op, axis, extent = mm, None, mm.lhs.type.get_shape()[-1]
+    else:
+        if isinstance(op, zk.ReduceOp):
+            axes = op.axis_list
+        elif isinstance(op, (zk.ArgmaxOp, zk.AxisOp, zk.NormOp)):
+            axes = (op.axis.value.data,)
+        else:
+            raise error("ZK0607", f"`split {name} {d.parts}` cannot apply: `{name}` "
+                        f"(`{op.name}`) has no reduction to split", d.span,
+                        notes=_binding_note(op, name),
+                        help="`split` takes a value bound to a reduction or matmul ("
+                        + SPLITTABLE + "); bind the reduction to a name of its own and split "
+                        "that")
+        if len(axes) != 1:
+            raise error("ZK0607", f"`split {name} {d.parts}` cannot apply: `{name}` reduces "
+                        f"{len(axes)} axes at once", d.span, notes=_binding_note(op, name),
+                        help="reduce one axis at a time (`sum(sum(x, axis=1), axis=0)`) and "
+                        "split the binding of the longer one")
+        axis = axes[0]
+        extent = op.operands[0].type.get_shape()[axis]
+    if not 1 <= d.parts <= extent:
+        what = "K" if axis is None else f"axis {axis}"
+        raise error("ZK0607", f"`split {name} {d.parts}` cannot apply: the reduced {what} of "
+                    f"`{name}` has {extent} elements, so it splits in 1..{extent} parts",
+                    d.parts_span, notes=_binding_note(op, name),
+                    help=f"choose S between 1 and {extent}; 1 keeps the reduction in one part")
+    return op
+
+
+def _binding_note(op: Operation, name: str) -> list[Note]:
+    span = span_of(op)
+    return [Note(f"`{name}` is computed here", span)] if span is not None else []
+
+
+def _check_split_k(kernel: zk.KernelOp, split_spans: dict[Operation, Span]) -> None:
+    """`split NAME S` on a matmul is its `split_k S`: refuse a kernel asking both (ZK0407)."""
+    for op in kernel.body.walk():
+        tile = op.attributes.get(attrs.TILE)
+        if not isinstance(tile, zk.TileAttr) or tile.split_k.data == 1:
+            continue
+        mm = zk.matmul_feeding(op)
+        if mm is None or mm not in split_spans:
+            continue
+        name = op.results[0].name_hint or "this value"
+        raise error("ZK0407", f"the split of `{name}`'s matmul given twice: `split_k "
+                    f"{tile.split_k.data}` and `split {mm.attributes[attrs.SPLIT].parts.data}`",
+                    split_spans[mm], notes=[Note("split_k given here", span_at(tile.loc))]
+                    if span_at(tile.loc) else [], help="keep one of them")
 
 
 def _precision_attr(d: ast.PrecisionDirective) -> zk.PrecisionAttr:
