@@ -75,3 +75,19 @@ def test_example_runs_and_checks(path: Path, variant):
     kernel = zhenwu_cc.compile(text.replace("\r", ""), defines=_defines(path))
     result = kernel.check(seed=7)
     assert result.passed, f"{path.name} tiles variant {variant}:\n{result}"
+
+
+FUSED = [p for p in FILES if p.stem.startswith("attention") or p.stem == "mlp_swiglu"]
+
+
+@pytest.mark.parametrize("variant", [None, 1])
+@pytest.mark.parametrize("path", FUSED, ids=lambda p: p.stem)
+def test_example_runs_and_checks_unfused(path: Path, variant):
+    """The `--no-fuse` baseline of every example the `tile` pass fuses something in is a
+    correct program too (the unfused grids: S in HBM, two matmul grids for SwiGLU)."""
+    text = path.read_text() if variant is None else _with_tiles(path.read_text(), variant)
+    kernel = zhenwu_cc.compile(text.replace("\r", ""), defines=_defines(path), fuse=False)
+    assert "attention" not in {g.role.data for g in kernel.module("tile").ops.first.walk()
+                               if g.name == "tile.grid"}
+    result = kernel.check(seed=7)
+    assert result.passed, f"{path.name} --no-fuse, tiles variant {variant}:\n{result}"

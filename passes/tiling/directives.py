@@ -25,10 +25,10 @@ class Directives:
         self.sized_by: dict[SSAValue, Operation] = {}  # the directive that sized each grid root
 
     def sizing(self, v: SSAValue, mm: zk.MatmulOp | None = None) -> Operation | None:
-        """The `tile` directive that sizes a grid over `v` (see `_directive_op`): `[M, N, K]`
+        """The `tile` directive that sizes a grid over `v` (see `directive_op`): `[M, N, K]`
         of `mm` when the grid is that matmul's, else one size per dimension of `v`. Recorded
         as applied: every other directive is refused when tiling ends (`check`)."""
-        op = _directive_op(v, mm)
+        op = directive_op(v, mm)
         if op is not None:
             self.applied.add(op)
             self.sized_by[v] = op
@@ -58,7 +58,7 @@ class Directives:
                         notes=notes, help=_what_applies(op, name))
 
 
-def _directive_op(v: SSAValue, mm: zk.MatmulOp | None = None) -> Operation | None:
+def directive_op(v: SSAValue, mm: zk.MatmulOp | None = None) -> Operation | None:
     """The op whose `tile` directive sizes a grid over `v`: v's op, or an elementwise producer of
     the same shape that the grid computes inline (`tile y [...]` where the root is `f16(y)`).
     For the grid of matmul `mm` (with its epilogue up to `v`), a directive `[M, N, K]` of `mm`;
@@ -77,6 +77,27 @@ def _directive_op(v: SSAValue, mm: zk.MatmulOp | None = None) -> Operation | Non
         if isinstance(op, zk.ELEMENTWISE_OPS):
             stack.extend(op.operands)
     return None
+
+
+def split_k_asked(v: SSAValue, mm: zk.MatmulOp) -> bool:
+    """Whether the `tile [M, N, K] split_k S` that would size `mm`'s grid for `v` asks S > 1
+    (read without recording the directive as applied)."""
+    op = directive_op(v, mm)
+    return op is not None and op.attributes[attrs.TILE].split_k.data > 1
+
+
+def disagree(first: Operation, second: Operation, why: str, help: str):
+    """ZK0618: two `tile` directives size one fused grid and give it different tiles."""
+    def written(op: Operation) -> str:
+        return f"`tile {op.results[0].name_hint or 'this value'} " \
+               f"{list(op.attributes[attrs.TILE].values)}`"
+
+    second_name = second.results[0].name_hint or "this value"
+    return error("ZK0618", f"{written(first)} and {written(second)} disagree: {why}",
+                 span_at(first.attributes[attrs.TILE].loc) or span_of(first),
+                 notes=[Note(f"`tile {second_name}` is here",
+                             span_at(second.attributes[attrs.TILE].loc) or span_of(second))],
+                 help=help)
 
 
 def record_directive(grid: tile.GridOp, directive: Operation | None,

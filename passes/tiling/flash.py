@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.core import attrs
-from zhenwu_cc.core.diagnostics import Note, error
 from zhenwu_cc.dialects import tile, zk
-from zhenwu_cc.dialects.loc import span_at, span_of
+from zhenwu_cc.passes.tiling.directives import disagree
 from zhenwu_cc.passes.tiling.fusion import exclusive, path_ops
 from zhenwu_cc.passes.tiling.grids import F32
 from zhenwu_cc.passes.tiling.masks import live_blocks
@@ -142,14 +141,10 @@ def _disagree(o_dir: Operation, s_dir: Operation):
     s_name = s_dir.results[0].name_hint or "s"
     ov = list(o_dir.attributes[attrs.TILE].values)
     sv = list(s_dir.attributes[attrs.TILE].values)
-    return error("ZK0618", f"`tile {o_name} {ov}` and `tile {s_name} {sv}` disagree: they size "
-                 "one flash-attention grid, whose query block is M of both and whose key/value "
-                 f"block is N of `{s_name}` and K of `{o_name}`",
-                 span_at(o_dir.attributes[attrs.TILE].loc) or span_of(o_dir),
-                 notes=[Note(f"`tile {s_name}` is here",
-                             span_at(s_dir.attributes[attrs.TILE].loc) or span_of(s_dir))],
-                 help=f"`tile {s_name} [{sv[0]}, {sv[1]}, {sv[2]}]` with "
-                      f"`tile {o_name} [{sv[0]}, {ov[1]}, {sv[1]}]`")
+    return disagree(o_dir, s_dir, "they size one flash-attention grid, whose query block is M "
+                    f"of both and whose key/value block is N of `{s_name}` and K of `{o_name}`",
+                    f"`tile {s_name} [{sv[0]}, {sv[1]}, {sv[2]}]` with "
+                    f"`tile {o_name} [{sv[0]}, {ov[1]}, {sv[1]}]`")
 
 
 def shrink_flash(sizes: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
@@ -186,7 +181,7 @@ def build_flash(tiler, v: SSAValue, f: FlashMatch, bq: int, bd: int, bkv: int, t
         s_req = Req((*idx[:-1], j), (*sizes[:-1], bkv), (0,) * len(s_shape), s_shape)
         scores = tiler.accumulate(g, qk, s_req, lambda kk: kk, -(-shape_of(qk.lhs)[-1] // tk),
                                   tk, qk.location, inline_single=True)
-        g.anchor = (qk, s_req, scores)
+        g.anchors[qk] = (s_req, scores)
         x = g.tile_of(f.x, s_req, f.x.owner.location)
         if n % bkv:
             x = g.mask(x, s_req, last, -math.inf, loc)
@@ -215,7 +210,7 @@ def build_flash(tiler, v: SSAValue, f: FlashMatch, bq: int, bd: int, bkv: int, t
     out = g.emit(zk.DivOp(acc, l_fin), loc)
     if out.type.element_type != pv.result.type.element_type:
         out = g.emit(zk.CastOp(out, pv.result.type.element_type), loc)
-    g.anchor = (pv, req, out)
+    g.anchors[pv] = (req, out)
     t = g.tile_of(v, req)
     dest = tiler.empty(v)
     grid = g.finish([dest.result], "attention", counts, [(t, 0, idx, None)], bkv)

@@ -16,7 +16,8 @@ from zhenwu_cc.dialects.loc import span_at, span_of
 
 # What the `tile` pass fuses into groups today, for ZK0608's help: the fusions that ask `allows`.
 FUSED_GROUPS = ("the `tile` pass fuses `softmax(s) @ v` into one flash-attention grid (both "
-                "matmuls, the softmax and the scores' epilogue)")
+                "matmuls, the softmax and the scores' epilogue), and matmuls that share their "
+                "left operand and are combined elementwise into one grid (SwiGLU)")
 
 
 class FuseControl:

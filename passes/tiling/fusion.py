@@ -18,14 +18,14 @@ def matmul_grid_of(op: Operation, partials) -> zk.MatmulOp | None:
     return None
 
 
-def has_own_grid(v: SSAValue, anchor, partials) -> bool:
+def has_own_grid(v: SSAValue, anchors, partials) -> bool:
     """Whether `v`, which carries a `tile [M, N, K]` directive, is computed by its matmul's
-    grid (the epilogue up to `v` on the accumulator) and loaded by the grid whose `anchor`
-    is given, rather than recomputed there from the matmul's bare result: the matmul is
+    grid (the epilogue up to `v` on the accumulator) and loaded by the grid holding
+    `anchors`, rather than recomputed there from the matmul's bare result: the matmul is
     materialised anyway, so honouring the directive moves no more data. Not when that grid
     is the matmul's."""
     mm = zk.matmul_feeding(v.owner)
-    if mm is None or mm is v.owner or (anchor is not None and anchor[0] is mm):
+    if mm is None or mm is v.owner or mm in anchors:
         return False
     return mm not in partials and exclusive(mm, v.owner)
 
@@ -69,3 +69,37 @@ def _reaches(op: Operation, target: Operation) -> bool:
         seen.add(id(cur))
         stack.extend(o.owner for o in cur.operands if isinstance(o.owner, Operation))
     return False
+
+
+def joint_matmuls(v: SSAValue, partials) -> list[zk.MatmulOp] | None:
+    """The matmuls an elementwise `v` of their result shape combines, when there are two or
+    more, they share their left operand and each is used only on the way to `v` (SwiGLU's
+    `silu(x @ w1) * (x @ w3)`): one grid with an accumulator each computes `v`, loading the
+    shared operand once per K step, and neither product reaches HBM. None otherwise."""
+    op = v.owner
+    if not isinstance(op, zk.ELEMENTWISE_OPS):
+        return None
+    found: list[zk.MatmulOp] = []
+    stack, seen = [op], set()
+    while stack:
+        cur = stack.pop()
+        if id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        for operand in cur.operands:
+            owner = operand.owner
+            if isinstance(owner, zk.MatmulOp):
+                if owner not in found:
+                    found.append(owner)
+            elif isinstance(owner, zk.ELEMENTWISE_OPS):
+                stack.append(owner)
+    if len(found) < 2:
+        return None
+    shape = tuple(v.type.get_shape())
+    lhs = found[0].lhs
+    if any(mm.lhs is not lhs or tuple(mm.result.type.get_shape()) != shape or mm in partials
+           or not exclusive(mm, op) for mm in found):
+        return None
+    block = op.parent_block()
+    order = {id(o): i for i, o in enumerate(block.ops)} if block is not None else {}
+    return sorted(found, key=lambda mm: order.get(id(mm), 0))

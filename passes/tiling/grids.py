@@ -62,7 +62,8 @@ class Grid:
         self.ins: list[SSAValue] = []  # kernel-level tensors read by this grid
         self.in_args: dict[SSAValue, SSAValue] = {}
         self.scopes = [_Scope(self.block)]
-        self.anchor: tuple[zk.MatmulOp, Req, SSAValue] | None = None
+        # matmuls whose accumulator tile the grid holds: their epilogues are computed from it
+        self.anchors: dict[zk.MatmulOp, tuple[Req, SSAValue]] = {}
         self.tile_elems = 0  # elements of the grid's result tile, set by its builder
         self.zero = self.emit(arith.ConstantOp(IntegerAttr(0, IndexType())), loc)
 
@@ -139,12 +140,13 @@ class Grid:
     def _inline_inputs(self, v: SSAValue, req: Req, user) -> list[tuple[SSAValue, Req, object]]:
         """The operand tiles `_generate` asks for when it computes `v` inline, as it asks."""
         op = v.owner
-        if not isinstance(op, Operation) or v in self.tiler.materialized or (
-                self.anchor is not None and op is self.anchor[0]):
+        if not isinstance(op, Operation) or v in self.tiler.materialized or op in self.anchors:
             return []
         if attrs.TILE in op.attributes and v is not self.root and has_own_grid(
-                v, self.anchor, self.tiler.partials):
+                v, self.anchors, self.tiler.partials):
             return []  # `_generate` loads it from the grid its directive sizes
+        if v is not self.root and self.tiler.joint_root(v):
+            return []  # `_generate` loads it from its joint matmul grid
         if isinstance(op, zk.ELEMENTWISE_OPS):
             return [(x, operand_req(req, shape_of(v), shape_of(x), 0.0, self.zero), op.location)
                     for x in op.operands]
@@ -184,10 +186,13 @@ class Grid:
             return self.load(tiler.materialized[v], req, user or tiler.loc_of(v))
         op = v.owner
         loc = op.location
-        if self.anchor is not None and op is self.anchor[0] and req.key() == self.anchor[1].key():
-            return self.anchor[2]
+        held = self.anchors.get(op)
+        if held is not None and req.key() == held[0].key():
+            return held[1]
+        if v is not self.root and tiler.joint_root(v):
+            return self.load(tiler.ensure(v), req, user or loc)
         if attrs.TILE in op.attributes:
-            if v is not self.root and has_own_grid(v, self.anchor, tiler.partials):
+            if v is not self.root and has_own_grid(v, self.anchors, tiler.partials):
                 return self.load(tiler.ensure(v), req, user or loc)
             tiler.directives.computed_in.setdefault(op, []).append(self.root)
         if isinstance(op, zk.ConstantOp):

@@ -27,6 +27,7 @@ from zhenwu_cc.passes.tiling.flash import (
     shrink_flash,
 )
 from zhenwu_cc.passes.tiling.fuse_control import FuseControl
+from zhenwu_cc.passes.tiling import joint
 from zhenwu_cc.passes.tiling.fusion import matmul_grid_of
 from zhenwu_cc.passes.tiling.grids import Grid, combine, identity, reduce_kind, reduce_op
 from zhenwu_cc.passes.tiling.requests import (
@@ -159,6 +160,9 @@ class KernelTiler:
 
     def grid_for(self, v: SSAValue) -> SSAValue:
         op = v.owner
+        mms = self.joint_of(v)
+        if mms is not None:
+            return joint.joint_grid(self, v, mms)
         mm = matmul_grid_of(op, self.partials) if isinstance(op, Operation) else None
         if mm is not None:
             flash = match_flash(mm)
@@ -168,6 +172,13 @@ class KernelTiler:
         if isinstance(op, (zk.ReduceOp, zk.ArgmaxOp)):
             return self.reduction_grid(v, op)
         return self.elementwise_grid(v)
+
+    # -- fused operand chains (tiling.joint) --
+    def joint_of(self, v: SSAValue) -> list[zk.MatmulOp] | None:
+        return joint.joint_of(self, v)
+
+    def joint_root(self, v: SSAValue) -> bool:
+        return joint.joint_root(self, v)
 
     # -- tile sizes (tiling.sizes), from the directive that sizes each grid --
     def directive(self, v: SSAValue, mm: zk.MatmulOp | None = None) -> Operation | None:
@@ -496,7 +507,7 @@ class KernelTiler:
         idx = g.tile_index(counts)
         req = Req(idx, sizes, (0,) * len(out_shape), out_shape)
         acc = self.accumulate(g, mm, req, lambda kk: kk, k_steps(mm, tk), tk, loc)
-        g.anchor = (mm, req, acc)
+        g.anchors[mm] = (req, acc)
         t = g.tile_of(v, req)
         out = self.empty(v)
         grid = g.finish([out.result], "matmul", counts, [(t, 0, idx, None)], tk)
@@ -508,32 +519,43 @@ class KernelTiler:
         """The K loop of a matmul tile: loads (or computed prologue tiles) and tile.mma. With
         `inline_single` one K step is emitted without a loop, so tiles that do not depend on
         the step (a flash grid's query tile) stay outside the enclosing loop."""
-        out_shape = shape_of(mm.result)
-        k = shape_of(mm.lhs)[-1]
-        acc_elem = (self.acc_type if dtype_of(mm.lhs).is_float  # integers accumulate exactly
-                    else mm.result.type.element_type)
-        acc_t = TensorType(acc_elem, list(req.sizes))
-        init = g.emit(zk.ConstantOp(0.0, acc_t), loc)
+        return self.accumulate_all(g, [mm], req, k_index, trips, tk, loc, inline_single)[0]
+
+    def accumulate_all(self, g: Grid, mms: list[zk.MatmulOp], req: Req, k_index, trips: int,
+                       tk: int, loc, inline_single: bool = False) -> list[SSAValue]:
+        """`accumulate` for matmuls of one output shape and K in one loop, an accumulator
+        each; a shared operand's tile is loaded once per step (tiles are built once)."""
+        out_shape = shape_of(mms[0].result)
+        k = shape_of(mms[0].lhs)[-1]
+        acc_elems = [self.acc_type if dtype_of(mm.lhs).is_float  # integers accumulate exactly
+                     else mm.result.type.element_type for mm in mms]
+        inits = [g.emit(zk.ConstantOp(0.0, TensorType(e, list(req.sizes))), loc)
+                 for e in acc_elems]
 
         def body(kv, accs):
             kk = k_index(kv)
-            lhs_req = matmul_operand_req(req, out_shape, shape_of(mm.lhs), kk, tk, "lhs", g.zero)
-            rhs_req = matmul_operand_req(req, out_shape, shape_of(mm.rhs), kk, tk, "rhs", g.zero)
-            a, sa, b, sb = self.operand_tiles(g, mm, lhs_req, rhs_req, loc)
-            if k % tk and not zero_padded(a):
-                a = g.mask(a, lhs_req, len(lhs_req.sizes) - 1, 0.0, loc)
-            if k % tk and not zero_padded(b):
-                b = g.mask(b, rhs_req, len(rhs_req.sizes) - 2, 0.0, loc)
-            fast = self.fp8_fast and dtype_of(a).is_low_precision
-            return [g.emit(tile.MmaOp(a, b, accs[0], sa, sb, fast), loc)]
+            out = []
+            for mm, acc in zip(mms, accs):
+                lhs_req = matmul_operand_req(req, out_shape, shape_of(mm.lhs), kk, tk, "lhs",
+                                             g.zero)
+                rhs_req = matmul_operand_req(req, out_shape, shape_of(mm.rhs), kk, tk, "rhs",
+                                             g.zero)
+                a, sa, b, sb = self.operand_tiles(g, mm, lhs_req, rhs_req, loc)
+                if k % tk and not zero_padded(a):
+                    a = g.mask(a, lhs_req, len(lhs_req.sizes) - 1, 0.0, loc)
+                if k % tk and not zero_padded(b):
+                    b = g.mask(b, rhs_req, len(rhs_req.sizes) - 2, 0.0, loc)
+                fast = self.fp8_fast and dtype_of(a).is_low_precision
+                out.append(g.emit(tile.MmaOp(a, b, acc, sa, sb, fast), loc))
+            return out
 
         if inline_single and trips == 1:
-            acc = body(g.zero, [init])[0]
+            accs = body(g.zero, inits)
         else:
-            acc = g.loop(trips, [init], body, loc)[0]
-        if acc_elem != mm.result.type.element_type:
-            acc = g.emit(zk.CastOp(acc, mm.result.type.element_type), loc)
-        return acc
+            accs = g.loop(trips, inits, body, loc)
+        return [g.emit(zk.CastOp(acc, mm.result.type.element_type), loc)
+                if e != mm.result.type.element_type else acc
+                for mm, acc, e in zip(mms, accs, acc_elems)]
 
     def operand_tiles(self, g: Grid, mm: zk.MatmulOp, lhs_req: Req, rhs_req: Req, loc):
         """(a, a's scales, b, b's scales) for one K step: the low-precision values and scale
@@ -650,3 +672,4 @@ def _is_fresh(t: SSAValue) -> bool:
     while isinstance(op, zk.ReshapeOp):
         op = op.input.owner
     return isinstance(op, tile.GridOp)
+

@@ -103,7 +103,7 @@ CODES: dict[str, str] = {
     "ZK0615": "output elements never stored",
     "ZK0616": "tiles store different data to one place",
     "ZK0617": "index arithmetic divides by zero",
-    "ZK0618": "flash-attention directives disagree",
+    "ZK0618": "directives of one fused grid disagree",
     "ZK0701": "unknown target",
     "ZK0702": "malformed target file",
     "ZK0703": "dtype not supported by the target's tensor engine",
