@@ -30,12 +30,11 @@ from zhenwu_cc.passes.tiling.requests import (
 from zhenwu_cc.passes.tiling.scales import block_multiples, fused_dtype, fusable, k_multiple
 from zhenwu_cc.passes.tiling.sizes import (
     align_up,
-    divisor_at_most,
     grid_sizes,
     halve_largest,
     halve_matmul,
     k_steps,
-    matmul_sizes,
+    matmul_tiles,
     pow2_floor,
     reduction_sizes,
     reduction_split,
@@ -163,7 +162,7 @@ class KernelTiler:
         return reduction_sizes(v, axis, keep, self.directive(v))
 
     def matmul_sizes(self, v: SSAValue, mm: zk.MatmulOp) -> tuple[int, int, int, int]:
-        return matmul_sizes(mm, self.directive(v, mm), self.target, self.buffers,
+        return matmul_tiles(mm, self.directive(v, mm), self.target, self.buffers,
                             self.k_multiple(mm))
 
     def k_multiple(self, mm: zk.MatmulOp) -> int:
@@ -428,7 +427,6 @@ class KernelTiler:
     def matmul_grid(self, v: SSAValue, mm: zk.MatmulOp) -> SSAValue:
         tm, tn, tk, split = self.matmul_sizes(v, mm)
         directive = self.directive(v, mm)
-        split = divisor_at_most(k_steps(mm, tk), split)
         multiple = self.k_multiple(mm)
 
         def shrink(sizes):

@@ -91,6 +91,14 @@ def matmul_sizes(mm: zk.MatmulOp, carrier: Operation | None, target, buffers: in
     return tm, tn, tk, split
 
 
+def matmul_tiles(mm: zk.MatmulOp, carrier: Operation | None, target, buffers: int,
+                 k_multiple: int) -> tuple[int, int, int, int]:
+    """(tm, tn, tk, split) as the matmul's grid runs them (`matmul_sizes` with the split-K
+    parts made equal: a divisor of the K steps); the fast cost path derives them here too."""
+    tm, tn, tk, split = matmul_sizes(mm, carrier, target, buffers, k_multiple)
+    return tm, tn, tk, divisor_at_most(k_steps(mm, tk), split)
+
+
 MIN_SPLIT_CHUNKS = 4  # each part of a split reduction loops over at least this many chunks
 
 

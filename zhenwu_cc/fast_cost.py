@@ -1,0 +1,285 @@
+"""The fast cost path: cost a schedule without building its `ppu` program.
+
+A tuner asks for thousands of schedules that differ only in tile sizes, split-K parts and the
+`buffers` depth. Lowering each one (`retile(...).cost()`) builds and rewrites the whole IR; yet
+the program's structure (which grids, which values each loads or recomputes, their dtypes and
+placement, the SRAM buffers' lifetimes) depends on the schedule only through a few discrete
+facts. So `FastCoster` lowers once per *structure key* and keeps, per launch, its work as data
+(`runtime/cost/extract.py`'s `PhaseSpec`) and its SRAM buffers' lifetimes (from
+`passes/sram_plan.py`, as `tile` and `alloc-sram` planned them). For another schedule with the
+same key it only computes numbers, with the code lowering uses:
+
+- each directive-sized grid's tiles from `passes/tiling/sizes.py` (`matmul_tiles`,
+  `grid_sizes`), its grid from `core/tiling.tile_counts`, its steps from `k_steps`;
+- bytes per DMA (edge tiles clipped), FLOPs and vector work by `extract.phase_of`, the function
+  `workload_of` itself uses, with each tile dimension of the lowered program mapped to its size
+  in the new schedule;
+- SRAM by `sram_plan.place_buffers` on the same buffers with their new sizes.
+
+The key holds what decides structure: the `buffers` depth, the split-K parts, and per tile
+size whether it is 1, covers its dimension, divides it (ragged edges get masks), and which
+sizes of a directive are equal (so that a dimension of the lowered program names one size).
+Grids the schedule does not size are the same in every schedule of a key and are reused as
+lowered. A key is trusted after the first schedule that changes its numbers gave exactly the
+workload of the full lowering (both are computed then); a key whose numbers cannot be derived
+this way (a directive on a reduction or a quantised value, a mismatch) always lowers. So does a
+schedule whose tiles do not fit SRAM: the full path raises its error (ZK0604) with the sizes
+that would fit.
+"""
+
+from __future__ import annotations
+
+from zhenwu_cc.core import attrs
+
+_MATMUL, _GRID = "matmul", "grid"
+
+
+class _Fallback(Exception):
+    """This schedule needs the full lowering (never leaves this module)."""
+
+
+class _Slot:
+    """A planned SRAM buffer with another size, for `place_buffers`."""
+
+    __slots__ = ("start", "end", "nbytes", "offset")
+
+    def __init__(self, start: int, end: int, nbytes: int):
+        self.start, self.end, self.nbytes, self.offset = start, end, nbytes, 0
+
+
+def _buffers_of(grid, buffers: int, alignment: int = 128) -> tuple:
+    """A grid's planned buffers as data: (start, end, dtype, shape, depth)."""
+    from zhenwu_cc.core import dtypes
+    from zhenwu_cc.passes.sram_plan import plan_grid
+
+    plan = plan_grid(grid, buffers, alignment)
+    return tuple((b.start, b.end, dtypes.from_xdsl(b.first.value.type.element_type),
+                  tuple(b.first.value.type.get_shape()), b.first.depth) for b in plan.buffers)
+
+
+def _peak(planned: tuple, dim, alignment: int) -> int:
+    from zhenwu_cc.core.tiling import tile_bytes
+    from zhenwu_cc.passes.sram_plan import place_buffers
+
+    slots = [_Slot(start, end, tile_bytes(dtype, [dim(n) for n in shape]) * depth)
+             for start, end, dtype, shape, depth in planned]
+    return place_buffers(slots, alignment)
+
+
+class _Sizes:
+    """The tiles one directive gives its grid, as `tile` computes them: `tile` (the result
+    tile), `step` (the K tile) and `parts` (split-K); `grid` and `trips` (steps per part)."""
+
+    __slots__ = ("kind", "tile", "step", "parts", "grid", "trips", "classes")
+
+    def __init__(self, kind, tile, step, parts, grid, trips, dims):
+        self.kind, self.tile, self.step, self.parts = kind, tile, step, parts
+        self.grid, self.trips = grid, trips
+        values = (*tile[-2:], step) if kind == _MATMUL else tile
+        self.classes = (kind, parts, tuple(values.index(v) for v in values),
+                        tuple((v == 1, v == d, d % v == 0) for v, d in zip(values, dims)))
+
+    def vars(self) -> tuple:
+        return (self.tile, self.step, self.parts)
+
+
+class _Template:
+    """What one lowering of a structure key leaves for the others (see the module docstring)."""
+
+    def __init__(self, workload, specs, tile_plans, alloc_plans, sizes, alignment):
+        self.workload = workload
+        self.specs = specs
+        self.tile_plans = tile_plans
+        self.alloc_plans = alloc_plans
+        self.sizes = sizes  # per phase: the _Sizes it was lowered with (None: no directive)
+        self.alignment = alignment
+        self.trusted = False
+        self.slow = False
+
+    def workload_for(self, sizes: dict[str, _Sizes], asked: dict[str, tuple], capacity: int):
+        """The workload of a schedule with these directive sizes (same key), and whether any
+        grid's numbers differ from the lowered ones."""
+        from dataclasses import replace
+
+        from zhenwu_cc.runtime.cost.extract import phase_of
+        from zhenwu_cc.runtime.cost.workload import TileSizes, Workload
+
+        phases, changed = [], False
+        for i, probe in enumerate(self.sizes):
+            phase = self.workload.phases[i]
+            if probe is None:
+                phases.append(phase)
+                continue
+            name = phase.tile.directive
+            new = sizes[name]
+            tile = TileSizes(new.tile, new.step, name, asked[name], new.parts)
+            if new.vars() == probe.vars():
+                phases.append(phase if tile == phase.tile else replace(phase, tile=tile))
+                continue
+            changed = True
+            mapping = dict(zip(probe.tile, new.tile))
+            if probe.step is not None:
+                mapping[probe.step] = new.step
+            dim = (lambda n, m=mapping: m.get(n, n))
+            if _peak(self.tile_plans[i], dim, self.alignment) > capacity:
+                raise _Fallback  # `tile` refuses it (ZK0604), naming tiles that fit
+            sram = _peak(self.alloc_plans[i], dim, self.alignment)
+            if sram > capacity:
+                raise _Fallback
+            const = ((lambda c, a=probe.trips, b=new.trips: b if c == a else c)
+                     if probe.parts > 1 else None)
+            phases.append(phase_of(self.specs[i], self.workload.tensors, new.grid, new.trips,
+                                   sram, tile, dim, const))
+        w = self.workload
+        return Workload(w.kernel, tuple(phases), w.tensors, w.flops_by_dtype), changed
+
+
+class FastCoster:
+    """`CompiledKernel.fast_cost`'s state: the kernel's directives and the templates by key."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.scratch = kernel._zk.clone()  # where the sizes functions read directives
+        body = self.scratch.ops.first.body
+        self.named = {op.results[0].name_hint: op for op in body.walk()
+                      if op.results and op.results[0].name_hint}
+        self.original = {name: op.attributes.get(attrs.TILE) for name, op in self.named.items()}
+        self.templates: dict[tuple, _Template] = {}
+
+    def cost(self, tiles, split_k, buffers, target: str):
+        from zhenwu_cc.core.target import load_target
+        from zhenwu_cc.runtime.cost.model import estimate
+
+        loaded = load_target(target)
+        directives = self._directives(tiles, split_k)
+        depth = self._depth(buffers)
+        sizes = {name: self._sizes(name, attr, loaded, depth)
+                 for name, attr in directives.items()}
+        asked = {name: tuple(attr.values) for name, attr in directives.items()}
+        key = (target, depth, tuple(sorted((n, s.classes) for n, s in sizes.items())))
+        template = self.templates.get(key)
+        if template is None or template.slow:
+            if template is None:
+                return self._probe(key, tiles, split_k, buffers, target, sizes, loaded)
+            return self._full(tiles, split_k, buffers, target)
+        try:
+            workload, changed = template.workload_for(sizes, asked, loaded.sram_per_cu)
+        except _Fallback:
+            return self._full(tiles, split_k, buffers, target)
+        if changed and not template.trusted:  # the key's first new numbers: checked in full
+            costing = self.kernel.retile(tiles, split_k=split_k, buffers=buffers) \
+                .costing(target)
+            template.trusted = workload == costing.workload
+            template.slow = not template.trusted
+            return costing.estimate
+        return estimate(workload, loaded)
+
+    def _full(self, tiles, split_k, buffers, target):
+        return self.kernel.retile(tiles, split_k=split_k, buffers=buffers).cost(target)
+
+    def _directives(self, tiles, split_k) -> dict:
+        """Every binding's `tile` directive under this schedule (retile()'s, checked alike)."""
+        from zhenwu_cc.core.diagnostics import error
+        from zhenwu_cc.frontend.schedules import tile_attr
+
+        out = {name: attr for name, attr in self.original.items() if attr is not None}
+        for name, given in tiles.items():
+            if name not in self.named:
+                raise error("ZK0402", f"kernel `{self.kernel.name}` has no binding named "
+                            f"`{name}`", help="bindings: " + ", ".join(sorted(self.named)))
+            out[name] = tile_attr(self.named[name], name, given, split_k.get(name))
+        return out
+
+    def _depth(self, buffers: int | None) -> int:
+        from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS
+
+        if buffers is not None:
+            return buffers
+        count = self.kernel._zk.ops.first.attributes.get(attrs.BUFFERS)
+        return count.value.data if count is not None else DEFAULT_BUFFERS
+
+    def _sizes(self, name: str, attr, target, depth: int) -> _Sizes:
+        """The tiles `tile` gives the grid this directive sizes, by its own functions."""
+        from zhenwu_cc.core.tiling import tile_counts
+        from zhenwu_cc.dialects import zk
+        from zhenwu_cc.passes.tiling.requests import shape_of
+        from zhenwu_cc.passes.tiling.sizes import grid_sizes, k_steps, matmul_tiles, tile_budget
+
+        op = self.named[name]
+        op.attributes[attrs.TILE] = attr
+        mm = zk.matmul_feeding(op)
+        if mm is not None:  # with a directive the K multiple plays no part
+            tm, tn, tk, split = matmul_tiles(mm, op, target, depth, 1)
+            out = shape_of(mm.result)
+            tile = (1,) * (len(out) - 2) + (tm, tn)
+            grid = ((split,) if split > 1 else ()) + tile_counts(out, tile)
+            return _Sizes(_MATMUL, tile, tk, split, grid, k_steps(mm, tk) // split,
+                          (*out[-2:], shape_of(mm.lhs)[-1]))
+        v = op.results[0]
+        tile = grid_sizes(v, op, tile_budget(target))
+        return _Sizes(_GRID, tile, None, 1, tile_counts(shape_of(v), tile), 1, shape_of(v))
+
+    def _probe(self, key, tiles, split_k, buffers, target, sizes, loaded):
+        """Lower this schedule in full, keep its template under `key`, return its estimate."""
+        from zhenwu_cc.dialects import ppu
+        from zhenwu_cc.dialects import tile as tile_dialect
+        from zhenwu_cc.passes.alloc_sram import AllocSramPass
+        from zhenwu_cc.passes.tile import TilePass
+        from zhenwu_cc.pipeline import _default_passes, make_context
+        from zhenwu_cc.runtime.cost.extract import _Names, phase_spec, workload_of
+        from zhenwu_cc.runtime.cost.model import estimate
+
+        other = self.kernel.retile(tiles, split_k=split_k, buffers=buffers)
+        module = other._zk.clone()
+        ctx = make_context()
+        depth = key[1]
+        tile_plans = alloc_plans = None
+        alignment = 128
+        for p in _default_passes("ppu", target):
+            p.apply(ctx, module)
+            grids = [op for op in module.ops.first.body.block.ops
+                     if isinstance(op, tile_dialect.GridOp)]
+            if isinstance(p, TilePass):
+                tile_plans = [_buffers_of(g, depth) for g in grids]
+            elif isinstance(p, AllocSramPass):
+                alignment = p.alignment
+                alloc_plans = [_buffers_of(g, depth, alignment) for g in grids]
+        kernel = module.ops.first
+        workload = workload_of(kernel)
+        names = _Names(kernel)
+        written: set[str] = set()
+        specs = [phase_spec(op, names, written) for op in kernel.body.block.ops
+                 if isinstance(op, ppu.LaunchOp)]
+        template = _Template(workload, specs, tile_plans, alloc_plans,
+                             [None] * len(specs), alignment)
+        template.slow = not _derivable(template, sizes, loaded)
+        self.templates[key] = template
+        return estimate(workload, loaded)
+
+
+def _derivable(template: _Template, sizes: dict[str, _Sizes], target) -> bool:
+    """Whether the fast path can derive this template's numbers: one grid per directive, of
+    the kind its sizes come from, lowered with exactly those tiles, grid and steps, and SRAM
+    plans that give the lowered peaks."""
+    phases = template.workload.phases
+    if not (len(template.tile_plans) == len(template.alloc_plans) == len(phases)):
+        return False
+    seen = set()
+    for i, phase in enumerate(phases):
+        name = phase.tile.directive if phase.tile is not None else None
+        if name is None:
+            continue
+        s = sizes.get(name)
+        role = phase.name.split(" ")[0]
+        if (s is None or name in seen or (role == "matmul") != (s.kind == _MATMUL)
+                or role not in ("matmul", "elementwise", "copy")
+                or (s.kind == _GRID and template.specs[i].looped)):
+            return False
+        seen.add(name)
+        if (phase.tile.sizes, phase.tile.step, phase.tile.parts) != s.vars() \
+                or template.specs[i].grid != s.grid or phase.steps != s.trips:
+            return False
+        if _peak(template.alloc_plans[i], lambda n: n, template.alignment) != phase.sram_bytes:
+            return False
+        template.sizes[i] = s
+    return True
