@@ -145,8 +145,15 @@ class FastCoster:
                       if op.results and op.results[0].name_hint}
         self.original = {name: op.attributes.get(attrs.TILE) for name, op in self.named.items()}
         self.templates: dict[tuple, _Template] = {}
+        self.lowered = 0  # schedules costed by the full lowering
 
     def cost(self, tiles, split_k, buffers, target: str):
+        """The estimate of this schedule (arguments checked as retile() checks them)."""
+        return self.costing(tiles, split_k, buffers, target)[1]
+
+    def costing(self, tiles, split_k, buffers, target: str):
+        """(workload, estimate) of this schedule, lowered only when its key is new, not yet
+        trusted, or not derivable, or when its tiles do not fit SRAM (`lowered` counts it)."""
         from zhenwu_cc.core.target import load_target
         from zhenwu_cc.runtime.cost.model import estimate
 
@@ -158,24 +165,25 @@ class FastCoster:
         asked = {name: tuple(attr.values) for name, attr in directives.items()}
         key = (target, depth, tuple(sorted((n, s.classes) for n, s in sizes.items())))
         template = self.templates.get(key)
-        if template is None or template.slow:
-            if template is None:
-                return self._probe(key, tiles, split_k, buffers, target, sizes, loaded)
+        if template is None:
+            return self._probe(key, tiles, split_k, buffers, target, sizes, loaded)
+        if template.slow:
             return self._full(tiles, split_k, buffers, target)
         try:
             workload, changed = template.workload_for(sizes, asked, loaded.sram_per_cu)
         except _Fallback:
             return self._full(tiles, split_k, buffers, target)
         if changed and not template.trusted:  # the key's first new numbers: checked in full
-            costing = self.kernel.retile(tiles, split_k=split_k, buffers=buffers) \
-                .costing(target)
-            template.trusted = workload == costing.workload
+            full = self._full(tiles, split_k, buffers, target)
+            template.trusted = workload == full[0]
             template.slow = not template.trusted
-            return costing.estimate
-        return estimate(workload, loaded)
+            return full
+        return workload, estimate(workload, loaded)
 
     def _full(self, tiles, split_k, buffers, target):
-        return self.kernel.retile(tiles, split_k=split_k, buffers=buffers).cost(target)
+        self.lowered += 1
+        costing = self.kernel.retile(tiles, split_k=split_k, buffers=buffers).costing(target)
+        return costing.workload, costing.estimate
 
     def _directives(self, tiles, split_k) -> dict:
         """Every binding's `tile` directive under this schedule (retile()'s, checked alike)."""
@@ -229,6 +237,7 @@ class FastCoster:
         from zhenwu_cc.runtime.cost.extract import _Names, phase_spec, workload_of
         from zhenwu_cc.runtime.cost.model import estimate
 
+        self.lowered += 1
         other = self.kernel.retile(tiles, split_k=split_k, buffers=buffers)
         module = other._zk.clone()
         ctx = make_context()
@@ -254,7 +263,7 @@ class FastCoster:
                              [None] * len(specs), alignment)
         template.slow = not _derivable(template, sizes, loaded)
         self.templates[key] = template
-        return estimate(workload, loaded)
+        return workload, estimate(workload, loaded)
 
 
 def _derivable(template: _Template, sizes: dict[str, _Sizes], target) -> bool:

@@ -1,0 +1,154 @@
+"""`CompiledKernel.fast_cost` against the full lowering (`retile(...).costing()`): random
+seeded schedules over several kernels give the same workload (every phase's bytes, FLOPs,
+vector work, tiles, steps, SRAM), the same estimate (exactly equal floats: the model runs on
+equal workloads) and the same errors; and most of them are costed without lowering."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import zhenwu_cc
+from zhenwu_cc.core.diagnostics import CompileError
+from zhenwu_cc.fast_cost import FastCoster
+
+SKINNY = """
+kernel skinny<M = 64, N = 128, K = 16384>(a: bf16[M, K], b: bf16[K, N]) -> bf16[M, N] {
+    c = a @ b
+    return bf16(c)
+}
+schedule skinny { tile c [64, 128, 64] split_k 4 }
+"""
+
+MM = (16, 32, 64, 128, 256, 96)  # 96 leaves ragged edges
+KS = (16, 32, 64, 128, 96)
+
+
+def _matmul(rng: random.Random, split: bool = False):
+    sizes = [rng.choice(MM[:5] if rng.random() < 0.9 else MM), rng.choice(MM[:5]),
+             rng.choice(KS[:4] if rng.random() < 0.9 else KS)]
+    return sizes, (rng.choice((2, 4, 8)) if split and rng.random() < 0.8 else None)
+
+
+def _rows(rng: random.Random, n: int):
+    return [rng.choice((2, 4, 8, 16, 32)), rng.choice((n, n, n, n // 4, 1000))], None
+
+
+# (source, defines, schedule maker: rng -> {binding: (sizes, split_k)})
+KERNELS = {
+    "gemm": ("examples/gemm.zk", {}, lambda r: {"c": _matmul(r)}),
+    "attention": ("examples/attention.zk", {"B": 2, "H": 8, "S": 1024},
+                  lambda r: {n: _matmul(r) for n in ("s", "o") if r.random() < 0.8}),
+    "softmax": ("examples/softmax.zk", {}, lambda r: {"y": _rows(r, 4096)}),
+    "layernorm": ("examples/layernorm.zk", {}, lambda r: {"y": _rows(r, 4096)}),
+    "skinny": (SKINNY, {}, lambda r: {"c": _matmul(r, split=True)}),
+    "fp8": ("examples/gemm_fp8.zk", {}, lambda r: {"y": _matmul(r)}),
+    "bias_gelu": ("examples/gemm_bias_gelu.zk", {}, lambda r: {"h": _matmul(r)}),
+}
+
+
+def _outcome(fn):
+    try:
+        return fn()
+    except CompileError as e:
+        return "error", [d.code for d in e.diagnostics]
+
+
+def _compare(name: str, count: int, seed: int) -> FastCoster:
+    """`count` random schedules costed both ways, twice: the first round teaches the fast path
+    their structure keys, the second costs most of them from numbers alone."""
+    source, defines, schedules = KERNELS[name]
+    k = zhenwu_cc.compile(source, defines=defines)
+    fast = FastCoster(k)
+    rng = random.Random(seed)
+    picked = []
+    for _ in range(count):
+        chosen = schedules(rng)
+        picked.append(({n: s for n, (s, _) in chosen.items()},
+                       {n: p for n, (_, p) in chosen.items() if p is not None},
+                       rng.choice((None, 1, 2, 3))))
+    fulls = [_outcome(lambda: k.retile(t, split_k=p, buffers=b).costing(k.target))
+             for t, p, b in picked]
+    derived = 0
+    for order in (range(count), rng.sample(range(count), count)):
+        for i in order:
+            tiles, split_k, buffers = picked[i]
+            before = fast.lowered
+            got = _outcome(lambda: fast.costing(tiles, split_k, buffers, k.target))
+            derived += fast.lowered == before
+            full = fulls[i]
+            schedule = f"{name}: tiles={tiles} split_k={split_k} buffers={buffers}"
+            if isinstance(full, tuple):
+                assert got == full, schedule
+                continue
+            assert got[0] == full.workload, schedule  # to the byte and the FLOP, per phase
+            assert got[1] == full.estimate, schedule  # the same floats
+    assert not any(t.slow for t in fast.templates.values())
+    assert derived >= count // 2  # the comparison is not of the full lowering with itself
+    return fast
+
+
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_fast_cost_equals_the_full_lowering(name):
+    _compare(name, 8, seed=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_fast_cost_equals_the_full_lowering_on_many_schedules(name):
+    """7 kernels x 40 schedules = 280 random schedules, each costed twice."""
+    _compare(name, 40, seed=2)
+
+
+def test_most_schedules_are_not_lowered():
+    """A 4096^3 GEMM's schedules that fit SRAM share a few structure keys: one lowering per
+    key to learn it and one to check it, the others costed from numbers."""
+    k = zhenwu_cc.compile("examples/gemm.zk")
+    fast = FastCoster(k)
+    sizes = (16, 32, 64, 128)
+    schedules = [(tm, tn, tk) for tm in sizes for tn in sizes for tk in sizes]
+    for s in schedules:
+        fast.cost({"c": s}, {}, None, k.target)
+    assert fast.lowered <= 2 * len(fast.templates) < len(schedules) / 2
+    assert all(t.trusted for t in fast.templates.values())
+
+
+def test_fast_cost_is_the_api_and_checks_like_retile():
+    k = zhenwu_cc.compile("examples/gemm.zk", defines={"M": 512, "N": 512, "K": 512})
+    for s in ([64, 64, 32], [32, 128, 64], [128, 32, 64]):
+        assert k.fast_cost({"c": s}, buffers=3) == k.retile({"c": s}, buffers=3).cost()
+    assert k.fast_cost({"c": [64, 64, 32]}, target="h100") == \
+        k.retile({"c": [64, 64, 32]}).cost("h100")
+    with pytest.raises(CompileError) as e:
+        k.fast_cost({"nope": [1, 2, 3]})
+    assert e.value.diagnostics[0].code == "ZK0402"
+    with pytest.raises(CompileError) as e:
+        k.fast_cost({"c": [64, 64]})
+    assert e.value.diagnostics[0].code == "ZK0403"
+
+
+def test_a_mismatch_makes_the_key_lower_every_schedule(monkeypatch):
+    """A key whose derived numbers disagree with the full lowering is never trusted: its
+    schedules are lowered from then on (here the derivation is broken on purpose)."""
+    from zhenwu_cc.runtime.cost import extract
+
+    k = zhenwu_cc.compile("examples/gemm.zk")
+    fast = FastCoster(k)
+    fast.cost({"c": [64, 64, 32]}, {}, None, k.target)
+    real = extract.phase_of
+
+    def broken(spec, tensors, *numbers, **kw):
+        if numbers:  # the fast path's call: one step too many
+            grid, trips, *rest = numbers
+            return real(spec, tensors, grid, trips + 1, *rest, **kw)
+        return real(spec, tensors, **kw)
+
+    monkeypatch.setattr(extract, "phase_of", broken)
+    want = k.retile({"c": [128, 128, 32]}).cost()
+    assert fast.cost({"c": [128, 128, 32]}, {}, None, k.target) == want
+    (template,) = fast.templates.values()
+    assert template.slow and not template.trusted
+    before = fast.lowered
+    fast.cost({"c": [32, 32, 32]}, {}, None, k.target)
+    assert fast.lowered == before + 1
