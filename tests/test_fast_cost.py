@@ -51,8 +51,8 @@ KERNELS = {
 def _outcome(fn):
     try:
         return fn()
-    except CompileError as e:
-        return "error", [d.code for d in e.diagnostics]
+    except CompileError as e:  # the whole diagnostic: code, message, span, notes, help
+        return "error", list(e.diagnostics)
 
 
 def _compare(name: str, count: int, seed: int) -> FastCoster:

@@ -41,10 +41,14 @@ class _Fallback(Exception):
 class _Slot:
     """A planned SRAM buffer with another size, for `place_buffers`."""
 
-    __slots__ = ("start", "end", "nbytes", "offset")
+    __slots__ = ("start", "end", "nbytes", "offset", "dtype", "shape", "depth")
 
-    def __init__(self, start: int, end: int, nbytes: int):
-        self.start, self.end, self.nbytes, self.offset = start, end, nbytes, 0
+    def __init__(self, start: int, end: int, dtype, shape: tuple, depth: int):
+        from zhenwu_cc.core.tiling import tile_bytes
+
+        self.start, self.end, self.dtype, self.shape, self.depth = start, end, dtype, shape, depth
+        self.nbytes = tile_bytes(dtype, shape) * depth
+        self.offset = 0
 
 
 def _buffers_of(grid, buffers: int, alignment: int = 128) -> tuple:
@@ -57,30 +61,55 @@ def _buffers_of(grid, buffers: int, alignment: int = 128) -> tuple:
                   tuple(b.first.value.type.get_shape()), b.first.depth) for b in plan.buffers)
 
 
-def _peak(planned: tuple, dim, alignment: int) -> int:
-    from zhenwu_cc.core.tiling import tile_bytes
+def _place(planned: tuple, dim, alignment: int) -> tuple[int, list[_Slot]]:
+    """The peak of these buffers with each dimension mapped by `dim`, and the buffers."""
     from zhenwu_cc.passes.sram_plan import place_buffers
 
-    slots = [_Slot(start, end, tile_bytes(dtype, [dim(n) for n in shape]) * depth)
+    slots = [_Slot(start, end, dtype, tuple(dim(n) for n in shape), depth)
              for start, end, dtype, shape, depth in planned]
-    return place_buffers(slots, alignment)
+    return place_buffers(slots, alignment), slots
+
+
+def _same(n: int) -> int:
+    return n
 
 
 class _Sizes:
-    """The tiles one directive gives its grid, as `tile` computes them: `tile` (the result
-    tile), `step` (the K tile) and `parts` (split-K); `grid` and `trips` (steps per part)."""
+    """The tiles one directive gives its grid, as `tile` builds it: `build` (the sizes `fit`
+    tries: [M, N, K] of a matmul, else one per dimension), `tile` (the result tile), `step`
+    (the K tile), `parts` (split-K), `grid` and `trips` (steps per part); `classes` is its
+    part of the structure key."""
 
-    __slots__ = ("kind", "tile", "step", "parts", "grid", "trips", "classes")
+    __slots__ = ("kind", "build", "tile", "step", "parts", "grid", "trips", "classes")
 
-    def __init__(self, kind, tile, step, parts, grid, trips, dims):
-        self.kind, self.tile, self.step, self.parts = kind, tile, step, parts
-        self.grid, self.trips = grid, trips
-        values = (*tile[-2:], step) if kind == _MATMUL else tile
-        self.classes = (kind, parts, tuple(values.index(v) for v in values),
-                        tuple((v == 1, v == d, d % v == 0) for v, d in zip(values, dims)))
+    def __init__(self, kind: str, build: tuple, parts: int, out: tuple, mm=None):
+        from zhenwu_cc.core.tiling import tile_counts
+        from zhenwu_cc.passes.tiling.requests import shape_of
+        from zhenwu_cc.passes.tiling.sizes import k_steps
+
+        self.kind, self.build, self.parts = kind, build, parts
+        if kind == _MATMUL:
+            tm, tn, tk = build
+            self.tile, self.step = (1,) * (len(out) - 2) + (tm, tn), tk
+            self.trips = k_steps(mm, tk) // parts
+            dims = (*out[-2:], shape_of(mm.lhs)[-1])
+        else:
+            self.tile, self.step, self.trips, dims = build, None, 1, out
+        self.grid = ((parts,) if parts > 1 else ()) + tile_counts(out, self.tile)
+        self.classes = (kind, parts, tuple(build.index(v) for v in build),
+                        tuple((v == 1, v == d, d % v == 0) for v, d in zip(build, dims)))
 
     def vars(self) -> tuple:
         return (self.tile, self.step, self.parts)
+
+
+class _Overflow(Exception):
+    """The tiles of directive `name` need more SRAM than a compute unit has: `tile` refuses
+    them (ZK0604). `buffers`: (dtype, shape, bytes, slots) by offset."""
+
+    def __init__(self, name: str, peak: int, buffers: list):
+        super().__init__()
+        self.name, self.peak, self.buffers = name, peak, buffers
 
 
 class _Template:
@@ -117,21 +146,39 @@ class _Template:
                 phases.append(phase if tile == phase.tile else replace(phase, tile=tile))
                 continue
             changed = True
-            mapping = dict(zip(probe.tile, new.tile))
-            if probe.step is not None:
-                mapping[probe.step] = new.step
-            dim = (lambda n, m=mapping: m.get(n, n))
-            if _peak(self.tile_plans[i], dim, self.alignment) > capacity:
-                raise _Fallback  # `tile` refuses it (ZK0604), naming tiles that fit
-            sram = _peak(self.alloc_plans[i], dim, self.alignment)
+            dim = self._dim(probe, new)
+            peak, slots = _place(self.tile_plans[i], dim, self.alignment)
+            if peak > capacity:
+                raise _Overflow(name, peak, [(b.dtype, b.shape, b.nbytes // b.depth, b.depth)
+                                             for b in sorted(slots, key=lambda b: b.offset)])
+            sram = _place(self.alloc_plans[i], dim, self.alignment)[0]
             if sram > capacity:
-                raise _Fallback
+                raise _Fallback  # alloc-sram refuses it (ZK0601)
             const = ((lambda c, a=probe.trips, b=new.trips: b if c == a else c)
                      if probe.parts > 1 else None)
             phases.append(phase_of(self.specs[i], self.workload.tensors, new.grid, new.trips,
                                    sram, tile, dim, const))
         w = self.workload
         return Workload(w.kernel, tuple(phases), w.tensors, w.flops_by_dtype), changed
+
+
+    @staticmethod
+    def _dim(probe: _Sizes, new: _Sizes):
+        """Each tile dimension of the lowered grid -> its size under `new` (the key makes
+        equal sizes stay equal, so a dimension names one size)."""
+        mapping = dict(zip(probe.tile, new.tile))
+        if probe.step is not None:
+            mapping[probe.step] = new.step
+        return lambda n: mapping.get(n, n)
+
+    def tile_peak(self, name: str, new: _Sizes) -> int:
+        """The SRAM `tile` plans for the grid directive `name` sizes, with `new` tiles."""
+        for i, probe in enumerate(self.sizes):
+            if probe is not None and self.workload.phases[i].tile.directive == name:
+                if self.slow or not self.trusted and new.vars() != probe.vars():
+                    raise _Fallback
+                return _place(self.tile_plans[i], self._dim(probe, new), self.alignment)[0]
+        raise _Fallback
 
 
 class FastCoster:
@@ -144,8 +191,14 @@ class FastCoster:
         self.named = {op.results[0].name_hint: op for op in body.walk()
                       if op.results and op.results[0].name_hint}
         self.original = {name: op.attributes.get(attrs.TILE) for name, op in self.named.items()}
+        from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS
+
+        count = self.scratch.ops.first.attributes.get(attrs.BUFFERS)
+        self.buffers = count.value.data if count is not None else DEFAULT_BUFFERS
         self.templates: dict[tuple, _Template] = {}
         self.lowered = 0  # schedules costed by the full lowering
+        self.shrink: dict[str, int] = {}  # directive -> the K multiple its matmul shrinks by
+        self.spans: dict[str, object] = {}  # directive -> where `tile` reports its ZK0604
 
     def cost(self, tiles, split_k, buffers, target: str):
         """The estimate of this schedule (arguments checked as retile() checks them)."""
@@ -170,7 +223,12 @@ class FastCoster:
         if template.slow:
             return self._full(tiles, split_k, buffers, target)
         try:
-            workload, changed = template.workload_for(sizes, asked, loaded.sram_per_cu)
+            try:
+                workload, changed = template.workload_for(sizes, asked, loaded.sram_per_cu)
+            except _Overflow as too_big:
+                if not template.trusted:
+                    raise _Fallback from None
+                raise self._refusal(too_big, sizes, key, loaded) from None
         except _Fallback:
             return self._full(tiles, split_k, buffers, target)
         if changed and not template.trusted:  # the key's first new numbers: checked in full
@@ -199,38 +257,60 @@ class FastCoster:
         return out
 
     def _depth(self, buffers: int | None) -> int:
-        from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS
-
-        if buffers is not None:
-            return buffers
-        count = self.kernel._zk.ops.first.attributes.get(attrs.BUFFERS)
-        return count.value.data if count is not None else DEFAULT_BUFFERS
+        return self.buffers if buffers is None else buffers
 
     def _sizes(self, name: str, attr, target, depth: int) -> _Sizes:
         """The tiles `tile` gives the grid this directive sizes, by its own functions."""
-        from zhenwu_cc.core.tiling import tile_counts
         from zhenwu_cc.dialects import zk
         from zhenwu_cc.passes.tiling.requests import shape_of
-        from zhenwu_cc.passes.tiling.sizes import grid_sizes, k_steps, matmul_tiles, tile_budget
+        from zhenwu_cc.passes.tiling.sizes import grid_sizes, matmul_tiles, tile_budget
 
         op = self.named[name]
         op.attributes[attrs.TILE] = attr
         mm = zk.matmul_feeding(op)
         if mm is not None:  # with a directive the K multiple plays no part
             tm, tn, tk, split = matmul_tiles(mm, op, target, depth, 1)
-            out = shape_of(mm.result)
-            tile = (1,) * (len(out) - 2) + (tm, tn)
-            grid = ((split,) if split > 1 else ()) + tile_counts(out, tile)
-            return _Sizes(_MATMUL, tile, tk, split, grid, k_steps(mm, tk) // split,
-                          (*out[-2:], shape_of(mm.lhs)[-1]))
+            return _Sizes(_MATMUL, (tm, tn, tk), split, shape_of(mm.result), mm)
         v = op.results[0]
-        tile = grid_sizes(v, op, tile_budget(target))
-        return _Sizes(_GRID, tile, None, 1, tile_counts(shape_of(v), tile), 1, shape_of(v))
+        return _Sizes(_GRID, grid_sizes(v, op, tile_budget(target)), 1, shape_of(v))
+
+    def _refusal(self, too_big: _Overflow, sizes: dict[str, _Sizes], key: tuple, target):
+        """ZK0604 as `tile` raises it: `fit` shrinks the tiles until they fit, to name the
+        ones that would; each smaller size is planned from the template of its own key."""
+        from zhenwu_cc.dialects import zk
+        from zhenwu_cc.passes.tiling.kernel import sram_overflow
+        from zhenwu_cc.passes.tiling.sizes import halve_largest, halve_matmul
+
+        name, first = too_big.name, sizes[too_big.name]
+        if name not in self.shrink:
+            raise _Fallback
+        mm = zk.matmul_feeding(self.named[name])
+        out = tuple(self.named[name].results[0].type.get_shape()) if mm is None else \
+            tuple(mm.result.type.get_shape())
+        build, fits = first.build, None
+        while fits is None:
+            build = (halve_matmul(build, self.shrink[name]) if first.kind == _MATMUL
+                     else halve_largest(build))
+            if build is None:
+                break
+            smaller = _Sizes(first.kind, build, first.parts, out, mm)
+            other = (key[0], key[1], tuple(sorted(
+                (n, (smaller if n == name else s).classes) for n, s in sizes.items())))
+            template = self.templates.get(other)
+            if template is None:
+                raise _Fallback
+            peak = template.tile_peak(name, smaller)
+            if peak <= target.sram_per_cu:
+                fits = (build, peak)
+        what = "tile [M, N, K]" if first.kind == _MATMUL else "tile"
+        return sram_overflow(name, what, first.build, too_big.peak, too_big.buffers, target,
+                             target.sram_per_cu, self.spans[name], fits)
 
     def _probe(self, key, tiles, split_k, buffers, target, sizes, loaded):
         """Lower this schedule in full, keep its template under `key`, return its estimate."""
         from zhenwu_cc.dialects import ppu
         from zhenwu_cc.dialects import tile as tile_dialect
+        from zhenwu_cc.dialects.loc import span_of
         from zhenwu_cc.passes.alloc_sram import AllocSramPass
         from zhenwu_cc.passes.tile import TilePass
         from zhenwu_cc.pipeline import _default_passes, make_context
@@ -245,11 +325,17 @@ class FastCoster:
         tile_plans = alloc_plans = None
         alignment = 128
         for p in _default_passes("ppu", target):
+            if isinstance(p, TilePass):
+                self._shrinks(module.ops.first, loaded)
             p.apply(ctx, module)
             grids = [op for op in module.ops.first.body.block.ops
                      if isinstance(op, tile_dialect.GridOp)]
             if isinstance(p, TilePass):
                 tile_plans = [_buffers_of(g, depth) for g in grids]
+                for g in grids:  # `tile` reports a grid's ZK0604 where its value is defined
+                    used = attrs.used_tiles(g)
+                    if used is not None and used["directive"] is not None:
+                        self.spans[used["directive"]] = span_of(g.outs[0].owner)
             elif isinstance(p, AllocSramPass):
                 alignment = p.alignment
                 alloc_plans = [_buffers_of(g, depth, alignment) for g in grids]
@@ -264,6 +350,19 @@ class FastCoster:
         template.slow = not _derivable(template, sizes, loaded)
         self.templates[key] = template
         return workload, estimate(workload, loaded)
+
+
+    def _shrinks(self, kernel, target) -> None:
+        """How `fit` shrinks the tiles of each directive of `kernel` (as `tile` receives it)."""
+        from zhenwu_cc.dialects import zk
+        from zhenwu_cc.passes.tiling.kernel import KernelTiler
+
+        tiler = KernelTiler(kernel, target)
+        for op in kernel.body.walk():
+            name = op.results[0].name_hint if op.results else None
+            if attrs.TILE in op.attributes and name:
+                mm = zk.matmul_feeding(op)
+                self.shrink[name] = tiler.k_multiple(mm) if mm is not None else 1
 
 
 def _derivable(template: _Template, sizes: dict[str, _Sizes], target) -> bool:
@@ -288,7 +387,7 @@ def _derivable(template: _Template, sizes: dict[str, _Sizes], target) -> bool:
         if (phase.tile.sizes, phase.tile.step, phase.tile.parts) != s.vars() \
                 or template.specs[i].grid != s.grid or phase.steps != s.trips:
             return False
-        if _peak(template.alloc_plans[i], lambda n: n, template.alignment) != phase.sram_bytes:
+        if _place(template.alloc_plans[i], _same, template.alignment)[0] != phase.sram_bytes:
             return False
         template.sizes[i] = s
     return True

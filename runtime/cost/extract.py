@@ -120,7 +120,29 @@ class _Space:
 
 def _dma_elements(dims, space: _Space, in_loop: bool, dim=None) -> int:
     """Elements a DMA moves over the space: per dimension (index, tile size, bound), the part
-    of each tile inside the bound (edge tiles clipped), multiplied over dimensions."""
+    of each tile inside the bound (edge tiles clipped), multiplied over dimensions. Where each
+    dimension's index is one grid dim, the step or a constant, each on an axis of its own, the
+    sum is a product of per-dimension sums in closed form; otherwise numpy sums it point by
+    point."""
+    full = space.shape if in_loop else (*space.shape[:-1], 1)
+    total, used = 1, set()
+    for idx, size, lim in dims:
+        size = size if dim is None else dim(size)
+        if idx[0] == "const":
+            c = idx[1] if space.const is None else space.const(idx[1])
+            total *= min(max(lim - c * size, 0), size)
+            continue
+        axis = idx[1] if idx[0] == "grid" else len(full) - 1 if idx[0] == "step" else None
+        if axis is None or axis in used:
+            return _dma_points(dims, space, in_loop, dim)
+        used.add(axis)
+        whole, rest = divmod(lim, size)  # whole tiles, then one partial tile (if reached)
+        n = full[axis]
+        total *= size * min(n, whole) + (rest if whole < n else 0)
+    return total * math.prod(n for a, n in enumerate(full) if a not in used)
+
+
+def _dma_points(dims, space: _Space, in_loop: bool, dim=None) -> int:
     extents = None
     for idx, size, lim in dims:
         size = size if dim is None else dim(size)
