@@ -29,7 +29,32 @@ that would fit.
 
 from __future__ import annotations
 
-from zhenwu_cc.core import attrs
+from dataclasses import replace
+
+from zhenwu_cc.core import attrs, dtypes
+from zhenwu_cc.core.diagnostics import error
+from zhenwu_cc.core.target import load_target
+from zhenwu_cc.core.tiling import tile_bytes, tile_counts
+from zhenwu_cc.dialects import ppu, zk
+from zhenwu_cc.dialects import tile as tile_dialect
+from zhenwu_cc.dialects.loc import span_of
+from zhenwu_cc.frontend.schedules import check_tile
+from zhenwu_cc.passes.alloc_sram import AllocSramPass
+from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, place_buffers, plan_grid
+from zhenwu_cc.passes.tile import TilePass
+from zhenwu_cc.passes.tiling.kernel import KernelTiler, sram_overflow
+from zhenwu_cc.passes.tiling.requests import shape_of
+from zhenwu_cc.passes.tiling.sizes import (
+    directed_sizes,
+    equal_parts,
+    halve_largest,
+    halve_matmul,
+    k_steps,
+)
+from zhenwu_cc.pipeline import _default_passes, make_context
+from zhenwu_cc.runtime.cost.extract import _Names, phase_of, phase_spec, workload_of
+from zhenwu_cc.runtime.cost.model import estimate
+from zhenwu_cc.runtime.cost.workload import TileSizes, Workload
 
 _MATMUL, _GRID = "matmul", "grid"
 
@@ -44,8 +69,6 @@ class _Slot:
     __slots__ = ("start", "end", "nbytes", "offset", "dtype", "shape", "depth")
 
     def __init__(self, start: int, end: int, dtype, shape: tuple, depth: int):
-        from zhenwu_cc.core.tiling import tile_bytes
-
         self.start, self.end, self.dtype, self.shape, self.depth = start, end, dtype, shape, depth
         self.nbytes = tile_bytes(dtype, shape) * depth
         self.offset = 0
@@ -53,9 +76,6 @@ class _Slot:
 
 def _buffers_of(grid, buffers: int, alignment: int = 128) -> tuple:
     """A grid's planned buffers as data: (start, end, dtype, shape, depth)."""
-    from zhenwu_cc.core import dtypes
-    from zhenwu_cc.passes.sram_plan import plan_grid
-
     plan = plan_grid(grid, buffers, alignment)
     return tuple((b.start, b.end, dtypes.from_xdsl(b.first.value.type.element_type),
                   tuple(b.first.value.type.get_shape()), b.first.depth) for b in plan.buffers)
@@ -63,8 +83,6 @@ def _buffers_of(grid, buffers: int, alignment: int = 128) -> tuple:
 
 def _place(planned: tuple, dim, alignment: int) -> tuple[int, list[_Slot]]:
     """The peak of these buffers with each dimension mapped by `dim`, and the buffers."""
-    from zhenwu_cc.passes.sram_plan import place_buffers
-
     slots = [_Slot(start, end, dtype, tuple(dim(n) for n in shape), depth)
              for start, end, dtype, shape, depth in planned]
     return place_buffers(slots, alignment), slots
@@ -83,10 +101,6 @@ class _Sizes:
     __slots__ = ("kind", "build", "tile", "step", "parts", "grid", "trips", "classes")
 
     def __init__(self, kind: str, build: tuple, parts: int, out: tuple, mm=None):
-        from zhenwu_cc.core.tiling import tile_counts
-        from zhenwu_cc.passes.tiling.requests import shape_of
-        from zhenwu_cc.passes.tiling.sizes import k_steps
-
         self.kind, self.build, self.parts = kind, build, parts
         if kind == _MATMUL:
             tm, tn, tk = build
@@ -128,11 +142,6 @@ class _Template:
     def workload_for(self, sizes: dict[str, _Sizes], asked: dict[str, tuple], capacity: int):
         """The workload of a schedule with these directive sizes (same key), and whether any
         grid's numbers differ from the lowered ones."""
-        from dataclasses import replace
-
-        from zhenwu_cc.runtime.cost.extract import phase_of
-        from zhenwu_cc.runtime.cost.workload import TileSizes, Workload
-
         phases, changed = [], False
         for i, probe in enumerate(self.sizes):
             phase = self.workload.phases[i]
@@ -151,7 +160,8 @@ class _Template:
             if peak > capacity:
                 raise _Overflow(name, peak, [(b.dtype, b.shape, b.nbytes // b.depth, b.depth)
                                              for b in sorted(slots, key=lambda b: b.offset)])
-            sram = _place(self.alloc_plans[i], dim, self.alignment)[0]
+            sram = peak if self.alloc_plans[i] == self.tile_plans[i] else \
+                _place(self.alloc_plans[i], dim, self.alignment)[0]
             if sram > capacity:
                 raise _Fallback  # alloc-sram refuses it (ZK0601)
             const = ((lambda c, a=probe.trips, b=new.trips: b if c == a else c)
@@ -160,7 +170,6 @@ class _Template:
                                    sram, tile, dim, const))
         w = self.workload
         return Workload(w.kernel, tuple(phases), w.tensors, w.flops_by_dtype), changed
-
 
     @staticmethod
     def _dim(probe: _Sizes, new: _Sizes):
@@ -175,7 +184,7 @@ class _Template:
         """The SRAM `tile` plans for the grid directive `name` sizes, with `new` tiles."""
         for i, probe in enumerate(self.sizes):
             if probe is not None and self.workload.phases[i].tile.directive == name:
-                if self.slow or not self.trusted and new.vars() != probe.vars():
+                if self.slow or (not self.trusted and new.vars() != probe.vars()):
                     raise _Fallback
                 return _place(self.tile_plans[i], self._dim(probe, new), self.alignment)[0]
         raise _Fallback
@@ -186,14 +195,14 @@ class FastCoster:
 
     def __init__(self, kernel):
         self.kernel = kernel
-        self.scratch = kernel._zk.clone()  # where the sizes functions read directives
-        body = self.scratch.ops.first.body
+        body = kernel.zk.body
         self.named = {op.results[0].name_hint: op for op in body.walk()
                       if op.results and op.results[0].name_hint}
-        self.original = {name: op.attributes.get(attrs.TILE) for name, op in self.named.items()}
-        from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS
-
-        count = self.scratch.ops.first.attributes.get(attrs.BUFFERS)
+        self.original = {name: (attr.values, attr.split_k.data)
+                         for name, op in self.named.items()
+                         if (attr := op.attributes.get(attrs.TILE)) is not None}
+        self.matmuls = {name: zk.matmul_feeding(op) for name, op in self.named.items()}
+        count = kernel.zk.attributes.get(attrs.BUFFERS)
         self.buffers = count.value.data if count is not None else DEFAULT_BUFFERS
         self.templates: dict[tuple, _Template] = {}
         self.lowered = 0  # schedules costed by the full lowering
@@ -207,15 +216,11 @@ class FastCoster:
     def costing(self, tiles, split_k, buffers, target: str):
         """(workload, estimate) of this schedule, lowered only when its key is new, not yet
         trusted, or not derivable, or when its tiles do not fit SRAM (`lowered` counts it)."""
-        from zhenwu_cc.core.target import load_target
-        from zhenwu_cc.runtime.cost.model import estimate
-
         loaded = load_target(target)
         directives = self._directives(tiles, split_k)
         depth = self._depth(buffers)
-        sizes = {name: self._sizes(name, attr, loaded, depth)
-                 for name, attr in directives.items()}
-        asked = {name: tuple(attr.values) for name, attr in directives.items()}
+        sizes = {name: self._sizes(name, *given) for name, given in directives.items()}
+        asked = {name: given[0] for name, given in directives.items()}
         key = (target, depth, tuple(sorted((n, s.classes) for n, s in sizes.items())))
         template = self.templates.get(key)
         if template is None:
@@ -244,49 +249,38 @@ class FastCoster:
         return costing.workload, costing.estimate
 
     def _directives(self, tiles, split_k) -> dict:
-        """Every binding's `tile` directive under this schedule (retile()'s, checked alike)."""
-        from zhenwu_cc.core.diagnostics import error
-        from zhenwu_cc.frontend.schedules import tile_attr
-
-        out = {name: attr for name, attr in self.original.items() if attr is not None}
+        """Every binding's `tile` directive under this schedule, (sizes, split-K), checked as
+        retile() checks them."""
+        out = dict(self.original)
         for name, given in tiles.items():
             if name not in self.named:
                 raise error("ZK0402", f"kernel `{self.kernel.name}` has no binding named "
                             f"`{name}`", help="bindings: " + ", ".join(sorted(self.named)))
-            out[name] = tile_attr(self.named[name], name, given, split_k.get(name))
+            check_tile(self.named[name], name, given, split_k.get(name))
+            out[name] = (tuple(given), split_k.get(name) or 1)
         return out
 
     def _depth(self, buffers: int | None) -> int:
         return self.buffers if buffers is None else buffers
 
-    def _sizes(self, name: str, attr, target, depth: int) -> _Sizes:
+    def _sizes(self, name: str, values: tuple, split: int) -> _Sizes:
         """The tiles `tile` gives the grid this directive sizes, by its own functions."""
-        from zhenwu_cc.dialects import zk
-        from zhenwu_cc.passes.tiling.requests import shape_of
-        from zhenwu_cc.passes.tiling.sizes import grid_sizes, matmul_tiles, tile_budget
-
-        op = self.named[name]
-        op.attributes[attrs.TILE] = attr
-        mm = zk.matmul_feeding(op)
-        if mm is not None:  # with a directive the K multiple plays no part
-            tm, tn, tk, split = matmul_tiles(mm, op, target, depth, 1)
-            return _Sizes(_MATMUL, (tm, tn, tk), split, shape_of(mm.result), mm)
-        v = op.results[0]
-        return _Sizes(_GRID, grid_sizes(v, op, tile_budget(target)), 1, shape_of(v))
+        mm = self.matmuls[name]
+        if mm is not None:
+            out = shape_of(mm.result)
+            tm, tn, tk = directed_sizes(values, (*out[-2:], shape_of(mm.lhs)[-1]))
+            return _Sizes(_MATMUL, (tm, tn, tk), equal_parts(mm, tk, split), out, mm)
+        shape = shape_of(self.named[name].results[0])
+        return _Sizes(_GRID, directed_sizes(values, shape), 1, shape)
 
     def _refusal(self, too_big: _Overflow, sizes: dict[str, _Sizes], key: tuple, target):
         """ZK0604 as `tile` raises it: `fit` shrinks the tiles until they fit, to name the
         ones that would; each smaller size is planned from the template of its own key."""
-        from zhenwu_cc.dialects import zk
-        from zhenwu_cc.passes.tiling.kernel import sram_overflow
-        from zhenwu_cc.passes.tiling.sizes import halve_largest, halve_matmul
-
         name, first = too_big.name, sizes[too_big.name]
         if name not in self.shrink:
             raise _Fallback
-        mm = zk.matmul_feeding(self.named[name])
-        out = tuple(self.named[name].results[0].type.get_shape()) if mm is None else \
-            tuple(mm.result.type.get_shape())
+        mm = self.matmuls[name]
+        out = shape_of(self.named[name].results[0] if mm is None else mm.result)
         build, fits = first.build, None
         while fits is None:
             build = (halve_matmul(build, self.shrink[name]) if first.kind == _MATMUL
@@ -308,15 +302,6 @@ class FastCoster:
 
     def _probe(self, key, tiles, split_k, buffers, target, sizes, loaded):
         """Lower this schedule in full, keep its template under `key`, return its estimate."""
-        from zhenwu_cc.dialects import ppu
-        from zhenwu_cc.dialects import tile as tile_dialect
-        from zhenwu_cc.dialects.loc import span_of
-        from zhenwu_cc.passes.alloc_sram import AllocSramPass
-        from zhenwu_cc.passes.tile import TilePass
-        from zhenwu_cc.pipeline import _default_passes, make_context
-        from zhenwu_cc.runtime.cost.extract import _Names, phase_spec, workload_of
-        from zhenwu_cc.runtime.cost.model import estimate
-
         self.lowered += 1
         other = self.kernel.retile(tiles, split_k=split_k, buffers=buffers)
         module = other._zk.clone()
@@ -347,16 +332,12 @@ class FastCoster:
                  if isinstance(op, ppu.LaunchOp)]
         template = _Template(workload, specs, tile_plans, alloc_plans,
                              [None] * len(specs), alignment)
-        template.slow = not _derivable(template, sizes, loaded)
+        template.slow = not _derivable(template, sizes)
         self.templates[key] = template
         return workload, estimate(workload, loaded)
 
-
     def _shrinks(self, kernel, target) -> None:
         """How `fit` shrinks the tiles of each directive of `kernel` (as `tile` receives it)."""
-        from zhenwu_cc.dialects import zk
-        from zhenwu_cc.passes.tiling.kernel import KernelTiler
-
         tiler = KernelTiler(kernel, target)
         for op in kernel.body.walk():
             name = op.results[0].name_hint if op.results else None
@@ -365,7 +346,7 @@ class FastCoster:
                 self.shrink[name] = tiler.k_multiple(mm) if mm is not None else 1
 
 
-def _derivable(template: _Template, sizes: dict[str, _Sizes], target) -> bool:
+def _derivable(template: _Template, sizes: dict[str, _Sizes]) -> bool:
     """Whether the fast path can derive this template's numbers: one grid per directive, of
     the kind its sizes come from, lowered with exactly those tiles, grid and steps, and SRAM
     plans that give the lowered peaks."""

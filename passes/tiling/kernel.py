@@ -30,11 +30,12 @@ from zhenwu_cc.passes.tiling.requests import (
 from zhenwu_cc.passes.tiling.scales import block_multiples, fused_dtype, fusable, k_multiple
 from zhenwu_cc.passes.tiling.sizes import (
     align_up,
+    equal_parts,
     grid_sizes,
     halve_largest,
     halve_matmul,
     k_steps,
-    matmul_tiles,
+    matmul_sizes,
     pow2_floor,
     reduction_sizes,
     reduction_split,
@@ -162,7 +163,7 @@ class KernelTiler:
         return reduction_sizes(v, axis, keep, self.directive(v))
 
     def matmul_sizes(self, v: SSAValue, mm: zk.MatmulOp) -> tuple[int, int, int, int]:
-        return matmul_tiles(mm, self.directive(v, mm), self.target, self.buffers,
+        return matmul_sizes(mm, self.directive(v, mm), self.target, self.buffers,
                             self.k_multiple(mm))
 
     def k_multiple(self, mm: zk.MatmulOp) -> int:
@@ -421,6 +422,7 @@ class KernelTiler:
     def matmul_grid(self, v: SSAValue, mm: zk.MatmulOp) -> SSAValue:
         tm, tn, tk, split = self.matmul_sizes(v, mm)
         directive = self.directive(v, mm)
+        split = equal_parts(mm, tk, split)
         multiple = self.k_multiple(mm)
 
         def shrink(sizes):
