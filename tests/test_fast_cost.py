@@ -149,3 +149,21 @@ def test_a_mismatch_makes_the_key_lower_every_schedule(monkeypatch):
     before = fast.lowered
     fast.cost({"c": [32, 32, 32]}, {}, None, k.target)
     assert fast.lowered == before + 1
+
+
+def test_tiles_too_big_for_sram_are_refused_as_tile_refuses_them():
+    """ZK0604 with the same message, buffers and suggested tiles as the full lowering, and
+    without lowering once the smaller sizes' keys are known."""
+    k = zhenwu_cc.compile("examples/gemm.zk")
+    fast = FastCoster(k)
+    for s in ([64, 64, 32], [64, 64, 64], [64, 128, 64], [64, 128, 128]):  # the keys visited
+        fast.cost({"c": s}, {}, 3, k.target)
+        fast.cost({"c": [x // 2 for x in s]}, {}, 3, k.target)  # each key checked once
+    with pytest.raises(CompileError) as full:
+        k.retile({"c": [256, 256, 128]}, buffers=3).cost()
+    before = fast.lowered
+    with pytest.raises(CompileError) as got:
+        fast.cost({"c": [256, 256, 128]}, {}, 3, k.target)
+    assert got.value.diagnostics == full.value.diagnostics
+    assert "fits" in full.value.diagnostics[0].help
+    assert fast.lowered == before
