@@ -167,3 +167,19 @@ def test_tiles_too_big_for_sram_are_refused_as_tile_refuses_them():
     assert got.value.diagnostics == full.value.diagnostics
     assert "fits" in full.value.diagnostics[0].help
     assert fast.lowered == before
+
+
+def test_dma_bytes_in_closed_form_equal_the_point_sum():
+    """extract's closed form (each index walks one axis) against the sum over every point."""
+    from zhenwu_cc.runtime.cost.extract import _dma_elements, _dma_points, _Space
+
+    rng = random.Random(0)
+    for _ in range(300):
+        grid = tuple(rng.randint(1, 6) for _ in range(rng.randint(1, 3)))
+        space = _Space(grid, rng.randint(1, 5))
+        in_loop = rng.random() < 0.5
+        axes = [("grid", d) for d in range(len(grid))] + ([("step",)] if in_loop else [])
+        rng.shuffle(axes)
+        dims = [(axes.pop() if axes and rng.random() < 0.8 else ("const", rng.randint(0, 3)),
+                 rng.randint(1, 9), rng.randint(1, 40)) for _ in range(rng.randint(1, 4))]
+        assert _dma_elements(dims, space, in_loop) == _dma_points(dims, space, in_loop), dims

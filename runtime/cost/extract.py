@@ -143,6 +143,7 @@ def _dma_elements(dims, space: _Space, in_loop: bool, dim=None) -> int:
 
 
 def _dma_points(dims, space: _Space, in_loop: bool, dim=None) -> int:
+    """`_dma_elements` summed point by point over the space (any index arithmetic)."""
     extents = None
     for idx, size, lim in dims:
         size = size if dim is None else dim(size)
@@ -168,7 +169,7 @@ class OpWork:
     shape: tuple[int, ...] = ()
     k: int = 0
     dims: tuple = ()
-    nbytes: object = None  # the dtype (a DMA's bytes per element)
+    element: object = None  # a DMA's element DType (its bytes per element)
     promotions: tuple = ()
 
 
@@ -200,7 +201,7 @@ def _op_work(op: Operation, where: str, in_loop: bool, loc: str, names: _Names,
                      for i, size, lim in zip(op.indices, op.tile_sizes, bound))
         return OpWork(kind, where, in_loop, dtypes.from_xdsl(t.element_type).name,
                       names.names[op.global_value], loc, op.name, dims=dims,
-                      nbytes=dtypes.from_xdsl(t.element_type))
+                      element=dtypes.from_xdsl(t.element_type))
     if isinstance(op, ppu.MmaOp):
         f32 = dtypes.to_xdsl(dtypes.F32)
         promotions = tuple((tuple(s.type.get_shape()), axis)
@@ -291,7 +292,7 @@ def phase_of(spec: PhaseSpec, tensors: dict[str, Tensor], grid: tuple[int, ...] 
     for w in spec.ops:
         count = tiles * trips if w.in_loop else tiles
         if w.kind in ("load", "store"):
-            amount = w.nbytes.nbytes(_dma_elements(w.dims, space, w.in_loop, dim))
+            amount = w.element.nbytes(_dma_elements(w.dims, space, w.in_loop, dim))
             if w.kind == "load":
                 unique[w.tensor] += amount
             work.append(Work(w.kind, amount, w.where, w.dtype, w.tensor, w.loc, w.op))
