@@ -9,8 +9,8 @@ facts. So `FastCoster` lowers once per *structure key* and keeps, per launch, it
 `passes/sram_plan.py`, as `tile` and `alloc-sram` planned them). For another schedule with the
 same key it only computes numbers, with the code lowering uses:
 
-- each directive-sized grid's tiles from `passes/tiling/sizes.py` (`matmul_tiles`,
-  `grid_sizes`), its grid from `core/tiling.tile_counts`, its steps from `k_steps`;
+- each directive-sized grid's tiles from `passes/tiling/sizes.py` (`directed_sizes`,
+  `equal_parts`), its grid from `core/tiling.tile_counts`, its steps from `k_steps`;
 - bytes per DMA (edge tiles clipped), FLOPs and vector work by `extract.phase_of`, the function
   `workload_of` itself uses, with each tile dimension of the lowered program mapped to its size
   in the new schedule;
@@ -22,9 +22,9 @@ sizes of a directive are equal (so that a dimension of the lowered program names
 Grids the schedule does not size are the same in every schedule of a key and are reused as
 lowered. A key is trusted after the first schedule that changes its numbers gave exactly the
 workload of the full lowering (both are computed then); a key whose numbers cannot be derived
-this way (a directive on a reduction or a quantised value, a mismatch) always lowers. So does a
-schedule whose tiles do not fit SRAM: the full path raises its error (ZK0604) with the sizes
-that would fit.
+this way (a directive on a reduction or a quantised value, a mismatch) always lowers.
+Tiles too big for SRAM raise `tile`'s ZK0604 (`sram_overflow`), the smaller tiles it names
+planned from the templates of their keys (lowering in full where one is missing).
 """
 
 from __future__ import annotations
