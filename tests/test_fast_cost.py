@@ -183,3 +183,23 @@ def test_dma_bytes_in_closed_form_equal_the_point_sum():
         dims = [(axes.pop() if axes and rng.random() < 0.8 else ("const", rng.randint(0, 3)),
                  rng.randint(1, 9), rng.randint(1, 40)) for _ in range(rng.randint(1, 4))]
         assert _dma_elements(dims, space, in_loop) == _dma_points(dims, space, in_loop), dims
+
+
+def test_refusals_of_a_split_k_matmul_and_of_an_unsplit_one_point_where_tile_does():
+    """`tile` reports a split-K grid's ZK0604 at the matmul, an unsplit one's at the value the
+    grid stores: each key keeps its own."""
+    k = zhenwu_cc.compile(SKINNY)
+    fast = FastCoster(k)
+    for split in (1, 4):  # two keys each, trusted: [tm, 64, tk] and [t, t, tk]
+        for s in ([16, 64, 256], [32, 64, 256], [16, 16, 64], [32, 32, 128]):
+            fast.cost({"c": s}, {"c": split}, 3, k.target)
+    before = fast.lowered
+    spans = set()
+    for split in (1, 4):
+        with pytest.raises(CompileError) as full:
+            k.retile({"c": [32, 64, 512]}, split_k={"c": split}, buffers=3).cost()
+        with pytest.raises(CompileError) as got:
+            fast.cost({"c": [32, 64, 512]}, {"c": split}, 3, k.target)
+        assert got.value.diagnostics == full.value.diagnostics
+        spans.add(full.value.diagnostics[0].span)
+    assert fast.lowered == before and len(spans) == 2

@@ -138,6 +138,7 @@ class _Template:
         self.alignment = alignment
         self.trusted = False
         self.slow = False
+        self.spans: dict[str, object] = {}  # directive -> where `tile` reports its ZK0604
 
     def workload_for(self, sizes: dict[str, _Sizes], asked: dict[str, tuple], capacity: int):
         """The workload of a schedule with these directive sizes (same key), and whether any
@@ -207,7 +208,6 @@ class FastCoster:
         self.templates: dict[tuple, _Template] = {}
         self.lowered = 0  # schedules costed by the full lowering
         self.shrink: dict[str, int] = {}  # directive -> the K multiple its matmul shrinks by
-        self.spans: dict[str, object] = {}  # directive -> where `tile` reports its ZK0604
 
     def cost(self, tiles, split_k, buffers, target: str):
         """The estimate of this schedule (arguments checked as retile() checks them)."""
@@ -233,7 +233,7 @@ class FastCoster:
             except _Overflow as too_big:
                 if not template.trusted:
                     raise _Fallback from None
-                raise self._refusal(too_big, sizes, key, loaded) from None
+                raise self._refusal(too_big, sizes, key, loaded, template.spans) from None
         except _Fallback:
             return self._full(tiles, split_k, buffers, target)
         if changed and not template.trusted:  # the key's first new numbers: checked in full
@@ -273,7 +273,8 @@ class FastCoster:
         shape = shape_of(self.named[name].results[0])
         return _Sizes(_GRID, directed_sizes(values, shape), 1, shape)
 
-    def _refusal(self, too_big: _Overflow, sizes: dict[str, _Sizes], key: tuple, target):
+    def _refusal(self, too_big: _Overflow, sizes: dict[str, _Sizes], key: tuple, target,
+                 spans: dict):
         """ZK0604 as `tile` raises it: `fit` shrinks the tiles until they fit, to name the
         ones that would; each smaller size is planned from the template of its own key."""
         name, first = too_big.name, sizes[too_big.name]
@@ -298,7 +299,7 @@ class FastCoster:
                 fits = (build, peak)
         what = "tile [M, N, K]" if first.kind == _MATMUL else "tile"
         return sram_overflow(name, what, first.build, too_big.peak, too_big.buffers, target,
-                             target.sram_per_cu, self.spans[name], fits)
+                             target.sram_per_cu, spans[name], fits)
 
     def _probe(self, key, tiles, split_k, buffers, target, sizes, loaded):
         """Lower this schedule in full, keep its template under `key`, return its estimate."""
@@ -309,6 +310,7 @@ class FastCoster:
         depth = key[1]
         tile_plans = alloc_plans = None
         alignment = 128
+        spans = {}
         for p in _default_passes("ppu", target):
             if isinstance(p, TilePass):
                 self._shrinks(module.ops.first, loaded)
@@ -320,7 +322,7 @@ class FastCoster:
                 for g in grids:  # `tile` reports a grid's ZK0604 where its value is defined
                     used = attrs.used_tiles(g)
                     if used is not None and used["directive"] is not None:
-                        self.spans[used["directive"]] = span_of(g.outs[0].owner)
+                        spans[used["directive"]] = span_of(g.outs[0].owner)
             elif isinstance(p, AllocSramPass):
                 alignment = p.alignment
                 alloc_plans = [_buffers_of(g, depth, alignment) for g in grids]
@@ -332,6 +334,7 @@ class FastCoster:
                  if isinstance(op, ppu.LaunchOp)]
         template = _Template(workload, specs, tile_plans, alloc_plans,
                              [None] * len(specs), alignment)
+        template.spans = spans
         template.slow = not _derivable(template, sizes)
         self.templates[key] = template
         return workload, estimate(workload, loaded)
