@@ -1,10 +1,12 @@
 """`CompiledKernel.fast_cost` against the full lowering (`retile(...).costing()`): random
-seeded schedules over several kernels give the same workload (every phase's bytes, FLOPs,
-vector work, tiles, steps, SRAM), the same estimate (exactly equal floats: the model runs on
-equal workloads) and the same errors; and most of them are costed without lowering."""
+seeded schedules over several kernels (FP8 with per-tensor scales and with block scales among
+them) give the same workload (every phase's bytes, FLOPs, vector work, tiles, steps, SRAM),
+the same estimate (exactly equal floats: the model runs on equal workloads) and the same
+errors; and most of them are costed without lowering."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -44,6 +46,7 @@ KERNELS = {
     "layernorm": ("examples/layernorm.zk", {}, lambda r: {"y": _rows(r, 4096)}),
     "skinny": (SKINNY, {}, lambda r: {"c": _matmul(r, split=True)}),
     "fp8": ("examples/gemm_fp8.zk", {}, lambda r: {"y": _matmul(r)}),
+    "fp8_block": ("examples/gemm_fp8_block.zk", {}, lambda r: {"y": _matmul(r)}),
     "bias_gelu": ("examples/gemm_bias_gelu.zk", {}, lambda r: {"h": _matmul(r)}),
 }
 
@@ -97,7 +100,7 @@ def test_fast_cost_equals_the_full_lowering(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(KERNELS))
 def test_fast_cost_equals_the_full_lowering_on_many_schedules(name):
-    """7 kernels x 40 schedules = 280 random schedules, each costed twice."""
+    """8 kernels x 40 schedules = 320 random schedules, each costed twice."""
     _compare(name, 40, seed=2)
 
 
@@ -203,3 +206,13 @@ def test_refusals_of_a_split_k_matmul_and_of_an_unsplit_one_point_where_tile_doe
         assert got.value.diagnostics == full.value.diagnostics
         spans.add(full.value.diagnostics[0].span)
     assert fast.lowered == before and len(spans) == 2
+
+
+def test_block_scaled_operands_key_on_how_tiles_meet_their_scale_blocks():
+    """The scale tiles and scale indices of a block-scaled matmul follow tile // block (or
+    block // tile): a key holds them, or a K tile of 256 would be costed as one of 128."""
+    k = zhenwu_cc.compile("examples/gemm_fp8_block.zk")
+    fast = FastCoster(k)
+    for tm, tn, tk in itertools.product((16, 32, 64), (32, 64, 128), (32, 64, 128, 256)):
+        want = k.retile({"y": [tm, tn, tk]}, buffers=1).costing(k.target).workload
+        assert fast.costing({"y": [tm, tn, tk]}, {}, 1, k.target)[0] == want, (tm, tn, tk)

@@ -44,6 +44,7 @@ from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, place_buffers, plan_grid
 from zhenwu_cc.passes.tile import TilePass
 from zhenwu_cc.passes.tiling.kernel import KernelTiler, sram_overflow
 from zhenwu_cc.passes.tiling.requests import shape_of
+from zhenwu_cc.passes.tiling.scales import operand_blocks
 from zhenwu_cc.passes.tiling.sizes import (
     directed_sizes,
     equal_parts,
@@ -100,7 +101,8 @@ class _Sizes:
 
     __slots__ = ("kind", "build", "tile", "step", "parts", "grid", "trips", "classes")
 
-    def __init__(self, kind: str, build: tuple, parts: int, out: tuple, mm=None):
+    def __init__(self, kind: str, build: tuple, parts: int, out: tuple, mm=None,
+                 blocks: tuple = ()):
         self.kind, self.build, self.parts = kind, build, parts
         if kind == _MATMUL:
             tm, tn, tk = build
@@ -111,10 +113,19 @@ class _Sizes:
             self.tile, self.step, self.trips, dims = build, None, 1, out
         self.grid = ((parts,) if parts > 1 else ()) + tile_counts(out, self.tile)
         self.classes = (kind, parts, tuple(build.index(v) for v in build),
-                        tuple((v == 1, v == d, d % v == 0) for v, d in zip(build, dims)))
+                        tuple((v == 1, v == d, d % v == 0) for v, d in zip(build, dims)),
+                        tuple(_blocked(build[i], b) for i, b in blocks))
 
     def vars(self) -> tuple:
         return (self.tile, self.step, self.parts)
+
+
+def _blocked(size: int, block: int) -> tuple:
+    """How a tile size meets an operand's scale blocks (`scales.scale_plan`): whole blocks
+    (how many: the scale tile's size), inside one (how many tiles a block holds: the scale
+    index divides by it), or cutting them."""
+    return ("whole", size // block) if size % block == 0 else (
+        ("within", block // size) if block % size == 0 else ("cut",))
 
 
 class _Overflow(Exception):
@@ -203,6 +214,7 @@ class FastCoster:
                          for name, op in self.named.items()
                          if (attr := op.attributes.get(attrs.TILE)) is not None}
         self.matmuls = {name: zk.matmul_feeding(op) for name, op in self.named.items()}
+        self.blocks: dict[str, tuple] = {}  # a tiled matmul's scale blocks (`_blocks`)
         count = kernel.zk.attributes.get(attrs.BUFFERS)
         self.buffers = count.value.data if count is not None else DEFAULT_BUFFERS
         self.templates: dict[tuple, _Template] = {}
@@ -260,6 +272,17 @@ class FastCoster:
             out[name] = (tuple(given), split_k.get(name) or 1)
         return out
 
+    def _blocks(self, name: str) -> tuple:
+        """(which of [M, N, K], block) for each scale block a matmul's operands have along M,
+        K (each operand's own) and N, as `tile` sees them (after `cast`)."""
+        op = next(o for o in self.kernel.cast.body.walk()
+                  if o.results and o.results[0].name_hint == name)
+        mm = zk.matmul_feeding(op)
+        lhs, rhs = len(shape_of(mm.lhs)), len(shape_of(mm.rhs))
+        blocks = ((0, operand_blocks(mm.lhs, lhs - 2)), (2, operand_blocks(mm.lhs, lhs - 1)),
+                  (2, operand_blocks(mm.rhs, rhs - 2)), (1, operand_blocks(mm.rhs, rhs - 1)))
+        return tuple((i, b) for i, b in blocks if b > 1)
+
     def _depth(self, buffers: int | None) -> int:
         return self.buffers if buffers is None else buffers
 
@@ -269,7 +292,10 @@ class FastCoster:
         if mm is not None:
             out = shape_of(mm.result)
             tm, tn, tk = directed_sizes(values, (*out[-2:], shape_of(mm.lhs)[-1]))
-            return _Sizes(_MATMUL, (tm, tn, tk), equal_parts(mm, tk, split), out, mm)
+            if name not in self.blocks:
+                self.blocks[name] = self._blocks(name)
+            return _Sizes(_MATMUL, (tm, tn, tk), equal_parts(mm, tk, split), out, mm,
+                          self.blocks[name])
         shape = shape_of(self.named[name].results[0])
         return _Sizes(_GRID, directed_sizes(values, shape), 1, shape)
 
@@ -288,7 +314,7 @@ class FastCoster:
                      else halve_largest(build))
             if build is None:
                 break
-            smaller = _Sizes(first.kind, build, first.parts, out, mm)
+            smaller = _Sizes(first.kind, build, first.parts, out, mm, self.blocks.get(name, ()))
             other = (key[0], key[1], tuple(sorted(
                 (n, (smaller if n == name else s).classes) for n, s in sizes.items())))
             template = self.templates.get(other)
