@@ -17,8 +17,9 @@ same key it only computes numbers, with the code lowering uses:
 - SRAM by `sram_plan.place_buffers` on the same buffers with their new sizes.
 
 The key holds what decides structure: the `buffers` depth, the split-K parts, and per tile
-size whether it is 1, covers its dimension, divides it (ragged edges get masks), and which
-sizes of a directive are equal (so that a dimension of the lowered program names one size).
+size whether it is 1, covers its dimension, divides it (ragged edges get masks), how it meets
+a block-scaled operand's scale blocks (`_blocked`), and which sizes of a directive are equal
+(so that a dimension of the lowered program names one size).
 Grids the schedule does not size are the same in every schedule of a key and are reused as
 lowered. A key is trusted after the first schedule that changes its numbers gave exactly the
 workload of the full lowering (both are computed then); a key whose numbers cannot be derived
