@@ -8,8 +8,8 @@
    structure key, then numbers only), next to the cost model's own time per schedule
    (`estimate` alone on each schedule's precomputed workload), measured in the same run. The
    fast path's first pass over the schedules learns their structure keys; the steady state is
-   the best of `--repeats` later passes (interleaved with the model's). Schedules whose tiles do not fit SRAM count too (both
-   paths raise ZK0604 for them). Goal: >= 2,000 schedules/s for the GEMM, >= 500/s for
+   the best of `--repeats` later passes (interleaved with the model's). Schedules whose tiles
+   do not fit SRAM count too (both paths raise ZK0604 for them). Goal: >= 2,000 schedules/s for the GEMM, >= 500/s for
    attention, a schedule costed in <= 4x the model's own time.
 3. From source text (front end + lowering with per-pass verification + cost), for scale.
 
