@@ -1,19 +1,26 @@
-"""How fast the cost model answers, the two numbers a tuner cares about.
+"""How fast the cost model answers, the numbers a tuner cares about.
 
 1. Static cost of an already-lowered 8192x8192x8192 GEMM (extract the workload from the ppu
    program + estimate), in-process: median over repeats. Goal: well under 50 ms.
-2. End to end for new schedules of a 4096^3 GEMM, schedules per second: from source text
-   (front end + lowering with per-pass verification + cost), and through
-   `CompiledKernel.retile` (the parsed kernel reused; lowering without per-pass verification +
-   cost), which is what a tuner calls.
+2. New schedules per second, in-process, for a 4096^3 GEMM and for attention
+   (examples/attention.zk): through `CompiledKernel.retile(...).cost()` (lowering every
+   schedule) and through `CompiledKernel.fast_cost(...)` (zhenwu_cc/fast_cost.py: a lowering per
+   structure key, then numbers only), next to the cost model's own time per schedule
+   (`estimate` alone on each schedule's precomputed workload), measured in the same run. The
+   fast path's first pass over the schedules learns their structure keys; the steady state is
+   the best of `--repeats` later passes (interleaved with the model's). Schedules whose tiles
+   do not fit SRAM count too (both paths raise ZK0604 for them). Goal: >= 2,000 schedules/s for the GEMM, >= 500/s for
+   attention, a schedule costed in <= 4x the model's own time.
+3. From source text (front end + lowering with per-pass verification + cost), for scale.
 
-For scale, the same run times numpy's 1024^3 f32 matmul.
+The machine may be shared: the figures are the best of the repeats.
 
-    python benchmarks/cost_speed.py
+    python benchmarks/cost_speed.py [--repeats N]
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import statistics
 import time
@@ -37,13 +44,56 @@ def _median_ms(fn, repeats: int) -> float:
     return 1e3 * statistics.median(times)
 
 
+def _sweep(cost, schedules) -> tuple[float, int]:
+    """Seconds to cost every schedule, and how many were refused (ZK0604)."""
+    from zhenwu_cc.core.diagnostics import CompileError
+
+    rejected = 0
+    start = time.perf_counter()
+    for tiles in schedules:
+        try:
+            cost(tiles)
+        except CompileError:
+            rejected += 1
+    return time.perf_counter() - start, rejected
+
+
+def _speeds(label: str, kernel, schedules, repeats: int) -> None:
+    from zhenwu_cc.core.target import load_target
+    from zhenwu_cc.runtime.cost.model import estimate
+
+    n = len(schedules)
+    workloads = []
+    full, rejected = _sweep(lambda t: workloads.append(
+        kernel.retile(t).costing(kernel.target).workload), schedules)
+    first, _ = _sweep(kernel.fast_cost, schedules)
+    target = load_target(kernel.target)
+    fasts, models = [], []
+    for _ in range(repeats):  # interleaved, so that both see the same machine load
+        fasts.append(_sweep(kernel.fast_cost, schedules)[0] / n)
+        models.append(_sweep(lambda w: estimate(w, target), workloads)[0] / len(workloads))
+    per, model = min(fasts), min(models)
+    fast = per * n
+    ratio = statistics.median(f / m for f, m in zip(fasts, models))
+    print(f"{label}: {n} schedules ({rejected} refused as too big for SRAM)\n"
+          f"  retile + cost:        {n / full:8.1f} schedules/s ({1e3 * full / n:.2f} ms each)\n"
+          f"  fast_cost, 1st pass:  {n / first:8.1f} schedules/s (learning the structure keys)\n"
+          f"  fast_cost, steady:    {n / fast:8.1f} schedules/s ({1e3 * per:.3f} ms each, "
+          f"{full / fast:.0f}x retile + cost)\n"
+          f"  cost model alone:     {1e3 * model:8.3f} ms per schedule "
+          f"(fast_cost: {ratio:.1f}x the model's own time, the median over paired passes)")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
     from zhenwu_cc.runtime.cost.extract import workload_of
     from zhenwu_cc.runtime.cost.model import estimate
     from zhenwu_cc.core.target import load_target
 
     import zhenwu_cc
-    from zhenwu_cc.core.diagnostics import CompileError
 
     target = load_target("m890")
     kernel = zhenwu_cc.compile(GEMM)
@@ -54,25 +104,21 @@ def main() -> None:
           f"(workload extraction {extract_only:.2f} ms, model {static - extract_only:.2f} ms)")
 
     sizes = [16, 32, 64, 128, 256]
-    schedules = [(tm, tn, tk) for tm, tn, tk in itertools.product(sizes, sizes, (32, 64, 128))]
-    base = zhenwu_cc.compile(GEMM, defines={"M": 4096, "N": 4096, "K": 4096})
-    for label, candidate in (
-            ("source text (parse + lower + cost)", lambda s: zhenwu_cc.compile(
-                GEMM.replace("8192", "4096") + f"schedule gemm {{ tile c {list(s)} }}\n")),
-            ("retile (lower + cost; what a tuner calls)", lambda s: base.retile({"c": s}))):
-        start = time.perf_counter()
-        best, rejected = None, 0
-        for s in schedules:
-            try:
-                t = candidate(s).cost().time
-            except CompileError:  # tiles that do not fit in SRAM (ZK0604): a tuner skips them
-                rejected += 1
-                continue
-            best = min(best or (t, s), (t, s))
-        elapsed = time.perf_counter() - start
-        print(f"new schedules end to end, {label}: {len(schedules)} in {elapsed:.2f} s = "
-              f"{len(schedules) / elapsed:.1f} schedules/s ({rejected} rejected as too big for "
-              f"SRAM); best {best[1]} at {best[0] * 1e6:.1f} us")
+    gemm = [{"c": (tm, tn, tk)} for tm, tn, tk in itertools.product(sizes, sizes, (32, 64, 128))]
+    _speeds("GEMM 4096^3 (examples/gemm.zk)", zhenwu_cc.compile("examples/gemm.zk"), gemm,
+            args.repeats)
+    mm = (32, 64, 128)
+    attention = [{"s": (sm, sn, sk), "o": (om, 128, ok)}
+                 for sm, sn, sk, om, ok in itertools.product(mm, mm, (32, 64), mm, (32, 64))]
+    _speeds("attention (examples/attention.zk)", zhenwu_cc.compile("examples/attention.zk"),
+            attention, args.repeats)
+
+    source = GEMM.replace("8192", "4096")
+    start = time.perf_counter()
+    for tiles in gemm[:10]:
+        zhenwu_cc.compile(source + f"schedule gemm {{ tile c {list(tiles['c'])} }}\n").cost()
+    elapsed = time.perf_counter() - start
+    print(f"from source text (parse + verified lowering + cost): {10 / elapsed:.1f} schedules/s")
 
     a = np.ones((1024, 1024), np.float32)
     ref = _median_ms(lambda: a @ a, 5)

@@ -212,22 +212,26 @@ class _Planner:
         return GridPlan(buffers, self.place(buffers), dict(self.of))
 
     def place(self, buffers: list[Buffer]) -> int:
-        """Linear scan (buffers come in order of first definition), first fit; returns the
-        peak in bytes."""
-        align = self.alignment
-        active: list[Buffer] = []
-        peak = 0
-        for buf in buffers:
-            active = sorted((a for a in active if a.end >= buf.start), key=lambda a: a.offset)
-            offset = 0
-            for a in active:
-                if offset + buf.nbytes <= a.offset:
-                    break
-                offset = max(offset, -(-(a.offset + a.nbytes) // align) * align)
-            buf.offset = offset
-            active.append(buf)
-            peak = max(peak, offset + buf.nbytes)
-        return peak
+        return place_buffers(buffers, self.alignment)
+
+
+def place_buffers(buffers, alignment: int) -> int:
+    """Linear scan (buffers come in order of first definition), first fit; sets each buffer's
+    `offset` and returns the peak in bytes. Buffers need `start`, `end`, `nbytes` and `offset`
+    (the fast cost path places buffers of other sizes with it, zhenwu_cc/fast_cost.py)."""
+    active = []
+    peak = 0
+    for buf in buffers:
+        active = sorted((a for a in active if a.end >= buf.start), key=lambda a: a.offset)
+        offset = 0
+        for a in active:
+            if offset + buf.nbytes <= a.offset:
+                break
+            offset = max(offset, -(-(a.offset + a.nbytes) // alignment) * alignment)
+        buf.offset = offset
+        active.append(buf)
+        peak = max(peak, offset + buf.nbytes)
+    return peak
 
 
 def plan_grid(grid: tile.GridOp, buffers: int = DEFAULT_BUFFERS, alignment: int = 128) -> GridPlan:

@@ -15,7 +15,7 @@ from zhenwu_cc.core import attrs
 from zhenwu_cc.core import dtypes
 from zhenwu_cc.dialects import tile, zk
 from zhenwu_cc.dialects.loc import span_of
-from zhenwu_cc.core.diagnostics import Note, error
+from zhenwu_cc.core.diagnostics import CompileError, Note, error
 from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, plan_grid
 from zhenwu_cc.passes.tiling.directives import Directives, record_directive
 from zhenwu_cc.passes.tiling.flash import (
@@ -41,7 +41,7 @@ from zhenwu_cc.passes.tiling.scales import block_multiples, fused_dtype, fusable
 from zhenwu_cc.passes.tiling.split import Splits, split_parts
 from zhenwu_cc.passes.tiling.sizes import (
     align_up,
-    divisor_at_most,
+    equal_parts,
     grid_sizes,
     halve_largest,
     halve_matmul,
@@ -233,19 +233,14 @@ class KernelTiler:
     def overflow(self, v: SSAValue, what: str, too_big, capacity: int, fits,
                  carrier: Operation | None, spell=list):
         sizes, plan, grid = too_big
-        notes = []
-        for buf in sorted(plan.buffers, key=lambda b: b.offset):
-            t = buf.first.value.type
-            slots = f" x {buf.first.depth} slots" if buf.first.depth > 1 else ""
-            notes.append(Note(f"{_shape_text(t)}: {buf.first.nbytes} bytes{slots}"))
+        buffers = [(dtypes.from_xdsl(buf.first.value.type.element_type),
+                    buf.first.value.type.get_shape(), buf.first.nbytes, buf.first.depth)
+                   for buf in sorted(plan.buffers, key=lambda b: b.offset)]
         name = (carrier.results[0].name_hint if carrier is not None else None) or v.name_hint \
             or "this value"
-        help = (f"`tile {name} {spell(fits[0])}` fits ({fits[1]} bytes)" if fits else
-                "even the smallest tiles do not fit: this target's SRAM is too small for it")
-        return error("ZK0604", f"tiles of `{name}` ({what} {spell(sizes)}) need {plan.peak} bytes "
-                     f"of SRAM per compute unit; target `{self.target.name}` has {capacity}",
-                     span_of(v.owner) if isinstance(v.owner, Operation) else None,
-                     notes=notes, help=help)
+        return sram_overflow(name, what, sizes, plan.peak, buffers, self.target, capacity,
+                             span_of(v.owner) if isinstance(v.owner, Operation) else None, fits,
+                             spell)
 
     def elementwise_grid(self, v: SSAValue) -> SSAValue:
         shape = shape_of(v)
@@ -465,7 +460,7 @@ class KernelTiler:
     def matmul_grid(self, v: SSAValue, mm: zk.MatmulOp) -> SSAValue:
         tm, tn, tk, split = self.matmul_sizes(v, mm)
         directive = self.directive(v, mm)
-        split = divisor_at_most(k_steps(mm, tk), split)
+        split = equal_parts(mm, tk, split)
         multiple = self.k_multiple(mm)
 
         def shrink(sizes):
@@ -662,8 +657,21 @@ def _keep_last(shrink):
     return keep
 
 
-def _shape_text(t) -> str:
-    return f"{dtypes.from_xdsl(t.element_type).name}{list(t.get_shape())}"
+
+def sram_overflow(name: str, what: str, sizes, peak: int, buffers, target, capacity: int,
+                  span, fits, spell=list) -> CompileError:
+    """ZK0604 for tiles of `name` that need `peak` bytes of SRAM: `buffers` (dtype, shape,
+    bytes, slots) by offset, and the smaller tiles that `fits` as (sizes, peak), if any, written
+    as the directive spells them (`spell`). The fast cost path (zhenwu_cc/fast_cost.py) raises
+    it too."""
+    notes = [Note(f"{dtype.name}{list(shape)}: {nbytes} bytes"
+                  + (f" x {depth} slots" if depth > 1 else ""))
+             for dtype, shape, nbytes, depth in buffers]
+    help = (f"`tile {name} {spell(fits[0])}` fits ({fits[1]} bytes)" if fits else
+            "even the smallest tiles do not fit: this target's SRAM is too small for it")
+    return error("ZK0604", f"tiles of `{name}` ({what} {spell(sizes)}) need {peak} bytes "
+                 f"of SRAM per compute unit; target `{target.name}` has {capacity}", span,
+                 notes=notes, help=help)
 
 
 def _is_fresh(t: SSAValue) -> bool:

@@ -74,6 +74,20 @@ def block_multiples(op: zk.QuantizeOp | zk.DequantizeOp) -> tuple[int, ...]:
     return tuple(need)
 
 
+def operand_blocks(v: SSAValue, axis: int) -> int:
+    """The scale blocks along `axis` of a matmul operand dequantised (through transposes) with
+    scales that vary along it: the lcm of their blocks; else 1."""
+    source = _contraction_source(v, axis)
+    if source is None:
+        return 1
+    op, a = source
+    out = 1
+    for s in op.scales:
+        if shape_of(s)[a] > 1:
+            out = math.lcm(out, zk.blocks_of(shape_of(op.values), shape_of(s))[a])
+    return out
+
+
 def _dequantized(v: SSAValue) -> zk.DequantizeOp | None:
     """The `zk.dequantize` a matmul operand is, through transposes."""
     while isinstance(v.owner, zk.TransposeOp):
@@ -100,12 +114,8 @@ def k_multiple(mm: zk.MatmulOp, fp8_fast: bool) -> int:
     operands, and the 128-element promotion interval of `fp8_fast` accumulation."""
     out = 1
     if fused_dtype(mm) is not None:
-        rank = len(shape_of(mm.lhs))
-        for v, axis in ((mm.lhs, rank - 1), (mm.rhs, len(shape_of(mm.rhs)) - 2)):
-            op, a = _contraction_source(v, axis)
-            for s in op.scales:
-                if shape_of(s)[a] > 1:
-                    out = math.lcm(out, zk.blocks_of(shape_of(op.values), shape_of(s))[a])
+        out = math.lcm(operand_blocks(mm.lhs, len(shape_of(mm.lhs)) - 1),
+                       operand_blocks(mm.rhs, len(shape_of(mm.rhs)) - 2))
     if fp8_fast and mma_dtype(mm).is_low_precision:
         out = math.lcm(out, FP8_CHUNK)
     return out

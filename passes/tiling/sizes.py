@@ -28,8 +28,7 @@ def grid_sizes(v: SSAValue, directive: Operation | None, budget: int) -> tuple[i
     """Tile sizes for a grid over `v`: the `directive`'s, else whole rows that fit `budget`."""
     shape = shape_of(v)
     if directive is not None:
-        sizes = directive.attributes[attrs.TILE].values
-        return tuple(min(s, d) for s, d in zip(sizes, shape))
+        return directed_sizes(directive.attributes[attrs.TILE].values, shape)
     if not shape:
         return ()
     sizes = [1] * len(shape)
@@ -68,8 +67,7 @@ def matmul_sizes(mm: zk.MatmulOp, carrier: Operation | None, target, buffers: in
     k = shape_of(mm.lhs)[-1]
     if carrier is not None:
         attr = carrier.attributes[attrs.TILE]
-        tm, tn, tk = attr.values
-        return min(tm, m), min(tn, n), min(tk, k), attr.split_k.data
+        return (*directed_sizes(attr.values, (m, n, k)), attr.split_k.data)
     elem = max(mma_dtype(mm).nbytes(1), 1)
     tk = min(k, align_up([DEFAULT_TK], [k_multiple])[0])
     sram = target.sram_per_cu
@@ -89,6 +87,17 @@ def matmul_sizes(mm: zk.MatmulOp, carrier: Operation | None, target, buffers: in
     if tiles < cus and k >= 2 * MIN_SPLIT_K_CHUNK:
         split = max(1, min(-(-cus // tiles), k // MIN_SPLIT_K_CHUNK))
     return tm, tn, tk, split
+
+
+def equal_parts(mm: zk.MatmulOp, tk: int, split: int) -> int:
+    """The split-K parts a matmul grid runs: equal ones, the largest divisor of its K steps
+    not above `split` (the fast cost path derives them here too)."""
+    return divisor_at_most(k_steps(mm, tk), split)
+
+
+def directed_sizes(values: Sequence[int], dims: Sequence[int]) -> tuple[int, ...]:
+    """A `tile` directive's sizes on dimensions `dims`: each at most its dimension."""
+    return tuple(min(s, d) for s, d in zip(values, dims))
 
 
 MIN_SPLIT_CHUNKS = 4  # each part of a split reduction loops over at least this many chunks

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 from xdsl.dialects import arith
@@ -67,36 +68,53 @@ class _Names:
         self.tensors[name] = Tensor(name, _nbytes(v.type), role, tuple(stacks), l2)
 
 
+IndexExpr = tuple  # ("grid", d) | ("step",) | ("const", c) | (arith fn, lhs, rhs)
+
+
+def _index_expr(v: SSAValue, grid_args: list[SSAValue], iv: SSAValue | None) -> IndexExpr:
+    """A DMA index as data: grid dims, the loop's step and constants under index arithmetic."""
+    if v in grid_args:
+        return ("grid", grid_args.index(v))
+    if v is iv:
+        return ("step",)
+    op = v.owner
+    if isinstance(op, arith.ConstantOp):
+        return ("const", op.value.value.data)
+    return (_INDEX_FNS[type(op)], _index_expr(op.lhs, grid_args, iv),
+            _index_expr(op.rhs, grid_args, iv))
+
+
 class _Space:
-    """The iteration space of a launch (grid dims, then the loop's steps) for index arithmetic."""
+    """The iteration space of a launch (grid dims, then the loop's steps) for index arithmetic.
+    `const` maps the constants of the index arithmetic (a split's steps per part)."""
 
-    def __init__(self, launch: ppu.LaunchOp, loop: ppu.LoopOp | None):
-        grid = launch.grid_shape
-        self.shape = (*grid, loop.trip_count if loop else 1)
-        rank = len(self.shape)
-        self.values: dict[SSAValue, np.ndarray] = {}
-        for d, arg in enumerate(launch.body.block.args):
-            self.values[arg] = np.arange(grid[d]).reshape([-1 if i == d else 1
-                                                           for i in range(rank)])
+    def __init__(self, grid: tuple[int, ...], trips: int, const=None, live=None):
+        self.shape = (*grid, trips)
+        self.const = const
+        self.values: dict[IndexExpr, np.ndarray] = {}
         self.live = None  # per grid point and step, where the loop skips steps
-        if loop is not None:
-            step = np.arange(loop.trip_count).reshape([1] * (rank - 1) + [-1])
-            self.values[loop.induction_var] = step
-            window = live_steps(loop)
-            if window is not None:
-                dim, lo, hi = window
-                rows = self.values[launch.body.block.args[dim]]
-                self.live = (np.asarray(lo)[rows] <= step) & (step < np.asarray(hi)[rows])
+        if live is not None:
+            dim, lo, hi = live
+            rank = len(self.shape)
+            rows = np.arange(grid[dim]).reshape([-1 if i == dim else 1 for i in range(rank)])
+            step = np.arange(trips).reshape([1] * (rank - 1) + [-1])
+            self.live = (np.asarray(lo)[rows] <= step) & (step < np.asarray(hi)[rows])
 
-    def index(self, v: SSAValue) -> np.ndarray:
-        if v not in self.values:
-            op = v.owner
-            if isinstance(op, arith.ConstantOp):
-                self.values[v] = np.asarray(op.value.value.data)
+    def index(self, e: IndexExpr) -> np.ndarray:
+        if e not in self.values:
+            rank = len(self.shape)
+            if e[0] == "grid":
+                d = e[1]
+                value = np.arange(self.shape[d]).reshape([-1 if i == d else 1
+                                                          for i in range(rank)])
+            elif e[0] == "step":
+                value = np.arange(self.shape[-1]).reshape([1] * (rank - 1) + [-1])
+            elif e[0] == "const":
+                value = np.asarray(e[1] if self.const is None else self.const(e[1]))
             else:
-                fn = _INDEX_FNS[type(op)]
-                self.values[v] = fn(self.index(op.lhs), self.index(op.rhs))
-        return self.values[v]
+                value = e[0](self.index(e[1]), self.index(e[2]))
+            self.values[e] = value
+        return self.values[e]
 
     def total(self, per_point: np.ndarray, in_loop: bool) -> int:
         """Sum a broadcastable per-point count over the space (the loop dim only if in it)."""
@@ -109,108 +127,211 @@ class _Space:
         return int(arr.sum(dtype=np.int64)) * repeat
 
 
-def _dma_elements(op, space: _Space, in_loop: bool) -> int:
-    base, bound = op.window
+def _dma_elements(dims, space: _Space, in_loop: bool, dim=None) -> int:
+    """Elements a DMA moves over the space: per dimension (index, tile size, bound), the part
+    of each tile inside the bound (edge tiles clipped), multiplied over dimensions. Where each
+    dimension's index is one grid dim, the step or a constant, each on an axis of its own, the
+    sum is a product of per-dimension sums in closed form; otherwise numpy sums it point by
+    point."""
+    if in_loop and space.live is not None:  # steps skipped per grid point: sum point by point
+        return _dma_points(dims, space, in_loop, dim)
+    full = space.shape if in_loop else (*space.shape[:-1], 1)
+    total, used = 1, set()
+    for idx, size, lim in dims:
+        size = size if dim is None else dim(size)
+        if idx[0] == "const":
+            c = idx[1] if space.const is None else space.const(idx[1])
+            total *= min(max(lim - c * size, 0), size)
+            continue
+        axis = idx[1] if idx[0] == "grid" else len(full) - 1 if idx[0] == "step" else None
+        if axis is None or axis in used:
+            return _dma_points(dims, space, in_loop, dim)
+        used.add(axis)
+        whole, rest = divmod(lim, size)  # whole tiles, then one partial tile (if reached)
+        n = full[axis]
+        total *= size * min(n, whole) + (rest if whole < n else 0)
+    return total * math.prod(n for a, n in enumerate(full) if a not in used)
+
+
+def _dma_points(dims, space: _Space, in_loop: bool, dim=None) -> int:
+    """`_dma_elements` summed point by point over the space (any index arithmetic)."""
     extents = None
-    for idx, size, lim in zip(op.indices, op.tile_sizes, bound):
+    for idx, size, lim in dims:
+        size = size if dim is None else dim(size)
         e = np.clip(lim - space.index(idx) * size, 0, size)
         extents = e if extents is None else extents * e
     return space.total(1 if extents is None else extents, in_loop)
 
 
-def _work(op: Operation, space: _Space, in_loop: bool, count: int, names: _Names,
-          stepped: set[SSAValue] = frozenset()) -> list[tuple[str, int, str, str]]:
-    """(kind, amount, dtype, tensor) of the work one op does over the phase; `stepped` holds
-    the buffers the loop loads anew every step."""
+@dataclass(frozen=True)
+class OpWork:
+    """What one ppu op does, as numbers a tile size change maps (see `phase_of`): `shape`
+    (the elements it computes; a matmul's result tile), `k` (a matmul's K tile), `dims`
+    (a DMA's (index, tile size, bound) per dimension), `promotions` (a block-scaled matmul's
+    stepped f32 scales: (shape, axis))."""
+
+    kind: str
+    where: str
+    in_loop: bool
+    dtype: str
+    tensor: str
+    loc: str
+    op: str
+    shape: tuple[int, ...] = ()
+    k: int = 0
+    dims: tuple = ()
+    element: object = None  # a DMA's element DType (its bytes per element)
+    promotions: tuple = ()
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    """One launch as data: its work per op and the numbers `phase_of` needs."""
+
+    name: str
+    loc: str
+    grid: tuple[int, ...]
+    trips: int
+    looped: bool
+    buffers: int
+    sram: int
+    ops: tuple[OpWork, ...]
+    tile: TileSizes | None
+    live: tuple[int, tuple[int, ...], tuple[int, ...]] | None = None  # `loop.live_steps`
+
+
+def _op_work(op: Operation, where: str, in_loop: bool, loc: str, names: _Names,
+             grid_args: list[SSAValue], iv: SSAValue | None,
+             stepped: set[SSAValue] = frozenset()) -> OpWork | None:
+    """The work of one op over the phase; `stepped` holds the buffers the loop loads anew
+    every step."""
     if isinstance(op, (ppu.DmaLoadOp, ppu.DmaStoreOp)):
         t = op.global_value.type
-        n = _dma_elements(op, space, in_loop)
         kind = "load" if isinstance(op, ppu.DmaLoadOp) else "store"
-        return [(kind, _nbytes(t, n), dtypes.from_xdsl(t.element_type).name,
-                 names.names[op.global_value])]
+        _, bound = op.window
+        dims = tuple((_index_expr(i, grid_args, iv), size, lim)
+                     for i, size, lim in zip(op.indices, op.tile_sizes, bound))
+        return OpWork(kind, where, in_loop, dtypes.from_xdsl(t.element_type).name,
+                      names.names[op.global_value], loc, op.name, dims=dims,
+                      element=dtypes.from_xdsl(t.element_type))
     if isinstance(op, ppu.MmaOp):
-        a, b, c = (v.type.get_shape() for v in (op.lhs, op.rhs, op.acc))
-        flops = 2 * math.prod(c) * a[-1]
-        work = [("mma", flops * count, dtypes.from_xdsl(op.lhs.type.element_type).name, "")]
-        promotions = _promotions(op, stepped)
-        if promotions:
-            work.append(("vector", math.prod(c) * promotions * count, "f32", ""))
-        return work
+        f32 = dtypes.to_xdsl(dtypes.F32)
+        promotions = tuple((tuple(s.type.get_shape()), axis)
+                           for scales, axis in ((op.lhs_scales, -1), (op.rhs_scales, -2))
+                           for s in scales if s.type.element_type == f32 and s in stepped)
+        return OpWork("mma", where, in_loop, dtypes.from_xdsl(op.lhs.type.element_type).name,
+                      "", loc, op.name, shape=tuple(op.acc.type.get_shape()),
+                      k=op.lhs.type.get_shape()[-1], promotions=promotions)
     if isinstance(op, ppu.VQuantizeOp):
-        return [("quantize", _elements(op.input.type) * count, _dtype(op.outs[0]), "")]
+        return OpWork("quantize", where, in_loop, _dtype(op.outs[0]), "", loc, op.name,
+                      shape=tuple(op.input.type.get_shape()))
     if isinstance(op, ppu.VMapOp):
         kind = "transcendental" if op.function in ppu.TRANSCENDENTAL else "vector"
-        return [(kind, _elements(op.out.type) * count, _dtype(op.out), "")]
+        return OpWork(kind, where, in_loop, _dtype(op.out), "", loc, op.name,
+                      shape=tuple(op.out.type.get_shape()))
     if isinstance(op, ppu.VReduceOp):
-        return [("vector", _elements(op.input.type) * count, _dtype(op.input), "")]
+        return OpWork("vector", where, in_loop, _dtype(op.input), "", loc, op.name,
+                      shape=tuple(op.input.type.get_shape()))
     if isinstance(op, (ppu.VTransposeOp, ppu.FillOp, ppu.VIotaOp)):
-        return [("vector", _elements(op.out.type) * count, _dtype(op.out), "")]
-    return []
-
-
-def _promotions(mma: ppu.MmaOp, stepped: set[SSAValue]) -> int:
-    """How often a scaled mma's float32 scales multiply a partial sum per step: once per scale
-    block along K when the scales change with the K step (block scaling, DeepSeek-V3 style, on
-    the vector engine). Scales constant over K apply once per tile (negligible); E8M0 and E4M3
-    block scales act inside the tensor engine."""
-    f32 = dtypes.to_xdsl(dtypes.F32)
-    return max((s.type.get_shape()[axis]
-                for scales, axis in ((mma.lhs_scales, -1), (mma.rhs_scales, -2))
-                for s in scales if s.type.element_type == f32 and s in stepped), default=0)
+        return OpWork("vector", where, in_loop, _dtype(op.out), "", loc, op.name,
+                      shape=tuple(op.out.type.get_shape()))
+    return None
 
 
 def _dtype(v: SSAValue) -> str:
     return dtypes.from_xdsl(v.type.element_type).name
 
 
-def _phase(launch: ppu.LaunchOp, names: _Names, written: set[str]) -> Phase:
-    """One launch's work. Loads of a tensor an earlier phase wrote are charged to this phase's
-    line, the one that reads it: the load's own location may be an op of the producer's line
-    recomputed here (a matmul's epilogue inlined into the softmax that reads its result)."""
+def phase_spec(launch: ppu.LaunchOp, names: _Names, written: set[str]) -> PhaseSpec:
+    """One launch's work as data. Loads of a tensor an earlier phase wrote are charged to this
+    phase's line, the one that reads it: the load's own location may be an op of the producer's
+    line recomputed here (a matmul's epilogue inlined into the softmax that reads its result)."""
     ops = list(launch.body.block.ops)
     here = loc_text(launch)
     loop = next((op for op in ops if isinstance(op, ppu.LoopOp)), None)
-    space = _Space(launch, loop)
-    tiles = launch.tiles
-    steps = space.total(1, True) // tiles if loop else 1  # per tile, on average where skipped
-    work: list[Work] = []
-    unique: dict[str, int] = defaultdict(int)
+    grid_args = list(launch.body.block.args)
+    iv = loop.induction_var if loop else None
+    work: list[OpWork] = []
     where = "prologue" if loop else "body"
+
+    def loc_of(op, load: bool) -> str:
+        return here if load and names.names[op.global_value] in written else loc_text(op)
+
     for op in ops:
         if op is loop:
             stepped = {o.dest for o in loop.body.block.ops if isinstance(o, ppu.DmaLoadOp)}
             for inner in loop.body.block.ops:
-                for w in _work(inner, space, True, space.total(1, True), names, stepped):
-                    loc = here if w[0] == "load" and w[3] in written else loc_text(inner)
-                    work.append(Work(w[0], w[1], "body", w[2], w[3], loc, inner.name))
+                w = _op_work(inner, "body", True,
+                             loc_of(inner, isinstance(inner, ppu.DmaLoadOp)), names,
+                             grid_args, iv, stepped)
+                if w is not None:
+                    work.append(w)
             where = "epilogue"
             continue
-        for w in _work(op, space, False, tiles, names):
-            loc = here if w[0] == "load" and w[3] in written else loc_text(op)
-            work.append(Work(w[0], w[1], where, w[2], w[3], loc, op.name))
-    for w in work:
-        if w.kind == "load":
-            unique[w.tensor] += w.amount
+        w = _op_work(op, where, False, loc_of(op, isinstance(op, ppu.DmaLoadOp)), names,
+                     grid_args, iv)
+        if w is not None:
+            work.append(w)
     allocs = [op for op in launch.walk() if isinstance(op, ppu.AllocOp)]
     sram = max((a.byte_offset + a.nbytes for a in allocs), default=0)
     buffers = max((a.slots for a in allocs), default=1)
-    bounded = {name: min(total, names.tensors[name].bytes) for name, total in unique.items()}
     written.update(w.tensor for w in work if w.kind == "store")
     used = used_tiles(launch)
     tile = None if used is None else TileSizes(
         tuple(used["sizes"]), used["step"], used["directive"],
         tuple(used["directive_sizes"]) if used["directive_sizes"] is not None else None,
         used["parts"], used["split"])
-    return Phase(f"{launch.role.data} {here}".strip(), tiles, steps, buffers, sram,
-                 tuple(work), bounded, here, tile)
+    return PhaseSpec(f"{launch.role.data} {here}".strip(), here, tuple(launch.grid_shape),
+                     loop.trip_count if loop else 1, loop is not None, buffers, sram,
+                     tuple(work), tile, live_steps(loop) if loop else None)
+
+
+def phase_of(spec: PhaseSpec, tensors: dict[str, Tensor], grid: tuple[int, ...] | None = None,
+             trips: int | None = None, sram: int | None = None, tile: TileSizes | None = None,
+             dim=None, const=None) -> Phase:
+    """The `Phase` of `spec`, as lowered; or with other numbers: the `grid`, loop `trips`,
+    `sram` and `tile` of another schedule whose tiles differ only in size, `dim` mapping each
+    tile dimension of the spec to its size there and `const` each index constant (the fast
+    cost path, zhenwu_cc/fast_cost.py)."""
+    grid = spec.grid if grid is None else grid
+    trips = spec.trips if trips is None else trips
+    tiles = math.prod(grid)
+    space = _Space(grid, trips, const, spec.live)
+    looped = space.total(1, True)  # tile-steps run: fewer where the loop skips steps
+    size = (lambda shape: math.prod(shape)) if dim is None else (
+        lambda shape: math.prod(dim(n) for n in shape))
+    work: list[Work] = []
+    unique: dict[str, int] = defaultdict(int)
+    for w in spec.ops:
+        count = looped if w.in_loop else tiles
+        if w.kind in ("load", "store"):
+            amount = w.element.nbytes(_dma_elements(w.dims, space, w.in_loop, dim))
+            if w.kind == "load":
+                unique[w.tensor] += amount
+            work.append(Work(w.kind, amount, w.where, w.dtype, w.tensor, w.loc, w.op))
+        elif w.kind == "mma":
+            c = size(w.shape)
+            k = w.k if dim is None else dim(w.k)
+            work.append(Work("mma", 2 * c * k * count, w.where, w.dtype, "", w.loc, w.op))
+            promotions = max((shape[axis] if dim is None else dim(shape[axis])
+                              for shape, axis in w.promotions), default=0)
+            if promotions:
+                work.append(Work("vector", c * promotions * count, w.where, "f32", "", w.loc,
+                                 w.op))
+        else:
+            work.append(Work(w.kind, size(w.shape) * count, w.where, w.dtype, "", w.loc, w.op))
+    bounded = {name: min(total, tensors[name].bytes) for name, total in unique.items()}
+    steps = looped // tiles if spec.looped else trips  # per tile, on average where skipped
+    return Phase(spec.name, tiles, steps, spec.buffers, spec.sram if sram is None else sram,
+                 tuple(work), bounded, spec.loc, spec.tile if tile is None else tile)
 
 
 def workload_of(kernel: ppu.KernelOp) -> Workload:
     """The cost model's view of a lowered kernel."""
     names = _Names(kernel)
     written: set[str] = set()
-    phases = tuple(_phase(op, names, written) for op in kernel.body.block.ops
-                   if isinstance(op, ppu.LaunchOp))
+    phases = tuple(phase_of(phase_spec(op, names, written), names.tensors)
+                   for op in kernel.body.block.ops if isinstance(op, ppu.LaunchOp))
     flops = kernel.attributes.get(FLOPS)
     useful = ({k: v.value.data for k, v in flops.data.items()}
               if isinstance(flops, DictionaryAttr) else {})

@@ -148,7 +148,14 @@ def apply_schedule(sched: ast.Schedule, op: zk.KernelOp, gen) -> None:
 
 def tile_attr(op: Operation, name: str, sizes: Sequence[int], split_k: int | None,
               sizes_span: Span | None = None, span: Span | None = None) -> zk.TileAttr:
-    """`tile NAME [sizes] split_k N`, checked against the op NAME binds (ZK0403): three sizes
+    """`tile NAME [sizes] split_k N`, checked against the op NAME binds (`check_tile`)."""
+    check_tile(op, name, sizes, split_k, sizes_span, span)
+    return zk.TileAttr(sizes, split_k or 1, location(span) if span is not None else None)
+
+
+def check_tile(op: Operation, name: str, sizes: Sequence[int], split_k: int | None,
+               sizes_span: Span | None = None, span: Span | None = None) -> None:
+    """ZK0403 unless `tile NAME [sizes] split_k N` fits the op NAME binds: three sizes
     [M, N, K] for a matmul and its epilogue, else one per dimension of the value."""
     rooted = zk.matmul_feeding(op) is not None
     shape = tuple(op.results[0].type.get_shape())
@@ -163,7 +170,6 @@ def tile_attr(op: Operation, name: str, sizes: Sequence[int], split_k: int | Non
     if split_k is not None and (not rooted or not 1 <= split_k <= 1024):
         raise error("ZK0403", "split_k applies to matmuls and must be 1..1024"
                     if rooted else f"`{name}` is not a matmul: no split_k", span)
-    return zk.TileAttr(sizes, split_k or 1, location(span) if span is not None else None)
 
 
 SPLITTABLE = "sum, max, min, mean, logsumexp, argmax, softmax, log_softmax, layernorm, rmsnorm, @"

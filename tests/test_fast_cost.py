@@ -1,0 +1,234 @@
+"""`CompiledKernel.fast_cost` against the full lowering (`retile(...).costing()`): random
+seeded schedules over several kernels (FP8 with per-tensor scales and with block scales among
+them) give the same workload (every phase's bytes, FLOPs, vector work, tiles, steps, SRAM),
+the same estimate (exactly equal floats: the model runs on equal workloads) and the same
+errors; and most of them are costed without lowering."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+import zhenwu_cc
+from zhenwu_cc.core.diagnostics import CompileError
+from zhenwu_cc.fast_cost import FastCoster
+
+SKINNY = """
+kernel skinny<M = 64, N = 128, K = 16384>(a: bf16[M, K], b: bf16[K, N]) -> bf16[M, N] {
+    c = a @ b
+    return bf16(c)
+}
+schedule skinny { tile c [64, 128, 64] split_k 4 }
+"""
+
+MM = (16, 32, 64, 128, 256, 96)  # 96 leaves ragged edges
+KS = (16, 32, 64, 128, 96)
+
+
+def _matmul(rng: random.Random, split: bool = False):
+    sizes = [rng.choice(MM[:5] if rng.random() < 0.9 else MM), rng.choice(MM[:5]),
+             rng.choice(KS[:4] if rng.random() < 0.9 else KS)]
+    return sizes, (rng.choice((2, 4, 8)) if split and rng.random() < 0.8 else None)
+
+
+def _rows(rng: random.Random, n: int):
+    return [rng.choice((2, 4, 8, 16, 32)), rng.choice((n, n, n, n // 4, 1000))], None
+
+
+# (source, defines, schedule maker: rng -> {binding: (sizes, split_k)})
+KERNELS = {
+    "gemm": ("examples/gemm.zk", {}, lambda r: {"c": _matmul(r)}),
+    # unfused (`--no-fuse`): the flash grid is costed by lowering (test below)
+    "attention": ("examples/attention.zk", {"B": 2, "H": 8, "S": 1024},
+                  lambda r: {n: _matmul(r) for n in ("s", "o") if r.random() < 0.8}),
+    "softmax": ("examples/softmax.zk", {}, lambda r: {"y": _rows(r, 4096)}),
+    "layernorm": ("examples/layernorm.zk", {}, lambda r: {"y": _rows(r, 4096)}),
+    "skinny": (SKINNY, {}, lambda r: {"c": _matmul(r, split=True)}),
+    "fp8": ("examples/gemm_fp8.zk", {}, lambda r: {"y": _matmul(r)}),
+    "fp8_block": ("examples/gemm_fp8_block.zk", {}, lambda r: {"y": _matmul(r)}),
+    "bias_gelu": ("examples/gemm_bias_gelu.zk", {}, lambda r: {"h": _matmul(r)}),
+}
+
+
+def _outcome(fn):
+    try:
+        return fn()
+    except CompileError as e:  # the whole diagnostic: code, message, span, notes, help
+        return "error", list(e.diagnostics)
+
+
+def _compare(name: str, count: int, seed: int) -> FastCoster:
+    """`count` random schedules costed both ways, twice: the first round teaches the fast path
+    their structure keys, the second costs most of them from numbers alone."""
+    source, defines, schedules = KERNELS[name]
+    k = zhenwu_cc.compile(source, defines=defines, fuse=name != "attention")
+    fast = FastCoster(k)
+    rng = random.Random(seed)
+    picked = []
+    for _ in range(count):
+        chosen = schedules(rng)
+        picked.append(({n: s for n, (s, _) in chosen.items()},
+                       {n: p for n, (_, p) in chosen.items() if p is not None},
+                       rng.choice((None, 1, 2, 3))))
+    fulls = [_outcome(lambda: k.retile(t, split_k=p, buffers=b).costing(k.target))
+             for t, p, b in picked]
+    derived = 0
+    for order in (range(count), rng.sample(range(count), count)):
+        for i in order:
+            tiles, split_k, buffers = picked[i]
+            before = fast.lowered
+            got = _outcome(lambda: fast.costing(tiles, split_k, buffers, k.target))
+            derived += fast.lowered == before
+            full = fulls[i]
+            schedule = f"{name}: tiles={tiles} split_k={split_k} buffers={buffers}"
+            if isinstance(full, tuple):
+                assert got == full, schedule
+                continue
+            assert got[0] == full.workload, schedule  # to the byte and the FLOP, per phase
+            assert got[1] == full.estimate, schedule  # the same floats
+    assert not any(t.slow for t in fast.templates.values())
+    assert derived >= count // 2  # the comparison is not of the full lowering with itself
+    return fast
+
+
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_fast_cost_equals_the_full_lowering(name):
+    _compare(name, 8, seed=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_fast_cost_equals_the_full_lowering_on_many_schedules(name):
+    """8 kernels x 40 schedules = 320 random schedules, each costed twice."""
+    _compare(name, 40, seed=2)
+
+
+def test_most_schedules_are_not_lowered():
+    """A 4096^3 GEMM's schedules that fit SRAM share a few structure keys: one lowering per
+    key to learn it and one to check it, the others costed from numbers."""
+    k = zhenwu_cc.compile("examples/gemm.zk")
+    fast = FastCoster(k)
+    sizes = (16, 32, 64, 128)
+    schedules = [(tm, tn, tk) for tm in sizes for tn in sizes for tk in sizes]
+    for s in schedules:
+        fast.cost({"c": s}, {}, None, k.target)
+    assert fast.lowered <= 2 * len(fast.templates) < len(schedules) / 2
+    assert all(t.trusted for t in fast.templates.values())
+
+
+def test_fast_cost_is_the_api_and_checks_like_retile():
+    k = zhenwu_cc.compile("examples/gemm.zk", defines={"M": 512, "N": 512, "K": 512})
+    for s in ([64, 64, 32], [32, 128, 64], [128, 32, 64]):
+        assert k.fast_cost({"c": s}, buffers=3) == k.retile({"c": s}, buffers=3).cost()
+    assert k.fast_cost({"c": [64, 64, 32]}, target="h100") == \
+        k.retile({"c": [64, 64, 32]}).cost("h100")
+    with pytest.raises(CompileError) as e:
+        k.fast_cost({"nope": [1, 2, 3]})
+    assert e.value.diagnostics[0].code == "ZK0402"
+    with pytest.raises(CompileError) as e:
+        k.fast_cost({"c": [64, 64]})
+    assert e.value.diagnostics[0].code == "ZK0403"
+
+
+def test_a_mismatch_makes_the_key_lower_every_schedule(monkeypatch):
+    """A key whose derived numbers disagree with the full lowering is never trusted: its
+    schedules are lowered from then on (here the derivation is broken on purpose)."""
+    from zhenwu_cc import fast_cost
+
+    k = zhenwu_cc.compile("examples/gemm.zk")
+    fast = FastCoster(k)
+    fast.cost({"c": [64, 64, 32]}, {}, None, k.target)
+    real = fast_cost.phase_of
+
+    def broken(spec, tensors, grid, trips, *rest):  # one step too many
+        return real(spec, tensors, grid, trips + 1, *rest)
+
+    monkeypatch.setattr(fast_cost, "phase_of", broken)
+    want = k.retile({"c": [128, 128, 32]}).cost()
+    assert fast.cost({"c": [128, 128, 32]}, {}, None, k.target) == want
+    (template,) = fast.templates.values()
+    assert template.slow and not template.trusted
+    before = fast.lowered
+    fast.cost({"c": [32, 32, 32]}, {}, None, k.target)
+    assert fast.lowered == before + 1
+
+
+def test_tiles_too_big_for_sram_are_refused_as_tile_refuses_them():
+    """ZK0604 with the same message, buffers and suggested tiles as the full lowering, and
+    without lowering once the smaller sizes' keys are known."""
+    k = zhenwu_cc.compile("examples/gemm.zk")
+    fast = FastCoster(k)
+    for s in ([64, 64, 32], [64, 64, 64], [64, 128, 64], [64, 128, 128]):  # the keys visited
+        fast.cost({"c": s}, {}, 3, k.target)
+        fast.cost({"c": [x // 2 for x in s]}, {}, 3, k.target)  # each key checked once
+    with pytest.raises(CompileError) as full:
+        k.retile({"c": [256, 256, 128]}, buffers=3).cost()
+    before = fast.lowered
+    with pytest.raises(CompileError) as got:
+        fast.cost({"c": [256, 256, 128]}, {}, 3, k.target)
+    assert got.value.diagnostics == full.value.diagnostics
+    assert "fits" in full.value.diagnostics[0].help
+    assert fast.lowered == before
+
+
+def test_dma_bytes_in_closed_form_equal_the_point_sum():
+    """extract's closed form (each index walks one axis) against the sum over every point."""
+    from zhenwu_cc.runtime.cost.extract import _dma_elements, _dma_points, _Space
+
+    rng = random.Random(0)
+    for _ in range(300):
+        grid = tuple(rng.randint(1, 6) for _ in range(rng.randint(1, 3)))
+        space = _Space(grid, rng.randint(1, 5))
+        in_loop = rng.random() < 0.5
+        axes = [("grid", d) for d in range(len(grid))] + ([("step",)] if in_loop else [])
+        rng.shuffle(axes)
+        dims = [(axes.pop() if axes and rng.random() < 0.8 else ("const", rng.randint(0, 3)),
+                 rng.randint(1, 9), rng.randint(1, 40)) for _ in range(rng.randint(1, 4))]
+        assert _dma_elements(dims, space, in_loop) == _dma_points(dims, space, in_loop), dims
+
+
+def test_refusals_of_a_split_k_matmul_and_of_an_unsplit_one_point_where_tile_does():
+    """`tile` reports a split-K grid's ZK0604 at the matmul, an unsplit one's at the value the
+    grid stores: each key keeps its own."""
+    k = zhenwu_cc.compile(SKINNY)
+    fast = FastCoster(k)
+    for split in (1, 4):  # two keys each, trusted: [tm, 64, tk] and [t, t, tk]
+        for s in ([16, 64, 256], [32, 64, 256], [16, 16, 64], [32, 32, 128]):
+            fast.cost({"c": s}, {"c": split}, 3, k.target)
+    before = fast.lowered
+    spans = set()
+    for split in (1, 4):
+        with pytest.raises(CompileError) as full:
+            k.retile({"c": [32, 64, 512]}, split_k={"c": split}, buffers=3).cost()
+        with pytest.raises(CompileError) as got:
+            fast.cost({"c": [32, 64, 512]}, {"c": split}, 3, k.target)
+        assert got.value.diagnostics == full.value.diagnostics
+        spans.add(full.value.diagnostics[0].span)
+    assert fast.lowered == before and len(spans) == 2
+
+
+def test_block_scaled_operands_key_on_how_tiles_meet_their_scale_blocks():
+    """The scale tiles and scale indices of a block-scaled matmul follow tile // block (or
+    block // tile): a key holds them, or a K tile of 256 would be costed as one of 128."""
+    k = zhenwu_cc.compile("examples/gemm_fp8_block.zk")
+    fast = FastCoster(k)
+    for tm, tn, tk in itertools.product((16, 32, 64), (32, 64, 128), (32, 64, 128, 256)):
+        want = k.retile({"y": [tm, tn, tk]}, buffers=1).costing(k.target).workload
+        assert fast.costing({"y": [tm, tn, tk]}, {}, 1, k.target)[0] == want, (tm, tn, tk)
+
+
+def test_fused_attention_is_costed_by_lowering():
+    """The flash grid is not a template the fast path derives (its S tile's K step comes from a
+    second directive, a mask's skipped steps from the tiles): every schedule is lowered, and the
+    answers are the full lowering's."""
+    k = zhenwu_cc.compile("examples/attention_causal.zk", defines={"B": 1, "H": 2, "S": 512})
+    fast = FastCoster(k)
+    for tiles in ({}, {"o": [64, 128, 64], "s": [64, 64, 128]}, {"o": [32, 128, 32],
+                                                                  "s": [32, 32, 64]}):
+        before = fast.lowered
+        got = _outcome(lambda: fast.costing(tiles, {}, None, k.target))
+        assert fast.lowered == before + 1
+        full = k.retile(tiles).costing(k.target)
+        assert got[0] == full.workload and got[1] == full.estimate
