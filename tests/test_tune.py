@@ -71,6 +71,20 @@ def test_a_small_space_is_enumerated_and_optuna_comes_within_2_percent():
     assert best <= sampled.ranked[0].time <= best * 1.02
 
 
+def test_a_time_limit_stops_the_search():
+    k = zhenwu_cc.compile(str(GEMM), defines=SMALL)
+    r = k.tune(time=0.5, verify=0, cache=False)
+    assert r.method == "optuna-tpe" and r.budget is None and r.ranked
+    assert len(r.trials) < r.space.size
+
+
+def test_the_schedule_as_written_is_the_first_candidate_sampled():
+    k = zhenwu_cc.compile(str(GEMM), defines={"M": 1024, "N": 1024, "K": 1024})
+    r = k.tune(budget=1, verify=0, cache=False)
+    assert [t.schedule.text() for t in r.trials] == ["tile c [128, 128, 64]; buffers 2"]
+    assert r.trials[0].time == pytest.approx(r.default_time, rel=1e-9)
+
+
 def test_pruning_is_safe_the_floor_is_below_every_time_and_misfits_do_not_compile():
     """The roofline bound never exceeds a modeled time, and a candidate pruned for SRAM is one
     the compiler refuses."""
@@ -148,6 +162,21 @@ def test_write_creates_a_schedule_block(tmp_path, capsys):
     text = src.read_text()
     assert text.startswith("// no schedule yet\n") and "schedule mm {" in text
     zhenwu_cc.compile(str(src))
+
+
+def test_a_rank_0_value_gets_no_tile_choice_and_the_winner_parses(tmp_path, capsys):
+    """`mean_loss` (f32[]) has a grid but no `tile` line can size it: `tile mean_loss []` would
+    not parse."""
+    src = tmp_path / "ce.zk"
+    src.write_text((ROOT / "examples" / "cross_entropy.zk").read_text())
+    k = zhenwu_cc.compile(str(src), defines={"N": 64, "C": 512})
+    r = k.tune(budget=12, verify=1, cache=False)
+    assert "tile loss" in [c.key for c in r.space.choices]
+    assert "tile mean_loss" not in [c.key for c in r.space.choices]
+    code, _, _ = _cli(capsys, "tune", src, "-D", "N=64", "-D", "C=512", "--budget", "12",
+                      "--verify", "1", "--write", "--no-cache")
+    assert code == 0
+    zhenwu_cc.compile(str(src), defines={"N": 64, "C": 512})
 
 
 # ---- bad arguments -----------------------------------------------------------------------------

@@ -113,6 +113,8 @@ def _optuna(run: _Run, limit: int | None, deadline: float | None, seed: int,
     chosen = (optuna.samplers.TPESampler(seed=seed) if sampler == "tpe"
               else optuna.samplers.RandomSampler(seed=seed))
     study = optuna.create_study(direction="minimize", sampler=chosen)
+    if len(run.space.start) == len(run.space.params):
+        study.enqueue_trial(run.space.start)  # the schedule as compiled: a good first point
     asked = 0
     while limit is None or (run.compiled < limit and asked < MAX_ASKS * limit):
         if deadline is not None and _time.monotonic() > deadline:

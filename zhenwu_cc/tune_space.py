@@ -152,6 +152,7 @@ class Space:
     overhead: float = 0.0
     compute_floor: float = 0.0  # every FLOP at the chip's peak
     dropped: list[dict] = field(default_factory=list)
+    start: dict[str, int] = field(default_factory=dict)  # the schedule as compiled, where it fits
 
     @property
     def params(self) -> list[tuple[str, tuple[int, ...]]]:
@@ -214,7 +215,7 @@ def build_space(k, costing, probe) -> Space:
     binding that names a grid (one a phase of the estimate runs), split-K for matmuls with few
     tiles, and `buffers`. `probe(schedule)` returns None when the compiler accepts a schedule,
     else the refusal: a tile choice the compiler refuses at its current sizes is left out."""
-    from zhenwu_cc.core import dtypes
+    from zhenwu_cc.core import attrs, dtypes
     from zhenwu_cc.dialects import zk
     from zhenwu_cc.dialects.loc import loc_text
     from zhenwu_cc.frontend.schedules import MAX_BUFFERS, MAX_TILE
@@ -233,7 +234,8 @@ def build_space(k, costing, probe) -> Space:
     for p, w in zip(est.phases, costing.workload.phases):
         t = p.tile
         name = None if t is None else (t.directive or at.get(p.loc))
-        if name is None or name in seen or name not in named:
+        if name is None or name in seen or name not in named \
+                or not named[name].results[0].type.get_shape():  # a scalar has no tile line
             continue
         seen.add(name)
         op = named[name]
@@ -263,11 +265,17 @@ def build_space(k, costing, probe) -> Space:
             space.dropped.append({"choice": choice.key, "reason": refused})
             continue
         space.choices.append(choice)
+        space.start.update({p: v for (p, o), v in zip(choice.params, current) if v in o})
         if mm is not None:
             few = batch * -(-m // MATMUL_MAX) * -(-n // MATMUL_MAX) < target.compute_units
             top = min(MAX_SPLIT_K, kk // MIN_SPLIT_K_CHUNK)
             if few and top >= 2:
-                space.choices.append(SplitKChoice(name, _pow2s(1, top)))
+                split = SplitKChoice(name, _pow2s(1, top))
+                space.choices.append(split)
+                if t.parts in split.options:
+                    space.start[split.params[0][0]] = t.parts
     space.choices.append(BuffersChoice(tuple(range(1, MAX_BUFFERS + 1))))
+    buffers = k.zk.attributes.get(attrs.BUFFERS)
+    space.start["buffers"] = _default_buffers() if buffers is None else buffers.value.data
     space.compute_floor = flops
     return space
