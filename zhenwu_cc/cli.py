@@ -642,8 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_args(p, "the kernel to tune (when the file has several)")
     _add_target_arg(p)
     p.add_argument("--budget", type=_number("--budget", int, 1, "200"), metavar="N",
-                   help="candidates to try (default 64; a space this small or smaller is "
-                   "searched exhaustively)")
+                   help="candidates to compile and cost (default 64; a space this small or "
+                   "smaller is searched exhaustively)")
     p.add_argument("--time", type=_number("--time", float, 1e-3, "60"), metavar="S",
                    help="stop after S seconds (the leaderboard then depends on the machine)")
     p.add_argument("--max-rel-error", type=_number("--max-rel-error", float, 1e-300, "0.01"),

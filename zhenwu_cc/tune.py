@@ -134,7 +134,7 @@ def tune(k, *, target: str | None = None, budget: int | None = None,
     from zhenwu_cc.core.diagnostics import error
     from zhenwu_cc.core.target import load_target
     from zhenwu_cc.tune_cache import Cache, target_bytes
-    from zhenwu_cc.tune_eval import Local, OnDask, Origin, cost_candidate
+    from zhenwu_cc.tune_eval import Local, OnDask, Origin, check_address, cost_candidate
     from zhenwu_cc.tune_search import search
     from zhenwu_cc.tune_space import build_space
 
@@ -144,6 +144,7 @@ def tune(k, *, target: str | None = None, budget: int | None = None,
     if jobs > 1 and scheduler is not None:
         raise error("ZK1201", "give --jobs (a local cluster) or --scheduler (an existing "
                     "one), not both", help="drop --jobs: the scheduler's workers do the work")
+    check_address(scheduler)
     if k.source is None:
         raise error("ZK1201", f"kernel `{k.name}` has no source text to tune",
                     help="tune a kernel from zhenwu_cc.compile(...), not a retile() of one")

@@ -134,9 +134,6 @@ class OnDask:
         from zhenwu_cc.core.diagnostics import error
 
         self.cluster = None
-        if address is not None and not _valid_address(address):
-            raise error("ZK1202", f"--scheduler {address!r} is not a Dask scheduler address",
-                        help="give tcp://HOST:PORT, as `dask scheduler` prints it")
         import logging
 
         from distributed import Client, LocalCluster
@@ -165,9 +162,16 @@ class OnDask:
             self.cluster.close()
 
 
-def _valid_address(address: str) -> bool:
+def check_address(address: str | None) -> None:
+    """ZK1202 unless `address` (when given) is SCHEME://HOST:PORT as a Dask client takes it."""
+    from zhenwu_cc.core.diagnostics import error
+
+    if address is None:
+        return
     scheme, sep, rest = address.partition("://")
     host, colon, port = rest.rpartition(":")
-    return (sep == "://" and scheme in ("tcp", "tls", "inproc", "ws", "wss") and bool(host)
-            and colon == ":" and port.isdigit() and 0 < int(port) < 65536) or (
-            scheme == "inproc" and bool(rest))
+    if not ((sep == "://" and scheme in ("tcp", "tls", "ws", "wss") and bool(host)
+             and colon == ":" and port.isdigit() and 0 < int(port) < 65536)
+            or (scheme == "inproc" and bool(rest))):
+        raise error("ZK1202", f"--scheduler {address!r} is not a Dask scheduler address",
+                    help="give tcp://HOST:PORT, as `dask scheduler` prints it")
