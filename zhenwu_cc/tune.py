@@ -167,17 +167,13 @@ def tune(k, *, target: str | None = None, budget: int | None = None,
             return cost_candidate(k, s, target).get("refused")
 
         space = build_space(k, costing, probe)
-        bar = _Bar(progress, budget if budget is not None else
-                   min(space.size, DEFAULT_BUDGET) if seconds is None else None)
-        with bar:
-            method, trials = search(space, loaded, cost, budget=budget if budget is not None
-                                    else DEFAULT_BUDGET if seconds is None else None,
-                                    seconds=seconds, seed=seed, sampler=sampler,
-                                    progress=bar.update)
+        limit = budget if budget is not None else DEFAULT_BUDGET if seconds is None else None
+        with (bar := _Bar(progress, limit and (space.size if space.size <= limit else limit))):
+            method, trials = search(space, loaded, cost, budget=limit, seconds=seconds,
+                                    seed=seed, sampler=sampler, progress=bar.update)
         from zhenwu_cc.schedule_edit import directives
 
         written = [d.text for d in directives(text, k.file, k.name)]
-        limit = budget if budget is not None else DEFAULT_BUDGET if seconds is None else None
         result = TuneResult(k.name, target, params, method, seed, limit, space, trials,
                             costing.estimate.time, "; ".join(written) or "the compiler's choice",
                             {}, verify=verify)

@@ -38,7 +38,8 @@ def search(space: Space, target, cost: Callable[[list[Schedule]], list[dict]], *
     deadline = None if seconds is None else _time.monotonic() + seconds
     limit = budget if budget is not None else space.size if seconds is None else None
     run = _Run(space, target, cost, progress)
-    if limit is not None and space.size <= limit:
+    run.exhaustive = limit is not None and space.size <= limit
+    if run.exhaustive:
         points = itertools.product(*(o for _, o in space.params))
         names = [p for p, _ in space.params]
         for chunk in _chunks(points, BATCH):
@@ -58,6 +59,7 @@ class _Run:
         self.seen: dict[Schedule, Trial] = {}
         self.best = float("inf")
         self.compiled = 0  # candidates costed or refused: what the budget counts
+        self.exhaustive = False  # progress counts candidates tried, else candidates compiled
 
     def batch(self, points: list[dict]) -> list[Trial]:
         """The trial of each point (a repeated point gets its earlier trial)."""
@@ -101,7 +103,7 @@ class _Run:
             self.seen[trial.schedule] = trial
             self.trials.append(trial)
             if self.progress is not None:
-                self.progress(len(self.trials))
+                self.progress(len(self.trials) if self.exhaustive else self.compiled)
 
 
 def _optuna(run: _Run, limit: int | None, deadline: float | None, seed: int,
