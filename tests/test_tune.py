@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import zhenwu_cc
-from zhenwu_cc import tune_eval
+from zhenwu_cc import tune_cache, tune_eval
 from zhenwu_cc.cli import main
 from zhenwu_cc.core.diagnostics import CompileError
 from zhenwu_cc.core.target import load_target
@@ -224,7 +224,7 @@ def test_a_cache_dir_others_may_write_is_refused(private_cache, capsys):
     assert code == 1 and diag["code"] == "ZK1204" and "0777" in diag["message"]
 
 
-def test_the_cache_is_created_private_hits_on_a_rerun_and_misses_after_an_edit(
+def test_the_cache_is_private_hits_on_a_rerun_and_misses_after_a_source_or_compiler_edit(
         private_cache, tmp_path, monkeypatch):
     calls = []
     real = tune_eval._cost_seconds
@@ -243,6 +243,10 @@ def test_the_cache_is_created_private_hits_on_a_rerun_and_misses_after_an_edit(
     again = zhenwu_cc.compile(str(src), defines=TINY).tune(budget=12, verify=1)
     assert len(calls) == 1  # only the probe of the `tile c` choice: every cost was a hit
     assert again.to_dict() == first.to_dict()
+    calls.clear()
+    monkeypatch.setattr(tune_cache, "_fingerprint", ["an edited compiler"])
+    zhenwu_cc.compile(str(src), defines=TINY).tune(budget=12, verify=1)
+    assert len(calls) == n  # another compiler: every key misses
     calls.clear()
     src.write_text(GEMM.read_text() + "// edited\n")
     zhenwu_cc.compile(str(src), defines=TINY).tune(budget=12, verify=1)

@@ -2,7 +2,8 @@
 re-run of `tune` recompiles nothing it has seen.
 
 The key hashes everything a result depends on: the source text, kernel, shape parameters, the
-target's name and file bytes, the compiler version and the schedule. The directory is
+target's name and file bytes, the compiler (its version and the bytes of its own source files, so
+an edited compiler misses) and the schedule. The directory is
 `ZHENWU_CACHE_DIR`, else `$XDG_CACHE_HOME/zhenwu-cc` (`~/.cache/zhenwu-cc`); it is created
 private (0700) and refused (ZK1204) when someone else owns it or others may write to it: another
 user could plant results there. Entries are JSON, never pickles; an unreadable entry is a miss.
@@ -38,6 +39,30 @@ def target_bytes(target: str) -> bytes:
     return (resources.files("zhenwu_cc.runtime.targets") / f"{target}.toml").read_bytes()
 
 
+_fingerprint: list[str] = []
+
+
+def compiler_fingerprint() -> str:
+    """A hash of the compiler's version and of every source, grammar and chip file it runs
+    (computed once a process)."""
+    if not _fingerprint:
+        from importlib.util import find_spec
+        from pathlib import Path
+
+        from zhenwu_cc import __version__
+
+        h = hashlib.sha256(__version__.encode())
+        for package in ("zhenwu_cc", "zhenwu_cc.dialects", "zhenwu_cc.passes",
+                        "zhenwu_cc.runtime"):
+            root = Path(find_spec(package).origin).parent
+            for path in sorted(root.rglob("*")):
+                if path.suffix in (".py", ".lark", ".toml") and "__pycache__" not in path.parts:
+                    h.update(f"{package}/{path.relative_to(root).as_posix()}\0".encode())
+                    h.update(path.read_bytes())
+        _fingerprint.append(h.hexdigest())
+    return _fingerprint[0]
+
+
 class Cache:
     """JSON results under a private directory; `hits`/`misses` count lookups."""
 
@@ -47,9 +72,7 @@ class Cache:
         _private_dir(self.path)
 
     def key(self, *parts) -> str:
-        from zhenwu_cc import __version__
-
-        doc = json.dumps([CACHE_FORMAT, __version__, *parts], sort_keys=True)
+        doc = json.dumps([CACHE_FORMAT, compiler_fingerprint(), *parts], sort_keys=True)
         return hashlib.sha256(doc.encode()).hexdigest()
 
     def _file(self, key: str) -> str:
