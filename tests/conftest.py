@@ -32,6 +32,15 @@ class CliResult:
         return json.loads(self.out)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_tune_cache(tmp_path_factory):
+    """`tune`'s cache in a temporary directory: tests never write the user's ~/.cache."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("ZHENWU_CACHE_DIR", str(tmp_path_factory.mktemp("tune-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def cli(capsys):
     """Run `zhenwu-cc` in-process: cli("check", path) -> CliResult(code, out, err)."""

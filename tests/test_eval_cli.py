@@ -87,8 +87,9 @@ def test_schemas_are_the_modules_own():
     from zhenwu_cc.cli import SCHEMAS
     from zhenwu_cc.costdiff import DIFF_SCHEMA
     from zhenwu_cc.evaluate import EVAL_SCHEMA
+    from zhenwu_cc.tune import TUNE_SCHEMA
 
-    assert SCHEMAS == {"eval": EVAL_SCHEMA, "diff": DIFF_SCHEMA}
+    assert SCHEMAS == {"eval": EVAL_SCHEMA, "diff": DIFF_SCHEMA, "tune": TUNE_SCHEMA}
 
 
 def test_a_check_too_big_for_host_memory_is_a_warning(capsys, monkeypatch):

@@ -21,7 +21,7 @@ def test_a_server_process_answers_good_and_bad_requests_in_order(tmp_path):
     lines = [
         json.dumps({"id": 1, "command": "check", "file": GEMM}),
         "this is not json",
-        json.dumps({"id": "three", "command": "tune", "file": GEMM}),
+        json.dumps({"id": "three", "command": "tune", "file": GEMM, "budget": 0}),
         json.dumps({"id": 4, "command": "chek", "file": GEMM}),
         json.dumps([1, 2]),
         json.dumps({"id": 6, "command": "cost"}),
@@ -43,7 +43,7 @@ def test_a_server_process_answers_good_and_bad_requests_in_order(tmp_path):
     assert got == [
         (1, "check", 0, []),
         (None, None, 2, ["ZK1101"]),
-        ("three", "tune", 2, ["ZK1105"]),
+        ("three", "tune", 2, ["ZK1103"]),
         (4, "chek", 2, ["ZK1102"]),
         (None, None, 2, ["ZK1101"]),
         (6, "cost", 2, ["ZK1103"]),

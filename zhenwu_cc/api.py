@@ -346,6 +346,34 @@ class CompiledKernel:
         return Costing(estimate(workload, loaded), loaded, workload, kernel)
 
 
+    # -- tuning --
+    def tune(self, *, budget: int | None = None, time: float | None = None,
+             target: str | None = None, max_rel_error: float | None = None, jobs: int = 1,
+             scheduler: str | None = None, seed: int = 0, verify: int = 3,
+             sampler: str = "tpe", cache: bool = True, progress: bool = False):
+        """Search this kernel's schedules (tile sizes, split-K, buffers) on the cost model and
+        verify the fastest `verify` by running them against the float64 reference at reduced
+        shapes (over `max_rel_error`, rel L2 against the exact math, a candidate fails).
+        `budget` candidates (default 64) or `time` seconds; `jobs` > 1 costs them on a local
+        Dask cluster, `scheduler` ("tcp://HOST:PORT") on an existing one. Returns a
+        `tune.TuneResult`: `.ranked`, `.winner`, `.to_dict()`, `.text()`."""
+        from zhenwu_cc.tune import positive, tune
+
+        if budget is not None:
+            budget = arg.integer("tune()", "budget", budget, 1)
+        seconds = positive("tune()", "time", time)
+        max_rel_error = positive("tune()", "max_rel_error", max_rel_error)
+        return tune(self, target=arg.text("tune()", "target", target), budget=budget,
+                    seconds=seconds, max_rel_error=max_rel_error,
+                    jobs=arg.integer("tune()", "jobs", jobs, 1),
+                    scheduler=arg.text("tune()", "scheduler", scheduler),
+                    seed=arg.seed("tune()", seed),
+                    verify=arg.integer("tune()", "verify", verify, 0),
+                    sampler=arg.text("tune()", "sampler", sampler, optional=False),
+                    cache=arg.flag("tune()", "cache", cache),
+                    progress=arg.flag("tune()", "progress", progress))
+
+
 @dataclass(frozen=True)
 class Costing:
     """An estimate and its inputs: the target model, the workload, the ppu kernel."""

@@ -452,6 +452,43 @@ def cmd_diff(args, sources) -> Output:
     return Output(record, render(record))
 
 
+def cmd_tune(args, sources) -> Output:
+    """Search the kernel's schedules on the cost model, verify the best, print a leaderboard;
+    `--write` puts the winner into the file's schedule block."""
+    from zhenwu_cc.api import CompiledKernel
+    from zhenwu_cc.core.diagnostics import Diagnostic
+    from zhenwu_cc.runtime.inputs import kernel_span
+    from zhenwu_cc.tune import tune, write_winner
+
+    module = load_module(args, sources)
+    one_kernel(module, args.file)
+    compiled = CompiledKernel(module, args.file, args.target)
+    compiled.source = (sources.texts[args.file], args.kernel)
+    result = tune(compiled, budget=args.budget, seconds=args.time,
+                  max_rel_error=args.max_rel_error, jobs=args.jobs, scheduler=args.scheduler,
+                  seed=args.seed, verify=args.verify, sampler=args.sampler, cache=args.cache,
+                  progress=args.format == "text")
+    out = Output(result.to_dict(args.top), result.text(args.top))
+    out.payload["written"] = None
+    best = result.ranked[0] if result.ranked else None
+    if result.winner is None and best is not None and best.time < result.default_time:
+        out.diagnostics.append(Diagnostic(
+            "ZK1205", f"none of the {len(result.verified)} fastest candidates that were verified "
+            f"passed the numerics check, so there is no winner" + (
+                "; the file was not changed" if args.write else ""),
+            kernel_span(compiled.zk), severity="error" if args.write else "warning",
+            help="see `verification failed` in the leaderboard; loosen --max-rel-error if the "
+            "budget is stricter than the kernel needs, or verify more with --verify N"))
+        out.code = EXIT_USER if args.write else EXIT_OK
+    elif args.write and result.winner is not None:
+        write_winner(result, args.file, sources.texts[args.file])
+        out.payload["written"] = args.file
+        out.text += f"written: the winning schedule is in {args.file}\n"
+    elif args.write:
+        out.text += "nothing written: the schedule as written is the fastest found\n"
+    return out
+
+
 def cmd_serve(args, sources) -> Output:
     """JSON lines on stdin and stdout until the end of the input (zhenwu_cc/serve.py)."""
     from zhenwu_cc.serve import serve
@@ -497,9 +534,10 @@ def cmd_compare(args, sources) -> Output:
 
 COMMANDS: dict[str, Callable] = {"check": cmd_check, "compile": cmd_compile, "opt": cmd_opt,
                                  "run": cmd_run, "cost": cmd_cost, "compare": cmd_compare,
-                                 "eval": cmd_eval, "diff": cmd_diff, "serve": cmd_serve}
+                                 "eval": cmd_eval, "diff": cmd_diff, "tune": cmd_tune,
+                                 "serve": cmd_serve}
 # A command's own record schema (its record is the result envelope and more).
-SCHEMAS = {"eval": "zhenwu-cc.eval/1", "diff": "zhenwu-cc.diff/1"}
+SCHEMAS = {"eval": "zhenwu-cc.eval/1", "diff": "zhenwu-cc.diff/1", "tune": "zhenwu-cc.tune/1"}
 
 
 def _add_target_arg(p: argparse.ArgumentParser) -> None:
@@ -568,6 +606,21 @@ def _seed(text: str) -> int:
         return value
     except ValueError:
         raise argparse.ArgumentTypeError(f"bad --seed {text!r}: expected an integer >= 0") from None
+
+
+def _number(flag: str, kind: type, lo: float, example: str):
+    """An argparse type: a `kind` number >= `lo` (finite), named by `flag` when it is not."""
+    def parse(text: str):
+        try:
+            value = kind(text) if kind is float else int(text, 0)
+            if value < lo or value != value or value == float("inf"):
+                raise ValueError
+            return value
+        except ValueError:
+            want = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(
+                f"bad {flag} {text!r}: expected {want} >= {lo:g}, e.g. {flag} {example}") from None
+    return parse
 
 
 def _passes_help() -> str:
@@ -648,6 +701,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="text for people, json for programs (one document on stdout)")
     _add_target_arg(p)
     _add_fuse_arg(p)
+
+    p = sub.add_parser("tune", help="search the kernel's schedules on the cost model, verify "
+                       "the best against the float64 reference, print a leaderboard")
+    _add_source_args(p, "the kernel to tune (when the file has several)")
+    _add_target_arg(p)
+    p.add_argument("--budget", type=_number("--budget", int, 1, "200"), metavar="N",
+                   help="candidates to compile and cost (default 64; a space this small or "
+                   "smaller is searched exhaustively)")
+    p.add_argument("--time", type=_number("--time", float, 1e-3, "60"), metavar="S",
+                   help="stop after S seconds (the leaderboard then depends on the machine)")
+    p.add_argument("--max-rel-error", type=_number("--max-rel-error", float, 1e-300, "0.01"),
+                   metavar="E", help="fail a verified candidate whose rel L2 error against the "
+                   "exact math exceeds E (default: the dtype-aware check only)")
+    p.add_argument("--jobs", type=_number("--jobs", int, 1, "4"), default=1, metavar="J",
+                   help="cost and verify on a local Dask cluster of J worker processes")
+    p.add_argument("--scheduler", metavar="ADDR",
+                   help="cost and verify on the Dask cluster at tcp://HOST:PORT")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the sampler and of the verification's inputs (default 0)")
+    p.add_argument("--sampler", choices=("tpe", "random"), default="tpe",
+                   help="Optuna sampler for spaces larger than the budget (default tpe)")
+    p.add_argument("--top", type=_number("--top", int, 1, "5"), default=10, metavar="K",
+                   help="leaderboard rows to show (default 10)")
+    p.add_argument("--verify", type=_number("--verify", int, 0, "3"), default=3, metavar="N",
+                   help="candidates to verify, the fastest first (default 3; 0: none)")
+    p.add_argument("--write", action="store_true",
+                   help="put the winning directives into the file's schedule block")
+    p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
+                   help="reuse costs and verifications from $ZHENWU_CACHE_DIR (default: on)")
 
     sub.add_parser("serve", help="answer JSON-lines requests (check, eval, cost, diff) on stdin "
                    "and stdout, paying start-up once (docs/cli.md)")

@@ -1,10 +1,11 @@
 """`zhenwu-cc serve`: JSON lines on stdin and stdout, so that an agent pays start-up once.
 
-One request a line, `{"id": ..., "command": "check" | "eval" | "cost" | "diff" | "stats", ...}`;
+One request a line, `{"id": ..., "command": "check" | "eval" | "cost" | "diff" | "tune" | "stats",
+...}`;
 one response a line, in order, carrying the request's `id` and the same record the command's
 `--format json` prints (`schema`, `ok`, `exit_code`, `diagnostics`, its payload). A bad request
-(not JSON, not an object, an unknown command, a missing or ill-typed field, `tune`, which does not
-exist yet) is a response with a diagnostic (ZK1101-ZK1105), never the end of the server; so is
+(not JSON, not an object, an unknown command, a missing or ill-typed field) is a response with a
+diagnostic (ZK1101-ZK1104), never the end of the server; so is
 an internal error (exit_code 3). The server ends at the end of its input.
 
 Compiled kernels are kept by the hash of what made them (source text, file name, kernel, shape
@@ -108,11 +109,7 @@ class Server:
                 near = did_you_mean(command, COMMANDS)
                 raise _bad("ZK1102", f"unknown command {command!r}",
                            (f"did you mean `{near}`? " if near else "") + "commands: "
-                           + ", ".join(c for c in COMMANDS if c != "tune"), number)
-            if command == "tune":
-                raise _bad("ZK1105", "`tune` is not available yet",
-                           "use `eval`: its hints carry schedule edits that were compiled and "
-                           "costed; apply one and `diff` the result", number)
+                           + ", ".join(COMMANDS), number)
             payload, diags, code = getattr(self, f"_{command}")(request, number)
         except BadRequest as exc:
             return _response(rid, command, 2, [exc.diagnostic], {})
@@ -165,6 +162,32 @@ class Server:
                           sample=sample, max_rel_l2=budget,
                           with_hints=True if hints is None else hints, costs=self.costs)
         return result.record, result.diagnostics, 1 if result.failed else 0
+
+    def _tune(self, request: dict, number: int):
+        """`tune` without `jobs`, `scheduler` and `write`: the server costs in its own process
+        and never edits files (apply the winner's `directives` and `diff`)."""
+        from zhenwu_cc.tune import DEFAULT_TOP, DEFAULT_VERIFY, tune
+
+        compiled = self._compiled(request, "file", "source", number)
+        limits = {"budget": 1, "seed": 0, "verify": 0, "top": 1}
+        given = {}
+        for name, lo in limits.items():
+            value = _field(request, name, int, number)
+            if value is not None and value < lo:
+                raise _bad("ZK1103", f"field `{name}` must be >= {lo}, got {value}",
+                           f"give `{name}` >= {lo}, or leave it out", number)
+            given[name] = value
+        budget = _field(request, "max_rel_error", (int, float), number)
+        if budget is not None and not 0 < budget < float("inf"):
+            raise _bad("ZK1103", f"field `max_rel_error` must be a number > 0, got {budget!r}",
+                       "give a relative L2 budget such as 0.01", number)
+        cache = _field(request, "cache", bool, number)
+        result = tune(compiled, budget=given["budget"], max_rel_error=budget,
+                      seed=given["seed"] or 0,
+                      verify=DEFAULT_VERIFY if given["verify"] is None else given["verify"],
+                      sampler=_field(request, "sampler", str, number) or "tpe",
+                      cache=True if cache is None else cache)
+        return result.to_dict(given["top"] or DEFAULT_TOP), [], 0
 
     def _diff(self, request: dict, number: int):
         from zhenwu_cc.costdiff import Side, diff

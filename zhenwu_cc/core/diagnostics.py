@@ -124,6 +124,11 @@ CODES: dict[str, str] = {
     "ZK1104": "serve: request line too long",
     "ZK1105": "serve: command not available yet",
     "ZK1106": "eval: outputs over the default error budget",
+    "ZK1201": "tune: bad search option",
+    "ZK1202": "tune: bad Dask scheduler address",
+    "ZK1203": "tune: cannot reach the Dask scheduler",
+    "ZK1204": "tune: unsafe cache directory",
+    "ZK1205": "tune: no candidate passed verification",
 }
 
 

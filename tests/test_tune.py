@@ -1,0 +1,319 @@
+"""`tune`: the search space and its pruning, determinism, exhaustive against Optuna, verification,
+`--write`, bad arguments, the cache, `serve`, and Dask giving the same leaderboard."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import zhenwu_cc
+from zhenwu_cc import tune_cache, tune_eval
+from zhenwu_cc.cli import main
+from zhenwu_cc.core.diagnostics import CompileError
+from zhenwu_cc.core.target import load_target
+from zhenwu_cc.tune_space import Schedule
+
+ROOT = Path(__file__).resolve().parent.parent
+GEMM = ROOT / "examples" / "gemm.zk"
+TINY = {"M": 32, "N": 32, "K": 32}  # 64 schedules: searched exhaustively with budget 64
+SMALL = {"M": 64, "N": 64, "K": 64}  # 216 schedules
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Every test gets its own cache directory (never the user's)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ZHENWU_CACHE_DIR", str(cache))
+    return cache
+
+
+def _cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _defines(d: dict) -> list[str]:
+    return [x for k, v in d.items() for x in ("-D", f"{k}={v}")]
+
+
+# ---- the search ---------------------------------------------------------------------------------
+def test_two_seeded_runs_print_the_same_json_bytes(capsys):
+    def argv(seed):
+        return ["tune", GEMM, *_defines(SMALL), "--budget", "16", "--seed", seed, "--format",
+                "json", "--no-cache"]
+
+    first = _cli(capsys, *argv(3))
+    second = _cli(capsys, *argv(3))
+    assert first[0] == 0 and first[1] == second[1]
+    doc = json.loads(first[1])
+    assert doc["schema"] == "zhenwu-cc.tune/1" and doc["method"] == "optuna-tpe"
+    assert doc["tried"]["costed"] + doc["tried"]["refused"] == 16  # the budget: compiles
+    other = json.loads(_cli(capsys, *argv(0))[1])
+    assert [r["schedule"] for r in other["leaderboard"]] != [
+        r["schedule"] for r in doc["leaderboard"]]  # the seed is used
+
+
+def test_a_small_space_is_enumerated_and_optuna_comes_within_2_percent():
+    k = zhenwu_cc.compile(str(GEMM), defines=TINY)
+    full = k.tune(budget=64, verify=0, cache=False)
+    assert full.method == "exhaustive" and full.space.size == 64 and len(full.trials) == 64
+    best = full.ranked[0].time
+    sampled = k.tune(budget=16, verify=0, cache=False)
+    assert sampled.method == "optuna-tpe"
+    assert sum(t.status == "costed" for t in sampled.trials) == 16
+    assert best <= sampled.ranked[0].time <= best * 1.02
+
+
+def test_a_time_limit_stops_the_search():
+    k = zhenwu_cc.compile(str(GEMM), defines=SMALL)
+    r = k.tune(time=0.5, verify=0, cache=False)
+    assert r.method == "optuna-tpe" and r.budget is None and r.ranked
+    assert len(r.trials) < r.space.size
+
+
+def test_the_schedule_as_written_is_the_first_candidate_sampled():
+    k = zhenwu_cc.compile(str(GEMM), defines={"M": 1024, "N": 1024, "K": 1024})
+    r = k.tune(budget=1, verify=0, cache=False)
+    assert [t.schedule.text() for t in r.trials] == ["tile c [128, 128, 64]; buffers 2"]
+    assert r.trials[0].time == pytest.approx(r.default_time, rel=1e-9)
+
+
+def test_pruning_is_safe_the_floor_is_below_every_time_and_misfits_do_not_compile():
+    """The roofline bound never exceeds a modeled time, and a candidate pruned for SRAM is one
+    the compiler refuses."""
+    k = zhenwu_cc.compile(str(GEMM), defines={"M": 128, "N": 128, "K": 128})
+    r = k.tune(budget=512, verify=0, cache=False)
+    target = load_target("m890")
+    statuses = {t.status for t in r.trials}
+    assert {"costed", "pruned", "misfit"} <= statuses
+    for t in r.trials:
+        if t.time is not None:
+            assert r.space.floor(t.schedule, target) <= t.time
+    misfits = [t for t in r.trials if t.status == "misfit"][:4]
+    for t in misfits:
+        assert "refused" in tune_eval.cost_candidate(k, t.schedule, "m890")
+
+
+def test_candidates_the_compiler_refuses_are_recorded_not_fatal(tmp_path):
+    src = tmp_path / "q.zk"
+    src.write_text("kernel q<M = 64, K = 256, N = 64>(x: f32[M, K], w: f32[K, N]) "
+                   "-> f32[M, N] {\n    h = exp(x)\n    return h @ w\n}\n"
+                   "schedule q {\n    precision h as f8E4M3FN scale block(1, 128)\n"
+                   "    tile h [16, 128]\n}\n")
+    r = zhenwu_cc.compile(str(src)).tune(budget=24, verify=0, cache=False)
+    refused = [t for t in r.trials if t.status == "refused"]
+    assert refused and all(t.reason.startswith("ZK0803") for t in refused)
+    assert r.ranked  # the search went on
+    assert r.to_dict()["refused"][0]["reason"].startswith("ZK0803")
+
+
+# ---- verification -------------------------------------------------------------------------------
+def test_a_candidate_over_the_error_budget_fails_and_the_next_is_verified(tmp_path, capsys):
+    k = zhenwu_cc.compile(str(GEMM), defines=SMALL)
+    ok = k.tune(budget=16, verify=2, cache=False)
+    assert ok.winner is not None and ok.verified[ok.winner.schedule]["passed"]
+    assert sum(v["passed"] for v in ok.verified.values()) == 2
+    strict = k.tune(budget=16, verify=2, max_rel_error=1e-12, cache=False)
+    assert strict.winner is None
+    assert len(strict.verified) > 2  # after the first two failed, the next ones were run
+    assert not any(v["passed"] for v in strict.verified.values())
+    assert all("budget" in v["reason"] for v in strict.verified.values())
+    src = tmp_path / "g.zk"
+    src.write_text(GEMM.read_text())
+    code, out, err = _cli(capsys, "tune", src, *_defines(SMALL), "--budget", "16", "--verify",
+                          "2", "--max-rel-error", "1e-12", "--write", "--no-cache")
+    assert code == 1 and "error[ZK1205]" in err and "FAILED" in out
+    assert src.read_text() == GEMM.read_text()  # nothing written
+
+
+# ---- --write ------------------------------------------------------------------------------------
+def test_write_keeps_comments_and_the_file_compiles_to_the_winner(tmp_path, capsys):
+    src = tmp_path / "g.zk"
+    src.write_text(GEMM.read_text())
+    code, out, _ = _cli(capsys, "tune", src, *_defines(SMALL), "--budget", "16", "--format",
+                        "json", "--write", "--no-cache")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["written"] == str(src)
+    text = src.read_text()
+    for line in GEMM.read_text().splitlines():
+        if "//" in line:
+            assert line[line.index("//"):] in text  # every comment is kept
+    for directive in doc["winner"]["directives"]:
+        assert directive in text
+    again = zhenwu_cc.compile(str(src), defines=SMALL).cost().time
+    assert again == pytest.approx(doc["winner"]["time_s"], rel=1e-5)
+    assert not [p for p in tmp_path.iterdir() if p.name != "g.zk"]  # no temporary file left
+
+
+def test_write_creates_a_schedule_block(tmp_path, capsys):
+    src = tmp_path / "plain.zk"
+    src.write_text("// no schedule yet\nkernel mm<M = 64, N = 64, K = 64>(a: f16[M, K], "
+                   "b: f16[K, N]) -> f32[M, N] {\n    c = a @ b\n    return c\n}\n")
+    code, out, _ = _cli(capsys, "tune", src, "--budget", "16", "--write", "--no-cache")
+    assert code == 0 and "written:" in out
+    text = src.read_text()
+    assert text.startswith("// no schedule yet\n") and "schedule mm {" in text
+    zhenwu_cc.compile(str(src))
+
+
+def test_a_rank_0_value_gets_no_tile_choice_and_the_winner_parses(tmp_path, capsys):
+    """`mean_loss` (f32[]) has a grid but no `tile` line can size it: `tile mean_loss []` would
+    not parse."""
+    src = tmp_path / "ce.zk"
+    src.write_text((ROOT / "examples" / "cross_entropy.zk").read_text())
+    k = zhenwu_cc.compile(str(src), defines={"N": 64, "C": 512})
+    r = k.tune(budget=12, verify=1, cache=False)
+    assert "tile loss" in [c.key for c in r.space.choices]
+    assert "tile mean_loss" not in [c.key for c in r.space.choices]
+    code, _, _ = _cli(capsys, "tune", src, "-D", "N=64", "-D", "C=512", "--budget", "12",
+                      "--verify", "1", "--write", "--no-cache")
+    assert code == 0
+    zhenwu_cc.compile(str(src), defines={"N": 64, "C": 512})
+
+
+# ---- bad arguments -----------------------------------------------------------------------------
+@pytest.mark.parametrize("argv,words", [
+    (["--budget", "0"], "bad --budget '0'"),
+    (["--time", "-1"], "bad --time '-1'"),
+    (["--jobs", "zero"], "bad --jobs 'zero'"),
+    (["--sampler", "cma"], "invalid choice: 'cma'"),
+])
+def test_bad_numbers_are_usage_errors(capsys, argv, words):
+    code, _, err = _cli(capsys, "tune", GEMM, *argv)
+    assert code == 2 and words in err
+
+
+@pytest.mark.parametrize("argv,code_", [
+    (["--jobs", "2", "--scheduler", "tcp://127.0.0.1:8786"], "ZK1201"),
+    (["--scheduler", "localhost"], "ZK1202"),
+])
+def test_bad_scale_out_options_are_diagnostics(capsys, argv, code_):
+    code, out, _ = _cli(capsys, "tune", GEMM, *_defines(TINY), *argv, "--format", "json")
+    assert code == 1
+    diag = json.loads(out)["diagnostics"][0]
+    assert diag["code"] == code_ and diag["help"]
+
+
+def test_bad_python_arguments():
+    k = zhenwu_cc.compile(str(GEMM), defines=TINY)
+    with pytest.raises(CompileError) as info:
+        k.tune(budget=0)
+    assert info.value.diagnostics[0].code == "ZK0512"
+    with pytest.raises(CompileError) as info:
+        k.tune(sampler="cma")
+    assert info.value.diagnostics[0].code == "ZK1201"
+    with pytest.raises(CompileError) as info:
+        k.retile({"c": [16, 16, 16]}).tune()
+    assert info.value.diagnostics[0].code == "ZK1201"
+
+
+# ---- the cache ----------------------------------------------------------------------------------
+def test_a_cache_dir_others_may_write_is_refused(private_cache, capsys):
+    private_cache.mkdir()
+    private_cache.chmod(0o777)
+    code, out, _ = _cli(capsys, "tune", GEMM, *_defines(TINY), "--format", "json")
+    diag = json.loads(out)["diagnostics"][0]
+    assert code == 1 and diag["code"] == "ZK1204" and "0777" in diag["message"]
+
+
+def test_the_cache_is_private_hits_on_a_rerun_and_misses_after_a_source_or_compiler_edit(
+        private_cache, tmp_path, monkeypatch):
+    calls = []
+    real = tune_eval._cost_seconds
+
+    def counted(k, schedule, target):
+        calls.append(schedule)
+        return real(k, schedule, target)
+
+    monkeypatch.setattr(tune_eval, "_cost_seconds", counted)
+    src = tmp_path / "g.zk"
+    src.write_text(GEMM.read_text())
+    first = zhenwu_cc.compile(str(src), defines=TINY).tune(budget=12, verify=1)
+    assert stat.S_IMODE(os.stat(private_cache).st_mode) == 0o700
+    n = len(calls)
+    calls.clear()
+    again = zhenwu_cc.compile(str(src), defines=TINY).tune(budget=12, verify=1)
+    assert len(calls) == 1  # only the probe of the `tile c` choice: every cost was a hit
+    assert again.to_dict() == first.to_dict()
+    calls.clear()
+    monkeypatch.setattr(tune_cache, "_fingerprint", ["an edited compiler"])
+    zhenwu_cc.compile(str(src), defines=TINY).tune(budget=12, verify=1)
+    assert len(calls) == n  # another compiler: every key misses
+    calls.clear()
+    src.write_text(GEMM.read_text() + "// edited\n")
+    zhenwu_cc.compile(str(src), defines=TINY).tune(budget=12, verify=1)
+    assert len(calls) == n  # a new source: every key misses
+    for entry in private_cache.rglob("*.json"):
+        json.loads(entry.read_text())  # JSON only
+
+
+# ---- serve, imports -----------------------------------------------------------------------------
+def test_serve_answers_tune():
+    from zhenwu_cc.serve import Server
+
+    server = Server()
+    line = json.dumps({"id": 1, "command": "tune", "file": str(GEMM), "defines": TINY,
+                       "budget": 8, "top": 2, "cache": False})
+    r = server.handle(line, 1)
+    codes = [d["code"] for d in r["diagnostics"]]
+    assert r["ok"] and "ZK1105" not in codes and r["schema"] == "zhenwu-cc.tune/1"
+    assert len(r["leaderboard"]) == 2
+    bad = server.handle(json.dumps({"id": 2, "command": "tune", "file": str(GEMM),
+                                    "verify": -1}), 2)
+    assert [d["code"] for d in bad["diagnostics"]] == ["ZK1103"]
+
+
+def test_cost_imports_neither_optuna_nor_dask_nor_rich():
+    probe = ("import sys, contextlib, io\nfrom zhenwu_cc.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n"
+             f"    main(['cost', {str(GEMM)!r}, '-D', 'M=64', '-D', 'N=64', '-D', 'K=64'])\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "('optuna', 'dask', 'distributed', 'rich')))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
+
+
+# ---- Dask ---------------------------------------------------------------------------------------
+def test_a_dask_cluster_gives_the_same_leaderboard():
+    """The fast variant: a two-worker cluster in this process, joined by its address."""
+    from distributed import LocalCluster
+
+    k = zhenwu_cc.compile(str(GEMM), defines=SMALL)
+    here = k.tune(budget=16, verify=2, cache=False).to_dict()
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        there = k.tune(budget=16, verify=2, cache=False,
+                       scheduler=cluster.scheduler_address).to_dict()
+    assert json.dumps(there) == json.dumps(here)
+
+
+@pytest.mark.slow
+def test_jobs_2_prints_the_same_bytes_as_jobs_1(capsys):
+    """Two worker processes (`--jobs 2`, a LocalCluster) against this process."""
+    argv = ["tune", GEMM, *_defines(SMALL), "--budget", "24", "--format", "json", "--no-cache"]
+    one = _cli(capsys, *argv)
+    two = _cli(capsys, *argv, "--jobs", "2")
+    assert one[0] == two[0] == 0 and one[1] == two[1]
+
+
+def test_an_unreachable_scheduler_is_zk1203(monkeypatch):
+    monkeypatch.setattr(tune_eval, "CONNECT_SECONDS", 1)
+    k = zhenwu_cc.compile(str(GEMM), defines=TINY)
+    with pytest.raises(CompileError) as info:
+        k.tune(budget=4, cache=False, scheduler="tcp://127.0.0.1:9")
+    assert info.value.diagnostics[0].code == "ZK1203"
+
+
+def test_schedule_text_and_dict_round_trip():
+    s = Schedule((("c", (64, 32, 16)),), (("c", 2),), 3)
+    assert s.directives() == ["tile c [64, 32, 16] split_k 2", "buffers 3"]
+    assert Schedule.from_dict(json.loads(json.dumps(s.to_dict()))) == s
