@@ -3,7 +3,7 @@
 1. Static cost of an already-lowered 8192x8192x8192 GEMM (extract the workload from the ppu
    program + estimate), in-process: median over repeats. Goal: well under 50 ms.
 2. New schedules per second, in-process, for a 4096^3 GEMM and for attention
-   (examples/attention.zk): through `CompiledKernel.retile(...).cost()` (lowering every
+   (examples/attention.zk, fused into one flash grid, and with --no-fuse): through `CompiledKernel.retile(...).cost()` (lowering every
    schedule) and through `CompiledKernel.fast_cost(...)` (zhenwu_cc/fast_cost.py: a lowering per
    structure key, then numbers only), next to the cost model's own time per schedule
    (`estimate` alone on each schedule's precomputed workload), measured in the same run. The
@@ -107,11 +107,17 @@ def main() -> None:
     gemm = [{"c": (tm, tn, tk)} for tm, tn, tk in itertools.product(sizes, sizes, (32, 64, 128))]
     _speeds("GEMM 4096^3 (examples/gemm.zk)", zhenwu_cc.compile("examples/gemm.zk"), gemm,
             args.repeats)
-    mm = (32, 64, 128)
-    attention = [{"s": (sm, sn, sk), "o": (om, 128, ok)}
-                 for sm, sn, sk, om, ok in itertools.product(mm, mm, (32, 64), mm, (32, 64))]
+    mm = (16, 32, 64, 128)
+    # flash attention: `tile s [BQ, BKV, K]` and `tile o [BQ, BD, BKV]` agree (ZK0618 otherwise)
+    attention = [{"s": (bq, bkv, sk), "o": (bq, bd, bkv)}
+                 for bq, bkv, sk, bd in itertools.product(mm, mm, (32, 64, 128), (64, 128))]
     _speeds("attention (examples/attention.zk)", zhenwu_cc.compile("examples/attention.zk"),
             attention, args.repeats)
+    _speeds("attention --no-fuse (S in HBM)",
+            zhenwu_cc.compile("examples/attention.zk", fuse=False),
+            [{"s": (sm, sn, sk), "o": (om, 128, ok)} for sm, sn, sk, om, ok
+             in itertools.product((32, 64, 128), (32, 64, 128), (32, 64), (32, 64, 128),
+                                  (32, 64))], args.repeats)
 
     source = GEMM.replace("8192", "4096")
     start = time.perf_counter()

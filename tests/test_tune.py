@@ -114,6 +114,26 @@ def test_candidates_the_compiler_refuses_are_recorded_not_fatal(tmp_path):
     assert r.to_dict()["refused"][0]["reason"].startswith("ZK0803")
 
 
+@pytest.mark.parametrize("example,defines,first,second", [
+    ("attention.zk", {"B": 1, "H": 2, "S": 256, "D": 64}, "o", "s"),
+    ("mlp_swiglu.zk", {"T": 128, "D": 128, "F": 256}, "gate", "up"),
+])
+def test_a_fused_grid_is_searched_with_agreeing_directives(example, defines, first, second):
+    """A flash grid's `tile s` follows `tile o` ([BQ, BKV, K] from [BQ, BD, BKV]); a fused
+    operand chain's two matmuls get one [M, N, K]: no candidate is refused for disagreeing
+    (ZK0618)."""
+    k = zhenwu_cc.compile(str(ROOT / "examples" / example), defines=defines)
+    r = k.tune(budget=12, verify=0, cache=False)
+    assert not [t for t in r.trials if t.status == "refused" and "ZK0618" in t.reason]
+    for t in r.ranked:
+        tiles = dict(t.schedule.tiles)
+        if second == "s":
+            bq, _, bkv = tiles[first]
+            assert tiles[second][:2] == (bq, bkv)
+        else:
+            assert tiles[second] == tiles[first]
+
+
 # ---- verification -------------------------------------------------------------------------------
 def test_a_candidate_over_the_error_budget_fails_and_the_next_is_verified(tmp_path, capsys):
     k = zhenwu_cc.compile(str(GEMM), defines=SMALL)

@@ -115,6 +115,32 @@ class TileChoice(Choice):
 
 
 @dataclass(eq=False)
+class FlashTileChoice(TileChoice):
+    """`tile o [BQ, BD, BKV]` of a flash-attention grid, with the `tile s [BQ, BKV, K]` that
+    must agree with it (ZK0618) set to match (its head-dim step K kept as compiled)."""
+
+    agreeing: str = ""
+    agreeing_k: int = 0
+
+    def apply(self, values, s):
+        bq, bd, bkv = (values[p] for p, _ in self.params)
+        return replace(s, tiles=s.tiles + ((self.name, (bq, bd, bkv)),
+                                           (self.agreeing, (bq, bkv, self.agreeing_k))))
+
+
+@dataclass(eq=False)
+class SharedTileChoice(TileChoice):
+    """`tile NAME [M, N, K]` of a grid that computes two matmuls (a fused operand chain), with
+    the other matmul's directive, which must agree (ZK0618), set to the same sizes."""
+
+    agreeing: str = ""
+
+    def apply(self, values, s):
+        sizes = tuple(values[p] for p, _ in self.params)
+        return replace(s, tiles=s.tiles + ((self.name, sizes), (self.agreeing, sizes)))
+
+
+@dataclass(eq=False)
 class SplitKChoice(Choice):
     """`split_k N` on a matmul's `tile` line: for matmuls with fewer tiles than compute units."""
 
@@ -231,7 +257,9 @@ def build_space(k, costing, probe) -> Space:
     space = Space([], overhead=target.kernel_overhead)
     seen: set[str] = set()
     flops = 0.0
-    for p, w in zip(est.phases, costing.workload.phases):
+    launches = [op for op in costing.kernel.body.block.ops if op.name == "ppu.launch"]
+    agreeing = [(attrs.used_tiles(op) or {}) for op in launches]
+    for p, w, agree in zip(est.phases, costing.workload.phases, agreeing):
         t = p.tile
         name = None if t is None else (t.directive or at.get(p.loc))
         if name is None or name in seen or name not in named \
@@ -249,8 +277,19 @@ def build_space(k, costing, probe) -> Space:
             dtype = dtypes.get(ran[0]) if ran else mma_dtype(mm)
             opts = tuple(_pow2s(min(MATMUL_MIN, _pow2_ceil(d)), min(_pow2_ceil(d), MATMUL_MAX))
                          for d in (m, n, kk))
-            choice = TileChoice(name, ("M", "N", "K"), opts, max(dtype.nbytes(1), 1),
-                                (batch, m, n, kk, dtype.name))
+            other = agree.get("agreeing")
+            if other in named and p.name.startswith("attention"):  # `tile s` follows `tile o`
+                seen.add(other)
+                choice = FlashTileChoice(name, ("M", "N", "K"), opts, max(dtype.nbytes(1), 1),
+                                         (batch, m, n, kk, dtype.name), agreeing=other,
+                                         agreeing_k=agree["agreeing_sizes"][2])
+            elif other in named:  # two matmuls in one grid: the same tiles
+                seen.add(other)
+                choice = SharedTileChoice(name, ("M", "N", "K"), opts, max(dtype.nbytes(1), 1),
+                                          (batch, m, n, kk, dtype.name), agreeing=other)
+            else:
+                choice = TileChoice(name, ("M", "N", "K"), opts, max(dtype.nbytes(1), 1),
+                                    (batch, m, n, kk, dtype.name))
             current = [*t.sizes[-2:], t.step if t.step is not None else opts[2][-1]]
             if (peak := _peak(target, dtype.name)) > 0:
                 flops += 2 * batch * m * n * kk / peak
