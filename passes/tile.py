@@ -14,7 +14,11 @@ ops, casts, transposes, broadcasts, slices, iotas and constants. So:
   (multi-pass: a 65,536-column softmax runs as max, sum and normalise grids, never holding a
   whole row on chip);
 - skinny GEMMs split K across compute units (a grid dimension for the split), writing f32
-  partial sums that the consumer grid reduces before the epilogue.
+  partial sums that the consumer grid reduces before the epilogue;
+- fusions (each asks `fuse_control`): `softmax(S) @ V` with S computed per tile becomes one
+  flash-attention grid with online softmax, skipping key/value blocks an iota mask hides
+  (`flash`, `masks`); matmuls sharing their left operand and combined elementwise (SwiGLU)
+  become one grid with an accumulator each (`joint`).
 
 Tile sizes come from the schedule's `tile NAME [...]` or from a heuristic that fits the target's
 SRAM (and, for matmuls, fills its compute units). A directive is honoured or refused, never
@@ -33,8 +37,9 @@ reduction (a computed operand rather than a load with the identity as padding) i
 The helpers live in `passes/tiling/`, one idea per module: `requests` (which tile of a value a
 consumer needs), `sizes` (tile-size choice), `scales` (low-precision scale blocks), `fusion`
 (what a matmul's grid computes on its accumulator), `directives` (the schedule's `tile`),
-`split` (its `split`), `fuse_control` (who may be fused), `grids` (building one grid) and
-`kernel` (which grids a kernel gets). The SRAM fit uses the planning arithmetic `alloc-sram`
+`split` (its `split`), `fuse_control` (who may be fused), `flash` (flash attention), `masks`
+(the key/value blocks a mask hides), `joint` (fused operand chains), `grids` (building one
+grid) and `kernel` (which grids a kernel gets). The SRAM fit uses the planning arithmetic `alloc-sram`
 uses (`passes/sram_plan.py`).
 """
 

@@ -180,7 +180,7 @@ def build_flash(tiler, v: SSAValue, f: FlashMatch, bq: int, bd: int, bkv: int, t
         m_run, l_run, acc = accs
         s_req = Req((*idx[:-1], j), (*sizes[:-1], bkv), (0,) * len(s_shape), s_shape)
         scores = tiler.accumulate(g, qk, s_req, lambda kk: kk, -(-shape_of(qk.lhs)[-1] // tk),
-                                  tk, qk.location, inline_single=True)
+                                  tk, qk.location, unrolled=True)
         g.anchors[qk] = (s_req, scores)
         x = g.tile_of(f.x, s_req, f.x.owner.location)
         if n % bkv:

@@ -510,14 +510,15 @@ class KernelTiler:
         return [out, grid], grid.res[0], grid
 
     def accumulate(self, g: Grid, mm: zk.MatmulOp, req: Req, k_index, trips: int, tk: int,
-                   loc, inline_single: bool = False) -> SSAValue:
+                   loc, unrolled: bool = False) -> SSAValue:
         """The K loop of a matmul tile: loads (or computed prologue tiles) and tile.mma. With
-        `inline_single` one K step is emitted without a loop, so tiles that do not depend on
-        the step (a flash grid's query tile) stay outside the enclosing loop."""
-        return self.accumulate_all(g, [mm], req, k_index, trips, tk, loc, inline_single)[0]
+        `unrolled` the K steps are emitted one after another without a loop (a flash grid's
+        scores, inside its key/value loop: loops do not nest, and tiles that do not depend on
+        the key/value step, the query tile's slices, stay outside that loop)."""
+        return self.accumulate_all(g, [mm], req, k_index, trips, tk, loc, unrolled)[0]
 
     def accumulate_all(self, g: Grid, mms: list[zk.MatmulOp], req: Req, k_index, trips: int,
-                       tk: int, loc, inline_single: bool = False) -> list[SSAValue]:
+                       tk: int, loc, unrolled: bool = False) -> list[SSAValue]:
         """`accumulate` for matmuls of one output shape and K in one loop, an accumulator
         each; a shared operand's tile is loaded once per step (tiles are built once)."""
         out_shape = shape_of(mms[0].result)
@@ -544,8 +545,10 @@ class KernelTiler:
                 out.append(g.emit(tile.MmaOp(a, b, acc, sa, sb, fast), loc))
             return out
 
-        if inline_single and trips == 1:
-            accs = body(g.zero, inits)
+        if unrolled:
+            accs = inits
+            for kv in range(trips):
+                accs = body(g.index_const(kv, g.scopes[0]), accs)
         else:
             accs = g.loop(trips, inits, body, loc)
         return [g.emit(zk.CastOp(acc, mm.result.type.element_type), loc)
