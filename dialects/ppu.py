@@ -320,13 +320,8 @@ class LoopOp(IRDLOperation):
                "ppu.loop takes one index argument")
         _check(self.trip_count >= 1, "ppu.loop runs at least once")
         _check(isinstance(self.body.block.last_op, YieldOp), "ppu.loop body ends in ppu.yield")
-        if attrs.LIVE_STEPS in self.attributes:
-            launch = self.parent_op()
-            while launch is not None and not isinstance(launch, LaunchOp):
-                launch = launch.parent_op()
-            _check(launch is not None, f"`{attrs.LIVE_STEPS}` needs an enclosing ppu.launch")
-            problem = attrs.check_live_steps(self, launch.grid_shape, self.trip_count)
-            _check(problem is None, problem or "")
+        problem = attrs.check_live_steps(self, LaunchOp, self.trip_count)
+        _check(problem is None, problem or "")
 
     def print(self, printer: Printer) -> None:
         printer.print_string(" ")

@@ -341,13 +341,8 @@ class LoopOp(IRDLOperation):
         y = self.body.block.last_op
         _check(isinstance(y, YieldOp) and tuple(v.type for v in y.values)
                == tuple(v.type for v in self.inits), "tile.loop must yield its accumulators")
-        if attrs.LIVE_STEPS in self.attributes:
-            grid = self.parent_op()
-            while grid is not None and not isinstance(grid, GridOp):
-                grid = grid.parent_op()
-            _check(grid is not None, f"`{attrs.LIVE_STEPS}` needs an enclosing tile.grid")
-            problem = attrs.check_live_steps(self, grid.grid_shape, self.trip_count)
-            _check(problem is None, problem or "")
+        problem = attrs.check_live_steps(self, GridOp, self.trip_count)
+        _check(problem is None, problem or "")
 
     def print(self, printer: Printer) -> None:
         printer.print_string(" ")

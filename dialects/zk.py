@@ -663,8 +663,15 @@ def matmul_feeding(op: Operation) -> MatmulOp | None:
     (`gelu(x @ w + b)`), or None. This is what `tile NAME [M, N, K]` tiles."""
     if isinstance(op, MatmulOp):
         return op
+    found = matmuls_feeding(op)
+    return found[0] if len(found) == 1 else None
+
+
+def matmuls_feeding(op: Operation) -> list[MatmulOp]:
+    """The distinct matmuls of `op`'s result shape that an elementwise `op` combines, through
+    elementwise ops, in the order found (two for SwiGLU's `silu(x @ w1) * (x @ w3)`)."""
     if not isinstance(op, ELEMENTWISE_OPS):
-        return None
+        return []
     found: list[MatmulOp] = []
     stack, seen = [op], set()
     while stack:
@@ -675,10 +682,11 @@ def matmul_feeding(op: Operation) -> MatmulOp | None:
         for operand in cur.operands:
             owner = operand.owner
             if isinstance(owner, MatmulOp) and _shape(owner.result) == _shape(op.results[0]):
-                found.append(owner)
+                if all(owner is not m for m in found):
+                    found.append(owner)
             elif isinstance(owner, ELEMENTWISE_OPS):
                 stack.append(owner)
-    return found[0] if len({id(m) for m in found}) == 1 else None
+    return found
 
 
 def contraction_axis(value: SSAValue) -> int | None:

@@ -163,12 +163,8 @@ def build_flash(tiler, v: SSAValue, f: FlashMatch, bq: int, bd: int, bkv: int, t
     out_shape = shape_of(pv.result)
     s_shape = shape_of(f.x)
     loc = pv.location
-    sizes = (1,) * (len(out_shape) - 2) + (bq, bd)
-    g = tiler.new_grid(len(out_shape), loc, v)
-    g.tile_elems = math.prod(sizes)
-    counts = tile.tile_counts(out_shape, sizes)
-    idx = g.tile_index(counts)
-    req = Req(idx, sizes, (0,) * len(out_shape), out_shape)
+    g, req = tiler.matrix_grid(v, out_shape, bq, bd, loc)
+    idx, sizes = req.idx, req.sizes
     row = (*(1,) * (len(out_shape) - 2), bq, 1)
     init_m = g.emit(zk.ConstantOp(-math.inf, TensorType(F32, list(row))), loc)
     init_l = g.emit(zk.ConstantOp(0.0, TensorType(F32, list(row))), loc)
@@ -211,11 +207,7 @@ def build_flash(tiler, v: SSAValue, f: FlashMatch, bq: int, bd: int, bkv: int, t
     if out.type.element_type != pv.result.type.element_type:
         out = g.emit(zk.CastOp(out, pv.result.type.element_type), loc)
     g.anchors[pv] = (req, out)
-    t = g.tile_of(v, req)
-    dest = tiler.empty(v)
-    grid = g.finish([dest.result], "attention", counts, [(t, 0, idx, None)], bkv)
-    grid.location = loc
-    return [dest, grid], grid.res[0], grid
+    return tiler.store_root(g, v, req, "attention", bkv, loc)
 
 
 def _finite(g, m: SSAValue, loc) -> SSAValue:

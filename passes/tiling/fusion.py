@@ -77,28 +77,11 @@ def joint_matmuls(v: SSAValue, partials) -> list[zk.MatmulOp] | None:
     `silu(x @ w1) * (x @ w3)`): one grid with an accumulator each computes `v`, loading the
     shared operand once per K step, and neither product reaches HBM. None otherwise."""
     op = v.owner
-    if not isinstance(op, zk.ELEMENTWISE_OPS):
-        return None
-    found: list[zk.MatmulOp] = []
-    stack, seen = [op], set()
-    while stack:
-        cur = stack.pop()
-        if id(cur) in seen:
-            continue
-        seen.add(id(cur))
-        for operand in cur.operands:
-            owner = operand.owner
-            if isinstance(owner, zk.MatmulOp):
-                if owner not in found:
-                    found.append(owner)
-            elif isinstance(owner, zk.ELEMENTWISE_OPS):
-                stack.append(owner)
+    found = zk.matmuls_feeding(op) if isinstance(op, Operation) else []
     if len(found) < 2:
         return None
-    shape = tuple(v.type.get_shape())
     lhs = found[0].lhs
-    if any(mm.lhs is not lhs or tuple(mm.result.type.get_shape()) != shape or mm in partials
-           or not exclusive(mm, op) for mm in found):
+    if any(mm.lhs is not lhs or mm in partials or not exclusive(mm, op) for mm in found):
         return None
     block = op.parent_block()
     order = {id(o): i for i, o in enumerate(block.ops)} if block is not None else {}

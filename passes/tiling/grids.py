@@ -65,6 +65,7 @@ class Grid:
         # matmuls whose accumulator tile the grid holds: their epilogues are computed from it
         self.anchors: dict[zk.MatmulOp, tuple[Req, SSAValue]] = {}
         self.tile_elems = 0  # elements of the grid's result tile, set by its builder
+        self.counts: tuple[int, ...] = ()  # tiles per dimension, set by `matrix_grid`
         self.zero = self.emit(arith.ConstantOp(IntegerAttr(0, IndexType())), loc)
 
     @property

@@ -6,14 +6,12 @@ projection loads): neither f32 product reaches HBM."""
 
 from __future__ import annotations
 
-import math
-
 from xdsl.ir import SSAValue
 from zhenwu_cc.core import attrs
-from zhenwu_cc.dialects import tile, zk
+from zhenwu_cc.dialects import zk
 from zhenwu_cc.passes.tiling.directives import disagree, record_directive, split_k_asked
 from zhenwu_cc.passes.tiling.fusion import joint_matmuls, path_ops
-from zhenwu_cc.passes.tiling.requests import Req, shape_of
+from zhenwu_cc.passes.tiling.requests import shape_of
 from zhenwu_cc.passes.tiling.sizes import halve_matmul, k_steps
 from zhenwu_cc.passes.tiling.split import split_parts
 
@@ -77,19 +75,9 @@ def joint_grid(tiler, v: SSAValue, mms: list[zk.MatmulOp]) -> SSAValue:
 
 
 def _build(tiler, v: SSAValue, mms: list[zk.MatmulOp], tm: int, tn: int, tk: int):
-    out_shape = shape_of(v)
     loc = v.owner.location
-    sizes = (1,) * (len(out_shape) - 2) + (tm, tn)
-    g = tiler.new_grid(len(out_shape), loc, v)
-    g.tile_elems = math.prod(sizes)
-    counts = tile.tile_counts(out_shape, sizes)
-    idx = g.tile_index(counts)
-    req = Req(idx, sizes, (0,) * len(out_shape), out_shape)
+    g, req = tiler.matrix_grid(v, shape_of(v), tm, tn, loc)
     accs = tiler.accumulate_all(g, mms, req, lambda kk: kk, k_steps(mms[0], tk), tk, loc)
     for mm, acc in zip(mms, accs):
         g.anchors[mm] = (req, acc)
-    t = g.tile_of(v, req)
-    out = tiler.empty(v)
-    grid = g.finish([out.result], "matmul", counts, [(t, 0, idx, None)], tk)
-    grid.location = loc
-    return [out, grid], grid.res[0], grid
+    return tiler.store_root(g, v, req, "matmul", tk, loc)

@@ -493,19 +493,26 @@ class KernelTiler:
         return out
 
     def _matmul(self, v: SSAValue, mm: zk.MatmulOp, tm: int, tn: int, tk: int):
-        out_shape = shape_of(mm.result)
-        loc = mm.location
+        g, req = self.matrix_grid(v, shape_of(mm.result), tm, tn, mm.location)
+        acc = self.accumulate(g, mm, req, lambda kk: kk, k_steps(mm, tk), tk, mm.location)
+        g.anchors[mm] = (req, acc)
+        return self.store_root(g, v, req, "matmul", tk, mm.location)
+
+    def matrix_grid(self, v: SSAValue, out_shape, tm: int, tn: int, loc) -> tuple[Grid, Req]:
+        """A grid computing `v` in [tm, tn] tiles of the last two dimensions of `out_shape`
+        (one batch index per tile), and the request for its tile."""
         sizes = (1,) * (len(out_shape) - 2) + (tm, tn)
         g = self.new_grid(len(out_shape), loc, v)
         g.tile_elems = math.prod(sizes)
-        counts = tile.tile_counts(out_shape, sizes)
-        idx = g.tile_index(counts)
-        req = Req(idx, sizes, (0,) * len(out_shape), out_shape)
-        acc = self.accumulate(g, mm, req, lambda kk: kk, k_steps(mm, tk), tk, loc)
-        g.anchors[mm] = (req, acc)
+        g.counts = tile.tile_counts(out_shape, sizes)
+        idx = g.tile_index(g.counts)
+        return g, Req(idx, sizes, (0,) * len(out_shape), out_shape)
+
+    def store_root(self, g: Grid, v: SSAValue, req: Req, role: str, step: int, loc):
+        """Finish a `matrix_grid`: compute `v`'s tile, store it, as `fit`'s `build` returns."""
         t = g.tile_of(v, req)
         out = self.empty(v)
-        grid = g.finish([out.result], "matmul", counts, [(t, 0, idx, None)], tk)
+        grid = g.finish([out.result], role, g.counts, [(t, 0, req.idx, None)], step)
         grid.location = loc
         return [out, grid], grid.res[0], grid
 

@@ -96,11 +96,18 @@ def live_steps_attr(dim: int, lo, hi) -> DictionaryAttr:
                            "hi": DenseArrayBase.from_list(i64, list(hi))})
 
 
-def check_live_steps(loop: Operation, grid_shape, trips: int) -> str | None:
-    """What is wrong with a loop's `loop.live_steps` inside a grid of `grid_shape`, or None."""
+def check_live_steps(loop: Operation, grid_kind: type, trips: int) -> str | None:
+    """What is wrong with a loop's `loop.live_steps` (its enclosing `grid_kind` op, a tile.grid
+    or ppu.launch, gives the grid), or None."""
     attr = loop.attributes.get(LIVE_STEPS)
     if attr is None:
         return None
+    grid = loop.parent_op()
+    while grid is not None and not isinstance(grid, grid_kind):
+        grid = grid.parent_op()
+    if grid is None:
+        return f"`{LIVE_STEPS}` needs an enclosing {grid_kind.name}"
+    grid_shape = grid.grid_shape
     d = attr.data if isinstance(attr, DictionaryAttr) else {}
     try:
         dim, lo, hi = live_steps(loop)
