@@ -308,7 +308,11 @@ def _store(lo: _Lowering, op: tile.StoreOp) -> None:
 
 def _mma(lo: _Lowering, op: tile.MmaOp) -> None:
     v = lo.values
-    lo.copy(v[op.acc], v[op.result], op)
+    start = root_of(op.acc).owner
+    if v[op.acc] != v[op.result] and isinstance(start, zk.ConstantOp):
+        lo.emit(ppu.FillOp(start.number, v[op.result]), op)  # a constant start: fill, not copy
+    else:
+        lo.copy(v[op.acc], v[op.result], op)
     lo.emit(ppu.MmaOp(v[op.lhs], v[op.rhs], v[op.result], [v[s] for s in op.lhs_scales],
                       [v[s] for s in op.rhs_scales], op.fp8_fast is not None), op)
 

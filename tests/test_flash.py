@@ -270,3 +270,19 @@ def test_a_head_dim_step_is_unrolled_inside_the_key_value_loop():
     assert phase.hbm_read_bytes == phase_whole.hbm_read_bytes
     small = zhenwu_cc.compile(src, defines={"B": 1, "H": 2, "S": 200, "D": 128})
     assert small.check(seed=9).passed
+
+
+def test_zero_starts_and_operand_transposes_cost_no_vector_work():
+    """In the flash loop S's accumulator is zero-filled and K's tile transposed every step;
+    the tensor engine does both (zero start, either operand layout), so the workload charges
+    neither, while the -inf start of the running max stays vector work."""
+    k = zhenwu_cc.compile(EXAMPLES / "attention.zk", defines=SMALL)
+    (phase,) = k.costing("m890").workload.phases
+    body = {w.op for w in phase.work if w.where == "body"}
+    assert "ppu.mma" in body and "ppu.vtranspose" not in body
+    # the body's fills left are rank-0 constants (the finite check's inf and 0): one element
+    fills = [w.amount for w in phase.work if w.where == "body" and w.op == "ppu.fill"]
+    assert fills == [phase.tiles * phase.steps] * len(fills)
+    ppu_ops = {op.name for op in k.module("ppu").walk()}
+    assert {"ppu.fill", "ppu.vtranspose"} <= ppu_ops  # they are in the program all the same
+    assert any(w.op == "ppu.fill" for w in phase.work if w.where == "prologue")

@@ -233,8 +233,37 @@ def _op_work(op: Operation, where: str, in_loop: bool, loc: str, names: _Names,
         return OpWork("vector", where, in_loop, _dtype(op.input), "", loc, op.name,
                       shape=tuple(op.input.type.get_shape()))
     if isinstance(op, (ppu.VTransposeOp, ppu.FillOp, ppu.VIotaOp)):
+        if _free_for_the_tensor_engine(op):
+            return None
         return OpWork("vector", where, in_loop, _dtype(op.out), "", loc, op.name,
                       shape=tuple(op.out.type.get_shape()))
+    return None
+
+
+def _free_for_the_tensor_engine(op: Operation) -> bool:
+    """A zero fill that only starts a matmul's accumulator, or a transpose that only turns a
+    matmul's operand: tensor engines start from zero and read either operand layout (Hopper's
+    wgmma: a scale-D of 0, transposed 16-bit operands), so neither costs vector work."""
+    if isinstance(op, ppu.FillOp) and op.number != 0.0:
+        return False
+    if not isinstance(op, (ppu.FillOp, ppu.VTransposeOp)):
+        return False
+    user = _next_user(op, op.out)
+    if not isinstance(user, ppu.MmaOp):
+        return False
+    if isinstance(op, ppu.FillOp):
+        return user.acc is op.out and op.out not in (user.lhs, user.rhs)
+    return op.out in (user.lhs, user.rhs) and user.acc is not op.out
+
+
+def _next_user(op: Operation, buffer: SSAValue) -> Operation | None:
+    """The first op after `op` (in its block, looking into loops) that names `buffer`."""
+    cur = op.next_op
+    while cur is not None:
+        for inner in cur.walk():
+            if buffer in inner.operands:
+                return inner
+        cur = cur.next_op
     return None
 
 
