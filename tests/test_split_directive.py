@@ -172,3 +172,20 @@ def test_retile_split_k_over_a_split_directive_is_refused():
         compiled.retile({"c": (64, 64, 64)}, split_k={"c": 2}).module("tile")
     d = e.value.diagnostics[0]
     assert d.code == "ZK0607" and "`tile c` splits the same matmul with `split_k 2`" in d.message
+
+
+def test_the_compilers_own_split_never_drops_chunks_when_tiles_shrink():
+    """Eight inputs make the reduction's first tiles too big for SRAM. The fit used to halve the
+    chunk after the parts were chosen from the larger one: 391 chunks of 512 in 49 parts of 7,
+    48 chunks summed by no part (a wrong result). Now the other sizes shrink first, and a chunk
+    is only halved into a count the parts still divide."""
+    n = 200_000
+    ins = ", ".join(f"{x}: f32[M, N]" for x in "abcdefgh")
+    k = zhenwu_cc.compile(f"kernel r<M = 4, N = {n}>({ins}) -> f32[M] {{\n"
+                          "    return sum(a * b + c * d + e * f + g * h, axis=-1)\n}\n")
+    (grid,) = [op for op in k.module("tile").ops.first.body.block.ops
+               if (t := used_tiles(op)) is not None and t["parts"] > 1]
+    t = used_tiles(grid)
+    chunks = -(-n // t["step"])
+    assert chunks % t["parts"] == 0
+    assert k.check(seed=1).passed

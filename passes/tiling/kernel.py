@@ -46,7 +46,9 @@ from zhenwu_cc.passes.tiling.sizes import (
     halve_largest,
     halve_matmul,
     k_steps,
+    keep_last,
     matmul_sizes,
+    parts_kept,
     pow2_floor,
     reduction_sizes,
     reduction_split,
@@ -337,11 +339,12 @@ class KernelTiler:
             chunk = pow2_floor(chunk)
         tiles = math.prod(tile.tile_counts(shape_of(v), out_sizes))
         split = reduction_split(tiles, -(-in_shape[axis] // chunk), self.target.compute_units)
-        shrink = halve_largest
+        shrink = parts_kept(halve_largest, in_shape[axis], split, 1) if split > 1 \
+            else halve_largest
         if split_parts(op) is not None:  # `split NAME S`: exactly S parts, the chunk kept
             split = split_parts(op)
             chunk = self.splits.chunk(op, in_shape[axis], chunk)
-            shrink = _keep_last(halve_largest)
+            shrink = keep_last(halve_largest)
         if split > 1:
             built = []
 
@@ -466,10 +469,14 @@ class KernelTiler:
         def shrink(sizes):
             return halve_matmul(sizes, multiple)
 
+        if split > 1:  # the parts divide the K steps of this K tile: keep it so
+            shrink = parts_kept(lambda mn: halve_matmul((*mn, tk), multiple)[:2]
+                                 if max(mn) > 16 else None, shape_of(mm.lhs)[-1], split, multiple)
+
         if split_parts(mm) is not None:  # `split NAME S`: split_k S exactly, the K tile kept
             split = split_parts(mm)
             tk = self.splits.k_tile(mm, directive, tk, multiple)
-            shrink = _keep_last(lambda mn: halve_matmul((*mn, tk), multiple)[:2]
+            shrink = keep_last(lambda mn: halve_matmul((*mn, tk), multiple)[:2]
                                 if max(mn) > 16 else None)
         if split > 1:
             self.partials[mm] = self.fit(
@@ -656,15 +663,6 @@ class KernelTiler:
         grid = g.finish([out.result], "copy", counts, [(tt, 0, idx, None)])
         record_directive(grid, self.directive(v))
         return self.add(grid, loc)
-
-
-def _keep_last(shrink):
-    """`shrink` applied to all sizes but the last (a split grid's chunk or K tile, chosen so
-    that its parts are equal), which it keeps."""
-    def keep(sizes):
-        smaller = shrink(sizes[:-1]) if len(sizes) > 1 else None
-        return None if smaller is None else (*smaller, sizes[-1])
-    return keep
 
 
 

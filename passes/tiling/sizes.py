@@ -160,3 +160,30 @@ def pow2_floor(n: int) -> int:
 
 def _pow2_ceil(n: int) -> int:
     return 1 << (max(n, 1) - 1).bit_length()
+
+
+def parts_kept(shrink, extent: int, parts: int, multiple: int):
+    """`shrink` for a grid split in `parts` equal runs of its last size's chunks (a split
+    reduction's chunk, a split-K's K tile): the other sizes first; the last only to half a
+    chunk that is still a multiple of `multiple` and still cuts `extent` into a multiple of
+    `parts` chunks, so that no chunk is left out of every part."""
+    others = keep_last(shrink)
+
+    def step(sizes):
+        smaller = others(sizes)
+        if smaller is not None:
+            return smaller
+        half = sizes[-1] // 2
+        if half >= multiple and half % multiple == 0 and -(-extent // half) % parts == 0:
+            return (*sizes[:-1], half)
+        return None
+    return step
+
+
+def keep_last(shrink):
+    """`shrink` applied to all sizes but the last (a split grid's chunk or K tile, chosen so
+    that its parts are equal), which it keeps."""
+    def keep(sizes):
+        smaller = shrink(sizes[:-1]) if len(sizes) > 1 else None
+        return None if smaller is None else (*smaller, sizes[-1])
+    return keep
