@@ -286,3 +286,18 @@ def test_zero_starts_and_operand_transposes_cost_no_vector_work():
     ppu_ops = {op.name for op in k.module("ppu").walk()}
     assert {"ppu.fill", "ppu.vtranspose"} <= ppu_ops  # they are in the program all the same
     assert any(w.op == "ppu.fill" for w in phase.work if w.where == "prologue")
+
+
+@pytest.mark.parametrize("schedule,split", [
+    ("    tile o [64, 64, 64] split_k 2", "o"),
+    ("    split o 2", "o"),
+    ("    split p 4", "p"),
+])
+def test_a_split_asked_of_the_group_is_honoured_unfused(schedule, split):
+    """The flash loop has no parts: a split of one of its matmuls or of the softmax keeps the
+    unfused grids, which take it (never dropped)."""
+    k = zhenwu_cc.compile(_kernel(PLAIN, schedule, "B = 1, H = 2, S = 256, D = 64"))
+    grids = _grids(k)
+    assert "attention" not in [g.role.data for g in grids]
+    assert any(used_tiles(g)["parts"] > 1 for g in grids)
+    assert k.check(seed=10).passed

@@ -24,12 +24,13 @@ from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.core import attrs
 from zhenwu_cc.dialects import tile, zk
-from zhenwu_cc.passes.tiling.directives import disagree
+from zhenwu_cc.passes.tiling.directives import disagree, split_k_asked
 from zhenwu_cc.passes.tiling.fusion import exclusive, path_ops
 from zhenwu_cc.passes.tiling.grids import F32
 from zhenwu_cc.passes.tiling.masks import live_blocks
 from zhenwu_cc.passes.tiling.requests import Req, matmul_operand_req, shape_of, zero_padded
 from zhenwu_cc.passes.tiling.scales import mma_dtype
+from zhenwu_cc.passes.tiling.split import split_parts
 
 DEFAULT_BLOCK = 128  # query and key/value block of the heuristic (FlashAttention-2's choice)
 
@@ -56,30 +57,37 @@ class FlashMatch:
         return [self.qk, *path_ops(self.x.owner, self.qk), sub.rhs.owner, sub, exp,
                 div.rhs.owner, div, *self.casts, self.pv]
 
+    def asks_split(self, v: SSAValue) -> bool:
+        """Whether the schedule splits one of the group's loops (`split NAME S` on the softmax
+        or a matmul, `split_k` on `tile s` or `tile o`): the flash loop has no parts, so the
+        unfused grids honour the split instead."""
+        return (any(split_parts(op) is not None for op in self.group())
+                or split_k_asked(v, self.pv) or split_k_asked(self.x, self.qk))
+
 
 def match_flash(pv: zk.MatmulOp) -> FlashMatch | None:
     """The flash attention `pv` heads, or None."""
     casts: list[zk.CastOp] = []
     cur = pv.lhs
-    while isinstance(cur.owner, zk.CastOp) and _single_use(cur):
+    while isinstance(cur.owner, zk.CastOp) and cur.has_one_use():
         casts.insert(0, cur.owner)
         cur = cur.owner.input
     div = cur.owner
-    if not (isinstance(div, zk.DivOp) and _single_use(div.result)):
+    if not (isinstance(div, zk.DivOp) and div.result.has_one_use()):
         return None
     e, l_ = div.lhs, div.rhs
     total, exp = l_.owner, e.owner
     if not (isinstance(total, zk.ReduceSumOp) and total.input is e and _last_axis(total)
             and isinstance(exp, zk.ExpOp) and _uses(e) == {id(div), id(total)}
-            and _single_use(l_)):
+            and l_.has_one_use()):
         return None
     sub = exp.input.owner
-    if not (isinstance(sub, zk.SubOp) and _single_use(sub.result)):
+    if not (isinstance(sub, zk.SubOp) and sub.result.has_one_use()):
         return None
     x, m = sub.lhs, sub.rhs
     mx = m.owner
     if not (isinstance(mx, zk.ReduceMaxOp) and mx.input is x and _last_axis(mx)
-            and _single_use(m) and _uses(x) == {id(sub), id(mx)}):
+            and m.has_one_use() and _uses(x) == {id(sub), id(mx)}):
         return None
     if not isinstance(x.owner, Operation):
         return None
@@ -106,10 +114,6 @@ def _last_axis(op: zk.ReduceOp) -> bool:
 
 def _uses(v: SSAValue) -> set[int]:
     return {id(u.operation) for u in v.uses}
-
-
-def _single_use(v: SSAValue) -> bool:
-    return v.has_one_use()
 
 
 def flash_sizes(tiler, v: SSAValue, f: FlashMatch):

@@ -71,18 +71,61 @@ def _reaches(op: Operation, target: Operation) -> bool:
     return False
 
 
-def joint_matmuls(v: SSAValue, partials) -> list[zk.MatmulOp] | None:
+class MatmulCones:
+    """The matmuls each elementwise op is computed from, through elementwise ops, memoised per
+    tiling run: `joint_matmuls` is asked of every value a grid inlines, and a chain of
+    thousands of ops must be walked once, not once per value."""
+
+    def __init__(self):
+        self._cones: dict[int, tuple[zk.MatmulOp, ...]] = {}
+        self._order: dict[int, int] = {}
+
+    def feeding(self, op: Operation) -> list[zk.MatmulOp]:
+        """`zk.matmuls_feeding(op)`: the cone's matmuls of `op`'s result shape."""
+        if not isinstance(op, zk.ELEMENTWISE_OPS):
+            return []
+        shape = op.results[0].type.get_shape()
+        return [mm for mm in self._cone(op) if mm.result.type.get_shape() == shape]
+
+    def _cone(self, root: Operation) -> tuple[zk.MatmulOp, ...]:
+        stack = [(root, False)]  # operands first, without recursion (long chains)
+        while stack:
+            op, ready = stack.pop()
+            if id(op) in self._cones:
+                continue
+            inner = [o.owner for o in op.operands if isinstance(o.owner, zk.ELEMENTWISE_OPS)]
+            if not ready:
+                stack.append((op, True))
+                stack.extend((o, False) for o in inner if id(o) not in self._cones)
+                continue
+            found: dict[int, zk.MatmulOp] = {}
+            for operand in op.operands:
+                owner = operand.owner
+                cone = ((owner,) if isinstance(owner, zk.MatmulOp) else
+                        self._cones[id(owner)] if isinstance(owner, zk.ELEMENTWISE_OPS) else ())
+                found.update((id(mm), mm) for mm in cone)
+            self._cones[id(op)] = tuple(found.values())
+        return self._cones[id(root)]
+
+    def position(self, op: Operation) -> int:
+        """`op`'s index in its block (matmuls are ordered as the source wrote them)."""
+        if id(op) not in self._order:
+            block = op.parent_block()
+            self._order.update({id(o): i for i, o in enumerate(block.ops)} if block else
+                               {id(op): 0})
+        return self._order[id(op)]
+
+
+def joint_matmuls(v: SSAValue, partials, cones: MatmulCones) -> list[zk.MatmulOp] | None:
     """The matmuls an elementwise `v` of their result shape combines, when there are two or
     more, they share their left operand and each is used only on the way to `v` (SwiGLU's
     `silu(x @ w1) * (x @ w3)`): one grid with an accumulator each computes `v`, loading the
     shared operand once per K step, and neither product reaches HBM. None otherwise."""
     op = v.owner
-    found = zk.matmuls_feeding(op) if isinstance(op, Operation) else []
+    found = cones.feeding(op) if isinstance(op, Operation) else []
     if len(found) < 2:
         return None
     lhs = found[0].lhs
     if any(mm.lhs is not lhs or mm in partials or not exclusive(mm, op) for mm in found):
         return None
-    block = op.parent_block()
-    order = {id(o): i for i, o in enumerate(block.ops)} if block is not None else {}
-    return sorted(found, key=lambda mm: order.get(id(mm), 0))
+    return sorted(found, key=cones.position)

@@ -20,12 +20,12 @@ def joint_of(tiler, v: SSAValue) -> list[zk.MatmulOp] | None:
     """The matmuls `v` combines in one grid, when no split K loop is asked for them and fusion
     may group them with every op of the chain up to where it stops (`fuse h off` on SwiGLU's
     `h` keeps the whole chain unfused)."""
-    mms = joint_matmuls(v, tiler.partials)
+    mms = joint_matmuls(v, tiler.partials, tiler.cones)
     if mms is None:
         return None
     if any(split_k_asked(v, mm) or split_parts(mm) is not None for mm in mms):
         return None  # each matmul keeps its own (split) grid
-    top = _top(v, mms, tiler.partials)
+    top = _top(v, mms, tiler)
     group = [*mms, *{id(o): o for mm in mms for o in path_ops(top.owner, mm)}.values()]
     return mms if tiler.fusion.allows_all(group) else None
 
@@ -34,16 +34,16 @@ def joint_root(tiler, v: SSAValue) -> bool:
     """Whether `v` is where a joint matmul grid stops: grids that read `v` load it."""
     if v in tiler.materialized or joint_of(tiler, v) is None:
         return False
-    return _top(v, joint_matmuls(v, tiler.partials), tiler.partials) is v
+    return _top(v, joint_matmuls(v, tiler.partials, tiler.cones), tiler) is v
 
 
-def _top(v: SSAValue, mms: list[zk.MatmulOp], partials) -> SSAValue:
+def _top(v: SSAValue, mms: list[zk.MatmulOp], tiler) -> SSAValue:
     """Where the elementwise chain that combines `mms` stops, from `v` upwards: through each
     value's single elementwise use that still combines the same matmuls."""
     while v.has_one_use():
         user = v.first_use.operation
-        if not isinstance(user, zk.ELEMENTWISE_OPS) or joint_matmuls(user.results[0],
-                                                                     partials) != mms:
+        if not isinstance(user, zk.ELEMENTWISE_OPS) or joint_matmuls(
+                user.results[0], tiler.partials, tiler.cones) != mms:
             break
         v = user.results[0]
     return v

@@ -28,7 +28,7 @@ from zhenwu_cc.passes.tiling.flash import (
 )
 from zhenwu_cc.passes.tiling.fuse_control import FuseControl
 from zhenwu_cc.passes.tiling import joint
-from zhenwu_cc.passes.tiling.fusion import matmul_grid_of
+from zhenwu_cc.passes.tiling.fusion import MatmulCones, matmul_grid_of
 from zhenwu_cc.passes.tiling.grids import Grid, combine, identity, reduce_kind, reduce_op
 from zhenwu_cc.passes.tiling.requests import (
     Req,
@@ -80,6 +80,7 @@ class KernelTiler:
         self.partial_positions: dict[zk.ArgmaxOp, SSAValue] = {}  # a split argmax's indices
         # the fraction of scores a flash grid's mask lets through, where it skips blocks
         self.visible: dict[zk.MatmulOp, float] = {}
+        self.cones = MatmulCones()  # what each elementwise op is computed from (tiling.joint)
         self.new_ops: list[Operation] = []
         self.buffers = (kernel.attributes[attrs.BUFFERS].value.data
                         if attrs.BUFFERS in kernel.attributes else DEFAULT_BUFFERS)
@@ -168,7 +169,8 @@ class KernelTiler:
         mm = matmul_grid_of(op, self.partials) if isinstance(op, Operation) else None
         if mm is not None:
             flash = match_flash(mm)
-            if flash is not None and self.fusion.allows_all(flash.group()):
+            if (flash is not None and not flash.asks_split(v)
+                    and self.fusion.allows_all(flash.group())):
                 return self.flash_grid(v, flash)
             return self.matmul_grid(v, mm)
         if isinstance(op, (zk.ReduceOp, zk.ArgmaxOp)):

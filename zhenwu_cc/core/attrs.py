@@ -8,7 +8,7 @@ Schedule directives (the front end writes them, the passes read them; docs/langu
 
 from __future__ import annotations
 
-from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, StringAttr
+from xdsl.dialects.builtin import DenseArrayBase, DictionaryAttr, IntegerAttr, StringAttr, i64
 from xdsl.ir import Operation
 
 TILE = "zk.tile"  # `#zk.tile<...>` on the op a `tile` directive names
@@ -89,8 +89,6 @@ def live_steps(loop: Operation) -> tuple[int, tuple[int, ...], tuple[int, ...]] 
 
 
 def live_steps_attr(dim: int, lo, hi) -> DictionaryAttr:
-    from xdsl.dialects.builtin import DenseArrayBase, i64
-
     return DictionaryAttr({"dim": IntegerAttr(dim, 64),
                            "lo": DenseArrayBase.from_list(i64, list(lo)),
                            "hi": DenseArrayBase.from_list(i64, list(hi))})
