@@ -23,7 +23,9 @@ a block-scaled operand's scale blocks (`_blocked`), and which sizes of a directi
 Grids the schedule does not size are the same in every schedule of a key and are reused as
 lowered. A key is trusted after the first schedule that changes its numbers gave exactly the
 workload of the full lowering (both are computed then); a key whose numbers cannot be derived
-this way (a directive on a reduction or a quantised value, a mismatch) always lowers.
+this way (a directive on a reduction or a quantised value, a matmul grid keeping a row
+reduction's parts, whose count follows its N tile: `passes/tiling/epilogue.py`, a mismatch)
+always lowers.
 Tiles too big for SRAM raise `tile`'s ZK0604 (`sram_overflow`), the smaller tiles it names
 planned from the templates of their keys (lowering in full where one is missing).
 """
@@ -43,6 +45,7 @@ from zhenwu_cc.frontend.schedules import check_tile
 from zhenwu_cc.passes.alloc_sram import AllocSramPass
 from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, place_buffers, plan_grid
 from zhenwu_cc.passes.tile import TilePass
+from zhenwu_cc.passes.tiling.epilogue import ROW_PARTS
 from zhenwu_cc.passes.tiling.kernel import KernelTiler, sram_overflow
 from zhenwu_cc.passes.tiling.requests import shape_of
 from zhenwu_cc.passes.tiling.scales import operand_blocks
@@ -336,6 +339,7 @@ class FastCoster:
         ctx = make_context()
         depth = key[1]
         tile_plans = alloc_plans = None
+        row_parts = False
         alignment = 128
         spans = {}
         for p in _default_passes("ppu", target, self.kernel.fuse):
@@ -346,6 +350,7 @@ class FastCoster:
                      if isinstance(op, tile_dialect.GridOp)]
             if isinstance(p, TilePass):
                 tile_plans = [_buffers_of(g, depth) for g in grids]
+                row_parts = any(ROW_PARTS in g.attributes[attrs.TILE_SIZES].data for g in grids)
                 for g in grids:  # `tile` reports a grid's ZK0604 where its value is defined
                     used = attrs.used_tiles(g)
                     if used is not None and used["directive"] is not None:
@@ -362,7 +367,7 @@ class FastCoster:
         template = _Template(workload, specs, tile_plans, alloc_plans,
                              [None] * len(specs), alignment)
         template.spans = spans
-        template.slow = not _derivable(template, sizes)
+        template.slow = row_parts or not _derivable(template, sizes)
         self.templates[key] = template
         return workload, estimate(workload, loaded)
 

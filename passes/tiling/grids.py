@@ -146,8 +146,8 @@ class Grid:
         if attrs.TILE in op.attributes and v is not self.root and has_own_grid(
                 v, self.anchors, self.tiler.partials):
             return []  # `_generate` loads it from the grid its directive sizes
-        if v is not self.root and self.tiler.joint_root(v):
-            return []  # `_generate` loads it from its joint matmul grid
+        if v is not self.root and (self.tiler.joint_root(v) or self.tiler.online.stores(v)):
+            return []  # `_generate` loads it from its joint (or online-reduction) matmul grid
         if isinstance(op, zk.ELEMENTWISE_OPS):
             return [(x, operand_req(req, shape_of(v), shape_of(x), 0.0, self.zero), op.location)
                     for x in op.operands]
@@ -183,6 +183,8 @@ class Grid:
         tiler = self.tiler
         if v.owner in tiler.partials:
             return self._combine_partials(v.owner, req)
+        if v.owner in tiler.online.parts:
+            return tiler.online.combine(self, v.owner, req)
         if v in tiler.materialized:
             return self.load(tiler.materialized[v], req, user or tiler.loc_of(v))
         op = v.owner
@@ -190,7 +192,7 @@ class Grid:
         held = self.anchors.get(op)
         if held is not None and req.key() == held[0].key():
             return held[1]
-        if v is not self.root and tiler.joint_root(v):
+        if v is not self.root and (tiler.joint_root(v) or tiler.online.stores(v)):
             return self.load(tiler.ensure(v), req, user or loc)
         if attrs.TILE in op.attributes:
             if v is not self.root and has_own_grid(v, self.anchors, tiler.partials):

@@ -26,6 +26,7 @@ from zhenwu_cc.passes.tiling.flash import (
     match_flash,
     shrink_flash,
 )
+from zhenwu_cc.passes.tiling.epilogue import OnlineReductions, online_grid
 from zhenwu_cc.passes.tiling.fuse_control import FuseControl
 from zhenwu_cc.passes.tiling import joint
 from zhenwu_cc.passes.tiling.fusion import MatmulCones, matmul_grid_of
@@ -91,6 +92,7 @@ class KernelTiler:
         self.directives = Directives()
         self.splits = Splits()
         self.fusion = FuseControl(kernel, fuse)  # the fusions ask it (`fuse NAME off`, --no-fuse)
+        self.online = OnlineReductions(self.block, self.fusion, tile_budget(target))
         self.nesting = 0  # grids being built, one inside another (see ensure_from_top)
 
     def loc_of(self, v: SSAValue):
@@ -166,11 +168,14 @@ class KernelTiler:
         mms = self.joint_of(v)
         if mms is not None:
             return joint.joint_grid(self, v, mms)
+        if (online := self.online.match(v)) is not None:
+            return online_grid(self, v, online)
         mm = matmul_grid_of(op, self.partials) if isinstance(op, Operation) else None
         if mm is not None:
             flash = match_flash(mm)
             if (flash is not None and not flash.asks_split(v)
                     and self.fusion.allows_all(flash.group())):
+                self.online.claim(flash.group())
                 return self.flash_grid(v, flash)
             return self.matmul_grid(v, mm)
         if isinstance(op, (zk.ReduceOp, zk.ArgmaxOp)):

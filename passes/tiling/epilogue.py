@@ -1,0 +1,269 @@
+"""A row reduction in its matmul's epilogue: the max and the sum of `exp(x - max)` over the last
+axis of `x`, an elementwise function of a matmul (`logsumexp(h @ w + b)`, a classifier's
+log-partition; `softmax`/`log_softmax` of a matmul's result), computed by the matmul's grid on
+each [M, N] tile it holds instead of by two reduction grids reading `x` back from HBM.
+
+Each tile keeps, per row, its maximum `m_i` and `l_i = sum(exp(x - f(m_i)))` with `f(m) = m`
+where finite, else 0 (so a tile of -inf scores adds 0, never NaN); the parts go to two small
+[N tiles, ..., M, 1] tensors. Where used, the parts combine as online softmax does:
+`max = max_i m_i` (exact), `sum = sum_i l_i * exp(f(m_i) - shift)` with `shift` the kernel's own
+shift of that max (`max`, or decompose's finite max). The sum differs from the unfused program's
+in its last bits and both are checked against the exact math. `x` itself reaches HBM only where
+something else reads it (`log_softmax`'s `x - lse`, `softmax`'s `exp(x - max) / sum`): then the
+grid stores it too, and the reductions no longer read it back.
+
+The match is on the dataflow `decompose` leaves (`_softmax`, `_log_softmax`, `_logsumexp`):
+`sum(exp(x - shift))` with `shift` the max of `x` over its last axis (kept), or
+`select(abs(max) < inf, max, 0)`. A `tile`/`split` directive on either reduction, `split_k` on the
+matmul or `fuse NAME off` on a value of the group keeps the unfused grids, which honour them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from xdsl.dialects.builtin import DenseArrayBase, DictionaryAttr, IntegerAttr, TensorType, i64
+from xdsl.ir import Operation, SSAValue
+from zhenwu_cc.core import attrs, dtypes
+from zhenwu_cc.dialects import zk
+from zhenwu_cc.passes.tiling.directives import split_k_asked
+from zhenwu_cc.passes.tiling.fusion import exclusive, path_ops
+from zhenwu_cc.passes.tiling.requests import Req, shape_of
+from zhenwu_cc.passes.tiling.sizes import halve_matmul, k_steps
+from zhenwu_cc.passes.tiling.split import split_parts
+
+F32 = dtypes.to_xdsl(dtypes.F32)
+# In a grid's `tile.sizes`: how many parts (N tiles) it keeps of a row reduction. The count
+# follows the N tile and shapes the grids that combine the parts, so a schedule that changes
+# it is a new program (zhenwu_cc/fast_cost.py lowers such kernels in full).
+ROW_PARTS = "row_parts"
+
+
+@dataclass(frozen=True)
+class OnlineMatch:
+    """The values of one `sum(exp(x - shift))` over a matmul's result (module docstring)."""
+
+    mm: zk.MatmulOp
+    x: SSAValue
+    mx: zk.ReduceMaxOp
+    shift: tuple[Operation, ...]  # between the max and the subtraction (empty: the max itself)
+    sub: zk.SubOp
+    exp: zk.ExpOp
+    total: zk.ReduceSumOp
+
+
+@dataclass(frozen=True)
+class OnlineGroup:
+    """Every match over one `x` (`softmax(y)` and `log_softmax(y)` of one `y`): their parts
+    are the same, so one grid computes them once."""
+
+    matches: tuple[OnlineMatch, ...]
+
+    @property
+    def mm(self) -> zk.MatmulOp:
+        return self.matches[0].mm
+
+    @property
+    def x(self) -> SSAValue:
+        return self.matches[0].x
+
+    @property
+    def stores_x(self) -> bool:
+        """Whether anything but the reductions reads `x` (then the grid stores it)."""
+        readers = {id(op) for m in self.matches for op in (m.sub, m.mx)}
+        return (any(id(u.operation) not in readers for u in self.x.uses)
+                or any(not m.sub.result.has_one_use() or not m.exp.result.has_one_use()
+                       for m in self.matches))
+
+    def group(self) -> list[Operation]:
+        """The ops the grid fuses (what `fuse NAME off` on any of them keeps apart)."""
+        return [self.mm, *path_ops(self.x.owner, self.mm),
+                *(op for m in self.matches
+                  for op in (m.mx, *m.shift, m.sub, m.exp, m.total))]
+
+    def honours_directives(self) -> bool:
+        """Whether no directive asks for the unfused grids (module docstring)."""
+        return not (any(attrs.TILE in op.attributes or split_parts(op) is not None
+                        for m in self.matches for op in (m.mx, m.total))
+                    or split_parts(self.mm) is not None or split_k_asked(self.x, self.mm))
+
+
+def match_online(total: Operation) -> OnlineMatch | None:
+    """The match `total` (a `zk.reduce_sum`) heads, or None."""
+    if not (isinstance(total, zk.ReduceSumOp) and _last_axis(total)):
+        return None
+    exp = total.input.owner
+    if not isinstance(exp, zk.ExpOp):
+        return None
+    sub = exp.input.owner
+    if not isinstance(sub, zk.SubOp):
+        return None
+    x = sub.lhs
+    found = _shift_of(sub.rhs, x)
+    if found is None or not isinstance(x.owner, Operation):
+        return None
+    mx, shift = found
+    mm = zk.matmul_feeding(x.owner)
+    if mm is None or shape_of(mm.result) != shape_of(x) or not exclusive(mm, x.owner):
+        return None
+    return OnlineMatch(mm, x, mx, shift, sub, exp, total)
+
+
+def _shift_of(shift: SSAValue, x: SSAValue
+              ) -> tuple[zk.ReduceMaxOp, tuple[Operation, ...]] | None:
+    """(the max, the ops between it and `shift`) when `shift` is `max(x)` over the last axis,
+    kept, or decompose's `select(abs(max) < inf, max, 0)`; else None."""
+    op = shift.owner
+    if isinstance(op, zk.ReduceMaxOp):
+        return (op, ()) if op.input is x and _last_axis(op) else None
+    if not isinstance(op, zk.SelectOp):
+        return None
+    cond, m, zero = op.operands
+    cmp = cond.owner
+    if not (isinstance(cmp, zk.CompareOp) and cmp.predicate.data == "lt"
+            and isinstance(cmp.lhs.owner, zk.AbsOp) and cmp.lhs.owner.input is m
+            and _constant(cmp.rhs) == math.inf and _constant(zero) == 0.0):
+        return None
+    inner = _shift_of(m, x)
+    if inner is None or inner[1]:
+        return None
+    return inner[0], (cmp.lhs.owner, cmp, op)
+
+
+def _constant(v: SSAValue) -> float | None:
+    op = v.owner
+    return op.number if isinstance(op, zk.ConstantOp) and not shape_of(v) else None
+
+
+def _last_axis(op: zk.ReduceOp) -> bool:
+    return (op.keepdims is not None
+            and tuple(op.axis_list) == (len(shape_of(op.input)) - 1,))
+
+
+class OnlineReductions:
+    """The matches of one kernel (found once per `tile` run) and, once a grid computed one, its
+    parts: `grid_for` asks `match` of every value it builds; `Grid` asks `combine`."""
+
+    def __init__(self, block, fusion, row_budget: int):
+        self.fusion = fusion
+        self.row_budget = row_budget  # a stored `x`'s rows up to this long: see `match`
+        by_x: dict[int, list[OnlineMatch]] = {}
+        for op in block.ops:
+            m = match_online(op)
+            if m is not None:
+                by_x.setdefault(id(m.x), []).append(m)
+        self.by_op: dict[int, OnlineGroup] = {}
+        for matches in by_x.values():
+            g = OnlineGroup(tuple(matches))
+            self.by_op[id(g.x.owner)] = g
+            self.by_op.update((id(op), g) for m in matches for op in (m.mx, m.total))
+        self.parts: dict[Operation, tuple[SSAValue, SSAValue, int, OnlineMatch]] = {}
+        self.claimed: set[int] = set()  # ops a flash-attention grid computes (`claim`)
+
+    def claim(self, ops) -> None:
+        """`ops` are fused by a flash-attention grid, which keeps its own running max and sum."""
+        self.claimed.update(id(op) for op in ops)
+
+    def match(self, v: SSAValue) -> OnlineGroup | None:
+        """The group whose grid computes `v` (its `x`, where stored, a max or a sum), if the
+        schedule lets it (`fusion`: the `tile` pass's FuseControl). Not where `x` is stored
+        anyway and its rows fit one tile: its readers then reduce each row they load, with no
+        second pass over `x` to save."""
+        g = self.by_op.get(id(v.owner))
+        if (g is None or (v is g.x and not g.stores_x)
+                or (g.stores_x and shape_of(g.x)[-1] <= self.row_budget)
+                or any(id(m.total) in self.claimed for m in g.matches)):
+            return None
+        if not (g.honours_directives() and self.fusion.allows_all(g.group())):
+            return None
+        return g
+
+    def stores(self, v: SSAValue) -> bool:
+        """Whether `v` is an `x` its group's grid stores: consumers load it from there rather
+        than compute it from the matmul's bare result."""
+        g = self.match(v)
+        return g is not None and v is g.x
+
+    def combine(self, g, op: Operation, req: Req) -> SSAValue:
+        """The tile `req` of the sum, from its parts (module docstring)."""
+        maxima, sums, parts, m = self.parts[op]
+        loc = op.location
+        sub = Req((g.zero, *req.idx), (parts, *req.sizes), (0, *req.base), (parts, *req.bound),
+                  0.0)
+        tile_max = g.load(maxima, sub, loc)
+        whole = g.emit(zk.ReduceMaxOp(tile_max, [0], True), loc)
+        shift = finite(g, whole, loc) if m.shift else whole
+        scale = g.emit(zk.ExpOp(g.emit(zk.SubOp(finite(g, tile_max, loc), shift), loc)), loc)
+        scaled = g.emit(zk.MulOp(g.load(sums, sub, loc), scale), loc)
+        total = g.emit(zk.ReduceSumOp(scaled, [0], True), loc)
+        return g.emit(zk.ReshapeOp(total, req.sizes), loc)
+
+
+def finite(g, m: SSAValue, loc) -> SSAValue:
+    """m where it is finite, else 0."""
+    inf = g.emit(zk.ConstantOp(math.inf, TensorType(F32, [])), loc)
+    ok = g.emit(zk.CompareOp("lt", g.emit(zk.AbsOp(m), loc), inf), loc)
+    zero = g.emit(zk.ConstantOp(0.0, TensorType(F32, [])), loc)
+    return g.emit(zk.SelectOp(ok, m, zero), loc)
+
+
+def online_grid(tiler, v: SSAValue, m: OnlineGroup) -> SSAValue:
+    """Build the matmul grid that keeps the parts (and `x` where read elsewhere), register them
+    with the tiler, and return `v`'s tensor."""
+    directive = tiler.directive(m.x, m.mm)
+    tm, tn, tk, _ = tiler.matmul_sizes(m.x, m.mm)
+    multiple = tiler.k_multiple(m.mm)
+    built = []
+
+    def build(sizes):
+        ops, result, grid = _build(tiler, m, *sizes)
+        built[:] = [grid]
+        return ops, result, grid
+
+    tiler.fit(m.x, build, (tm, tn, tk), lambda sz: halve_matmul(sz, multiple), directive,
+              "tile [M, N, K]")
+    grid = built[0]
+    *stored, maxima, sums = grid.res
+    parts = maxima.type.get_shape()[0]
+    for one in m.matches:
+        tiler.partials[one.mx] = (maxima, parts)
+        tiler.online.parts[one.total] = (maxima, sums, parts, one)
+    if stored:
+        stored[0].name_hint = m.x.name_hint
+        tiler.materialized[m.x] = stored[0]
+        if v is m.x:
+            return stored[0]
+    return tiler.elementwise_grid(v)
+
+
+def _build(tiler, m: OnlineGroup, tm: int, tn: int, tk: int):
+    shape = shape_of(m.x)
+    last = len(shape) - 1
+    loc = m.mm.location
+    g, req = tiler.matrix_grid(m.x, shape, tm, tn, loc)
+    acc = tiler.accumulate(g, m.mm, req, lambda kk: kk, k_steps(m.mm, tk), tk, loc)
+    g.anchors[m.mm] = (req, acc)
+    x = g.tile_of(m.x, req)
+    scores = g.mask(x, req, last, -math.inf, loc) if shape[-1] % tn else x
+    row_max = g.emit(zk.ReduceMaxOp(scores, [last], True), loc)
+    e = g.emit(zk.ExpOp(g.emit(zk.SubOp(scores, finite(g, row_max, loc)), loc)), loc)
+    row_sum = g.emit(zk.ReduceSumOp(e, [last], True), loc)
+    parts = -(-shape[-1] // tn)
+    rows = (*shape[:-1], 1)
+    at = (req.idx[-1], *req.idx[:-1], g.zero)
+    part_sizes = (1, *req.sizes[:-1], 1)
+    first = m.matches[0]
+    outs = [tiler.empty(first.mx.result, (parts, *rows), F32),
+            tiler.empty(first.total.result, (parts, *rows), F32)]
+    stores = [(g.emit(zk.ReshapeOp(row_max, part_sizes), loc), 0, at, None),
+              (g.emit(zk.ReshapeOp(row_sum, part_sizes), loc), 1, at, None)]
+    if m.stores_x:
+        outs.insert(0, tiler.empty(m.x))
+        stores = [(x, 0, req.idx, None)] + [(t, i + 1, at_, b) for t, i, at_, b in stores]
+    grid = g.finish([o.result for o in outs], "matmul", g.counts, stores, tk)
+    used = dict(grid.attributes[attrs.TILE_SIZES].data)  # the [M, N] tile, not a part's rows
+    used["tile"] = DenseArrayBase.from_list(i64, list(req.sizes))
+    used[ROW_PARTS] = IntegerAttr(parts, 64)
+    grid.attributes[attrs.TILE_SIZES] = DictionaryAttr(used)
+    grid.location = loc
+    return [*outs, grid], grid.res[0], grid
