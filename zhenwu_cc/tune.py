@@ -166,7 +166,7 @@ def tune(k, *, target: str | None = None, budget: int | None = None,
         def probe(s: Schedule) -> str | None:
             return cost_candidate(k, s, target).get("refused")
 
-        space = build_space(k, costing, probe)
+        space = build_space(k, costing, probe, precision=max_rel_error is not None)
         limit = budget if budget is not None else DEFAULT_BUDGET if seconds is None else None
         with (bar := _Bar(progress, limit and (space.size if space.size <= limit else limit))):
             method, trials = search(space, loaded, cost, budget=limit, seconds=seconds,
@@ -261,15 +261,9 @@ def write_winner(result: TuneResult, path: str, source: str) -> str:
     directive it supersedes; the block created if absent; comments and other lines kept),
     written to `path` atomically. Returns the new text."""
     from zhenwu_cc.outputs import write_file
-    from zhenwu_cc.schedule_edit import Edit, directives
+    from zhenwu_cc.tune_eval import with_directives
 
-    win = result.winner
-    text = source
-    for line in win.schedule.directives():
-        head = " ".join(line.split()[:2]) + " " if line.startswith("tile ") else "buffers"
-        old = next((d for d in directives(text, path, result.kernel)
-                    if d.text.startswith(head)), None)
-        text = Edit(result.kernel, line, old).apply(text)
+    text = with_directives(source, path, result.kernel, result.winner.schedule.directives())
     write_file(path, text.encode())
     return text
 
