@@ -188,7 +188,9 @@ def _verify(result: TuneResult, k, origin, store, runner, tbytes: str, seed: int
             max_rel_error: float | None) -> None:
     """Verify the ranked candidates that beat the default, best first, `verify` at a time, until
     `verify` pass (or VERIFY_TRIES rounds): each runs at reduced shapes on the executor and is
-    compared with the float64 reference."""
+    compared with the float64 reference. Once a candidate with a `precision` choice fails, the
+    others with the same precision are not verified (they differ in tiles only): the rounds go to
+    candidates that may pass."""
     from dataclasses import replace
 
     from zhenwu_cc.api import _fitting_defines
@@ -212,6 +214,9 @@ def _verify(result: TuneResult, k, origin, store, runner, tbytes: str, seed: int
             passed += bool(v["passed"])
         if passed >= result.verify:
             break
+        failed = {t.schedule.precision for t, v in zip(batch, found)
+                  if not v["passed"] and t.schedule.precision}
+        queue = [t for t in queue if t.schedule.precision not in failed]
 
 
 def _cached(store, runner, keyed: list[tuple[tuple, dict]]) -> list[dict]:
