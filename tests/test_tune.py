@@ -387,6 +387,11 @@ def test_precision_is_a_choice_only_with_a_numerics_budget(tmp_path):
     fp16 = zhenwu_cc.compile(str(GEMM), defines=TINY)  # f16 operands: FP8 only
     assert [c.params[0][1] for c in _space(fp16, precision=True).choices
             if c.key.startswith("precision")] == [("as written", "f8E4M3FN")]
+    rows = zhenwu_cc.compile(str(ROOT / "examples" / "softmax.zk"), defines={"M": 4, "N": 64})
+    assert "precision" not in _keys(_space(rows, precision=True))  # no matmul
+    fp8 = zhenwu_cc.compile(str(ROOT / "examples" / "gemm_fp8.zk"),
+                            defines={"M": 64, "N": 64, "K": 128})
+    assert "precision" not in _keys(_space(fp8, precision=True))  # its precision is written
 
 
 def test_a_budget_too_small_rejects_the_fp8_candidate_and_a_larger_one_accepts_it(tmp_path):
