@@ -189,8 +189,8 @@ def _verify(result: TuneResult, k, origin, store, runner, tbytes: str, seed: int
     """Verify the ranked candidates that beat the default, best first, `verify` at a time, until
     `verify` pass (or VERIFY_TRIES rounds): each runs at reduced shapes on the executor and is
     compared with the float64 reference. Once a candidate with a `precision` choice fails, the
-    others with the same precision are not verified (they differ in tiles only): the rounds go to
-    candidates that may pass."""
+    others with the same precision are not verified (the precision decides most of their error):
+    the rounds go to candidates that may pass."""
     from dataclasses import replace
 
     from zhenwu_cc.api import _fitting_defines
