@@ -11,6 +11,10 @@
 3. The issue's case: a 1024^3 f32 GEMM with the examples' 128x128x64 tiles, tuned.
 
     python benchmarks/tune_examples.py [--budget 64] [--verify 3] [--only NAME] [--parts 123]
+                                       [--max-rel-error E]
+
+`--max-rel-error E` adds the matmul operands' precision (bf16, FP8) to the search of part 1, the
+winners held to E against the exact math.
 """
 
 from __future__ import annotations
@@ -44,8 +48,10 @@ def _compile_fast_enough(path: Path):
         k = zhenwu_cc.compile(str(path), defines=reduced)
 
 
-def examples(budget: int, verify: int, only: str | None) -> None:
-    print(f"1. every example on m890, budget {budget}, verify {verify} (modeled times)")
+def examples(budget: int, verify: int, only: str | None, max_rel_error: float | None) -> None:
+    budget_note = "" if max_rel_error is None else f", max rel error {max_rel_error:g}"
+    print(f"1. every example on m890, budget {budget}, verify {verify}{budget_note} "
+          "(modeled times)")
     print(f"{'example':<22} {'default':>11} {'tuned':>11} {'speedup':>8} {'wall':>7}  "
           "verified  winner / note")
     for path in sorted((ROOT / "examples").glob("*.zk")):
@@ -53,7 +59,7 @@ def examples(budget: int, verify: int, only: str | None) -> None:
             continue
         k, reduced = _compile_fast_enough(path)
         t = time.perf_counter()
-        r = k.tune(budget=budget, verify=verify, cache=False)
+        r = k.tune(budget=budget, verify=verify, max_rel_error=max_rel_error, cache=False)
         wall = time.perf_counter() - t
         win = r.winner
         tuned = win.time if win is not None else r.default_time
@@ -116,9 +122,10 @@ def main() -> None:
     ap.add_argument("--verify", type=int, default=3)
     ap.add_argument("--only", help="only examples whose name contains this")
     ap.add_argument("--parts", default="123", help="which parts to run (default 123)")
+    ap.add_argument("--max-rel-error", type=float, help="numerics budget of part 1's winners")
     args = ap.parse_args()
     if "1" in args.parts:
-        examples(args.budget, args.verify, args.only)
+        examples(args.budget, args.verify, args.only, args.max_rel_error)
     if "2" in args.parts:
         small_spaces()
     if "3" in args.parts:

@@ -337,3 +337,147 @@ def test_schedule_text_and_dict_round_trip():
     s = Schedule((("c", (64, 32, 16)),), (("c", 2),), 3)
     assert s.directives() == ["tile c [64, 32, 16] split_k 2", "buffers 3"]
     assert Schedule.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+
+
+# ---- the structural choices: split, fuse, precision, place ------------------------------------
+MM16 = ("kernel mm<M = 16, N = 16, K = 16>(a: f32[M, K], b: f32[K, N]) -> f32[M, N] {\n"
+        "    c = a @ b\n    return c\n}\n")
+
+
+def _space(k, precision: bool = False):
+    from zhenwu_cc.tune_space import build_space
+
+    return build_space(k, k.costing("m890"),
+                       lambda s: tune_eval.cost_candidate(k, s, "m890").get("refused"),
+                       precision=precision)
+
+
+def _keys(space) -> list[str]:
+    return [c.key.split()[0] for c in space.choices]
+
+
+@pytest.mark.parametrize("kind,example,defines,key", [
+    ("split", "softmax.zk", {"M": 4, "N": 1024}, "split y"),
+    ("fuse", "attention.zk", {"B": 1, "H": 2, "S": 256, "D": 64}, "fuse o"),
+    ("fuse", "mlp_swiglu.zk", {"T": 128, "D": 128, "F": 256}, "fuse gate"),
+    ("place", "row_reductions.zk", {"M": 64, "N": 1024}, "place x"),
+])
+def test_a_structural_choice_is_in_the_space_of_a_kernel_that_has_it(kind, example, defines,
+                                                                       key):
+    k = zhenwu_cc.compile(str(ROOT / "examples" / example), defines=defines)
+    space = _space(k)
+    assert key in [c.key for c in space.choices]
+    choice = next(c for c in space.choices if c.key == key)
+    assert space.start[choice.params[0][0]] in ("on", "hbm", 0)  # as written: no directive
+    assert kind not in _keys(_space(zhenwu_cc.compile(str(GEMM), defines=TINY)))
+
+
+def test_rows_enough_for_every_compute_unit_get_no_split_and_small_tensors_no_pinning():
+    k = zhenwu_cc.compile(str(ROOT / "examples" / "softmax.zk"), defines={"M": 1024, "N": 1024})
+    assert not {"split", "place"} & set(_keys(_space(k)))
+
+
+def test_precision_is_a_choice_only_with_a_numerics_budget(tmp_path):
+    src = tmp_path / "mm.zk"
+    src.write_text(MM16)
+    k = zhenwu_cc.compile(str(src))
+    assert "precision" not in _keys(_space(k))
+    choice = next(c for c in _space(k, precision=True).choices if c.key == "precision a, b")
+    assert choice.params == (("precision.a,b", ("as written", "bf16", "f8E4M3FN")),)
+    fp16 = zhenwu_cc.compile(str(GEMM), defines=TINY)  # f16 operands: FP8 only
+    assert [c.params[0][1] for c in _space(fp16, precision=True).choices
+            if c.key.startswith("precision")] == [("as written", "f8E4M3FN")]
+    rows = zhenwu_cc.compile(str(ROOT / "examples" / "softmax.zk"), defines={"M": 4, "N": 64})
+    assert "precision" not in _keys(_space(rows, precision=True))  # no matmul
+    fp8 = zhenwu_cc.compile(str(ROOT / "examples" / "gemm_fp8.zk"),
+                            defines={"M": 64, "N": 64, "K": 128})
+    assert "precision" not in _keys(_space(fp8, precision=True))  # its precision is written
+
+
+def test_a_budget_too_small_rejects_the_fp8_candidate_and_a_larger_one_accepts_it(tmp_path):
+    src = tmp_path / "mm.zk"
+    src.write_text(MM16)
+    k = zhenwu_cc.compile(str(src))
+    strict = k.tune(budget=24, verify=1, max_rel_error=0.01, cache=False)
+    assert strict.method == "exhaustive" and strict.space.size == 24
+    fp8 = [(s, v) for s, v in strict.verified.items()
+           if dict(s.precision).get(("a", "b")) == "f8E4M3FN"]
+    assert len(fp8) == 1 and not fp8[0][1]["passed"]  # the other FP8 tilings are not run
+    assert "above the budget 0.01" in fp8[0][1]["reason"]
+    assert strict.winner is not None and strict.winner.schedule.precision in (
+        (), ((("a", "b"), "bf16"),))  # the rounds went on to candidates that could pass
+    loose = k.tune(budget=24, verify=1, max_rel_error=0.1, cache=False)
+    assert loose.winner is not None
+    assert loose.winner.schedule.precision == ((("a", "b"), "f8E4M3FN"),)
+    assert loose.verified[loose.winner.schedule]["passed"]
+
+
+def test_a_refused_structural_candidate_is_recorded_not_fatal():
+    k = zhenwu_cc.compile(str(ROOT / "examples" / "softmax.zk"), defines={"M": 4, "N": 1000})
+    refused = tune_eval.cost_candidate(k, Schedule(splits=(("y", 999),)), "m890")
+    assert refused["refused"].startswith("ZK0607")
+    assert "time" in tune_eval.cost_candidate(k, Schedule(splits=(("y", 8),)), "m890")
+
+
+@pytest.mark.parametrize("example,defines,schedule,lines", [
+    ("softmax.zk", {"M": 4, "N": 1024}, Schedule(splits=(("y", 4),)), ["split y 4"]),
+    ("attention.zk", {"B": 1, "H": 2, "S": 256, "D": 64}, Schedule(unfused=("o",)),
+     ["fuse o off"]),
+    ("gemm.zk", TINY, Schedule(precision=((("a", "b"), "f8E4M3FN"),)),
+     ["precision a, b as f8E4M3FN"]),
+    ("row_reductions.zk", {"M": 64, "N": 1024}, Schedule(places=(("x", "l2"),)),
+     ["place x in l2"]),
+])
+def test_write_round_trips_each_structural_directive(tmp_path, example, defines, schedule,
+                                                     lines):
+    """The winner's directive is written into the file, and the file compiles to the schedule
+    the tuner costed."""
+    from zhenwu_cc.schedule_edit import directives
+    from zhenwu_cc.tune import TuneResult, write_winner
+    from zhenwu_cc.tune_search import Trial
+
+    src = tmp_path / example
+    src.write_text((ROOT / "examples" / example).read_text())
+    k = zhenwu_cc.compile(str(src), defines=defines)
+    time_s = tune_eval.cost_candidate(k, schedule, "m890")["time"]
+    result = TuneResult(k.name, "m890", defines, "exhaustive", 0, 1, _space(k),
+                        [Trial(schedule, "costed", time=time_s)], time_s * 2, "", {}, verify=0)
+    assert schedule.directives() == lines
+    text = write_winner(result, str(src), src.read_text())
+    assert text == src.read_text()
+    written = [d.text for d in directives(text, str(src), k.name)]
+    assert all(line in written for line in lines)
+    again = zhenwu_cc.compile(str(src), defines=defines)
+    assert again.cost().time == pytest.approx(time_s, rel=1e-9)
+    assert again.cost().time != pytest.approx(k.cost().time, rel=1e-6)  # the directive acts
+
+
+def test_write_replaces_the_split_it_supersedes(tmp_path):
+    from zhenwu_cc.tune_eval import with_directives
+
+    text = (ROOT / "examples" / "softmax.zk").read_text().replace(
+        "    tile y [4, 4096]", "    split y 2\n    tile y [4, 4096]")
+    out = with_directives(text, "s.zk", "softmax_rows", ["split y 4", "fuse y off"])
+    assert out.count("split y") == 1 and "    split y 4\n    tile y [4, 4096]" in out
+    assert "    fuse y off\n}" in out
+
+
+def test_structural_schedules_round_trip_as_dicts():
+    s = Schedule((("c", (16, 16, 16)),), (), 2, (("p", 4),), ("o",),
+                 ((("a", "b"), "f8E4M3FN"),), (("x", "l2"),))
+    assert Schedule.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    assert s.directives() == ["tile c [16, 16, 16]", "split p 4", "fuse o off",
+                              "precision a, b as f8E4M3FN", "place x in l2", "buffers 2"]
+
+
+def test_a_dask_cluster_gives_the_same_leaderboard_with_structural_choices():
+    from distributed import LocalCluster
+
+    k = zhenwu_cc.compile(str(ROOT / "examples" / "softmax.zk"), defines={"M": 4, "N": 1024})
+    here = k.tune(budget=12, verify=1, cache=False).to_dict()
+    assert any("split" in c["choice"] for c in here["space"]["choices"])
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        there = k.tune(budget=12, verify=1, cache=False,
+                       scheduler=cluster.scheduler_address).to_dict()
+    assert json.dumps(there) == json.dumps(here)

@@ -351,7 +351,8 @@ class CompiledKernel:
              target: str | None = None, max_rel_error: float | None = None, jobs: int = 1,
              scheduler: str | None = None, seed: int = 0, verify: int = 3,
              sampler: str = "tpe", cache: bool = True, progress: bool = False):
-        """Search this kernel's schedules (tile sizes, split-K, buffers) on the cost model and
+        """Search this kernel's schedules (tile sizes, split-K, split reductions, fusion, L2
+        placement, buffers; operand precision only with `max_rel_error`) on the cost model and
         verify the fastest `verify` by running them against the float64 reference at reduced
         shapes (over `max_rel_error`, rel L2 against the exact math, a candidate fails).
         `budget` candidates (default 64) or `time` seconds; `jobs` > 1 costs them on a local

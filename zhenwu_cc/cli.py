@@ -713,7 +713,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after S seconds (the leaderboard then depends on the machine)")
     p.add_argument("--max-rel-error", type=_number("--max-rel-error", float, 1e-300, "0.01"),
                    metavar="E", help="fail a verified candidate whose rel L2 error against the "
-                   "exact math exceeds E (default: the dtype-aware check only)")
+                   "exact math exceeds E (default: the dtype-aware check only); with it, "
+                   "matmul operand precision (bf16, FP8) is searched too")
     p.add_argument("--jobs", type=_number("--jobs", int, 1, "4"), default=1, metavar="J",
                    help="cost and verify on a local Dask cluster of J worker processes")
     p.add_argument("--scheduler", metavar="ADDR",

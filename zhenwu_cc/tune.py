@@ -166,7 +166,7 @@ def tune(k, *, target: str | None = None, budget: int | None = None,
         def probe(s: Schedule) -> str | None:
             return cost_candidate(k, s, target).get("refused")
 
-        space = build_space(k, costing, probe)
+        space = build_space(k, costing, probe, precision=max_rel_error is not None)
         limit = budget if budget is not None else DEFAULT_BUDGET if seconds is None else None
         with (bar := _Bar(progress, limit and (space.size if space.size <= limit else limit))):
             method, trials = search(space, loaded, cost, budget=limit, seconds=seconds,
@@ -188,7 +188,9 @@ def _verify(result: TuneResult, k, origin, store, runner, tbytes: str, seed: int
             max_rel_error: float | None) -> None:
     """Verify the ranked candidates that beat the default, best first, `verify` at a time, until
     `verify` pass (or VERIFY_TRIES rounds): each runs at reduced shapes on the executor and is
-    compared with the float64 reference."""
+    compared with the float64 reference. Once a candidate with a `precision` choice fails, the
+    others with the same precision are not verified (the precision decides most of their error):
+    the rounds go to candidates that may pass."""
     from dataclasses import replace
 
     from zhenwu_cc.api import _fitting_defines
@@ -212,6 +214,9 @@ def _verify(result: TuneResult, k, origin, store, runner, tbytes: str, seed: int
             passed += bool(v["passed"])
         if passed >= result.verify:
             break
+        failed = {t.schedule.precision for t, v in zip(batch, found)
+                  if not v["passed"] and t.schedule.precision}
+        queue = [t for t in queue if t.schedule.precision not in failed]
 
 
 def _cached(store, runner, keyed: list[tuple[tuple, dict]]) -> list[dict]:
@@ -261,15 +266,9 @@ def write_winner(result: TuneResult, path: str, source: str) -> str:
     directive it supersedes; the block created if absent; comments and other lines kept),
     written to `path` atomically. Returns the new text."""
     from zhenwu_cc.outputs import write_file
-    from zhenwu_cc.schedule_edit import Edit, directives
+    from zhenwu_cc.tune_eval import with_directives
 
-    win = result.winner
-    text = source
-    for line in win.schedule.directives():
-        head = " ".join(line.split()[:2]) + " " if line.startswith("tile ") else "buffers"
-        old = next((d for d in directives(text, path, result.kernel)
-                    if d.text.startswith(head)), None)
-        text = Edit(result.kernel, line, old).apply(text)
+    text = with_directives(source, path, result.kernel, result.winner.schedule.directives())
     write_file(path, text.encode())
     return text
 

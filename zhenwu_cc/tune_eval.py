@@ -15,14 +15,62 @@ from dataclasses import dataclass
 from zhenwu_cc.tune_space import Schedule
 
 MAX_KERNELS = 8  # compiled base kernels a worker keeps
+MAX_VARIANTS = 32  # kernels compiled again with a candidate's structural directives, kept
 CONNECT_SECONDS = 10  # how long `--scheduler` waits for the scheduler to answer
 
 
 def _cost_seconds(k, schedule: Schedule, target: str) -> float:
     """The modeled time of `k` under `schedule` on `target`: the one place a candidate is
-    costed, through the fast cost path (the same estimate as retile + cost, zhenwu_cc/fast_cost.py)."""
-    return k.fast_cost(dict(schedule.tiles), split_k=dict(schedule.split_k) or None,
-                       buffers=schedule.buffers, target=target).time
+    costed, through the fast cost path (the same estimate as retile + cost, zhenwu_cc/fast_cost.py)
+    on the kernel with the schedule's structural directives (`variant`)."""
+    return variant(k, schedule).fast_cost(
+        dict(schedule.tiles), split_k=dict(schedule.split_k) or None, buffers=schedule.buffers,
+        target=target).time
+
+
+_variants: OrderedDict = OrderedDict()
+
+
+def variant(k, schedule: Schedule):
+    """`k` compiled again from its source with `schedule`'s structural directives (`split`,
+    `fuse`, `precision`, `place`: `Schedule.structure`) written into its schedule block, as
+    `--write` would; `k` itself when there are none. These change which grids the kernel has,
+    which `fast_cost` does not derive; the tile sizes of a candidate are then costed on it.
+    Kept (MAX_VARIANTS): a search costs many tilings of each structure."""
+    from zhenwu_cc.api import CompiledKernel
+    from zhenwu_cc.frontend import build
+
+    lines = schedule.structure()
+    if not lines:
+        return k
+    text = with_directives(k.source[0], k.file, k.name, lines)
+    params = {n: a.value.data for n, a in k.zk.attributes["params"].data.items()}
+    key = (text, k.file, k.name, tuple(sorted(params.items())), k.target, k.fuse)
+    if key not in _variants:
+        other = CompiledKernel(build(text, k.file, params, k.name), k.file, k.target, k.fuse)
+        other.source = (text, k.source[1])
+        _variants[key] = other
+        while len(_variants) > MAX_VARIANTS:
+            _variants.popitem(last=False)
+    _variants.move_to_end(key)
+    return _variants[key]
+
+
+def with_directives(source: str, file: str, kernel: str, lines: list[str]) -> str:
+    """`source` with each directive line in kernel `kernel`'s schedule block: replacing the one
+    it supersedes (`tile NAME`, `split NAME`, `fuse NAME`, `buffers`), else added (a block is
+    created if there is none); comments and other lines kept."""
+    from zhenwu_cc.schedule_edit import Edit, directives
+
+    text = source
+    for line in lines:
+        words = line.split()
+        head = (f"{words[0]} {words[1]} " if words[0] in ("tile", "split", "fuse")
+                else "buffers" if words[0] == "buffers" else None)
+        old = None if head is None else next(
+            (d for d in directives(text, file, kernel) if d.text.startswith(head)), None)
+        text = Edit(kernel, line, old).apply(text)
+    return text
 
 
 def cost_candidate(k, schedule: Schedule, target: str) -> dict:
@@ -42,8 +90,9 @@ def verify_candidate(k, schedule: Schedule, seed: int, max_rel_error: float | No
     from zhenwu_cc.core.diagnostics import CompileError
 
     try:
-        other = k.retile(dict(schedule.tiles), split_k=dict(schedule.split_k) or None,
-                         buffers=schedule.buffers)
+        other = variant(k, schedule).retile(dict(schedule.tiles),
+                                            split_k=dict(schedule.split_k) or None,
+                                            buffers=schedule.buffers)
         result = other.check(seed=seed, max_rel_l2=max_rel_error)
     except CompileError as exc:
         d = exc.diagnostics[0]

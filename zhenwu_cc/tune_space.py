@@ -1,10 +1,13 @@
 """The tuner's search space: the schedule choices a compiled kernel has, one small class per kind
-of choice (a tile's sizes, a matmul's split-K, the buffering depth), and the schedule a point of
-the space stands for.
+of choice (a tile's sizes, a matmul's split-K, a reduction's split, a fused group on or off, a
+matmul's operand precision, a parameter's L2 pinning, the buffering depth), and the schedule a
+point of the space stands for.
 
-A new kind of choice (`split NAME S`, `fuse NAME off`, a precision within the numerics budget) is
-one more `Choice` subclass: its parameters and options, how it sets a `Schedule`, and optionally
-why a candidate cannot fit SRAM and a lower bound of the time of the phase it governs.
+A new kind of choice is one more `Choice` subclass: its parameters and options, how it sets a
+`Schedule`, and optionally why a candidate cannot fit on chip and a lower bound of the time of the
+phase it governs. Tile sizes, split-K and buffers are costed on the kernel as compiled; the other
+kinds change which grids there are, so a candidate with them is costed on the kernel compiled
+again with their directives (`Schedule.structure`, `tune_eval.variant`).
 """
 
 from __future__ import annotations
@@ -12,8 +15,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from zhenwu_cc.core import dtypes
+
 MATMUL_MIN, MATMUL_MAX = 16, 512  # matmul tile sizes searched (powers of two)
 MAX_SPLIT_K = 16
+MAX_SPLIT = 64  # parts a `split NAME S` choice offers at most
+AS_WRITTEN = "as written"  # a precision choice's option that adds no directive
+NARROWER = ("bf16", "f8E4M3FN")  # operand dtypes a precision choice offers, widest first
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,10 @@ class Schedule:
     tiles: tuple[tuple[str, tuple[int, ...]], ...] = ()
     split_k: tuple[tuple[str, int], ...] = ()
     buffers: int | None = None
+    splits: tuple[tuple[str, int], ...] = ()  # `split NAME S`
+    unfused: tuple[str, ...] = ()  # `fuse NAME off`
+    precision: tuple[tuple[tuple[str, ...], str], ...] = ()  # `precision A, B as DTYPE`
+    places: tuple[tuple[str, str], ...] = ()  # `place NAME in WHERE`
 
     def directives(self) -> list[str]:
         """The schedule lines, as a `schedule` block writes them."""
@@ -31,26 +43,41 @@ class Schedule:
         lines = [f"tile {name} [{', '.join(map(str, sizes))}]"
                  + (f" split_k {split[name]}" if split.get(name, 1) > 1 else "")
                  for name, sizes in self.tiles]
-        return lines + ([f"buffers {self.buffers}"] if self.buffers is not None else [])
+        return lines + self.structure() + (
+            [f"buffers {self.buffers}"] if self.buffers is not None else [])
+
+    def structure(self) -> list[str]:
+        """The lines that change which grids the kernel has (not only their sizes): a candidate
+        with any is costed on the kernel compiled again with them."""
+        return ([f"split {n} {parts}" for n, parts in self.splits]
+                + [f"fuse {n} off" for n in self.unfused]
+                + [f"precision {', '.join(names)} as {dtype}" for names, dtype in self.precision]
+                + [f"place {n} in {where}" for n, where in self.places])
 
     def text(self) -> str:
         return "; ".join(self.directives()) or "(as written)"
 
     def to_dict(self) -> dict:
         return {"tiles": {n: list(s) for n, s in self.tiles},
-                "split_k": {n: k for n, k in self.split_k if k > 1}, "buffers": self.buffers}
+                "split_k": {n: k for n, k in self.split_k if k > 1}, "buffers": self.buffers,
+                "splits": dict(self.splits), "unfused": list(self.unfused),
+                "precision": [[list(names), dtype] for names, dtype in self.precision],
+                "places": dict(self.places)}
 
     @staticmethod
     def from_dict(d: dict) -> Schedule:
         return Schedule(tuple((n, tuple(s)) for n, s in d["tiles"].items()),
-                        tuple(d["split_k"].items()), d["buffers"])
+                        tuple(d["split_k"].items()), d["buffers"], tuple(d["splits"].items()),
+                        tuple(d["unfused"]),
+                        tuple((tuple(names), dtype) for names, dtype in d["precision"]),
+                        tuple(d["places"].items()))
 
 
 class Choice:
     """One decision of a schedule: named parameters, each with its options in a fixed order."""
 
     key: str
-    params: tuple[tuple[str, tuple[int, ...]], ...]
+    params: tuple[tuple[str, tuple[int | str, ...]], ...]
 
     def apply(self, values: dict[str, int], s: Schedule) -> Schedule:
         raise NotImplementedError
@@ -76,6 +103,7 @@ class TileChoice(Choice):
     options: tuple[tuple[int, ...], ...]
     elem_bytes: int  # bytes of an element of a tile (the matmul's operands, else the value)
     matmul: tuple[int, int, int, int, str] | None = None  # batch, M, N, K, operand dtype
+    operands: tuple[str, ...] = ()  # the names a `PrecisionChoice` for this matmul quantises
 
     def __post_init__(self):
         self.key = f"tile {self.name}"
@@ -89,12 +117,17 @@ class TileChoice(Choice):
     def _sizes(self, s: Schedule) -> tuple[int, ...]:
         return dict(s.tiles)[self.name]
 
+    def _dtype(self, s: Schedule) -> str:
+        """The matmul's operand dtype under `s`: its precision choice's, else as compiled."""
+        return dict(s.precision).get(self.operands) or self.matmul[4]
+
     def misfit(self, s, target):
         sizes = self._sizes(s)
         buffers = s.buffers or _default_buffers()
         if self.matmul is not None:
             tm, tn, tk = sizes
-            need = (tm * tk + tk * tn) * self.elem_bytes * buffers + tm * tn * 4
+            elem = min(self.elem_bytes, max(dtypes.get(self._dtype(s)).nbytes(1), 1))
+            need = (tm * tk + tk * tn) * elem * buffers + tm * tn * 4
         else:
             need = math.prod(sizes) * self.elem_bytes
         if need > target.sram_per_cu:
@@ -105,10 +138,10 @@ class TileChoice(Choice):
         """The matmul's useful FLOPs on the compute units its tiles can keep busy."""
         if self.matmul is None:
             return 0.0
-        batch, m, n, k, dtype = self.matmul
+        batch, m, n, k, _ = self.matmul
         tm, tn, _ = self._sizes(s)
         tiles = batch * -(-m // tm) * -(-n // tn) * dict(s.split_k).get(self.name, 1)
-        per_cu = _peak(target, dtype) / target.compute_units
+        per_cu = _peak(target, self._dtype(s)) / target.compute_units
         if per_cu <= 0:
             return 0.0
         return 2 * batch * m * n * k / (min(tiles, target.compute_units) * per_cu)
@@ -170,6 +203,84 @@ class BuffersChoice(Choice):
         return replace(s, buffers=values["buffers"])
 
 
+@dataclass(eq=False)
+class SplitChoice(Choice):
+    """`split NAME S` on a reduction whose rows are fewer than the compute units: 0 keeps the
+    schedule as written (the compiler's split, or the source's directive), 1 asks for none."""
+
+    name: str
+    options: tuple[int, ...]
+
+    def __post_init__(self):
+        self.key = f"split {self.name}"
+        self.params = ((f"split.{self.name}", self.options),)
+
+    def apply(self, values, s):
+        n = values[self.params[0][0]]
+        return replace(s, splits=s.splits + ((self.name, n),)) if n else s
+
+
+@dataclass(eq=False)
+class FuseChoice(Choice):
+    """`fuse NAME off` for a fused group (flash attention, a fused operand chain): the unfused
+    grids may be faster where the fused one runs few tiles."""
+
+    name: str
+
+    def __post_init__(self):
+        self.key = f"fuse {self.name}"
+        self.params = ((f"fuse.{self.name}", ("on", "off")),)
+
+    def apply(self, values, s):
+        off = values[self.params[0][0]] == "off"
+        return replace(s, unfused=s.unfused + (self.name,)) if off else s
+
+
+@dataclass(eq=False)
+class PrecisionChoice(Choice):
+    """`precision A, B as DTYPE` on the parameters a matmul (or matmuls sharing an operand)
+    multiplies: offered only with a numerics budget (`--max-rel-error`), which verification
+    then holds each candidate to against the exact math."""
+
+    operands: tuple[str, ...]
+    options: tuple[str, ...]  # AS_WRITTEN, then narrower dtypes
+
+    def __post_init__(self):
+        self.key = f"precision {', '.join(self.operands)}"
+        self.params = ((f"precision.{','.join(self.operands)}", self.options),)
+
+    def apply(self, values, s):
+        dtype = values[self.params[0][0]]
+        return s if dtype == AS_WRITTEN else replace(
+            s, precision=s.precision + ((self.operands, dtype),))
+
+
+@dataclass(eq=False)
+class PlaceChoice(Choice):
+    """`place NAME in l2` for a parameter that fits the persisting L2 and that HBM would serve
+    more than once; `pinned` holds the bytes of every parameter offered, for the capacity."""
+
+    name: str
+    pinned: dict[str, int]
+
+    def __post_init__(self):
+        self.key = f"place {self.name}"
+        self.params = ((f"place.{self.name}", ("hbm", "l2")),)
+
+    def apply(self, values, s):
+        l2 = values[self.params[0][0]] == "l2"
+        return replace(s, places=s.places + ((self.name, "l2"),)) if l2 else s
+
+    def misfit(self, s, target):
+        if self.name not in dict(s.places):
+            return None
+        need = sum(self.pinned[n] for n, where in s.places if where == "l2")
+        if need > target.l2.persisting_bytes:
+            return (f"pins {need} bytes in L2, more than the {target.l2.persisting_bytes} it "
+                    "can set aside")
+        return None
+
+
 @dataclass
 class Space:
     """The choices of one kernel, the global floor of its time, and the choices left out."""
@@ -178,17 +289,18 @@ class Space:
     overhead: float = 0.0
     compute_floor: float = 0.0  # every FLOP at the chip's peak
     dropped: list[dict] = field(default_factory=list)
-    start: dict[str, int] = field(default_factory=dict)  # the schedule as compiled, where it fits
+    # the schedule as compiled, where it fits
+    start: dict[str, int | str] = field(default_factory=dict)
 
     @property
-    def params(self) -> list[tuple[str, tuple[int, ...]]]:
+    def params(self) -> list[tuple[str, tuple[int | str, ...]]]:
         return [p for c in self.choices for p in c.params]
 
     @property
     def size(self) -> int:
         return math.prod(len(o) for _, o in self.params)
 
-    def schedule(self, values: dict[str, int]) -> Schedule:
+    def schedule(self, values: dict[str, int | str]) -> Schedule:
         s = Schedule()
         for c in self.choices:
             s = c.apply(values, s)
@@ -236,12 +348,15 @@ def _pow2_ceil(n: int) -> int:
     return 1 << (max(n, 1) - 1).bit_length()
 
 
-def build_space(k, costing, probe) -> Space:
+def build_space(k, costing, probe, precision: bool = False) -> Space:
     """The choices of compiled kernel `k`, from its default `costing`: a `tile` choice for each
     binding that names a grid (one a phase of the estimate runs), split-K for matmuls with few
-    tiles, and `buffers`. `probe(schedule)` returns None when the compiler accepts a schedule,
-    else the refusal: a tile choice the compiler refuses at its current sizes is left out."""
-    from zhenwu_cc.core import attrs, dtypes
+    tiles, `split` for reductions with few, `fuse ... off` for each fused group, `place ... in
+    l2` for parameters HBM serves more than once, the operand `precision` of matmuls of
+    parameters when `precision` (a numerics budget was given), and `buffers`.
+    `probe(schedule)` returns None when the compiler accepts a schedule, else the refusal: a tile
+    or fuse choice the compiler refuses as compiled is left out."""
+    from zhenwu_cc.core import attrs
     from zhenwu_cc.dialects import zk
     from zhenwu_cc.dialects.loc import loc_text
     from zhenwu_cc.frontend.schedules import MAX_BUFFERS, MAX_TILE
@@ -259,6 +374,8 @@ def build_space(k, costing, probe) -> Space:
     flops = 0.0
     launches = [op for op in costing.kernel.body.block.ops if op.name == "ppu.launch"]
     agreeing = [(attrs.used_tiles(op) or {}) for op in launches]
+    quantised = _precision_choices(k.zk, target) if precision else {}
+    fused: list[str] = []
     for p, w, agree in zip(est.phases, costing.workload.phases, agreeing):
         t = p.tile
         name = None if t is None else (t.directive or at.get(p.loc))
@@ -268,6 +385,9 @@ def build_space(k, costing, probe) -> Space:
         seen.add(name)
         op = named[name]
         mm = zk.matmul_feeding(op)
+        if (p.name.startswith("attention") or "agreeing" in agree
+                or len(zk.matmuls_feeding(op)) > 1):
+            fused.append(name)
         if mm is not None:
             shape = list(mm.result.type.get_shape())
             m, n = shape[-2:]
@@ -278,20 +398,25 @@ def build_space(k, costing, probe) -> Space:
             opts = tuple(_pow2s(min(MATMUL_MIN, _pow2_ceil(d)), min(_pow2_ceil(d), MATMUL_MAX))
                          for d in (m, n, kk))
             other = agree.get("agreeing")
+            narrow = quantised.get(mm)
+            operands = () if narrow is None else narrow.operands
             if other in named and p.name.startswith("attention"):  # `tile s` follows `tile o`
                 seen.add(other)
                 choice = FlashTileChoice(name, ("M", "N", "K"), opts, max(dtype.nbytes(1), 1),
-                                         (batch, m, n, kk, dtype.name), agreeing=other,
-                                         agreeing_k=agree["agreeing_sizes"][2])
+                                         (batch, m, n, kk, dtype.name), operands,
+                                         agreeing=other, agreeing_k=agree["agreeing_sizes"][2])
             elif other in named:  # two matmuls in one grid: the same tiles
                 seen.add(other)
                 choice = SharedTileChoice(name, ("M", "N", "K"), opts, max(dtype.nbytes(1), 1),
-                                          (batch, m, n, kk, dtype.name), agreeing=other)
+                                          (batch, m, n, kk, dtype.name), operands,
+                                          agreeing=other)
             else:
                 choice = TileChoice(name, ("M", "N", "K"), opts, max(dtype.nbytes(1), 1),
-                                    (batch, m, n, kk, dtype.name))
+                                    (batch, m, n, kk, dtype.name), operands)
             current = [*t.sizes[-2:], t.step if t.step is not None else opts[2][-1]]
-            if (peak := _peak(target, dtype.name)) > 0:
+            peaks = [_peak(target, d) for d in (dtype.name, *(narrow.options[1:] if narrow
+                                                               else ()))]
+            if (peak := max(peaks)) > 0:  # the fastest dtype the space offers: a lower bound
                 flops += 2 * batch * m * n * kk / peak
         else:
             shape = list(op.results[0].type.get_shape())
@@ -313,8 +438,131 @@ def build_space(k, costing, probe) -> Space:
                 space.choices.append(split)
                 if t.parts in split.options:
                     space.start[split.params[0][0]] = t.parts
+    for split in _split_choices(named, est.phases, target):
+        space.choices.append(split)
+        given = named[split.name].attributes.get(attrs.SPLIT)
+        parts = given.parts.data if given is not None else 0
+        space.start[split.params[0][0]] = parts if parts in split.options else 0
+    for name in fused:
+        choice = FuseChoice(name)
+        refused = probe(Schedule(unfused=(name,)))
+        if refused is not None:
+            space.dropped.append({"choice": choice.key, "reason": refused})
+            continue
+        space.choices.append(choice)
+        space.start[choice.params[0][0]] = "on"
+    for choice in dict.fromkeys(quantised.values()):  # matmuls sharing operands: one choice
+        space.choices.append(choice)
+        space.start[choice.params[0][0]] = AS_WRITTEN
+    for choice in _place_choices(k.zk, costing.workload, target):
+        space.choices.append(choice)
+        space.start[choice.params[0][0]] = "hbm"
     space.choices.append(BuffersChoice(tuple(range(1, MAX_BUFFERS + 1))))
     buffers = k.zk.attributes.get(attrs.BUFFERS)
     space.start["buffers"] = _default_buffers() if buffers is None else buffers.value.data
     space.compute_floor = flops
     return space
+
+
+def _split_choices(named: dict, phases, target) -> list[SplitChoice]:
+    """A `split` choice for each binding of a reduction over one axis (a composite's too) whose
+    phases run fewer tiles than the target has compute units, or that has fewer rows: the
+    parts a chunk size can cut its axis into (`split_chunk`), powers of two up to MAX_SPLIT."""
+    from zhenwu_cc.dialects import zk
+    from zhenwu_cc.dialects.loc import loc_text
+    from zhenwu_cc.passes.tiling.split import split_chunk
+
+    tiles: dict[str, int] = {}
+    for p in phases:
+        parts = p.tile.parts if p.tile is not None else 1
+        tiles[p.loc] = min(tiles.get(p.loc, p.tiles // parts), p.tiles // parts)
+    cus = target.compute_units
+    out = []
+    for name, op in named.items():
+        if isinstance(op, zk.ReduceOp) and len(op.axis_list) == 1:
+            axis = op.axis_list[0]
+        elif isinstance(op, (zk.ArgmaxOp, zk.AxisOp, zk.NormOp)):
+            axis = op.axis.value.data
+        else:
+            continue
+        shape = list(op.operands[0].type.get_shape())
+        extent = shape[axis]
+        rows = math.prod(shape) // extent
+        if rows >= cus and tiles.get(loc_text(op), cus) >= cus:
+            continue
+        parts = [s for s in _pow2s(2, min(MAX_SPLIT, extent))
+                 if split_chunk(extent, s, extent) is not None]
+        if parts:
+            out.append(SplitChoice(name, (0, 1, *parts)))
+    return out
+
+
+def _precision_choices(kernel, target) -> dict:
+    """matmul -> its `PrecisionChoice`: for each matmul of two float parameters (through
+    transposes) that no `precision` directive names, the narrower dtypes the target's tensor
+    engine runs (bf16 below f32, FP8 below 16 bits); matmuls sharing a parameter share one."""
+    from xdsl.ir import BlockArgument
+
+    from zhenwu_cc.core import attrs
+    from zhenwu_cc.dialects import zk
+
+    names = kernel.arg_names
+
+    def param(v):
+        while isinstance(v.owner, zk.TransposeOp):
+            v = v.owner.input
+        if (not isinstance(v, BlockArgument)
+                or kernel.arg_attr(v.index, attrs.PRECISION) is not None):
+            return None
+        dtype = dtypes.from_xdsl(v.type.element_type)
+        usable = dtype.is_float and not dtype.is_low_precision
+        return (names[v.index], dtype) if usable else None
+
+    groups: list[tuple[set, list]] = []  # (parameter names, matmuls)
+    widths: dict[str, int] = {}
+    for mm in (op for op in kernel.body.walk() if isinstance(op, zk.MatmulOp)):
+        found = [param(mm.lhs), param(mm.rhs)]
+        if None in found:
+            continue
+        widths.update((n, d.bits) for n, d in found)
+        group = ({n for n, _ in found}, [mm])
+        for other in [g for g in groups if g[0] & group[0]]:
+            groups.remove(other)
+            group = (group[0] | other[0], other[1] + group[1])
+        groups.append(group)
+    out = {}
+    for params, mms in groups:
+        bits = min(widths[n] for n in params)
+        options = tuple(d for d in NARROWER if dtypes.get(d).bits < bits and _peak(target, d) > 0)
+        if options:
+            choice = PrecisionChoice(tuple(n for n in names if n in params),
+                                     (AS_WRITTEN, *options))
+            out.update((mm, choice) for mm in mms)
+    return out
+
+
+def _place_choices(kernel, workload, target) -> list[PlaceChoice]:
+    """`place NAME in l2` for each parameter without a `place` directive that fits the
+    persisting L2 and that HBM serves more than once as compiled: read by several phases, or
+    re-read within one whose re-read tensors do not all fit L2."""
+    from zhenwu_cc.core import attrs
+
+    room = target.l2.persisting_bytes
+    readers: dict[str, int] = {}
+    missed: set[str] = set()
+    for phase in workload.phases:
+        loads: dict[str, int] = {}
+        for w in phase.work:
+            if w.kind == "load":
+                loads[w.tensor] = loads.get(w.tensor, 0) + w.amount
+        for n in loads:
+            readers[n] = readers.get(n, 0) + 1
+        reread = {n: u for n, total in loads.items()
+                  if 0 < (u := phase.unique_load_bytes.get(n, total)) < total}
+        if sum(reread.values()) > target.l2.bytes:
+            missed.update(reread)
+    pinned = {n: workload.tensors[n].bytes for i, n in enumerate(kernel.arg_names)
+              if n in workload.tensors and kernel.arg_attr(i, attrs.PLACE) is None
+              and 0 < workload.tensors[n].bytes <= room
+              and (readers.get(n, 0) > 1 or n in missed)}
+    return [PlaceChoice(n, pinned) for n in pinned]
