@@ -372,6 +372,13 @@ def test_a_structural_choice_is_in_the_space_of_a_kernel_that_has_it(kind, examp
     assert kind not in _keys(_space(zhenwu_cc.compile(str(GEMM), defines=TINY)))
 
 
+def test_a_matmul_keeping_row_reduction_parts_gets_a_fuse_choice():
+    """`logsumexp(h @ w)` is a fused group (passes/tiling/epilogue.py): `fuse y off` is searched."""
+    src = ("kernel head<M = 64, N = 512, K = 64>(h: bf16[M, K], w: bf16[K, N]) -> f32[M] {\n"
+           "    y = h @ w\n    return logsumexp(y, axis=-1)\n}\n")
+    assert "fuse y" in [c.key for c in _space(zhenwu_cc.compile(src)).choices]
+
+
 def test_rows_enough_for_every_compute_unit_get_no_split_and_small_tensors_no_pinning():
     k = zhenwu_cc.compile(str(ROOT / "examples" / "softmax.zk"), defines={"M": 1024, "N": 1024})
     assert not {"split", "place"} & set(_keys(_space(k)))

@@ -222,8 +222,9 @@ class SplitChoice(Choice):
 
 @dataclass(eq=False)
 class FuseChoice(Choice):
-    """`fuse NAME off` for a fused group (flash attention, a fused operand chain): the unfused
-    grids may be faster where the fused one runs few tiles."""
+    """`fuse NAME off` for a fused group (flash attention, a fused operand chain, a matmul keeping
+    its row reductions' parts): the unfused grids may be faster where the fused one runs few
+    tiles."""
 
     name: str
 
@@ -360,6 +361,7 @@ def build_space(k, costing, probe, precision: bool = False) -> Space:
     from zhenwu_cc.dialects import zk
     from zhenwu_cc.dialects.loc import loc_text
     from zhenwu_cc.frontend.schedules import MAX_BUFFERS, MAX_TILE
+    from zhenwu_cc.passes.tiling.epilogue import ROW_PARTS
     from zhenwu_cc.passes.tiling.scales import mma_dtype
     from zhenwu_cc.passes.tiling.sizes import MIN_SPLIT_K_CHUNK
 
@@ -373,7 +375,9 @@ def build_space(k, costing, probe, precision: bool = False) -> Space:
     seen: set[str] = set()
     flops = 0.0
     launches = [op for op in costing.kernel.body.block.ops if op.name == "ppu.launch"]
-    agreeing = [(attrs.used_tiles(op) or {}) for op in launches]
+    agreeing = [dict(attrs.used_tiles(op) or {},
+                     row_parts=ROW_PARTS in getattr(op.attributes.get(attrs.TILE_SIZES), "data", {}))
+                for op in launches]
     quantised = _precision_choices(k.zk, target) if precision else {}
     fused: list[str] = []
     for p, w, agree in zip(est.phases, costing.workload.phases, agreeing):
@@ -385,7 +389,7 @@ def build_space(k, costing, probe, precision: bool = False) -> Space:
         seen.add(name)
         op = named[name]
         mm = zk.matmul_feeding(op)
-        if (p.name.startswith("attention") or "agreeing" in agree
+        if (p.name.startswith("attention") or "agreeing" in agree or agree["row_parts"]
                 or len(zk.matmuls_feeding(op)) > 1):
             fused.append(name)
         if mm is not None:
