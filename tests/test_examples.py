@@ -146,6 +146,13 @@ def _cross_entropy(i):
     return {"loss": loss, "mean_loss": np.asarray(loss.mean())}
 
 
+def _lm_head_logsumexp(i):
+    logits = _f(i["h"]) @ _f(i["w"])
+    top = logits.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
+    return {"lse": lse, "z_loss": np.asarray(1e-4 * (lse * lse).mean())}
+
+
 def _gemm_lowp(i):
     # precision directives change how the chip computes, not the meaning: the f64 oracle
     # ignores them, so the math is a plain matmul.
@@ -185,6 +192,7 @@ CASES: dict[str, tuple[dict[str, int], Callable[[dict], dict]]] = {
     "row_reductions": ({"M": 13, "N": 70}, _row_reductions),
     "rotary_embedding": ({"B": 2, "S": 7, "H": 3, "D": 12}, _rotary_embedding),
     "cross_entropy": ({"N": 11, "C": 19}, _cross_entropy),
+    "lm_head_logsumexp": ({"T": 19, "D": 24, "V": 70}, _lm_head_logsumexp),
     "gemm_fp8": ({"M": 24, "N": 40, "K": 56}, _gemm_lowp),
     "gemm_fp8_block": ({"M": 20, "N": 384, "K": 256}, _gemm_lowp),
     "gemm_mxfp8": ({"M": 24, "N": 40, "K": 96}, _gemm_lowp),
