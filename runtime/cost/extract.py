@@ -317,15 +317,15 @@ def phase_spec(launch: ppu.LaunchOp, names: _Names, written: set[str]) -> PhaseS
 
 def phase_of(spec: PhaseSpec, tensors: dict[str, Tensor], grid: tuple[int, ...] | None = None,
              trips: int | None = None, sram: int | None = None, tile: TileSizes | None = None,
-             dim=None, const=None) -> Phase:
+             dim=None, const=None, live=None) -> Phase:
     """The `Phase` of `spec`, as lowered; or with other numbers: the `grid`, loop `trips`,
     `sram` and `tile` of another schedule whose tiles differ only in size, `dim` mapping each
-    tile dimension of the spec to its size there and `const` each index constant (the fast
-    cost path, zhenwu_cc/fast_cost.py)."""
+    tile dimension of the spec to its size there, `const` each index constant and `live` its
+    loop's live steps (the fast cost path, zhenwu_cc/fast_cost.py)."""
     grid = spec.grid if grid is None else grid
     trips = spec.trips if trips is None else trips
     tiles = math.prod(grid)
-    space = _Space(grid, trips, const, spec.live)
+    space = _Space(grid, trips, const, spec.live if live is None else live)
     looped = space.total(1, True)  # tile-steps run: fewer where the loop skips steps
     size = (lambda shape: math.prod(shape)) if dim is None else (
         lambda shape: math.prod(dim(n) for n in shape))
