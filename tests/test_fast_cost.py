@@ -203,13 +203,20 @@ def test_tiles_too_big_for_sram_are_refused_as_tile_refuses_them():
 
 
 def test_dma_bytes_in_closed_form_equal_the_point_sum():
-    """extract's closed form (each index walks one axis) against the sum over every point."""
+    """extract's closed form (each index walks one axis) against the sum over every point,
+    with and without steps skipped per point of a grid dim (`loop.live_steps`)."""
     from zhenwu_cc.runtime.cost.extract import _dma_elements, _dma_points, _Space
 
     rng = random.Random(0)
-    for _ in range(300):
+    for _ in range(600):
         grid = tuple(rng.randint(1, 6) for _ in range(rng.randint(1, 3)))
-        space = _Space(grid, rng.randint(1, 5))
+        trips = rng.randint(1, 5)
+        live = None
+        if rng.random() < 0.5:
+            d = rng.randrange(len(grid))
+            lo = [rng.randint(0, trips) for _ in range(grid[d])]
+            live = (d, lo, [rng.randint(a, trips) for a in lo])
+        space = _Space(grid, trips, live=live)
         in_loop = rng.random() < 0.5
         axes = [("grid", d) for d in range(len(grid))] + ([("step",)] if in_loop else [])
         rng.shuffle(axes)

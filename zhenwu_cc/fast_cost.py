@@ -274,7 +274,8 @@ class FastCoster:
         self.lowered = 0  # schedules costed by the full lowering
         self.shrink: dict[str, int] = {}  # directive -> the K multiple its matmul shrinks by
         self.flash: list | None = None  # the flash-attention groups (`_flash_groups`)
-        self.lives: dict[tuple, tuple | None] = {}  # (group, BQ, BKV) -> `flash_live`
+        self.lives: dict[tuple, tuple | None] = {}  # (match id, BQ, BKV) -> `flash_live`
+        self.refused: dict[tuple, list] = {}  # a schedule of a key yet unknown -> diagnostics
 
     def cost(self, tiles, split_k, buffers, target: str):
         """The estimate of this schedule (arguments checked as retile() checks them)."""
@@ -294,7 +295,14 @@ class FastCoster:
         key = (target, depth, tuple(sorted((n, s.classes) for n, s in sizes.items())))
         template = self.templates.get(key)
         if template is None:
-            return self._probe(key, tiles, split_k, buffers, target, sizes, loaded)
+            exact = (key, tuple(sorted(directives.items())))
+            if exact in self.refused:  # no template to derive it from: refused as before
+                raise CompileError(self.refused[exact])
+            try:
+                return self._probe(key, tiles, split_k, buffers, target, sizes, loaded)
+            except CompileError as e:
+                self.refused[exact] = e.diagnostics
+                raise
         if template.slow:
             return self._full(tiles, split_k, buffers, target)
         try:
