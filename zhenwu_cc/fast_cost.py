@@ -10,7 +10,9 @@ facts. So `FastCoster` lowers once per *structure key* and keeps, per launch, it
 same key it only computes numbers, with the code lowering uses:
 
 - each directive-sized grid's tiles from `passes/tiling/sizes.py` (`directed_sizes`,
-  `equal_parts`), its grid from `core/tiling.tile_counts`, its steps from `k_steps`;
+  `equal_parts`), its grid from `core/tiling.tile_counts`, its steps from `k_steps`; a
+  flash-attention grid's blocks from `tile s` and `tile o` together, its steps and the steps a
+  mask lets it skip from `passes/tiling/flash.py` (`flash_tiles`, `kv_steps`, `flash_live`);
 - bytes per DMA (edge tiles clipped), FLOPs and vector work by `extract.phase_of`, the function
   `workload_of` itself uses, with each tile dimension of the lowered program mapped to its size
   in the new schedule;
@@ -19,13 +21,17 @@ same key it only computes numbers, with the code lowering uses:
 The key holds what decides structure: the `buffers` depth, the split-K parts, and per tile
 size whether it is 1, covers its dimension, divides it (ragged edges get masks), how it meets
 a block-scaled operand's scale blocks (`_blocked`), and which sizes of a directive are equal
-(so that a dimension of the lowered program names one size).
+(so that a dimension of the lowered program names one size); for a flash grid also the
+scores' unrolled K steps and whether a mask skips any step.
 Grids the schedule does not size are the same in every schedule of a key and are reused as
 lowered. A key is trusted after the first schedule that changes its numbers gave exactly the
 workload of the full lowering (both are computed then); a key whose numbers cannot be derived
 this way (a directive on a reduction or a quantised value, a mismatch) always lowers.
 Tiles too big for SRAM raise `tile`'s ZK0604 (`sram_overflow`), the smaller tiles it names
-planned from the templates of their keys (lowering in full where one is missing).
+planned from the templates of their keys (lowering in full where one is missing); buffers
+`alloc-sram` cannot place raise its ZK0601 (`sram_refusal`). A key not yet trusted checks its
+first refusal against the full lowering; a schedule refused before its key had a template is
+refused again from memory.
 """
 
 from __future__ import annotations
