@@ -77,6 +77,7 @@ from zhenwu_cc.runtime.cost.model import estimate
 from zhenwu_cc.runtime.cost.workload import TileSizes, Workload
 
 _MATMUL, _GRID, _FLASH = "matmul", "grid", "flash"
+_MULTI = "multi"  # a key's depth where any `buffers` depth above 1 shares its template
 _ROLES = {_MATMUL: ("matmul",), _GRID: ("elementwise", "copy"), _FLASH: ("attention",)}
 
 
@@ -106,9 +107,11 @@ def _buffers_of(grid, buffers: int, alignment: int = 128, origins: list | None =
                   tuple(b.first.value.type.get_shape()), b.first.depth) for b in plan.buffers)
 
 
-def _place(planned: tuple, dim, alignment: int) -> tuple[int, list[_Slot]]:
-    """The peak of these buffers with each dimension mapped by `dim`, and the buffers."""
-    slots = [_Slot(start, end, dtype, tuple(dim(n) for n in shape), depth)
+def _place(planned: tuple, dim, alignment: int, slots=None) -> tuple[int, list[_Slot]]:
+    """The peak of these buffers with each dimension mapped by `dim` (and each depth by
+    `slots`), and the buffers."""
+    slots = slots or _same
+    slots = [_Slot(start, end, dtype, tuple(dim(n) for n in shape), slots(depth))
              for start, end, dtype, shape, depth in planned]
     return place_buffers(slots, alignment), slots
 
@@ -187,8 +190,9 @@ class _Overflow(Exception):
 class _Template:
     """What one lowering of a structure key leaves for the others (see the module docstring)."""
 
-    def __init__(self, workload, specs, tile_plans, alloc_plans, sizes, alignment):
+    def __init__(self, workload, specs, tile_plans, alloc_plans, sizes, alignment, depth):
         self.workload = workload
+        self.depth = depth  # the `buffers` depth it was lowered with
         self.specs = specs
         self.tile_plans = tile_plans
         self.alloc_plans = alloc_plans
@@ -201,10 +205,12 @@ class _Template:
         self.grids: list[tuple] = []  # per grid: (role, span, SRAM's source) for ZK0601
         self.origins: list[tuple] = []  # per grid: (op name, span, order) of each buffer
 
-    def workload_for(self, sizes: dict[str, _Sizes], asked: dict[str, tuple], capacity: int):
-        """The workload of a schedule with these directive sizes (same key), and whether any
-        grid's numbers differ from the lowered ones."""
+    def workload_for(self, sizes: dict[str, _Sizes], asked: dict[str, tuple], capacity: int,
+                     depth: int):
+        """The workload of a schedule with these directive sizes and `buffers` depth (same
+        key), and whether any grid's numbers differ from the lowered ones."""
         phases, changed, refused = [], False, None
+        slots = self._slots(depth)
         for i, probe in enumerate(self.sizes):
             phase = self.workload.phases[i]
             if probe is None:
@@ -213,23 +219,24 @@ class _Template:
             name = phase.tile.directive
             new = sizes[name]
             tile = TileSizes(new.tile, new.step, name, asked[name], new.parts)
-            if new.vars() == probe.vars():
+            if new.vars() == probe.vars() and depth == self.depth:
                 phases.append(phase if tile == phase.tile else replace(phase, tile=tile))
                 continue
             changed = True
             dim = self._dim(probe, new)
-            peak, slots = _place(self.tile_plans[i], dim, self.alignment)
+            peak, placed = _place(self.tile_plans[i], dim, self.alignment, slots)
             if peak > capacity:
                 raise _Overflow(name, peak, [(b.dtype, b.shape, b.nbytes // b.depth, b.depth)
-                                             for b in sorted(slots, key=lambda b: b.offset)])
-            sram, slots = (peak, slots) if self.alloc_plans[i] == self.tile_plans[i] else \
-                _place(self.alloc_plans[i], dim, self.alignment)
+                                             for b in sorted(placed, key=lambda b: b.offset)])
+            sram, placed = (peak, placed) if self.alloc_plans[i] == self.tile_plans[i] else \
+                _place(self.alloc_plans[i], dim, self.alignment, slots)
             if sram > capacity and refused is None:  # alloc-sram, after `tile`: ZK0601
-                refused = self._alloc_refusal(i, sram, slots, capacity)
+                refused = self._alloc_refusal(i, sram, placed, capacity)
             const = ((lambda c, a=probe.trips, b=new.trips: b if c == a else c)
                      if probe.parts > 1 else None)
             phases.append(phase_of(self.specs[i], self.workload.tensors, new.grid, new.trips,
-                                   sram, tile, dim, const, new.live))
+                                   sram, tile, dim, const, new.live,
+                                   slots(self.specs[i].buffers)))
         if refused is not None:
             raise _Refused(refused)
         w = self.workload
@@ -243,6 +250,12 @@ class _Template:
                             [(name, where, b.shape, b.dtype, b.nbytes // b.depth, b.depth,
                               b.offset) for b, (name, where, _) in placed])
 
+    def _slots(self, depth: int):
+        """Each buffer's slots -> its slots at `depth`: the multi-buffered loads take the new
+        depth (the key keeps depth 1 apart, where loads are not multi-buffered)."""
+        old = self.depth
+        return _same if depth == old else (lambda n: depth if n == old else n)
+
     @staticmethod
     def _dim(probe: _Sizes, new: _Sizes):
         """Each tile dimension of the lowered grid -> its size under `new` (the key makes
@@ -250,14 +263,15 @@ class _Template:
         mapping = dict(zip(probe.mapped, new.mapped))
         return lambda n: mapping.get(n, n)
 
-    def tile_peak(self, name: str, new: _Sizes) -> int:
+    def tile_peak(self, name: str, new: _Sizes, depth: int) -> int:
         """The SRAM `tile` plans for the grid directive `name` sizes, with `new` tiles."""
         for i, probe in enumerate(self.sizes):
             if probe is not None and self.workload.phases[i].tile.directive == name:
                 if self.slow or (not (self.trusted or self.refuses)
-                                 and new.vars() != probe.vars()):
+                                 and (new.vars() != probe.vars() or depth != self.depth)):
                     raise _Fallback
-                return _place(self.tile_plans[i], self._dim(probe, new), self.alignment)[0]
+                return _place(self.tile_plans[i], self._dim(probe, new), self.alignment,
+                              self._slots(depth))[0]
         raise _Fallback
 
 
@@ -299,7 +313,7 @@ class FastCoster:
             return self._full(tiles, split_k, buffers, target)
         asked = {name: given[0] for name, given in directives.items()}
         key = (target, depth, tuple(sorted((n, s.classes) for n, s in sizes.items())))
-        template = self.templates.get(key)
+        template = self._template(key)
         if template is None:
             exact = (key, tuple(sorted(directives.items())))
             if exact in self.refused:  # no template to derive it from: refused as before
@@ -313,7 +327,8 @@ class FastCoster:
             return self._full(tiles, split_k, buffers, target)
         try:
             try:
-                workload, changed = template.workload_for(sizes, asked, loaded.sram_per_cu)
+                workload, changed = template.workload_for(sizes, asked, loaded.sram_per_cu,
+                                                          depth)
             except (_Overflow, _Refused) as too_big:
                 refusal = too_big.error if isinstance(too_big, _Refused) else \
                     self._refusal(too_big, sizes, key, loaded, template.spans)
@@ -341,6 +356,15 @@ class FastCoster:
             raise
         template.slow = True
         return full
+
+    def _template(self, key: tuple):
+        """The template of `key` (target, depth, classes): one lowered at any depth above 1
+        where every grid is sized by a directive (the depth then changes only how many slots
+        the loads in loops take), else one lowered at this depth."""
+        target, depth, classes = key
+        if depth > 1 and (template := self.templates.get((target, _MULTI, classes))):
+            return template
+        return self.templates.get(key)
 
     def _full(self, tiles, split_k, buffers, target):
         self.lowered += 1
@@ -462,10 +486,10 @@ class FastCoster:
                              first.spell)
             other = (key[0], key[1], tuple(sorted(
                 (n, (smaller if s is first else s).classes) for n, s in sizes.items())))
-            template = self.templates.get(other)
+            template = self._template(other)
             if template is None:
                 raise _Fallback
-            peak = template.tile_peak(name, smaller)
+            peak = template.tile_peak(name, smaller, key[1])
             if peak <= target.sram_per_cu:
                 fits = (build, peak)
         return sram_overflow(name, what, first.build, too_big.peak, too_big.buffers, target,
@@ -505,9 +529,11 @@ class FastCoster:
         specs = [phase_spec(op, names, written) for op in kernel.body.block.ops
                  if isinstance(op, ppu.LaunchOp)]
         template = _Template(workload, specs, tile_plans, alloc_plans,
-                             [None] * len(specs), alignment)
+                             [None] * len(specs), alignment, depth)
         template.spans, template.grids, template.origins = spans, about, origins
         template.slow = not _derivable(template, sizes)
+        if depth > 1 and not template.slow and None not in template.sizes:
+            key = (key[0], _MULTI, key[2])
         self.templates[key] = template
         return workload, estimate(workload, loaded)
 

@@ -329,11 +329,12 @@ def phase_spec(launch: ppu.LaunchOp, names: _Names, written: set[str]) -> PhaseS
 
 def phase_of(spec: PhaseSpec, tensors: dict[str, Tensor], grid: tuple[int, ...] | None = None,
              trips: int | None = None, sram: int | None = None, tile: TileSizes | None = None,
-             dim=None, const=None, live=None) -> Phase:
+             dim=None, const=None, live=None, buffers=None) -> Phase:
     """The `Phase` of `spec`, as lowered; or with other numbers: the `grid`, loop `trips`,
     `sram` and `tile` of another schedule whose tiles differ only in size, `dim` mapping each
-    tile dimension of the spec to its size there, `const` each index constant and `live` its
-    loop's live steps (the fast cost path, zhenwu_cc/fast_cost.py)."""
+    tile dimension of the spec to its size there, `const` each index constant, `live` its
+    loop's live steps and `buffers` its loads' slots (the fast cost path,
+    zhenwu_cc/fast_cost.py)."""
     grid = spec.grid if grid is None else grid
     trips = spec.trips if trips is None else trips
     tiles = math.prod(grid)
@@ -363,7 +364,8 @@ def phase_of(spec: PhaseSpec, tensors: dict[str, Tensor], grid: tuple[int, ...] 
             work.append(Work(w.kind, size(w.shape) * count, w.where, w.dtype, "", w.loc, w.op))
     bounded = {name: min(total, tensors[name].bytes) for name, total in unique.items()}
     steps = looped // tiles if spec.looped else trips  # per tile, on average where skipped
-    return Phase(spec.name, tiles, steps, spec.buffers, spec.sram if sram is None else sram,
+    return Phase(spec.name, tiles, steps, spec.buffers if buffers is None else buffers,
+                 spec.sram if sram is None else sram,
                  tuple(work), bounded, spec.loc, spec.tile if tile is None else tile)
 
 
