@@ -255,6 +255,22 @@ def test_block_scaled_operands_key_on_how_tiles_meet_their_scale_blocks():
         assert fast.costing({"y": [tm, tn, tk]}, {}, 1, k.target)[0] == want, (tm, tn, tk)
 
 
+def test_buffers_depths_above_one_share_a_template():
+    """Where every grid is sized by a directive, a `buffers` depth above 1 only sets how many
+    slots the loads in loops take: one template serves them all (depth 1 is another key)."""
+    k = zhenwu_cc.compile("examples/gemm.zk", defines={"M": 512, "N": 512, "K": 512})
+    fast = FastCoster(k)
+    for depth in (2, 3):  # the template, then its check
+        fast.cost({"c": [64, 64, 32]}, {}, depth, k.target)
+    before = fast.lowered
+    for tiles, depth in (([64, 64, 32], 8), ([32, 32, 64], 4), ([32, 32, 64], 2)):
+        full = k.retile({"c": tiles}, buffers=depth).costing(k.target)
+        got = fast.costing({"c": tiles}, {}, depth, k.target)
+        assert got == (full.workload, full.estimate), (tiles, depth)
+        assert got[0].phases[0].buffers == depth
+    assert fast.lowered == before and len(fast.templates) == 1
+
+
 def test_a_causal_flash_grid_is_costed_from_numbers_with_its_skipped_steps():
     """The flash grid's blocks come from `tile s` and `tile o` together, and the key/value
     steps a causal mask skips from its blocks (`flash_live`): schedules of one key are costed

@@ -22,7 +22,9 @@ The key holds what decides structure: the `buffers` depth, the split-K parts, an
 size whether it is 1, covers its dimension, divides it (ragged edges get masks), how it meets
 a block-scaled operand's scale blocks (`_blocked`), and which sizes of a directive are equal
 (so that a dimension of the lowered program names one size); for a flash grid also the
-scores' unrolled K steps and whether a mask skips any step.
+scores' unrolled K steps and whether a mask skips any step. Where every grid is sized by a
+directive, any depth above 1 shares one template (the loads in loops take that many slots, the
+rest stays): the key holds only whether the depth is 1.
 Grids the schedule does not size are the same in every schedule of a key and are reused as
 lowered. A key is trusted after the first schedule that changes its numbers gave exactly the
 workload of the full lowering (both are computed then); a key whose numbers cannot be derived
