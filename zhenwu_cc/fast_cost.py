@@ -87,6 +87,10 @@ class _Fallback(Exception):
     """This schedule needs the full lowering (never leaves this module)."""
 
 
+def _same(n: int) -> int:
+    return n
+
+
 class _Slot:
     """A planned SRAM buffer with another size, for `place_buffers`."""
 
@@ -109,17 +113,12 @@ def _buffers_of(grid, buffers: int, alignment: int = 128, origins: list | None =
                   tuple(b.first.value.type.get_shape()), b.first.depth) for b in plan.buffers)
 
 
-def _place(planned: tuple, dim, alignment: int, slots=None) -> tuple[int, list[_Slot]]:
+def _place(planned: tuple, dim, alignment: int, depth_of=_same) -> tuple[int, list[_Slot]]:
     """The peak of these buffers with each dimension mapped by `dim` (and each depth by
-    `slots`), and the buffers."""
-    slots = slots or _same
-    slots = [_Slot(start, end, dtype, tuple(dim(n) for n in shape), slots(depth))
+    `depth_of`), and the buffers."""
+    slots = [_Slot(start, end, dtype, tuple(dim(n) for n in shape), depth_of(depth))
              for start, end, dtype, shape, depth in planned]
     return place_buffers(slots, alignment), slots
-
-
-def _same(n: int) -> int:
-    return n
 
 
 class _Sizes:
@@ -202,7 +201,7 @@ class _Template:
         self.alignment = alignment
         self.trusted = False
         self.slow = False
-        self.refuses = False  # a refusal derived from it was the full lowering's (ZK0604)
+        self.refuses = False  # a refusal derived from it was the full lowering's
         self.spans: dict[str, object] = {}  # directive -> where `tile` reports its ZK0604
         self.grids: list[tuple] = []  # per grid: (role, span, SRAM's source) for ZK0601
         self.origins: list[tuple] = []  # per grid: (op name, span, order) of each buffer
@@ -364,7 +363,8 @@ class FastCoster:
         where every grid is sized by a directive (the depth then changes only how many slots
         the loads in loops take), else one lowered at this depth."""
         target, depth, classes = key
-        if depth > 1 and (template := self.templates.get((target, _MULTI, classes))):
+        template = self.templates.get((target, _MULTI, classes)) if depth > 1 else None
+        if template is not None:
             return template
         return self.templates.get(key)
 
