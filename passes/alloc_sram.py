@@ -34,7 +34,7 @@ from zhenwu_cc.dialects.tile import root_of
 from zhenwu_cc.dialects.loc import span_of
 
 from zhenwu_cc.core.diagnostics import CompileError, Note, error
-from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, Buffer, GridPlan, plan_grid
+from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, GridPlan, plan_grid
 from zhenwu_cc.core.target import DEFAULT_TARGET, load_target
 
 
@@ -75,24 +75,39 @@ def _definer(value: SSAValue) -> Operation:
     return owner.parent_op() if isinstance(value, BlockArgument) else owner
 
 
-def _describe(buf: Buffer) -> str:
-    v = buf.first
-    t = v.value.type
-    assert isinstance(t, TensorType)
-    what = "x".join([*(str(d) for d in t.get_shape()), str(dtypes.from_xdsl(t.element_type))])
-    slots = f" x {v.depth} slots" if v.depth > 1 else ""
-    return f"`{_definer(v.value).name}` {what}: {v.nbytes} bytes{slots} at offset {buf.offset}"
+def buffer_origin(buf) -> tuple[str, object]:
+    """The name and span of the op that defines a buffer's first value (ZK0601's notes)."""
+    op = _definer(buf.first.value)
+    return op.name, span_of(op)
+
+
+def _describe(name: str, shape, dtype, nbytes: int, depth: int, offset: int) -> str:
+    what = "x".join([*(str(d) for d in shape), str(dtype)])
+    slots = f" x {depth} slots" if depth > 1 else ""
+    return f"`{name}` {what}: {nbytes} bytes{slots} at offset {offset}"
 
 
 def _overflow(grid: tile.GridOp, plan: GridPlan, capacity: int, source: str) -> CompileError:
-    notes = [Note(_describe(buf), span_of(_definer(buf.first.value)))
-             for buf in sorted(plan.buffers, key=lambda b: (b.offset, b.first.order))]
-    multi = any(b.first.depth > 1 for b in plan.buffers)
+    buffers = [(*buffer_origin(buf), buf.first.value.type.get_shape(),
+                dtypes.from_xdsl(buf.first.value.type.element_type), buf.first.nbytes,
+                buf.first.depth, buf.offset)
+               for buf in sorted(plan.buffers, key=lambda b: (b.offset, b.first.order))]
+    return sram_refusal(grid.role.data, span_of(grid), plan.peak, capacity, source, buffers)
+
+
+def sram_refusal(role: str, span, peak: int, capacity: int, source: str, buffers
+                 ) -> CompileError:
+    """ZK0601 for a grid whose buffers, (defining op's name and span, shape, dtype, bytes per
+    slot, slots, offset) in the order of their offsets, need `peak` bytes. The fast cost path (zhenwu_cc/fast_cost.py) raises it
+    too."""
+    notes = [Note(_describe(name, shape, dtype, nbytes, depth, offset), where)
+             for name, where, shape, dtype, nbytes, depth, offset in buffers]
+    multi = any(b[5] > 1 for b in buffers)
     return error(
         "ZK0601",
-        f"the on-chip buffers of this {grid.role.data} grid need {plan.peak} bytes of SRAM per "
+        f"the on-chip buffers of this {role} grid need {peak} bytes of SRAM per "
         f"compute unit, more than the {capacity} of {source}",
-        span_of(grid), notes=notes,
+        span, notes=notes,
         help="use smaller `tile` sizes for this computation in the schedule"
              + (", or `buffers 1` to stop multi-buffering its loads" if multi else ""))
 

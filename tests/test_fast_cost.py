@@ -1,8 +1,9 @@
 """`CompiledKernel.fast_cost` against the full lowering (`retile(...).costing()`): random
 seeded schedules over several kernels (FP8 with per-tensor scales and with block scales among
-them) give the same workload (every phase's bytes, FLOPs, vector work, tiles, steps, SRAM),
-the same estimate (exactly equal floats: the model runs on equal workloads) and the same
-errors; and most of them are costed without lowering."""
+them, fused flash attention plain, causal and grouped-query) give the same workload (every
+phase's bytes, FLOPs, vector work, tiles, steps, SRAM), the same estimate (exactly equal
+floats: the model runs on equal workloads) and the same errors; and most of them are costed
+without lowering."""
 
 from __future__ import annotations
 
@@ -33,6 +34,26 @@ def _matmul(rng: random.Random, split: bool = False):
     return sizes, (rng.choice((2, 4, 8)) if split and rng.random() < 0.8 else None)
 
 
+def _flash(rng: random.Random):
+    """`tile s [BQ, BKV, K]` and `tile o [BQ, BD, BKV]` of one flash grid: mostly agreeing,
+    sometimes one of them alone, sometimes disagreeing (ZK0618) or asking a split (the unfused
+    grids); 96 leaves ragged blocks, 256 may not fit SRAM."""
+    bq, bkv = (rng.choice((16, 32, 64, 128, 96, 256) if rng.random() < 0.3 else (16, 32, 64))
+               for _ in range(2))
+    tk, bd = rng.choice((16, 32, 64, 48)), rng.choice((32, 64))
+    s, o = ([bq, bkv, tk], None), ([bq, bd, bkv], None)
+    r = rng.random()
+    if r < 0.1:
+        return {"o": o}
+    if r < 0.2:
+        return {"s": s}
+    if r < 0.25:
+        return {"s": ([bq // 2, bkv, tk], None), "o": o}
+    if r < 0.3:
+        return {"s": (s[0], 2), "o": o}
+    return {"s": s, "o": o}
+
+
 def _rows(rng: random.Random, n: int):
     return [rng.choice((2, 4, 8, 16, 32)), rng.choice((n, n, n, n // 4, 1000))], None
 
@@ -49,7 +70,14 @@ KERNELS = {
     "fp8": ("examples/gemm_fp8.zk", {}, lambda r: {"y": _matmul(r)}),
     "fp8_block": ("examples/gemm_fp8_block.zk", {}, lambda r: {"y": _matmul(r)}),
     "bias_gelu": ("examples/gemm_bias_gelu.zk", {}, lambda r: {"h": _matmul(r)}),
+    # fused: one flash grid, S = 320 leaves ragged key/value blocks
+    "flash": ("examples/attention.zk", {"B": 1, "H": 2, "S": 320, "D": 64}, _flash),
+    "flash_causal": ("examples/attention_causal.zk", {"B": 1, "H": 2, "S": 320, "D": 64},
+                     _flash),
+    "flash_gqa": ("examples/attention_gqa.zk", {"B": 1, "H": 4, "G": 2, "S": 320, "D": 64},
+                  _flash),
 }
+FLASH = ("flash", "flash_causal", "flash_gqa")
 
 
 def _outcome(fn):
@@ -101,8 +129,9 @@ def test_fast_cost_equals_the_full_lowering(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(KERNELS))
 def test_fast_cost_equals_the_full_lowering_on_many_schedules(name):
-    """8 kernels x 40 schedules = 320 random schedules, each costed twice."""
-    _compare(name, 40, seed=2)
+    """8 kernels x 40 schedules and 3 flash-attention kernels x 70 = 530 random schedules,
+    each costed twice."""
+    _compare(name, 70 if name in FLASH else 40, seed=2)
 
 
 def test_most_schedules_are_not_lowered():
@@ -174,13 +203,20 @@ def test_tiles_too_big_for_sram_are_refused_as_tile_refuses_them():
 
 
 def test_dma_bytes_in_closed_form_equal_the_point_sum():
-    """extract's closed form (each index walks one axis) against the sum over every point."""
+    """extract's closed form (each index walks one axis) against the sum over every point,
+    with and without steps skipped per point of a grid dim (`loop.live_steps`)."""
     from zhenwu_cc.runtime.cost.extract import _dma_elements, _dma_points, _Space
 
     rng = random.Random(0)
-    for _ in range(300):
+    for _ in range(600):
         grid = tuple(rng.randint(1, 6) for _ in range(rng.randint(1, 3)))
-        space = _Space(grid, rng.randint(1, 5))
+        trips = rng.randint(1, 5)
+        live = None
+        if rng.random() < 0.5:
+            d = rng.randrange(len(grid))
+            lo = [rng.randint(0, trips) for _ in range(grid[d])]
+            live = (d, lo, [rng.randint(a, trips) for a in lo])
+        space = _Space(grid, trips, live=live)
         in_loop = rng.random() < 0.5
         axes = [("grid", d) for d in range(len(grid))] + ([("step",)] if in_loop else [])
         rng.shuffle(axes)
@@ -219,16 +255,86 @@ def test_block_scaled_operands_key_on_how_tiles_meet_their_scale_blocks():
         assert fast.costing({"y": [tm, tn, tk]}, {}, 1, k.target)[0] == want, (tm, tn, tk)
 
 
-def test_fused_attention_is_costed_by_lowering():
-    """The flash grid is not a template the fast path derives (its S tile's K step comes from a
-    second directive, a mask's skipped steps from the tiles): every schedule is lowered, and the
-    answers are the full lowering's."""
+def test_buffers_depths_above_one_share_a_template():
+    """Where every grid is sized by a directive, a `buffers` depth above 1 only sets how many
+    slots the loads in loops take: one template serves them all (depth 1 is another key)."""
+    k = zhenwu_cc.compile("examples/gemm.zk", defines={"M": 512, "N": 512, "K": 512})
+    fast = FastCoster(k)
+    for depth in (2, 3):  # the template, then its check
+        fast.cost({"c": [64, 64, 32]}, {}, depth, k.target)
+    before = fast.lowered
+    for tiles, depth in (([64, 64, 32], 8), ([32, 32, 64], 4), ([32, 32, 64], 2)):
+        full = k.retile({"c": tiles}, buffers=depth).costing(k.target)
+        got = fast.costing({"c": tiles}, {}, depth, k.target)
+        assert got == (full.workload, full.estimate), (tiles, depth)
+        assert got[0].phases[0].buffers == depth
+    assert fast.lowered == before and len(fast.templates) == 1
+
+
+def test_a_causal_flash_grid_is_costed_from_numbers_with_its_skipped_steps():
+    """The flash grid's blocks come from `tile s` and `tile o` together, and the key/value
+    steps a causal mask skips from its blocks (`flash_live`): schedules of one key are costed
+    without lowering, each with its own skipped steps, as the full lowering counts them."""
     k = zhenwu_cc.compile("examples/attention_causal.zk", defines={"B": 1, "H": 2, "S": 512})
     fast = FastCoster(k)
-    for tiles in ({}, {"o": [64, 128, 64], "s": [64, 64, 128]}, {"o": [32, 128, 32],
-                                                                  "s": [32, 32, 64]}):
-        before = fast.lowered
-        got = _outcome(lambda: fast.costing(tiles, {}, None, k.target))
-        assert fast.lowered == before + 1
+    schedules = [{"s": [bq, bkv, 64], "o": [bq, 64, bkv]}
+                 for bq, bkv in ((32, 16), (16, 32), (128, 32), (32, 128))]
+    for tiles in schedules[:2]:  # the key's template, then its check
+        fast.costing(tiles, {}, None, k.target)
+    before = fast.lowered
+    steps = set()
+    for tiles in schedules:
+        got = fast.costing(tiles, {}, None, k.target)
         full = k.retile(tiles).costing(k.target)
-        assert got[0] == full.workload and got[1] == full.estimate
+        assert got == (full.workload, full.estimate), tiles
+        (phase,) = got[0].phases
+        steps.add(phase.steps)
+    assert fast.lowered == before and len(fast.templates) == 1
+    assert len(steps) == len(schedules)  # each schedule skips its own steps
+
+
+def test_flash_tiles_too_big_for_sram_are_refused_as_tile_refuses_them():
+    """ZK0604 for a flash grid, with the sizes `tile o` is written in and the smaller blocks
+    `fit` would take (halving the key/value block first), planned from the templates of their
+    keys: the key's first refusal is checked against the full lowering, then derived."""
+    k = zhenwu_cc.compile("examples/attention.zk", defines={"B": 1, "H": 2, "S": 2048})
+    fast = FastCoster(k)
+
+    def tiles(bq, bkv):
+        return {"o": [bq, 64, bkv], "s": [bq, bkv, 32]}
+
+    fast.cost(tiles(16, 16), {}, 2, k.target)  # the key of [128, 64, 128, 32]
+    fast.cost(tiles(128, 64), {}, 2, k.target)  # the key of the blocks that fit
+    with pytest.raises(CompileError) as full:
+        k.retile(tiles(128, 128), buffers=2).cost()
+    assert "flash-attention tile [128, 64, 128]" in full.value.diagnostics[0].message
+    assert full.value.diagnostics[0].help.startswith("`tile o [128, 64, 64]` fits")
+    lowered = []
+    for _ in range(2):
+        before = fast.lowered
+        with pytest.raises(CompileError) as got:
+            fast.cost(tiles(128, 128), {}, 2, k.target)
+        assert got.value.diagnostics == full.value.diagnostics
+        lowered.append(fast.lowered - before)
+    assert lowered == [1, 0]
+
+
+def test_buffers_alloc_sram_refuses_are_refused_from_numbers():
+    """Tiles that `tile` fits but whose buffers alloc-sram places past the SRAM (ZK0601): a
+    key's first such refusal is checked against the full lowering, later ones are derived with
+    the same message, notes and help."""
+    k = zhenwu_cc.compile("examples/attention.zk", defines={"B": 1, "H": 2, "S": 2048})
+    fast = FastCoster(k)
+    fast.cost({"o": [16, 128, 128], "s": [16, 128, 32]}, {}, 2, k.target)
+    lowered = []
+    for tk in (32, 32, 64):  # [64, 128, 128] fits `tile` (ZK0604) but not alloc-sram
+        tiles = {"o": [64, 128, 128], "s": [64, 128, tk]}
+        with pytest.raises(CompileError) as full:
+            k.retile(tiles, buffers=2).cost()
+        before = fast.lowered
+        with pytest.raises(CompileError) as got:
+            fast.cost(tiles, {}, 2, k.target)
+        assert got.value.diagnostics == full.value.diagnostics
+        assert full.value.diagnostics[0].code == "ZK0601"
+        lowered.append(fast.lowered - before)
+    assert lowered == [1, 0, 1]  # checked once per key ([.., 64] is another key)

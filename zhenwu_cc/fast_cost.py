@@ -10,7 +10,9 @@ facts. So `FastCoster` lowers once per *structure key* and keeps, per launch, it
 same key it only computes numbers, with the code lowering uses:
 
 - each directive-sized grid's tiles from `passes/tiling/sizes.py` (`directed_sizes`,
-  `equal_parts`), its grid from `core/tiling.tile_counts`, its steps from `k_steps`;
+  `equal_parts`), its grid from `core/tiling.tile_counts`, its steps from `k_steps`; a
+  flash-attention grid's blocks from `tile s` and `tile o` together, its steps and the steps a
+  mask lets it skip from `passes/tiling/flash.py` (`flash_tiles`, `kv_steps`, `flash_live`);
 - bytes per DMA (edge tiles clipped), FLOPs and vector work by `extract.phase_of`, the function
   `workload_of` itself uses, with each tile dimension of the lowered program mapped to its size
   in the new schedule;
@@ -19,7 +21,10 @@ same key it only computes numbers, with the code lowering uses:
 The key holds what decides structure: the `buffers` depth, the split-K parts, and per tile
 size whether it is 1, covers its dimension, divides it (ragged edges get masks), how it meets
 a block-scaled operand's scale blocks (`_blocked`), and which sizes of a directive are equal
-(so that a dimension of the lowered program names one size).
+(so that a dimension of the lowered program names one size); for a flash grid also the
+scores' unrolled K steps and whether a mask skips any step. Where every grid is sized by a
+directive, any depth above 1 shares one template (the loads in loops take that many slots, the
+rest stays): the key holds only whether the depth is 1.
 Grids the schedule does not size are the same in every schedule of a key and are reused as
 lowered. A key is trusted after the first schedule that changes its numbers gave exactly the
 workload of the full lowering (both are computed then); a key whose numbers cannot be derived
@@ -27,7 +32,10 @@ this way (a directive on a reduction or a quantised value, a matmul grid keeping
 reduction's parts, whose count follows its N tile: `passes/tiling/epilogue.py`, a mismatch)
 always lowers.
 Tiles too big for SRAM raise `tile`'s ZK0604 (`sram_overflow`), the smaller tiles it names
-planned from the templates of their keys (lowering in full where one is missing).
+planned from the templates of their keys (lowering in full where one is missing); buffers
+`alloc-sram` cannot place raise its ZK0601 (`sram_refusal`). A key not yet trusted checks its
+first refusal against the full lowering; a schedule refused before its key had a template is
+refused again from memory.
 """
 
 from __future__ import annotations
@@ -35,20 +43,32 @@ from __future__ import annotations
 from dataclasses import replace
 
 from zhenwu_cc.core import attrs, dtypes
-from zhenwu_cc.core.diagnostics import error
+from zhenwu_cc.core.diagnostics import CompileError, error
 from zhenwu_cc.core.target import load_target
 from zhenwu_cc.core.tiling import tile_bytes, tile_counts
 from zhenwu_cc.dialects import ppu, zk
 from zhenwu_cc.dialects import tile as tile_dialect
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.frontend.schedules import check_tile
-from zhenwu_cc.passes.alloc_sram import AllocSramPass
+from zhenwu_cc.passes.alloc_sram import AllocSramPass, buffer_origin, sram_refusal
 from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, place_buffers, plan_grid
 from zhenwu_cc.passes.tile import TilePass
 from zhenwu_cc.passes.tiling.epilogue import ROW_PARTS
+from zhenwu_cc.passes.tiling.flash import (
+    FlashMatch,
+    flash_live,
+    flash_spell,
+    flash_tiles,
+    kv_steps,
+    match_flash,
+    score_steps,
+    shrink_flash,
+)
+from zhenwu_cc.passes.tiling.fuse_control import FuseControl
 from zhenwu_cc.passes.tiling.kernel import KernelTiler, sram_overflow
 from zhenwu_cc.passes.tiling.requests import shape_of
 from zhenwu_cc.passes.tiling.scales import operand_blocks
+from zhenwu_cc.passes.tiling.split import split_parts
 from zhenwu_cc.passes.tiling.sizes import (
     directed_sizes,
     equal_parts,
@@ -61,11 +81,17 @@ from zhenwu_cc.runtime.cost.extract import _Names, phase_of, phase_spec, workloa
 from zhenwu_cc.runtime.cost.model import estimate
 from zhenwu_cc.runtime.cost.workload import TileSizes, Workload
 
-_MATMUL, _GRID = "matmul", "grid"
+_MATMUL, _GRID, _FLASH = "matmul", "grid", "flash"
+_MULTI = "multi"  # a key's depth where any `buffers` depth above 1 shares its template
+_ROLES = {_MATMUL: ("matmul",), _GRID: ("elementwise", "copy"), _FLASH: ("attention",)}
 
 
 class _Fallback(Exception):
     """This schedule needs the full lowering (never leaves this module)."""
+
+
+def _same(n: int) -> int:
+    return n
 
 
 class _Slot:
@@ -79,49 +105,65 @@ class _Slot:
         self.offset = 0
 
 
-def _buffers_of(grid, buffers: int, alignment: int = 128) -> tuple:
-    """A grid's planned buffers as data: (start, end, dtype, shape, depth)."""
+def _buffers_of(grid, buffers: int, alignment: int = 128, origins: list | None = None
+                ) -> tuple:
+    """A grid's planned buffers as data: (start, end, dtype, shape, depth); `origins` gets
+    each buffer's (op name, span, order), as ZK0601 names them."""
     plan = plan_grid(grid, buffers, alignment)
+    if origins is not None:
+        origins.append(tuple((*buffer_origin(b), b.first.order) for b in plan.buffers))
     return tuple((b.start, b.end, dtypes.from_xdsl(b.first.value.type.element_type),
                   tuple(b.first.value.type.get_shape()), b.first.depth) for b in plan.buffers)
 
 
-def _place(planned: tuple, dim, alignment: int) -> tuple[int, list[_Slot]]:
-    """The peak of these buffers with each dimension mapped by `dim`, and the buffers."""
-    slots = [_Slot(start, end, dtype, tuple(dim(n) for n in shape), depth)
+def _place(planned: tuple, dim, alignment: int, depth_of=_same) -> tuple[int, list[_Slot]]:
+    """The peak of these buffers with each dimension mapped by `dim` (and each depth by
+    `depth_of`), and the buffers."""
+    slots = [_Slot(start, end, dtype, tuple(dim(n) for n in shape), depth_of(depth))
              for start, end, dtype, shape, depth in planned]
     return place_buffers(slots, alignment), slots
 
 
-def _same(n: int) -> int:
-    return n
-
-
 class _Sizes:
     """The tiles one directive gives its grid, as `tile` builds it: `build` (the sizes `fit`
-    tries: [M, N, K] of a matmul, else one per dimension), `tile` (the result tile), `step`
-    (the K tile), `parts` (split-K), `grid` and `trips` (steps per part); `classes` is its
-    part of the structure key."""
+    tries: [M, N, K] of a matmul, [BQ, BD, BKV, K] of a flash grid, else one per dimension),
+    `tile` (the result tile), `step` (the K tile, a flash grid's key/value block), `parts`
+    (split-K), `grid`, `trips` (steps per part) and `live` (the steps a flash grid's mask
+    skips, `flash_live`); `classes` is its part of the structure key."""
 
-    __slots__ = ("kind", "build", "tile", "step", "parts", "grid", "trips", "classes")
+    __slots__ = ("kind", "build", "tile", "step", "parts", "grid", "trips", "classes", "live",
+                 "mapped", "spell", "args")
 
     def __init__(self, kind: str, build: tuple, parts: int, out: tuple, mm=None,
-                 blocks: tuple = ()):
-        self.kind, self.build, self.parts = kind, build, parts
+                 blocks: tuple = (), flash: FlashMatch | None = None, live=None, spell=list):
+        self.kind, self.build, self.parts, self.spell = kind, build, parts, spell
+        self.live = None if live is None else (live[0], tuple(live[1]), tuple(live[2]))
+        self.args = (out, mm, blocks, flash)
+        extra: tuple = ()
         if kind == _MATMUL:
             tm, tn, tk = build
             self.tile, self.step = (1,) * (len(out) - 2) + (tm, tn), tk
             self.trips = k_steps(mm, tk) // parts
             dims = (*out[-2:], shape_of(mm.lhs)[-1])
+        elif kind == _FLASH:
+            bq, bd, bkv, tk = build
+            self.tile, self.step = (1,) * (len(out) - 2) + (bq, bd), bkv
+            self.trips = kv_steps(flash, bkv)
+            dims = (*out[-2:], flash.kv_len, shape_of(flash.qk.lhs)[-1])
+            # the scores' K steps are unrolled (one op each), and a mask that skips no step
+            # leaves no `loop.live_steps` (nor a discount of the useful FLOPs)
+            extra = (score_steps(flash, tk), live is None)
         else:
             self.tile, self.step, self.trips, dims = build, None, 1, out
+        self.mapped = self.tile + build[2:] if kind == _FLASH else \
+            self.tile + ((self.step,) if self.step is not None else ())
         self.grid = ((parts,) if parts > 1 else ()) + tile_counts(out, self.tile)
         self.classes = (kind, parts, tuple(build.index(v) for v in build),
                         tuple((v == 1, v == d, d % v == 0) for v, d in zip(build, dims)),
-                        tuple(_blocked(build[i], b) for i, b in blocks))
+                        tuple(_blocked(build[i], b) for i, b in blocks), extra)
 
     def vars(self) -> tuple:
-        return (self.tile, self.step, self.parts)
+        return (self.tile, self.step, self.parts, self.build)
 
 
 def _blocked(size: int, block: int) -> tuple:
@@ -130,6 +172,14 @@ def _blocked(size: int, block: int) -> tuple:
     index divides by it), or cutting them."""
     return ("whole", size // block) if size % block == 0 else (
         ("within", block // size) if block % size == 0 else ("cut",))
+
+
+class _Refused(Exception):
+    """`alloc-sram` refuses this schedule's buffers: `error` (ZK0601)."""
+
+    def __init__(self, refusal):
+        super().__init__()
+        self.error = refusal
 
 
 class _Overflow(Exception):
@@ -144,8 +194,9 @@ class _Overflow(Exception):
 class _Template:
     """What one lowering of a structure key leaves for the others (see the module docstring)."""
 
-    def __init__(self, workload, specs, tile_plans, alloc_plans, sizes, alignment):
+    def __init__(self, workload, specs, tile_plans, alloc_plans, sizes, alignment, depth):
         self.workload = workload
+        self.depth = depth  # the `buffers` depth it was lowered with
         self.specs = specs
         self.tile_plans = tile_plans
         self.alloc_plans = alloc_plans
@@ -153,12 +204,17 @@ class _Template:
         self.alignment = alignment
         self.trusted = False
         self.slow = False
+        self.refuses = False  # a refusal derived from it was the full lowering's
         self.spans: dict[str, object] = {}  # directive -> where `tile` reports its ZK0604
+        self.grids: list[tuple] = []  # per grid: (role, span, SRAM's source) for ZK0601
+        self.origins: list[tuple] = []  # per grid: (op name, span, order) of each buffer
 
-    def workload_for(self, sizes: dict[str, _Sizes], asked: dict[str, tuple], capacity: int):
-        """The workload of a schedule with these directive sizes (same key), and whether any
-        grid's numbers differ from the lowered ones."""
-        phases, changed = [], False
+    def workload_for(self, sizes: dict[str, _Sizes], asked: dict[str, tuple], capacity: int,
+                     depth: int):
+        """The workload of a schedule with these directive sizes and `buffers` depth (same
+        key), and whether any grid's numbers differ from the lowered ones."""
+        phases, changed, refused = [], False, None
+        slots = self._slots(depth)
         for i, probe in enumerate(self.sizes):
             phase = self.workload.phases[i]
             if probe is None:
@@ -167,42 +223,59 @@ class _Template:
             name = phase.tile.directive
             new = sizes[name]
             tile = TileSizes(new.tile, new.step, name, asked[name], new.parts)
-            if new.vars() == probe.vars():
+            if new.vars() == probe.vars() and depth == self.depth:
                 phases.append(phase if tile == phase.tile else replace(phase, tile=tile))
                 continue
             changed = True
             dim = self._dim(probe, new)
-            peak, slots = _place(self.tile_plans[i], dim, self.alignment)
+            peak, placed = _place(self.tile_plans[i], dim, self.alignment, slots)
             if peak > capacity:
                 raise _Overflow(name, peak, [(b.dtype, b.shape, b.nbytes // b.depth, b.depth)
-                                             for b in sorted(slots, key=lambda b: b.offset)])
-            sram = peak if self.alloc_plans[i] == self.tile_plans[i] else \
-                _place(self.alloc_plans[i], dim, self.alignment)[0]
-            if sram > capacity:
-                raise _Fallback  # alloc-sram refuses it (ZK0601)
+                                             for b in sorted(placed, key=lambda b: b.offset)])
+            sram, placed = (peak, placed) if self.alloc_plans[i] == self.tile_plans[i] else \
+                _place(self.alloc_plans[i], dim, self.alignment, slots)
+            if sram > capacity and refused is None:  # alloc-sram, after `tile`: ZK0601
+                refused = self._alloc_refusal(i, sram, placed, capacity)
             const = ((lambda c, a=probe.trips, b=new.trips: b if c == a else c)
                      if probe.parts > 1 else None)
             phases.append(phase_of(self.specs[i], self.workload.tensors, new.grid, new.trips,
-                                   sram, tile, dim, const))
+                                   sram, tile, dim, const, new.live,
+                                   slots(self.specs[i].buffers)))
+        if refused is not None:
+            raise _Refused(refused)
         w = self.workload
         return Workload(w.kernel, tuple(phases), w.tensors, w.flops_by_dtype), changed
+
+    def _alloc_refusal(self, i: int, peak: int, slots: list, capacity: int):
+        """ZK0601 as `alloc-sram` raises it for grid `i` with these buffers."""
+        role, span, source = self.grids[i]
+        placed = sorted(zip(slots, self.origins[i]), key=lambda so: (so[0].offset, so[1][2]))
+        return sram_refusal(role, span, peak, capacity, source,
+                            [(name, where, b.shape, b.dtype, b.nbytes // b.depth, b.depth,
+                              b.offset) for b, (name, where, _) in placed])
+
+    def _slots(self, depth: int):
+        """Each buffer's slots -> its slots at `depth`: the multi-buffered loads take the new
+        depth (the key keeps depth 1 apart, where loads are not multi-buffered)."""
+        old = self.depth
+        return _same if depth == old else (lambda n: depth if n == old else n)
 
     @staticmethod
     def _dim(probe: _Sizes, new: _Sizes):
         """Each tile dimension of the lowered grid -> its size under `new` (the key makes
         equal sizes stay equal, so a dimension names one size)."""
-        mapping = dict(zip(probe.tile, new.tile))
-        if probe.step is not None:
-            mapping[probe.step] = new.step
+        mapping = dict(zip(probe.mapped, new.mapped))
         return lambda n: mapping.get(n, n)
 
-    def tile_peak(self, name: str, new: _Sizes) -> int:
+    def tile_peak(self, name: str, new: _Sizes, depth: int) -> int:
         """The SRAM `tile` plans for the grid directive `name` sizes, with `new` tiles."""
         for i, probe in enumerate(self.sizes):
             if probe is not None and self.workload.phases[i].tile.directive == name:
-                if self.slow or (not self.trusted and new.vars() != probe.vars()):
+                if self.slow or (not (self.trusted or self.refuses)
+                                 and (new.vars() != probe.vars() or depth != self.depth)):
                     raise _Fallback
-                return _place(self.tile_plans[i], self._dim(probe, new), self.alignment)[0]
+                return _place(self.tile_plans[i], self._dim(probe, new), self.alignment,
+                              self._slots(depth))[0]
         raise _Fallback
 
 
@@ -224,6 +297,9 @@ class FastCoster:
         self.templates: dict[tuple, _Template] = {}
         self.lowered = 0  # schedules costed by the full lowering
         self.shrink: dict[str, int] = {}  # directive -> the K multiple its matmul shrinks by
+        self.flash: list | None = None  # the flash-attention groups (`_flash_groups`)
+        self.lives: dict[tuple, tuple | None] = {}  # (match id, BQ, BKV) -> `flash_live`
+        self.refused: dict[tuple, list] = {}  # a schedule of a key yet unknown -> diagnostics
 
     def cost(self, tiles, split_k, buffers, target: str):
         """The estimate of this schedule (arguments checked as retile() checks them)."""
@@ -235,21 +311,35 @@ class FastCoster:
         loaded = load_target(target)
         directives = self._directives(tiles, split_k)
         depth = self._depth(buffers)
-        sizes = {name: self._sizes(name, *given) for name, given in directives.items()}
+        try:
+            sizes = self._all_sizes(directives)
+        except _Fallback:  # `tile s` and `tile o` disagree: `tile` says how (ZK0618)
+            return self._full(tiles, split_k, buffers, target)
         asked = {name: given[0] for name, given in directives.items()}
         key = (target, depth, tuple(sorted((n, s.classes) for n, s in sizes.items())))
-        template = self.templates.get(key)
+        template = self._template(key)
         if template is None:
-            return self._probe(key, tiles, split_k, buffers, target, sizes, loaded)
+            exact = (key, tuple(sorted(directives.items())))
+            if exact in self.refused:  # no template to derive it from: refused as before
+                raise CompileError(self.refused[exact])
+            try:
+                return self._probe(key, tiles, split_k, buffers, target, sizes, loaded)
+            except CompileError as e:
+                self.refused[exact] = e.diagnostics
+                raise
         if template.slow:
             return self._full(tiles, split_k, buffers, target)
         try:
             try:
-                workload, changed = template.workload_for(sizes, asked, loaded.sram_per_cu)
-            except _Overflow as too_big:
-                if not template.trusted:
-                    raise _Fallback from None
-                raise self._refusal(too_big, sizes, key, loaded, template.spans) from None
+                workload, changed = template.workload_for(sizes, asked, loaded.sram_per_cu,
+                                                          depth)
+            except (_Overflow, _Refused) as too_big:
+                refusal = too_big.error if isinstance(too_big, _Refused) else \
+                    self._refusal(too_big, sizes, key, loaded, template.spans)
+                if not (template.trusted or template.refuses):  # checked in full
+                    return self._check_refusal(template, refusal, tiles, split_k, buffers,
+                                               target)
+                raise refusal from None
         except _Fallback:
             return self._full(tiles, split_k, buffers, target)
         if changed and not template.trusted:  # the key's first new numbers: checked in full
@@ -258,6 +348,28 @@ class FastCoster:
             template.slow = not template.trusted
             return full
         return workload, estimate(workload, loaded)
+
+    def _check_refusal(self, template: _Template, refusal, tiles, split_k, buffers, target):
+        """The full lowering's answer to a schedule whose tiles the key's template finds too
+        big: the key refuses from numbers alone once its refusal was the lowering's own."""
+        try:
+            full = self._full(tiles, split_k, buffers, target)
+        except CompileError as e:
+            template.refuses = e.diagnostics == refusal.diagnostics
+            template.slow = not template.refuses
+            raise
+        template.slow = True
+        return full
+
+    def _template(self, key: tuple):
+        """The template of `key` (target, depth, classes): one lowered at any depth above 1
+        where every grid is sized by a directive (the depth then changes only how many slots
+        the loads in loops take), else one lowered at this depth."""
+        target, depth, classes = key
+        template = self.templates.get((target, _MULTI, classes)) if depth > 1 else None
+        if template is not None:
+            return template
+        return self.templates.get(key)
 
     def _full(self, tiles, split_k, buffers, target):
         self.lowered += 1
@@ -290,6 +402,61 @@ class FastCoster:
     def _depth(self, buffers: int | None) -> int:
         return self.buffers if buffers is None else buffers
 
+    def _all_sizes(self, directives: dict) -> dict[str, _Sizes]:
+        """Each directive's `_Sizes`; the directives of a flash group (`tile o`, `tile s`)
+        share the flash grid's, computed by `tile`'s own functions (`flash_tiles`,
+        `kv_steps`, `flash_live`)."""
+        sizes = {}
+        for f, o_names, s_names in self._flash_groups():
+            o = [n for n in o_names if n in directives]
+            s = [n for n in s_names if n in directives]
+            if len(o) > 1 or len(s) > 1 or not o + s or any(directives[n][1] > 1 for n in o + s):
+                continue  # a split asked: the unfused grids (`FlashMatch.asks_split`)
+            tiles = flash_tiles(f, *(tuple(directives[n[0]][0]) if n else None for n in (o, s)))
+            if tiles is None:
+                raise _Fallback
+            flash = _Sizes(_FLASH, tiles, 1, shape_of(f.pv.result), flash=f,
+                           live=self._live(f, tiles[0], tiles[2]), spell=flash_spell(bool(o)))
+            sizes.update((n, flash) for n in o + s)
+        for name, given in directives.items():
+            if name not in sizes:
+                sizes[name] = self._sizes(name, *given)
+        return sizes
+
+    def _live(self, f: FlashMatch, bq: int, bkv: int):
+        """`flash_live` of this group and blocks, evaluated once (it reads the mask's ops)."""
+        key = (id(f), bq, bkv)
+        if key not in self.lives:
+            self.lives[key] = flash_live(f, bq, bkv)
+        return self.lives[key]
+
+    def _flash_groups(self) -> list:
+        """(match, names of `o`'s matmul, names of `s`'s) of each `softmax(s) @ v` that `tile`
+        fuses into a flash grid whatever the tile sizes (found in the kernel as `tile` receives
+        it; a `fuse NAME off` or `split NAME S` in it keeps the unfused grids)."""
+        if self.flash is None:
+            self.flash = []
+            if not self.kernel.fuse:
+                return self.flash
+            module = self.kernel._zk.clone()
+            ctx = make_context()
+            for p in _default_passes("tile", self.kernel.target, True):
+                if isinstance(p, TilePass):
+                    break
+                p.apply(ctx, module)
+            kernel = module.ops.first
+            fusion = FuseControl(kernel, True)
+            feeding = {op.results[0].name_hint: zk.matmul_feeding(op)
+                       for op in kernel.body.walk() if op.results and op.results[0].name_hint}
+            for op in kernel.body.walk():
+                f = match_flash(op) if isinstance(op, zk.MatmulOp) else None
+                if (f is None or not fusion.allows_all(f.group())
+                        or any(split_parts(g) is not None for g in f.group())):
+                    continue
+                self.flash.append((f, tuple(n for n, mm in feeding.items() if mm is f.pv),
+                                   tuple(n for n, mm in feeding.items() if mm is f.qk)))
+        return self.flash
+
     def _sizes(self, name: str, values: tuple, split: int) -> _Sizes:
         """The tiles `tile` gives the grid this directive sizes, by its own functions."""
         mm = self.matmuls[name]
@@ -310,26 +477,28 @@ class FastCoster:
         name, first = too_big.name, sizes[too_big.name]
         if name not in self.shrink:
             raise _Fallback
-        mm = self.matmuls[name]
-        out = shape_of(self.named[name].results[0] if mm is None else mm.result)
+        out, mm, blocks, flash = first.args
+        halve, what = {_MATMUL: (lambda b: halve_matmul(b, self.shrink[name]), "tile [M, N, K]"),
+                       _FLASH: (shrink_flash, "flash-attention tile"),
+                       _GRID: (halve_largest, "tile")}[first.kind]
         build, fits = first.build, None
         while fits is None:
-            build = (halve_matmul(build, self.shrink[name]) if first.kind == _MATMUL
-                     else halve_largest(build))
+            build = halve(build)
             if build is None:
                 break
-            smaller = _Sizes(first.kind, build, first.parts, out, mm, self.blocks.get(name, ()))
+            live = self._live(flash, build[0], build[2]) if flash is not None else None
+            smaller = _Sizes(first.kind, build, first.parts, out, mm, blocks, flash, live,
+                             first.spell)
             other = (key[0], key[1], tuple(sorted(
-                (n, (smaller if n == name else s).classes) for n, s in sizes.items())))
-            template = self.templates.get(other)
+                (n, (smaller if s is first else s).classes) for n, s in sizes.items())))
+            template = self._template(other)
             if template is None:
                 raise _Fallback
-            peak = template.tile_peak(name, smaller)
+            peak = template.tile_peak(name, smaller, key[1])
             if peak <= target.sram_per_cu:
                 fits = (build, peak)
-        what = "tile [M, N, K]" if first.kind == _MATMUL else "tile"
         return sram_overflow(name, what, first.build, too_big.peak, too_big.buffers, target,
-                             target.sram_per_cu, spans[name], fits)
+                             target.sram_per_cu, spans[name], fits, first.spell)
 
     def _probe(self, key, tiles, split_k, buffers, target, sizes, loaded):
         """Lower this schedule in full, keep its template under `key`, return its estimate."""
@@ -341,7 +510,7 @@ class FastCoster:
         tile_plans = alloc_plans = None
         row_parts = False
         alignment = 128
-        spans = {}
+        spans, about, origins = {}, [], []
         for p in _default_passes("ppu", target, self.kernel.fuse):
             if isinstance(p, TilePass):
                 self._shrinks(module.ops.first, loaded)
@@ -357,7 +526,9 @@ class FastCoster:
                         spans[used["directive"]] = span_of(g.outs[0].owner)
             elif isinstance(p, AllocSramPass):
                 alignment = p.alignment
-                alloc_plans = [_buffers_of(g, depth, alignment) for g in grids]
+                alloc_plans = [_buffers_of(g, depth, alignment, origins) for g in grids]
+                source = f"target `{p.target}`"  # the default pipeline's (no sram-bytes)
+                about = [(g.role.data, span_of(g), source) for g in grids]
         kernel = module.ops.first
         workload = workload_of(kernel)
         names = _Names(kernel)
@@ -365,9 +536,11 @@ class FastCoster:
         specs = [phase_spec(op, names, written) for op in kernel.body.block.ops
                  if isinstance(op, ppu.LaunchOp)]
         template = _Template(workload, specs, tile_plans, alloc_plans,
-                             [None] * len(specs), alignment)
-        template.spans = spans
+                             [None] * len(specs), alignment, depth)
+        template.spans, template.grids, template.origins = spans, about, origins
         template.slow = row_parts or not _derivable(template, sizes)
+        if depth > 1 and not template.slow and None not in template.sizes:
+            key = (key[0], _MULTI, key[2])
         self.templates[key] = template
         return workload, estimate(workload, loaded)
 
@@ -382,9 +555,9 @@ class FastCoster:
 
 
 def _derivable(template: _Template, sizes: dict[str, _Sizes]) -> bool:
-    """Whether the fast path can derive this template's numbers: one grid per directive, of
-    the kind its sizes come from, lowered with exactly those tiles, grid and steps, and SRAM
-    plans that give the lowered peaks."""
+    """Whether the fast path can derive this template's numbers: one grid per directive (per
+    flash group), of the kind its sizes come from, lowered with exactly those tiles, grid,
+    steps and skipped steps, and SRAM plans that give the lowered peaks."""
     phases = template.workload.phases
     if not (len(template.tile_plans) == len(template.alloc_plans) == len(phases)):
         return False
@@ -395,13 +568,13 @@ def _derivable(template: _Template, sizes: dict[str, _Sizes]) -> bool:
             continue
         s = sizes.get(name)
         role = phase.name.split(" ")[0]
-        if (s is None or name in seen or (role == "matmul") != (s.kind == _MATMUL)
-                or role not in ("matmul", "elementwise", "copy")
-                or (s.kind == _GRID and template.specs[i].looped)):
+        spec = template.specs[i]
+        if (s is None or id(s) in seen or role not in _ROLES[s.kind]
+                or (s.kind == _GRID and spec.looped)):
             return False
-        seen.add(name)
-        if (phase.tile.sizes, phase.tile.step, phase.tile.parts) != s.vars() \
-                or template.specs[i].grid != s.grid or phase.steps != s.trips:
+        seen.add(id(s))
+        if (phase.tile.sizes, phase.tile.step, phase.tile.parts) != s.vars()[:3] \
+                or spec.grid != s.grid or spec.trips != s.trips or spec.live != s.live:
             return False
         if _place(template.alloc_plans[i], _same, template.alignment)[0] != phase.sram_bytes:
             return False

@@ -121,23 +121,56 @@ def flash_sizes(tiler, v: SSAValue, f: FlashMatch):
     that gave them, how it spells them): from `tile o [BQ, BD, BKV]` and `tile s [BQ, BKV, K]`,
     which must agree (ZK0618), else 128 x 128 blocks with whole value rows and the whole head
     dim, shrunk to fit."""
-    m, dv = shape_of(f.pv.result)[-2:]
-    n, d = f.kv_len, shape_of(f.qk.lhs)[-1]
     o_dir = tiler.directive(v, f.pv)
     s_dir = tiler.directive(f.x, f.qk)
+    sizes = flash_tiles(f, *(None if d is None else tuple(d.attributes[attrs.TILE].values)
+                             for d in (o_dir, s_dir)))
+    if sizes is None:
+        raise _disagree(o_dir, s_dir)
+    return sizes, o_dir if o_dir is not None else s_dir, flash_spell(o_dir is not None)
+
+
+def flash_tiles(f: FlashMatch, o_sizes: tuple | None, s_sizes: tuple | None
+                ) -> tuple[int, int, int, int] | None:
+    """The flash grid's (query block, value-column tile, key/value block, K tile of the scores)
+    from the sizes of `tile o [BQ, BD, BKV]` and `tile s [BQ, BKV, K]` (None: no directive),
+    or None when the two disagree. The fast cost path (zhenwu_cc/fast_cost.py) calls it too."""
+    m, dv = shape_of(f.pv.result)[-2:]
+    n, d = f.kv_len, shape_of(f.qk.lhs)[-1]
     bq = bkv = DEFAULT_BLOCK
     bd, tk = dv, d
-    if o_dir is not None:
-        bq, bd, bkv = o_dir.attributes[attrs.TILE].values
-    if s_dir is not None:
-        sq, skv, tk = s_dir.attributes[attrs.TILE].values
-        if o_dir is not None and (min(sq, m), min(skv, n)) != (min(bq, m), min(bkv, n)):
-            raise _disagree(o_dir, s_dir)
+    if o_sizes is not None:
+        bq, bd, bkv = o_sizes
+    if s_sizes is not None:
+        sq, skv, tk = s_sizes
+        if o_sizes is not None and (min(sq, m), min(skv, n)) != (min(bq, m), min(bkv, n)):
+            return None
         bq, bkv = sq, skv
-    sizes = min(bq, m), min(bd, dv), min(bkv, n), min(tk, d)
-    if o_dir is not None:
-        return sizes, o_dir, lambda sz: [sz[0], sz[1], sz[2]]
-    return sizes, s_dir, lambda sz: [sz[0], sz[2], sz[3]]
+    return min(bq, m), min(bd, dv), min(bkv, n), min(tk, d)
+
+
+def flash_spell(by_o: bool):
+    """How the directive that sizes a flash grid writes its sizes: `tile o [BQ, BD, BKV]`,
+    else `tile s [BQ, BKV, K]`."""
+    return (lambda sz: [sz[0], sz[1], sz[2]]) if by_o else (lambda sz: [sz[0], sz[2], sz[3]])
+
+
+def kv_steps(f: FlashMatch, bkv: int) -> int:
+    """Steps of the flash grid's loop: one per key/value block."""
+    return -(-f.kv_len // bkv)
+
+
+def score_steps(f: FlashMatch, tk: int) -> int:
+    """K steps of the scores' matmul, unrolled inside each key/value step."""
+    return -(-shape_of(f.qk.lhs)[-1] // tk)
+
+
+def flash_live(f: FlashMatch, bq: int, bkv: int
+               ) -> tuple[int, list[int], list[int], float] | None:
+    """(grid dimension, first and end key/value step per query block, fraction of scores seen)
+    of the steps a mask lets the flash loop skip (`tiling.masks`), or None."""
+    live = live_blocks(f.x, bq, bkv)
+    return None if live is None else (len(shape_of(f.pv.result)) - 2, *live)
 
 
 def _disagree(o_dir: Operation, s_dir: Operation):
@@ -179,8 +212,8 @@ def build_flash(tiler, v: SSAValue, f: FlashMatch, bq: int, bd: int, bkv: int, t
     def body(j, accs):
         m_run, l_run, acc = accs
         s_req = Req((*idx[:-1], j), (*sizes[:-1], bkv), (0,) * len(s_shape), s_shape)
-        scores = tiler.accumulate(g, qk, s_req, lambda kk: kk, -(-shape_of(qk.lhs)[-1] // tk),
-                                  tk, qk.location, unrolled=True)
+        scores = tiler.accumulate(g, qk, s_req, lambda kk: kk, score_steps(f, tk), tk,
+                                  qk.location, unrolled=True)
         g.anchors[qk] = (s_req, scores)
         x = g.tile_of(f.x, s_req, f.x.owner.location)
         if n % bkv:
@@ -201,12 +234,11 @@ def build_flash(tiler, v: SSAValue, f: FlashMatch, bq: int, bd: int, bkv: int, t
         scaled = g.emit(zk.MulOp(acc, alpha), loc)
         return [m_new, l_new, g.emit(tile.MmaOp(p, vt, scaled, [], [], False), pv.location)]
 
-    _, l_fin, acc = g.loop(-(-n // bkv), [init_m, init_l, init_acc], body, loc)
-    live = live_blocks(f.x, bq, bkv)
+    _, l_fin, acc = g.loop(kv_steps(f, bkv), [init_m, init_l, init_acc], body, loc)
+    live = flash_live(f, bq, bkv)
     if live is not None:  # key/value blocks a mask hides wholly are skipped (tiling.masks)
-        acc.owner.attributes[attrs.LIVE_STEPS] = attrs.live_steps_attr(len(out_shape) - 2,
-                                                                       *live[:2])
-        tiler.visible[pv] = live[2]
+        acc.owner.attributes[attrs.LIVE_STEPS] = attrs.live_steps_attr(*live[:3])
+        tiler.visible[pv] = live[3]
     out = g.emit(zk.DivOp(acc, l_fin), loc)
     if out.type.element_type != pv.result.type.element_type:
         out = g.emit(zk.CastOp(out, pv.result.type.element_type), loc)

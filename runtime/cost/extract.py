@@ -93,12 +93,15 @@ class _Space:
         self.const = const
         self.values: dict[IndexExpr, np.ndarray] = {}
         self.live = None  # per grid point and step, where the loop skips steps
+        self.live_rows = None  # (grid dim, [its points, steps]): the same, in two dimensions
         if live is not None:
             dim, lo, hi = live
             rank = len(self.shape)
-            rows = np.arange(grid[dim]).reshape([-1 if i == dim else 1 for i in range(rank)])
-            step = np.arange(trips).reshape([1] * (rank - 1) + [-1])
-            self.live = (np.asarray(lo)[rows] <= step) & (step < np.asarray(hi)[rows])
+            step = np.arange(trips)
+            rows = (np.asarray(lo)[:, None] <= step) & (step < np.asarray(hi)[:, None])
+            self.live_rows = dim, rows
+            self.live = rows.reshape([grid[dim] if i == dim else 1 for i in range(rank - 1)]
+                                     + [trips])
 
     def index(self, e: IndexExpr) -> np.ndarray:
         if e not in self.values:
@@ -132,11 +135,11 @@ def _dma_elements(dims, space: _Space, in_loop: bool, dim=None) -> int:
     of each tile inside the bound (edge tiles clipped), multiplied over dimensions. Where each
     dimension's index is one grid dim, the step or a constant, each on an axis of its own, the
     sum is a product of per-dimension sums in closed form; otherwise numpy sums it point by
-    point."""
-    if in_loop and space.live is not None:  # steps skipped per grid point: sum point by point
-        return _dma_points(dims, space, in_loop, dim)
+    point. Where the loop skips steps per point of one grid dim (`live_rows`), the extents
+    along that dim and the step are summed over the live steps alone (a 2-D product)."""
     full = space.shape if in_loop else (*space.shape[:-1], 1)
-    total, used = 1, set()
+    live = space.live_rows if in_loop else None
+    total, used, extents = 1, set(), {}
     for idx, size, lim in dims:
         size = size if dim is None else dim(size)
         if idx[0] == "const":
@@ -147,9 +150,18 @@ def _dma_elements(dims, space: _Space, in_loop: bool, dim=None) -> int:
         if axis is None or axis in used:
             return _dma_points(dims, space, in_loop, dim)
         used.add(axis)
-        whole, rest = divmod(lim, size)  # whole tiles, then one partial tile (if reached)
         n = full[axis]
+        if live is not None and axis in (live[0], len(full) - 1):
+            extents[axis] = np.clip(lim - np.arange(n, dtype=np.int64) * size, 0, size)
+            continue
+        whole, rest = divmod(lim, size)  # whole tiles, then one partial tile (if reached)
         total *= size * min(n, whole) + (rest if whole < n else 0)
+    if live is not None:
+        row, rows = live
+        per_row = extents.get(row, np.ones(full[row], np.int64))
+        per_step = extents.get(len(full) - 1, np.ones(full[-1], np.int64))
+        total *= int(per_row @ rows.astype(np.int64) @ per_step)
+        used.update((row, len(full) - 1))
     return total * math.prod(n for a, n in enumerate(full) if a not in used)
 
 
@@ -317,15 +329,16 @@ def phase_spec(launch: ppu.LaunchOp, names: _Names, written: set[str]) -> PhaseS
 
 def phase_of(spec: PhaseSpec, tensors: dict[str, Tensor], grid: tuple[int, ...] | None = None,
              trips: int | None = None, sram: int | None = None, tile: TileSizes | None = None,
-             dim=None, const=None) -> Phase:
+             dim=None, const=None, live=None, buffers=None) -> Phase:
     """The `Phase` of `spec`, as lowered; or with other numbers: the `grid`, loop `trips`,
     `sram` and `tile` of another schedule whose tiles differ only in size, `dim` mapping each
-    tile dimension of the spec to its size there and `const` each index constant (the fast
-    cost path, zhenwu_cc/fast_cost.py)."""
+    tile dimension of the spec to its size there, `const` each index constant, `live` its
+    loop's live steps and `buffers` its loads' slots (the fast cost path,
+    zhenwu_cc/fast_cost.py)."""
     grid = spec.grid if grid is None else grid
     trips = spec.trips if trips is None else trips
     tiles = math.prod(grid)
-    space = _Space(grid, trips, const, spec.live)
+    space = _Space(grid, trips, const, spec.live if live is None else live)
     looped = space.total(1, True)  # tile-steps run: fewer where the loop skips steps
     size = (lambda shape: math.prod(shape)) if dim is None else (
         lambda shape: math.prod(dim(n) for n in shape))
@@ -351,7 +364,8 @@ def phase_of(spec: PhaseSpec, tensors: dict[str, Tensor], grid: tuple[int, ...] 
             work.append(Work(w.kind, size(w.shape) * count, w.where, w.dtype, "", w.loc, w.op))
     bounded = {name: min(total, tensors[name].bytes) for name, total in unique.items()}
     steps = looped // tiles if spec.looped else trips  # per tile, on average where skipped
-    return Phase(spec.name, tiles, steps, spec.buffers, spec.sram if sram is None else sram,
+    return Phase(spec.name, tiles, steps, spec.buffers if buffers is None else buffers,
+                 spec.sram if sram is None else sram,
                  tuple(work), bounded, spec.loc, spec.tile if tile is None else tile)
 
 
