@@ -1,17 +1,22 @@
 """Fit the cost model's free constants to XLA's measured H100 BF16 GEMMs and print the errors.
 
-    .venv/bin/python benchmarks/calibrate_cost_model.py            # fit, then print the table
-    .venv/bin/python benchmarks/calibrate_cost_model.py --no-fit   # the target file as it is
+    .venv/bin/python benchmarks/calibrate_cost_model.py               # fit COMBINE_WAIT, print
+    .venv/bin/python benchmarks/calibrate_cost_model.py --refit-all   # t0, e_c, e_l2 too
+    .venv/bin/python benchmarks/calibrate_cost_model.py --no-fit      # the committed constants
 
-Method (it carries over to any target with measurements): build, for each measured shape, the
-Workload our `tile` pass produces (`gemm_workload`, a documented stand-in until the pass exists);
-predict FLOP/s with `estimate`; choose the free constants -- the fixed overhead t0 and the compute
-and L2 efficiencies, each in (0, 1] -- that minimise the mean |relative error| of predicted vs
-measured FLOP/s: a coarse grid, then Nelder-Mead from its best point (deterministic). The memory
-efficiency is not fitted: GEMMs barely constrain it (the script prints how little the error moves
-with it), so it comes from streaming-kernel measurements (the target file's value). It prints the
-per-shape errors, their median / p90 / max (also as errors in time, the convention of
-hardware-numerics.md §5), the plain roofline at datasheet peaks as a baseline, and the constants.
+Method (it carries over to any target with measurements): compile, for each measured shape, the
+kernel benchmarks/validate_cost_model.py validates through the normal pipeline for the target
+(the `tile` heuristic's tiles, split-K and its combine included) and keep its Workload; predict
+FLOP/s with `estimate`; choose the free constants that minimise the mean |relative error| of
+predicted vs measured FLOP/s. By default that is the wait of a split's combine alone
+(`COMBINE_WAIT` in runtime/cost/model.py, a fraction of t0), scanned over 0-1 in steps of 0.05
+with the target file's other constants; `--refit-all` fits it with the fixed overhead t0 and the
+compute and L2 efficiencies (each in (0, 1]): a coarse grid, then Nelder-Mead from its best point
+(deterministic). The memory efficiency is not fitted: GEMMs barely constrain it (the script
+prints how little the error moves with it), so it comes from streaming-kernel measurements (the
+target file's value). It prints the per-shape errors, their median / p90 / max (also as errors
+in time, the convention of hardware-numerics.md §5), the plain roofline at datasheet peaks as a
+baseline, and the constants.
 """
 
 from __future__ import annotations
@@ -25,61 +30,29 @@ import statistics
 import sys
 from pathlib import Path
 
+import zhenwu_cc
+from zhenwu_cc.runtime.cost import model
 from zhenwu_cc.runtime.cost.model import estimate
-from zhenwu_cc.runtime.cost.workload import Phase, Tensor, Work, Workload
+from zhenwu_cc.runtime.cost.workload import Workload
 from zhenwu_cc.core.target import Efficiency, Target, load_target
 
 REPO = Path(__file__).resolve().parent.parent
 CSV_NAME = "h100_bf16_gemm_calibration.csv"
 CSV_PLACES = (REPO / "benchmarks" / "data" / CSV_NAME, REPO.parent / "shared" / "data" / CSV_NAME)
-TILE_M = TILE_N = 128
-TILE_K = 64
-MIN_K_PART = 256
+KERNEL = """
+kernel gemm<M = 1024, N = 1024, K = 1024>(a: bf16[M, K], b: bf16[K, N]) -> bf16[M, N] {
+    c = bf16(a @ b)
+    return c
+}
+"""
 
 
-def gemm_workload(m: int, n: int, k: int, compute_units: int) -> Workload:
-    """The Workload the `tile` pass will produce for a batch-1 BF16 GEMM (stand-in).
-
-    128x128 output tiles with a K step of 64; when there are fewer output tiles than CUs, K is
-    split into s = min(ceil(CUs / tiles), K / 256) parts (each part >= 256 deep), each part
-    storing an f32 partial tile, and a second phase reduces the s partials (s x M x N x 4 bytes
-    read, M x N x 2 written, s x M x N vector adds). Each step loads a 128x64 slice of A and a
-    64x128 slice of B; the epilogue stores the output tile in bf16. Amounts are exact totals
-    (edge tiles included): every tile column reads all of A, every tile row all of B. The
-    reduction is elementwise, so its tiles (rows x 128, one partial per step) are made just
-    small enough to give every CU work.
-    """
-    tm, tn = math.ceil(m / TILE_M), math.ceil(n / TILE_N)
-    out_tiles = tm * tn
-    split = max(1, min(math.ceil(compute_units / out_tiles), k // MIN_K_PART)) \
-        if out_tiles < compute_units else 1
-    steps = math.ceil(math.ceil(k / split) / TILE_K)
-    a_bytes, b_bytes, c_bytes = m * k * 2, k * n * 2, m * n * 2
-    tensors = {"a": Tensor("a", a_bytes, "input"), "b": Tensor("b", b_bytes, "input"),
-               "c": Tensor("c", c_bytes, "output")}
-    step_sram = (TILE_M * TILE_K + TILE_K * TILE_N) * 2
-    body = (Work("load", a_bytes * tn, tensor="a", dtype="bf16", op="ppu.dma"),
-            Work("load", b_bytes * tm, tensor="b", dtype="bf16", op="ppu.dma"),
-            Work("mma", 2 * m * n * k, dtype="bf16", op="ppu.mma"))
-    unique = {"a": a_bytes, "b": b_bytes}
-    if split == 1:
-        gemm = Phase("gemm", out_tiles, steps, 2, 2 * step_sram,
-                     body + (Work("store", c_bytes, "epilogue", tensor="c", op="ppu.dma"),), unique)
-        return Workload("gemm", (gemm,), tensors, {"bf16": 2 * m * n * k})
-    partial_bytes = split * m * n * 4
-    tensors["partials"] = Tensor("partials", partial_bytes, "intermediate")
-    gemm = Phase("gemm", out_tiles * split, steps, 2, 2 * step_sram,
-                 body + (Work("store", partial_bytes, "epilogue", tensor="partials",
-                              op="ppu.dma"),), unique)
-    rows = TILE_M
-    while rows > 1 and math.ceil(m / rows) * tn < compute_units:
-        rows //= 2
-    reduce = Phase("reduce", math.ceil(m / rows) * tn, split, 2, 2 * rows * TILE_N * 4, (
-        Work("load", partial_bytes, tensor="partials", dtype="f32", op="ppu.dma"),
-        Work("vector", split * m * n, dtype="f32", op="ppu.add"),
-        Work("store", c_bytes, "epilogue", tensor="c", op="ppu.dma"),
-    ), {"partials": partial_bytes})
-    return Workload("gemm", (gemm, reduce), tensors, {"bf16": 2 * m * n * k})
+def gemm_workload(m: int, n: int, k: int, target: str) -> Workload:
+    """The Workload the compiler produces for a batch-1 BF16 GEMM on `target`: what
+    validate_cost_model.py costs. It depends on the target's compute units and SRAM, not on the
+    constants being fitted, so each shape is compiled once."""
+    kern = zhenwu_cc.compile(KERNEL, defines={"M": m, "N": n, "K": k}, target=target)
+    return kern.costing(target).workload
 
 
 def read_shapes(path: Path) -> list[tuple[int, int, int, float]]:
@@ -88,9 +61,9 @@ def read_shapes(path: Path) -> list[tuple[int, int, int, float]]:
                 for r in csv.DictReader(f)]
 
 
-def predicted(target: Target, shape: tuple[int, int, int, float]) -> float:
+def predicted(target: Target, shape: tuple[int, int, int, float], workloads) -> float:
     m, n, k, _ = shape
-    return 2 * m * n * k / estimate(gemm_workload(m, n, k, target.compute_units), target).time
+    return 2 * m * n * k / estimate(workloads[m, n, k], target).time
 
 
 def roofline(target: Target, shape: tuple[int, int, int, float]) -> float:
@@ -119,32 +92,46 @@ def with_constants(target: Target, t0: float, e_c: float, e_l2: float,
         e_c, e.memory if e_m is None else e_m, e_l2, e.vector))
 
 
-def mean_error(target: Target, shapes) -> float:
-    return summary(errors([predicted(target, s) for s in shapes], shapes))["mean"]
+def mean_error(target: Target, shapes, workloads) -> float:
+    return summary(errors([predicted(target, s, workloads) for s in shapes], shapes))["mean"]
 
 
-def fit(target: Target, shapes) -> tuple[float, float, float]:
-    """(t0, e_c, e_l2) minimising the mean |relative error|; efficiencies in (0, 1]."""
+def fit_wait(target: Target, shapes, workloads) -> float:
+    """COMBINE_WAIT minimising the mean |relative error| over 0-1 in steps of 0.05 (the
+    smaller on a tie), the target's other constants fixed."""
+    def loss(i: int) -> float:
+        model.COMBINE_WAIT = i / 20
+        return mean_error(target, shapes, workloads)
+    return min(range(21), key=lambda i: (loss(i), i)) / 20
+
+
+def fit(target: Target, shapes, workloads) -> tuple[float, float, float, float]:
+    """(t0, e_c, e_l2, combine wait) minimising the mean |relative error|; efficiencies in
+    (0, 1], the combine's wait a fraction of t0 in [0, 1]."""
     from scipy.optimize import minimize
 
     def loss(x) -> float:
-        t0_us, e_c, e_l2 = x
-        if not 0 <= t0_us <= 50 or not (0 < e_c <= 1 and 0 < e_l2 <= 1):
+        t0_us, e_c, e_l2, wait = x
+        if not 0 <= t0_us <= 50 or not (0 < e_c <= 1 and 0 < e_l2 <= 1 and 0 <= wait <= 1):
             return 1e3
-        return mean_error(with_constants(target, t0_us * 1e-6, e_c, e_l2), shapes)
+        model.COMBINE_WAIT = wait
+        return mean_error(with_constants(target, t0_us * 1e-6, e_c, e_l2), shapes, workloads)
 
-    start = min(itertools.product((3.0, 4.5, 6.0), (0.7, 0.85, 1.0), (0.6, 0.8, 1.0)), key=loss)
+    start = min(itertools.product((3.0, 4.5, 6.0), (0.7, 0.85, 1.0), (0.6, 0.8, 1.0),
+                                  (0.0, 0.2, 0.4)), key=loss)
     best = minimize(loss, start, method="Nelder-Mead",
-                    options={"xatol": 1e-4, "fatol": 1e-6, "maxiter": 2000})
-    t0_us, e_c, e_l2 = (float(v) for v in best.x)
-    return t0_us * 1e-6, e_c, e_l2
+                    options={"xatol": 1e-4, "fatol": 1e-6, "maxiter": 4000})
+    t0_us, e_c, e_l2, wait = (float(v) for v in best.x)
+    return t0_us * 1e-6, e_c, e_l2, wait
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csv", type=Path, help=f"measurements (default: benchmarks/data/{CSV_NAME})")
     parser.add_argument("--target", default="h100")
-    parser.add_argument("--no-fit", action="store_true", help="use the target file's constants")
+    parser.add_argument("--no-fit", action="store_true", help="use the committed constants")
+    parser.add_argument("--refit-all", action="store_true",
+                        help="fit t0, e_c and e_l2 with COMBINE_WAIT (else the target file's)")
     args = parser.parse_args(argv)
     path = args.csv or next((p for p in CSV_PLACES if p.exists()), None)
     if path is None:
@@ -152,14 +139,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     shapes = read_shapes(path)
     target = load_target(args.target)
-    if not args.no_fit:
-        target = with_constants(target, *fit(target, shapes))
-    pred = [predicted(target, s) for s in shapes]
+    workloads = {(m, n, k): gemm_workload(m, n, k, args.target) for m, n, k, _ in shapes}
+    if args.refit_all and not args.no_fit:
+        t0, e_c, e_l2, model.COMBINE_WAIT = fit(target, shapes, workloads)
+        target = with_constants(target, t0, e_c, e_l2)
+    elif not args.no_fit:
+        model.COMBINE_WAIT = fit_wait(target, shapes, workloads)
+    pred = [predicted(target, s, workloads) for s in shapes]
     errs = errors(pred, shapes)
     print(f"{'M':>5} {'N':>5} {'K':>5} {'measured':>9} {'model':>9} {'error':>7}  bound  (TFLOP/s)")
     for s, p, e in zip(shapes, pred, errs):
         m, n, k, measured = s
-        bound = estimate(gemm_workload(m, n, k, target.compute_units), target).bound
+        bound = estimate(workloads[m, n, k], target).bound
         print(f"{m:5d} {n:5d} {k:5d} {measured / 1e12:9.1f} {p / 1e12:9.1f} {e:+7.1%}  {bound}")
     roof = [roofline(target, s) for s in shapes]
     print(f"\n{len(shapes)} shapes from {path.name}, target {target.name}; |relative error|:")
@@ -169,12 +160,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {label:<28} {unit:<7}" + ", ".join(
                 f"{k} {v:.1%}" for k, v in summary(errs_).items()))
     e = target.efficiency
-    origin = "from the target file" if args.no_fit else "fitted: t0, e_c, e_l2"
+    origin = ("committed" if args.no_fit else "fitted: t0, e_c, e_l2, COMBINE_WAIT"
+              if args.refit_all else "fitted: COMBINE_WAIT; the rest from the target file")
     print(f"\nconstants ({origin}):")
     print(f"  kernel_overhead    = {target.kernel_overhead:.3g} s")
     print(f"  efficiency.compute = {e.compute:.3f}\n  efficiency.l2      = {e.l2:.3f}")
+    print(f"  COMBINE_WAIT       = {model.COMBINE_WAIT:.3f} (of kernel_overhead: "
+          f"{model.COMBINE_WAIT * target.kernel_overhead:.3g} s)")
     sweep = {m: mean_error(dataclasses.replace(target, efficiency=dataclasses.replace(
-        e, memory=m)), shapes) for m in (0.6, 0.7, 0.8, 0.9, 1.0)}
+        e, memory=m)), shapes, workloads) for m in (0.6, 0.7, 0.8, 0.9, 1.0)}
     print(f"  efficiency.memory  = {e.memory:.3f} (not fitted); mean |error| with it at "
           + ", ".join(f"{m:.1f}: {v:.1%}" for m, v in sweep.items()))
     return 0

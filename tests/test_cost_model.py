@@ -9,8 +9,9 @@ from importlib import resources
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from zhenwu_cc.runtime.cost import model
 from zhenwu_cc.runtime.cost.model import estimate
-from zhenwu_cc.runtime.cost.workload import Phase, Tensor, Work, Workload
+from zhenwu_cc.runtime.cost.workload import Phase, Tensor, TileSizes, Work, Workload
 from zhenwu_cc.core.target import list_targets, load_target, parse_target
 
 from zhenwu_cc.core.diagnostics import CompileError
@@ -200,6 +201,44 @@ def test_wave_quantization():
     assert 1.8 < over.time / full.time < 2.1
     assert full.terms["wave_quantization"] == 0
     assert over.terms["wave_quantization"] > 0.4 * over.time
+
+
+def split_then_combine(parts: int) -> Workload:
+    """A split reduction as the tile pass lowers it: `parts` x 32 tiles each store a partial
+    (an intermediate), then 32 tiles load the partials, add them and store the result."""
+    partial = parts * 32 * 64 * 1024
+    split = Phase("parts", 32 * parts, 8, 2, 64 * 1024, (
+        Work("load", 32 * 8 * MiB, tensor="x", dtype="f32"),
+        Work("vector", 32 * 2 * MiB, dtype="f32"),
+        Work("store", partial, "epilogue", tensor="p"),
+    ), {"x": 32 * 8 * MiB}, tile=TileSizes((1, 1024), 1024, parts=parts))
+    combine = Phase("combine", 32, 1, 1, 64 * 1024, (
+        Work("load", partial, tensor="p", dtype="f32"),
+        Work("vector", partial // 4, dtype="f32"),
+        Work("store", 32 * 64 * 1024, tensor="y"),
+    ), {"p": partial})
+    return Workload("split", (split, combine), {
+        "x": Tensor("x", 32 * 8 * MiB, "input"), "p": Tensor("p", partial, "intermediate"),
+        "y": Tensor("y", 32 * 64 * 1024, "output")})
+
+
+@pytest.mark.parametrize("name", ["h100", "m890"])
+def test_the_combine_of_a_split_waits_for_its_parts(name, monkeypatch):
+    """The phase that reads a split's partials pays COMBINE_WAIT of the fixed per-kernel cost
+    on top of its work; the parts do not, nor does a phase reading an unsplit intermediate."""
+    target = load_target(name)
+    split = estimate(split_then_combine(4), target)
+    unsplit = estimate(split_then_combine(1), target)  # the same amounts, one part
+    wait = model.COMBINE_WAIT * target.kernel_overhead
+    assert wait > 0
+    parts, combine = split.phases
+    assert parts.terms["combine_wait"] == 0 and combine.terms["combine_wait"] == wait
+    assert all(p.terms["combine_wait"] == 0 for p in unsplit.phases)
+    monkeypatch.setattr(model, "COMBINE_WAIT", 0.0)
+    free = estimate(split_then_combine(4), target)
+    assert split.time - free.time == pytest.approx(wait)
+    assert combine.time - free.phases[1].time == pytest.approx(wait)
+    assert parts.time == free.phases[0].time
 
 
 def test_one_stack_of_six_is_six_times_slower():

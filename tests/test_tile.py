@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from zhenwu_cc.dialects import tile, zk
 from zhenwu_cc.passes.tile import split_multi_axis_reductions
+from zhenwu_cc.passes.tiling import sizes
 
 import zhenwu_cc
 from zhenwu_cc.core.diagnostics import CompileError
@@ -320,6 +321,24 @@ def test_skinny_matmuls_split_k_into_equal_parts(k, split, trips):
     assert (total.shape, total.role) == ((1, 1), "elementwise")
     assert list(total.loads.values()) == [((split, 16, 16), 0.0)]
     assert "zk.reduce_sum" in total.ops
+
+
+@pytest.mark.parametrize("tiles,steps,most,parts", [
+    (16, 64, 9, 8),  # 9 would leave 64 steps uneven: 8 parts of 8 steps on 128 units
+    (64, 64, 3, 2),  # 3 parts would need two waves: 2 parts, 32 steps on 128 units
+    (128, 64, 2, 1),  # 256 half-tiles run in two waves: no shorter than 128 whole tiles
+    (100, 8, 2, 1),  # a tie (8 steps either way): the fewer parts, no partial sums
+    (4, 13, 3, 1),  # 13 steps cut in no equal parts up to 3
+])
+def test_split_k_takes_the_parts_that_shorten_the_busiest_unit(tiles, steps, most, parts):
+    assert sizes.split_k_parts(tiles, steps, 132, most) == parts
+
+
+def test_no_split_k_that_only_adds_a_wave():
+    # 3 x 32 = 96 tiles of [256, 64] on m890's 128 compute units: two parts of 8 K steps would
+    # run 192 tiles in two waves, as long as 96 tiles of 16 steps in one, plus a combine
+    g = grids(kernel("a: f16[768, 1024], b: f16[1024, 2048]", "f32[768, 2048]", "return a @ b"))
+    assert [(x.shape, x.role, x.trips) for x in g] == [((3, 32), "matmul", (16,))]
 
 
 def test_no_split_k_once_the_tiles_fill_the_chip():

@@ -85,8 +85,20 @@ def matmul_sizes(mm: zk.MatmulOp, carrier: Operation | None, target, buffers: in
     split = 1
     cus = target.compute_units
     if tiles < cus and k >= 2 * MIN_SPLIT_K_CHUNK:
-        split = max(1, min(-(-cus // tiles), k // MIN_SPLIT_K_CHUNK))
+        split = split_k_parts(tiles, -(-k // tk), cus,
+                              min(-(-cus // tiles), k // MIN_SPLIT_K_CHUNK))
     return tm, tn, tk, split
+
+
+def split_k_parts(tiles: int, steps: int, cus: int, most: int) -> int:
+    """The split-K parts (equal ones, at most `most`) that leave the busiest compute unit the
+    fewest K steps: waves of tiles x steps per part; the fewest parts on a tie. A split that
+    does not shorten that work only adds partial sums and their combine, as 128 tiles on 132
+    units split in two would run 256 half-tiles in two waves."""
+    def busiest(parts: int) -> int:
+        return -(-tiles * parts // cus) * (steps // parts)
+    return min((p for p in range(1, max(1, most) + 1) if steps % p == 0),
+               key=lambda p: (busiest(p), p))
 
 
 def equal_parts(mm: zk.MatmulOp, tk: int, split: int) -> int:

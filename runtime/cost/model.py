@@ -20,7 +20,8 @@ Per phase (`tiles` T, `steps` S, `buffers` B, CUs N, a = tiles running at once):
                the next tile, so only its busiest engine counts; with B == 1 its chain
     pipeline   = (waves - 1) x slot(full wave) + chain(last wave)
     phase time = max(pipeline, hbm_bound, l2_bound, compute_bound, vector_bound), the bounds
-                 being the whole chip's floors (bytes / (e x bandwidth), FLOPs / (e_c x peak))
+                 being the whole chip's floors (bytes / (e x bandwidth), FLOPs / (e_c x peak)),
+                 + COMBINE_WAIT x kernel_overhead for a phase that combines a split's partials
 
 and total = target.kernel_overhead + sum of phase times. Amounts per step or per tile are the
 representative ones (phase totals / tiles / steps).
@@ -56,6 +57,13 @@ BOUNDS = ("compute", "hbm", "l2", "vector")
 # targets in proportion to how much less of their peak they sustain.
 EXPOSED_AT_H100 = 0.25
 FITTED_AT_COMPUTE_EFFICIENCY = 0.852
+# A phase that combines the partials of a split (split-K, a split reduction) is a launch that
+# starts only once every part has stored: it waits for the parts' stores to drain and then
+# ramps up and loads with nothing to overlap, as the first launch does inside the fixed
+# per-kernel cost. It pays this fraction of `kernel_overhead` (so it carries to other targets
+# with their fixed cost); fitted on XLA's H100 GEMMs, whose split-K shapes pin it
+# (benchmarks/calibrate_cost_model.py, docs/cost-model.md).
+COMBINE_WAIT = 0.15
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class PhaseEstimate:
     CU's engines over the phase; hbm and l2 are the two sources of dma); prologue, epilogue;
     exposed (pipeline time not hidden by overlap: fill and drain, or all of it with one buffer);
     wave_quantization (time lost to a partly filled last wave, or to fewer tiles than CUs);
+    combine_wait (the wait and ramp of a phase combining a split's partials, COMBINE_WAIT);
     hbm_bound, l2_bound, compute_bound, vector_bound (the whole chip's floors for the phase).
     """
 
@@ -169,10 +178,15 @@ def estimate(workload: Workload, target: Target) -> Estimate:
     _check_l2_pins(workload, target)
     l2 = _L2Contents(target, workload)
     phases, attributions = [], []
+    partials: set[str] = set()  # tensors the parts of a split stored
     for phase in workload.phases:
-        est, attr = _phase(phase, workload, target, stacks, l2)
+        combines = any(w.kind == "load" and w.tensor in partials for w in phase.work)
+        est, attr = _phase(phase, workload, target, stacks, l2,
+                           COMBINE_WAIT * target.kernel_overhead if combines else 0.0)
         phases.append(est)
         attributions.append(attr)
+        if phase.tile is not None and phase.tile.parts > 1:
+            partials.update(w.tensor for w in phase.work if w.kind == "store")
 
     overhead = target.kernel_overhead
     total = overhead + sum(p.time for p in phases)
@@ -359,7 +373,7 @@ def _hbm_fractions(phase: Phase, tensors: dict[str, Tensor], target: Target,
 
 
 def _phase(phase: Phase, workload: Workload, target: Target, stacks: dict[str, tuple[int, ...]],
-           l2: _L2Contents):
+           l2: _L2Contents, combine_wait: float = 0.0):
     if phase.tiles < 1 or phase.steps < 1 or phase.buffers < 1:
         raise ValueError(f"phase {phase.name}: tiles, steps and buffers must be >= 1")
     n_cu = target.compute_units
@@ -477,12 +491,13 @@ def _phase(phase: Phase, workload: Workload, target: Target, stacks: dict[str, t
         "compute_bound": sum(tensor_s.values()) / n_cu,
         "vector_bound": sum(vector_s.values()) / n_cu,
     }
-    time = max(pipeline, *bounds.values())
+    time = max(pipeline, *bounds.values()) + combine_wait
     terms = {
         "pipeline": pipeline, "dma": dma_busy, "hbm": hbm_busy, "l2": l2_busy,
         "tensor": tensor_busy, "vector": vector_busy, **edges,
         "exposed": max(0.0, pipeline - busiest),
         "wave_quantization": min(pipeline, (waves - T / n_cu) * full[1]), **bounds,
+        "combine_wait": combine_wait,
     }
     weight = {
         "compute": max(tensor_busy, bounds["compute_bound"]),
