@@ -30,6 +30,7 @@ planned from the templates of their keys (lowering in full where one is missing)
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from zhenwu_cc.core import attrs, dtypes
@@ -41,7 +42,7 @@ from zhenwu_cc.dialects import tile as tile_dialect
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.frontend.schedules import check_tile
 from zhenwu_cc.passes.alloc_sram import AllocSramPass
-from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, place_buffers, plan_grid
+from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, place_buffers, plan_grid, runs_in_turn
 from zhenwu_cc.passes.tile import TilePass
 from zhenwu_cc.passes.tiling.kernel import KernelTiler, sram_overflow
 from zhenwu_cc.passes.tiling.requests import shape_of
@@ -76,9 +77,9 @@ class _Slot:
         self.offset = 0
 
 
-def _buffers_of(grid, buffers: int, alignment: int = 128) -> tuple:
+def _buffers_of(grid, buffers: int, alignment: int = 128, across: bool = False) -> tuple:
     """A grid's planned buffers as data: (start, end, dtype, shape, depth)."""
-    plan = plan_grid(grid, buffers, alignment)
+    plan = plan_grid(grid, buffers, alignment, across)
     return tuple((b.start, b.end, dtypes.from_xdsl(b.first.value.type.element_type),
                   tuple(b.first.value.type.get_shape()), b.first.depth) for b in plan.buffers)
 
@@ -121,6 +122,14 @@ class _Sizes:
         return (self.tile, self.step, self.parts)
 
 
+def _key(target: str, depth: int, sizes: dict[str, _Sizes], cus: int) -> tuple:
+    """The structure key: the target, the `buffers` depth, each directive's classes and
+    whether its grid (if not a matmul's) has more tiles than CUs, which multi-buffers a
+    loop-less grid's loads across the tiles a CU runs in turn (alloc-sram)."""
+    return (target, depth, tuple(sorted(
+        (n, s.classes, s.kind == _GRID and math.prod(s.grid) > cus) for n, s in sizes.items())))
+
+
 def _blocked(size: int, block: int) -> tuple:
     """How a tile size meets an operand's scale blocks (`scales.scale_plan`): whole blocks
     (how many: the scale tile's size), inside one (how many tiles a block holds: the scale
@@ -141,11 +150,15 @@ class _Overflow(Exception):
 class _Template:
     """What one lowering of a structure key leaves for the others (see the module docstring)."""
 
-    def __init__(self, workload, specs, tile_plans, alloc_plans, sizes, alignment):
+    def __init__(self, workload, specs, tile_plans, alloc_plans, sizes, alignment,
+                 across_plans=None):
         self.workload = workload
         self.specs = specs
         self.tile_plans = tile_plans
         self.alloc_plans = alloc_plans
+        # per phase: alloc-sram's plan multi-buffered across the tiles a CU runs in turn,
+        # which it takes where it fits (None: the grid is not such a grid)
+        self.across_plans = across_plans or [None] * len(specs)
         self.sizes = sizes  # per phase: the _Sizes it was lowered with (None: no directive)
         self.alignment = alignment
         self.trusted = False
@@ -177,12 +190,26 @@ class _Template:
                 _place(self.alloc_plans[i], dim, self.alignment)[0]
             if sram > capacity:
                 raise _Fallback  # alloc-sram refuses it (ZK0601)
+            sram, buffers = self.alloc_peak(i, dim, capacity, sram)
             const = ((lambda c, a=probe.trips, b=new.trips: b if c == a else c)
                      if probe.parts > 1 else None)
-            phases.append(phase_of(self.specs[i], self.workload.tensors, new.grid, new.trips,
-                                   sram, tile, dim, const))
+            phases.append(replace(phase_of(self.specs[i], self.workload.tensors, new.grid,
+                                           new.trips, sram, tile, dim, const),
+                                  buffers=buffers))
         w = self.workload
         return Workload(w.kernel, tuple(phases), w.tensors, w.flops_by_dtype), changed
+
+    def alloc_peak(self, i: int, dim, capacity: int, plain: int) -> tuple[int, int]:
+        """(SRAM peak, buffers) of phase i as alloc-sram plans it with tile dimensions mapped by
+        `dim`: multi-buffered across the tiles a CU runs in turn where that fits, else `plain`
+        (the peak of its plain plan) with that plan's depth."""
+        for plan, peak in ((self.across_plans[i], None), (self.alloc_plans[i], plain)):
+            if plan is None:
+                continue
+            peak = _place(plan, dim, self.alignment)[0] if peak is None else peak
+            if peak <= capacity or plan is self.alloc_plans[i]:
+                return peak, max((depth for *_, depth in plan), default=1)
+        raise AssertionError("every phase has a plain plan")
 
     @staticmethod
     def _dim(probe: _Sizes, new: _Sizes):
@@ -234,7 +261,7 @@ class FastCoster:
         depth = self._depth(buffers)
         sizes = {name: self._sizes(name, *given) for name, given in directives.items()}
         asked = {name: given[0] for name, given in directives.items()}
-        key = (target, depth, tuple(sorted((n, s.classes) for n, s in sizes.items())))
+        key = _key(target, depth, sizes, loaded.compute_units)
         template = self.templates.get(key)
         if template is None:
             return self._probe(key, tiles, split_k, buffers, target, sizes, loaded)
@@ -316,8 +343,8 @@ class FastCoster:
             if build is None:
                 break
             smaller = _Sizes(first.kind, build, first.parts, out, mm, self.blocks.get(name, ()))
-            other = (key[0], key[1], tuple(sorted(
-                (n, (smaller if n == name else s).classes) for n, s in sizes.items())))
+            other = _key(key[0], key[1], {n: smaller if n == name else s
+                                          for n, s in sizes.items()}, target.compute_units)
             template = self.templates.get(other)
             if template is None:
                 raise _Fallback
@@ -335,7 +362,7 @@ class FastCoster:
         module = other._zk.clone()
         ctx = make_context()
         depth = key[1]
-        tile_plans = alloc_plans = None
+        tile_plans = alloc_plans = across_plans = None
         alignment = 128
         spans = {}
         for p in _default_passes("ppu", target, self.kernel.fuse):
@@ -353,6 +380,9 @@ class FastCoster:
             elif isinstance(p, AllocSramPass):
                 alignment = p.alignment
                 alloc_plans = [_buffers_of(g, depth, alignment) for g in grids]
+                across_plans = [_buffers_of(g, depth, alignment, across=True)
+                                if runs_in_turn(g, loaded.compute_units) else None
+                                for g in grids]
         kernel = module.ops.first
         workload = workload_of(kernel)
         names = _Names(kernel)
@@ -360,9 +390,9 @@ class FastCoster:
         specs = [phase_spec(op, names, written) for op in kernel.body.block.ops
                  if isinstance(op, ppu.LaunchOp)]
         template = _Template(workload, specs, tile_plans, alloc_plans,
-                             [None] * len(specs), alignment)
+                             [None] * len(specs), alignment, across_plans)
         template.spans = spans
-        template.slow = not _derivable(template, sizes)
+        template.slow = not _derivable(template, sizes, loaded.sram_per_cu)
         self.templates[key] = template
         return workload, estimate(workload, loaded)
 
@@ -376,7 +406,7 @@ class FastCoster:
                 self.shrink[name] = tiler.k_multiple(mm) if mm is not None else 1
 
 
-def _derivable(template: _Template, sizes: dict[str, _Sizes]) -> bool:
+def _derivable(template: _Template, sizes: dict[str, _Sizes], capacity: int) -> bool:
     """Whether the fast path can derive this template's numbers: one grid per directive, of
     the kind its sizes come from, lowered with exactly those tiles, grid and steps, and SRAM
     plans that give the lowered peaks."""
@@ -398,7 +428,8 @@ def _derivable(template: _Template, sizes: dict[str, _Sizes]) -> bool:
         if (phase.tile.sizes, phase.tile.step, phase.tile.parts) != s.vars() \
                 or template.specs[i].grid != s.grid or phase.steps != s.trips:
             return False
-        if _place(template.alloc_plans[i], _same, template.alignment)[0] != phase.sram_bytes:
+        plain = _place(template.alloc_plans[i], _same, template.alignment)[0]
+        if template.alloc_peak(i, _same, capacity, plain) != (phase.sram_bytes, phase.buffers):
             return False
         template.sizes[i] = s
     return True
