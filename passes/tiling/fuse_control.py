@@ -1,5 +1,5 @@
 """Who may be fused in the `tile` pass: the hook the fusions of issue 14 (flash attention's
-online softmax, fused operand chains) ask before they put a value in a fused group, and the
+online softmax, fused operand chains, a split softmax's online max + sum) ask before they put a value in a fused group, and the
 refusal of every `fuse NAME off` that none of them asked about (ZK0608): a directive is honoured
 or refused, never dropped. Fusion is off for the whole kernel with the pass option
 `tile{fuse=false}` (`--no-fuse`, `zhenwu_cc.compile(..., fuse=False)`): the unfused baseline
@@ -16,8 +16,9 @@ from zhenwu_cc.dialects.loc import span_at, span_of
 
 # What the `tile` pass fuses into groups today, for ZK0608's help: the fusions that ask `allows`.
 FUSED_GROUPS = ("the `tile` pass fuses `softmax(s) @ v` into one flash-attention grid (both "
-                "matmuls, the softmax and the scores' epilogue), and matmuls that share their "
-                "left operand and are combined elementwise into one grid (SwiGLU)")
+                "matmuls, the softmax and the scores' epilogue), matmuls that share their "
+                "left operand and are combined elementwise into one grid (SwiGLU), and a split "
+                "softmax's max and sum into one pass over its input")
 
 
 class FuseControl:

@@ -231,7 +231,8 @@ class Grid:
     def _combine_partials(self, op: Operation, req: Req) -> SSAValue:
         """A tile of a value computed in parts (a split-K matmul's f32 partial sums, a split
         reduction's partial results): the parts combined by the op's reduction (a mean's sum
-        scaled once), in the op's result type."""
+        scaled once; an online sum's parts rescaled to the largest of their maxima first,
+        tiling.online), in the op's result type."""
         partials, split = self.tiler.partials[op]
         loc = op.location
         sub = Req((self.zero, *req.idx), (split, *req.sizes), (0, *req.base),
@@ -239,7 +240,13 @@ class Grid:
         if isinstance(op, zk.ArgmaxOp):
             return self._combine_argmax(op, self.load(partials, sub, loc), sub, req)
         kind = "sum" if isinstance(op, zk.MatmulOp) else reduce_kind(op)
-        total = self.emit(reduce_op(kind, self.load(partials, sub, loc), [0]), loc)
+        parts = self.load(partials, sub, loc)
+        if op in self.tiler.online:  # each part's sum of exp(x - its max): to the row's max
+            maxima = self.load(self.tiler.online[op], sub, loc)
+            top = self.emit(zk.ReduceMaxOp(maxima, [0], True), loc)
+            rescale = self.emit(zk.ExpOp(self.emit(zk.SubOp(maxima, top), loc)), loc)
+            parts = self.emit(zk.MulOp(parts, rescale), loc)
+        total = self.emit(reduce_op(kind, parts, [0]), loc)
         total = self.emit(zk.ReshapeOp(total, req.sizes), loc)
         if isinstance(op, zk.ReduceMeanOp):
             n = math.prod(shape_of(op.input)[a] for a in op.axis_list)
