@@ -252,8 +252,9 @@ def test_l2_resident_rereads_cut_hbm_time():
 
 def test_a_later_phase_rereads_what_l2_still_holds():
     """L2 keeps the bytes the latest phases touched, least recently used evicted first: a second
-    pass over a tensor that fits finds it there, one after enough other traffic does not, and
-    one after traffic that evicts part of it finds the rest."""
+    pass over a tensor that fits finds it there, one after enough other traffic does not, nor
+    does one after traffic that evicts part of it (its misses evict, oldest first, the bytes it
+    reads next), nor a pass over a tensor larger than L2."""
     target = load_target("m890")
     x, cap = 24 * MiB, target.l2.bytes
 
@@ -268,8 +269,12 @@ def test_a_later_phase_rereads_what_l2_still_holds():
 
     assert reread(0).hbm_read_bytes == 0 and reread(0).l2_read_bytes == x
     assert reread(cap).hbm_read_bytes == x
-    partly = cap - x // 2  # evicts half of x (the other half stays)
-    assert reread(partly).hbm_read_bytes == x - (cap - partly)
+    assert reread(cap - x - MiB).hbm_read_bytes == 0  # x and the other tensor both fit
+    assert reread(cap - x // 2).hbm_read_bytes == x  # half of x evicted: the rest thrashes
+    big = cap + 8 * MiB
+    sweep = Phase("sweep", 128, 4, 2, 0, (Work("load", big, tensor="z"),), {})
+    twice = Workload("z", (sweep, sweep), {"z": Tensor("z", big, "input")})
+    assert estimate(twice, target).phases[1].hbm_read_bytes == big
 
 
 def test_rereads_that_fit_in_l2_come_from_hbm_once():

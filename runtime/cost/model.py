@@ -289,14 +289,15 @@ class _L2Contents:
     """What L2 holds between phases: pinned tensors once first touched, intermediates a phase
     stores while they fit (a later phase reads them back from L2, as a write-back cache serves a
     split-K reduction), and the bytes the latest phases read or wrote, least recently used
-    evicted first (`recent`: a softmax's second pass over a row block that fits L2 finds it
-    there). `free` is the capacity streaming re-reads can use."""
+    evicted first (`recent`: a softmax's second pass over rows that fit L2 finds them there).
+    `free` is the capacity streaming re-reads can use."""
 
     def __init__(self, target: Target, workload: Workload):
         self.tensors = workload.tensors
         self.free = target.l2.bytes - sum(t.bytes for t in self.tensors.values() if t.l2_resident)
         self.present: set[str] = set()
-        self.recent: dict[str, float] = {}  # tensor -> bytes still in L2, oldest first
+        # tensor -> [bytes its last touch brought in, bytes of those still in L2], oldest first
+        self.recent: dict[str, list[float]] = {}
 
     def store(self, name: str) -> bool:
         """Whether a store to `name` stays in L2 (no HBM write)."""
@@ -314,9 +315,12 @@ class _L2Contents:
         return False
 
     def hit(self, name: str) -> float:
-        """The share of `name`'s bytes an earlier phase left in L2."""
+        """The share of `name`'s bytes an earlier phase left in L2 for a pass over it to find.
+        None once any of them was evicted: the pass reads them in the order they came in, so
+        under LRU each miss evicts the oldest bytes still there, the very ones it reads next."""
         t = self.tensors.get(name)
-        return min(1.0, self.recent.get(name, 0.0) / t.bytes) if t is not None and t.bytes else 0.0
+        touched, kept = self.recent.get(name, (0.0, 0.0))
+        return min(1.0, kept / t.bytes) if t is not None and t.bytes and kept >= touched else 0.0
 
     def touch(self, phase: Phase) -> None:
         """After `phase`: the bytes it loaded or stored are the most recently used."""
@@ -329,19 +333,20 @@ class _L2Contents:
             if t.l2_resident or t.name in self.present:
                 continue
             seen = phase.unique_load_bytes.get(t.name, w.amount) if w.kind == "load" else w.amount
-            kept = min(t.bytes, max(self.recent.pop(t.name, 0.0), seen))
-            self.recent[t.name] = kept
+            before = self.recent.pop(t.name, [0.0, 0.0])
+            touched = min(t.bytes, max(before[0], seen))
+            self.recent[t.name] = [touched, touched]
         self._evict()
 
     def _evict(self) -> None:
-        over = sum(self.recent.values()) - max(self.free, 0)
+        over = sum(kept for _, kept in self.recent.values()) - max(self.free, 0)
         for name in list(self.recent):
             if over <= 0:
                 break
-            drop = min(over, self.recent[name])
-            self.recent[name] -= drop
+            drop = min(over, self.recent[name][1])
+            self.recent[name][1] -= drop
             over -= drop
-            if not self.recent[name]:
+            if not self.recent[name][1]:
                 del self.recent[name]
 
 
