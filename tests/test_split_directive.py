@@ -224,3 +224,21 @@ def test_online_softmax_split_keeps_special_values():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-30)
     two_pass = zhenwu_cc.compile(source, fuse=False).run({"x": x})["y"]
     np.testing.assert_allclose(got, two_pass, rtol=1e-5, atol=1e-30)
+
+
+@pytest.mark.parametrize("results", ["s, m", "m, s", "s"])
+def test_online_max_and_sum_whichever_grid_is_asked_for_first(results):
+    """A max and a sum of exp(x - max) written out (and returned in either order, the sum
+    alone too) share one split grid whose sum's parts are rescaled when combined: the sum's
+    grid, asked for first, has the max's grid compute it."""
+    out = ", ".join("f32[R, 1]" for _ in results.split(", "))
+    source = f"""kernel k<R = 4, C = 65000>(x: f32[R, C]) -> ({out}) {{
+    m = max(x, axis=-1, keepdims=true)
+    s = sum(exp(x - m), axis=-1, keepdims=true)
+    return {results}
+}}
+"""
+    compiled = zhenwu_cc.compile(source)
+    assert [len(op.outs) for op in compiled.module("tile").ops.first.body.block.ops
+            if used_tiles(op) is not None and used_tiles(op)["parts"] > 1] == [2]
+    assert compiled.check(seed=1).passed

@@ -1,7 +1,7 @@
 """Who may be fused in the `tile` pass: the hook the fusions of issue 14 (flash attention's
-online softmax, fused operand chains, a split softmax's online max + sum) ask before they put a value in a fused group, and the
-refusal of every `fuse NAME off` that none of them asked about (ZK0608): a directive is honoured
-or refused, never dropped. Fusion is off for the whole kernel with the pass option
+online softmax, fused operand chains, a split softmax's online max + sum) ask before they put a
+value in a fused group, and the refusal of every `fuse NAME off` that none of them asked about
+(ZK0608): a directive is honoured or refused, never dropped. Fusion is off for the whole kernel with the pass option
 `tile{fuse=false}` (`--no-fuse`, `zhenwu_cc.compile(..., fuse=False)`): the unfused baseline
 that `cost --baseline` compares with."""
 

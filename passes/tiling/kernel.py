@@ -30,7 +30,7 @@ from zhenwu_cc.passes.tiling.fuse_control import FuseControl
 from zhenwu_cc.passes.tiling import joint
 from zhenwu_cc.passes.tiling.fusion import MatmulCones, matmul_grid_of
 from zhenwu_cc.passes.tiling.grids import Grid, combine, identity, reduce_kind, reduce_op
-from zhenwu_cc.passes.tiling.online import build_online, online_sum
+from zhenwu_cc.passes.tiling.online import build_online, online_max, online_sum
 from zhenwu_cc.passes.tiling.requests import (
     Req,
     dtype_of,
@@ -328,6 +328,8 @@ class KernelTiler:
 
     def reduction_grid(self, v: SSAValue, op) -> SSAValue:
         """A grid over the kept dims that loops over chunks of the (single) reduced axis."""
+        if op in self.partials:  # computed in parts already (an online sum, tiling.online)
+            return self.elementwise_grid(v)
         in_shape = shape_of(op.input)
         axes = op.axis_list if isinstance(op, zk.ReduceOp) else (op.axis.value.data,)
         assert len(axes) == 1, "multi-axis reductions are split before tiling"
@@ -350,6 +352,10 @@ class KernelTiler:
             split = split_parts(op)
             chunk = self.splits.chunk(op, in_shape[axis], chunk)
             shrink = keep_last(halve_largest)
+        if split > 1 and (m_op := online_max(self, op)) is not None:
+            self.ensure(m_op.results[0])  # the max's grid computes this sum too (tiling.online)
+            if op in self.partials:
+                return self.elementwise_grid(v)
         if split > 1 and (s_op := online_sum(self, op)) is not None:
             return self._online_grid(v, op, s_op, (*out_sizes, chunk), split, shrink)
         if split > 1:

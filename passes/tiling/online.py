@@ -11,9 +11,10 @@ relative to). One read of x instead of two.
 The match is on the dataflow, never on a name: `sum(exp(a - max(a)))` over one kept axis of the
 same f32 value `a`, the max split in as many parts as the sum would be. `--no-fuse` and
 `fuse NAME off` on any of its ops or on the sum's users (the softmax's division, which
-`decompose` gives the softmax binding's directives) keep the two grids. The sum's terms are shifted by each part's
-running max and rescaled, so S differs from the two-pass sum in its last bits; special values
-follow the reference: a row of all -inf, or one holding +inf or NaN, gives NaN."""
+`decompose` gives the softmax binding's directives) keep the two grids. The sum's terms are
+shifted by each part's running max and rescaled, so S differs from the two-pass sum in its
+last bits; special values follow the reference: a row of all -inf, or one holding +inf or NaN,
+gives NaN."""
 
 from __future__ import annotations
 
@@ -56,6 +57,20 @@ def online_sum(tiler, m_op: Operation) -> zk.ReduceSumOp | None:
                             u.operation for u in s_op.results[0].uses)])):
                     return s_op
     return None
+
+
+def online_max(tiler, s_op: Operation) -> zk.ReduceMaxOp | None:
+    """The max whose grid is to compute `s_op` (a `sum(exp(a - max(a)))`) with it, when the
+    sum's grid is asked for first (the max not yet built)."""
+    if not isinstance(s_op, zk.ReduceSumOp):
+        return None
+    ex = s_op.input.owner
+    sub = ex.input.owner if isinstance(ex, zk.ExpOp) else None
+    m_op = sub.rhs.owner if isinstance(sub, zk.SubOp) else None
+    if (not isinstance(m_op, zk.ReduceMaxOp) or m_op in tiler.partials
+            or m_op.results[0] in tiler.materialized):
+        return None
+    return m_op if online_sum(tiler, m_op) is s_op else None
 
 
 def build_online(tiler, v: SSAValue, m_op: zk.ReduceMaxOp, s_op: zk.ReduceSumOp,
