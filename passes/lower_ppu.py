@@ -217,7 +217,8 @@ class _Lowering:
         self.allocs[place.buffer] = new.result
 
     def buffer(self, value: SSAValue, iv: SSAValue | None) -> SSAValue:
-        """The SRAM memref a tile value is written into (its slot of this step if multi-buffered)."""
+        """The SRAM memref a tile value is written into: if multi-buffered, its slot of this
+        step, or of this tile's turn on its CU outside a loop (`turn_of`)."""
         place = placement_of(value)
         buf = self.allocs[place.buffer]
         if place.depth == 1:

@@ -30,7 +30,7 @@ from zhenwu_cc.passes.tiling.fuse_control import FuseControl
 from zhenwu_cc.passes.tiling import joint
 from zhenwu_cc.passes.tiling.fusion import MatmulCones, matmul_grid_of
 from zhenwu_cc.passes.tiling.grids import Grid, combine, identity, reduce_kind, reduce_op
-from zhenwu_cc.passes.tiling.online import build_online, online_max, online_sum
+from zhenwu_cc.passes.tiling.online import online_grid
 from zhenwu_cc.passes.tiling.requests import (
     Req,
     dtype_of,
@@ -79,8 +79,7 @@ class KernelTiler:
         # split-K matmuls and split reductions: their partials tensor and part count
         self.partials: dict[Operation, tuple[SSAValue, int]] = {}
         self.partial_positions: dict[zk.ArgmaxOp, SSAValue] = {}  # a split argmax's indices
-        # an online split sum (tiling.online) -> the partial maxima its partial sums follow
-        self.online: dict[Operation, SSAValue] = {}
+        self.online: dict[Operation, SSAValue] = {}  # an online sum -> its maxima (tiling.online)
         # the fraction of scores a flash grid's mask lets through, where it skips blocks
         self.visible: dict[zk.MatmulOp, float] = {}
         self.cones = MatmulCones()  # what each elementwise op is computed from (tiling.joint)
@@ -328,8 +327,6 @@ class KernelTiler:
 
     def reduction_grid(self, v: SSAValue, op) -> SSAValue:
         """A grid over the kept dims that loops over chunks of the (single) reduced axis."""
-        if op in self.partials:  # computed in parts already (an online sum, tiling.online)
-            return self.elementwise_grid(v)
         in_shape = shape_of(op.input)
         axes = op.axis_list if isinstance(op, zk.ReduceOp) else (op.axis.value.data,)
         assert len(axes) == 1, "multi-axis reductions are split before tiling"
@@ -352,12 +349,9 @@ class KernelTiler:
             split = split_parts(op)
             chunk = self.splits.chunk(op, in_shape[axis], chunk)
             shrink = keep_last(halve_largest)
-        if split > 1 and (m_op := online_max(self, op)) is not None:
-            self.ensure(m_op.results[0])  # the max's grid computes this sum too (tiling.online)
-            if op in self.partials:
-                return self.elementwise_grid(v)
-        if split > 1 and (s_op := online_sum(self, op)) is not None:
-            return self._online_grid(v, op, s_op, (*out_sizes, chunk), split, shrink)
+        both = online_grid(self, v, op, (*out_sizes, chunk), split, shrink) if split > 1 else None
+        if both is not None:  # a softmax's max and sum in one grid (tiling.online)
+            return both
         if split > 1:
             built = []
 
@@ -377,27 +371,6 @@ class KernelTiler:
                           "tile (and reduction chunk)")
         self.splits.record(result.owner, op)
         return result
-
-    def _online_grid(self, v: SSAValue, m_op: zk.ReduceMaxOp, s_op: zk.ReduceSumOp,
-                     sizes: tuple[int, ...], split: int, shrink) -> SSAValue:
-        """The split max `v` and the sum `s_op` of exp(x - v) in one grid (tiling.online):
-        both become partials, the sum's relative to the maxima."""
-        built = []
-
-        def build(sizes):
-            ops, result, grid = build_online(self, v, m_op, s_op, sizes[:-1], sizes[-1], split)
-            built[:] = [grid]
-            return ops, result, grid
-
-        maxima = self.fit(v, build, sizes, shrink, self.directive(v),
-                          "tile (and reduction chunk)")
-        grid = built[0]
-        self.partials[m_op] = maxima, split
-        self.partials[s_op] = grid.res[1], split
-        self.online[s_op] = maxima
-        self.splits.record(grid, m_op)
-        self.splits.record(grid, s_op)
-        return self.elementwise_grid(v)
 
     def _reduction(self, v: SSAValue, op, axis: int, out_sizes, chunk: int, split: int = 1):
         """The reduction's grid; with `split` > 1 a leading grid dimension cuts the chunks into

@@ -30,6 +30,37 @@ from zhenwu_cc.passes.tiling.requests import Req, shape_of
 from zhenwu_cc.passes.tiling.split import split_parts
 
 
+def online_grid(tiler, v: SSAValue, op: Operation, sizes: tuple[int, ...], split: int,
+                shrink) -> SSAValue | None:
+    """`v`, the result of the split reduction `op`, when it is a max or a sum of a pair that
+    one grid computes (built here, or by the max's grid when the sum's is asked for first);
+    None for any other reduction. Both become partials, the sum's relative to the maxima."""
+    if op in tiler.partials:  # the max's grid computed it
+        return tiler.elementwise_grid(v)
+    m_op = online_max(tiler, op)
+    if m_op is not None:
+        tiler.ensure(m_op.results[0])
+        return tiler.elementwise_grid(v) if op in tiler.partials else None
+    s_op = online_sum(tiler, op)
+    if s_op is None:
+        return None
+    built = []
+
+    def build(sizes):
+        ops, result, grid = build_online(tiler, v, op, s_op, sizes[:-1], sizes[-1], split)
+        built[:] = [grid]
+        return ops, result, grid
+
+    maxima = tiler.fit(v, build, sizes, shrink, tiler.directive(v), "tile (and reduction chunk)")
+    grid = built[0]
+    tiler.partials[op] = maxima, split
+    tiler.partials[s_op] = grid.res[1], split
+    tiler.online[s_op] = maxima
+    tiler.splits.record(grid, op)
+    tiler.splits.record(grid, s_op)
+    return tiler.elementwise_grid(v)
+
+
 def online_sum(tiler, m_op: Operation) -> zk.ReduceSumOp | None:
     """The `sum(exp(a - m))` to compute with `m_op` (a kept-axis max of `a`) in one grid, if
     any: a sum over the same axis that no grid has computed yet and that the schedule splits as
