@@ -2,7 +2,9 @@
 
 A grid's tiles run one per CU, so the values of one grid body must fit one CU's SRAM together.
 The buffers and their offsets come from `passes/sram_plan.py` (liveness, in-place reuse, linear
-scan), which `tile` uses too when it sizes tiles to fit.
+scan), which `tile` uses too when it sizes tiles to fit. A loop-less grid with more tiles than
+the target has compute units multi-buffers its loads across the tiles each CU runs in turn
+where the SRAM allows (`sram_plan.runs_in_turn`), else keeps one slot.
 
 An iter arg yielded for another accumulator (a swap) is first copied (`zk.broadcast` to its own
 shape), the one change this pass makes to the IR.
@@ -34,7 +36,12 @@ from zhenwu_cc.dialects.tile import root_of
 from zhenwu_cc.dialects.loc import span_of
 
 from zhenwu_cc.core.diagnostics import CompileError, Note, error
-from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, GridPlan, plan_grid
+from zhenwu_cc.passes.sram_plan import (
+    DEFAULT_BUFFERS,
+    GridPlan,
+    plan_grid,
+    runs_in_turn,
+)
 from zhenwu_cc.core.target import DEFAULT_TARGET, load_target
 
 
@@ -128,9 +135,9 @@ class AllocSramPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         capacity, source = self.sram_bytes, "the `sram-bytes` option"
+        target = load_target(self.target)
         if not capacity:
-
-            capacity, source = load_target(self.target).sram_per_cu, f"target `{self.target}`"
+            capacity, source = target.sram_per_cu, f"target `{self.target}`"
         for kernel in op.walk():
             if not isinstance(kernel, zk.KernelOp):
                 continue
@@ -140,6 +147,9 @@ class AllocSramPass(ModulePass):
                 if isinstance(grid, tile.GridOp):
                     break_swaps(grid)
                     plan = plan_grid(grid, buffers, self.alignment)
+                    if runs_in_turn(grid, target.compute_units):
+                        across = plan_grid(grid, buffers, self.alignment, across=True)
+                        plan = across if across.peak <= capacity else plan
                     _record(grid, plan)
                     if plan.peak > capacity:
                         raise _overflow(grid, plan, capacity, source)

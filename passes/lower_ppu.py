@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from xdsl.builder import Builder
 from xdsl.context import Context
+from xdsl.dialects import arith
 from xdsl.dialects.builtin import (
     DenseArrayBase,
     IndexType,
@@ -105,7 +106,8 @@ def _anchors(grid: tile.GridOp) -> dict[Operation, list[tuple[Placement, SSAValu
             if place is None:
                 raise error("ZK0602", f"`{op.name}` inside a tile.grid has no SRAM buffer",
                             span_of(op), help="run `alloc-sram` before `lower-ppu`")
-            start = op.parent_op() if place.depth > 1 else op
+            # A load multi-buffered across steps starts its life before its loop.
+            start = op.parent_op() if place.depth > 1 and op.parent_op() is not grid else op
             first.setdefault(place.buffer, (place, value))
             paths.setdefault(place.buffer, []).append(_path(start, grid))
     anchors: dict[Operation, list[tuple[Placement, SSAValue]]] = {}
@@ -129,6 +131,8 @@ class _Lowering:
         self.allocs: dict[int, SSAValue] = {}  # buffer number -> ppu.alloc, in the current launch
         self.anchors: dict[Operation, list[tuple[Placement, SSAValue]]] = {}
         self.pending: list[SSAValue] = []  # tokens of loads not yet waited for
+        self.turn: SSAValue | None = None  # the current launch's tile's turn on its CU
+        self.grid_args: tuple[tuple[SSAValue, int], ...] = ()  # (index arg, extent)
         self.b: Builder
 
     def emit(self, new: Operation, source: Operation) -> Operation:
@@ -198,6 +202,7 @@ class _Lowering:
         outer, self.b = self.b, Builder(InsertPoint.at_end(body))
         self.allocs = {}
         self.anchors = _anchors(g)
+        self.turn, self.grid_args = None, tuple(zip(body.args, g.grid_shape))
         self.block(g.body.block, None)
         self.emit(ppu.YieldOp(), g.body.block.last_op)
         self.b = outer
@@ -212,13 +217,28 @@ class _Lowering:
         self.allocs[place.buffer] = new.result
 
     def buffer(self, value: SSAValue, iv: SSAValue | None) -> SSAValue:
-        """The SRAM memref a tile value is written into (its slot of this step if multi-buffered)."""
+        """The SRAM memref a tile value is written into: if multi-buffered, its slot of this
+        step, or of this tile's turn on its CU outside a loop (`turn_of`)."""
         place = placement_of(value)
         buf = self.allocs[place.buffer]
         if place.depth == 1:
             return buf
-        assert iv is not None, "only loads inside a tile.loop are multi-buffered"
-        return self.emit(ppu.SlotOp(buf, iv), value.owner).result
+        return self.emit(ppu.SlotOp(buf, iv if iv is not None else self.turn_of(value.owner)),
+                         value.owner).result
+
+    def turn_of(self, source: Operation) -> SSAValue:
+        """The turn of this launch's tile on its CU (tile t runs in wave t // cus): the slot a
+        load multi-buffered across the tiles a CU runs in turn (alloc-sram) fills, so that a
+        CU's next tile loads into the other slot while this one computes."""
+        if self.turn is None:
+            (linear, _), *rest = self.grid_args
+            for arg, extent in rest:
+                size = self.emit(arith.ConstantOp.from_int_and_width(extent, IndexType()), source)
+                linear = self.emit(arith.MuliOp(linear, size), source).result
+                linear = self.emit(arith.AddiOp(linear, arg), source).result
+            cus = self.emit(arith.ConstantOp.from_int_and_width(self.cus, IndexType()), source)
+            self.turn = self.emit(arith.FloorDivSIOp(linear, cus), source).result
+        return self.turn
 
     # ---- grid bodies --------------------------------------------------------------------------
     def block(self, block: Block, iv: SSAValue | None) -> None:

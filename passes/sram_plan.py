@@ -11,7 +11,10 @@ placed by a linear scan (first fit at `alignment`-byte offsets), reusing the byt
 Liveness: a value lives from its definition to its last use. A use inside a `tile.loop` of a value
 defined outside it keeps the value live to the end of that loop (every step reads it). A
 multi-buffered load lives for its whole loop: the DMA of step k+1 fills another slot while step k
-computes. A loop's iter arg is defined where the loop starts, its result where the body ends.
+computes. A grid without a loop that runs more tiles than the compute units (each CU runs
+several in turn) multi-buffers its loads across those tiles (`across`): the DMA of a CU's next
+tile fills another slot while this one computes, so such a load lives for the whole body. A
+loop's iter arg is defined where the loop starts, its result where the body ends.
 
 In place: an elementwise op may write over an operand of its own type that it reads last, a
 `tile.mma` over its accumulator, a loop's iter arg over its init and its result over the value
@@ -21,6 +24,7 @@ the yielded value join it where their lifetimes allow, and `lower-ppu` copies wh
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass
 
@@ -118,9 +122,10 @@ class GridPlan:
 
 
 class _Planner:
-    def __init__(self, grid: tile.GridOp, buffers: int, alignment: int):
+    def __init__(self, grid: tile.GridOp, buffers: int, alignment: int, across: bool = False):
         self.buffers = buffers
         self.alignment = alignment
+        self.across = across
         self.ops = list(grid.body.walk())
         self.index = {op: i for i, op in enumerate(self.ops)}
         self.of: dict[SSAValue, Buffer] = {}
@@ -142,6 +147,9 @@ class _Planner:
         if isinstance(value.owner, tile.LoadOp) and holders and self.buffers > 1:
             depth = self.buffers
             start, end = self.index[holders[0]], self.end_of(holders[0])
+        elif isinstance(value.owner, tile.LoadOp) and self.across and self.buffers > 1:
+            depth = self.buffers
+            start, end = 0, len(self.ops) - 1
         for user in self._users(value):
             at = self.index[user]
             for loop in _loops_around(user):
@@ -234,8 +242,18 @@ def place_buffers(buffers, alignment: int) -> int:
     return peak
 
 
-def plan_grid(grid: tile.GridOp, buffers: int = DEFAULT_BUFFERS, alignment: int = 128) -> GridPlan:
-    """Decide the SRAM buffers of one grid body (without recording them)."""
-    return _Planner(grid, buffers, alignment).plan()
+def plan_grid(grid: tile.GridOp, buffers: int = DEFAULT_BUFFERS, alignment: int = 128,
+              across: bool = False) -> GridPlan:
+    """Decide the SRAM buffers of one grid body (without recording them); `across`: its loads
+    are multi-buffered across the tiles a CU runs in turn (see `runs_in_turn`)."""
+    return _Planner(grid, buffers, alignment, across).plan()
+
+
+def runs_in_turn(grid: tile.GridOp, cus: int) -> bool:
+    """Whether a loop-less grid gives some compute unit several tiles to run one after another:
+    then its loads can fetch a CU's next tile while the current one computes."""
+    if math.prod(grid.grid_shape) <= cus:
+        return False
+    return not any(isinstance(op, tile.LoopOp) for op in grid.body.walk())
 
 

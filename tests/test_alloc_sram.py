@@ -394,6 +394,27 @@ def test_depth_follows_the_schedule(buffers):
     assert list(loop.attributes["sram.depth"].get_values()) == [1]
 
 
+# SCALE over 16 x 16 tiles: more than m890's 128 compute units, so each runs several in turn.
+SCALE_MANY = SCALE.replace("50x40", "512x512").replace("[2, 2]", "[16, 16]")
+
+
+def test_loopless_grid_multi_buffers_its_loads_across_a_cus_tiles():
+    """With more tiles than compute units, a loop-less grid's load gets `buffers` slots (the
+    next tile's DMA fills one while this tile computes) and lives for the whole body; with one
+    tile per CU, with `buffers 1`, or where the slots would not fit SRAM, it keeps one."""
+    module = allocate(SCALE_MANY)
+    assert buffer_of(named(module, "t"))[1] == 2
+    peak = grids(module)[0].attributes["sram.peak"].value.data
+    assert peak == 2 * 2048 + 4096 + 2048  # the slots live on: the f16 result cannot reuse them
+    check_buffers(grids(module)[0])
+    assert buffer_of(named(allocate(with_buffers(SCALE_MANY, 3)), "t"))[1] == 3
+    assert buffer_of(named(allocate(with_buffers(SCALE_MANY, 1)), "t"))[1] == 1
+    assert buffer_of(named(allocate(SCALE), "t"))[1] == 1  # 4 tiles: one per CU
+    tight = allocate(SCALE_MANY, sram_bytes=peak - 1)
+    assert buffer_of(named(tight, "t"))[1] == 1
+    assert grids(tight)[0].attributes["sram.peak"].value.data == 2048 + 4096
+
+
 def test_alignment_option():
     module = allocate(MISC, alignment=512)
     offsets = [buffer_of(v)[0] for op in grids(module)[0].body.walk() for v in op.results

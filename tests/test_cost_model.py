@@ -272,17 +272,48 @@ def test_l2_resident_rereads_cut_hbm_time():
     target = load_target("m890")
     x = 8 * MiB
 
+    y = target.l2.bytes  # streamed between the two reads: it evicts whatever is not pinned
+
     def two_reads(pinned: bool) -> Workload:
         read = Phase("read", 512, 4, 2, 0, (Work("load", x, tensor="x"),
                                             Work("vector", x // 4, dtype="f32")), {})
-        return Workload("r", (read, dataclasses.replace(read, name="again")),
-                        {"x": Tensor("x", x, "input", l2_resident=pinned)})
+        stream = Phase("stream", 512, 4, 2, 0, (Work("load", y, tensor="y"),), {})
+        return Workload("r", (read, stream, dataclasses.replace(read, name="again")),
+                        {"x": Tensor("x", x, "input", l2_resident=pinned),
+                         "y": Tensor("y", y, "input")})
 
     plain, pinned = estimate(two_reads(False), target), estimate(two_reads(True), target)
-    assert plain.phases[1].hbm_read_bytes == x and pinned.phases[1].hbm_read_bytes == 0
-    assert pinned.phases[1].l2_read_bytes == x
-    assert pinned.phases[1].terms["hbm"] == 0 < plain.phases[1].terms["hbm"]
+    assert plain.phases[2].hbm_read_bytes == x and pinned.phases[2].hbm_read_bytes == 0
+    assert pinned.phases[2].l2_read_bytes == x
+    assert pinned.phases[2].terms["hbm"] == 0 < plain.phases[2].terms["hbm"]
     assert pinned.time < plain.time
+
+
+def test_a_later_phase_rereads_what_l2_still_holds():
+    """L2 keeps the bytes the latest phases touched, least recently used evicted first: a second
+    pass over a tensor that fits finds it there, one after enough other traffic does not, nor
+    does one after traffic that evicts part of it (its misses evict, oldest first, the bytes it
+    reads next), nor a pass over a tensor larger than L2."""
+    target = load_target("m890")
+    x, cap = 24 * MiB, target.l2.bytes
+
+    def reread(between: int):
+        read = Phase("read", 128, 4, 2, 0, (Work("load", x, tensor="x"),), {})
+        other = Phase("other", 128, 4, 2, 0, (Work("load", between, tensor="y"),), {})
+        phases = (read, other, dataclasses.replace(read, name="again")) if between else (
+            read, dataclasses.replace(read, name="again"))
+        return estimate(Workload("r", phases, {"x": Tensor("x", x, "input"),
+                                               "y": Tensor("y", max(between, 1), "input")}),
+                        target).phases[-1]
+
+    assert reread(0).hbm_read_bytes == 0 and reread(0).l2_read_bytes == x
+    assert reread(cap).hbm_read_bytes == x
+    assert reread(cap - x - MiB).hbm_read_bytes == 0  # x and the other tensor both fit
+    assert reread(cap - x // 2).hbm_read_bytes == x  # half of x evicted: the rest thrashes
+    big = cap + 8 * MiB
+    sweep = Phase("sweep", 128, 4, 2, 0, (Work("load", big, tensor="z"),), {})
+    twice = Workload("z", (sweep, sweep), {"z": Tensor("z", big, "input")})
+    assert estimate(twice, target).phases[1].hbm_read_bytes == big
 
 
 def test_rereads_that_fit_in_l2_come_from_hbm_once():

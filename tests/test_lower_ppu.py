@@ -17,12 +17,14 @@ from test_alloc_sram import (
     RESHAPED,
     ROWMAX,
     SCALE,
+    SCALE_MANY,
     TWO_GRIDS,
     allocate,
     parse,
     programs,
     with_buffers,
 )
+from xdsl.dialects import arith
 from xdsl.dialects.builtin import FileLineColLoc, IntAttr, ModuleOp, StringAttr, UnknownLoc
 from zhenwu_cc.core import dtypes
 from zhenwu_cc.dialects import ppu, tile
@@ -280,6 +282,21 @@ def test_lowered_kernels_compute_what_numpy_does(name):
         assert got[key].dtype == value.dtype and got[key].shape == value.shape
         np.testing.assert_allclose(got[key].astype(np.float64), value.astype(np.float64),
                                    rtol=2e-3 if value.dtype == np.float16 else 1e-5, atol=1e-5)
+
+
+def test_loads_multi_buffered_across_tiles_take_the_slot_of_their_turn():
+    """A load alloc-sram multi-buffered across the tiles a CU runs in turn fills slot
+    (tile index // cus) mod depth: consecutive tiles of one CU alternate slots, and the kernel
+    still computes what numpy does."""
+    module = lower(SCALE_MANY)
+    (slot,) = ops_of(module, ppu.SlotOp)
+    turn = slot.index.owner
+    assert isinstance(turn, arith.FloorDivSIOp)
+    assert turn.rhs.owner.value.value.data == 8  # the launch's compute units
+    x = RNG.standard_normal((512, 512)).astype(np.float16)
+    got = execute(kernel_of(module), {"x": x}, sram_bytes=1 << 20)["y"]
+    np.testing.assert_allclose(got.astype(np.float64),
+                               np.exp(x.astype(np.float32) * 0.5).astype(np.float16), rtol=2e-3)
 
 
 @pytest.mark.parametrize("buffers", [1, 3])

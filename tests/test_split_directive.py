@@ -51,9 +51,19 @@ def test_every_reduction_takes_exactly_s_parts_and_stays_correct(expr, out, part
 
 
 def test_split_reaches_both_reductions_of_a_softmax():
-    """decompose moves `split p 8` from the softmax onto its max and its sum."""
-    compiled = zhenwu_cc.compile(ROWS.format(expr="softmax(x, axis=-1)", out="f32[R, C]", parts=8))
-    assert [t["parts"] for t in _split_grids(compiled)] == [8, 8]
+    """decompose moves `split p 8` from the softmax onto its max and its sum: one grid of 8
+    parts computes both in one pass over x (online max + sum, tiling/online.py); unfused, a
+    grid of 8 parts each."""
+    source = ROWS.format(expr="softmax(x, axis=-1)", out="f32[R, C]", parts=8)
+    compiled = zhenwu_cc.compile(source)
+    assert [t["parts"] for t in _split_grids(compiled)] == [8]
+    (online,) = [op for op in compiled.module("tile").ops.first.body.block.ops
+                 if used_tiles(op) is not None and used_tiles(op)["split"] is not None]
+    assert len(online.outs) == 2  # the partial maxima and the partial sums
+    unfused = zhenwu_cc.compile(source, fuse=False)
+    assert [t["parts"] for t in _split_grids(unfused)] == [8, 8]
+    kept_apart = zhenwu_cc.compile(source.replace("split y 8", "split y 8\n    fuse y off"))
+    assert [t["parts"] for t in _split_grids(kept_apart)] == [8, 8]
 
 
 def test_a_row_resident_reduction_asked_to_split_gets_the_split_grid():
@@ -63,7 +73,7 @@ def test_a_row_resident_reduction_asked_to_split_gets_the_split_grid():
     assert [t["parts"] for _, t in _grids(zhenwu_cc.compile(plain))] == [1]
     assert _split_grids(zhenwu_cc.compile(plain)) == []
     split = zhenwu_cc.compile(plain.replace("split y 1", "split y 4"))
-    assert [t["parts"] for t in _split_grids(split)] == [4, 4]
+    assert [t["parts"] for t in _split_grids(split)] == [4]  # max and sum in one pass
 
 
 def test_split_one_keeps_a_long_reduction_whole():
@@ -189,3 +199,46 @@ def test_the_compilers_own_split_never_drops_chunks_when_tiles_shrink():
     chunks = -(-n // t["step"])
     assert chunks % t["parts"] == 0
     assert k.check(seed=1).passed
+
+
+def test_online_softmax_split_keeps_special_values():
+    """The online max + sum grid (one pass, parts combined by rescaling) gives what the
+    reference gives where parts see only -inf, rows are all -inf, or hold +inf or NaN, and
+    the same finite values as the two-grid (unfused) program to rounding."""
+    import numpy as np
+
+    source = ROWS.replace("R = 40", "R = 6").format(expr="softmax(x, axis=-1)",
+                                                    out="f32[R, C]", parts=8)
+    x = np.random.default_rng(3).standard_normal((6, 1000)).astype(np.float32) * 30
+    x[1, :700] = -np.inf  # the first parts see only -inf
+    x[2, :] = -np.inf
+    x[3, 5] = np.inf
+    x[4, 999] = np.nan
+    x[5, 500:] = -np.inf  # the last parts see only -inf
+    fused = zhenwu_cc.compile(source)
+    assert len(_split_grids(fused)) == 1
+    got = fused.run({"x": x})["y"]
+    want = fused.reference({"x": x})["y"]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.isnan(got[2:5]).all() and not np.isnan(got[[0, 1, 5]]).any()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-30)
+    two_pass = zhenwu_cc.compile(source, fuse=False).run({"x": x})["y"]
+    np.testing.assert_allclose(got, two_pass, rtol=1e-5, atol=1e-30)
+
+
+@pytest.mark.parametrize("results", ["s, m", "m, s", "s"])
+def test_online_max_and_sum_whichever_grid_is_asked_for_first(results):
+    """A max and a sum of exp(x - max) written out (and returned in either order, the sum
+    alone too) share one split grid whose sum's parts are rescaled when combined: the sum's
+    grid, asked for first, has the max's grid compute it."""
+    out = ", ".join("f32[R, 1]" for _ in results.split(", "))
+    source = f"""kernel k<R = 4, C = 65000>(x: f32[R, C]) -> ({out}) {{
+    m = max(x, axis=-1, keepdims=true)
+    s = sum(exp(x - m), axis=-1, keepdims=true)
+    return {results}
+}}
+"""
+    compiled = zhenwu_cc.compile(source)
+    assert [len(op.outs) for op in compiled.module("tile").ops.first.body.block.ops
+            if used_tiles(op) is not None and used_tiles(op)["parts"] > 1] == [2]
+    assert compiled.check(seed=1).passed

@@ -40,6 +40,7 @@ refused again from memory.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from zhenwu_cc.core import attrs, dtypes
@@ -51,7 +52,7 @@ from zhenwu_cc.dialects import tile as tile_dialect
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.frontend.schedules import check_tile
 from zhenwu_cc.passes.alloc_sram import AllocSramPass, buffer_origin, sram_refusal
-from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, place_buffers, plan_grid
+from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, place_buffers, plan_grid, runs_in_turn
 from zhenwu_cc.passes.tile import TilePass
 from zhenwu_cc.passes.tiling.epilogue import ROW_PARTS
 from zhenwu_cc.passes.tiling.flash import (
@@ -105,11 +106,11 @@ class _Slot:
         self.offset = 0
 
 
-def _buffers_of(grid, buffers: int, alignment: int = 128, origins: list | None = None
-                ) -> tuple:
+def _buffers_of(grid, buffers: int, alignment: int = 128, origins: list | None = None,
+                across: bool = False) -> tuple:
     """A grid's planned buffers as data: (start, end, dtype, shape, depth); `origins` gets
     each buffer's (op name, span, order), as ZK0601 names them."""
-    plan = plan_grid(grid, buffers, alignment)
+    plan = plan_grid(grid, buffers, alignment, across)
     if origins is not None:
         origins.append(tuple((*buffer_origin(b), b.first.order) for b in plan.buffers))
     return tuple((b.start, b.end, dtypes.from_xdsl(b.first.value.type.element_type),
@@ -166,6 +167,14 @@ class _Sizes:
         return (self.tile, self.step, self.parts, self.build)
 
 
+def _key(target: str, depth: int, sizes: dict[str, _Sizes], cus: int) -> tuple:
+    """The structure key: the target, the `buffers` depth, each directive's classes and
+    whether its grid (if not a matmul's) has more tiles than CUs, which multi-buffers a
+    loop-less grid's loads across the tiles a CU runs in turn (alloc-sram)."""
+    return (target, depth, tuple(sorted(
+        (n, s.classes, s.kind == _GRID and math.prod(s.grid) > cus) for n, s in sizes.items())))
+
+
 def _blocked(size: int, block: int) -> tuple:
     """How a tile size meets an operand's scale blocks (`scales.scale_plan`): whole blocks
     (how many: the scale tile's size), inside one (how many tiles a block holds: the scale
@@ -194,12 +203,16 @@ class _Overflow(Exception):
 class _Template:
     """What one lowering of a structure key leaves for the others (see the module docstring)."""
 
-    def __init__(self, workload, specs, tile_plans, alloc_plans, sizes, alignment, depth):
+    def __init__(self, workload, specs, tile_plans, alloc_plans, sizes, alignment, depth,
+                 across_plans=None):
         self.workload = workload
         self.depth = depth  # the `buffers` depth it was lowered with
         self.specs = specs
         self.tile_plans = tile_plans
         self.alloc_plans = alloc_plans
+        # per phase: alloc-sram's plan multi-buffered across the tiles a CU runs in turn,
+        # which it takes where it fits (None: the grid is not such a grid)
+        self.across_plans = across_plans or [None] * len(specs)
         self.sizes = sizes  # per phase: the _Sizes it was lowered with (None: no directive)
         self.alignment = alignment
         self.trusted = False
@@ -236,15 +249,28 @@ class _Template:
                 _place(self.alloc_plans[i], dim, self.alignment, slots)
             if sram > capacity and refused is None:  # alloc-sram, after `tile`: ZK0601
                 refused = self._alloc_refusal(i, sram, placed, capacity)
+            sram, buffers = self.alloc_peak(i, dim, capacity, sram, slots)
             const = ((lambda c, a=probe.trips, b=new.trips: b if c == a else c)
                      if probe.parts > 1 else None)
             phases.append(phase_of(self.specs[i], self.workload.tensors, new.grid, new.trips,
-                                   sram, tile, dim, const, new.live,
-                                   slots(self.specs[i].buffers)))
+                                   sram, tile, dim, const, new.live, buffers))
         if refused is not None:
             raise _Refused(refused)
         w = self.workload
         return Workload(w.kernel, tuple(phases), w.tensors, w.flops_by_dtype), changed
+
+    def alloc_peak(self, i: int, dim, capacity: int, plain: int, slots=_same
+                   ) -> tuple[int, int]:
+        """(SRAM peak, buffers) of phase i as alloc-sram plans it with tile dimensions mapped by
+        `dim` (and depths by `slots`): multi-buffered across the tiles a CU runs in turn where
+        that fits, else `plain` (the peak of its plain plan) with that plan's depth."""
+        for plan, peak in ((self.across_plans[i], None), (self.alloc_plans[i], plain)):
+            if plan is None:
+                continue
+            peak = _place(plan, dim, self.alignment, slots)[0] if peak is None else peak
+            if peak <= capacity or plan is self.alloc_plans[i]:
+                return peak, max((slots(depth) for *_, depth in plan), default=1)
+        raise AssertionError("every phase has a plain plan")
 
     def _alloc_refusal(self, i: int, peak: int, slots: list, capacity: int):
         """ZK0601 as `alloc-sram` raises it for grid `i` with these buffers."""
@@ -316,7 +342,7 @@ class FastCoster:
         except _Fallback:  # `tile s` and `tile o` disagree: `tile` says how (ZK0618)
             return self._full(tiles, split_k, buffers, target)
         asked = {name: given[0] for name, given in directives.items()}
-        key = (target, depth, tuple(sorted((n, s.classes) for n, s in sizes.items())))
+        key = _key(target, depth, sizes, loaded.compute_units)
         template = self._template(key)
         if template is None:
             exact = (key, tuple(sorted(directives.items())))
@@ -489,8 +515,8 @@ class FastCoster:
             live = self._live(flash, build[0], build[2]) if flash is not None else None
             smaller = _Sizes(first.kind, build, first.parts, out, mm, blocks, flash, live,
                              first.spell)
-            other = (key[0], key[1], tuple(sorted(
-                (n, (smaller if s is first else s).classes) for n, s in sizes.items())))
+            other = _key(key[0], key[1], {n: smaller if s is first else s
+                                          for n, s in sizes.items()}, target.compute_units)
             template = self._template(other)
             if template is None:
                 raise _Fallback
@@ -507,7 +533,7 @@ class FastCoster:
         module = other._zk.clone()
         ctx = make_context()
         depth = key[1]
-        tile_plans = alloc_plans = None
+        tile_plans = alloc_plans = across_plans = None
         row_parts = False
         alignment = 128
         spans, about, origins = {}, [], []
@@ -527,6 +553,9 @@ class FastCoster:
             elif isinstance(p, AllocSramPass):
                 alignment = p.alignment
                 alloc_plans = [_buffers_of(g, depth, alignment, origins) for g in grids]
+                across_plans = [_buffers_of(g, depth, alignment, across=True)
+                                if runs_in_turn(g, loaded.compute_units) else None
+                                for g in grids]
                 source = f"target `{p.target}`"  # the default pipeline's (no sram-bytes)
                 about = [(g.role.data, span_of(g), source) for g in grids]
         kernel = module.ops.first
@@ -536,9 +565,9 @@ class FastCoster:
         specs = [phase_spec(op, names, written) for op in kernel.body.block.ops
                  if isinstance(op, ppu.LaunchOp)]
         template = _Template(workload, specs, tile_plans, alloc_plans,
-                             [None] * len(specs), alignment, depth)
+                             [None] * len(specs), alignment, depth, across_plans)
         template.spans, template.grids, template.origins = spans, about, origins
-        template.slow = row_parts or not _derivable(template, sizes)
+        template.slow = row_parts or not _derivable(template, sizes, loaded.sram_per_cu)
         if depth > 1 and not template.slow and None not in template.sizes:
             key = (key[0], _MULTI, key[2])
         self.templates[key] = template
@@ -554,7 +583,7 @@ class FastCoster:
                 self.shrink[name] = tiler.k_multiple(mm) if mm is not None else 1
 
 
-def _derivable(template: _Template, sizes: dict[str, _Sizes]) -> bool:
+def _derivable(template: _Template, sizes: dict[str, _Sizes], capacity: int) -> bool:
     """Whether the fast path can derive this template's numbers: one grid per directive (per
     flash group), of the kind its sizes come from, lowered with exactly those tiles, grid,
     steps and skipped steps, and SRAM plans that give the lowered peaks."""
@@ -576,7 +605,8 @@ def _derivable(template: _Template, sizes: dict[str, _Sizes]) -> bool:
         if (phase.tile.sizes, phase.tile.step, phase.tile.parts) != s.vars()[:3] \
                 or spec.grid != s.grid or spec.trips != s.trips or spec.live != s.live:
             return False
-        if _place(template.alloc_plans[i], _same, template.alignment)[0] != phase.sram_bytes:
+        plain = _place(template.alloc_plans[i], _same, template.alignment)[0]
+        if template.alloc_peak(i, _same, capacity, plain) != (phase.sram_bytes, phase.buffers):
             return False
         template.sizes[i] = s
     return True

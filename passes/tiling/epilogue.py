@@ -22,13 +22,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from xdsl.dialects.builtin import DenseArrayBase, DictionaryAttr, IntegerAttr, TensorType, i64
+from xdsl.dialects.builtin import DenseArrayBase, DictionaryAttr, IntegerAttr, i64
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.core import attrs, dtypes
 from zhenwu_cc.dialects import zk
 from zhenwu_cc.passes.tiling.directives import split_k_asked
 from zhenwu_cc.passes.tiling.fusion import exclusive, path_ops
-from zhenwu_cc.passes.tiling.requests import Req, shape_of
+from zhenwu_cc.passes.tiling.requests import shape_of
 from zhenwu_cc.passes.tiling.sizes import halve_matmul, k_steps
 from zhenwu_cc.passes.tiling.split import split_parts
 
@@ -140,7 +140,7 @@ def _last_axis(op: zk.ReduceOp) -> bool:
             and tuple(op.axis_list) == (len(shape_of(op.input)) - 1,))
 
 
-class OnlineReductions:
+class EpilogueReductions:
     """The matches of one kernel (found once per `tile` run) and, once a grid computed one, its
     parts: `grid_for` asks `match` of every value it builds; `Grid` asks `combine`."""
 
@@ -157,7 +157,6 @@ class OnlineReductions:
             g = OnlineGroup(tuple(matches))
             self.by_op[id(g.x.owner)] = g
             self.by_op.update((id(op), g) for m in matches for op in (m.mx, m.total))
-        self.parts: dict[Operation, tuple[SSAValue, SSAValue, int, OnlineMatch]] = {}
         self.claimed: set[int] = set()  # ops a flash-attention grid computes (`claim`)
 
     def claim(self, ops) -> None:
@@ -184,30 +183,8 @@ class OnlineReductions:
         g = self.match(v)
         return g is not None and v is g.x
 
-    def combine(self, g, op: Operation, req: Req) -> SSAValue:
-        """The tile `req` of the sum, from its parts (module docstring)."""
-        maxima, sums, parts, m = self.parts[op]
-        loc = op.location
-        sub = Req((g.zero, *req.idx), (parts, *req.sizes), (0, *req.base), (parts, *req.bound),
-                  0.0)
-        tile_max = g.load(maxima, sub, loc)
-        whole = g.emit(zk.ReduceMaxOp(tile_max, [0], True), loc)
-        shift = finite(g, whole, loc) if m.shift else whole
-        scale = g.emit(zk.ExpOp(g.emit(zk.SubOp(finite(g, tile_max, loc), shift), loc)), loc)
-        scaled = g.emit(zk.MulOp(g.load(sums, sub, loc), scale), loc)
-        total = g.emit(zk.ReduceSumOp(scaled, [0], True), loc)
-        return g.emit(zk.ReshapeOp(total, req.sizes), loc)
 
-
-def finite(g, m: SSAValue, loc) -> SSAValue:
-    """m where it is finite, else 0."""
-    inf = g.emit(zk.ConstantOp(math.inf, TensorType(F32, [])), loc)
-    ok = g.emit(zk.CompareOp("lt", g.emit(zk.AbsOp(m), loc), inf), loc)
-    zero = g.emit(zk.ConstantOp(0.0, TensorType(F32, [])), loc)
-    return g.emit(zk.SelectOp(ok, m, zero), loc)
-
-
-def online_grid(tiler, v: SSAValue, m: OnlineGroup) -> SSAValue:
+def epilogue_grid(tiler, v: SSAValue, m: OnlineGroup) -> SSAValue:
     """Build the matmul grid that keeps the parts (and `x` where read elsewhere), register them
     with the tiler, and return `v`'s tensor."""
     directive = tiler.directive(m.x, m.mm)
@@ -225,9 +202,10 @@ def online_grid(tiler, v: SSAValue, m: OnlineGroup) -> SSAValue:
     grid = built[0]
     *stored, maxima, sums = grid.res
     parts = maxima.type.get_shape()[0]
-    for one in m.matches:
+    for one in m.matches:  # combined where used (`Grid._combine_partials`)
         tiler.partials[one.mx] = (maxima, parts)
-        tiler.online.parts[one.total] = (maxima, sums, parts, one)
+        tiler.partials[one.total] = (sums, parts)
+        tiler.online[one.total] = maxima, bool(one.shift)
     if stored:
         stored[0].name_hint = m.x.name_hint
         tiler.materialized[m.x] = stored[0]
@@ -246,7 +224,7 @@ def _build(tiler, m: OnlineGroup, tm: int, tn: int, tk: int):
     x = g.tile_of(m.x, req)
     scores = g.mask(x, req, last, -math.inf, loc) if shape[-1] % tn else x
     row_max = g.emit(zk.ReduceMaxOp(scores, [last], True), loc)
-    e = g.emit(zk.ExpOp(g.emit(zk.SubOp(scores, finite(g, row_max, loc)), loc)), loc)
+    e = g.emit(zk.ExpOp(g.emit(zk.SubOp(scores, g.finite(row_max, loc)), loc)), loc)
     row_sum = g.emit(zk.ReduceSumOp(e, [last], True), loc)
     parts = -(-shape[-1] // tn)
     rows = (*shape[:-1], 1)

@@ -219,7 +219,7 @@ def build_flash(tiler, v: SSAValue, f: FlashMatch, bq: int, bd: int, bkv: int, t
         if n % bkv:
             x = g.mask(x, s_req, last, -math.inf, loc)
         m_new = g.emit(zk.MaxOp(m_run, g.emit(zk.ReduceMaxOp(x, [last], True), loc)), loc)
-        shift = _finite(g, m_new, loc)  # 0 while a row has seen only -inf: no inf - inf
+        shift = g.finite(m_new, loc)  # 0 while a row has seen only -inf: no inf - inf
         e = g.emit(zk.ExpOp(g.emit(zk.SubOp(x, shift), loc)), loc)
         alpha = g.emit(zk.ExpOp(g.emit(zk.SubOp(m_run, shift), loc)), loc)
         l_new = g.emit(zk.AddOp(g.emit(zk.MulOp(l_run, alpha), loc),
@@ -244,14 +244,6 @@ def build_flash(tiler, v: SSAValue, f: FlashMatch, bq: int, bd: int, bkv: int, t
         out = g.emit(zk.CastOp(out, pv.result.type.element_type), loc)
     g.anchors[pv] = (req, out)
     return tiler.store_root(g, v, req, "attention", bkv, loc)
-
-
-def _finite(g, m: SSAValue, loc) -> SSAValue:
-    """m where it is finite, else 0."""
-    inf = g.emit(zk.ConstantOp(math.inf, TensorType(F32, [])), loc)
-    finite = g.emit(zk.CompareOp("lt", g.emit(zk.AbsOp(m), loc), inf), loc)
-    zero = g.emit(zk.ConstantOp(0.0, TensorType(F32, [])), loc)
-    return g.emit(zk.SelectOp(finite, m, zero), loc)
 
 
 def discount_masked_flops(kernel: zk.KernelOp, f: FlashMatch, visible: float) -> None:

@@ -1,9 +1,10 @@
 """Who may be fused in the `tile` pass: the hook the fusions of issue 14 (flash attention's
-online softmax, row reductions in a matmul's epilogue, fused operand chains) ask before they put
-a value in a fused group, and the refusal of every `fuse NAME off` that none of them asked about
-(ZK0608): a directive is honoured or refused, never dropped. Fusion is off for the whole kernel with the pass option
-`tile{fuse=false}` (`--no-fuse`, `zhenwu_cc.compile(..., fuse=False)`): the unfused baseline
-that `cost --baseline` compares with."""
+online softmax, row reductions in a matmul's epilogue, a split softmax's online max + sum,
+fused operand chains) ask before they put a value in a fused group, and the refusal of every
+`fuse NAME off` that none of them asked about (ZK0608): a directive is honoured or refused,
+never dropped. Fusion is off for the whole kernel with the pass option `tile{fuse=false}`
+(`--no-fuse`, `zhenwu_cc.compile(..., fuse=False)`): the unfused baseline that
+`cost --baseline` compares with."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from zhenwu_cc.dialects.loc import span_at, span_of
 FUSED_GROUPS = ("the `tile` pass fuses `softmax(s) @ v` into one flash-attention grid (both "
                 "matmuls, the softmax and the scores' epilogue), the max and sum of "
                 "`logsumexp`/`softmax`/`log_softmax` of a matmul's result into the matmul's "
-                "grid, and matmuls that share their left operand and are combined elementwise "
-                "into one grid (SwiGLU)")
+                "grid, a split softmax's max and sum into one pass over its input, and matmuls "
+                "that share their left operand and are combined elementwise into one grid "
+                "(SwiGLU)")
 
 
 class FuseControl:

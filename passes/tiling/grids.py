@@ -146,7 +146,7 @@ class Grid:
         if attrs.TILE in op.attributes and v is not self.root and has_own_grid(
                 v, self.anchors, self.tiler.partials):
             return []  # `_generate` loads it from the grid its directive sizes
-        if v is not self.root and (self.tiler.joint_root(v) or self.tiler.online.stores(v)):
+        if v is not self.root and (self.tiler.joint_root(v) or self.tiler.epilogue.stores(v)):
             return []  # `_generate` loads it from its joint (or online-reduction) matmul grid
         if isinstance(op, zk.ELEMENTWISE_OPS):
             return [(x, operand_req(req, shape_of(v), shape_of(x), 0.0, self.zero), op.location)
@@ -183,8 +183,6 @@ class Grid:
         tiler = self.tiler
         if v.owner in tiler.partials:
             return self._combine_partials(v.owner, req)
-        if v.owner in tiler.online.parts:
-            return tiler.online.combine(self, v.owner, req)
         if v in tiler.materialized:
             return self.load(tiler.materialized[v], req, user or tiler.loc_of(v))
         op = v.owner
@@ -192,7 +190,7 @@ class Grid:
         held = self.anchors.get(op)
         if held is not None and req.key() == held[0].key():
             return held[1]
-        if v is not self.root and (tiler.joint_root(v) or tiler.online.stores(v)):
+        if v is not self.root and (tiler.joint_root(v) or tiler.epilogue.stores(v)):
             return self.load(tiler.ensure(v), req, user or loc)
         if attrs.TILE in op.attributes:
             if v is not self.root and has_own_grid(v, self.anchors, tiler.partials):
@@ -233,7 +231,8 @@ class Grid:
     def _combine_partials(self, op: Operation, req: Req) -> SSAValue:
         """A tile of a value computed in parts (a split-K matmul's f32 partial sums, a split
         reduction's partial results): the parts combined by the op's reduction (a mean's sum
-        scaled once), in the op's result type."""
+        scaled once; an online sum's parts rescaled to the shift of the largest of their maxima
+        first: tiling.online, tiling.epilogue), in the op's result type."""
         partials, split = self.tiler.partials[op]
         loc = op.location
         sub = Req((self.zero, *req.idx), (split, *req.sizes), (0, *req.base),
@@ -241,7 +240,16 @@ class Grid:
         if isinstance(op, zk.ArgmaxOp):
             return self._combine_argmax(op, self.load(partials, sub, loc), sub, req)
         kind = "sum" if isinstance(op, zk.MatmulOp) else reduce_kind(op)
-        total = self.emit(reduce_op(kind, self.load(partials, sub, loc), [0]), loc)
+        parts = self.load(partials, sub, loc)
+        if op in self.tiler.online:  # each part's sum of exp(x - finite(its max)): rescaled
+            held, guarded = self.tiler.online[op]  # to the row's shift, the sum's own
+            maxima = self.load(held, sub, loc)
+            top = self.emit(zk.ReduceMaxOp(maxima, [0], True), loc)
+            shift = self.finite(top, loc) if guarded else top
+            rescale = self.emit(zk.ExpOp(self.emit(zk.SubOp(self.finite(maxima, loc), shift),
+                                                   loc)), loc)
+            parts = self.emit(zk.MulOp(parts, rescale), loc)
+        total = self.emit(reduce_op(kind, parts, [0]), loc)
         total = self.emit(zk.ReshapeOp(total, req.sizes), loc)
         if isinstance(op, zk.ReduceMeanOp):
             n = math.prod(shape_of(op.input)[a] for a in op.axis_list)
@@ -412,6 +420,14 @@ class Grid:
     def scale(self, t: SSAValue, factor: float, loc) -> SSAValue:
         c = self.emit(zk.ConstantOp(factor, TensorType(t.type.element_type, [])), loc)
         return self.emit(zk.MulOp(t, c), loc)
+
+    def finite(self, m: SSAValue, loc) -> SSAValue:
+        """m where it is finite, else 0: the shift of a running max that has seen only -inf
+        (no inf - inf) or holds +inf, as `decompose`'s guarded max."""
+        inf = self.emit(zk.ConstantOp(math.inf, TensorType(F32, [])), loc)
+        ok = self.emit(zk.CompareOp("lt", self.emit(zk.AbsOp(m), loc), inf), loc)
+        zero = self.emit(zk.ConstantOp(0.0, TensorType(F32, [])), loc)
+        return self.emit(zk.SelectOp(ok, m, zero), loc)
 
     def mask(self, t: SSAValue, req: Req, dim: int, fill: float, loc) -> SSAValue:
         """Replace the overhang of edge tiles along `dim` by `fill`."""

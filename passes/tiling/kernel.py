@@ -26,11 +26,12 @@ from zhenwu_cc.passes.tiling.flash import (
     match_flash,
     shrink_flash,
 )
-from zhenwu_cc.passes.tiling.epilogue import OnlineReductions, online_grid
+from zhenwu_cc.passes.tiling.epilogue import EpilogueReductions, epilogue_grid
 from zhenwu_cc.passes.tiling.fuse_control import FuseControl
 from zhenwu_cc.passes.tiling import joint
 from zhenwu_cc.passes.tiling.fusion import MatmulCones, matmul_grid_of
 from zhenwu_cc.passes.tiling.grids import Grid, combine, identity, reduce_kind, reduce_op
+from zhenwu_cc.passes.tiling.online import online_grid
 from zhenwu_cc.passes.tiling.requests import (
     Req,
     dtype_of,
@@ -79,6 +80,7 @@ class KernelTiler:
         # split-K matmuls and split reductions: their partials tensor and part count
         self.partials: dict[Operation, tuple[SSAValue, int]] = {}
         self.partial_positions: dict[zk.ArgmaxOp, SSAValue] = {}  # a split argmax's indices
+        self.online: dict[Operation, tuple[SSAValue, bool]] = {}  # sum -> (maxima, guarded)
         # the fraction of scores a flash grid's mask lets through, where it skips blocks
         self.visible: dict[zk.MatmulOp, float] = {}
         self.cones = MatmulCones()  # what each elementwise op is computed from (tiling.joint)
@@ -92,7 +94,7 @@ class KernelTiler:
         self.directives = Directives()
         self.splits = Splits()
         self.fusion = FuseControl(kernel, fuse)  # the fusions ask it (`fuse NAME off`, --no-fuse)
-        self.online = OnlineReductions(self.block, self.fusion, tile_budget(target))
+        self.epilogue = EpilogueReductions(self.block, self.fusion, tile_budget(target))
         self.nesting = 0  # grids being built, one inside another (see ensure_from_top)
 
     def loc_of(self, v: SSAValue):
@@ -168,14 +170,14 @@ class KernelTiler:
         mms = self.joint_of(v)
         if mms is not None:
             return joint.joint_grid(self, v, mms)
-        if (online := self.online.match(v)) is not None:
-            return online_grid(self, v, online)
+        if (group := self.epilogue.match(v)) is not None:
+            return epilogue_grid(self, v, group)
         mm = matmul_grid_of(op, self.partials) if isinstance(op, Operation) else None
         if mm is not None:
             flash = match_flash(mm)
             if (flash is not None and not flash.asks_split(v)
                     and self.fusion.allows_all(flash.group())):
-                self.online.claim(flash.group())
+                self.epilogue.claim(flash.group())
                 return self.flash_grid(v, flash)
             return self.matmul_grid(v, mm)
         if isinstance(op, (zk.ReduceOp, zk.ArgmaxOp)):
@@ -205,8 +207,6 @@ class KernelTiler:
 
     def k_multiple(self, mm: zk.MatmulOp) -> int:
         return k_multiple(mm, self.fp8_fast)
-
-    # -- tile sizes --
 
     # -- grids --
     def new_grid(self, rank: int, loc, root: SSAValue | None = None) -> Grid:
@@ -352,6 +352,9 @@ class KernelTiler:
             split = split_parts(op)
             chunk = self.splits.chunk(op, in_shape[axis], chunk)
             shrink = keep_last(halve_largest)
+        both = online_grid(self, v, op, (*out_sizes, chunk), split, shrink) if split > 1 else None
+        if both is not None:  # a softmax's max and sum in one grid (tiling.online)
+            return both
         if split > 1:
             built = []
 
@@ -670,7 +673,6 @@ class KernelTiler:
         grid = g.finish([out.result], "copy", counts, [(tt, 0, idx, None)])
         record_directive(grid, self.directive(v))
         return self.add(grid, loc)
-
 
 
 def sram_overflow(name: str, what: str, sizes, peak: int, buffers, target, capacity: int,

@@ -300,14 +300,18 @@ def _mma_flops(workload: Workload) -> dict[str, int]:
 
 # ---- one phase ----------------------------------------------------------------------------------
 class _L2Contents:
-    """What L2 holds between phases: pinned tensors once first touched, and intermediates a
-    phase stores while they fit (a later phase reads them back from L2, as a write-back cache
-    serves a split-K reduction). The rest of L2 is the capacity streaming re-reads can use."""
+    """What L2 holds between phases: pinned tensors once first touched, intermediates a phase
+    stores while they fit (a later phase reads them back from L2, as a write-back cache serves a
+    split-K reduction), and the bytes the latest phases read or wrote, least recently used
+    evicted first (`recent`: a softmax's second pass over rows that fit L2 finds them there).
+    `free` is the capacity streaming re-reads can use."""
 
     def __init__(self, target: Target, workload: Workload):
         self.tensors = workload.tensors
         self.free = target.l2.bytes - sum(t.bytes for t in self.tensors.values() if t.l2_resident)
         self.present: set[str] = set()
+        # tensor -> [bytes its last touch brought in, bytes of those still in L2], oldest first
+        self.recent: dict[str, list[float]] = {}
 
     def store(self, name: str) -> bool:
         """Whether a store to `name` stays in L2 (no HBM write)."""
@@ -319,14 +323,45 @@ class _L2Contents:
         if t.bytes <= self.free:
             self.free -= t.bytes
             self.present.add(name)
+            self.recent.pop(name, None)
+            self._evict()
             return True
         return False
 
+    def hit(self, name: str) -> float:
+        """The share of `name`'s bytes an earlier phase left in L2 for a pass over it to find.
+        None once any of them was evicted: the pass reads them in the order they came in, so
+        under LRU each miss evicts the oldest bytes still there, the very ones it reads next."""
+        t = self.tensors.get(name)
+        touched, kept = self.recent.get(name, (0.0, 0.0))
+        return min(1.0, kept / t.bytes) if t is not None and t.bytes and kept >= touched else 0.0
+
     def touch(self, phase: Phase) -> None:
+        """After `phase`: the bytes it loaded or stored are the most recently used."""
         for w in phase.work:
             t = self.tensors.get(w.tensor)
-            if t is not None and t.l2_resident:
+            if t is None or w.kind not in ("load", "store"):
+                continue
+            if t.l2_resident:
                 self.present.add(t.name)
+            if t.l2_resident or t.name in self.present:
+                continue
+            seen = phase.unique_load_bytes.get(t.name, w.amount) if w.kind == "load" else w.amount
+            before = self.recent.pop(t.name, [0.0, 0.0])
+            touched = min(t.bytes, max(before[0], seen))
+            self.recent[t.name] = [touched, touched]
+        self._evict()
+
+    def _evict(self) -> None:
+        over = sum(kept for _, kept in self.recent.values()) - max(self.free, 0)
+        for name in list(self.recent):
+            if over <= 0:
+                break
+            drop = min(over, self.recent[name][1])
+            self.recent[name][1] -= drop
+            over -= drop
+            if not self.recent[name][1]:
+                del self.recent[name]
 
 
 def _hbm_fractions(phase: Phase, tensors: dict[str, Tensor], target: Target,
@@ -339,6 +374,7 @@ def _hbm_fractions(phase: Phase, tensors: dict[str, Tensor], target: Target,
     panels of a tensor each panel of which `reuse` tiles read; re-reads inside a wave hit L2 in
     the share of that wave's distinct bytes L2 can hold, re-reads across waves in the share of the
     tensor's unique bytes it can hold. L2-resident tensors come from HBM only on first touch.
+    A first read finds in L2 the share of the tensor an earlier phase left there (`l2.hit`).
     """
     loads: dict[str, int] = {}
     for w in phase.work:
@@ -352,6 +388,7 @@ def _hbm_fractions(phase: Phase, tensors: dict[str, Tensor], target: Target,
         t = tensors.get(name)
         unique = min(phase.unique_load_bytes.get(name, total), total)
         reuse[name] = total / unique if 0 < unique < total else 1.0
+        cold = 1.0 - l2.hit(name)  # of its first reads, those an earlier phase left no copy of
         if name in l2.present:
             fractions[name] = 0.0
         elif t is not None and t.l2_resident:
@@ -360,14 +397,15 @@ def _hbm_fractions(phase: Phase, tensors: dict[str, Tensor], target: Target,
             per_tile = total / phase.tiles
             wave_distinct = min(unique, a * per_tile / min(total / unique, group))
             across = min(max(phase.tiles / a * wave_distinct, unique), total)
-            reread[name] = (total, unique, wave_distinct, across)
+            reread[name] = (total, unique, wave_distinct, across, cold)
         else:
-            fractions[name] = 1.0
+            fractions[name] = cold
     if reread:
         keep_phase = min(1.0, capacity / max(sum(r[1] for r in reread.values()), 1))
         keep_wave = min(1.0, capacity / max(sum(r[2] for r in reread.values()), 1))
-        for name, (total, unique, _, across) in reread.items():
-            hbm = unique + (across - unique) * (1 - keep_phase) + (total - across) * (1 - keep_wave)
+        for name, (total, unique, _, across, cold) in reread.items():
+            hbm = (unique * cold + (across - unique) * (1 - keep_phase)
+                   + (total - across) * (1 - keep_wave))
             fractions[name] = hbm / total
     return fractions, reuse
 
