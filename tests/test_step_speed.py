@@ -28,3 +28,34 @@ def test_a_passing_verification_prints_nothing(monkeypatch, name, defines):
     monkeypatch.setattr(Printer, "print_attribute", printed)
     for module in modules:
         module.verify()
+
+
+def test_a_kernel_evaluated_again_reuses_its_numerics_check(monkeypatch):
+    """`serve` keeps compiled kernels: evaluating one again with the same seed, sample, budget
+    and host memory limit gives the record of the first check without running it again (the
+    check was most of a repeated eval); any of those changed runs it anew."""
+    from zhenwu_cc.api import CompiledKernel
+    from zhenwu_cc.evaluate import evaluate
+
+    k = zhenwu_cc.compile(EXAMPLES / "gemm.zk", defines={"M": 64, "N": 64, "K": 64})
+    runs = []
+    check = CompiledKernel.check
+
+    def counted(self, *args, **kwargs):
+        runs.append(kwargs.get("seed"))
+        return check(self, *args, **kwargs)
+
+    monkeypatch.setattr(CompiledKernel, "check", counted)
+    first = evaluate(k, with_hints=False)
+    again = evaluate(k, with_hints=False)
+    assert runs == [0]
+    assert again.record == first.record and again.text == first.text
+    again.record["numerics"]["outputs"].clear()  # a caller's edit stays in its own record
+    assert evaluate(k, with_hints=False).record == first.record
+    evaluate(k, seed=1, with_hints=False)
+    assert runs == [0, 1]
+    monkeypatch.setenv("ZHENWU_MAX_HOST_BYTES", "1K")
+    small = evaluate(k, with_hints=False)
+    assert runs == [0, 1, 0]
+    assert small.record["numerics"]["status"] == "skipped"
+    assert [d.code for d in small.diagnostics] == ["ZK0505"]  # the run does not fit 1 KiB
