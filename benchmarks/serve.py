@@ -5,8 +5,8 @@
    - edited: the source differs every request (a comment line), as an agent's step does, so
      nothing is cached: compile, numerics check, cost, hints (each hint's edits compiled);
    - edited, no hints: the same without hints (`"hints": false`);
-   - repeated: the same source again (the compiled kernel and the hints' edits cached; the
-     numerics check still runs).
+   - repeated: the same source again (the compiled kernel, the hints' edits and the numerics
+     check cached).
    Goal (issue 16): under 100 ms.
 2. One server process, 1,000 requests (cost, check and eval on sources that differ every time,
    so the caches fill up to their bounds and then evict, plus bad requests): its resident memory
@@ -104,7 +104,7 @@ def main() -> None:
           f"{args.repeats}:")
     for key, what in (("edited_ms", "edited source (nothing cached), with hints "),
                       ("edited_no_hints_ms", "edited source, no hints                    "),
-                      ("repeated_ms", "same source again (kernel and edits cached)")):
+                      ("repeated_ms", "same source again (kernel+edits+check kept)")):
         wall, cpu = step[key]
         print(f"  {what}: {wall:7.1f} ms wall, {cpu:7.1f} ms CPU")
     rows = session(args.requests)

@@ -173,9 +173,10 @@ class KernelOp(IRDLOperation):
         if self.arg_attrs is not None:
             _check(len(self.arg_attrs.data) == len(inputs), "one attribute dict per argument")
         for t in (*inputs, *outputs, *(r.type for op in self.body.walk() for r in op.results)):
-            if isinstance(t, TensorType):  # tiling divides by extents: none may be 0
-                _check(all(d >= 1 for d in t.get_shape()),
-                       f"tensor dimensions must be >= 1, got {t}")
+            # tiling divides by extents: none may be 0 (the message is printed only on failure:
+            # printing a type is most of a passing verification's time)
+            if isinstance(t, TensorType) and not all(d >= 1 for d in t.get_shape()):
+                _check(False, f"tensor dimensions must be >= 1, got {t}")
         self._verify_schedule_attributes()
         ret = block.last_op
         _check(isinstance(ret, ReturnOp), "a kernel must end with zk.return")
@@ -186,19 +187,20 @@ class KernelOp(IRDLOperation):
         """What the schedule puts on the kernel, as the passes read it (hand-written IR may say
         anything: `zk.accumulate = index` once crashed `tile`)."""
         count = self.attributes.get(attrs.BUFFERS)
-        _check(count is None or (isinstance(count, IntegerAttr)
-                                 and 1 <= count.value.data <= attrs.MAX_BUFFERS),
-               f"{attrs.BUFFERS} must be an integer in 1..{attrs.MAX_BUFFERS}, got {count}")
+        if not (count is None or (isinstance(count, IntegerAttr)
+                                  and 1 <= count.value.data <= attrs.MAX_BUFFERS)):
+            _check(False, f"{attrs.BUFFERS} must be an integer in 1..{attrs.MAX_BUFFERS}, "
+                   f"got {count}")
         acc = self.attributes.get(attrs.ACCUMULATE)
-        names = ", ".join(dtypes.ACCUMULATORS)
-        _check(acc is None or (dtypes.is_known_xdsl(acc)
-                               and dtypes.from_xdsl(acc).name in dtypes.ACCUMULATORS),
-               f"{attrs.ACCUMULATE} must be one of the types {names}, got {acc}")
+        if not (acc is None or (dtypes.is_known_xdsl(acc)
+                                and dtypes.from_xdsl(acc).name in dtypes.ACCUMULATORS)):
+            _check(False, f"{attrs.ACCUMULATE} must be one of the types "
+                   f"{', '.join(dtypes.ACCUMULATORS)}, got {acc}")
         mode = self.attributes.get(attrs.ACCUMULATE_MODE)
-        _check(mode is None or (isinstance(mode, StringAttr)
-                                and mode.data in attrs.ACCUMULATE_MODES),
-               f"{attrs.ACCUMULATE_MODE} must be one of "
-               f"{', '.join(map(repr, attrs.ACCUMULATE_MODES))}, got {mode}")
+        if not (mode is None or (isinstance(mode, StringAttr)
+                                 and mode.data in attrs.ACCUMULATE_MODES)):
+            _check(False, f"{attrs.ACCUMULATE_MODE} must be one of "
+                   f"{', '.join(map(repr, attrs.ACCUMULATE_MODES))}, got {mode}")
 
     def print(self, printer: Printer) -> None:
         printer.print_string(" ")

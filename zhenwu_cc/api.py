@@ -50,6 +50,7 @@ class CompiledKernel:
         self._cast = None
         self._verify_each = True
         self._fast = None  # fast_cost()'s templates
+        self._numerics: dict = {}  # `evaluate`'s numerics checks, by seed, sample and budget
         self.source: tuple[str, str | None] | None = None  # the .zk text and kernel name
 
     # -- the program --

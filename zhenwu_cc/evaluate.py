@@ -92,13 +92,31 @@ def evaluate(compiled, *, check: bool = True, seed: int = 0, sample: int | None 
 
 
 def _numerics(compiled, check: bool, seed: int, sample, max_rel_l2):
-    """(the record's numerics entry, diagnostics, the checks or None when not run)."""
+    """(the record's numerics entry, diagnostics, the checks or None when not run). A kernel
+    evaluated again (`serve` keeps compiled kernels) reuses its check: the same program, seed,
+    sample, budget and host memory limit give the same verdict, and the check is most of a
+    repeated eval's time."""
+    import copy
+    import os
+
+    from zhenwu_cc.runtime.units import MAX_HOST_BYTES_ENV
+
+    if not check:
+        return ({"status": "skipped", "reason": "--no-check", "seed": None,
+                 "budget_rel_l2": DEFAULT_BUDGET if max_rel_l2 is None else max_rel_l2,
+                 "outputs": []}, [], None)
+    key = (seed, sample, max_rel_l2, os.environ.get(MAX_HOST_BYTES_ENV))
+    if key not in compiled._numerics:
+        compiled._numerics[key] = _check(compiled, seed, sample, max_rel_l2)
+    numerics, diags, checks = compiled._numerics[key]
+    return copy.deepcopy(numerics), list(diags), checks
+
+
+def _check(compiled, seed: int, sample, max_rel_l2):
+    """`_numerics` with the check run."""
     from zhenwu_cc.core.diagnostics import CompileError
 
     budget = DEFAULT_BUDGET if max_rel_l2 is None else max_rel_l2
-    if not check:
-        return ({"status": "skipped", "reason": "--no-check", "seed": None,
-                 "budget_rel_l2": budget, "outputs": []}, [], None)
     try:
         result = compiled.check(seed=seed, sample=sample, max_rel_l2=max_rel_l2)
     except CompileError as exc:

@@ -1,8 +1,8 @@
 """`ppu` program -> `Workload`: what each launch asks of the DMA, tensor and vector engines.
 
 Counts are exact: a DMA's bytes are summed over every tile it moves, with edge tiles clipped to
-the tensor (tile indices are evaluated over the whole grid and loop with numpy, the way the
-executor addresses them); compute is counted on whole tiles, as the engines run them. The
+the tensor (tile indices are evaluated over the whole grid and loop, in closed form where each
+index walks one axis, else with numpy the way the executor addresses them); compute is counted on whole tiles, as the engines run them. The
 kernel's useful FLOPs (for achieved TFLOP/s) come from its `FLOPS` attribute (core/attrs.py:
 the `tile` pass records them from the source-level matmuls, `lower-ppu` carries them over).
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import DictionaryAttr, MemRefType
 from xdsl.ir import Operation, SSAValue
@@ -24,8 +24,12 @@ from zhenwu_cc.dialects.zk_attrs import PlaceAttr
 from zhenwu_cc.dialects.loc import loc_text
 from zhenwu_cc.runtime.cost.workload import Phase, Tensor, TileSizes, Work, Workload
 
-_INDEX_FNS = {arith.AddiOp: np.add, arith.SubiOp: np.subtract, arith.MuliOp: np.multiply,
-              arith.FloorDivSIOp: np.floor_divide, arith.RemSIOp: np.remainder}
+if TYPE_CHECKING:  # numpy is imported where a sum is taken point by point: `cost` of a kernel
+    import numpy as np  # whose indices each walk one axis never needs it (~0.1 s of start-up)
+
+# index arithmetic -> the numpy function that evaluates it over the space
+_INDEX_FNS = {arith.AddiOp: "add", arith.SubiOp: "subtract", arith.MuliOp: "multiply",
+              arith.FloorDivSIOp: "floor_divide", arith.RemSIOp: "remainder"}
 
 
 def _elements(t: MemRefType) -> int:
@@ -68,7 +72,7 @@ class _Names:
         self.tensors[name] = Tensor(name, _nbytes(v.type), role, tuple(stacks), l2)
 
 
-IndexExpr = tuple  # ("grid", d) | ("step",) | ("const", c) | (arith fn, lhs, rhs)
+IndexExpr = tuple  # ("grid", d) | ("step",) | ("const", c) | (numpy fn name, lhs, rhs)
 
 
 def _index_expr(v: SSAValue, grid_args: list[SSAValue], iv: SSAValue | None) -> IndexExpr:
@@ -95,6 +99,8 @@ class _Space:
         self.live = None  # per grid point and step, where the loop skips steps
         self.live_rows = None  # (grid dim, [its points, steps]): the same, in two dimensions
         if live is not None:
+            import numpy as np
+
             dim, lo, hi = live
             rank = len(self.shape)
             step = np.arange(trips)
@@ -104,6 +110,8 @@ class _Space:
                                      + [trips])
 
     def index(self, e: IndexExpr) -> np.ndarray:
+        import numpy as np
+
         if e not in self.values:
             rank = len(self.shape)
             if e[0] == "grid":
@@ -115,16 +123,20 @@ class _Space:
             elif e[0] == "const":
                 value = np.asarray(e[1] if self.const is None else self.const(e[1]))
             else:
-                value = e[0](self.index(e[1]), self.index(e[2]))
+                value = getattr(np, e[0])(self.index(e[1]), self.index(e[2]))
             self.values[e] = value
         return self.values[e]
 
     def total(self, per_point: np.ndarray, in_loop: bool) -> int:
         """Sum a broadcastable per-point count over the space (the loop dim only if in it)."""
+        full = list(self.shape) if in_loop else [*self.shape[:-1], 1]
+        if isinstance(per_point, int) and not (in_loop and self.live is not None):
+            return per_point * math.prod(full)  # the same count at every point
+        import numpy as np
+
         per_point = np.asarray(per_point)
         if in_loop and self.live is not None:  # skipped steps do no work
             per_point = per_point * self.live
-        full = list(self.shape) if in_loop else [*self.shape[:-1], 1]
         arr = per_point.reshape([1] * (len(full) - per_point.ndim) + list(per_point.shape))
         repeat = math.prod(n for n, m in zip(full, arr.shape) if m == 1)
         return int(arr.sum(dtype=np.int64)) * repeat
@@ -167,6 +179,8 @@ def _dma_elements(dims, space: _Space, in_loop: bool, dim=None) -> int:
 
 def _dma_points(dims, space: _Space, in_loop: bool, dim=None) -> int:
     """`_dma_elements` summed point by point over the space (any index arithmetic)."""
+    import numpy as np
+
     extents = None
     for idx, size, lim in dims:
         size = size if dim is None else dim(size)
