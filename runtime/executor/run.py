@@ -10,9 +10,11 @@ strided view of the source when the tile indices are affine), a `ppu.dma_store` 
 both with the window, padding and clipping the IR states (dma.py); vector and tensor
 work is one numpy call per op over the grid (compute.py; quantisation and scaled
 low-precision products in lowp.py). A `ppu.loop` runs its
-steps in order, each over the whole grid, except that a loop which only loads tiles and
+steps in order, each over the whole grid, its float32 products in buffers kept from step to
+step (products.py), except that a loop which only loads tiles and
 accumulates `ppu.mma` products into float32 (or integer) accumulators becomes one matmul over
-the whole reduction (merge.py).
+the whole reduction (merge.py), and a step a mask hides from some tiles runs on the others
+(window.py).
 
 It checks what the hardware would not forgive, each a CompileError: a tile index outside its
 window (ZK0610), SRAM overflow and overlapping live buffers (ZK0611, ZK0612, sram.py),
@@ -38,7 +40,7 @@ from zhenwu_cc.dialects import ppu
 from zhenwu_cc.core.dtypes import DType
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.runtime import precision
-from zhenwu_cc.runtime.executor import dma, rowblocks
+from zhenwu_cc.runtime.executor import dma, products, rowblocks
 from zhenwu_cc.runtime.executor.buffers import Alloc, Ref
 from zhenwu_cc.runtime.executor.compute import (
     accumulate,
@@ -55,7 +57,7 @@ from zhenwu_cc.runtime.executor.lowp import scaled_product
 from zhenwu_cc.runtime.executor.memory import ensure_host_memory, stored_inputs
 from zhenwu_cc.runtime.executor.merge import mergeable, run_merged
 from zhenwu_cc.runtime.executor.sram import check_allocations
-from zhenwu_cc.runtime.executor.window import LiveSteps, carried
+from zhenwu_cc.runtime.executor.window import LiveSteps, Narrowed, carried, span
 from zhenwu_cc.runtime.executor.state import Global, Launch
 from zhenwu_cc.runtime.inputs import checked
 from zhenwu_cc.runtime.numerics import round_to
@@ -227,24 +229,50 @@ class Interpreter:
                 launch = launch.parent_op()
             facts = self.facts.get(op)
             if facts is None:
-                facts = self.facts[op] = (launch.body.block.args[live_steps(op)[0]],
-                                          carried(op, launch))
-            row, state = facts
+                dim = live_steps(op)[0]
+                state = carried(op, launch)
+                facts = self.facts[op] = (launch.body.block.args[dim], state,
+                                          Narrowed(op, dim, state))
+            row, state, narrowed = facts
             live = LiveSteps(op, self.env[row].value, self.launch.rank)
         name = op.induction_var.name_hint or "step"
         for k in range(op.trip_count):
             runs = None if live is None else live.at(k)
             if runs is not None and not runs.any():
                 continue
-            partial = runs is not None and not runs.all()
-            kept = ([(a, a.snapshot()) for a in (self.launch.allocs.get(op) for op in state)
-                     if a is not None] if partial else [])
             self.env[op.induction_var] = Index.constant(k)
             self.steps.append((name, k))
-            self.block(op.body.block)
+            if runs is not None and not runs.all():
+                self._partial_step(op, runs, state, narrowed)
+            else:
+                self.block(op.body.block)
             self.steps.pop()
-            for alloc, old in kept:
-                alloc.restore(runs, old)
+
+    def _partial_step(self, op: ppu.LoopOp, runs: np.ndarray, state, narrowed: Narrowed
+                      ) -> None:
+        """A step that runs on some grid points only (window.py): on their range of the live
+        axis alone when they are one, else everywhere and undone where it should not run."""
+        where = span(runs) if narrowed.allowed else None
+        if where is not None and where[1] - where[0] > 1:  # one row looks like no axis
+            a, b = where
+            key = narrowed.axis - self.launch.rank
+            offset = self.launch.offsets.get(key)
+            self.launch.offsets[key] = (offset or 0) + a
+            try:
+                if narrowed.run(self.env, self.launch.allocs, self.launch.products,
+                                self.launch.rank, runs.size, a, b,
+                                lambda: self.block(op.body.block)):
+                    return
+            finally:
+                if offset is None:
+                    del self.launch.offsets[key]
+                else:
+                    self.launch.offsets[key] = offset
+        kept = [(a, a.snapshot()) for a in (self.launch.allocs.get(op) for op in state)
+                if a is not None]
+        self.block(op.body.block)
+        for alloc, old in kept:
+            alloc.restore(runs, old)
 
     def _index(self, op: Operation) -> None:
         facts = self.facts.get(op)
@@ -320,6 +348,7 @@ class Interpreter:
         dma.check_tiles(op, indices, counts, self.launch.names, self._context(),
                         self.launch.offsets)
         self._check_race(op, indices, value)
+        self.launch.products.forget()
         self._detach(g.root)
         dma.store(g.array, base, bound, sizes, indices, value, r)
         if g.mask is not None:
@@ -356,10 +385,22 @@ class Interpreter:
             prod = scaled_product(lhs, [self.read(s, op) for s in op.lhs_scales], rhs,
                                   [self.read(s, op) for s in op.rhs_scales], r,
                                   len(_shape(op.acc)), op.fp8_fast is not None)
+        elif self._kept(op):  # buffers kept from step to step (products.py)
+            prod = self.launch.products.multiply(op, lhs, rhs, r, len(_shape(op.acc)))
+            acc, owned = self.read_owned(op.acc, op)
+            self.write(op.acc, products.accumulate(self.env[op.acc], acc, owned, prod), True)
+            return
         else:
             prod = product(lhs, rhs, r, len(_shape(op.acc)), _dtype(op.acc))
         acc, owned = self.read_owned(op.acc, op)
         self.write(op.acc, accumulate(acc, prod, _dtype(op.acc), owned), owned=True)
+
+    def _kept(self, op: ppu.MmaOp) -> bool:
+        """Whether the product runs with buffers kept from step to step (products.py)."""
+        kept = self.facts.get(op)
+        if kept is None:
+            kept = self.facts[op] = products.kept(op)
+        return kept
 
     def _vquantize(self, op: ppu.VQuantizeOp) -> None:
         x = self.read(op.input, op)
