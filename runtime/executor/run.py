@@ -107,7 +107,10 @@ class Interpreter:
         return outputs
 
     def block(self, block) -> None:
-        for op in block.ops:
+        ops = self.facts.get(block)
+        if ops is None:  # a block's ops, listed once: a loop runs its body every step
+            ops = self.facts[block] = tuple(block.ops)
+        for op in ops:
             self.run_op(op)
 
     def run_op(self, op: Operation) -> None:
@@ -288,12 +291,18 @@ class Interpreter:
     def _alloc(self, op: ppu.AllocOp) -> None:
         before = self.launch.allocs.get(op)  # the same buffer's last step in a loop
         spare = before.leftovers() if before is not None else self.launch.spare.pop(op, None)
-        alloc = self.launch.allocs[op] = Alloc(op, self.launch.rank, spare)
+        facts = self.facts.get(op)
+        if facts is None:
+            facts = self.facts[op] = Alloc.facts(op)
+        alloc = self.launch.allocs[op] = Alloc(op, self.launch.rank, spare, facts)
         self.env[op.result] = Ref(alloc, None, alloc.shape)
 
     def _slot(self, op: ppu.SlotOp) -> None:
-        self.env[op.result] = Ref(self.env[op.buffer].alloc, self.env[op.index],
-                                   _shape(op.result))
+        facts = self.facts.get(op)
+        if facts is None:
+            facts = self.facts[op] = (op.result, op.buffer, op.index, _shape(op.result))
+        result, buffer, index, shape = facts
+        self.env[result] = Ref(self.env[buffer].alloc, self.env[index], shape)
 
     # -- DMA --
     def load_tiles(self, op: ppu.DmaLoadOp, naxes: int) -> np.ndarray:
@@ -380,16 +389,19 @@ class Interpreter:
     # -- compute --
     def _mma(self, op: ppu.MmaOp) -> None:
         r = self.launch.rank
+        if self._kept(op):  # buffers kept from step to step (products.py)
+            kept = self.launch.products
+            lhs_value, rhs_value, acc_value, rank = self.facts[op][1]
+            prod = kept.multiply(op, self.read(lhs_value, op), self.read(rhs_value, op), r, rank)
+            acc, owned = self.read_owned(acc_value, op)
+            self.write(acc_value, products.accumulate(self.env[acc_value], acc, owned, prod),
+                       True)
+            return
         lhs, rhs = self.read(op.lhs, op), self.read(op.rhs, op)
         if op.lhs_scales or op.rhs_scales or op.fp8_fast is not None:
             prod = scaled_product(lhs, [self.read(s, op) for s in op.lhs_scales], rhs,
                                   [self.read(s, op) for s in op.rhs_scales], r,
                                   len(_shape(op.acc)), op.fp8_fast is not None)
-        elif self._kept(op):  # buffers kept from step to step (products.py)
-            prod = self.launch.products.multiply(op, lhs, rhs, r, len(_shape(op.acc)))
-            acc, owned = self.read_owned(op.acc, op)
-            self.write(op.acc, products.accumulate(self.env[op.acc], acc, owned, prod), True)
-            return
         else:
             prod = product(lhs, rhs, r, len(_shape(op.acc)), _dtype(op.acc))
         acc, owned = self.read_owned(op.acc, op)
@@ -397,10 +409,11 @@ class Interpreter:
 
     def _kept(self, op: ppu.MmaOp) -> bool:
         """Whether the product runs with buffers kept from step to step (products.py)."""
-        kept = self.facts.get(op)
-        if kept is None:
-            kept = self.facts[op] = products.kept(op)
-        return kept
+        facts = self.facts.get(op)
+        if facts is None:
+            facts = self.facts[op] = (products.kept(op), (op.lhs, op.rhs, op.acc,
+                                                          len(_shape(op.acc))))
+        return facts[0]
 
     def _vquantize(self, op: ppu.VQuantizeOp) -> None:
         x = self.read(op.input, op)
@@ -439,12 +452,16 @@ class Interpreter:
         self.write(result, vreduce(function, self.read(source, op), axes, dest), owned=True)
 
     def _vtranspose(self, op: ppu.VTransposeOp) -> None:
+        facts = self.facts.get(op)
+        if facts is None:
+            facts = self.facts[op] = (op.input, op.out, tuple(op.perm.get_values()))
+        source, result, tile_perm = facts
         r = self.launch.rank
-        x = self.read(op.input, op)
-        perm = list(range(r)) + [r + p for p in op.perm.get_values()]
-        ref: Ref = self.env[op.input]
+        x = self.read(source, op)
+        perm = list(range(r)) + [r + p for p in tile_perm]
+        ref: Ref = self.env[source]
         ref.alloc.disown(ref.index)
-        self.write(op.out, np.transpose(x, perm), owned=False)
+        self.write(result, np.transpose(x, perm), owned=False)
 
     def _fill(self, op: ppu.FillOp) -> None:
         facts = self.facts.get(op)
