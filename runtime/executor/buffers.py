@@ -20,21 +20,31 @@ from zhenwu_cc.dialects import ppu
 from zhenwu_cc.runtime.executor.index import Index
 
 
+_WRITTEN = np.ones((), np.bool_)  # a slot written on every grid point
+
+
 class Alloc:
     """One SRAM allocation over the grid: per slot, an array [grid..., tile...] or None (never
     written), whether the executor may overwrite that array in place (no one else sees it), and
     on which grid points the slot has been written."""
 
-    def __init__(self, op: ppu.AllocOp, r: int, spare: list[np.ndarray | None] | None = None):
-        shape = tuple(op.result.type.get_shape())
-        self.op, self.r, self.depth, self.shape = op, r, op.slots, shape
-        self.dtype = dtypes.from_xdsl(op.result.type.element_type)
+    def __init__(self, op: ppu.AllocOp, r: int, spare: list[np.ndarray | None] | None = None,
+                 facts: tuple | None = None):
+        shape, depth, dtype = facts or Alloc.facts(op)
+        self.op, self.r, self.depth, self.shape, self.dtype = op, r, depth, shape, dtype
         self.tile = shape[1:] if self.depth > 1 else shape
         self.values: list[np.ndarray | None] = [None] * self.depth
         self.owned = [False] * self.depth
         self.written = [np.zeros((), np.bool_)] * self.depth
         # arrays the same allocation owned in the previous row block, free to be overwritten
         self.spare = spare if spare is not None else [None] * self.depth
+
+    @staticmethod
+    def facts(op: ppu.AllocOp) -> tuple:
+        """What an allocation reads from its op: shape, slots and element type (a loop makes
+        its allocations anew every step, from facts read once)."""
+        return (tuple(op.result.type.get_shape()), op.slots,
+                dtypes.from_xdsl(op.result.type.element_type))
 
     def leftovers(self) -> list[np.ndarray | None]:
         """The arrays this allocation owns, for the next row block's to reuse."""
@@ -68,6 +78,8 @@ class Alloc:
     def unwritten(self, index: Index | None) -> int | None:
         """A slot read through `index` on some grid point that never wrote it, if any."""
         for k, choose in self._all_parts(index):
+            if self.written[k] is _WRITTEN:
+                continue
             if not (self.written[k] if choose is None else self.written[k] | ~choose).all():
                 return k
         return None
@@ -99,7 +111,7 @@ class Alloc:
     def put(self, k: int, value: np.ndarray, owned: bool = False) -> None:
         if owned and self.spare[k] is not None and np.may_share_memory(value, self.spare[k]):
             self.spare[k] = None  # taken
-        self.values[k], self.owned[k], self.written[k] = value, owned, np.ones((), np.bool_)
+        self.values[k], self.owned[k], self.written[k] = value, owned, _WRITTEN
 
     def write(self, index: Index | None, value: np.ndarray, owned: bool) -> None:
         if index is None and self.depth > 1:

@@ -137,37 +137,78 @@ def vreduce(fn: str, x: np.ndarray, axes: tuple[int, ...], dest: DType) -> np.nd
 
 
 # ---- ppu.mma ----------------------------------------------------------------------------------
+class GridMatmul:
+    """How `grid_matmul` lays out `a @ b` for operands of two shapes (broadcast leading axes):
+    axes only `a` spans fold into its rows, axes only `b` spans into its columns, and only axes
+    both span remain a batch. Kept by a loop's steps, which multiply operands of the same shapes
+    with buffers reused from step to step (products.py)."""
+
+    def __init__(self, a_shape: tuple[int, ...], b_shape: tuple[int, ...]):
+        nd = max(len(a_shape), len(b_shape))
+        sa = (1,) * (nd - len(a_shape)) + tuple(a_shape)
+        sb = (1,) * (nd - len(b_shape)) + tuple(b_shape)
+        self.a_shape, self.b_shape = sa, sb
+        outer = nd - 2
+        ga, gb = sa[:outer], sb[:outer]
+        both = [d for d in range(outer) if ga[d] > 1 and gb[d] > 1]
+        a_only = [d for d in range(outer) if ga[d] > 1 and gb[d] == 1]
+        b_only = [d for d in range(outer) if ga[d] == 1 and gb[d] > 1]
+        ones_a = [d for d in range(outer) if ga[d] == 1]
+        ones_b = [d for d in range(outer) if gb[d] == 1]
+        (m, k), n = sa[-2:], sb[-1]
+        s = math.prod(ga[d] for d in both)
+        rows = math.prod(ga[d] for d in a_only) * m
+        cols = math.prod(gb[d] for d in b_only) * n
+        self.lhs_perm = both + a_only + ones_a + [outer, outer + 1]
+        self.rhs_perm = both + ones_b + [outer] + b_only + [outer + 1]
+        self.lhs_shape, self.rhs_shape = (s, rows, k), (s, k, cols)
+        self.unfolded = [ga[d] for d in both + a_only] + [m] + [gb[d] for d in b_only] + [n]
+        pos = {d: i for i, d in enumerate(both + a_only)}
+        m_at = len(pos)
+        pos |= {d: m_at + 1 + i for i, d in enumerate(b_only)}
+        self.order = [pos[d] for d in sorted(pos)] + [m_at, m_at + 1 + len(b_only)]
+        self.shape = tuple(max(x, y) for x, y in zip(ga, gb)) + (m, n)
+
+    def _operand(self, x: np.ndarray, shape, perm, folded, dtype: np.dtype,
+                 into: np.ndarray | None) -> tuple[np.ndarray, bool]:
+        y = x.reshape(shape).transpose(perm)
+        if into is None or (y.dtype == dtype and y.flags.c_contiguous):
+            out = np.ascontiguousarray(y, dtype=dtype)
+            return out.reshape(folded), not np.may_share_memory(out, x)
+        np.copyto(into.reshape(y.shape), y, casting="unsafe")
+        return into, True
+
+    def lhs(self, a: np.ndarray, dtype: np.dtype, into: np.ndarray | None = None
+            ) -> tuple[np.ndarray, bool]:
+        """`a` as the [batch, rows, K] matrices of `dtype` the product multiplies, written into
+        `into` (of that shape and type) when given, and whether it is a copy of `a`."""
+        return self._operand(a, self.a_shape, self.lhs_perm, self.lhs_shape, dtype, into)
+
+    def rhs(self, b: np.ndarray, dtype: np.dtype, into: np.ndarray | None = None
+            ) -> tuple[np.ndarray, bool]:
+        """`b` as the [batch, K, columns] matrices (see `lhs`)."""
+        return self._operand(b, self.b_shape, self.rhs_perm, self.rhs_shape, dtype, into)
+
+    def multiply(self, lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray | None = None
+                 ) -> np.ndarray:
+        """The product of `lhs` and `rhs` (from `lhs` and `rhs` above) in the broadcast grid
+        shape; written into `out` (a C-contiguous array of that shape and the operands' type)
+        when given and the layout allows it (the same BLAS call either way)."""
+        s = lhs.shape[0]
+        if out is not None and self.order == sorted(self.order):
+            dest = out.reshape(s, lhs.shape[1], rhs.shape[2])
+            np.matmul(lhs[0], rhs[0], out=dest[0]) if s == 1 else np.matmul(lhs, rhs, out=dest)
+            return out
+        prod = np.matmul(lhs[0], rhs[0]) if s == 1 else np.matmul(lhs, rhs)
+        return prod.reshape(self.unfolded).transpose(self.order).reshape(self.shape)
+
+
 def grid_matmul(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """`a @ b` over broadcast leading axes, in `dtype`, with as few and as large BLAS calls as the
-    broadcasting allows: axes only `a` spans fold into its rows, axes only `b` spans into its
-    columns, and only axes both span remain a batch. A GEMM's A tiles [gi, 1, m, K] and B tiles
-    [1, gj, K, n] become one [gi*m, K] @ [K, gj*n] product."""
-    nd = max(a.ndim, b.ndim)
-    a = a.reshape((1,) * (nd - a.ndim) + a.shape)
-    b = b.reshape((1,) * (nd - b.ndim) + b.shape)
-    outer = nd - 2
-    sa, sb = a.shape[:outer], b.shape[:outer]
-    both = [d for d in range(outer) if sa[d] > 1 and sb[d] > 1]
-    a_only = [d for d in range(outer) if sa[d] > 1 and sb[d] == 1]
-    b_only = [d for d in range(outer) if sa[d] == 1 and sb[d] > 1]
-    ones_a = [d for d in range(outer) if sa[d] == 1]
-    ones_b = [d for d in range(outer) if sb[d] == 1]
-    (m, k), n = a.shape[-2:], b.shape[-1]
-    s = math.prod(sa[d] for d in both)
-    rows = math.prod(sa[d] for d in a_only) * m
-    cols = math.prod(sb[d] for d in b_only) * n
-    lhs = np.ascontiguousarray(a.transpose(both + a_only + ones_a + [outer, outer + 1]),
-                               dtype=dtype).reshape(s, rows, k)
-    rhs = np.ascontiguousarray(b.transpose(both + ones_b + [outer] + b_only + [outer + 1]),
-                               dtype=dtype).reshape(s, k, cols)
-    prod = np.matmul(lhs[0], rhs[0]) if s == 1 else np.matmul(lhs, rhs)
-    prod = prod.reshape([sa[d] for d in both + a_only] + [m] + [sb[d] for d in b_only] + [n])
-    pos = {d: i for i, d in enumerate(both + a_only)}
-    m_at = len(pos)
-    pos |= {d: m_at + 1 + i for i, d in enumerate(b_only)}
-    order = [pos[d] for d in sorted(pos)] + [m_at, m_at + 1 + len(b_only)]
-    shape = tuple(max(x, y) for x, y in zip(sa, sb)) + (m, n)
-    return prod.transpose(order).reshape(shape)
+    broadcasting allows (GridMatmul): a GEMM's A tiles [gi, 1, m, K] and B tiles [1, gj, K, n]
+    become one [gi*m, K] @ [K, gj*n] product."""
+    plan = GridMatmul(a.shape, b.shape)
+    return plan.multiply(plan.lhs(a, dtype)[0], plan.rhs(b, dtype)[0])
 
 
 def _magnitude_bits(dt: np.dtype) -> int:

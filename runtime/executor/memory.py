@@ -20,7 +20,7 @@ from zhenwu_cc.core.tiling import tile_counts
 from zhenwu_cc.core import dtypes
 from zhenwu_cc.dialects import ppu
 from zhenwu_cc.dialects.loc import span_of
-from zhenwu_cc.runtime.executor import rowblocks
+from zhenwu_cc.runtime.executor import products, rowblocks
 from zhenwu_cc.runtime.executor.dependence import Dependence, root_alloc
 from zhenwu_cc.runtime.executor.merge import mergeable
 from zhenwu_cc.runtime.units import MAX_HOST_BYTES_ENV, host_memory_limit
@@ -71,6 +71,9 @@ def _launch_bytes(launch: ppu.LaunchOp) -> int:
     live = peak = padded = staging = 0
     seen: set[Operation] = set()
     for op in launch.body.walk():
+        if isinstance(op, ppu.LoopOp):  # what its stepped products keep (products.py)
+            live += sum(held(m.lhs) + held(m.rhs) + held(m.acc) for m in op.body.walk()
+                        if isinstance(m, ppu.MmaOp) and _kept_product(m))
         peak = max(peak, live + _temporaries(op, held))
         for v in _written(op):
             if (alloc := root_alloc(v)) not in seen:
@@ -96,6 +99,12 @@ def _narrow(v: SSAValue) -> bool:
     return d.is_float and d.np_dtype.itemsize < 4
 
 
+def _kept_product(op: ppu.MmaOp) -> bool:
+    """A product in a loop run step by step whose operands' float32 copies and product stay in
+    buffers the launch keeps (products.py), not temporaries."""
+    return products.kept(op) and not mergeable(op.parent_op())
+
+
 def _temporaries(op, held) -> int:
     """Bytes of the working copies `op` makes beyond the buffers it writes (compute.py): a
     float32 copy of each narrow operand, a float32 result rounded into a narrow destination, a
@@ -112,7 +121,7 @@ def _temporaries(op, held) -> int:
         return _narrow(op.input) * held(op.input)
     if isinstance(op, ppu.VQuantizeOp):
         return _QUANTIZE_SCRATCH * max(held(v) for v in (op.input, *op.outs))
-    if isinstance(op, ppu.MmaOp):
+    if isinstance(op, ppu.MmaOp) and not _kept_product(op):
         scaled = bool(op.lhs_scales or op.rhs_scales or op.fp8_fast is not None)
         integer = dtypes.from_xdsl(op.acc.type.element_type).is_int
         # a dequantised operand is widened, then scaled (the other's result already held)

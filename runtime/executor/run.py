@@ -10,9 +10,11 @@ strided view of the source when the tile indices are affine), a `ppu.dma_store` 
 both with the window, padding and clipping the IR states (dma.py); vector and tensor
 work is one numpy call per op over the grid (compute.py; quantisation and scaled
 low-precision products in lowp.py). A `ppu.loop` runs its
-steps in order, each over the whole grid, except that a loop which only loads tiles and
+steps in order, each over the whole grid, its float32 products in buffers kept from step to
+step (products.py), except that a loop which only loads tiles and
 accumulates `ppu.mma` products into float32 (or integer) accumulators becomes one matmul over
-the whole reduction (merge.py).
+the whole reduction (merge.py), and a step a mask hides from some tiles runs on the others
+(window.py).
 
 It checks what the hardware would not forgive, each a CompileError: a tile index outside its
 window (ZK0610), SRAM overflow and overlapping live buffers (ZK0611, ZK0612, sram.py),
@@ -38,7 +40,7 @@ from zhenwu_cc.dialects import ppu
 from zhenwu_cc.core.dtypes import DType
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.runtime import precision
-from zhenwu_cc.runtime.executor import dma, rowblocks
+from zhenwu_cc.runtime.executor import dma, products, rowblocks
 from zhenwu_cc.runtime.executor.buffers import Alloc, Ref
 from zhenwu_cc.runtime.executor.compute import (
     accumulate,
@@ -55,7 +57,7 @@ from zhenwu_cc.runtime.executor.lowp import scaled_product
 from zhenwu_cc.runtime.executor.memory import ensure_host_memory, stored_inputs
 from zhenwu_cc.runtime.executor.merge import mergeable, run_merged
 from zhenwu_cc.runtime.executor.sram import check_allocations
-from zhenwu_cc.runtime.executor.window import LiveSteps, carried
+from zhenwu_cc.runtime.executor.window import LiveSteps, Narrowed, carried, span
 from zhenwu_cc.runtime.executor.state import Global, Launch
 from zhenwu_cc.runtime.inputs import checked
 from zhenwu_cc.runtime.numerics import round_to
@@ -105,7 +107,10 @@ class Interpreter:
         return outputs
 
     def block(self, block) -> None:
-        for op in block.ops:
+        ops = self.facts.get(block)
+        if ops is None:  # a block's ops, listed once: a loop runs its body every step
+            ops = self.facts[block] = tuple(block.ops)
+        for op in ops:
             self.run_op(op)
 
     def run_op(self, op: Operation) -> None:
@@ -227,24 +232,50 @@ class Interpreter:
                 launch = launch.parent_op()
             facts = self.facts.get(op)
             if facts is None:
-                facts = self.facts[op] = (launch.body.block.args[live_steps(op)[0]],
-                                          carried(op, launch))
-            row, state = facts
+                dim = live_steps(op)[0]
+                state = carried(op, launch)
+                facts = self.facts[op] = (launch.body.block.args[dim], state,
+                                          Narrowed(op, dim, state))
+            row, state, narrowed = facts
             live = LiveSteps(op, self.env[row].value, self.launch.rank)
         name = op.induction_var.name_hint or "step"
         for k in range(op.trip_count):
             runs = None if live is None else live.at(k)
             if runs is not None and not runs.any():
                 continue
-            partial = runs is not None and not runs.all()
-            kept = ([(a, a.snapshot()) for a in (self.launch.allocs.get(op) for op in state)
-                     if a is not None] if partial else [])
             self.env[op.induction_var] = Index.constant(k)
             self.steps.append((name, k))
-            self.block(op.body.block)
+            if runs is not None and not runs.all():
+                self._partial_step(op, runs, state, narrowed)
+            else:
+                self.block(op.body.block)
             self.steps.pop()
-            for alloc, old in kept:
-                alloc.restore(runs, old)
+
+    def _partial_step(self, op: ppu.LoopOp, runs: np.ndarray, state, narrowed: Narrowed
+                      ) -> None:
+        """A step that runs on some grid points only (window.py): on their range of the live
+        axis alone when they are one, else everywhere and undone where it should not run."""
+        where = span(runs) if narrowed.allowed else None
+        if where is not None and where[1] - where[0] > 1:  # one row looks like no axis
+            a, b = where
+            key = narrowed.axis - self.launch.rank
+            offset = self.launch.offsets.get(key)
+            self.launch.offsets[key] = (offset or 0) + a
+            try:
+                if narrowed.run(self.env, self.launch.allocs, self.launch.products,
+                                self.launch.rank, runs.size, a, b,
+                                lambda: self.block(op.body.block)):
+                    return
+            finally:
+                if offset is None:
+                    del self.launch.offsets[key]
+                else:
+                    self.launch.offsets[key] = offset
+        kept = [(a, a.snapshot()) for a in (self.launch.allocs.get(op) for op in state)
+                if a is not None]
+        self.block(op.body.block)
+        for alloc, old in kept:
+            alloc.restore(runs, old)
 
     def _index(self, op: Operation) -> None:
         facts = self.facts.get(op)
@@ -260,12 +291,18 @@ class Interpreter:
     def _alloc(self, op: ppu.AllocOp) -> None:
         before = self.launch.allocs.get(op)  # the same buffer's last step in a loop
         spare = before.leftovers() if before is not None else self.launch.spare.pop(op, None)
-        alloc = self.launch.allocs[op] = Alloc(op, self.launch.rank, spare)
+        facts = self.facts.get(op)
+        if facts is None:
+            facts = self.facts[op] = Alloc.facts(op)
+        alloc = self.launch.allocs[op] = Alloc(op, self.launch.rank, spare, facts)
         self.env[op.result] = Ref(alloc, None, alloc.shape)
 
     def _slot(self, op: ppu.SlotOp) -> None:
-        self.env[op.result] = Ref(self.env[op.buffer].alloc, self.env[op.index],
-                                   _shape(op.result))
+        facts = self.facts.get(op)
+        if facts is None:
+            facts = self.facts[op] = (op.result, op.buffer, op.index, _shape(op.result))
+        result, buffer, index, shape = facts
+        self.env[result] = Ref(self.env[buffer].alloc, self.env[index], shape)
 
     # -- DMA --
     def load_tiles(self, op: ppu.DmaLoadOp, naxes: int) -> np.ndarray:
@@ -320,6 +357,7 @@ class Interpreter:
         dma.check_tiles(op, indices, counts, self.launch.names, self._context(),
                         self.launch.offsets)
         self._check_race(op, indices, value)
+        self.launch.products.forget()
         self._detach(g.root)
         dma.store(g.array, base, bound, sizes, indices, value, r)
         if g.mask is not None:
@@ -351,6 +389,14 @@ class Interpreter:
     # -- compute --
     def _mma(self, op: ppu.MmaOp) -> None:
         r = self.launch.rank
+        if self._kept(op):  # buffers kept from step to step (products.py)
+            kept = self.launch.products
+            lhs_value, rhs_value, acc_value, rank = self.facts[op][1]
+            prod = kept.multiply(op, self.read(lhs_value, op), self.read(rhs_value, op), r, rank)
+            acc, owned = self.read_owned(acc_value, op)
+            self.write(acc_value, products.accumulate(self.env[acc_value], acc, owned, prod),
+                       True)
+            return
         lhs, rhs = self.read(op.lhs, op), self.read(op.rhs, op)
         if op.lhs_scales or op.rhs_scales or op.fp8_fast is not None:
             prod = scaled_product(lhs, [self.read(s, op) for s in op.lhs_scales], rhs,
@@ -360,6 +406,14 @@ class Interpreter:
             prod = product(lhs, rhs, r, len(_shape(op.acc)), _dtype(op.acc))
         acc, owned = self.read_owned(op.acc, op)
         self.write(op.acc, accumulate(acc, prod, _dtype(op.acc), owned), owned=True)
+
+    def _kept(self, op: ppu.MmaOp) -> bool:
+        """Whether the product runs with buffers kept from step to step (products.py)."""
+        facts = self.facts.get(op)
+        if facts is None:
+            facts = self.facts[op] = (products.kept(op), (op.lhs, op.rhs, op.acc,
+                                                          len(_shape(op.acc))))
+        return facts[0]
 
     def _vquantize(self, op: ppu.VQuantizeOp) -> None:
         x = self.read(op.input, op)
@@ -398,12 +452,16 @@ class Interpreter:
         self.write(result, vreduce(function, self.read(source, op), axes, dest), owned=True)
 
     def _vtranspose(self, op: ppu.VTransposeOp) -> None:
+        facts = self.facts.get(op)
+        if facts is None:
+            facts = self.facts[op] = (op.input, op.out, tuple(op.perm.get_values()))
+        source, result, tile_perm = facts
         r = self.launch.rank
-        x = self.read(op.input, op)
-        perm = list(range(r)) + [r + p for p in op.perm.get_values()]
-        ref: Ref = self.env[op.input]
+        x = self.read(source, op)
+        perm = list(range(r)) + [r + p for p in tile_perm]
+        ref: Ref = self.env[source]
         ref.alloc.disown(ref.index)
-        self.write(op.out, np.transpose(x, perm), owned=False)
+        self.write(result, np.transpose(x, perm), owned=False)
 
     def _fill(self, op: ppu.FillOp) -> None:
         facts = self.facts.get(op)

@@ -15,6 +15,7 @@ from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.dialects import ppu
 from zhenwu_cc.core.dtypes import DType
 from zhenwu_cc.runtime.executor.buffers import Alloc
+from zhenwu_cc.runtime.executor.products import Products
 
 
 @dataclass
@@ -31,7 +32,8 @@ class Global:
 class Launch:
     """What one launch keeps while it runs: per row block (rowblocks.py) its first grid index
     along each blocked axis and its allocations; for the whole launch the block views of its
-    sources and the arrays of the last block's allocations, reused by the next (`spare`)."""
+    sources, the arrays of the last block's allocations, reused by the next (`spare`), and the
+    buffers of its stepped products (products.py)."""
 
     rank: int
     names: dict[int, str]
@@ -40,6 +42,7 @@ class Launch:
     spare: dict[ppu.AllocOp, list[np.ndarray | None]] = field(default_factory=dict)
     blocks: dict[int, dict[tuple, np.ndarray]] = field(default_factory=dict)  # by id(root)
     viewed: set[int] = field(default_factory=set)  # id(root) of sources SRAM may alias
+    products: Products = field(default_factory=Products)  # stepped products' buffers
 
 
 class Machine(Protocol):
