@@ -151,6 +151,8 @@ def _dma_elements(dims, space: _Space, in_loop: bool, dim=None) -> int:
     along that dim and the step are summed over the live steps alone (a 2-D product)."""
     full = space.shape if in_loop else (*space.shape[:-1], 1)
     live = space.live_rows if in_loop else None
+    if live is not None:  # numpy is there already: it computed the live rows
+        import numpy as np
     total, used, extents = 1, set(), {}
     for idx, size, lim in dims:
         size = size if dim is None else dim(size)
