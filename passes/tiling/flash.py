@@ -218,12 +218,7 @@ def build_flash(tiler, v: SSAValue, f: FlashMatch, bq: int, bd: int, bkv: int, t
         x = g.tile_of(f.x, s_req, f.x.owner.location)
         if n % bkv:
             x = g.mask(x, s_req, last, -math.inf, loc)
-        m_new = g.emit(zk.MaxOp(m_run, g.emit(zk.ReduceMaxOp(x, [last], True), loc)), loc)
-        shift = g.finite(m_new, loc)  # 0 while a row has seen only -inf: no inf - inf
-        e = g.emit(zk.ExpOp(g.emit(zk.SubOp(x, shift), loc)), loc)
-        alpha = g.emit(zk.ExpOp(g.emit(zk.SubOp(m_run, shift), loc)), loc)
-        l_new = g.emit(zk.AddOp(g.emit(zk.MulOp(l_run, alpha), loc),
-                                g.emit(zk.ReduceSumOp(e, [last], True), loc)), loc)
+        m_new, e, alpha, l_new = g.online_step(x, m_run, l_run, last, loc)
         p = e
         for c in f.casts:
             p = g.emit(zk.CastOp(p, c.result.type.element_type), c.location)

@@ -421,6 +421,19 @@ class Grid:
         c = self.emit(zk.ConstantOp(factor, TensorType(t.type.element_type, [])), loc)
         return self.emit(zk.MulOp(t, c), loc)
 
+    def online_step(self, x: SSAValue, m_run: SSAValue, s_run: SSAValue, axis: int, loc
+                    ) -> tuple[SSAValue, SSAValue, SSAValue, SSAValue]:
+        """One step of online softmax over `axis` of `x` (flash attention's key/value step, a
+        split softmax's chunk): (the running max, exp(x - shift), the rescale exp(old max -
+        shift) of what came before, the running sum), the shift the new max where finite."""
+        m_new = self.emit(zk.MaxOp(m_run, self.emit(zk.ReduceMaxOp(x, [axis], True), loc)), loc)
+        shift = self.finite(m_new, loc)  # 0 while a row has seen only -inf: no inf - inf
+        e = self.emit(zk.ExpOp(self.emit(zk.SubOp(x, shift), loc)), loc)
+        alpha = self.emit(zk.ExpOp(self.emit(zk.SubOp(m_run, shift), loc)), loc)
+        s_new = self.emit(zk.AddOp(self.emit(zk.MulOp(s_run, alpha), loc),
+                                   self.emit(zk.ReduceSumOp(e, [axis], True), loc)), loc)
+        return m_new, e, alpha, s_new
+
     def finite(self, m: SSAValue, loc) -> SSAValue:
         """m where it is finite, else 0: the shift of a running max that has seen only -inf
         (no inf - inf) or holds +inf, as `decompose`'s guarded max."""

@@ -129,12 +129,7 @@ def build_online(tiler, v: SSAValue, m_op: zk.ReduceMaxOp, s_op: zk.ReduceSumOp,
         x = g.tile_of(m_op.input, req, loc)
         if req.ragged(axis) and not isinstance(x.owner, tile.LoadOp):
             x = g.mask(x, req, axis, -math.inf, loc)
-        m_new = g.emit(zk.MaxOp(m_run, g.emit(zk.ReduceMaxOp(x, [axis], True), loc)), loc)
-        shift = g.finite(m_new, loc)  # 0 while the part has seen only -inf: no inf - inf
-        e = g.emit(zk.ExpOp(g.emit(zk.SubOp(x, shift), loc)), loc)
-        alpha = g.emit(zk.ExpOp(g.emit(zk.SubOp(m_run, shift), loc)), loc)
-        s_new = g.emit(zk.AddOp(g.emit(zk.MulOp(s_run, alpha), loc),
-                                g.emit(zk.ReduceSumOp(e, [axis], True), loc)), loc)
+        m_new, _, _, s_new = g.online_step(x, m_run, s_run, axis, loc)
         return [m_new, s_new]
 
     m_fin, s_fin = g.loop(trips, [init_m, init_s], body, loc)
