@@ -45,6 +45,7 @@ from zhenwu_cc.runtime.executor.compute import (
     bitcast,
     align,
     into,
+    one_call,
     product,
     result_dtype,
     vmap,
@@ -382,10 +383,11 @@ class Interpreter:
             self.write(result, bitcast(ins[0], _dtype(operands[0]), dest), owned=False)
             return
         out = None
-        if function != "select" and result_dtype(function, ins, dest) == dest.np_dtype:
+        fused = one_call(function, ins, dest)
+        if fused or (function != "select" and result_dtype(function, ins, dest) == dest.np_dtype):
             out = self.env[result].scratch(np.broadcast_shapes(*(x.shape for x in ins)),
                                            dest.np_dtype)
-        self.write(result, vmap(function, ins, dest, out), owned=True)
+        self.write(result, vmap(function, ins, dest, out, fused), owned=True)
 
     def _vreduce(self, op: ppu.VReduceOp) -> None:
         facts = self.facts.get(op)
