@@ -241,3 +241,31 @@ def test_fp8_and_fp4_rounding_is_ml_dtypes_cast_bit_for_bit(name):
         got = numerics.round_to(x, d)
     assert got.dtype == want.dtype
     assert got.view(np.uint8).tolist() == want.view(np.uint8).tolist()
+
+
+@pytest.mark.parametrize("name", ["f8E4M3FN", "f8E5M2", "f4E2M1FN"])
+def test_per_tensor_quantisation_in_chunks_is_the_general_path(name):
+    """Quotients by one float32 scale rounded chunk by chunk (midpoints redone from float64)
+    against the general path, on values whose quotients land on the format's ties, just beside
+    them, on subnormals and past the largest value; and the amax without an |x| copy."""
+    d = dtypes.get(name)
+    codes = np.arange(256 if d.bits == 8 else 16, dtype=np.uint8).view(d.np_dtype)
+    values = np.unique(codes.astype(np.float64))
+    values = values[np.isfinite(values)]
+    ties = np.concatenate([values, (values[:-1] + values[1:]) / 2, [d.finite_max * 1.2]])
+    rng = np.random.default_rng(2)
+    for scale in (np.float32(1), np.float32(0.37), np.float32(3e-3), np.float32(2.0**-140)):
+        near = (ties * np.float64(scale)).astype(np.float32)
+        bits = near.view(np.uint32).astype(np.int64)
+        x = np.concatenate([bits + k for k in (0, 1, -1)]).astype(np.uint32).view(np.float32)
+        x = np.concatenate([x, -x, rng.standard_normal(70_000).astype(np.float32) * scale])
+        x = rng.permutation(x[np.isfinite(x)])  # (a per-tensor scale is NaN for them)
+        fast = numerics._divide_round(x, scale, d)
+        general = numerics._divide_round(x, scale.reshape(1), d)
+        assert fast.view(np.uint8).tolist() == general.view(np.uint8).tolist(), scale
+    x = rng.standard_normal((64, 96)).astype(np.float32)
+    x[3, 5] = -7.5
+    q = numerics.quantize_tensor(x, d)
+    assert q.scales == np.float32(7.5) / np.float32(d.finite_max)
+    x[0, 0] = np.nan
+    assert np.isnan(numerics.quantize_tensor(x, d).scales)
