@@ -12,6 +12,7 @@ the `ppu.slot` index that picked a slot, and the shape a `ppu.view` gives the sa
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,19 +21,32 @@ from zhenwu_cc.dialects import ppu
 from zhenwu_cc.runtime.executor.index import Index
 
 
+_NO, _YES = np.zeros((), np.bool_), np.ones((), np.bool_)  # never changed in place
+_LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _layout(op: ppu.AllocOp) -> tuple:
+    """What the IR says of an allocation (read once: a launch allocates it every row block)."""
+    found = _LAYOUTS.get(op)
+    if found is None:
+        shape = tuple(op.result.type.get_shape())
+        depth = op.slots
+        found = _LAYOUTS[op] = (depth, shape, dtypes.from_xdsl(op.result.type.element_type),
+                                shape[1:] if depth > 1 else shape)
+    return found
+
+
 class Alloc:
     """One SRAM allocation over the grid: per slot, an array [grid..., tile...] or None (never
     written), whether the executor may overwrite that array in place (no one else sees it), and
     on which grid points the slot has been written."""
 
     def __init__(self, op: ppu.AllocOp, r: int, spare: list[np.ndarray | None] | None = None):
-        shape = tuple(op.result.type.get_shape())
-        self.op, self.r, self.depth, self.shape = op, r, op.slots, shape
-        self.dtype = dtypes.from_xdsl(op.result.type.element_type)
-        self.tile = shape[1:] if self.depth > 1 else shape
+        self.op, self.r = op, r
+        self.depth, self.shape, self.dtype, self.tile = _layout(op)
         self.values: list[np.ndarray | None] = [None] * self.depth
         self.owned = [False] * self.depth
-        self.written = [np.zeros((), np.bool_)] * self.depth
+        self.written = [_NO] * self.depth
         # arrays the same allocation owned in the previous row block, free to be overwritten
         self.spare = spare if spare is not None else [None] * self.depth
 
@@ -99,7 +113,7 @@ class Alloc:
     def put(self, k: int, value: np.ndarray, owned: bool = False) -> None:
         if owned and self.spare[k] is not None and np.may_share_memory(value, self.spare[k]):
             self.spare[k] = None  # taken
-        self.values[k], self.owned[k], self.written[k] = value, owned, np.ones((), np.bool_)
+        self.values[k], self.owned[k], self.written[k] = value, owned, _YES
 
     def write(self, index: Index | None, value: np.ndarray, owned: bool) -> None:
         if index is None and self.depth > 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 import numpy as np
 import scipy.special
@@ -18,6 +19,11 @@ from zhenwu_cc.runtime.numerics import f16_from_f32, f32_from_f16, round_to
 
 F32 = np.dtype(np.float32)
 F16 = np.dtype(np.float16)
+
+
+# numpy's own, remembered: it costs ~10 us a call, and the executor asks it of the same few
+# shapes for every op of every row block
+broadcast_shapes = lru_cache(maxsize=4096)(np.broadcast_shapes)
 
 
 def compute_dtype(dt: np.dtype) -> np.dtype:
@@ -245,6 +251,6 @@ def accumulate(acc: np.ndarray, prod: np.ndarray, d: DType, owned: bool) -> np.n
     if acc.dtype != F32:
         return into(up(acc) + prod, d)
     for target in (prod, acc if owned else None):
-        if target is not None and target.shape == np.broadcast_shapes(acc.shape, prod.shape):
+        if target is not None and target.shape == broadcast_shapes(acc.shape, prod.shape):
             return np.add(acc, prod, out=target)
     return acc + prod
