@@ -108,10 +108,10 @@ def _small_float_from_f32(x32: np.ndarray, d: DType) -> np.ndarray:
     x32 = x32 if x32.flags.c_contiguous else x32.copy()
     out = np.empty(x32.shape, d.np_dtype)
     src, dst = x32.reshape(-1).view(np.uint32), out.reshape(-1).view(np.uint8)
-    rounder = _SmallFloat(d, min(src.size, _F16_CHUNK))
+    rounder = _SmallFloat(d, min(src.size, F16_CHUNK))
     with np.errstate(over="ignore", invalid="ignore"):
-        for lo in range(0, src.size, _F16_CHUNK):
-            s = src[lo:lo + _F16_CHUNK]
+        for lo in range(0, src.size, F16_CHUNK):
+            s = src[lo:lo + F16_CHUNK]
             rounder.codes(s, dst[lo:lo + s.size])
             if rounder.exponent[:s.size].max() == 0x7F800000:
                 special = np.flatnonzero(rounder.exponent[:s.size] == 0x7F800000)
@@ -156,7 +156,7 @@ class _SmallFloat:
         np.bitwise_and(s, np.uint32(0x7F800000), out=e)
 
 
-_F16_CHUNK = 1 << 16  # elements f16_from_f32 converts at a time: its working arrays stay in cache
+F16_CHUNK = 1 << 16  # elements f16_from_f32 converts at a time: its working arrays stay in cache
 
 
 def f16_from_f32(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -171,17 +171,21 @@ def f16_from_f32(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     and its bits hold the float16 exponent and mantissa. Elements at or past 2**16 (overflow, Inf,
     NaN) are few and go through numpy's own cast."""
     x = np.asarray(x, dtype=np.float32)
-    x = x if x.flags.c_contiguous else x.copy()
+    if not x.flags.c_contiguous:  # numpy's own cast, rather than a contiguous copy first
+        if out is None:
+            return x.astype(np.float16)
+        np.copyto(out, x, casting="unsafe")
+        return out
     if out is None:
         out = np.empty(x.shape, np.float16)
     elif not out.flags.c_contiguous or out.shape != x.shape:
         raise ValueError("f16_from_f32 writes into a C-contiguous array of the input's shape")
     src, dst = x.reshape(-1).view(np.uint32), out.reshape(-1).view(np.uint16)
-    m = min(src.size, _F16_CHUNK)
+    m = min(src.size, F16_CHUNK)
     twice, magic, work = (np.empty(m, np.uint32) for _ in range(3))
     with np.errstate(over="ignore", invalid="ignore"):
-        for lo in range(0, src.size, _F16_CHUNK):
-            s = src[lo:lo + _F16_CHUNK]
+        for lo in range(0, src.size, F16_CHUNK):
+            s = src[lo:lo + F16_CHUNK]
             k = s.size
             w, b, a = twice[:k], magic[:k], work[:k]
             np.add(s, s, out=w)  # the bits without the sign
@@ -214,7 +218,11 @@ def f32_from_f16(h: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     by 2**112 rescales them exactly, and Inf and NaN (2**16 and up then) get float32's top
     exponent."""
     h = np.asarray(h, dtype=np.float16)
-    h = h if h.flags.c_contiguous else h.copy()
+    if not h.flags.c_contiguous:  # numpy's own cast, rather than a contiguous copy first
+        if out is None:
+            return h.astype(np.float32)
+        np.copyto(out, h, casting="unsafe")
+        return out
     if out is None:
         out = np.empty(h.shape, np.float32)
     elif not out.flags.c_contiguous or out.shape != h.shape:
@@ -342,13 +350,13 @@ def _divide_round_by_one(x32: np.ndarray, s: np.ndarray, d: DType) -> np.ndarray
     top = np.float32(d.finite_max)
     out = np.empty(x32.shape, d.np_dtype)
     src, dst = x32.reshape(-1), out.reshape(-1).view(np.uint8)
-    n = min(src.size, _F16_CHUNK)
+    n = min(src.size, F16_CHUNK)
     rounder = _SmallFloat(d, n)
     quotient, work, found = np.empty(n, np.float32), np.empty(n, np.uint32), np.empty(n, np.bool_)
     redo: list[np.ndarray] = []
     with np.errstate(all="ignore"):
-        for lo in range(0, src.size, _F16_CHUNK):
-            x = src[lo:lo + _F16_CHUNK]
+        for lo in range(0, src.size, F16_CHUNK):
+            x = src[lo:lo + F16_CHUNK]
             k = x.size
             q, w, f = quotient[:k], work[:k], found[:k]
             np.divide(x, s, out=q)
