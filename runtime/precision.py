@@ -96,9 +96,13 @@ def dequantize(values: np.ndarray, scales: Sequence[np.ndarray], rank: int | Non
     wide = [s for s in scales if s.dtype.itemsize > 1]
     with np.errstate(over="ignore", invalid="ignore"):
         if values.dtype.itemsize == 1 and len(wide) <= 1:
-            out = numerics.widen(values)
+            out = numerics.widen(values)  # a new array: scaled in place where shapes allow
             for s in [*(s for s in scales if s.dtype.itemsize == 1), *wide]:
-                out = out * expand(numerics.widen(s), shape)
+                s = expand(numerics.widen(s), shape)
+                if np.broadcast_shapes(out.shape, s.shape) == out.shape:
+                    np.multiply(out, s, out=out)
+                else:
+                    out = out * s
             return out
         exact = numerics.widen(values).astype(np.float64)
         for s in scales:

@@ -17,6 +17,7 @@ from zhenwu_cc.dialects import ppu
 from zhenwu_cc.pipeline import make_context
 from zhenwu_cc.runtime import numerics
 from zhenwu_cc.runtime.executor import execute, rowblocks
+from zhenwu_cc.runtime.executor import compute
 from zhenwu_cc.runtime.executor.compute import product
 from zhenwu_cc.core import dtypes
 
@@ -142,3 +143,129 @@ def test_bf16_stores_keep_their_bits():
     (y,) = k.run(x=x).values()
     assert y.view(np.uint16)[0, 0] == 0x8000 and np.isnan(np.float32(y[0, 1]))
     assert np.array_equal(y[1:].astype(np.float32), 2 * x[1:].astype(np.float32))
+
+
+def _f32_edge_cases() -> np.ndarray:
+    """float32 values where a rounding into float16 can go wrong: every float16 value, the
+    midpoints between neighbours (ties) and one float32 ulp either side of them, float16's
+    subnormals and the float32 ones, the edge of overflow (65504, the 65520 tie, 2**16), zeros,
+    Inf, NaN with payloads that do and do not survive the narrowing, and random bit patterns."""
+    codes = np.arange(0x7C00, dtype=np.uint16).view(np.float16).astype(np.float64)
+    mids = (codes[:-1] + codes[1:]) / 2  # exact in float32: one more bit than float16
+    tie = np.concatenate([codes, mids, [65520.0, 65536.0, 2.0**-25, 3 * 2.0**-26]])
+    near = tie.astype(np.float32)
+    bits = np.concatenate([near.view(np.uint32).astype(np.int64) + d for d in (0, 1, -1)])
+    near = bits.astype(np.uint32).view(np.float32)
+    special = np.array([0x7F800000, 0x7F800001, 0x7F801FFF, 0x7F802000, 0x7FC00000, 0x7FFFFFFF,
+                        0x00000001, 0x007FFFFF, 0x00800000, 0x7F7FFFFF, 0x477FEFFF, 0x477FF000,
+                        0x477FF001, 0x47800000], np.uint32).view(np.float32)
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 2**32, 1 << 18, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    x = np.concatenate([near, special, noise])
+    return np.concatenate([x, -x])
+
+
+def test_float16_narrowing_is_numpys_cast_bit_for_bit():
+    """`numerics.f16_from_f32` (vectorised, in chunks) against numpy's own conversion, on
+    values chosen to break it; also into a given array, on a 0-d value and through round_to."""
+    x = _f32_edge_cases()
+    with np.errstate(over="ignore"):
+        want = x.astype(np.float16)
+    assert numerics.f16_from_f32(x).view(np.uint16).tolist() == want.view(np.uint16).tolist()
+    out = np.empty(x.shape, np.float16)
+    assert numerics.f16_from_f32(x, out) is out
+    assert numerics.round_to(x, "f16").tobytes() == want.tobytes()
+    assert numerics.f16_from_f32(np.float32(65519.0)).shape == ()
+    assert numerics.round_to(np.float64(1 + 2.0**-11 + 2.0**-40), "f16") == 1 + 2.0**-10
+
+
+def test_float16_widening_is_numpys_cast_for_every_code():
+    h = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).reshape(256, 256)
+    want = h.astype(np.float32)
+    assert numerics.f32_from_f16(h).view(np.uint32).tolist() == want.view(np.uint32).tolist()
+    assert numerics.f32_from_f16(h[:, ::3]).tobytes() == want[:, ::3].tobytes()
+    assert numerics.widen(h).tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("fn", sorted(compute._ROUNDED_ONCE))
+@pytest.mark.parametrize("src, dest", [("bf16", "bf16"), ("f16", "f16"), ("bf16", "f32"),
+                                       ("f32", "bf16"), ("f32", "f16"), ("f16", "bf16")])
+def test_one_call_vector_ops_are_the_widened_ones(fn, src, dest):
+    """A vector op computed by one numpy call from narrow operands into a narrow destination
+    (no float32 copies) gives the bits of float32 copies computed then rounded, on ties,
+    subnormals, Inf, NaN and the formats' largest values, with a broadcast operand."""
+    x = _f32_edge_cases()[::7]
+    n = x.size // 2
+    with np.errstate(all="ignore"):  # as the executor runs
+        a = numerics.round_to(x[: 2 * n], src).reshape(2, n)
+        b = numerics.round_to(np.random.default_rng(1).permutation(x)[: 2 * n], src)
+        b = b.reshape(2, n)
+        b[0, :2] = numerics.round_to(np.float32(dtypes.get(src).finite_max), src)
+        d = dtypes.get(dest)
+        ins = [a] if fn in ("neg", "abs", "sqrt") else [a, b[:1]]
+        assert compute.one_call(fn, ins, d)
+        out = np.empty(a.shape, d.np_dtype)
+        got = compute.vmap(fn, ins, d, out, fused=True)
+        want = compute.vmap(fn, ins, d, None)
+    assert got is out and got.dtype == want.dtype
+    assert got.view(np.uint8).tobytes() == want.view(np.uint8).tobytes()
+
+
+def test_one_call_only_for_ops_rounded_once_on_float_operands():
+    f32, bf16 = np.zeros(4, np.float32), np.zeros(4, ml_dtypes.bfloat16)
+    assert not compute.one_call("exp", [bf16], dtypes.get("bf16"))
+    assert not compute.one_call("max", [bf16, bf16], dtypes.get("bf16"))
+    assert not compute.one_call("add", [f32, np.zeros(4, np.int32)], dtypes.get("f32"))
+    assert not compute.one_call("add", [f32, f32], dtypes.get("f8E4M3FN"))
+
+
+@pytest.mark.parametrize("name", ["f8E4M3FN", "f8E5M2", "f4E2M1FN"])
+def test_fp8_and_fp4_rounding_is_ml_dtypes_cast_bit_for_bit(name):
+    """`round_to` into FP8/FP4 (vectorised bit arithmetic) against ml_dtypes' own conversion
+    of the saturated values: every code's value, the ties between neighbours and one float32 ulp
+    either side, subnormals, the largest value and beyond it, Inf, NaN, random bit patterns."""
+    d = dtypes.get(name)
+    codes = np.arange(256 if d.bits == 8 else 16, dtype=np.uint8).view(d.np_dtype)
+    values = np.unique(codes.astype(np.float64))
+    values = values[np.isfinite(values)]
+    ties = np.concatenate([values, (values[:-1] + values[1:]) / 2, [d.finite_max * 1.1]])
+    bits = ties.astype(np.float32).view(np.uint32).astype(np.int64)
+    near = np.concatenate([bits + k for k in (0, 1, -1)]).astype(np.uint32).view(np.float32)
+    rng = np.random.default_rng(1)
+    noise = rng.integers(0, 2**32, 1 << 17, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    x = np.concatenate([near, noise, np.float32([np.inf, -np.inf, 2.0**-149, 3e38])])
+    if not d.has_nan:
+        x = x[~np.isnan(x)]
+    with np.errstate(all="ignore"):
+        want = numerics._saturate(x, d).astype(d.np_dtype)
+        got = numerics.round_to(x, d)
+    assert got.dtype == want.dtype
+    assert got.view(np.uint8).tolist() == want.view(np.uint8).tolist()
+
+
+@pytest.mark.parametrize("name", ["f8E4M3FN", "f8E5M2", "f4E2M1FN"])
+def test_per_tensor_quantisation_in_chunks_is_the_general_path(name):
+    """Quotients by one float32 scale rounded chunk by chunk (midpoints redone from float64)
+    against the general path, on values whose quotients land on the format's ties, just beside
+    them, on subnormals and past the largest value; and the amax without an |x| copy."""
+    d = dtypes.get(name)
+    codes = np.arange(256 if d.bits == 8 else 16, dtype=np.uint8).view(d.np_dtype)
+    values = np.unique(codes.astype(np.float64))
+    values = values[np.isfinite(values)]
+    ties = np.concatenate([values, (values[:-1] + values[1:]) / 2, [d.finite_max * 1.2]])
+    rng = np.random.default_rng(2)
+    for scale in (np.float32(1), np.float32(0.37), np.float32(3e-3), np.float32(2.0**-140)):
+        near = (ties * np.float64(scale)).astype(np.float32)
+        bits = near.view(np.uint32).astype(np.int64)
+        x = np.concatenate([bits + k for k in (0, 1, -1)]).astype(np.uint32).view(np.float32)
+        x = np.concatenate([x, -x, rng.standard_normal(70_000).astype(np.float32) * scale])
+        x = rng.permutation(x[np.isfinite(x)])  # (a per-tensor scale is NaN for them)
+        fast = numerics._divide_round(x, scale, d)
+        general = numerics._divide_round(x, scale.reshape(1), d)
+        assert fast.view(np.uint8).tolist() == general.view(np.uint8).tolist(), scale
+    x = rng.standard_normal((64, 96)).astype(np.float32)
+    x[3, 5] = -7.5
+    q = numerics.quantize_tensor(x, d)
+    assert q.scales == np.float32(7.5) / np.float32(d.finite_max)
+    x[0, 0] = np.nan
+    assert np.isnan(numerics.quantize_tensor(x, d).scales)

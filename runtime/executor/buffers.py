@@ -12,6 +12,7 @@ the `ppu.slot` index that picked a slot, and the shape a `ppu.view` gives the sa
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,20 @@ from zhenwu_cc.dialects import ppu
 from zhenwu_cc.runtime.executor.index import Index
 
 
-_WRITTEN = np.ones((), np.bool_)  # a slot written on every grid point
+_NO, _YES = np.zeros((), np.bool_), np.ones((), np.bool_)  # never changed in place
+_LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _layout(op: ppu.AllocOp) -> tuple:
+    """What the IR says of an allocation (read once: a launch allocates it every row block, a
+    loop every step)."""
+    found = _LAYOUTS.get(op)
+    if found is None:
+        shape = tuple(op.result.type.get_shape())
+        depth = op.slots
+        found = _LAYOUTS[op] = (depth, shape, dtypes.from_xdsl(op.result.type.element_type),
+                                shape[1:] if depth > 1 else shape)
+    return found
 
 
 class Alloc:
@@ -28,23 +42,14 @@ class Alloc:
     written), whether the executor may overwrite that array in place (no one else sees it), and
     on which grid points the slot has been written."""
 
-    def __init__(self, op: ppu.AllocOp, r: int, spare: list[np.ndarray | None] | None = None,
-                 facts: tuple | None = None):
-        shape, depth, dtype = facts or Alloc.facts(op)
-        self.op, self.r, self.depth, self.shape, self.dtype = op, r, depth, shape, dtype
-        self.tile = shape[1:] if self.depth > 1 else shape
+    def __init__(self, op: ppu.AllocOp, r: int, spare: list[np.ndarray | None] | None = None):
+        self.op, self.r = op, r
+        self.depth, self.shape, self.dtype, self.tile = _layout(op)
         self.values: list[np.ndarray | None] = [None] * self.depth
         self.owned = [False] * self.depth
-        self.written = [np.zeros((), np.bool_)] * self.depth
+        self.written = [_NO] * self.depth
         # arrays the same allocation owned in the previous row block, free to be overwritten
         self.spare = spare if spare is not None else [None] * self.depth
-
-    @staticmethod
-    def facts(op: ppu.AllocOp) -> tuple:
-        """What an allocation reads from its op: shape, slots and element type (a loop makes
-        its allocations anew every step, from facts read once)."""
-        return (tuple(op.result.type.get_shape()), op.slots,
-                dtypes.from_xdsl(op.result.type.element_type))
 
     def leftovers(self) -> list[np.ndarray | None]:
         """The arrays this allocation owns, for the next row block's to reuse."""
@@ -78,7 +83,7 @@ class Alloc:
     def unwritten(self, index: Index | None) -> int | None:
         """A slot read through `index` on some grid point that never wrote it, if any."""
         for k, choose in self._all_parts(index):
-            if self.written[k] is _WRITTEN:
+            if self.written[k] is _YES:
                 continue
             if not (self.written[k] if choose is None else self.written[k] | ~choose).all():
                 return k
@@ -111,7 +116,7 @@ class Alloc:
     def put(self, k: int, value: np.ndarray, owned: bool = False) -> None:
         if owned and self.spare[k] is not None and np.may_share_memory(value, self.spare[k]):
             self.spare[k] = None  # taken
-        self.values[k], self.owned[k], self.written[k] = value, owned, _WRITTEN
+        self.values[k], self.owned[k], self.written[k] = value, owned, _YES
 
     def write(self, index: Index | None, value: np.ndarray, owned: bool) -> None:
         if index is None and self.depth > 1:

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 import numpy as np
 import scipy.special
 from zhenwu_cc.core.dtypes import DType
-from zhenwu_cc.runtime.numerics import round_to
+from zhenwu_cc.runtime.numerics import f16_from_f32, f32_from_f16, round_to
 
 F32 = np.dtype(np.float32)
+F16 = np.dtype(np.float16)
+
+
+# numpy's own, remembered: it costs ~10 us a call, and the executor asks it of the same few
+# shapes for every op of every row block
+broadcast_shapes = lru_cache(maxsize=4096)(np.broadcast_shapes)
 
 
 def compute_dtype(dt: np.dtype) -> np.dtype:
@@ -29,7 +36,7 @@ def compute_dtype(dt: np.dtype) -> np.dtype:
 
 
 def up(x: np.ndarray) -> np.ndarray:
-    return x.astype(compute_dtype(x.dtype), copy=False)
+    return f32_from_f16(x) if x.dtype == F16 else x.astype(compute_dtype(x.dtype), copy=False)
 
 
 def into(x: np.ndarray, d: DType) -> np.ndarray:
@@ -68,6 +75,10 @@ _UFUNCS: dict[str, Fn] = {
     "gt": np.greater, "ge": np.greater_equal,
 }
 COMPARISONS = frozenset({"eq", "ne", "lt", "le", "gt", "ge"})
+# IEEE operations whose result is the exact one rounded once (max and min are not among them:
+# numpy's loops may pick either zero of max(-0, +0)), so they give the same bits however numpy
+# loops over the operands, whether widened beforehand or chunk by chunk inside the call
+_ROUNDED_ONCE = frozenset({"neg", "abs", "add", "sub", "mul", "div", "sqrt"})
 
 
 def result_dtype(fn: str, ins: Sequence[np.ndarray], dest: DType) -> np.dtype:
@@ -82,14 +93,28 @@ def result_dtype(fn: str, ins: Sequence[np.ndarray], dest: DType) -> np.dtype:
     return np.result_type(*(compute_dtype(x.dtype) for x in ins))
 
 
-def vmap(fn: str, ins: Sequence[np.ndarray], dest: DType, out: np.ndarray | None) -> np.ndarray:
+def one_call(fn: str, ins: Sequence[np.ndarray], dest: DType) -> bool:
+    """Whether `vmap fn` runs as one numpy call from its operands straight into a destination
+    array: numpy widens float operands to float32 and rounds the float32 results into an f16 or
+    bf16 destination chunk by chunk as it goes, the same bits as float32 copies computed then
+    rounded (`numerics.round_to` rounds float32 into those two by numpy's own conversion)."""
+    return (fn in _ROUNDED_ONCE and dest.name in ("f32", "f16", "bf16")
+            and all(x.dtype != np.bool_ and x.dtype.kind in "fV"
+                    and np.can_cast(x.dtype, F32, "safe") for x in ins))
+
+
+def vmap(fn: str, ins: Sequence[np.ndarray], dest: DType, out: np.ndarray | None,
+         fused: bool = False) -> np.ndarray:
     """`fn` of the aligned inputs, held in `dest`; written into `out` when one is given (a
-    destination array of the exact result shape and type that may be overwritten)."""
+    destination array of the exact result shape and `dest`'s type that may be overwritten,
+    given when `result_dtype` is that type or, with `fused`, `one_call` holds)."""
     if fn == "cast":
         if out is not None:
-            np.copyto(out, ins[0], casting="unsafe")
+            _plain_cast_into(ins[0], out)
             return out
         return _cast(ins[0], dest)
+    if fused and out is not None:
+        return _UFUNCS[fn](*ins, out=out, dtype=F32, casting="unsafe")
     if fn == "select":
         cond, a, b = ins
         return into(np.where(cond, up(a), up(b)), dest)
@@ -108,6 +133,19 @@ def _plain_cast(src: np.dtype, dest: DType) -> bool:
     if dest.name == "f32":
         return src != np.bool_ and src.kind in "fV" and np.can_cast(src, np.float32, "safe")
     return src == F32 and dest.name in ("f16", "bf16")
+
+
+def _plain_cast_into(x: np.ndarray, out: np.ndarray) -> None:
+    """A `_plain_cast` into `out`; float16 both ways by numerics' fast conversions (the same
+    bits as numpy's, which convert float16 element by element)."""
+    if out.flags.c_contiguous and out.shape == x.shape:
+        if x.dtype == F32 and out.dtype == F16:
+            f16_from_f32(x, out)
+            return
+        if x.dtype == F16 and out.dtype == F32:
+            f32_from_f16(x, out)
+            return
+    np.copyto(out, x, casting="unsafe")
 
 
 def _cast(x: np.ndarray, dest: DType) -> np.ndarray:
@@ -254,6 +292,6 @@ def accumulate(acc: np.ndarray, prod: np.ndarray, d: DType, owned: bool) -> np.n
     if acc.dtype != F32:
         return into(up(acc) + prod, d)
     for target in (prod, acc if owned else None):
-        if target is not None and target.shape == np.broadcast_shapes(acc.shape, prod.shape):
+        if target is not None and target.shape == broadcast_shapes(acc.shape, prod.shape):
             return np.add(acc, prod, out=target)
     return acc + prod

@@ -18,6 +18,7 @@ from numpy.lib.stride_tricks import as_strided
 from xdsl.ir import Operation
 from zhenwu_cc.core.tiling import tile_counts
 from zhenwu_cc.dialects.loc import span_of
+from zhenwu_cc.runtime.executor.compute import broadcast_shapes
 from zhenwu_cc.runtime.executor.index import Affine, Index
 
 from zhenwu_cc.core.diagnostics import error
@@ -79,7 +80,7 @@ def check_tiles(op: Operation, indices: Sequence[Index], counts: Sequence[int],
 
 
 def index_shape(indices: Sequence[Index], naxes: int) -> tuple[int, ...]:
-    return np.broadcast_shapes(*(ix.value.shape for ix in indices), (1,) * naxes)
+    return broadcast_shapes(*(ix.value.shape for ix in indices), (1,) * naxes)
 
 
 def _strided(blocks: np.ndarray, indices: Sequence[Index], shape: tuple[int, ...],
@@ -130,7 +131,7 @@ def _scatter(blocks: np.ndarray, indices: Sequence[Index], grid: tuple[int, ...]
 def store(x: np.ndarray, base: Sequence[int], bound: Sequence[int], sizes: Sequence[int],
           indices: Sequence[Index], value: np.ndarray, naxes: int) -> None:
     """Write the tiles `value` ([grid..., tile...]) at `indices` of `x`'s window, clipped."""
-    grid = np.broadcast_shapes(index_shape(indices, naxes), value.shape[:naxes])
+    grid = broadcast_shapes(index_shape(indices, naxes), value.shape[:naxes])
     win = window(x, base, bound)
     if _divides(bound, sizes):
         _scatter(_blocks(win, sizes), indices, grid, value)

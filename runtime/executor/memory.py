@@ -20,6 +20,7 @@ from zhenwu_cc.core.tiling import tile_counts
 from zhenwu_cc.core import dtypes
 from zhenwu_cc.dialects import ppu
 from zhenwu_cc.dialects.loc import span_of
+from zhenwu_cc.runtime import numerics
 from zhenwu_cc.runtime.executor import products, rowblocks
 from zhenwu_cc.runtime.executor.dependence import Dependence, root_alloc
 from zhenwu_cc.runtime.executor.merge import mergeable
@@ -27,8 +28,9 @@ from zhenwu_cc.runtime.units import MAX_HOST_BYTES_ENV, host_memory_limit
 
 from zhenwu_cc.core.diagnostics import error
 
-_QUANTIZE_SCRATCH = 12  # float32 temporaries of a quantisation, measured (largest buffer each)
+_QUANTIZE_SCRATCH = 8  # float32 temporaries of a quantisation, measured (largest buffer each)
 _INTERPRETER = 2 << 20  # the interpreter's own objects, index arrays, heap slack (measured)
+_F16_SCRATCH = 3 * 4 * numerics.F16_CHUNK
 
 
 def _elements(v: SSAValue) -> int:
@@ -112,11 +114,16 @@ def _temporaries(op, held) -> int:
     copies, every step's for a merged loop); a quantisation's measured temporaries."""
     if isinstance(op, ppu.VMapOp):
         largest = max(held(v) for v in (*op.ins, op.out))
+        dest = dtypes.from_xdsl(op.out.type.element_type).name
+        chunks = _F16_SCRATCH if dest == "f16" else 0  # numerics.f16_from_f32's working arrays
         if op.function == "cast":
-            plain = dtypes.from_xdsl(op.out.type.element_type).name in ("f32", "f16", "bf16")
-            return 0 if plain else 3 * largest
+            return chunks if dest in ("f32", "f16", "bf16") else 3 * largest
+        if op.function in ("add", "sub", "mul", "div", "neg", "abs", "sqrt") and dest in (
+                "f32", "f16", "bf16") and not any(dtypes.from_xdsl(
+                    v.type.element_type).kind != "float" for v in op.ins):
+            return 0  # one numpy call, no float32 copies (compute.one_call)
         copies = sum(map(_narrow, op.ins)) + (_narrow(op.out) or op.function == "select")
-        return copies * largest
+        return copies * largest + chunks
     if isinstance(op, ppu.VReduceOp):
         return _narrow(op.input) * held(op.input)
     if isinstance(op, ppu.VQuantizeOp):
@@ -126,13 +133,15 @@ def _temporaries(op, held) -> int:
         integer = dtypes.from_xdsl(op.acc.type.element_type).is_int
         # a dequantised operand is widened, then scaled (the other's result already held)
         copied = sum(held(v) for v in (op.lhs, op.rhs) if scaled or integer or _narrow(v))
-        copied += (copied // 2) if scaled else 0
         loop = op.parent_op()  # a merged loop multiplies every step's operands at once
         merged = isinstance(loop, ppu.LoopOp) and mergeable(loop)
+        # a merged loop of several steps gathers its operands along K too; one product's are
+        # widened, then scaled in place (precision.dequantize)
+        copied += (copied // 2) if scaled and merged and loop.trip_count > 1 else 0
         stepped = isinstance(loop, ppu.LoopOp) and not merged
         # the product and its reshaping, an integer one in int64 slices (compute.py); a scaled
-        # product made anew every step leaves the heap that much slack (measured)
-        products = (4 if integer else 2) + (stepped and scaled)
+        # product made anew every step of several leaves the heap that much slack (measured)
+        products = (4 if integer else 2) + (stepped and scaled and loop.trip_count > 1)
         return copied * (loop.trip_count if merged else 1) + products * held(op.acc)
     return 0
 

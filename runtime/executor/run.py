@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 
 import numpy as np
 from xdsl.dialects import arith
@@ -45,8 +46,10 @@ from zhenwu_cc.runtime.executor.buffers import Alloc, Ref
 from zhenwu_cc.runtime.executor.compute import (
     accumulate,
     bitcast,
+    broadcast_shapes,
     align,
     into,
+    one_call,
     product,
     result_dtype,
     vmap,
@@ -291,10 +294,7 @@ class Interpreter:
     def _alloc(self, op: ppu.AllocOp) -> None:
         before = self.launch.allocs.get(op)  # the same buffer's last step in a loop
         spare = before.leftovers() if before is not None else self.launch.spare.pop(op, None)
-        facts = self.facts.get(op)
-        if facts is None:
-            facts = self.facts[op] = Alloc.facts(op)
-        alloc = self.launch.allocs[op] = Alloc(op, self.launch.rank, spare, facts)
+        alloc = self.launch.allocs[op] = Alloc(op, self.launch.rank, spare)
         self.env[op.result] = Ref(alloc, None, alloc.shape)
 
     def _slot(self, op: ppu.SlotOp) -> None:
@@ -436,10 +436,11 @@ class Interpreter:
             self.write(result, bitcast(ins[0], _dtype(operands[0]), dest), owned=False)
             return
         out = None
-        if function != "select" and result_dtype(function, ins, dest) == dest.np_dtype:
-            out = self.env[result].scratch(np.broadcast_shapes(*(x.shape for x in ins)),
+        fused, into_dest = _vmap_plan(function, tuple(x.dtype for x in ins), dest)
+        if into_dest:
+            out = self.env[result].scratch(broadcast_shapes(*(x.shape for x in ins)),
                                            dest.np_dtype)
-        self.write(result, vmap(function, ins, dest, out), owned=True)
+        self.write(result, vmap(function, ins, dest, out, fused), owned=True)
 
     def _vreduce(self, op: ppu.VReduceOp) -> None:
         facts = self.facts.get(op)
@@ -479,6 +480,16 @@ class Interpreter:
         start = start.reshape((1,) * (r - start.ndim) + start.shape + (1,) * len(sizes))
         ramp = np.arange(sizes[axis]).reshape([-1 if a == axis else 1 for a in range(len(sizes))])
         self.write(op.out, into(start + ramp, _dtype(op.out)), owned=False)
+
+
+@lru_cache(maxsize=1024)
+def _vmap_plan(function: str, types: tuple[np.dtype, ...], dest: DType) -> tuple[bool, bool]:
+    """(one numpy call from the operands, computed into a destination array) for a vector op
+    on operands of `types` (the same every row block: asked once)."""
+    ins = [np.empty(0, t) for t in types]
+    fused = one_call(function, ins, dest)
+    return fused, fused or (function != "select"
+                            and result_dtype(function, ins, dest) == dest.np_dtype)
 
 
 def _nothing(interp: Interpreter, op: Operation) -> None:
