@@ -141,8 +141,9 @@ def _last_axis(op: zk.ReduceOp) -> bool:
 
 
 class EpilogueReductions:
-    """The matches of one kernel (found once per `tile` run) and, once a grid computed one, its
-    parts: `grid_for` asks `match` of every value it builds; `Grid` asks `combine`."""
+    """The matches of one kernel, grouped by `x` (found once per `tile` run): `grid_for` asks
+    `match` of every value it builds, `Grid` asks `stores` of the values it would compute
+    inline; a built group's parts are partials (`Grid._combine_partials` combines them)."""
 
     def __init__(self, block, fusion, row_budget: int):
         self.fusion = fusion
