@@ -426,14 +426,25 @@ def test_a_refused_structural_candidate_is_recorded_not_fatal():
     assert "time" in tune_eval.cost_candidate(k, Schedule(splits=(("y", 8),)), "m890")
 
 
+# `w` is read, then 128 MiB stream through L2 (evicting it), then `w` is read again: only
+# `place w in l2` keeps the second read out of HBM.
+PIN = """kernel pin<M = 1024, N = 1024>(w: f32[M, N], big: f32[4096, 4096])
+    -> (a: f32[M, N], b: f32[4096, 4096], c: f32[M, N]) {
+    a = w * 2.0
+    b = big * 3.0
+    c = w + 1.0
+    return a, b, c
+}
+"""
+
+
 @pytest.mark.parametrize("example,defines,schedule,lines", [
     ("softmax.zk", {"M": 4, "N": 1024}, Schedule(splits=(("y", 4),)), ["split y 4"]),
     ("attention.zk", {"B": 1, "H": 2, "S": 256, "D": 64}, Schedule(unfused=("o",)),
      ["fuse o off"]),
     ("gemm.zk", TINY, Schedule(precision=((("a", "b"), "f8E4M3FN"),)),
      ["precision a, b as f8E4M3FN"]),
-    ("row_reductions.zk", {"M": 64, "N": 1024}, Schedule(places=(("x", "l2"),)),
-     ["place x in l2"]),
+    ("pin.zk", {}, Schedule(places=(("w", "l2"),)), ["place w in l2"]),
 ])
 def test_write_round_trips_each_structural_directive(tmp_path, example, defines, schedule,
                                                      lines):
@@ -444,7 +455,7 @@ def test_write_round_trips_each_structural_directive(tmp_path, example, defines,
     from zhenwu_cc.tune_search import Trial
 
     src = tmp_path / example
-    src.write_text((ROOT / "examples" / example).read_text())
+    src.write_text(PIN if example == "pin.zk" else (ROOT / "examples" / example).read_text())
     k = zhenwu_cc.compile(str(src), defines=defines)
     time_s = tune_eval.cost_candidate(k, schedule, "m890")["time"]
     result = TuneResult(k.name, "m890", defines, "exhaustive", 0, 1, _space(k),
