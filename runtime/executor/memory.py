@@ -17,13 +17,14 @@ import math
 
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.core.tiling import tile_counts
-from zhenwu_cc.core import dtypes
+from zhenwu_cc.core import attrs, dtypes
 from zhenwu_cc.dialects import ppu
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.runtime import numerics
 from zhenwu_cc.runtime.executor import products, rowblocks
 from zhenwu_cc.runtime.executor.dependence import Dependence, root_alloc
 from zhenwu_cc.runtime.executor.merge import mergeable
+from zhenwu_cc.runtime.executor.window import carried
 from zhenwu_cc.runtime.units import MAX_HOST_BYTES_ENV, host_memory_limit
 
 from zhenwu_cc.core.diagnostics import error
@@ -76,6 +77,8 @@ def _launch_bytes(launch: ppu.LaunchOp) -> int:
         if isinstance(op, ppu.LoopOp):  # what its stepped products keep (products.py)
             live += sum(held(m.lhs) + held(m.rhs) + held(m.acc) for m in op.body.walk()
                         if isinstance(m, ppu.MmaOp) and _kept_product(m))
+            if attrs.live_steps(op) is not None:
+                live += _partial_step_bytes(op, launch, points)
         peak = max(peak, live + _temporaries(op, held))
         for v in _written(op):
             if (alloc := root_alloc(v)) not in seen:
@@ -93,6 +96,18 @@ def _launch_bytes(launch: ppu.LaunchOp) -> int:
                 else:
                     staging = max(staging, copy)
     return peak + padded + staging
+
+
+def _partial_step_bytes(loop: ppu.LoopOp, launch: ppu.LaunchOp, points) -> int:
+    """What a step that some tiles skip holds beside the loop's buffers (window.py): a copy of
+    the state it carries (run everywhere, then undone), or, run on the range of tiles it does
+    not skip, the whole arrays of the buffers outside the loop it writes kept beside the new
+    ones it gives those rows."""
+    inside = {id(o) for o in loop.body.walk()}
+    written = {root_alloc(v) for o in loop.body.walk() for v in _written(o)}
+    outside = [a for a in written if id(a) not in inside]
+    return max(sum(points(a.result) * _itemsize(a.result) for a in group)
+               for group in (carried(loop, launch), outside))
 
 
 def _narrow(v: SSAValue) -> bool:
