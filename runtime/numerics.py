@@ -159,6 +159,23 @@ class _SmallFloat:
 F16_CHUNK = 1 << 16  # elements f16_from_f32 converts at a time: its working arrays stay in cache
 
 
+def _destination(x, src, dst, out: np.ndarray | None, name: str):
+    """(x as `src`, the array to convert it into, whether that is done already): where x is
+    not C-contiguous numpy's own cast has done it (rather than a contiguous copy first); else
+    `out`, which must be a C-contiguous array of x's shape, or a new one."""
+    x = np.asarray(x, dtype=src)
+    if not x.flags.c_contiguous:
+        if out is None:
+            return x, x.astype(dst), True
+        np.copyto(out, x, casting="unsafe")
+        return x, out, True
+    if out is None:
+        return x, np.empty(x.shape, dst), False
+    if not out.flags.c_contiguous or out.shape != x.shape:
+        raise ValueError(f"{name} writes into a C-contiguous array of the input's shape")
+    return x, out, False
+
+
 def f16_from_f32(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """float32 `x` as float16, bit for bit numpy's cast (RNE, overflow to Inf, NaN keeping the
     top bits of its payload), into `out` (a C-contiguous float16 array of x's shape) or anew.
@@ -170,16 +187,9 @@ def f16_from_f32(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     -14, so the sum's last bit weighs what float16's last bit does there (2**-24 for subnormals)
     and its bits hold the float16 exponent and mantissa. Elements at or past 2**16 (overflow, Inf,
     NaN) are few and go through numpy's own cast."""
-    x = np.asarray(x, dtype=np.float32)
-    if not x.flags.c_contiguous:  # numpy's own cast, rather than a contiguous copy first
-        if out is None:
-            return x.astype(np.float16)
-        np.copyto(out, x, casting="unsafe")
+    x, out, done = _destination(x, np.float32, np.float16, out, "f16_from_f32")
+    if done:
         return out
-    if out is None:
-        out = np.empty(x.shape, np.float16)
-    elif not out.flags.c_contiguous or out.shape != x.shape:
-        raise ValueError("f16_from_f32 writes into a C-contiguous array of the input's shape")
     src, dst = x.reshape(-1).view(np.uint32), out.reshape(-1).view(np.uint16)
     m = min(src.size, F16_CHUNK)
     twice, magic, work = (np.empty(m, np.uint32) for _ in range(3))
@@ -217,16 +227,9 @@ def f32_from_f16(h: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     exponent and the mantissa) are the value times 2**-112, subnormals included; one multiply
     by 2**112 rescales them exactly, and Inf and NaN (2**16 and up then) get float32's top
     exponent."""
-    h = np.asarray(h, dtype=np.float16)
-    if not h.flags.c_contiguous:  # numpy's own cast, rather than a contiguous copy first
-        if out is None:
-            return h.astype(np.float32)
-        np.copyto(out, h, casting="unsafe")
+    h, out, done = _destination(h, np.float16, np.float32, out, "f32_from_f16")
+    if done:
         return out
-    if out is None:
-        out = np.empty(h.shape, np.float32)
-    elif not out.flags.c_contiguous or out.shape != h.shape:
-        raise ValueError("f32_from_f16 writes into a C-contiguous array of the input's shape")
     bits, f = out.reshape(-1).view(np.uint32), out.reshape(-1)
     np.left_shift(h.reshape(-1).view(np.uint16), 16, out=bits, dtype=np.uint32, casting="unsafe")
     np.right_shift(bits.view(np.int32), 3, out=bits.view(np.int32))  # the sign fills 3 bits
