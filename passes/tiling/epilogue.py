@@ -28,7 +28,7 @@ from zhenwu_cc.core import attrs, dtypes
 from zhenwu_cc.dialects import zk
 from zhenwu_cc.passes.tiling.directives import split_k_asked
 from zhenwu_cc.passes.tiling.fusion import exclusive, path_ops
-from zhenwu_cc.passes.tiling.requests import shape_of
+from zhenwu_cc.passes.tiling.requests import reduces_last_axis, shape_of
 from zhenwu_cc.passes.tiling.sizes import halve_matmul, k_steps
 from zhenwu_cc.passes.tiling.split import split_parts
 
@@ -90,7 +90,7 @@ class OnlineGroup:
 
 def match_online(total: Operation) -> OnlineMatch | None:
     """The match `total` (a `zk.reduce_sum`) heads, or None."""
-    if not (isinstance(total, zk.ReduceSumOp) and _last_axis(total)):
+    if not (isinstance(total, zk.ReduceSumOp) and reduces_last_axis(total)):
         return None
     exp = total.input.owner
     if not isinstance(exp, zk.ExpOp):
@@ -115,7 +115,7 @@ def _shift_of(shift: SSAValue, x: SSAValue
     kept, or decompose's `select(abs(max) < inf, max, 0)`; else None."""
     op = shift.owner
     if isinstance(op, zk.ReduceMaxOp):
-        return (op, ()) if op.input is x and _last_axis(op) else None
+        return (op, ()) if op.input is x and reduces_last_axis(op) else None
     if not isinstance(op, zk.SelectOp):
         return None
     cond, m, zero = op.operands
@@ -133,11 +133,6 @@ def _shift_of(shift: SSAValue, x: SSAValue
 def _constant(v: SSAValue) -> float | None:
     op = v.owner
     return op.number if isinstance(op, zk.ConstantOp) and not shape_of(v) else None
-
-
-def _last_axis(op: zk.ReduceOp) -> bool:
-    return (op.keepdims is not None
-            and tuple(op.axis_list) == (len(shape_of(op.input)) - 1,))
 
 
 class EpilogueReductions:
@@ -159,6 +154,7 @@ class EpilogueReductions:
             self.by_op[id(g.x.owner)] = g
             self.by_op.update((id(op), g) for m in matches for op in (m.mx, m.total))
         self.claimed: set[int] = set()  # ops a flash-attention grid computes (`claim`)
+        self.allowed: dict[int, bool] = {}  # per group: whether the schedule lets it fuse
 
     def claim(self, ops) -> None:
         """`ops` are fused by a flash-attention grid, which keeps its own running max and sum."""
@@ -174,9 +170,9 @@ class EpilogueReductions:
                 or (g.stores_x and shape_of(g.x)[-1] <= self.row_budget)
                 or any(id(m.total) in self.claimed for m in g.matches)):
             return None
-        if not (g.honours_directives() and self.fusion.allows_all(g.group())):
-            return None
-        return g
+        if id(g) not in self.allowed:  # asked once per group: `match` runs for every tile
+            self.allowed[id(g)] = g.honours_directives() and self.fusion.allows_all(g.group())
+        return g if self.allowed[id(g)] else None
 
     def stores(self, v: SSAValue) -> bool:
         """Whether `v` is an `x` its group's grid stores: consumers load it from there rather

@@ -28,7 +28,13 @@ from zhenwu_cc.passes.tiling.directives import disagree, split_k_asked
 from zhenwu_cc.passes.tiling.fusion import exclusive, path_ops
 from zhenwu_cc.passes.tiling.grids import F32
 from zhenwu_cc.passes.tiling.masks import live_blocks
-from zhenwu_cc.passes.tiling.requests import Req, matmul_operand_req, shape_of, zero_padded
+from zhenwu_cc.passes.tiling.requests import (
+    Req,
+    matmul_operand_req,
+    reduces_last_axis,
+    shape_of,
+    zero_padded,
+)
 from zhenwu_cc.passes.tiling.scales import mma_dtype
 from zhenwu_cc.passes.tiling.split import split_parts
 
@@ -77,7 +83,7 @@ def match_flash(pv: zk.MatmulOp) -> FlashMatch | None:
         return None
     e, l_ = div.lhs, div.rhs
     total, exp = l_.owner, e.owner
-    if not (isinstance(total, zk.ReduceSumOp) and total.input is e and _last_axis(total)
+    if not (isinstance(total, zk.ReduceSumOp) and total.input is e and reduces_last_axis(total)
             and isinstance(exp, zk.ExpOp) and _uses(e) == {id(div), id(total)}
             and l_.has_one_use()):
         return None
@@ -86,7 +92,7 @@ def match_flash(pv: zk.MatmulOp) -> FlashMatch | None:
         return None
     x, m = sub.lhs, sub.rhs
     mx = m.owner
-    if not (isinstance(mx, zk.ReduceMaxOp) and mx.input is x and _last_axis(mx)
+    if not (isinstance(mx, zk.ReduceMaxOp) and mx.input is x and reduces_last_axis(mx)
             and m.has_one_use() and _uses(x) == {id(sub), id(mx)}):
         return None
     if not isinstance(x.owner, Operation):
@@ -105,11 +111,6 @@ def _exclusive_to(qk: zk.MatmulOp, x: SSAValue, readers: set) -> bool:
     if not exclusive(qk, x.owner):
         return False
     return all(use.operation in readers for use in x.uses)
-
-
-def _last_axis(op: zk.ReduceOp) -> bool:
-    return (op.keepdims is not None and
-            tuple(op.axis_list) == (len(shape_of(op.input)) - 1,))
 
 
 def _uses(v: SSAValue) -> set[int]:

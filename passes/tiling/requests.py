@@ -15,6 +15,13 @@ def shape_of(v: SSAValue) -> tuple[int, ...]:
     return tuple(v.type.get_shape())
 
 
+def reduces_last_axis(op: zk.ReduceOp) -> bool:
+    """A reduction over its input's last axis alone, the axis kept (a row statistic that
+    online softmax can carry: tiling.flash, tiling.epilogue)."""
+    return (op.keepdims is not None
+            and tuple(op.axis_list) == (len(shape_of(op.input)) - 1,))
+
+
 def dtype_of(v: SSAValue) -> dtypes.DType:
     return dtypes.from_xdsl(v.type.element_type)
 
