@@ -66,9 +66,7 @@ class TileAttr(ParametrizedAttribute):
             _print_ints(printer, self.values)
             if self.split_k.data != 1:
                 printer.print_string(f", split_k {self.split_k.data}")
-            if printer.print_debuginfo and isinstance(self.loc, FileLineColLoc):
-                printer.print_string(", ")
-                printer.print_attribute(self.loc)
+            _print_loc(printer, self.loc)
 
 
 
@@ -98,16 +96,13 @@ class SplitAttr(ParametrizedAttribute):
             parts = parser.parse_integer()
             if parts < 1:  # tiling divides by it
                 parser.raise_error("split parts must be >= 1", start, parser.pos)
-            loc = parser.parse_optional_location() if parser.parse_optional_punctuation(",") \
-                else None
-        return (StringAttr(target), IntAttr(parts), loc or UnknownLoc())
+            loc = _parse_loc(parser)
+        return (StringAttr(target), IntAttr(parts), loc)
 
     def print_parameters(self, printer: Printer) -> None:
         with printer.in_angle_brackets():
             printer.print_string(f"{self.target.data}, {self.parts.data}")
-            if printer.print_debuginfo and isinstance(self.loc, FileLineColLoc):
-                printer.print_string(", ")
-                printer.print_attribute(self.loc)
+            _print_loc(printer, self.loc)
 
 
 @irdl_attr_definition
@@ -126,16 +121,13 @@ class FuseAttr(ParametrizedAttribute):
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
         with parser.in_angle_brackets():
             parser.parse_keyword("off")
-            loc = parser.parse_optional_location() if parser.parse_optional_punctuation(",") \
-                else None
-        return (loc or UnknownLoc(),)
+            loc = _parse_loc(parser)
+        return (loc,)
 
     def print_parameters(self, printer: Printer) -> None:
         with printer.in_angle_brackets():
             printer.print_string("off")
-            if printer.print_debuginfo and isinstance(self.loc, FileLineColLoc):
-                printer.print_string(", ")
-                printer.print_attribute(self.loc)
+            _print_loc(printer, self.loc)
 
 
 @irdl_attr_definition
@@ -173,3 +165,15 @@ class PlaceAttr(ParametrizedAttribute):
                 printer.print_string(", stacks ")
                 _print_ints(printer, self.stack_ids)
 
+
+def _parse_loc(parser: AttrParser) -> Attribute:
+    """A directive attribute's optional trailing `, loc(...)` (its schedule line)."""
+    found = parser.parse_optional_location() if parser.parse_optional_punctuation(",") else None
+    return found or UnknownLoc()
+
+
+def _print_loc(printer: Printer, loc: Attribute) -> None:
+    """The schedule line, printed only as debug info."""
+    if printer.print_debuginfo and isinstance(loc, FileLineColLoc):
+        printer.print_string(", ")
+        printer.print_attribute(loc)
