@@ -241,6 +241,49 @@ def test_the_combine_of_a_split_waits_for_its_parts(name, monkeypatch):
     assert parts.time == free.phases[0].time
 
 
+def query_tiles(tiles: int, waits: str, buffers: int = 2) -> Workload:
+    """A flash grid's shape: each tile loads its Q tile once (prologue), then 8 compute-bound
+    steps each load a K/V block and multiply, then stores its output tile (epilogue)."""
+    q = tiles * 32 * 1024
+    phase = Phase("attention", tiles, 8, buffers, 64 * 1024, (
+        Work("load", q, "prologue", tensor="q", dtype="bf16"),
+        Work("load", 8 * q, tensor="kv", dtype="bf16"),
+        Work("mma", tiles * 8 * 2 * 128 * 128 * 1024, dtype="bf16"),
+        Work("store", q, "epilogue", tensor="o"),
+    ), {"q": q, "kv": 8 * q}, reload_waits=waits)
+    return Workload("attention", (phase,), {
+        "q": Tensor("q", q, "input"), "kv": Tensor("kv", 8 * q, "input"),
+        "o": Tensor("o", q, "output")})
+
+
+@pytest.mark.parametrize("name", ["h100", "m890"])
+def test_a_one_slot_q_tile_makes_the_next_tile_wait(name):
+    """The next tile's Q load waits for the one slot this tile holds: after its loop
+    (`loop`: that load is exposed), or after its epilogue's store too when the epilogue reuses
+    the slot's SRAM (`epilogue`: both DMAs are exposed). The steps' compute hides the rest."""
+    target = load_target(name)
+    n = target.compute_units
+    plain = estimate(query_tiles(4 * n, ""), target).phases[0]
+    held = {w: estimate(query_tiles(4 * n, w), target).phases[0] for w in ("loop", "epilogue")}
+    assert plain.terms["tensor"] > plain.terms["dma"]  # compute-bound steps
+    assert plain.terms["reload_wait"] == 0
+    # no prologue or epilogue compute: those terms are each wave's DMA
+    load, store = plain.terms["prologue"] / 4, plain.terms["epilogue"] / 4
+    assert held["loop"].terms["reload_wait"] == pytest.approx(3 * load)
+    assert held["epilogue"].terms["reload_wait"] == pytest.approx(3 * (load + store))
+    for p in held.values():
+        assert p.time - plain.time == pytest.approx(p.terms["reload_wait"])
+
+
+@pytest.mark.parametrize("tiles, buffers", [(1, 2), (128, 2), (512, 1)])
+def test_no_reload_wait_without_a_next_tile_or_with_one_buffer(tiles, buffers):
+    """One wave has no next tile to wait; with one buffer nothing ran ahead anyway."""
+    target = load_target("m890")
+    plain = estimate(query_tiles(tiles, "", buffers), target)
+    held = estimate(query_tiles(tiles, "epilogue", buffers), target)
+    assert held.time == plain.time and held.phases[0].terms["reload_wait"] == 0
+
+
 def test_one_stack_of_six_is_six_times_slower():
     target = load_target("m890")
     assert target.hbm.stacks == 6

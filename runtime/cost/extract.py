@@ -226,6 +226,7 @@ class PhaseSpec:
     ops: tuple[OpWork, ...]
     tile: TileSizes | None
     live: tuple[int, tuple[int, ...], tuple[int, ...]] | None = None  # `loop.live_steps`
+    reload_waits: str = ""  # `Phase.reload_waits`
 
 
 def _op_work(op: Operation, where: str, in_loop: bool, loc: str, names: _Names,
@@ -299,6 +300,29 @@ def _dtype(v: SSAValue) -> str:
     return dtypes.from_xdsl(v.type.element_type).name
 
 
+def _reload_waits(ops: list[Operation], loop: ppu.LoopOp | None) -> str:
+    """How far into a tile the next tile's prologue loads must wait (`Phase.reload_waits`):
+    a load before the loop into a buffer with one slot cannot run ahead into the next tile
+    while this tile still reads that buffer in its loop (`loop`), or while its epilogue uses
+    SRAM that overlaps it, a buffer placed where the load's was once the loop ended
+    (`epilogue`: until its stores have drained)."""
+    if loop is None:
+        return ""
+    held = [(a.byte_offset, a.byte_offset + a.nbytes) for op in ops[:ops.index(loop)]
+            if isinstance(op, ppu.DmaLoadOp) and isinstance(a := op.dest.owner, ppu.AllocOp)
+            and a.slots == 1]
+
+    def touches(op: Operation) -> bool:
+        return any(isinstance(a := v.owner, ppu.AllocOp)
+                   and any(a.byte_offset < end and start < a.byte_offset + a.nbytes
+                           for start, end in held)
+                   for inner in op.walk() for v in inner.operands)
+
+    if any(touches(op) for op in ops[ops.index(loop) + 1:]):
+        return "epilogue"
+    return "loop" if touches(loop) else ""
+
+
 def phase_spec(launch: ppu.LaunchOp, names: _Names, written: set[str]) -> PhaseSpec:
     """One launch's work as data. Loads of a tensor an earlier phase wrote are charged to this
     phase's line, the one that reads it: the load's own location may be an op of the producer's
@@ -340,7 +364,8 @@ def phase_spec(launch: ppu.LaunchOp, names: _Names, written: set[str]) -> PhaseS
         used["parts"], used["split"])
     return PhaseSpec(f"{launch.role.data} {here}".strip(), here, tuple(launch.grid_shape),
                      loop.trip_count if loop else 1, loop is not None, buffers, sram,
-                     tuple(work), tile, live_steps(loop) if loop else None)
+                     tuple(work), tile, live_steps(loop) if loop else None,
+                     _reload_waits(ops, loop))
 
 
 def phase_of(spec: PhaseSpec, tensors: dict[str, Tensor], grid: tuple[int, ...] | None = None,
@@ -382,7 +407,8 @@ def phase_of(spec: PhaseSpec, tensors: dict[str, Tensor], grid: tuple[int, ...] 
     steps = looped // tiles if spec.looped else trips  # per tile, on average where skipped
     return Phase(spec.name, tiles, steps, spec.buffers if buffers is None else buffers,
                  spec.sram if sram is None else sram,
-                 tuple(work), bounded, spec.loc, spec.tile if tile is None else tile)
+                 tuple(work), bounded, spec.loc, spec.tile if tile is None else tile,
+                 spec.reload_waits)
 
 
 def workload_of(kernel: ppu.KernelOp) -> Workload:

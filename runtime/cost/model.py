@@ -17,7 +17,10 @@ Per phase (`tiles` T, `steps` S, `buffers` B, CUs N, a = tiles running at once):
                dma); the steps take dma + (S-1) x max(dma, compute) + compute with B >= 2 (fill,
                overlap, drain) and S x (dma + compute) with B == 1 (no overlap)
     slot       what a tile adds when its CU has a next one: with B >= 2 loads run ahead into
-               the next tile, so only its busiest engine counts; with B == 1 its chain
+               the next tile, so only its busiest engine counts; with B == 1 its chain. A
+               prologue load into a buffer of one slot the tile holds through its loop (a flash
+               grid's Q tile) waits for it instead: the slot is then at least the tile's loop and
+               epilogue with that load exposed (reload_wait, `Phase.reload_waits`)
     pipeline   = (waves - 1) x slot(full wave) + chain(last wave)
     phase time = max(pipeline, hbm_bound, l2_bound, compute_bound, vector_bound), the bounds
                  being the whole chip's floors (bytes / (e x bandwidth), FLOPs / (e_c x peak)),
@@ -55,7 +58,7 @@ BOUNDS = ("compute", "hbm", "l2", "vector")
 # (benchmarks/calibrate_attention.py, docs/validation.md) at H100's fitted compute efficiency
 # (FITTED_AT_COMPUTE_EFFICIENCY, h100.toml's `efficiency.compute`) and carried to other
 # targets in proportion to how much less of their peak they sustain.
-EXPOSED_AT_H100 = 0.25
+EXPOSED_AT_H100 = 0.15
 FITTED_AT_COMPUTE_EFFICIENCY = 0.852
 # A phase that combines the partials of a split (split-K, a split reduction) is a launch that
 # starts only once every part has stored: it waits for the parts' stores to drain and then
@@ -73,6 +76,8 @@ class PhaseEstimate:
     terms: pipeline (per-CU time over all waves); dma, hbm, l2, tensor, vector (busy time of one
     CU's engines over the phase; hbm and l2 are the two sources of dma); prologue, epilogue;
     exposed (pipeline time not hidden by overlap: fill and drain, or all of it with one buffer);
+    reload_wait (what the tiles' slots grow by because the next tile's prologue loads wait for
+    a buffer of one slot this tile holds, `Phase.reload_waits`);
     wave_quantization (time lost to a partly filled last wave, or to fewer tiles than CUs);
     combine_wait (the wait and ramp of a phase combining a split's partials, COMBINE_WAIT);
     hbm_bound, l2_bound, compute_bound, vector_bound (the whole chip's floors for the phase).
@@ -489,13 +494,19 @@ def _phase(phase: Phase, workload: Workload, target: Target, stacks: dict[str, t
         return {k: (max(stack_bytes[k]) * a / per[k] / stack_bw,
                     l2_bytes[k] * a / per[k] / l2_bw) for k in WHERE}
 
-    def tile(a: int) -> tuple[float, float, float, float, float]:
-        """(chain, slot, DMA busy, HBM part, L2 part) of one tile while a tiles run at once.
+    def tile(a: int) -> tuple[float, float, float, float, float, float]:
+        """(chain, slot, DMA busy, HBM part, L2 part, reload wait) of one tile while a tiles run
+        at once.
 
         chain: the tile on its own: prologue, the step pipeline (with B >= 2 the first load and
         the last compute are exposed, the rest overlaps), epilogue. slot: what the tile adds
         when the CU has a next tile: with B >= 2 loads run ahead into the next tile, so only the
-        busier engine counts; with B == 1 nothing overlaps and slot = chain.
+        busier engine counts; with B == 1 nothing overlaps and slot = chain. reload wait: what
+        the slot grows by where the next tile's prologue loads go into a buffer of one slot
+        that this tile still holds (`Phase.reload_waits`): they start only once this tile's
+        loop has ended (the epilogue's compute overlaps them), or once its epilogue's stores
+        have drained when the epilogue reuses that SRAM; only the steps' loads, whose buffers
+        have several slots, still run ahead.
         """
         parts = dma(a)
         d = {k: max(parts[k]) for k in WHERE}
@@ -507,8 +518,14 @@ def _phase(phase: Phase, workload: Workload, target: Target, stacks: dict[str, t
         chain = d["prologue"] + c["prologue"] + body + c["epilogue"] + d["epilogue"]
         busy = sum(reps[k] * d[k] for k in WHERE)
         slot = max(busy, sum(reps[k] * c[k] for k in WHERE)) if B >= 2 else chain
-        return (chain, slot, busy, sum(reps[k] * parts[k][0] for k in WHERE),
-                sum(reps[k] * parts[k][1] for k in WHERE))
+        wait = 0.0
+        if B >= 2 and phase.reload_waits:
+            after = (c["epilogue"] + d["epilogue"] + d["prologue"]
+                     if phase.reload_waits == "epilogue" else max(c["epilogue"], d["prologue"]))
+            held = c["prologue"] + (S - 1) * max(d["body"], c["body"]) + c["body"] + after
+            wait = max(0.0, held - slot)
+        return (chain, slot + wait, busy, sum(reps[k] * parts[k][0] for k in WHERE),
+                sum(reps[k] * parts[k][1] for k in WHERE), wait)
 
     waves = math.ceil(T / n_cu)
     a_full = min(T, n_cu)
@@ -535,7 +552,7 @@ def _phase(phase: Phase, workload: Workload, target: Target, stacks: dict[str, t
         "tensor": tensor_busy, "vector": vector_busy, **edges,
         "exposed": max(0.0, pipeline - busiest),
         "wave_quantization": min(pipeline, (waves - T / n_cu) * full[1]), **bounds,
-        "combine_wait": combine_wait,
+        "combine_wait": combine_wait, "reload_wait": (waves - 1) * full[5],
     }
     weight = {
         "compute": max(tensor_busy, bounds["compute_bound"]),

@@ -72,6 +72,11 @@ class Phase:
     unique_load_bytes: dict[str, int] = field(default_factory=dict)
     loc: str = ""
     tile: TileSizes | None = None  # None for programs the `tile` pass did not make
+    # How far into a tile the next tile's prologue loads wait, because they load into a buffer
+    # with one slot: "" (they run ahead into the next tile as the others), "loop" (this tile
+    # reads the buffer until its loop ends: a flash grid's Q tile), "epilogue" (its epilogue
+    # uses the same SRAM until its stores drain).
+    reload_waits: str = ""
 
 
 @dataclass(frozen=True)
