@@ -65,7 +65,7 @@ def test_row_blocks_come_from_the_ir_and_skip_products():
     """A row kernel runs in blocks of about BLOCK_BYTES; a GEMM's launch in one block (BLAS
     sums in a shape-dependent order)."""
     rms = zhenwu_cc.compile(EXAMPLES / "rmsnorm.zk", defines={"T": 4096, "D": 4096})
-    (first, _) = launches(rms)
+    (first,) = launches(rms)  # h is stored by y's grid (tiling/costore.py)
     axis, size = rowblocks.plan(first)
     # [4, 4096] tiles: 64 KiB of float32 a grid point, 64 points in 4 MiB
     assert (axis, size) == (0, rowblocks.BLOCK_BYTES // (4 * 4096 * 4))
