@@ -21,7 +21,9 @@ window (ZK0610), SRAM overflow and overlapping live buffers (ZK0611, ZK0612, sra
 reads of SRAM never written (ZK0613) and of HBM never stored (ZK0614), output elements no store
 wrote (ZK0615), tiles storing different data to one place (ZK0616), division by zero in index
 arithmetic (ZK0617) — and it refuses a run that would not fit in host memory (ZK0505,
-memory.py) before allocating.
+memory.py) before allocating. The HBM checks keep a written-mask per tensor, except for a store
+the IR proves to write its whole tensor exactly once (coverage.py): the tensor counts as written
+when its launch ends.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from zhenwu_cc.dialects import ppu
 from zhenwu_cc.core.dtypes import DType
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.runtime import precision
-from zhenwu_cc.runtime.executor import dma, products, rowblocks
+from zhenwu_cc.runtime.executor import coverage, dma, products, rowblocks
 from zhenwu_cc.runtime.executor.buffers import Alloc, Ref
 from zhenwu_cc.runtime.executor.compute import (
     accumulate,
@@ -202,7 +204,8 @@ class Interpreter:
         grid = op.grid_shape
         r = len(grid)
         args = op.body.block.args
-        self.launch = Launch(r, {d - r: a.name_hint or f"grid{d}" for d, a in enumerate(args)})
+        self.launch = Launch(r, {d - r: a.name_hint or f"grid{d}" for d, a in enumerate(args)},
+                             unmasked=self._unmasked(op))
         axis, size = rowblocks.plan(op)
         extent = grid[axis] if grid else 1
         for start in range(0, extent, size):
@@ -216,6 +219,8 @@ class Interpreter:
             for alloc in self.launch.allocs.values():
                 self.launch.spare[alloc.op] = alloc.leftovers()
             self.launch.allocs = {}
+        for g in self.launch.unmasked.values():
+            self._written(g.root)
         self.launch = None
         for inner in op.body.walk():  # SRAM lives for one launch: free its buffers now
             for v in (*inner.results, *(a for r in inner.regions for b in r.blocks
@@ -223,6 +228,22 @@ class Interpreter:
                 self.env.pop(v, None)
         for arg in args:
             self.env.pop(arg, None)
+
+    def _unmasked(self, op: ppu.LaunchOp) -> dict[ppu.DmaStoreOp, Global]:
+        """The stores of launch `op` that keep no written-mask (coverage.py), by the tensor
+        each writes, where that tensor's elements are tracked."""
+        stores = self.facts.get(op)
+        if stores is None:
+            stores = self.facts[op] = coverage.unmasked_stores(op)
+        if not self.check:
+            return {}
+        return {s: g for s in stores if (g := self.env[s.dest]).mask is not None}
+
+    def _written(self, root: np.ndarray) -> None:
+        """Every element of `root` has been stored: it and its views need no written-mask."""
+        for v, x in self.env.items():
+            if isinstance(x, Global) and x.root is root:
+                self.env[v] = Global(x.array, x.root, None)
 
     def _loop(self, op: ppu.LoopOp) -> None:
         windowed = LIVE_STEPS in op.attributes
@@ -360,7 +381,7 @@ class Interpreter:
         self.launch.products.forget()
         self._detach(g.root)
         dma.store(g.array, base, bound, sizes, indices, value, r)
-        if g.mask is not None:
+        if g.mask is not None and op not in self.launch.unmasked:
             dma.store(g.mask, base, bound, sizes, indices,
                       np.broadcast_to(np.True_, value.shape), r)
 
