@@ -128,6 +128,16 @@ def _scatter(blocks: np.ndarray, indices: Sequence[Index], grid: tuple[int, ...]
         blocks[tuple(np.broadcast_to(ix.value, grid) for ix in indices)] = value
 
 
+def store_view(x: np.ndarray, base: Sequence[int], bound: Sequence[int], sizes: Sequence[int],
+               indices: Sequence[Index], naxes: int) -> np.ndarray | None:
+    """The tiles a store at `indices` writes, as a writeable view of `x` ([grid..., tile...]);
+    None where the store goes through a staging copy (edge tiles) or a scatter."""
+    if not _divides(bound, sizes) or not _affine(indices):
+        return None
+    return _strided(_blocks(window(x, base, bound), sizes), indices,
+                    index_shape(indices, naxes), writeable=True)
+
+
 def store(x: np.ndarray, base: Sequence[int], bound: Sequence[int], sizes: Sequence[int],
           indices: Sequence[Index], value: np.ndarray, naxes: int) -> None:
     """Write the tiles `value` ([grid..., tile...]) at `indices` of `x`'s window, clipped."""
