@@ -13,6 +13,8 @@ ops, casts, transposes, broadcasts, slices, iotas and constants. So:
   gets a grid of its own that loops over chunks of the axis, and consumers load the result
   (multi-pass: a 65,536-column softmax runs as max, sum and normalise grids, never holding a
   whole row on chip);
+- a kernel result that an elementwise grid computes anyway at that grid's tiles is stored by it
+  too (`costore`: rmsnorm's residual sum `h` beside `y`), unless a directive sizes it;
 - skinny GEMMs split K across compute units (a grid dimension for the split), writing f32
   partial sums that the consumer grid reduces before the epilogue;
 - fusions (each asks `fuse_control`): `softmax(S) @ V` with S computed per tile becomes one
@@ -36,7 +38,8 @@ reduction (a computed operand rather than a load with the identity as padding) i
 
 The helpers live in `passes/tiling/`, one idea per module: `requests` (which tile of a value a
 consumer needs), `sizes` (tile-size choice), `scales` (low-precision scale blocks), `fusion`
-(what a matmul's grid computes on its accumulator), `directives` (the schedule's `tile`),
+(what a matmul's grid computes on its accumulator), `costore` (results stored by a grid
+that computes them anyway), `directives` (the schedule's `tile`),
 `split` (its `split`), `fuse_control` (who may be fused), `flash` (flash attention), `masks`
 (the key/value blocks a mask hides), `joint` (fused operand chains), `grids` (building one
 grid) and `kernel` (which grids a kernel gets). The SRAM fit uses the planning arithmetic `alloc-sram`

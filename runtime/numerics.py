@@ -450,11 +450,9 @@ def _widen_small_float(x: np.ndarray) -> np.ndarray:
 
     info = ml_dtypes.finfo(x.dtype)
     m, e, bits = int(info.nmant), int(info.nexp), int(info.bits)
-    codes = x.view(np.uint8)
+    codes = np.ascontiguousarray(x.view(np.uint8))  # a strided tile's bytes: one cheap copy
     out = np.empty(x.shape, np.float32)
-    u = out.reshape(-1).view(np.uint32) if out.flags.c_contiguous else None
-    if u is None or not codes.flags.c_contiguous:
-        return np.take(_widening_table(x.dtype), codes)
+    u = out.reshape(-1).view(np.uint32)
     np.left_shift(codes.reshape(-1), 32 - bits, out=u, dtype=np.uint32, casting="unsafe")
     np.right_shift(u.view(np.int32), 8 - e, out=u.view(np.int32))
     np.bitwise_and(u, np.uint32(0x80000000 | (((1 << (e + m)) - 1) << (23 - m))), out=u)

@@ -65,7 +65,7 @@ def test_row_blocks_come_from_the_ir_and_skip_products():
     """A row kernel runs in blocks of about BLOCK_BYTES; a GEMM's launch in one block (BLAS
     sums in a shape-dependent order)."""
     rms = zhenwu_cc.compile(EXAMPLES / "rmsnorm.zk", defines={"T": 4096, "D": 4096})
-    (first, _) = launches(rms)
+    (first,) = launches(rms)  # h is stored by y's grid (tiling/costore.py)
     axis, size = rowblocks.plan(first)
     # [4, 4096] tiles: 64 KiB of float32 a grid point, 64 points in 4 MiB
     assert (axis, size) == (0, rowblocks.BLOCK_BYTES // (4 * 4096 * 4))
@@ -132,6 +132,8 @@ def test_widening_by_table_is_ml_dtypes_conversion(name):
         x = (codes & 0x0F).astype(np.uint8).view(dt)
     assert numerics.widen(x).dtype == np.float32
     assert numerics.widen(x).tobytes() == x.astype(np.float32).tobytes()
+    tiles = np.resize(x, (4, 16, 32))[:, ::2, 1::3].transpose(2, 0, 1)  # a strided tile view
+    assert numerics.widen(tiles).tobytes() == tiles.astype(np.float32).tobytes()
 
 
 def test_bf16_stores_keep_their_bits():
@@ -269,3 +271,26 @@ def test_per_tensor_quantisation_in_chunks_is_the_general_path(name):
     assert q.scales == np.float32(7.5) / np.float32(d.finite_max)
     x[0, 0] = np.nan
     assert np.isnan(numerics.quantize_tensor(x, d).scales)
+
+
+def test_tile_bounds_from_the_affine_form_are_the_elementwise_check():
+    """dma.check_tiles skips the elementwise test where an index's affine form keeps it in
+    bounds; it must raise ZK0610 exactly where some grid point is out of bounds."""
+    from zhenwu_cc.runtime.executor import dma
+    from zhenwu_cc.runtime.executor.index import Affine, Index
+
+    op = launches(zhenwu_cc.compile(EXAMPLES / "rmsnorm.zk", defines={"T": 8, "D": 256}))[0]
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        rows, cols = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        const, a, b = (int(v) for v in rng.integers(-6, 7, 3))
+        value = const + a * np.arange(rows, dtype=np.int64)[:, None] + b * np.arange(cols)
+        ix = Index(value, Affine(const, tuple((axis, c) for axis, c in ((-2, a), (-1, b)) if c)))
+        count = int(rng.integers(1, 9))
+        outside = bool(((value < 0) | (value >= count)).any())
+        try:
+            dma.check_tiles(op, [ix], [count], {-2: "i", -1: "j"}, "", {})
+            raised = False
+        except CompileError as exc:
+            raised = exc.diagnostics[0].code == "ZK0610"
+        assert raised == outside, (const, a, b, rows, cols, count)

@@ -28,7 +28,7 @@ from zhenwu_cc.passes.tiling.flash import (
 )
 from zhenwu_cc.passes.tiling.epilogue import EpilogueReductions, epilogue_grid
 from zhenwu_cc.passes.tiling.fuse_control import FuseControl
-from zhenwu_cc.passes.tiling import joint
+from zhenwu_cc.passes.tiling import costore, joint
 from zhenwu_cc.passes.tiling.fusion import MatmulCones, matmul_grid_of
 from zhenwu_cc.passes.tiling.grids import Grid, combine, identity, reduce_kind, reduce_op
 from zhenwu_cc.passes.tiling.online import online_grid
@@ -96,6 +96,7 @@ class KernelTiler:
         self.fusion = FuseControl(kernel, fuse)  # the fusions ask it (`fuse NAME off`, --no-fuse)
         self.epilogue = EpilogueReductions(self.block, self.fusion, tile_budget(target))
         self.nesting = 0  # grids being built, one inside another (see ensure_from_top)
+        self.co_stored: tuple = (None, {})  # the last elementwise grid's other results (costore)
 
     def loc_of(self, v: SSAValue):
         return v.owner.location if isinstance(v.owner, Operation) else self.kernel.location
@@ -145,6 +146,7 @@ class KernelTiler:
             out = self.concat(op)
         else:
             out = self.grid_for(v)
+            self.materialized.update(costore.taken(self, out))
         if v.name_hint and not out.name_hint:
             out.name_hint = v.name_hint
         self.materialized[v] = out
@@ -257,16 +259,8 @@ class KernelTiler:
         role = "copy" if v in self.block.args else "elementwise"
         need = block_multiples(v.owner) if isinstance(v.owner, zk.DequantizeOp) else None
 
-        def build(sizes):
-            counts = tile.tile_counts(shape, sizes)
-            g = self.new_grid(len(shape), loc, v)
-            g.tile_elems = math.prod(sizes)
-            idx = g.tile_index(counts)
-            t = g.tile_of(v, Req(idx, sizes, (0,) * len(shape), shape))
-            out = self.empty(v)
-            grid = g.finish([out.result], role, counts, [(t, 0, idx, None)])
-            grid.location = loc
-            return [out, grid], grid.res[0], grid
+        def build(sizes):  # with other results it computes at its tiles (tiling.costore)
+            return costore.build(self, v, sizes, role, loc)
 
         if need is None:
             return self.fit(v, build, self.sizes_for(v), halve_largest, self.directive(v),

@@ -81,6 +81,12 @@ COMPARISONS = frozenset({"eq", "ne", "lt", "le", "gt", "ge"})
 _ROUNDED_ONCE = frozenset({"neg", "abs", "add", "sub", "mul", "div", "sqrt"})
 
 
+def layout_free(fn: str) -> bool:
+    """Whether `vmap fn` gives the same bits into any destination layout (numpy may pick other
+    loops for strided memory): plain casts and the ops rounded once do."""
+    return fn == "cast" or fn in _ROUNDED_ONCE
+
+
 def result_dtype(fn: str, ins: Sequence[np.ndarray], dest: DType) -> np.dtype:
     """The type `vmap fn` computes its result in (before rounding into the destination); a
     cast that one numpy conversion performs exactly computes straight into `dest`."""

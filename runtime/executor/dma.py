@@ -67,6 +67,8 @@ def check_tiles(op: Operation, indices: Sequence[Index], counts: Sequence[int],
     indices: a row block's positions plus `offsets`, its first index along each axis)."""
     for d, (ix, n) in enumerate(zip(indices, counts)):
         v = ix.value
+        if ix.affine is not None and 0 <= _low(ix) and _high(ix) < n:
+            continue  # in bounds on every grid point, by its affine form alone
         bad = (v < 0) | (v >= n)
         if bad.any():
             at = np.argwhere(bad)[0] if v.ndim else ()
@@ -77,6 +79,19 @@ def check_tiles(op: Operation, indices: Sequence[Index], counts: Sequence[int],
                         f"{d}, outside the {n} tile(s) of its window{point}{context}",
                         span_of(op), help="the tile indices or the grid of the lowered program "
                         "are wrong; report it with the IR (--emit ppu)")
+
+
+def _low(ix: Index) -> int:
+    """The least value of an affine index over the grid points it spans."""
+    v = ix.value
+    return ix.affine.const + sum(min(0, c * (v.shape[v.ndim + a] - 1))
+                                 for a, c in ix.affine.coefs if v.ndim + a >= 0)
+
+
+def _high(ix: Index) -> int:
+    v = ix.value
+    return ix.affine.const + sum(max(0, c * (v.shape[v.ndim + a] - 1))
+                                 for a, c in ix.affine.coefs if v.ndim + a >= 0)
 
 
 def index_shape(indices: Sequence[Index], naxes: int) -> tuple[int, ...]:
@@ -126,6 +141,16 @@ def _scatter(blocks: np.ndarray, indices: Sequence[Index], grid: tuple[int, ...]
         view[...] = value
     else:
         blocks[tuple(np.broadcast_to(ix.value, grid) for ix in indices)] = value
+
+
+def store_view(x: np.ndarray, base: Sequence[int], bound: Sequence[int], sizes: Sequence[int],
+               indices: Sequence[Index], naxes: int) -> np.ndarray | None:
+    """The tiles a store at `indices` writes, as a writeable view of `x` ([grid..., tile...]);
+    None where the store goes through a staging copy (edge tiles) or a scatter."""
+    if not _divides(bound, sizes) or not _affine(indices):
+        return None
+    return _strided(_blocks(window(x, base, bound), sizes), indices,
+                    index_shape(indices, naxes), writeable=True)
 
 
 def store(x: np.ndarray, base: Sequence[int], bound: Sequence[int], sizes: Sequence[int],

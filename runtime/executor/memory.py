@@ -21,7 +21,7 @@ from zhenwu_cc.core import attrs, dtypes
 from zhenwu_cc.dialects import ppu
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.runtime import numerics
-from zhenwu_cc.runtime.executor import products, rowblocks
+from zhenwu_cc.runtime.executor import coverage, products, rowblocks
 from zhenwu_cc.runtime.executor.dependence import Dependence, root_alloc
 from zhenwu_cc.runtime.executor.merge import mergeable
 from zhenwu_cc.runtime.executor.window import carried
@@ -181,9 +181,10 @@ def estimate_host_bytes(kernel: ppu.KernelOp) -> int:
     stored = stored_inputs(kernel)
     for arg in kernel.inputs:  # the caller's array, and a copy of one a store writes
         total += (2 if arg in stored else 1) * _elements(arg) * _itemsize(arg)
+    unmasked = coverage.unmasked_tensors(kernel)
     for v in [*kernel.outputs, *(op.result for op in kernel.body.block.ops
                                  if isinstance(op, ppu.GlobalOp))]:
-        total += _elements(v) * (_itemsize(v) + 1)  # the tensor and its written-mask
+        total += _elements(v) * (_itemsize(v) + (v not in unmasked))  # and its written-mask
     for op in kernel.body.block.ops:
         if isinstance(op, ppu.LaunchOp):
             peak = max(peak, _launch_bytes(op))

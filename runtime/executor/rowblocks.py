@@ -18,6 +18,7 @@ large call is BLAS's fastest).
 from __future__ import annotations
 
 import math
+import weakref
 
 from xdsl.ir import SSAValue
 from zhenwu_cc.core import dtypes
@@ -38,9 +39,19 @@ def point_bytes(v: SSAValue, dep: Dependence, grid: tuple[int, ...], axis: int) 
             * max(itemsize, 4))
 
 
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # launch -> {BLOCK_BYTES: plan}
+
+
 def plan(launch: ppu.LaunchOp, dep: Dependence | None = None) -> tuple[int, int]:
     """(grid axis, points per block) for `launch`; one block of the whole axis when its
-    buffers do not grow along it."""
+    buffers do not grow along it. Worked out once per launch (every run asks it)."""
+    plans = _PLANS.setdefault(launch, {})
+    if BLOCK_BYTES not in plans:
+        plans[BLOCK_BYTES] = _plan(launch, dep)
+    return plans[BLOCK_BYTES]
+
+
+def _plan(launch: ppu.LaunchOp, dep: Dependence | None) -> tuple[int, int]:
     grid = tuple(launch.grid_shape)
     axis = max(range(len(grid)), key=lambda d: (grid[d], -d)) if grid else 0
     if not grid or grid[axis] <= 2:

@@ -21,7 +21,9 @@ window (ZK0610), SRAM overflow and overlapping live buffers (ZK0611, ZK0612, sra
 reads of SRAM never written (ZK0613) and of HBM never stored (ZK0614), output elements no store
 wrote (ZK0615), tiles storing different data to one place (ZK0616), division by zero in index
 arithmetic (ZK0617) — and it refuses a run that would not fit in host memory (ZK0505,
-memory.py) before allocating.
+memory.py) before allocating. The HBM checks keep a written-mask per tensor, except for a store
+the IR proves to write its whole tensor exactly once (coverage.py): the tensor counts as written
+when its launch ends.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from zhenwu_cc.dialects import ppu
 from zhenwu_cc.core.dtypes import DType
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.runtime import precision
-from zhenwu_cc.runtime.executor import dma, products, rowblocks
+from zhenwu_cc.runtime.executor import coverage, dma, forward, products, rowblocks
 from zhenwu_cc.runtime.executor.buffers import Alloc, Ref
 from zhenwu_cc.runtime.executor.compute import (
     accumulate,
@@ -49,6 +51,7 @@ from zhenwu_cc.runtime.executor.compute import (
     broadcast_shapes,
     align,
     into,
+    layout_free,
     one_call,
     product,
     result_dtype,
@@ -202,7 +205,8 @@ class Interpreter:
         grid = op.grid_shape
         r = len(grid)
         args = op.body.block.args
-        self.launch = Launch(r, {d - r: a.name_hint or f"grid{d}" for d, a in enumerate(args)})
+        self.launch = Launch(r, {d - r: a.name_hint or f"grid{d}" for d, a in enumerate(args)},
+                             unmasked=self._unmasked(op), forwards=self.facts[op][1])
         axis, size = rowblocks.plan(op)
         extent = grid[axis] if grid else 1
         for start in range(0, extent, size):
@@ -216,6 +220,8 @@ class Interpreter:
             for alloc in self.launch.allocs.values():
                 self.launch.spare[alloc.op] = alloc.leftovers()
             self.launch.allocs = {}
+        for g in self.launch.unmasked.values():
+            self._written(g.root)
         self.launch = None
         for inner in op.body.walk():  # SRAM lives for one launch: free its buffers now
             for v in (*inner.results, *(a for r in inner.regions for b in r.blocks
@@ -223,6 +229,23 @@ class Interpreter:
                 self.env.pop(v, None)
         for arg in args:
             self.env.pop(arg, None)
+
+    def _unmasked(self, op: ppu.LaunchOp) -> dict[ppu.DmaStoreOp, Global]:
+        """The stores of launch `op` that keep no written-mask (coverage.py), by the tensor
+        each writes, where that tensor's elements are tracked."""
+        facts = self.facts.get(op)
+        if facts is None:
+            facts = self.facts[op] = (coverage.unmasked_stores(op), forward.forwarded(op))
+        stores = facts[0]
+        if not self.check:
+            return {}
+        return {s: g for s in stores if (g := self.env[s.dest]).mask is not None}
+
+    def _written(self, root: np.ndarray) -> None:
+        """Every element of `root` has been stored: it and its views need no written-mask."""
+        for v, x in self.env.items():
+            if isinstance(x, Global) and x.root is root:
+                self.env[v] = Global(x.array, x.root, None)
 
     def _loop(self, op: ppu.LoopOp) -> None:
         windowed = LIVE_STEPS in op.attributes
@@ -343,32 +366,39 @@ class Interpreter:
     def _load(self, op: ppu.DmaLoadOp) -> None:
         self.write(op.dest, self.load_tiles(op, self.launch.rank), owned=False)
 
-    def _store(self, op: ppu.DmaStoreOp) -> None:
+    def _store_facts(self, op: ppu.DmaStoreOp) -> tuple:
         facts = self.facts.get(op)
         if facts is None:
             base, bound = op.window
             facts = self.facts[op] = (op.dest, op.source, tuple(op.indices), base, bound,
                                       op.tile_sizes, tile_counts(bound, op.tile_sizes))
-        dest, source, index_values, base, bound, sizes, counts = facts
+        return facts
+
+    def _store(self, op: ppu.DmaStoreOp) -> None:
+        dest, source, index_values, base, bound, sizes, counts = self._store_facts(op)
         g: Global = self.env[dest]
+        if op in self.launch.forwarded:  # its tiles hold the data already (_forward)
+            self.launch.forwarded.discard(op)
+            return
         value = self.read(source, op)
         r = self.launch.rank
         indices = [self.env[i] for i in index_values]
         dma.check_tiles(op, indices, counts, self.launch.names, self._context(),
                         self.launch.offsets)
-        self._check_race(op, indices, value)
+        self._check_race(op, indices, value.shape)
         self.launch.products.forget()
         self._detach(g.root)
         dma.store(g.array, base, bound, sizes, indices, value, r)
-        if g.mask is not None:
+        if g.mask is not None and op not in self.launch.unmasked:
             dma.store(g.mask, base, bound, sizes, indices,
                       np.broadcast_to(np.True_, value.shape), r)
 
-    def _check_race(self, op: ppu.DmaStoreOp, indices: list[Index], value: np.ndarray) -> None:
+    def _check_race(self, op: ppu.DmaStoreOp, indices: list[Index], shape: tuple[int, ...]
+                    ) -> None:
         r = self.launch.rank
         where = dma.index_shape(indices, r)
         for p in range(r):
-            if value.shape[p] > 1 and where[p] == 1:
+            if shape[p] > 1 and where[p] == 1:
                 axis = self.launch.names[p - r]
                 raise error("ZK0616", f"`{op.name}` writes the tile of every `{axis}` to the same "
                             f"place, but the data differ along `{axis}`{self._context()}",
@@ -438,9 +468,34 @@ class Interpreter:
         out = None
         fused, into_dest = _vmap_plan(function, tuple(x.dtype for x in ins), dest)
         if into_dest:
-            out = self.env[result].scratch(broadcast_shapes(*(x.shape for x in ins)),
-                                           dest.np_dtype)
+            shape = broadcast_shapes(*(x.shape for x in ins))
+            if (tiles := self._forward(op, function, shape, dest)) is not None:
+                self.write(result, vmap(function, ins, dest, tiles, fused), owned=False)
+                return
+            out = self.env[result].scratch(shape, dest.np_dtype)
         self.write(result, vmap(function, ins, dest, out, fused), owned=True)
+
+    def _forward(self, op: ppu.VMapOp, function: str, shape: tuple[int, ...], dest: DType
+                 ) -> np.ndarray | None:
+        """The HBM tiles the store after `op` writes, for `op` to compute into (forward.py),
+        checked as that store checks them first; None where it may not."""
+        store = self.launch.forwards.get(op)
+        if store is None or not layout_free(function):
+            return None
+        _, _, index_values, base, bound, sizes, counts = self._store_facts(store)
+        g: Global = self.env[store.dest]
+        indices = [self.env[i] for i in index_values]
+        tiles = dma.store_view(g.array, base, bound, sizes, indices, self.launch.rank)
+        if (tiles is None or tiles.shape != shape or tiles.dtype != dest.np_dtype
+                or not tiles.flags.c_contiguous):
+            return None
+        dma.check_tiles(store, indices, counts, self.launch.names, self._context(),
+                        self.launch.offsets)  # before anything is written through `tiles`
+        self._check_race(store, indices, shape)
+        self.launch.products.forget()
+        self._detach(g.root)
+        self.launch.forwarded.add(store)
+        return tiles
 
     def _vreduce(self, op: ppu.VReduceOp) -> None:
         facts = self.facts.get(op)

@@ -32,8 +32,9 @@ class Global:
 class Launch:
     """What one launch keeps while it runs: per row block (rowblocks.py) its first grid index
     along each blocked axis and its allocations; for the whole launch the block views of its
-    sources, the arrays of the last block's allocations, reused by the next (`spare`), and the
-    buffers of its stepped products (products.py)."""
+    sources, the arrays of the last block's allocations, reused by the next (`spare`), the
+    buffers of its stepped products (products.py), the stores that keep no written-mask and
+    the vector ops that compute into a store's tiles."""
 
     rank: int
     names: dict[int, str]
@@ -43,6 +44,12 @@ class Launch:
     blocks: dict[int, dict[tuple, np.ndarray]] = field(default_factory=dict)  # by id(root)
     viewed: set[int] = field(default_factory=set)  # id(root) of sources SRAM may alias
     products: Products = field(default_factory=Products)  # stepped products' buffers
+    # stores proven to write their whole tensor once (coverage.py): no written-mask kept
+    unmasked: dict[ppu.DmaStoreOp, Global] = field(default_factory=dict)
+    # vector ops computing into the tensor a store writes (forward.py), and the stores whose
+    # tiles they have written in this row block
+    forwards: dict[ppu.VMapOp, ppu.DmaStoreOp] = field(default_factory=dict)
+    forwarded: set[ppu.DmaStoreOp] = field(default_factory=set)
 
 
 class Machine(Protocol):
