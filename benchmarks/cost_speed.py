@@ -65,12 +65,14 @@ def _sweep(cost, schedules) -> tuple[float, int]:
 
 def _speeds(label: str, kernel, schedules, repeats: int) -> None:
     from zhenwu_cc.core.target import load_target
+    from zhenwu_cc.passes.tiling import masks
     from zhenwu_cc.runtime.cost.model import estimate
 
     n = len(schedules)
     workloads = []
     full, rejected = _sweep(lambda t: workloads.append(
         kernel.retile(t).costing(kernel.target).workload), schedules)
+    masks._LIVE.clear()  # the masks the retile sweep evaluated: the first pass starts cold
     first, _ = _sweep(kernel.fast_cost, schedules)
     learnt = kernel._fast
     keys = len(learnt.templates) + sum(len(t.serves) for t in learnt.templates.values())
