@@ -193,15 +193,16 @@ def _coarse(key: tuple) -> tuple:
 
 
 def _structure(module) -> tuple:
-    """A program's structure without its sizes: each op's name, the element types of its
-    results, its regions and which values (results, block arguments, by first appearance) it
-    uses."""
+    """A program's structure without its sizes: each op's name, the names of its attributes
+    and properties, the element types of its results, its regions and which values (results,
+    block arguments, by first appearance) it uses."""
     ids: dict = {}
     out = []
     for op in module.walk():
         out.append((op.name, tuple(ids.setdefault(v, len(ids)) for v in op.operands),
                     tuple(str(getattr(r.type, "element_type", r.type)) for r in op.results),
-                    tuple(len(r.blocks) for r in op.regions)))
+                    tuple(len(r.blocks) for r in op.regions), tuple(sorted(op.attributes)),
+                    tuple(sorted(op.properties))))
         for r in op.results:
             ids.setdefault(r, len(ids))
         for region in op.regions:
