@@ -338,3 +338,30 @@ def test_buffers_alloc_sram_refuses_are_refused_from_numbers():
         assert full.value.diagnostics[0].code == "ZK0601"
         lowered.append(fast.lowered - before)
     assert lowered == [1, 0, 1]  # checked once per key ([.., 64] is another key)
+
+
+def test_a_new_key_of_the_same_structure_is_served_by_a_template_without_lowering():
+    """A key that differs from a trusted template's only in which sizes are equal is costed
+    from that template once its program after `tile` has the template's structure (one run of
+    the passes up to `tile`, no lowering); where equal sizes change the structure (BD == BKV:
+    cse merges the zeros that start the score tile with the accumulator's) the key gets its
+    own lowering. Both equal the full lowering."""
+    k = zhenwu_cc.compile("examples/attention.zk", defines={"B": 1, "H": 2, "S": 512, "D": 128})
+    fast = FastCoster(k)
+
+    def tiles(bq, bkv):  # blocks [BQ, BD = 128, BKV, K = 64]
+        return {"s": [bq, bkv, 64], "o": [bq, 128, bkv]}
+
+    for bq, bkv in ((16, 32), (32, 16)):  # sizes all distinct: the template, then its check
+        fast.costing(tiles(bq, bkv), {}, None, k.target)
+    (template,) = fast.templates.values()
+    assert template.trusted
+    counts = []
+    for bq, bkv in ((32, 32), (16, 128), (16, 16)):  # BQ == BKV, BD == BKV, BQ == BKV
+        before = fast.lowered, fast.tiled
+        got = fast.costing(tiles(bq, bkv), {}, None, k.target)
+        full = k.retile(tiles(bq, bkv)).costing(k.target)
+        assert got == (full.workload, full.estimate), (bq, bkv)
+        counts.append((fast.lowered - before[0], fast.tiled - before[1]))
+    assert counts == [(0, 1), (1, 1), (0, 0)]  # [16, 16]: the key of [32, 32], now known
+    assert len(template.serves) == 1 and len(template.apart) == 1

@@ -198,6 +198,28 @@ def test_a_sliding_window_skips_on_both_sides():
     assert k.check(seed=4).passed
 
 
+def test_a_mask_is_evaluated_once_per_shape_and_blocks(monkeypatch):
+    """What `masks.live_blocks` evaluated is kept by the mask's expression, shape and blocks:
+    the same kernel compiled again (a tuner's next candidate) does not evaluate its mask again;
+    another mask, or the same mask at another shape, is evaluated, and gets its own steps."""
+    from zhenwu_cc.passes.tiling import masks
+
+    monkeypatch.setattr(masks, "_LIVE", {})
+    evaluated = []
+    real = masks._live_blocks
+    monkeypatch.setattr(masks, "_live_blocks", lambda *a: evaluated.append(a[2:]) or real(*a))
+    window = CAUSAL.replace("where(col <= row, s, -inf)",
+                            "where(col <= row, where(col > row - 64, s, -inf), -inf)")
+    steps, counts = [], []
+    for body, shape in ((CAUSAL, 200), (CAUSAL, 200), (window, 256), (CAUSAL, 256)):
+        src = _kernel(body, "    tile o [64, 64, 32]", f"B = 1, H = 2, S = {shape}, D = 64")
+        steps.append(_live_steps(zhenwu_cc.compile(src)))
+        counts.append(len(evaluated))
+    assert steps == [[(2, (0, 0, 0, 0), (2, 4, 6, 7))]] * 2 + [
+        [(2, (0, 0, 2, 4), (2, 4, 6, 8))], [(2, (0, 0, 0, 0), (2, 4, 6, 8))]]
+    assert counts[0] > 0 and counts[1] == counts[0] and counts[0] < counts[2] < counts[3]
+
+
 @pytest.mark.parametrize("body", [
     PLAIN,  # no mask
     CAUSAL.replace("col <= row", "col <= row + 1000"),  # a mask that hides no whole block

@@ -31,6 +31,10 @@ workload of the full lowering (both are computed then); a key whose numbers cann
 this way (a directive on a reduction or a quantised value, a matmul grid keeping a row
 reduction's parts, whose count follows its N tile: `passes/tiling/epilogue.py`, a mismatch)
 always lowers.
+Keys that differ only in which sizes are equal (one *coarse key*, `_coarse`) mostly have one
+structure: a new key whose program after `tile` (a fraction of a lowering) has the structure of a
+template of its coarse key whose sizes map to its own is served by that template, without a
+lowering or a check of its own (`FastCoster._serving`).
 Tiles too big for SRAM raise `tile`'s ZK0604 (`sram_overflow`), the smaller tiles it names
 planned from the templates of their keys (lowering in full where one is missing); buffers
 `alloc-sram` cannot place raise its ZK0601 (`sram_refusal`). A key not yet trusted checks its
@@ -166,6 +170,12 @@ class _Sizes:
     def vars(self) -> tuple:
         return (self.tile, self.step, self.parts, self.build)
 
+    def maps(self, new: _Sizes) -> bool:
+        """Whether each of these sizes names one size of `new` (sizes equal here are equal
+        there), so that a grid lowered with these tiles maps to `new`'s."""
+        seen: dict[int, int] = {}
+        return all(seen.setdefault(a, b) == b for a, b in zip(self.mapped, new.mapped))
+
 
 def _key(target: str, depth: int, sizes: dict[str, _Sizes], cus: int) -> tuple:
     """The structure key: the target, the `buffers` depth, each directive's classes and
@@ -173,6 +183,33 @@ def _key(target: str, depth: int, sizes: dict[str, _Sizes], cus: int) -> tuple:
     loop-less grid's loads across the tiles a CU runs in turn (alloc-sram)."""
     return (target, depth, tuple(sorted(
         (n, s.classes, s.kind == _GRID and math.prod(s.grid) > cus) for n, s in sizes.items())))
+
+
+def _coarse(key: tuple) -> tuple:
+    """The structure key without which sizes of a directive are equal: its templates may serve
+    each other's schedules (`FastCoster._serving`)."""
+    target, depth, classes = key
+    return (target, depth, tuple((n, c[:2] + c[3:], many) for n, c, many in classes))
+
+
+def _structure(module) -> tuple:
+    """A program's structure without its sizes: each op's name, the names of its attributes
+    and properties, the element types of its results, its regions and which values (results,
+    block arguments, by first appearance) it uses."""
+    ids: dict = {}
+    out = []
+    for op in module.walk():
+        out.append((op.name, tuple(ids.setdefault(v, len(ids)) for v in op.operands),
+                    tuple(str(getattr(r.type, "element_type", r.type)) for r in op.results),
+                    tuple(len(r.blocks) for r in op.regions), tuple(sorted(op.attributes)),
+                    tuple(sorted(op.properties))))
+        for r in op.results:
+            ids.setdefault(r, len(ids))
+        for region in op.regions:
+            for block in region.blocks:
+                for a in block.args:
+                    ids.setdefault(a, len(ids))
+    return tuple(out)
 
 
 def _blocked(size: int, block: int) -> tuple:
@@ -218,6 +255,11 @@ class _Template:
         self.trusted = False
         self.slow = False
         self.refuses = False  # a refusal derived from it was the full lowering's
+        # the program after `tile` (`_structure`), and the other keys of its coarse key
+        # (`_coarse`) whose programs have that structure (it serves them) or not
+        self.structure: tuple | None = None
+        self.serves: set[tuple] = set()
+        self.apart: set[tuple] = set()
         self.spans: dict[str, object] = {}  # directive -> where `tile` reports its ZK0604
         self.grids: list[tuple] = []  # per grid: (role, span, SRAM's source) for ZK0601
         self.origins: list[tuple] = []  # per grid: (op name, span, order) of each buffer
@@ -286,6 +328,11 @@ class _Template:
         old = self.depth
         return _same if depth == old else (lambda n: depth if n == old else n)
 
+    def maps(self, sizes: dict[str, _Sizes]) -> bool:
+        """Whether each tile dimension of its program names one size under `sizes`."""
+        return all(probe is None or probe.maps(sizes[self.workload.phases[i].tile.directive])
+                   for i, probe in enumerate(self.sizes))
+
     @staticmethod
     def _dim(probe: _Sizes, new: _Sizes):
         """Each tile dimension of the lowered grid -> its size under `new` (the key makes
@@ -321,7 +368,9 @@ class FastCoster:
         count = kernel.zk.attributes.get(attrs.BUFFERS)
         self.buffers = count.value.data if count is not None else DEFAULT_BUFFERS
         self.templates: dict[tuple, _Template] = {}
+        self.families: dict[tuple, list[_Template]] = {}  # coarse key -> its templates
         self.lowered = 0  # schedules costed by the full lowering
+        self.tiled = 0  # schedules taken only through `tile` (`_serving`)
         self.shrink: dict[str, int] = {}  # directive -> the K multiple its matmul shrinks by
         self.flash: list | None = None  # the flash-attention groups (`_flash_groups`)
         self.lives: dict[tuple, tuple | None] = {}  # (match id, BQ, BKV) -> `flash_live`
@@ -349,7 +398,9 @@ class FastCoster:
             if exact in self.refused:  # no template to derive it from: refused as before
                 raise CompileError(self.refused[exact])
             try:
-                return self._probe(key, tiles, split_k, buffers, target, sizes, loaded)
+                template = self._serving(key, sizes, tiles, split_k, buffers, target)
+                if template is None:
+                    return self._probe(key, tiles, split_k, buffers, target, sizes, loaded)
             except CompileError as e:
                 self.refused[exact] = e.diagnostics
                 raise
@@ -387,15 +438,56 @@ class FastCoster:
         template.slow = True
         return full
 
+    def _serving(self, key: tuple, sizes: dict[str, _Sizes], tiles, split_k, buffers,
+                 target: str):
+        """A template of another key of `key`'s coarse key (`_coarse`) that serves this
+        schedule: its sizes map to this schedule's (`_Template.maps`), and this schedule's
+        program after `tile` (and its canonicalize, cse) has its structure (`_structure`),
+        which takes a fraction of a lowering to tell. None where no template does (equal
+        sizes can change structure: cse merges the zeros that start a score tile and the
+        accumulator where both have one shape)."""
+        candidates = [t for t in self._family(key)
+                      if not t.slow and key[2] not in t.apart and t.maps(sizes)]
+        if not candidates:
+            return None
+        self.tiled += 1
+        module = self.kernel.retile(tiles, split_k=split_k, buffers=buffers)._zk.clone()
+        ctx = make_context()
+        for p in _default_passes("tile", target, self.kernel.fuse):
+            p.apply(ctx, module)
+        structure = _structure(module)
+        for template in candidates:
+            if template.structure == structure:
+                template.serves.add(key[2])
+                return template
+            template.apart.add(key[2])
+        return None
+
     def _template(self, key: tuple):
-        """The template of `key` (target, depth, classes): one lowered at any depth above 1
-        where every grid is sized by a directive (the depth then changes only how many slots
-        the loads in loops take), else one lowered at this depth."""
+        """The template of `key` (target, depth, classes): its own where trusted (or known
+        not derivable), else one of its coarse key that serves it (`_serving`), else its own
+        if any."""
+        exact = self._exact(key)
+        if exact is not None and (exact.trusted or exact.slow):
+            return exact
+        return next((t for t in self._family(key) if not t.slow and key[2] in t.serves), exact)
+
+    def _exact(self, key: tuple):
+        """The template lowered for `key`: one lowered at any depth above 1 where every grid
+        is sized by a directive (the depth then changes only how many slots the loads in
+        loops take), else one lowered at this depth."""
         target, depth, classes = key
         template = self.templates.get((target, _MULTI, classes)) if depth > 1 else None
         if template is not None:
             return template
         return self.templates.get(key)
+
+    def _family(self, key: tuple) -> list[_Template]:
+        """The templates of `key`'s coarse key (`_coarse`), those lowered at any depth above 1
+        first (as `_exact`)."""
+        target, depth, classes = _coarse(key)
+        multi = self.families.get((target, _MULTI, classes), []) if depth > 1 else []
+        return multi + self.families.get((target, depth, classes), [])
 
     def _full(self, tiles, split_k, buffers, target):
         self.lowered += 1
@@ -537,10 +629,14 @@ class FastCoster:
         row_parts = False
         alignment = 128
         spans, about, origins = {}, [], []
-        for p in _default_passes("ppu", target, self.kernel.fuse):
+        tiled = len(_default_passes("tile", target, self.kernel.fuse))
+        structure = None
+        for i, p in enumerate(_default_passes("ppu", target, self.kernel.fuse)):
             if isinstance(p, TilePass):
                 self._shrinks(module.ops.first, loaded)
             p.apply(ctx, module)
+            if i == tiled - 1:
+                structure = _structure(module)
             grids = [op for op in module.ops.first.body.block.ops
                      if isinstance(op, tile_dialect.GridOp)]
             if isinstance(p, TilePass):
@@ -567,10 +663,13 @@ class FastCoster:
         template = _Template(workload, specs, tile_plans, alloc_plans,
                              [None] * len(specs), alignment, depth, across_plans)
         template.spans, template.grids, template.origins = spans, about, origins
+        template.structure = structure
         template.slow = row_parts or not _derivable(template, sizes, loaded.sram_per_cu)
         if depth > 1 and not template.slow and None not in template.sizes:
             key = (key[0], _MULTI, key[2])
         self.templates[key] = template
+        if not template.slow:
+            self.families.setdefault(_coarse(key), []).append(template)
         return workload, estimate(workload, loaded)
 
     def _shrinks(self, kernel, target) -> None:

@@ -458,7 +458,7 @@ def build_space(k, costing, probe, precision: bool = False) -> Space:
     for choice in dict.fromkeys(quantised.values()):  # matmuls sharing operands: one choice
         space.choices.append(choice)
         space.start[choice.params[0][0]] = AS_WRITTEN
-    for choice in _place_choices(k.zk, costing.workload, target):
+    for choice in _place_choices(k.zk, costing.workload, est, target):
         space.choices.append(choice)
         space.start[choice.params[0][0]] = "hbm"
     space.choices.append(BuffersChoice(tuple(range(1, MAX_BUFFERS + 1))))
@@ -545,28 +545,20 @@ def _precision_choices(kernel, target) -> dict:
     return out
 
 
-def _place_choices(kernel, workload, target) -> list[PlaceChoice]:
+def _place_choices(kernel, workload, est, target) -> list[PlaceChoice]:
     """`place NAME in l2` for each parameter without a `place` directive that fits the
-    persisting L2 and that HBM serves more than once as compiled: read by several phases, or
-    re-read within one whose re-read tensors do not all fit L2."""
+    persisting L2 and whose loads the estimate takes from HBM more than once over (more bytes
+    than it has): a pin would serve those re-reads from L2. A tensor the L2 keeps between its
+    reads anyway (`_L2Contents`) gets no choice: pinning it would change nothing."""
     from zhenwu_cc.core import attrs
 
     room = target.l2.persisting_bytes
-    readers: dict[str, int] = {}
-    missed: set[str] = set()
-    for phase in workload.phases:
-        loads: dict[str, int] = {}
-        for w in phase.work:
-            if w.kind == "load":
-                loads[w.tensor] = loads.get(w.tensor, 0) + w.amount
-        for n in loads:
-            readers[n] = readers.get(n, 0) + 1
-        reread = {n: u for n, total in loads.items()
-                  if 0 < (u := phase.unique_load_bytes.get(n, total)) < total}
-        if sum(reread.values()) > target.l2.bytes:
-            missed.update(reread)
+    reads: dict[str, float] = {}
+    for phase in est.phases:
+        for n, b in phase.hbm_reads.items():
+            reads[n] = reads.get(n, 0.0) + b
     pinned = {n: workload.tensors[n].bytes for i, n in enumerate(kernel.arg_names)
               if n in workload.tensors and kernel.arg_attr(i, attrs.PLACE) is None
               and 0 < workload.tensors[n].bytes <= room
-              and (readers.get(n, 0) > 1 or n in missed)}
+              and reads.get(n, 0.0) > workload.tensors[n].bytes}
     return [PlaceChoice(n, pinned) for n in pinned]

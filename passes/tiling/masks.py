@@ -21,6 +21,10 @@ _COMPARE = {"lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": opera
             "eq": operator.eq, "ne": operator.ne}
 _BINARY = {zk.AddOp: "add", zk.SubOp: "subtract", zk.MulOp: "multiply", zk.MaxOp: "maximum",
            zk.MinOp: "minimum"}  # numpy's names: numpy is imported only when a mask is seen
+# (the mask's expression, its rows and columns, BQ, BKV) -> `live_blocks`: a tuner compiles one
+# mask with many blocks, and each evaluation walks every score
+_LIVE: dict[tuple, tuple | None] = {}
+_LIVE_MAX = 1024
 
 
 def live_blocks(x: SSAValue, bq: int, bkv: int
@@ -31,6 +35,17 @@ def live_blocks(x: SSAValue, bq: int, bkv: int
     conds = _conditions(x)
     if not conds:
         return None
+    key = (tuple(_expression(c) for c in conds), tuple(shape_of(x)[-2:]), bq, bkv)
+    if key not in _LIVE:
+        if len(_LIVE) >= _LIVE_MAX:
+            _LIVE.clear()
+        _LIVE[key] = _live_blocks(conds, x, bq, bkv)
+    live = _LIVE[key]
+    return None if live is None else (list(live[0]), list(live[1]), live[2])
+
+
+def _live_blocks(conds: list[SSAValue], x: SSAValue, bq: int, bkv: int):
+    """`live_blocks`, evaluated (the lists as tuples)."""
     import numpy as np
 
     m, n = shape_of(x)[-2:]
@@ -53,7 +68,17 @@ def live_blocks(x: SSAValue, bq: int, bkv: int
         hi.append(int(live[-1]) + 1 if live.size else 0)
     if all(a == 0 and b == nb for a, b in zip(lo, hi)):
         return None
-    return lo, hi, seen / (m * n)
+    return tuple(lo), tuple(hi), seen / (m * n)
+
+
+def _expression(v: SSAValue) -> tuple:
+    """All that `_evaluate` reads of `v`, as a key: each op's name, result type, properties,
+    attributes and operands."""
+    op = v.owner
+    if not isinstance(op, Operation):
+        return ("argument", str(v.type))
+    return (op.name, getattr(v, "index", 0), str(v.type), str(op.properties),
+            str(op.attributes), tuple(_expression(o) for o in op.operands))
 
 
 def _conditions(x: SSAValue) -> list[SSAValue]:

@@ -98,6 +98,8 @@ class PhaseEstimate:
     l2_read_bytes: int
     sram_bytes: int
     tile: TileSizes | None = None  # the tiles it runs and the directive they came from
+    # bytes each tensor's loads take from HBM (what `tune` weighs a `place ... in l2` by)
+    hbm_reads: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -439,6 +441,7 @@ def _phase(phase: Phase, workload: Workload, target: Target, stacks: dict[str, t
     tensor_s = dict.fromkeys(WHERE, 0.0)
     vector_s = dict.fromkeys(WHERE, 0.0)
     hbm_read = hbm_write = l2_read = 0.0
+    hbm_reads: dict[str, float] = {}
     # Per work item: (loc, engine, amount in that engine's unit) for attribution.
     shares: list[tuple[str, str, float]] = []
     for w in phase.work:
@@ -451,6 +454,7 @@ def _phase(phase: Phase, workload: Workload, target: Target, stacks: dict[str, t
             if w.kind == "load":
                 from_hbm = w.amount * hbm_frac[w.tensor]
                 hbm_read += from_hbm
+                hbm_reads[w.tensor] = hbm_reads.get(w.tensor, 0.0) + from_hbm
                 l2_read += w.amount - from_hbm
                 # Tiles of a wave that share a slice get it from one multicast L2 read.
                 sharing = min(target.l2.multicast, reuse[w.tensor])
@@ -566,7 +570,7 @@ def _phase(phase: Phase, workload: Workload, target: Target, stacks: dict[str, t
         active_cus=a_full, time=time, bound=bound, terms=terms,
         hbm_read_bytes=round(hbm_read), hbm_write_bytes=round(hbm_write),
         l2_read_bytes=round(l2_read),
-        sram_bytes=phase.sram_bytes, tile=phase.tile,
+        sram_bytes=phase.sram_bytes, tile=phase.tile, hbm_reads=hbm_reads,
     )
     return est, _attribute(shares, time, {"dma": dma_busy, "tensor": tensor_busy,
                                           "vector": vector_busy})
