@@ -13,7 +13,8 @@ value:
 - `scale unit` on `p = softmax(x)` quantises the unnormalised probabilities `e = exp(x - max)`
   (in [0, 1]) per tensor with the amax fixed at 1, so no reduction is needed, and every use sees
   `dequantize(e) / sum(e)`; a matmul reading p as its left operand over the softmax's axis
-  multiplies the quantised `e` and divides its result by the row sums, as FlashAttention-3 does.
+  multiplies the quantised `e` and divides its result by the row sums, as FlashAttention-3 does
+  (`passes/tiling/flash.py` fuses that form too).
 
 `zk.dequantize` yields f32, cast to X's own dtype for its uses. A matmul whose two operands are
 dequantised (through transposes and casts) takes the f32 dequantised values directly: the tensor
