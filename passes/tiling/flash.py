@@ -266,7 +266,7 @@ def build_flash(tiler, v: SSAValue, f: FlashMatch, bq: int, bd: int, bkv: int, t
         v_req = matmul_operand_req(req, out_shape, shape_of(pv.rhs), j, bkv, "rhs", g.zero)
         p, sp, vt, sv = e, [], None, []
         if f.quant is not None:
-            p, sp, vt, sv = _unit_operands(tiler, g, f, e, s_req, v_req)
+            p, sp, vt, sv = _unit_operands(g, f, e, s_req, v_req)
         for c in f.casts:
             p = g.emit(zk.CastOp(p, c.result.type.element_type), c.location)
         if vt is None:
@@ -289,7 +289,7 @@ def build_flash(tiler, v: SSAValue, f: FlashMatch, bq: int, bd: int, bkv: int, t
     return tiler.store_root(g, v, req, "attention", bkv, loc)
 
 
-def _unit_operands(tiler, g, f: FlashMatch, e: SSAValue, s_req: Req, v_req: Req):
+def _unit_operands(g, f: FlashMatch, e: SSAValue, s_req: Req, v_req: Req):
     """(P's values, their scales, V's tile, its scales) of one key/value step with `scale unit`:
     the block's exp(x - running max) quantised with the amax 1 (`tile.quantize`), and V's
     low-precision values and scales when V is dequantised too (a scaled mma), else P dequantised
