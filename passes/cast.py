@@ -201,7 +201,10 @@ class _Caster:
         restored = ops[-1].results[0]
         restored.name_hint = value.name_hint
         value.replace_all_uses_with(restored)
-        e.owner.attributes |= dict(value.owner.attributes)  # `tile p`, `fuse p off`
+        moved = dict(value.owner.attributes)  # `tile p`, `fuse p off`: on e, named as p
+        if moved:
+            e.owner.attributes |= moved
+            e.name_hint = e.name_hint or value.name_hint
         for old in (value.owner, div) if value.owner is not div else (div,):
             self.block.erase_op(old)
         if total.owner.axis_list != (rank - 1,):

@@ -159,6 +159,15 @@ def test_fuse_p_off_keeps_the_unfused_grids():
     assert "attention" not in _roles(k)
 
 
+def test_a_tile_directive_on_p_keeps_its_name():
+    """`p`'s directives move to exp(s - max), the value `scale unit` quantises: a refusal still
+    names `p`."""
+    with pytest.raises(CompileError) as exc:
+        zhenwu_cc.compile(_src("    tile o [64, 64, 64]\n    tile p [1, 32, 256]")).module("tile")
+    (d,) = exc.value.diagnostics
+    assert d.code == "ZK0605" and "`tile p [1, 32, 256]`" in d.message, d.message
+
+
 def test_causal_fp8_example_shape_skips_masked_blocks_and_passes():
     src = (EXAMPLES / "attention_causal.zk").read_text().replace(
         "schedule attention_causal {",
