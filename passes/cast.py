@@ -9,7 +9,12 @@ value:
 - a *binding* is quantised where it is produced (`zk.quantize`), after a reduction of its amax
   when a scaling group is wider than a tile (per tensor, per channel, NVFP4's tensor scale), and
   dequantised;
-- `f16` and `bf16` are plain down-casts (`zk.cast` there and back).
+- `f16` and `bf16` are plain down-casts (`zk.cast` there and back);
+- `scale unit` on `p = softmax(x)` quantises the unnormalised probabilities `e = exp(x - max)`
+  (in [0, 1]) per tensor with the amax fixed at 1, so no reduction is needed, and every use sees
+  `dequantize(e) / sum(e)`; a matmul reading p as its left operand over the softmax's axis
+  multiplies the quantised `e` and divides its result by the row sums, as FlashAttention-3 does
+  (`passes/tiling/flash.py` fuses that form too).
 
 `zk.dequantize` yields f32, cast to X's own dtype for its uses. A matmul whose two operands are
 dequantised (through transposes and casts) takes the f32 dequantised values directly: the tensor
@@ -44,6 +49,7 @@ from zhenwu_cc.dialects import zk
 from zhenwu_cc.dialects.loc import span_of
 
 from zhenwu_cc.core.diagnostics import error
+from zhenwu_cc.passes.decompose import expand_in_place
 from zhenwu_cc.passes.stages import require_untiled
 
 F32 = dtypes.to_xdsl(dtypes.F32)
@@ -96,6 +102,8 @@ class _Caster:
         for value, p in targets:
             if isinstance(value, BlockArgument):
                 self.parameter(value, p, axes.get(value))
+            elif p.mode.data == "unit":
+                self.unit(value, p)
             else:
                 self.binding(value, p, axes.get(value))
         self.signature()
@@ -159,6 +167,71 @@ class _Caster:
         self.sources[restored] = source
         inside = {id(op) for op in ops}
         value.replace_uses_with_if(restored, lambda use: id(use.operation) not in inside)
+
+    def unit(self, value: SSAValue, p: zk.PrecisionAttr) -> None:
+        """`scale unit` on a softmax's result: quantise e = exp(x - max) with the amax 1 and
+        divide by the sum after dequantising, or after the matmuls reading p as their left
+        operand (module docstring)."""
+        if isinstance(value.owner, zk.SoftmaxOp):  # the typed program of `--check`: undecomposed
+            value = expand_in_place(value.owner)
+        soft = softmax_parts(value)
+        if soft is None:
+            raise error("ZK0619", "scale mode `unit` quantises a softmax's unnormalised "
+                        f"probabilities, but `{value.name_hint or 'this value'}` is not the "
+                        "result of a softmax", span_of(value.owner)
+                        if isinstance(value.owner, Operation) else span_of(self.kernel),
+                        help="apply it to `p = softmax(s, axis=...)`, or use `scale tensor`")
+        div, e, total = soft
+        name = value.name_hint or "p"
+        rank = len(e.type.get_shape())
+        one = zk.ConstantOp(1.0, TensorType(F32, [1] * rank))
+        q = zk.QuantizeOp(e, zk.PrecisionAttr(p.dtype, "tensor"), None, one.result)
+        for r, suffix in zip(q.results, ("_q", "_scale")):
+            r.name_hint = name + suffix
+        deq = zk.DequantizeOp(q.values, [q.scales], F32)
+        deq.result.name_hint = f"{name}_dq"
+        norm = zk.DivOp(deq.result, total)
+        ops: list[Operation] = [one, q, deq, norm]
+        if norm.result.type.element_type != value.type.element_type:
+            ops.append(zk.CastOp(norm.result, value.type.element_type))
+        for op in ops:
+            op.location = value.owner.location
+        self.block.insert_ops_after(ops, value.owner)
+        self.sources[deq.result] = deq.result
+        restored = ops[-1].results[0]
+        restored.name_hint = value.name_hint
+        value.replace_all_uses_with(restored)
+        moved = dict(value.owner.attributes)  # `tile p`, `fuse p off`: on e, named as p
+        if moved:
+            e.owner.attributes |= moved
+            e.name_hint = e.name_hint or value.name_hint
+        for old in (value.owner, div) if value.owner is not div else (div,):
+            self.block.erase_op(old)
+        if total.owner.axis_list != (rank - 1,):
+            return
+        for use in list(restored.uses):
+            mm = _left_operand_of(use.operation, restored)
+            if mm is not None:
+                self.normalise_after(use, mm, deq, value.type.element_type, total)
+        for op in reversed(ops[3:]):  # the division before the matmuls, if nothing else reads it
+            if not op.results[0].uses:
+                self.block.erase_op(op)
+
+    def normalise_after(self, use, mm: zk.MatmulOp, deq: zk.DequantizeOp, elem: Attribute,
+                        total: SSAValue) -> None:
+        """(e / total) @ v as (e @ v) / total (total holds one sum per row of the left operand):
+        the matmul's left operand (`use`, maybe through casts) reads dequantize(e) in p's dtype."""
+        e = deq.result
+        if e.type.element_type != elem:
+            cast = zk.CastOp(e, elem)
+            cast.location = deq.location
+            self.block.insert_op_after(cast, deq)
+            e = cast.result
+        use.operation.operands[use.index] = e
+        norm = zk.DivOp(mm.result, total)
+        norm.location = mm.location
+        self.block.insert_op_after(norm, mm)
+        mm.result.replace_uses_with_if(norm.result, lambda u: u.operation is not norm)
 
     def _restore(self, parts: list[SSAValue], to: TensorType, name: str
                  ) -> tuple[list[Operation], SSAValue, SSAValue]:
@@ -231,6 +304,31 @@ class _Caster:
                     "operands", span_of(self.kernel),
                     help="add `precision A, B as f8E4M3FN scale ...` for a matmul's operands, "
                     "or drop `fp8_fast`")
+
+
+def softmax_parts(v: SSAValue) -> tuple[zk.DivOp, SSAValue, SSAValue] | None:
+    """(the division, e = exp(x - max(x)), sum(e)) of the softmax `decompose` left as `v`
+    (through its cast back to the softmax's dtype), or None."""
+    div = v.owner.input.owner if isinstance(v.owner, zk.CastOp) else v.owner
+    if not (isinstance(div, zk.DivOp) and isinstance(div.rhs.owner, zk.ReduceSumOp)
+            and div.rhs.owner.input is div.lhs and isinstance(div.lhs.owner, zk.ExpOp)):
+        return None
+    sub = div.lhs.owner.input.owner
+    if not (isinstance(sub, zk.SubOp) and isinstance(sub.rhs.owner, zk.ReduceMaxOp)
+            and sub.rhs.owner.input is sub.lhs
+            and sub.rhs.owner.axis_list == div.rhs.owner.axis_list):
+        return None
+    return div, div.lhs, div.rhs
+
+
+def _left_operand_of(op: Operation, v: SSAValue) -> zk.MatmulOp | None:
+    """The matmul that reads `v` as its left operand, through float casts, where every value
+    on the way has no other use."""
+    while isinstance(op, zk.CastOp) and _is_float(op.result) and op.result.has_one_use():
+        v, op = op.result, op.result.get_user_of_unique_use()
+    if isinstance(op, zk.MatmulOp) and op.lhs is v:
+        return op
+    return None
 
 
 def _is_float(v: SSAValue) -> bool:

@@ -205,6 +205,15 @@ COMPOSITES: tuple[type[Operation], ...] = tuple(_EXPANSIONS)
 """The composite op classes; none survives `decompose`."""
 
 
+def expand_in_place(op: Operation) -> SSAValue:
+    """Expand the composite `op` where it stands and return the value now standing for its
+    result (the `cast` pass, which also runs on undecomposed programs, needs a softmax's parts)."""
+    e = _Expansion(op)
+    value = _EXPANSIONS[type(op)](e, op)
+    e.replace(PatternRewriter(op), value)
+    return e.ops[-1].results[0]
+
+
 class ExpandComposite(RewritePattern):
     """Replace one composite op by its primitive expansion."""
 

@@ -84,6 +84,7 @@ class OutputCheck:
     reason: str = ""  # why it did not pass ("" when it did)
     inconclusive: bool = False  # failed because the comparison cannot tell right from wrong
     sampled: str = ""  # which part of the output was compared, when not all of it
+    typed_differs: str = ""  # where the kernel rounds other than the typed program, in words
 
     @property
     def yardstick(self) -> str:
@@ -92,6 +93,8 @@ class OutputCheck:
                 if dtypes.get(self.dtype).is_float else "the typed `cast` program's error x 2")
         if self.max_rel_l2 is not None:
             text += f", and rel L2 error against the exact math <= {self.max_rel_l2:g}"
+        if self.typed_differs:
+            text += f" ({self.typed_differs})"
         return text
 
     def to_dict(self) -> dict:

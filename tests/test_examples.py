@@ -391,7 +391,7 @@ PRECISION = {
     "gemm_nvfp4": ["%w: tensor<4096x4096xbf16> {zk.precision = #zk.precision<f4E2M1FN, nvfp4>}"],
     "attention_fp8": ["%v: tensor<4x32x4096x128xbf16> {zk.precision = "
                       "#zk.precision<f8E4M3FN, tensor>}",
-                      "%p = zk.softmax %s axis 3 {zk.precision = #zk.precision<f8E4M3FN, tensor>}"],
+                      "%p = zk.softmax %s axis 3 {zk.precision = #zk.precision<f8E4M3FN, unit>}"],
 }
 
 

@@ -76,8 +76,10 @@ KERNELS = {
                      _flash),
     "flash_gqa": ("examples/attention_gqa.zk", {"B": 1, "H": 4, "G": 2, "S": 320, "D": 64},
                   _flash),
+    # FP8 probabilities (`scale unit`) quantised per key/value block in the flash grid
+    "flash_fp8": ("examples/attention_fp8.zk", {"B": 1, "H": 2, "S": 320, "D": 64}, _flash),
 }
-FLASH = ("flash", "flash_causal", "flash_gqa")
+FLASH = ("flash", "flash_causal", "flash_gqa", "flash_fp8")
 
 
 def _outcome(fn):
@@ -129,7 +131,7 @@ def test_fast_cost_equals_the_full_lowering(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(KERNELS))
 def test_fast_cost_equals_the_full_lowering_on_many_schedules(name):
-    """8 kernels x 40 schedules and 3 flash-attention kernels x 70 = 530 random schedules,
+    """8 kernels x 40 schedules and 4 flash-attention kernels x 70 = 600 random schedules,
     each costed twice."""
     _compare(name, 70 if name in FLASH else 40, seed=2)
 

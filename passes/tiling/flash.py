@@ -13,7 +13,15 @@ unfused grids are the better program).
 Online softmax divides by the running sum once, after the loop, so `P` is cast to the matmul's
 operand type unnormalised (values in [0, 1], as FlashAttention does): the result differs from the
 unfused program's in the last bits of that cast, and both are checked against the exact math.
-A row whose every score is -inf (fully masked) is NaN in both."""
+A row whose every score is -inf (fully masked) is NaN in both.
+
+FP8 probabilities (`precision p as f8E4M3FN scale unit`, FlashAttention-3): the `cast` pass leaves
+`o = (dequantize(quantize(e, amax 1)) @ V) / sum(e)`, which is matched too. The grid quantises
+each key/value block's `exp(x - running max)` with that fixed scale (`tile.quantize` on the
+vector engine), multiplies it with V's FP8 tile on the tensor engine (a scaled `tile.mma`), and
+divides by the running sum after the loop. The unfused program quantises `exp(x - row max)`
+instead: the two differ where the running max is below the row's max (earlier blocks' products
+are rescaled by exp(old max - new max) after their rounding)."""
 
 from __future__ import annotations
 
@@ -22,7 +30,7 @@ from dataclasses import dataclass
 
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, TensorType
 from xdsl.ir import Operation, SSAValue
-from zhenwu_cc.core import attrs
+from zhenwu_cc.core import attrs, dtypes
 from zhenwu_cc.dialects import tile, zk
 from zhenwu_cc.passes.tiling.directives import disagree, split_k_asked
 from zhenwu_cc.passes.tiling.fusion import exclusive, path_ops
@@ -30,12 +38,13 @@ from zhenwu_cc.passes.tiling.grids import F32
 from zhenwu_cc.passes.tiling.masks import live_blocks
 from zhenwu_cc.passes.tiling.requests import (
     Req,
+    dtype_of,
     matmul_operand_req,
     reduces_last_axis,
     shape_of,
     zero_padded,
 )
-from zhenwu_cc.passes.tiling.scales import mma_dtype
+from zhenwu_cc.passes.tiling.scales import fusable, fused_dtype, mma_dtype
 from zhenwu_cc.passes.tiling.split import split_parts
 
 DEFAULT_BLOCK = 128  # query and key/value block of the heuristic (FlashAttention-2's choice)
@@ -49,6 +58,8 @@ class FlashMatch:
     qk: zk.MatmulOp  # the matmul x is computed from
     x: SSAValue  # the scores softmax normalises
     casts: tuple[zk.CastOp, ...]  # between p and the matmul's lhs, in order
+    quant: zk.QuantizeOp | None = None  # `scale unit`: e quantised with the amax 1 (docstring)
+    norm: zk.DivOp | None = None  # then the division of pv by the row sums
 
     @property
     def kv_len(self) -> int:
@@ -57,11 +68,17 @@ class FlashMatch:
     def group(self) -> list[Operation]:
         """The ops the flash grid fuses (what `fuse NAME off` on any of them keeps apart):
         both matmuls, the softmax's ops, the casts and the scores' epilogue."""
-        div = (self.casts[0].input if self.casts else self.pv.lhs).owner
-        exp = div.lhs.owner
+        if self.quant is not None:
+            exp, total = self.quant.input.owner, self.norm.rhs.owner
+            head = [self.quant, self.quant.amax.owner, self.quant.values.get_user_of_unique_use()]
+            tail = [*head, *self.casts, self.pv, self.norm]
+        else:
+            div = (self.casts[0].input if self.casts else self.pv.lhs).owner
+            exp, total = div.lhs.owner, div.rhs.owner
+            tail = [div, *self.casts, self.pv]
         sub = exp.input.owner
-        return [self.qk, *path_ops(self.x.owner, self.qk), sub.rhs.owner, sub, exp,
-                div.rhs.owner, div, *self.casts, self.pv]
+        return [self.qk, *path_ops(self.x.owner, self.qk), sub.rhs.owner, sub, exp, total,
+                *tail]
 
     def asks_split(self, v: SSAValue) -> bool:
         """Whether the schedule splits one of the group's loops (`split NAME S` on the softmax
@@ -78,10 +95,17 @@ def match_flash(pv: zk.MatmulOp) -> FlashMatch | None:
     while isinstance(cur.owner, zk.CastOp) and cur.has_one_use():
         casts.insert(0, cur.owner)
         cur = cur.owner.input
-    div = cur.owner
-    if not (isinstance(div, zk.DivOp) and div.result.has_one_use()):
-        return None
-    e, l_ = div.lhs, div.rhs
+    quant = norm = None
+    if isinstance(cur.owner, zk.DequantizeOp):
+        quant, norm = _unit_quantized(cur.owner, pv)
+        if quant is None:
+            return None
+        e, l_, div = quant.input, norm.rhs, quant
+    else:
+        div = cur.owner
+        if not (isinstance(div, zk.DivOp) and div.result.has_one_use()):
+            return None
+        e, l_ = div.lhs, div.rhs
     total, exp = l_.owner, e.owner
     if not (isinstance(total, zk.ReduceSumOp) and total.input is e and reduces_last_axis(total)
             and isinstance(exp, zk.ExpOp) and _uses(e) == {id(div), id(total)}
@@ -102,7 +126,26 @@ def match_flash(pv: zk.MatmulOp) -> FlashMatch | None:
         return None
     if shape_of(x)[-1] != shape_of(pv.lhs)[-1] or shape_of(x)[:-1] != shape_of(pv.lhs)[:-1]:
         return None
-    return FlashMatch(pv, qk, x, tuple(casts))
+    return FlashMatch(pv, qk, x, tuple(casts), quant, norm)
+
+
+def _unit_quantized(deq: zk.DequantizeOp, pv: zk.MatmulOp
+                    ) -> tuple[zk.QuantizeOp, zk.DivOp] | tuple[None, None]:
+    """The `scale unit` form the `cast` pass leaves (module docstring): `deq` dequantises a
+    per-tensor quantisation with the constant amax 1, read only here, and `pv`'s only reader
+    divides it by row sums; else (None, None)."""
+    q = deq.values.owner
+    if not (isinstance(q, zk.QuantizeOp) and q.precision.mode.data == "tensor"
+            and list(deq.scales) == [q.scales] and q.values.has_one_use()
+            and q.scales.has_one_use() and deq.result.has_one_use()
+            and isinstance(q.amax.owner if q.amax is not None else None, zk.ConstantOp)
+            and q.amax.owner.number == 1.0 and q.amax.has_one_use()
+            and pv.result.has_one_use()):
+        return None, None
+    norm = pv.result.get_user_of_unique_use()
+    if not (isinstance(norm, zk.DivOp) and norm.lhs is pv.result):
+        return None, None
+    return q, norm
 
 
 def _exclusive_to(qk: zk.MatmulOp, x: SSAValue, readers: set) -> bool:
@@ -220,15 +263,19 @@ def build_flash(tiler, v: SSAValue, f: FlashMatch, bq: int, bd: int, bkv: int, t
         if n % bkv:
             x = g.mask(x, s_req, last, -math.inf, loc)
         m_new, e, alpha, l_new = g.online_step(x, m_run, l_run, last, loc)
-        p = e
+        v_req = matmul_operand_req(req, out_shape, shape_of(pv.rhs), j, bkv, "rhs", g.zero)
+        p, sp, vt, sv = e, [], None, []
+        if f.quant is not None:
+            p, sp, vt, sv = _unit_operands(g, f, e, s_req, v_req)
         for c in f.casts:
             p = g.emit(zk.CastOp(p, c.result.type.element_type), c.location)
-        v_req = matmul_operand_req(req, out_shape, shape_of(pv.rhs), j, bkv, "rhs", g.zero)
-        vt = g.tile_of(pv.rhs, v_req, loc)
+        if vt is None:
+            vt = g.tile_of(pv.rhs, v_req, loc)
         if n % bkv and not zero_padded(vt):
             vt = g.mask(vt, v_req, len(v_req.sizes) - 2, 0.0, loc)
         scaled = g.emit(zk.MulOp(acc, alpha), loc)
-        return [m_new, l_new, g.emit(tile.MmaOp(p, vt, scaled, [], [], False), pv.location)]
+        fast = bool(sp) and tiler.fp8_fast
+        return [m_new, l_new, g.emit(tile.MmaOp(p, vt, scaled, sp, sv, fast), pv.location)]
 
     _, l_fin, acc = g.loop(kv_steps(f, bkv), [init_m, init_l, init_acc], body, loc)
     live = flash_live(f, bq, bkv)
@@ -238,8 +285,30 @@ def build_flash(tiler, v: SSAValue, f: FlashMatch, bq: int, bd: int, bkv: int, t
     out = g.emit(zk.DivOp(acc, l_fin), loc)
     if out.type.element_type != pv.result.type.element_type:
         out = g.emit(zk.CastOp(out, pv.result.type.element_type), loc)
-    g.anchors[pv] = (req, out)
+    g.anchors[f.norm or pv] = (req, out)
     return tiler.store_root(g, v, req, "attention", bkv, loc)
+
+
+def _unit_operands(g, f: FlashMatch, e: SSAValue, s_req: Req, v_req: Req):
+    """(P's values, their scales, V's tile, its scales) of one key/value step with `scale unit`:
+    the block's exp(x - running max) quantised with the amax 1 (`tile.quantize`), and V's
+    low-precision values and scales when V is dequantised too (a scaled mma), else P dequantised
+    on the vector engine for V's own tile."""
+    q, loc = f.quant, f.quant.location
+    shape = shape_of(q.input)
+    amax = g.tile_of(q.amax, g.scale_req(s_req, shape, shape_of(q.amax)), loc)
+    sreq = g.scale_req(s_req, shape, shape_of(q.scales))
+    tq = g.emit(tile.QuantizeOp(e, amax, q.precision, None,
+                                [TensorType(F32, list(sreq.sizes))]), loc)
+    values, scale = tq.owner.values, tq.owner.scales
+    wide = fused_dtype(f.pv)
+    if wide is not None and fusable(f.pv.rhs, v_req):
+        vt, sv = g.scaled_tile(f.pv.rhs, v_req)
+        values, vt = (g.emit(zk.CastOp(t, dtypes.to_xdsl(wide)), loc)
+                      if dtype_of(t) != wide else t for t in (values, vt))
+        return values, [scale], vt, sv
+    p = g.blocked_mul(g.emit(zk.CastOp(values, F32), loc), scale, loc)
+    return p, [], g.tile_of(f.pv.rhs, v_req, loc), []
 
 
 def discount_masked_flops(kernel: zk.KernelOp, f: FlashMatch, visible: float) -> None:

@@ -104,6 +104,7 @@ CODES: dict[str, str] = {
     "ZK0616": "tiles store different data to one place",
     "ZK0617": "index arithmetic divides by zero",
     "ZK0618": "directives of one fused grid disagree",
+    "ZK0619": "scale unit on a value that is not a softmax's result",
     "ZK0701": "unknown target",
     "ZK0702": "malformed target file",
     "ZK0703": "dtype not supported by the target's tensor engine",

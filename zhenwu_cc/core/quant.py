@@ -10,8 +10,10 @@ from zhenwu_cc.core.shapes import Shape, normalize_axis
 
 # The dtype of the scales, the scale-rounding options a mode takes (the first is the default),
 # and the elements per scale along the contraction axis for the modes that block along it.
+# `unit` (a softmax's probabilities only) is one per-tensor scale fixed by the amax 1: the `cast`
+# pass makes it a `tensor` quantisation of exp(x - max) with a constant amax.
 SCALE_DTYPES = {"tensor": "f32", "channel": "f32", "block": "f32", "mx": "f8E8M0FNU",
-                "nvfp4": "f8E4M3FN"}
+                "nvfp4": "f8E4M3FN", "unit": "f32"}
 SCALE_OPTIONS = {"mx": ("floor", "rceil"), "nvfp4": ("up", "rne")}
 AXIS_GROUPS = {"mx": 32, "nvfp4": 16}
 AMAX_MODES = ("tensor", "channel", "nvfp4")  # modes that need an amax over more than one tile
@@ -29,7 +31,7 @@ def scale_blocks(mode: str, args: Sequence[int], shape: Sequence[int],
     entries: a per-tensor scale is [1, 1], a per-row (`channel(0)`) one [M, 1], `block(1, 128)`
     [M, K/128], `mx` along K [M, K/32]. The same layout serves every level of the IR."""
     rank = len(shape)
-    if mode == "tensor":
+    if mode in ("tensor", "unit"):
         return tuple(shape)
     if mode == "channel":
         a = normalize_axis(args[0], rank)

@@ -27,7 +27,7 @@ from zhenwu_cc.frontend.dtype_rules import DTYPE_ALIASES
 from zhenwu_cc.frontend.values import Value
 
 PRECISION_DTYPES = quant.PRECISION_DTYPES
-SCALE_MODES = {"tensor": 0, "channel": 1, "block": 2, "mx": 0, "nvfp4": 0, "none": 0}
+SCALE_MODES = {"tensor": 0, "channel": 1, "block": 2, "mx": 0, "nvfp4": 0, "unit": 0, "none": 0}
 ACCUMULATE_DTYPES = dtypes.ACCUMULATORS
 ACCUMULATE_OPTIONS = attrs.ACCUMULATE_MODES
 MAX_BUFFERS = attrs.MAX_BUFFERS
@@ -245,7 +245,7 @@ def _precision_attr(d: ast.PrecisionDirective) -> zk.PrecisionAttr:
         guess = did_you_mean(mode, SCALE_MODES)
         raise error("ZK0404", f"unknown scale mode `{mode}`", d.mode.span,
                     help=(f"did you mean `{guess}`? " if guess else "")
-                    + "modes: tensor, channel(axis), block(rows, cols), mx, nvfp4")
+                    + "modes: tensor, channel(axis), block(rows, cols), mx, nvfp4, unit")
     if len(d.mode_args) != SCALE_MODES[mode]:
         raise error("ZK0404", f"scale mode `{mode}` takes {SCALE_MODES[mode]} argument"
                     f"{'s' if SCALE_MODES[mode] != 1 else ''}, got {len(d.mode_args)}", d.span)
@@ -274,6 +274,12 @@ def _check_precision(d: ast.PrecisionDirective, ident: ast.Ident, v: Value, gen)
         raise error("ZK0404", f"`{ident.id}` is {v.describe()}; precision applies to floats",
                     ident.span)
     shape = v.shape
+    if mode == "unit" and not isinstance(v.ssa.owner, zk.SoftmaxOp):
+        raise error("ZK0619", f"scale mode `unit` quantises a softmax's unnormalised "
+                    f"probabilities, but `{ident.id}` is not the result of `softmax(...)`",
+                    ident.span, notes=[Note(f"`{ident.id}` is computed here", span_of(v.ssa.owner))]
+                    if isinstance(v.ssa.owner, Operation) else [],
+                    help="name a binding `p = softmax(s, axis=...)`, or use `scale tensor`")
     if mode == "channel":
         gen.axis(d.mode_args[0], len(shape), d.mode.span)
     if mode == "block":

@@ -53,3 +53,14 @@ builtin.module {
   }
 }
 // CHECK: error[ZK1002]: `zk.dequantize`: scales of shape [4, 5] do not block values of shape [4, 8]
+
+// -----
+
+// `scale unit` bounds a softmax's unnormalised probabilities by 1: any other value is refused.
+builtin.module {
+  zk.kernel @k(%x: tensor<64x128xf32>) -> (y: tensor<64x128xf32>) {
+    %y = zk.exp %x {zk.precision = #zk.precision<f8E4M3FN, unit>} : tensor<64x128xf32>
+    zk.return %y : tensor<64x128xf32>
+  }
+}
+// CHECK: error[ZK0619]: scale mode `unit` quantises a softmax's unnormalised probabilities, but `y` is not the result of a softmax
