@@ -1,10 +1,14 @@
 """What `zhenwu-cc serve` costs an agent: the eval step, and memory over a long session.
 
 1. In-process (`serve.Server.handle`, no pipes): the median `eval` request on a small kernel
-   (examples/gemm.zk at M=N=K=128 unless --shape says otherwise), three ways:
-   - edited: the source differs every request (a comment line), as an agent's step does, so
-     nothing is cached: compile, numerics check, cost, hints (each hint's edits compiled);
+   (examples/gemm.zk at M=N=K=128 unless --shape says otherwise), four ways:
+   - edited: the source differs every request (a comment line after the kernel): parsed and
+     compiled again, but the program is the same, so its lowering, numerics check and the
+     hints' lowerings come from the cache kept by content (`CompiledKernel.shared`);
    - edited, no hints: the same without hints (`"hints": false`);
+   - retiled: the schedule's `tile` line differs every request, a program the server has not
+     seen: lowered, checked and costed, its hints' edits lowered unless an earlier step tried
+     the same schedule (as an agent's step that takes a new schedule does);
    - repeated: the same source again (the compiled kernel, the hints' edits and the numerics
      check cached).
    Goal (issue 16): under 100 ms.
@@ -27,6 +31,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = (ROOT / "examples" / "gemm.zk").read_text()
+TILE = "tile c [128, 128, 64]"
+# 32 tile lines, each the source of one step at most (the warm-up keeps the file's own)
+RETILES = [f"tile c [{m}, {n}, {k}]" for k in (16, 32) for m in (16, 32, 64, 128)
+           for n in (128, 64, 32, 16)]
 
 
 def in_process(repeats: int, shape: int) -> dict:
@@ -54,6 +62,9 @@ def in_process(repeats: int, shape: int) -> dict:
         "edited_no_hints_ms": timed(lambda i: {"command": "eval", "defines": defines,
                                                "hints": False,
                                                "source": SOURCE + f"// other edit {i}\n"}),
+        "retiled_ms": timed(lambda i: {"command": "eval", "defines": defines,
+                                       "source": SOURCE.replace(
+                                           TILE, RETILES[i % len(RETILES)])}),
         "repeated_ms": timed(lambda i: {"command": "eval", "defines": defines,
                                         "source": SOURCE + "// warm-up\n"}),
     }
@@ -90,6 +101,7 @@ def session(requests: int) -> list[dict]:
     stats = [r for r in out if r["command"] == "stats"]
     return [{"after": int(r["id"].split("@")[1]), "rss_mib": round(r["rss_bytes"] / 2**20, 1),
              "kernels_cached": r["kernels"]["entries"], "costs_cached": r["costs"]["entries"],
+             "lowered_cached": r["lowered"]["entries"],
              "wall_s": round(wall, 1)} for r in stats]
 
 
@@ -102,18 +114,19 @@ def main() -> None:
     step = in_process(args.repeats, args.shape)
     print(f"eval step in-process, examples/gemm.zk at M=N=K={args.shape}, median of "
           f"{args.repeats}:")
-    for key, what in (("edited_ms", "edited source (nothing cached), with hints "),
-                      ("edited_no_hints_ms", "edited source, no hints                    "),
+    for key, what in (("edited_ms", "edited comment (same program), with hints  "),
+                      ("edited_no_hints_ms", "edited comment, no hints                   "),
+                      ("retiled_ms", "edited tile line (a new program), with hints"),
                       ("repeated_ms", "same source again (kernel+edits+check kept)")):
         wall, cpu = step[key]
         print(f"  {what}: {wall:7.1f} ms wall, {cpu:7.1f} ms CPU")
     rows = session(args.requests)
     print(f"\none server, {args.requests} requests (eval, check, cost on distinct sources; bad "
           f"requests), {rows[-1]['wall_s']} s:")
-    print(f"  {'after':>6} {'RSS MiB':>8} {'kernels':>8} {'costs':>6}")
+    print(f"  {'after':>6} {'RSS MiB':>8} {'kernels':>8} {'costs':>6} {'lowered':>8}")
     for r in rows:
         print(f"  {r['after']:>6} {r['rss_mib']:>8} {r['kernels_cached']:>8} "
-              f"{r['costs_cached']:>6}")
+              f"{r['costs_cached']:>6} {r['lowered_cached']:>8}")
 
 
 if __name__ == "__main__":

@@ -128,3 +128,75 @@ def test_fuse_false_is_no_fuse_and_is_cached_apart():
     fused = server._compiled({"file": GEMM}, "file", "source", 2)
     assert (unfused.fuse, fused.fuse) == (False, True)
     assert server.handle(json.dumps({"command": "cost", "file": GEMM, "fuse": False}), 3)["ok"]
+
+
+def _counting(monkeypatch, module, name: str) -> list:
+    """Count the calls of `module.name` (still calling it)."""
+    calls: list = []
+    real = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def test_an_edit_that_leaves_the_program_as_it_was_lowers_and_checks_nothing(monkeypatch):
+    """A source edited outside the program (a comment after it) is compiled again, but its
+    lowering, its numerics check and its hints' lowerings come from the cache kept by content;
+    the record is the one a fresh server gives."""
+    from zhenwu_cc import evaluate, pipeline
+
+    source = Path(GEMM).read_text()
+    server = Server()
+    first = server.handle(json.dumps({"command": "eval", "source": source,
+                                      "defines": SMALL}), 1)
+    lowered, checked = _counting(monkeypatch, pipeline, "lower"), \
+        _counting(monkeypatch, evaluate, "_check")
+    edited = json.dumps({"command": "eval", "source": source + "// edited\n",
+                         "defines": SMALL})
+    again = server.handle(edited, 2)
+    assert (len(lowered), len(checked)) == (0, 0)
+    assert server.kernels.stats()["entries"] == 2  # compiled again: another source
+    assert again == first == Server().handle(edited, 3)
+    assert again["hints"], "the hints' edits were costed from the cache too"
+
+
+def test_a_retiled_program_is_lowered_and_verified_once():
+    """A served kernel with a new schedule is lowered (not found by content), verified once
+    after the last pass rather than after each, and shared only then."""
+    from zhenwu_cc import pipeline
+
+    source = Path(GEMM).read_text()
+    server = Server()
+    compiled = server._compiled({"source": source.replace("[128, 128, 64]", "[64, 64, 32]"),
+                                 "defines": SMALL}, "file", "source", 1)
+    verified: list = []
+    real = pipeline.verify
+    pipeline.verify = lambda module, after: verified.append(after) or real(module, after)
+    try:
+        compiled.costing(compiled.target)
+    finally:
+        pipeline.verify = real
+    assert verified == ["the ppu pipeline"]
+    assert server.lowered.stats()["entries"] == 1
+    plain = compiled.derived(compiled.module("zk").clone())
+    plain._verify_once = False  # neither verified after each pass nor once: not shared
+    plain.module("tile")
+    assert server.lowered.stats()["entries"] == 1
+
+
+def test_a_target_file_is_not_shared_by_content(tmp_path):
+    import shutil
+
+    from zhenwu_cc.api import compile
+
+    toml = tmp_path / "chip.toml"
+    shutil.copy(ROOT / "runtime" / "targets" / "m890.toml", toml)
+    cache: dict = {}
+    compile(GEMM, defines=SMALL, target=str(toml)).shared(cache).cost()
+    assert cache == {}
+    compile(GEMM, defines=SMALL).shared(cache).cost()
+    assert len(cache) == 1

@@ -95,3 +95,27 @@ def test_target_default_still_comes_from_the_environment():
                           capture_output=True, text=True, cwd=ROOT, env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["target"] == "h100"
+
+
+@pytest.mark.parametrize("command", ["compile", "cost"])
+def test_the_packaged_target_is_read_as_a_file(command):
+    """The packaged targets are a folder: read directly, not through importlib.resources'
+    readers (which import zipfile and more: ~20 ms of `compile` and `cost`)."""
+    modules = _modules_after(command, EXAMPLE, "-D", "M=64", "-D", "N=64", "-D", "K=64")
+    assert "tomllib" in modules  # the probe saw a target loaded
+    assert _loaded(modules, "importlib.readers", "importlib.resources.readers", "zipfile") == []
+
+
+def test_only_the_command_run_gets_its_arguments():
+    """`build_parser(argv)` lists every subcommand but fills in only the arguments of the one
+    argv runs; without argv (or with no command in it) every subcommand has its own."""
+    from zhenwu_cc.cli import build_parser
+
+    def dests(parser, name: str) -> list[str]:
+        return [a.dest for a in parser.commands[name]._actions]
+
+    parser = build_parser(["check", EXAMPLE])
+    assert "file" in dests(parser, "check") and dests(parser, "compile") == ["help"]
+    assert sorted(parser.commands) == sorted(build_parser().commands)
+    for argv in (None, [], ["--help"], ["chek", EXAMPLE]):
+        assert "emit" in dests(build_parser(argv), "compile"), argv

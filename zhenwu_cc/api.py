@@ -14,7 +14,7 @@ codes and spans the CLI prints).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -49,6 +49,9 @@ class CompiledKernel:
         self._lowered: dict[tuple[str, str], object] = {}
         self._cast = None
         self._verify_each = True
+        self._verify_once = False  # without _verify_each: verify the lowered module at the end
+        self._shared: MutableMapping | None = None  # lowered modules by content (`shared`)
+        self._content: str | None = None  # `content_key()`
         self._fast = None  # fast_cost()'s templates
         self._numerics: dict = {}  # `evaluate`'s numerics checks, by seed, sample and budget
         self.source: tuple[str, str | None] | None = None  # the .zk text and kernel name
@@ -89,13 +92,49 @@ class CompiledKernel:
             return self._zk
         key = (stage, target or self.target)
         if key not in self._lowered:
-            from zhenwu_cc.pipeline import Instrumentation
+            from zhenwu_cc.pipeline import Instrumentation, verify
 
+            shared = self._shared_key("lowered", *key)
+            if shared is not None and shared in self._shared:
+                self._lowered[key] = self._shared[shared]
+                return self._lowered[key]
             module = self._zk.clone()
             lower(module, stage, key[1], Instrumentation(verify_each=self._verify_each),
                   fuse=self.fuse)
+            if self._verify_once and not self._verify_each:
+                verify(module, f"the {stage} pipeline")
             self._lowered[key] = module
+            if shared is not None and (self._verify_each or self._verify_once):
+                self._shared[shared] = module  # only verified modules are shared
         return self._lowered[key]
+
+    def shared(self, cache: MutableMapping | None, *, verify_once: bool = False
+               ) -> CompiledKernel:
+        """Keep lowered modules in `cache`, by content: the `zk` module as printed with its
+        locations, the stage, the target and fusion, which are all that lowering reads (so a
+        kernel compiled again from an edited source, or a retiled copy, that comes out the same
+        is not lowered again). `verify_once` verifies a lowered module once, after the last
+        pass, instead of after every pass (`serve`, `cost`, `eval`: the source is verified and
+        the passes are tested). Targets given as files are not shared (the file can change).
+        Returns self."""
+        self._shared = cache
+        if verify_once:
+            self._verify_each, self._verify_once = False, True
+        return self
+
+    def _shared_key(self, what: str, *parts) -> tuple | None:
+        """The key of `what` for this kernel's content in the shared cache, or None when the
+        kernel keeps its own."""
+        target = parts[1] if what == "lowered" else self.target
+        if self._shared is None or "/" in target or target.endswith(".toml"):
+            return None
+        if self._content is None:
+            import hashlib
+
+            from zhenwu_cc.pipeline import print_ir
+
+            self._content = hashlib.sha256(print_ir(self._zk, True).encode()).hexdigest()
+        return (what, self._content, self.target, self.fuse, *parts)
 
     def retile(self, tiles: Mapping[str, Sequence[int]], *, split_k: Mapping[str, int] | None = None,
                buffers: int | None = None, verify: bool = False) -> CompiledKernel:
@@ -120,8 +159,17 @@ class CompiledKernel:
                                                           split_k.get(name))
         if buffers is not None:
             kernel.attributes[attrs.BUFFERS] = IntegerAttr(buffers, 64)
-        other = CompiledKernel(module, self.file, self.target, self.fuse)
+        other = self.derived(module)
         other._verify_each = verify
+        return other
+
+    def derived(self, module) -> CompiledKernel:
+        """A kernel made from this one's `zk` module by a schedule edit (`retile`, hints'
+        edits): the same file, target and fusion, unverified after each pass (the source was
+        verified, the passes are tested), sharing this kernel's cache and `verify_once`."""
+        other = CompiledKernel(module, self.file, self.target, self.fuse)
+        other._verify_each = False
+        other._shared, other._verify_once = self._shared, self._verify_once
         return other
 
     def fast_cost(self, tiles: Mapping[str, Sequence[int]], *,

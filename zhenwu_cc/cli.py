@@ -396,7 +396,8 @@ def cmd_cost(args, sources) -> Output:
 
     module = load_module(args, sources)
     one_kernel(module, args.file)
-    compiled = CompiledKernel(module, args.file, args.target, args.fuse)
+    compiled = CompiledKernel(module, args.file, args.target, args.fuse).shared(
+        None, verify_once=True)
     costing = compiled.costing(args.target)
     est, target, workload, kernel = (costing.estimate, costing.target, costing.workload,
                                      costing.kernel)
@@ -424,7 +425,8 @@ def cmd_eval(args, sources) -> Output:
 
     module = load_module(args, sources)
     one_kernel(module, args.file)
-    compiled = CompiledKernel(module, args.file, args.target, args.fuse)
+    compiled = CompiledKernel(module, args.file, args.target, args.fuse).shared(
+        None, verify_once=True)
     compiled.source = (sources.texts[args.file], args.kernel)
     result = evaluate(compiled, check=args.check, seed=args.seed, sample=args.check_sample,
                       max_rel_l2=args.max_rel_l2, with_hints=args.hints)
@@ -642,7 +644,26 @@ def _passes_help() -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Unused:
+    """Where the arguments of a subcommand that is not being run go (`build_parser`)."""
+
+    def add_argument(self, *args, **kwargs) -> None:
+        pass
+
+    def add_mutually_exclusive_group(self) -> _Unused:
+        return self
+
+
+def _command(sub, name: str, only: str | None, **kwargs):
+    """Subcommand `name` (listed in the top-level help whatever runs), and where its arguments
+    go: the subcommand itself, or nowhere when the command line runs another one."""
+    p = sub.add_parser(name, **kwargs)
+    return p if only in (None, name) else _Unused()
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command-line parser; given `argv`, only the subcommand it runs gets its arguments
+    (building every subcommand's is ~5% of `check`'s start-up)."""
     from zhenwu_cc import __version__
 
     parser = _Parser(prog="zhenwu-cc", description="Compile, run and cost .zk kernels for the "
@@ -651,11 +672,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     parser.commands = sub.choices
+    only = next((a for a in argv or () if not a.startswith("-")), None)
+    if only not in COMMANDS:
+        only = None
 
-    p = sub.add_parser("check", help="parse and verify only")
+    p = _command(sub, "check", only, help="parse and verify only")
     _add_source_args(p, "check only this kernel")
 
-    p = sub.add_parser("compile", help="compile and print (or write) the IR")
+    p = _command(sub, "compile", only, help="compile and print (or write) the IR")
     _add_source_args(p, "compile only this kernel")
     p.add_argument("--emit", choices=("zk", "tile", "ppu"), default="ppu",
                    help="the stage to print: zk (as written), tile (grids), ppu (the machine)")
@@ -667,15 +691,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run these passes instead of the default pipeline for --emit")
     _add_pipeline_args(p)
 
-    p = sub.add_parser("cost", help="estimate time on a chip model, and why")
+    p = _command(sub, "cost", only, help="estimate time on a chip model, and why")
     _add_source_args(p, "the kernel to cost (when the file has several)")
     _add_target_arg(p)
     _add_baseline_args(p)
     p.add_argument("--trace", metavar="OUT.json", type=_out_path,
                    help="write a Chrome trace (open it in Perfetto: ui.perfetto.dev)")
 
-    p = sub.add_parser("eval", help="one record for an agent: diagnostics, numerics, cost, "
-                       "tiles and hints with schedule edits")
+    p = _command(sub, "eval", only, help="one record for an agent: diagnostics, numerics, "
+                 "cost, tiles and hints with schedule edits")
     _add_source_args(p, "the kernel to evaluate (when the file has several)")
     _add_target_arg(p)
     _add_baseline_args(p)
@@ -690,8 +714,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hints", action=argparse.BooleanOptionalAction, default=True,
                    help="compute hints (each proposed edit is compiled and costed; default: on)")
 
-    p = sub.add_parser("diff", help="two kernels' estimated costs side by side: the terms that "
-                       "changed and why")
+    p = _command(sub, "diff", only, help="two kernels' estimated costs side by side: the "
+                 "terms that changed and why")
     p.add_argument("old", help="the .zk source before")
     p.add_argument("new", help="the .zk source after")
     p.add_argument("-D", dest="define", action="append", type=_define, metavar="NAME=VALUE",
@@ -702,8 +726,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_arg(p)
     _add_fuse_arg(p)
 
-    p = sub.add_parser("tune", help="search the kernel's schedules on the cost model, verify "
-                       "the best against the float64 reference, print a leaderboard")
+    p = _command(sub, "tune", only, help="search the kernel's schedules on the cost model, "
+                 "verify the best against the float64 reference, print a leaderboard")
     _add_source_args(p, "the kernel to tune (when the file has several)")
     _add_target_arg(p)
     p.add_argument("--budget", type=_number("--budget", int, 1, "200"), metavar="N",
@@ -735,14 +759,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="answer JSON-lines requests (check, eval, cost, diff) on stdin "
                    "and stdout, paying start-up once (docs/cli.md)")
 
-    p = sub.add_parser("compare", help="the same kernel's estimated cost on several chips")
+    p = _command(sub, "compare", only, help="the same kernel's estimated cost on several chips")
     _add_source_args(p, "the kernel to compare (when the file has several)")
     p.add_argument("--targets", default="m890,h20,810e,h100,h200",
                    help="comma-separated targets (default: m890,h20,810e,h100,h200)")
     _add_fuse_arg(p)
 
-    p = sub.add_parser("opt", help="run a pass pipeline on MLIR text (like mlir-opt)",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _command(sub, "opt", only, help="run a pass pipeline on MLIR text (like mlir-opt)",
+                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.epilog_from = _passes_help
     p.add_argument("file", help="an .mlir file, or - for stdin")
     p.add_argument("-p", "--pass-pipeline", dest="pipeline", default="",
@@ -757,7 +781,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text")
     _add_pipeline_args(p)
 
-    p = sub.add_parser("run", help="run a kernel on the CPU and summarise its outputs")
+    p = _command(sub, "run", only, help="run a kernel on the CPU and summarise its outputs")
     _add_source_args(p, "run this kernel (needed when the file has several)")
     p.add_argument("--reference", action="store_true",
                    help="evaluate the source with the numpy reference evaluator instead of "
@@ -904,7 +928,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = None
     try:
         with signals_as_exceptions():
-            args = build_parser().parse_args(argv)
+            args = build_parser(argv).parse_args(argv)
             command = args.command
             _default_target(args)
             refuse_overwriting_inputs(_outputs(args), _inputs(args))

@@ -95,7 +95,8 @@ def _numerics(compiled, check: bool, seed: int, sample, max_rel_l2):
     """(the record's numerics entry, diagnostics, the checks or None when not run). A kernel
     evaluated again (`serve` keeps compiled kernels) reuses its check: the same program, seed,
     sample, budget and host memory limit give the same verdict, and the check is most of a
-    repeated eval's time."""
+    repeated eval's time. A kernel that shares a cache (`CompiledKernel.shared`) keeps it there,
+    by content: one compiled again from an edited source that comes out the same reuses it."""
     import copy
     import os
 
@@ -106,9 +107,12 @@ def _numerics(compiled, check: bool, seed: int, sample, max_rel_l2):
                  "budget_rel_l2": DEFAULT_BUDGET if max_rel_l2 is None else max_rel_l2,
                  "outputs": []}, [], None)
     key = (seed, sample, max_rel_l2, os.environ.get(MAX_HOST_BYTES_ENV))
-    if key not in compiled._numerics:
-        compiled._numerics[key] = _check(compiled, seed, sample, max_rel_l2)
-    numerics, diags, checks = compiled._numerics[key]
+    store = compiled._numerics
+    if (shared := compiled._shared_key("numerics", *key)) is not None:
+        store, key = compiled._shared, shared
+    if key not in store:
+        store[key] = _check(compiled, seed, sample, max_rel_l2)
+    numerics, diags, checks = store[key]
     return copy.deepcopy(numerics), list(diags), checks
 
 

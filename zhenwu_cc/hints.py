@@ -87,7 +87,6 @@ class Context:
 
     def variant(self, edit: Edit):
         """The kernel with `edit` made, compiled, or None when it does not compile."""
-        from zhenwu_cc.api import CompiledKernel
         from zhenwu_cc.core.diagnostics import CompileError
         from zhenwu_cc.frontend import build
 
@@ -96,9 +95,8 @@ class Context:
             module = build(text, self.file, self.params, self.kernel)
         except CompileError:
             return None
-        other = CompiledKernel(module, self.file, self.compiled.target, self.compiled.fuse)
+        other = self.compiled.derived(module)
         other.source = (text, self.kernel)
-        other._verify_each = False  # as `retile()`: the source was verified, passes are tested
         return other
 
     def cost(self, edit: Edit):
@@ -134,7 +132,6 @@ class Context:
         location of the line it came from)."""
         from xdsl.dialects.builtin import FileLineColLoc
 
-        from zhenwu_cc.api import CompiledKernel
         from zhenwu_cc.core import attrs
 
         module = self.compiled.module("zk").clone()
@@ -143,9 +140,7 @@ class Context:
             if isinstance(loc, FileLineColLoc) and (loc.line.data, loc.column.data) == (
                     directive.line, directive.col):
                 del op.attributes[attrs.TILE]
-        other = CompiledKernel(module, self.file, self.compiled.target, self.compiled.fuse)
-        other._verify_each = False  # as `retile()`
-        return other
+        return self.compiled.derived(module)
 
     def best(self, edits: list[Edit]):
         """The edit with the lowest estimate, if it beats the kernel's by MIN_GAIN."""

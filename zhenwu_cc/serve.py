@@ -9,8 +9,11 @@ diagnostic (ZK1101-ZK1104), never the end of the server; so is
 an internal error (exit_code 3). The server ends at the end of its input.
 
 Compiled kernels are kept by the hash of what made them (source text, file name, kernel, shape
-parameters, target), and the estimates of the edits hints try by their text; both caches are
-bounded (least recently used out), so memory stays flat however many requests come.
+parameters, target), the estimates of the edits hints try by their text, and lowered modules and
+numerics checks by the content of the `zk` module they came from (`CompiledKernel.shared`: an
+edit that leaves the program as it was, or a hint's schedule tried before, lowers nothing); the
+caches are bounded (least recently used out), so memory stays flat however many requests come.
+Served kernels are verified once after lowering, not after every pass.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ SERVE_SCHEMA = "zhenwu-cc.serve/1"
 MAX_LINE_BYTES = 16 << 20  # a request line longer than this is refused (ZK1104)
 MAX_KERNELS = 64  # compiled kernels kept
 MAX_COSTS = 256  # estimates of hint edits kept (a few dozen evals' worth)
+MAX_LOWERED = 128  # lowered modules and numerics checks kept by content (CompiledKernel.shared)
 COMMANDS = ("check", "eval", "cost", "diff", "tune", "stats")
 
 
@@ -86,6 +90,7 @@ class Server:
     def __init__(self):
         self.kernels = Lru(MAX_KERNELS)
         self.costs = Lru(MAX_COSTS)
+        self.lowered = Lru(MAX_LOWERED)
         self.served = 0
 
     # -- one request ------------------------------------------------------------------------
@@ -202,7 +207,7 @@ class Server:
 
     def _stats(self, request: dict, number: int):
         return {"requests": self.served, "kernels": self.kernels.stats(),
-                "costs": self.costs.stats(), "rss_bytes": _rss(),
+                "costs": self.costs.stats(), "lowered": self.lowered.stats(), "rss_bytes": _rss(),
                 "max_rss_bytes": _max_rss()}, [], 0
 
     # -- the cache ------------------------------------------------------------------------------
@@ -226,7 +231,8 @@ class Server:
             return self.kernels[key]
         module = build(text, file, defines, kernel)
         one_kernel(module, file)
-        compiled = CompiledKernel(module, file, target, fuse)
+        compiled = CompiledKernel(module, file, target, fuse).shared(self.lowered,
+                                                                    verify_once=True)
         compiled.source = (text, kernel)
         self.kernels[key] = compiled
         return compiled

@@ -19,7 +19,6 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from stat import S_ISREG
 
@@ -253,8 +252,23 @@ class Target:
 # ---- loading ------------------------------------------------------------------------------------
 def list_targets() -> list[str]:
     """Names of the packaged targets, sorted."""
-    return sorted(p.name[:-5] for p in resources.files("zhenwu_cc.runtime.targets").iterdir()
-                  if p.name.endswith(".toml"))
+    return sorted(p.name[:-5] for p in _packaged().iterdir() if p.name.endswith(".toml"))
+
+
+@lru_cache(maxsize=1)
+def _packaged():
+    """The folder of the packaged target files: a plain path where the package is a folder
+    (importing `importlib.resources` costs `cost` and `compile` ~20 ms of start-up), else
+    `importlib.resources`' view of it (a zip import)."""
+    import importlib
+
+    targets = importlib.import_module("zhenwu_cc.runtime.targets")  # a layer above: by name
+    folder = Path(targets.__file__).parent
+    if folder.is_dir():
+        return folder
+    from importlib import resources
+
+    return resources.files(targets)
 
 
 def default_target() -> str:
@@ -288,7 +302,7 @@ def _load_packaged(name: str) -> Target:
         hint = f"; did you mean `{guess}`?" if guess else ""
         raise error("ZK0701", f"unknown target `{name}`{hint}",
                     help=f"known targets: {', '.join(names)}; or give a path to a .toml file")
-    text = (resources.files("zhenwu_cc.runtime.targets") / f"{name}.toml").read_text("utf-8")
+    text = (_packaged() / f"{name}.toml").read_text("utf-8")
     return parse_target(text, f"{name}.toml")
 
 
