@@ -186,6 +186,27 @@ def test_the_limit_is_the_whole_run(monkeypatch):
     assert k.run()["result0"].shape == (64, 64)
 
 
+def test_run_estimates_the_executor_memory_once(monkeypatch):
+    """The run's refusal and `execute` share one estimate per compiled kernel: each `k.run`
+    computed it twice (~30 ms at attention's sizes)."""
+    from zhenwu_cc.runtime import executor
+    from zhenwu_cc.runtime.executor import memory
+
+    calls = []
+
+    def counted(kernel):
+        calls.append(kernel)
+        return estimate_host_bytes(kernel)
+
+    monkeypatch.setattr(executor, "estimate_host_bytes", counted)
+    monkeypatch.setattr(memory, "estimate_host_bytes", counted)
+    monkeypatch.setenv("ZHENWU_MAX_HOST_BYTES", str(1 << 40))
+    k = zhenwu_cc.compile(GEMM, defines={"M": 64, "N": 64, "K": 64})
+    k.run()
+    k.run(seed=1)
+    assert len(calls) == 1
+
+
 def test_inputs_in_another_dtype_count_their_copies(monkeypatch):
     """The executor copies an input given in another dtype (or not C-ordered) into its own."""
     k = zhenwu_cc.compile(GEMM, defines={"M": 64, "N": 64, "K": 64})

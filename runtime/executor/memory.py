@@ -190,11 +190,16 @@ def estimate_host_bytes(kernel: ppu.KernelOp) -> int:
     return total + peak + _INTERPRETER
 
 
-def ensure_host_memory(kernel: ppu.KernelOp, converted: int = 0) -> None:
-    """Refuse (ZK0505) before allocating when the estimate, plus `converted` bytes of copies of
-    inputs given in another dtype, exceeds the host-memory limit."""
-    need, limit = estimate_host_bytes(kernel) + converted, host_memory_limit()
-    if limit is not None and need > limit:
+def ensure_host_memory(kernel: ppu.KernelOp, converted: int = 0,
+                       estimate: int | None = None) -> None:
+    """Refuse (ZK0505) before allocating when the estimate (`estimate` where the caller has
+    it already), plus `converted` bytes of copies of inputs given in another dtype, exceeds the
+    host-memory limit."""
+    limit = host_memory_limit()
+    if limit is None:
+        return
+    need = (estimate_host_bytes(kernel) if estimate is None else estimate) + converted
+    if need > limit:
         raise error("ZK0505", f"executing kernel `{kernel.sym_name.data}` needs about {need} "
                     f"bytes of host memory, more than the limit of {limit} bytes",
                     span_of(kernel), help="use smaller shapes (-D NAME=VALUE) or tiles, or raise "

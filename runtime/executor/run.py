@@ -517,8 +517,8 @@ def _arg_name(kernel: ppu.KernelOp, arg: SSAValue) -> str:
 
 
 def execute(kernel: ppu.KernelOp, inputs: Mapping[str, np.ndarray], *,
-            check_uninitialised: bool = True, sram_bytes: int | None = None
-            ) -> dict[str, np.ndarray]:
+            check_uninitialised: bool = True, sram_bytes: int | None = None,
+            host_bytes: int | None = None) -> dict[str, np.ndarray]:
     """Run `kernel` on `inputs` (by input argument name) and return its outputs by name, each
     in its declared element type (ml_dtypes types for bf16 / FP8 / FP4).
 
@@ -527,8 +527,9 @@ def execute(kernel: ppu.KernelOp, inputs: Mapping[str, np.ndarray], *,
     tracks which SRAM slots and HBM elements have been written (ZK0613-ZK0615); `sram_bytes`
     bounds every `ppu.alloc` (ZK0611); when None, the SRAM of the target the kernel records
     (`ppu.target`, set by `lower-ppu`) does, and a kernel without one is not checked. Raises
-    ZK0505 before allocating when `estimate_host_bytes(kernel)`, plus copies of inputs given in
-    another dtype, exceeds the host-memory limit.
+    ZK0505 before allocating when `estimate_host_bytes(kernel)` (`host_bytes` where the caller
+    has it already: the API computes it once per compiled kernel), plus copies of inputs given
+    in another dtype, exceeds the host-memory limit.
     """
     def copied(x, arg: SSAValue) -> bool:
         return not (isinstance(x, np.ndarray) and x.dtype == _dtype(arg).np_dtype
@@ -536,7 +537,8 @@ def execute(kernel: ppu.KernelOp, inputs: Mapping[str, np.ndarray], *,
 
     ensure_host_memory(kernel, sum(
         math.prod(_shape(a)) * _dtype(a).np_dtype.itemsize for a in kernel.inputs
-        if _arg_name(kernel, a) in inputs and copied(inputs[_arg_name(kernel, a)], a)))
+        if _arg_name(kernel, a) in inputs and copied(inputs[_arg_name(kernel, a)], a)),
+        host_bytes)
     if sram_bytes is None and (target := kernel.attributes.get(attrs.TARGET)) is not None:
         # a non-string value (hand-edited IR) is an unknown target (ZK0701), not a crash
         name = target.data if isinstance(target, StringAttr) else str(target)
