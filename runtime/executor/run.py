@@ -466,11 +466,12 @@ class Interpreter:
 
     def _fill(self, op: ppu.FillOp) -> None:
         facts = self.facts.get(op)
-        if facts is None:
-            facts = self.facts[op] = (op.out, round_to(np.array(op.number), _dtype(op.out)),
-                                      _shape(op.out))
-        result, value, shape = facts
-        self.write(result, np.broadcast_to(value, (1,) * self.launch.rank + shape), owned=False)
+        if facts is None:  # a read-only broadcast, made once: a loop fills every step
+            value = round_to(np.array(op.number), _dtype(op.out))
+            facts = self.facts[op] = (op.out, np.broadcast_to(
+                value, (1,) * self.launch.rank + _shape(op.out)))
+        result, value = facts
+        self.write(result, value, owned=False)
 
     def _viota(self, op: ppu.VIotaOp) -> None:
         r = self.launch.rank
@@ -479,7 +480,14 @@ class Interpreter:
         start = self.env[op.indices[axis]].value * sizes[axis]
         start = start.reshape((1,) * (r - start.ndim) + start.shape + (1,) * len(sizes))
         ramp = np.arange(sizes[axis]).reshape([-1 if a == axis else 1 for a in range(len(sizes))])
-        self.write(op.out, into(start + ramp, _dtype(op.out)), owned=False)
+        dest = _dtype(op.out)
+        if dest.is_int and dest.kind != "bool" and start.size:
+            info = np.iinfo(dest.np_dtype)  # in range: round_to's clip would change nothing
+            if info.min <= start.min() and start.max() + sizes[axis] - 1 <= info.max:
+                self.write(op.out, np.add(start, ramp, dtype=dest.np_dtype, casting="unsafe"),
+                           owned=False)
+                return
+        self.write(op.out, into(start + ramp, dest), owned=False)
 
 
 @lru_cache(maxsize=1024)
