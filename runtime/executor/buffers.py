@@ -144,10 +144,12 @@ class Alloc:
             now = self.values[k]
             if before is None or now is None:
                 continue
-            if self.owned[k] and now.shape == np.broadcast_shapes(now.shape, before.shape):
-                np.copyto(now, before, where=~self._grid(runs))  # in place: no third copy
+            where = self._grid(runs)
+            if self.owned[k] and now.shape == np.broadcast_shapes(now.shape, before.shape,
+                                                                  where.shape):
+                np.copyto(now, before, where=~where)  # in place: no third copy
                 continue
-            self.values[k] = np.where(self._grid(runs), now, before)
+            self.values[k] = np.where(where, now, before)
             self.owned[k] = True
 
     def disown(self, index: Index | None) -> None:
