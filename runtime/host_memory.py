@@ -17,7 +17,7 @@ from collections.abc import Collection
 
 from zhenwu_cc.core import attrs
 from zhenwu_cc.core import dtypes
-from zhenwu_cc.runtime import executor, reference
+from zhenwu_cc.runtime import reference
 from zhenwu_cc.runtime.inputs import kernel_span
 from zhenwu_cc.runtime.units import MAX_HOST_BYTES_ENV, format_bytes, host_memory_limit
 
@@ -56,9 +56,8 @@ def run_host_bytes(compiled, *, given: Collection[str] = (), execute: bool = Fal
     precise = [a for i, a in enumerate(args) if zk.arg_attr(i, attrs.PRECISION) is not None]
     quantise = _CAST * sum(map(_elements, precise))
     if execute:
-        ppu = compiled.module("ppu").ops.first
         # `run` checks its inputs again (a copy in the declared dtypes), then executes
-        steps.append(inputs + quantise + executor.estimate_host_bytes(ppu))
+        steps.append(inputs + quantise + compiled._executor_bytes())
     if reference_mode is not None:
         steps.append(reference.estimate_host_bytes(zk, reference_mode))
     outputs = sum(_bytes(v) for v in results)

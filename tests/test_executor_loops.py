@@ -97,3 +97,25 @@ def test_a_read_only_operand_is_converted_once(monkeypatch):
     k.run(inputs)
     steps = 256 // 64
     assert len(calls) == steps + 1, calls
+
+
+def test_an_undone_step_restores_a_buffer_that_does_not_vary_where_the_step_does():
+    """A partial step run everywhere is undone in place (no third copy of the loop's state),
+    except where the grid points it runs on vary along an axis the buffer does not: there the
+    restored contents are a new, wider array."""
+    from xdsl.dialects.builtin import f32
+
+    from zhenwu_cc.dialects import ppu
+    from zhenwu_cc.dialects.ppu_types import memref
+    from zhenwu_cc.runtime.executor.buffers import Alloc
+
+    alloc = Alloc(ppu.AllocOp(memref(f32, [4], "sram"), 0), 2)
+    for value, runs in ((np.zeros((1, 2, 4), np.float32), np.array([[True, False]])),
+                        (np.zeros((1, 1, 4), np.float32), np.array([[True, False]]))):
+        alloc.put(0, value, owned=True)
+        before = alloc.snapshot()
+        value[...] = 1  # what the step wrote, everywhere
+        alloc.restore(runs, before)
+        assert alloc.values[0].shape == (1, 2, 4)
+        assert (alloc.values[0][0, 0] == 1).all() and (alloc.values[0][0, 1] == 0).all()
+    assert alloc.owned[0]

@@ -71,6 +71,7 @@ RSS_CASES = {  # each rises by 15-70 MiB, so arrays, not the interpreter, domina
     "rmsnorm": {"T": 2048, "D": 4096}, "softmax": {"M": 2048, "N": 4096},
     "gemm": {"M": 1024, "N": 1024, "K": 1024}, "gemm_fp8": {"M": 1024, "N": 1024, "K": 1024},
     "attention": {"B": 1, "H": 4, "S": 1024, "D": 128},
+    "attention_causal": {"B": 1, "H": 4, "S": 1024, "D": 128},
     "cross_entropy": {"N": 1024, "C": 32000}, "gemm_nvfp4": {"M": 1024, "N": 1024, "K": 1024},
 }
 RSS_SLOW = {
@@ -109,6 +110,21 @@ def test_executor_estimate_is_never_below_the_rss_rise_and_within_1_5x(name):
 @pytest.mark.parametrize("name", RSS_SLOW)
 def test_executor_estimate_against_the_rss_rise_on_more_examples(name):
     rise, estimate = rss_rise(name, RSS_SLOW[name])
+    assert rise <= estimate <= 1.5 * rise, (estimate, rise)
+
+
+ATTENTION_SLOW = [(name, {"B": 1, "H": 8, "S": s, "D": 64})  # runtime_vs_numpy's shapes
+                  for name in ("attention", "attention_causal") for s in (1024, 2048)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, defines", ATTENTION_SLOW,
+                         ids=[f"{n}-S{d['S']}" for n, d in ATTENTION_SLOW])
+def test_executor_estimate_against_the_rss_rise_of_attention(name, defines):
+    """Causal attention's steps that some query tiles skip: its rise was above the estimate
+    (0.85-0.92x) while a step run everywhere and undone made a third copy of the loop's state
+    (window.py, `Alloc.restore`)."""
+    rise, estimate = rss_rise(name, defines)
     assert rise <= estimate <= 1.5 * rise, (estimate, rise)
 
 
@@ -184,6 +200,27 @@ def test_the_limit_is_the_whole_run(monkeypatch):
     assert exc.value.diagnostics[0].code == "ZK0505"
     monkeypatch.setenv("ZHENWU_MAX_HOST_BYTES", str(need))
     assert k.run()["result0"].shape == (64, 64)
+
+
+def test_run_estimates_the_executor_memory_once(monkeypatch):
+    """The run's refusal and `execute` share one estimate per compiled kernel: each `k.run`
+    computed it twice (~30 ms at attention's sizes)."""
+    from zhenwu_cc.runtime import executor
+    from zhenwu_cc.runtime.executor import memory
+
+    calls = []
+
+    def counted(kernel):
+        calls.append(kernel)
+        return estimate_host_bytes(kernel)
+
+    monkeypatch.setattr(executor, "estimate_host_bytes", counted)
+    monkeypatch.setattr(memory, "estimate_host_bytes", counted)
+    monkeypatch.setenv("ZHENWU_MAX_HOST_BYTES", str(1 << 40))
+    k = zhenwu_cc.compile(GEMM, defines={"M": 64, "N": 64, "K": 64})
+    k.run()
+    k.run(seed=1)
+    assert len(calls) == 1
 
 
 def test_inputs_in_another_dtype_count_their_copies(monkeypatch):

@@ -51,9 +51,10 @@ class CompiledKernel:
         self._verify_each = True
         self._verify_once = False  # without _verify_each: verify the lowered module at the end
         self._shared: MutableMapping | None = None  # lowered modules by content (`shared`)
-        self._content: str | None = None  # `content_key()`
+        self._content: str | None = None  # the zk module's hash (`_shared_key`)
         self._fast = None  # fast_cost()'s templates
         self._numerics: dict = {}  # `evaluate`'s numerics checks, by seed, sample and budget
+        self._host_bytes: int | None = None  # the executor's estimate (`_executor_bytes`)
         self.source: tuple[str, str | None] | None = None  # the .zk text and kernel name
 
     # -- the program --
@@ -135,6 +136,15 @@ class CompiledKernel:
 
             self._content = hashlib.sha256(print_ir(self._zk, True).encode()).hexdigest()
         return (what, self._content, self.target, self.fuse, *parts)
+
+    def _executor_bytes(self) -> int:
+        """The executor's host-memory estimate of the `ppu` program, computed once: the run's
+        refusal (host_memory.py) and `execute` both ask for it, every run."""
+        if self._host_bytes is None:
+            from zhenwu_cc.runtime.executor import estimate_host_bytes
+
+            self._host_bytes = estimate_host_bytes(self.module("ppu").ops.first)
+        return self._host_bytes
 
     def retile(self, tiles: Mapping[str, Sequence[int]], *, split_k: Mapping[str, int] | None = None,
                buffers: int | None = None, verify: bool = False) -> CompiledKernel:
@@ -225,7 +235,8 @@ class CompiledKernel:
         inputs, seed = arg.arrays("run()", "inputs", inputs), arg.seed("run()", seed)
         ensure_run_memory(self, given={**inputs, **arrays}, execute=True)
         given = self.inputs({**(inputs or {}), **arrays}, seed=seed)
-        return execute(self.module("ppu").ops.first, self.kernel_inputs(given))
+        return execute(self.module("ppu").ops.first, self.kernel_inputs(given),
+                       host_bytes=self._executor_bytes())
 
     def reference(self, inputs: Mapping[str, np.ndarray] | None = None, *, mode: str = "f64",
                   seed: int = 0, **arrays: np.ndarray) -> dict[str, np.ndarray]:

@@ -141,9 +141,16 @@ class Alloc:
         """Give the grid points where `runs` is false their `snapshot` contents back (a loop
         step that should not have run there, window.py)."""
         for k, before in enumerate(old):
-            if before is not None and self.values[k] is not None:
-                self.values[k] = np.where(self._grid(runs), self.values[k], before)
-                self.owned[k] = True
+            now = self.values[k]
+            if before is None or now is None:
+                continue
+            where = self._grid(runs)
+            if self.owned[k] and now.shape == np.broadcast_shapes(now.shape, before.shape,
+                                                                  where.shape):
+                np.copyto(now, before, where=~where)  # in place: no third copy
+                continue
+            self.values[k] = np.where(where, now, before)
+            self.owned[k] = True
 
     def disown(self, index: Index | None) -> None:
         for k, _ in self._all_parts(index):

@@ -521,11 +521,12 @@ class Interpreter:
 
     def _fill(self, op: ppu.FillOp) -> None:
         facts = self.facts.get(op)
-        if facts is None:
-            facts = self.facts[op] = (op.out, round_to(np.array(op.number), _dtype(op.out)),
-                                      _shape(op.out))
-        result, value, shape = facts
-        self.write(result, np.broadcast_to(value, (1,) * self.launch.rank + shape), owned=False)
+        if facts is None:  # a read-only broadcast, made once: a loop fills every step
+            value = round_to(np.array(op.number), _dtype(op.out))
+            facts = self.facts[op] = (op.out, np.broadcast_to(
+                value, (1,) * self.launch.rank + _shape(op.out)))
+        result, value = facts
+        self.write(result, value, owned=False)
 
     def _viota(self, op: ppu.VIotaOp) -> None:
         r = self.launch.rank
@@ -534,7 +535,14 @@ class Interpreter:
         start = self.env[op.indices[axis]].value * sizes[axis]
         start = start.reshape((1,) * (r - start.ndim) + start.shape + (1,) * len(sizes))
         ramp = np.arange(sizes[axis]).reshape([-1 if a == axis else 1 for a in range(len(sizes))])
-        self.write(op.out, into(start + ramp, _dtype(op.out)), owned=False)
+        dest = _dtype(op.out)
+        if dest.is_int and dest.kind != "bool" and start.size:
+            info = np.iinfo(dest.np_dtype)  # in range: round_to's clip would change nothing
+            if info.min <= start.min() and start.max() + sizes[axis] - 1 <= info.max:
+                self.write(op.out, np.add(start, ramp, dtype=dest.np_dtype, casting="unsafe"),
+                           owned=False)
+                return
+        self.write(op.out, into(start + ramp, dest), owned=False)
 
 
 @lru_cache(maxsize=1024)
@@ -572,8 +580,8 @@ def _arg_name(kernel: ppu.KernelOp, arg: SSAValue) -> str:
 
 
 def execute(kernel: ppu.KernelOp, inputs: Mapping[str, np.ndarray], *,
-            check_uninitialised: bool = True, sram_bytes: int | None = None
-            ) -> dict[str, np.ndarray]:
+            check_uninitialised: bool = True, sram_bytes: int | None = None,
+            host_bytes: int | None = None) -> dict[str, np.ndarray]:
     """Run `kernel` on `inputs` (by input argument name) and return its outputs by name, each
     in its declared element type (ml_dtypes types for bf16 / FP8 / FP4).
 
@@ -582,8 +590,9 @@ def execute(kernel: ppu.KernelOp, inputs: Mapping[str, np.ndarray], *,
     tracks which SRAM slots and HBM elements have been written (ZK0613-ZK0615); `sram_bytes`
     bounds every `ppu.alloc` (ZK0611); when None, the SRAM of the target the kernel records
     (`ppu.target`, set by `lower-ppu`) does, and a kernel without one is not checked. Raises
-    ZK0505 before allocating when `estimate_host_bytes(kernel)`, plus copies of inputs given in
-    another dtype, exceeds the host-memory limit.
+    ZK0505 before allocating when `estimate_host_bytes(kernel)` (`host_bytes` where the caller
+    has it already: the API computes it once per compiled kernel), plus copies of inputs given
+    in another dtype, exceeds the host-memory limit.
     """
     def copied(x, arg: SSAValue) -> bool:
         return not (isinstance(x, np.ndarray) and x.dtype == _dtype(arg).np_dtype
@@ -591,7 +600,8 @@ def execute(kernel: ppu.KernelOp, inputs: Mapping[str, np.ndarray], *,
 
     ensure_host_memory(kernel, sum(
         math.prod(_shape(a)) * _dtype(a).np_dtype.itemsize for a in kernel.inputs
-        if _arg_name(kernel, a) in inputs and copied(inputs[_arg_name(kernel, a)], a)))
+        if _arg_name(kernel, a) in inputs and copied(inputs[_arg_name(kernel, a)], a)),
+        host_bytes)
     if sram_bytes is None and (target := kernel.attributes.get(attrs.TARGET)) is not None:
         # a non-string value (hand-edited IR) is an unknown target (ZK0701), not a crash
         name = target.data if isinstance(target, StringAttr) else str(target)

@@ -52,8 +52,9 @@ def check_allocations(launch: ppu.LaunchOp, sram_bytes: int | None) -> None:
     for op in reversed(ops):
         end[op] = max([pos[op], *(end[c] for r in op.regions for b in r.blocks for c in b.ops)])
     allocs = [op for op in ops if isinstance(op, ppu.AllocOp)]
+    extent = {a: (a.byte_offset, a.byte_offset + a.nbytes) for a in allocs}  # read once
     for a in allocs:
-        top = a.byte_offset + a.nbytes
+        top = extent[a][1]
         if sram_bytes is not None and top > sram_bytes:
             raise error("ZK0611", f"{_name(a)} takes SRAM bytes [{a.byte_offset}, {top}), beyond "
                         f"the {sram_bytes} bytes of a compute unit's SRAM", span_of(a),
@@ -61,8 +62,7 @@ def check_allocations(launch: ppu.LaunchOp, sram_bytes: int | None) -> None:
     ranges = [(a, _live_range(a, launch, pos, end)) for a in allocs]
     for i, (a, (a0, a1)) in enumerate(ranges):
         for b, (b0, b1) in ranges[:i]:
-            lo, hi = max(a.byte_offset, b.byte_offset), min(a.byte_offset + a.nbytes,
-                                                             b.byte_offset + b.nbytes)
+            lo, hi = max(extent[a][0], extent[b][0]), min(extent[a][1], extent[b][1])
             if lo < hi and a0 <= b1 and b0 <= a1:
                 raise error("ZK0612", f"{_name(a)} and {_name(b)} are live at the same time and "
                             f"share SRAM bytes [{lo}, {hi})", span_of(a),
