@@ -426,21 +426,25 @@ def _widening_table(dt: np.dtype) -> np.ndarray:
     return np.arange(256, dtype=np.uint8).view(dt).astype(np.float32)
 
 
-def widen(x: np.ndarray) -> np.ndarray:
+def widen(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """`x` as float32 exactly (every format here fits): FP8/FP4 by bit arithmetic, E8M0 by table
     lookup, the same values as ml_dtypes' conversion at a fraction of its time; float16 by
-    `f32_from_f16`; float32 itself not copied."""
+    `f32_from_f16`; float32 itself not copied. Into `out` (a C-contiguous float32 array of x's
+    shape) when given, so that a loop's steps reuse one buffer."""
     x = np.asarray(x)
     if x.dtype.itemsize == 1 and x.dtype.kind == "V":
         if x.dtype.name == "float8_e8m0fnu":
-            return np.take(_widening_table(x.dtype), x.view(np.uint8))
-        return _widen_small_float(x)
+            return np.take(_widening_table(x.dtype), x.view(np.uint8), out=out)
+        return _widen_small_float(x, out)
     if x.dtype == np.float16:
-        return f32_from_f16(x)
-    return x.astype(np.float32, copy=False)
+        return f32_from_f16(x, out)
+    if out is None:
+        return x.astype(np.float32, copy=False)
+    np.copyto(out, x, casting="unsafe")
+    return out
 
 
-def _widen_small_float(x: np.ndarray) -> np.ndarray:
+def _widen_small_float(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """FP8/FP4 codes as float32, as `f32_from_f16` widens float16: the code shifted so that its
     sign lands on float32's and its exponent and mantissa fields just below (an arithmetic shift
     spreads the sign over the bits between, which are cleared) is the value times 2**-(127 -
@@ -451,7 +455,7 @@ def _widen_small_float(x: np.ndarray) -> np.ndarray:
     info = ml_dtypes.finfo(x.dtype)
     m, e, bits = int(info.nmant), int(info.nexp), int(info.bits)
     codes = np.ascontiguousarray(x.view(np.uint8))  # a strided tile's bytes: one cheap copy
-    out = np.empty(x.shape, np.float32)
+    out = np.empty(x.shape, np.float32) if out is None else out
     u = out.reshape(-1).view(np.uint32)
     np.left_shift(codes.reshape(-1), 32 - bits, out=u, dtype=np.uint32, casting="unsafe")
     np.right_shift(u.view(np.int32), 8 - e, out=u.view(np.int32))

@@ -70,6 +70,44 @@ def scaled_product(lhs: np.ndarray, lhs_scales: Sequence[np.ndarray], rhs: np.nd
     return total
 
 
+def dequantize_factors(values: np.ndarray, scales: Sequence[np.ndarray], rank: int
+                       ) -> list[np.ndarray] | None:
+    """The float32 factors `precision.dequantize(values, scales, rank)` multiplies the widened
+    codes by, in its order (one-byte scales, then the float32 one), each expanded over its
+    blocks (left to broadcasting along an axis it has one entry of); None where it takes
+    another path (wider values or scales, several float32 scales, a scale spanning more than
+    values)."""
+    narrow = [s for s in scales if s.dtype.itemsize == 1]
+    wide = [s for s in scales if s.dtype.itemsize > 1]
+    if not (values.dtype.itemsize == 1 and values.dtype.kind == "V" and len(wide) <= 1):
+        return None
+    shape = values.shape[values.ndim - rank:]
+    factors = []
+    for s in (*narrow, *wide):
+        f = numerics.widen(s)
+        tile = f.shape[f.ndim - rank:]
+        factors.append(precision.expand(f, [n if t > 1 else 1 for n, t in zip(shape, tile)]))
+    if any(np.broadcast_shapes(values.shape, f.shape) != values.shape for f in factors):
+        return None
+    return factors
+
+
+def dequantize_into(values: np.ndarray, factors: Sequence[np.ndarray], into: np.ndarray
+                    ) -> None:
+    """`precision.dequantize` of `values` by its `dequantize_factors`, written into `into` (a
+    float32 array of values' shape, any layout: a stepped product's kept operand buffer,
+    products.py), the same bits: the codes widened exactly (by bit arithmetic where `into` is
+    C-contiguous, else by numpy's conversion, the same values), then multiplied in place by
+    each factor in float32."""
+    if into.flags.c_contiguous:
+        numerics.widen(values, into)
+    else:
+        np.copyto(into, values, casting="unsafe")
+    with np.errstate(over="ignore", invalid="ignore"):
+        for f in factors:
+            np.multiply(into, f, out=into)
+
+
 def _k_block(s: np.ndarray, k: int, axis: int) -> int:
     """Elements of K that share one entry of scale `s` (all of K for one entry)."""
     return -(-k // s.shape[axis])

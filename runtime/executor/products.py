@@ -9,25 +9,38 @@ operand and for the product; a read-only operand that is still the same array (a
 tile, loaded before the loop) is converted once; and the sum goes into the accumulator's own
 array when the executor owns it, else into an array the accumulator's allocation has spare.
 Every number is the one `compute.product` and `compute.accumulate` give: the same BLAS calls
-on the same float32 operands, the same float32 additions in the same order."""
+on the same float32 operands, the same float32 additions in the same order.
+
+A scaled product (FP8 attention's Q K^T and P V, exact dequantisation, not `fp8_fast`) runs
+here too: each operand is dequantised straight into its kept buffer (`lowp.dequantize_into`,
+the bits of `lowp.scaled_product`'s `precision.dequantize`), and a read-only operand whose
+scales hold the same bits as last step's is not dequantised again."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from zhenwu_cc.core import dtypes
 from zhenwu_cc.dialects import ppu
+from zhenwu_cc.runtime import precision
 from zhenwu_cc.runtime.executor.buffers import Ref
 from zhenwu_cc.runtime.executor.compute import F32, GridMatmul, align
+from zhenwu_cc.runtime.executor.lowp import dequantize_factors, dequantize_into
 
 
 def kept(op: ppu.MmaOp) -> bool:
-    """Whether `op` is a product this module runs: a float32 accumulation of an unscaled
-    product inside a loop."""
-    return (isinstance(op.parent_op(), ppu.LoopOp) and not op.lhs_scales and not op.rhs_scales
-            and op.fp8_fast is None and dtypes.from_xdsl(op.acc.type.element_type).name == "f32")
+    """Whether `op` is a product this module runs: a float32 accumulation inside a loop of a
+    product, unscaled or with one scale per tile of each operand (FP8 attention's per-tensor
+    and unit scales) dequantised exactly, not `fp8_fast`'s accumulator. Block scales (MX,
+    NVFP4) stay with `lowp.scaled_product`: expanded over their blocks each step, they would
+    add a temporary as large as the operand to the kept buffers."""
+    return (isinstance(op.parent_op(), ppu.LoopOp) and op.fp8_fast is None
+            and dtypes.from_xdsl(op.acc.type.element_type).name == "f32"
+            and all(n == 1 for s in (*op.lhs_scales, *op.rhs_scales)
+                    for n in s.type.get_shape()))
 
 
 def _view(buffer: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -46,6 +59,14 @@ class _Kept:
     sources: list[tuple[np.ndarray, int | None, int] | None] = field(
         default_factory=lambda: [None, None])
     product: np.ndarray | None = None
+    scales: list[tuple[np.ndarray, ...]] = field(default_factory=lambda: [(), ()])
+
+
+def _same_scales(kept: tuple[np.ndarray, ...], scales: Sequence[np.ndarray]) -> bool:
+    """Whether `scales` hold the bits of the copies `kept` (NaN payloads included)."""
+    return len(kept) == len(scales) and all(
+        k.dtype == s.dtype and k.shape == s.shape and k.tobytes() == s.tobytes()
+        for k, s in zip(kept, scales))
 
 
 def _covers(kept: tuple[np.ndarray, int | None, int] | None, x: np.ndarray, g: int | None,
@@ -90,12 +111,20 @@ class Products:
         for kept in self.kept.values():
             kept.sources = [None, None]
 
-    def multiply(self, op: object, lhs: np.ndarray, rhs: np.ndarray, r: int, rank: int
+    def multiply(self, op: object, lhs: np.ndarray, rhs: np.ndarray, r: int, rank: int,
+                 lhs_scales: Sequence[np.ndarray] = (), rhs_scales: Sequence[np.ndarray] = ()
                  ) -> np.ndarray:
-        """`compute.product(lhs, rhs, r, rank, f32)` for the mma `op`, in its product buffer
-        (valid until this op's next product)."""
-        a, b = align(lhs, r, rank), align(rhs, r, rank)
-        g = lo = None
+        """`compute.product(lhs, rhs, r, rank, f32)` for the mma `op` (with scales, the exact
+        `lowp.scaled_product`), in its product buffer (valid until this op's next product)."""
+        operands = []
+        for x, scales in ((lhs, lhs_scales), (rhs, rhs_scales)):
+            factors = dequantize_factors(x, scales, x.ndim - r) if scales else []
+            if factors is None:  # dequantised anew, as lowp.scaled_product does
+                x, factors = precision.dequantize(x, scales, x.ndim - r), []
+            operands.append((align(x, r, rank), [align(f, r, rank) for f in factors],
+                             tuple(scales) if factors else ()))
+        (a, a_factors, a_scales), (b, b_factors, b_scales) = operands
+        g = lo = hi = None
         shapes = (a.shape, b.shape)
         if self.narrow is not None:
             g, n, lo, hi = self.narrow
@@ -108,27 +137,32 @@ class Products:
                 kept.operands, kept.product = old.operands, old.product
         plan = kept.plan
         sides = []
-        for side, (x, whole, make, shape, perm) in enumerate((
-                (a, shapes[0], plan.lhs, plan.lhs_shape, plan.lhs_perm),
-                (b, shapes[1], plan.rhs, plan.rhs_shape, plan.rhs_perm))):
+        for side, (x, factors, scales, whole, make, shape, perm) in enumerate((
+                (a, a_factors, a_scales, shapes[0], plan.lhs, plan.lhs_shape, plan.lhs_perm),
+                (b, b_factors, b_scales, shapes[1], plan.rhs, plan.rhs_shape, plan.rhs_perm))):
             buffer = _view(kept.operands[side], shape)
             cut = whole != x.shape
-            if buffer is not None and _covers(kept.sources[side], x, g, lo):
+            if (buffer is not None and _covers(kept.sources[side], x, g, lo)
+                    and _same_scales(kept.scales[side], scales)):
                 sides.append(buffer)  # the same read-only elements: converted before
                 continue
-            if cut:
+            if cut or factors:
                 if buffer is None:
                     buffer = np.zeros(shape, F32)
                     kept.operands[side] = buffer.reshape(-1)
-                rows = buffer.reshape(tuple(whole[d] for d in perm))
-                at = perm.index(g)
-                np.copyto(rows[(slice(None),) * at + (slice(lo, hi),)], x.transpose(perm),
-                          casting="unsafe")
-                kept.sources[side] = None if x.flags.writeable else (x, g, lo)
+                rows = buffer.reshape(tuple(whole[d] for d in perm)).transpose(np.argsort(perm))
+                dest = rows[(slice(None),) * g + (slice(lo, hi),)] if cut else rows
+                if factors:
+                    dequantize_into(x, factors, dest)
+                else:
+                    np.copyto(dest, x, casting="unsafe")
+                kept.sources[side] = None if x.flags.writeable else (x, g, lo if cut else 0)
+                kept.scales[side] = tuple(np.array(s) for s in scales)
                 sides.append(buffer)
                 continue
             converted, copied = make(x, F32, buffer)
             kept.sources[side] = (x, g, 0) if copied and not x.flags.writeable else None
+            kept.scales[side] = ()
             if copied and converted is not buffer:
                 kept.operands[side] = converted.reshape(-1)
             sides.append(converted)

@@ -422,7 +422,9 @@ class Interpreter:
         if self._kept(op):  # buffers kept from step to step (products.py)
             kept = self.launch.products
             lhs_value, rhs_value, acc_value, rank = self.facts[op][1]
-            prod = kept.multiply(op, self.read(lhs_value, op), self.read(rhs_value, op), r, rank)
+            prod = kept.multiply(op, self.read(lhs_value, op), self.read(rhs_value, op), r, rank,
+                                 [self.read(s, op) for s in op.lhs_scales],
+                                 [self.read(s, op) for s in op.rhs_scales])
             acc, owned = self.read_owned(acc_value, op)
             self.write(acc_value, products.accumulate(self.env[acc_value], acc, owned, prod),
                        True)
