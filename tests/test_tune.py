@@ -418,6 +418,65 @@ def test_a_budget_too_small_rejects_the_fp8_candidate_and_a_larger_one_accepts_i
     assert loose.verified[loose.winner.schedule]["passed"]
 
 
+# attention with FP8 `v` (through a cast) and `p`'s precision left to the tuner; q, k are written
+ATT = ("kernel att<S = 128, D = 64>(q: bf16[S, D], k: bf16[S, D], v: bf16[S, D]) -> f32[S, D] {\n"
+       "    s = q @ transpose(k) * rsqrt(D)\n    p = softmax(s, axis=-1)\n"
+       "    o = p @ f32(v)\n    return o\n}\n\n"
+       "schedule att {\n    precision q, k as bf16\n    precision v as f8E4M3FN scale tensor\n}\n")
+UNIT = Schedule(precision=((("p",), "f8E4M3FN scale unit"),))
+
+
+def test_a_softmax_feeding_an_fp8_matmul_gets_a_scale_unit_choice(tmp_path):
+    """`precision p as f8E4M3FN scale unit` is offered (with a budget) where `p @ v` then runs in
+    FP8, and the cost model makes it faster; not where `v` is not FP8 or `p`'s is written."""
+    from zhenwu_cc.tune_space import UnitChoice
+
+    src = tmp_path / "att.zk"
+    src.write_text(ATT)
+    k = zhenwu_cc.compile(str(src))
+    assert "precision p" not in [c.key for c in _space(k).choices]
+    space = _space(k, precision=True)
+    choice = next(c for c in space.choices if c.key == "precision p")
+    assert isinstance(choice, UnitChoice)
+    assert choice.params == (("precision.p", ("as written", "f8E4M3FN scale unit")),)
+    assert space.start["precision.p"] == "as written"
+    assert space.schedule({**space.start, "precision.p": "f8E4M3FN scale unit"}).structure() \
+        == ["precision p as f8E4M3FN scale unit"]
+    plain, unit = (tune_eval.cost_candidate(k, s, "m890")["time"] for s in (Schedule(), UNIT))
+    assert unit < plain
+    target = load_target("m890")
+    for s in (Schedule(), UNIT):  # the roofline bound still holds with `p @ v` in FP8
+        s = space.schedule({**space.start, "precision.p": dict(s.precision).get(("p",),
+                                                                                "as written")})
+        assert space.floor(s, target) <= tune_eval.cost_candidate(k, s, "m890")["time"]
+    for text in (ATT.replace("    precision v as f8E4M3FN scale tensor\n", ""),  # v not FP8
+                 ATT.replace("precision q, k as bf16", "precision p as f8E4M3FN scale unit"),
+                 ATT.replace("p @ f32(v)", "transpose(transpose(f32(v)) @ p)")):  # p on the right
+        src.write_text(text)
+        other = zhenwu_cc.compile(str(src))
+        assert "precision p" not in [c.key for c in _space(other, precision=True).choices]
+
+
+def test_tune_picks_scale_unit_within_a_loose_budget_and_a_tight_one_rejects_it(tmp_path,
+                                                                               capsys):
+    src = tmp_path / "att.zk"
+    src.write_text(ATT)
+    k = zhenwu_cc.compile(str(src))
+    tight = k.tune(budget=24, verify=2, max_rel_error=0.028, cache=False)
+    unit = [v for s, v in tight.verified.items() if ("p",) in dict(s.precision)]
+    assert unit and not any(v["passed"] for v in unit)
+    assert all("above the budget 0.028" in v["reason"] for v in unit)
+    assert tight.winner is not None and tight.winner.schedule.precision == ()
+    code, out, _ = _cli(capsys, "tune", src, "--budget", "24", "--verify", "2",
+                        "--max-rel-error", "0.5", "--format", "json", "--write", "--no-cache")
+    assert code == 0
+    doc = json.loads(out)
+    assert "precision p as f8E4M3FN scale unit" in doc["winner"]["directives"]
+    assert "    precision p as f8E4M3FN scale unit\n" in src.read_text()
+    again = zhenwu_cc.compile(str(src)).cost().time
+    assert again == pytest.approx(doc["winner"]["time_s"], rel=1e-5)
+
+
 def test_a_refused_structural_candidate_is_recorded_not_fatal():
     k = zhenwu_cc.compile(str(ROOT / "examples" / "softmax.zk"), defines={"M": 4, "N": 1000})
     refused = tune_eval.cost_candidate(k, Schedule(splits=(("y", 999),)), "m890")

@@ -1,7 +1,7 @@
 """The tuner's search space: the schedule choices a compiled kernel has, one small class per kind
 of choice (a tile's sizes, a matmul's split-K, a reduction's split, a fused group on or off, a
-matmul's operand precision, a parameter's L2 pinning, the buffering depth), and the schedule a
-point of the space stands for.
+matmul's operand precision, a softmax's `scale unit`, a parameter's L2 pinning, the buffering
+depth), and the schedule a point of the space stands for.
 
 A new kind of choice is one more `Choice` subclass: its parameters and options, how it sets a
 `Schedule`, and optionally why a candidate cannot fit on chip and a lower bound of the time of the
@@ -22,6 +22,7 @@ MAX_SPLIT_K = 16
 MAX_SPLIT = 64  # parts a `split NAME S` choice offers at most
 AS_WRITTEN = "as written"  # a precision choice's option that adds no directive
 NARROWER = ("bf16", "f8E4M3FN")  # operand dtypes a precision choice offers, widest first
+UNIT = "f8E4M3FN scale unit"  # what a softmax's precision choice offers (`UnitChoice`)
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class TileChoice(Choice):
 
     def _dtype(self, s: Schedule) -> str:
         """The matmul's operand dtype under `s`: its precision choice's, else as compiled."""
-        return dict(s.precision).get(self.operands) or self.matmul[4]
+        return (dict(s.precision).get(self.operands) or self.matmul[4]).split()[0]
 
     def misfit(self, s, target):
         sizes = self._sizes(s)
@@ -257,6 +258,25 @@ class PrecisionChoice(Choice):
 
 
 @dataclass(eq=False)
+class UnitChoice(Choice):
+    """`precision p as f8E4M3FN scale unit` on `p = softmax(...)` that is the left operand of a
+    matmul over the softmax's axis whose other operand has an FP8 precision directive: then
+    that matmul runs at FP8 rate (in the flash grid for attention). Offered, like
+    `PrecisionChoice`, only with a numerics budget."""
+
+    name: str
+
+    def __post_init__(self):
+        self.key = f"precision {self.name}"
+        self.params = ((f"precision.{self.name}", (AS_WRITTEN, UNIT)),)
+
+    def apply(self, values, s):
+        mode = values[self.params[0][0]]
+        return s if mode == AS_WRITTEN else replace(
+            s, precision=s.precision + (((self.name,), mode),))
+
+
+@dataclass(eq=False)
 class PlaceChoice(Choice):
     """`place NAME in l2` for a parameter that fits the persisting L2 and that HBM would serve
     more than once; `pinned` holds the bytes of every parameter offered, for the capacity."""
@@ -354,7 +374,8 @@ def build_space(k, costing, probe, precision: bool = False) -> Space:
     binding that names a grid (one a phase of the estimate runs), split-K for matmuls with few
     tiles, `split` for reductions with few, `fuse ... off` for each fused group, `place ... in
     l2` for parameters HBM serves more than once, the operand `precision` of matmuls of
-    parameters when `precision` (a numerics budget was given), and `buffers`.
+    parameters and `scale unit` on softmaxes feeding FP8 matmuls when `precision` (a numerics
+    budget was given), and `buffers`.
     `probe(schedule)` returns None when the compiler accepts a schedule, else the refusal: a tile
     or fuse choice the compiler refuses as compiled is left out."""
     from zhenwu_cc.core import attrs
@@ -379,6 +400,7 @@ def build_space(k, costing, probe, precision: bool = False) -> Space:
                      row_parts=ROW_PARTS in getattr(op.attributes.get(attrs.TILE_SIZES), "data", {}))
                 for op in launches]
     quantised = _precision_choices(k.zk, target) if precision else {}
+    units = {c.name: c for c in _unit_choices(k.zk, target)} if precision else {}
     fused: list[str] = []
     for p, w, agree in zip(est.phases, costing.workload.phases, agreeing):
         t = p.tile
@@ -404,6 +426,9 @@ def build_space(k, costing, probe, precision: bool = False) -> Space:
             other = agree.get("agreeing")
             narrow = quantised.get(mm)
             operands = () if narrow is None else narrow.operands
+            unit = units.get(mm.lhs.name_hint) if isinstance(mm.lhs.owner, zk.SoftmaxOp) else None
+            if unit is not None:  # `p @ v` runs in FP8 with `scale unit`
+                narrow, operands = unit, (unit.name,)
             if other in named and p.name.startswith("attention"):  # `tile s` follows `tile o`
                 seen.add(other)
                 choice = FlashTileChoice(name, ("M", "N", "K"), opts, max(dtype.nbytes(1), 1),
@@ -418,8 +443,8 @@ def build_space(k, costing, probe, precision: bool = False) -> Space:
                 choice = TileChoice(name, ("M", "N", "K"), opts, max(dtype.nbytes(1), 1),
                                     (batch, m, n, kk, dtype.name), operands)
             current = [*t.sizes[-2:], t.step if t.step is not None else opts[2][-1]]
-            peaks = [_peak(target, d) for d in (dtype.name, *(narrow.options[1:] if narrow
-                                                               else ()))]
+            peaks = [_peak(target, d.split()[0])
+                     for d in (dtype.name, *(narrow.params[0][1][1:] if narrow else ()))]
             if (peak := max(peaks)) > 0:  # the fastest dtype the space offers: a lower bound
                 flops += 2 * batch * m * n * kk / peak
         else:
@@ -456,6 +481,9 @@ def build_space(k, costing, probe, precision: bool = False) -> Space:
         space.choices.append(choice)
         space.start[choice.params[0][0]] = "on"
     for choice in dict.fromkeys(quantised.values()):  # matmuls sharing operands: one choice
+        space.choices.append(choice)
+        space.start[choice.params[0][0]] = AS_WRITTEN
+    for choice in units.values():
         space.choices.append(choice)
         space.start[choice.params[0][0]] = AS_WRITTEN
     for choice in _place_choices(k.zk, costing.workload, est, target):
@@ -542,6 +570,37 @@ def _precision_choices(kernel, target) -> dict:
             choice = PrecisionChoice(tuple(n for n in names if n in params),
                                      (AS_WRITTEN, *options))
             out.update((mm, choice) for mm in mms)
+    return out
+
+
+def _unit_choices(kernel, target) -> list[UnitChoice]:
+    """A `UnitChoice` for each `p = softmax(x, axis=-1)` without a precision directive that is
+    the left operand of a matmul (so contracted over its axis) whose right operand, through
+    casts and transposes, has an FP8 precision directive: only then does `p @ v` run at FP8
+    rate, and the target must run FP8."""
+    from xdsl.ir import BlockArgument
+
+    from zhenwu_cc.core import attrs
+    from zhenwu_cc.dialects import zk
+
+    def fp8(v) -> bool:
+        while isinstance(v.owner, (zk.TransposeOp, zk.CastOp)):
+            v = v.owner.input
+        given = (kernel.arg_attr(v.index, attrs.PRECISION) if isinstance(v, BlockArgument)
+                 else v.owner.attributes.get(attrs.PRECISION))
+        return given is not None and given.element.is_low_precision and given.element.bits == 8
+
+    if _peak(target, "f8E4M3FN") <= 0:
+        return []
+    out = []
+    for op in kernel.body.walk():
+        if (not isinstance(op, zk.SoftmaxOp) or op.result.name_hint is None
+                or attrs.PRECISION in op.attributes
+                or op.axis.value.data != len(op.result.type.get_shape()) - 1):
+            continue
+        if any(isinstance(u.operation, zk.MatmulOp) and u.index == 0 and fp8(u.operation.rhs)
+               for u in op.result.uses):
+            out.append(UnitChoice(op.result.name_hint))
     return out
 
 
