@@ -43,6 +43,25 @@ def test_check_imports_no_numpy_runtime_passes_or_target_model():
                    "zhenwu_cc.core.target", "zhenwu_cc.api") == []
 
 
+def test_a_clean_check_loads_neither_json_nor_difflib():
+    """The parser's tables are a Python literal (gen_tables.py), JSON is only for `--format json`
+    and difflib only for a did-you-mean: a clean text `check` pays for none of them. The probe
+    lists the modules before it imports json to report them."""
+    probe = ("import contextlib, io, sys\n"
+             "from zhenwu_cc.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n"
+             "    code = main(sys.argv[1:])\n"
+             "modules = sorted(sys.modules)\n"
+             "import json\n"
+             "print(json.dumps({'code': code, 'modules': modules}))\n")
+    done = subprocess.run([sys.executable, "-c", probe, "check", EXAMPLE], capture_output=True,
+                          text=True, check=True, cwd=ROOT)
+    result = json.loads(done.stdout)
+    assert result["code"] == 0, done.stderr
+    assert "zhenwu_cc.frontend._tables" in result["modules"]  # the probe saw the parse
+    assert _loaded(set(result["modules"]), "json", "difflib") == []
+
+
 def test_check_builds_no_assembly_format_program():
     """Op formats and their custom directives are built on first parse or print
     (dialects/__init__.py, formats.LazyDirective); `check` does neither, so it imports neither

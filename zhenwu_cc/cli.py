@@ -9,7 +9,6 @@ Exit codes: 0 ok, 1 user error (diagnostics), 2 usage error, 3 internal error (r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -828,6 +827,8 @@ def _wants_json(argv: Sequence[str]) -> bool:
 def _emit(fmt: str, command: str | None, code: int, out: Output | None, diags, sources,
           message: str | None = None) -> None:
     if fmt == "json":
+        import json  # here: text output, the usual case, never loads it
+
         doc = {"schema": SCHEMAS.get(command, RESULT_SCHEMA), "command": command,
                "ok": code == EXIT_OK, "exit_code": code,
                "diagnostics": [d.to_dict() for d in diags]}
@@ -898,6 +899,7 @@ def _save_reproducer(argv: Sequence[str], exc: BaseException, inputs: Sequence[s
     (up to REPRODUCER_INPUT_CAP), and the traceback, in a new private directory (mkdtemp: mode
     0700, a fresh name, so nothing planted in a shared temp dir is followed or reused)."""
     import hashlib
+    import json
     import tempfile
     import traceback
 

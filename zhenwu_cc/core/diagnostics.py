@@ -8,8 +8,6 @@ a test keeps the two in step.
 
 from __future__ import annotations
 
-import difflib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -193,6 +191,8 @@ class Diagnostic:
 
     def to_json(self) -> str:
         """`to_dict()` as JSON text: keys in the same order, indented as the CLI prints them."""
+        import json  # here: a clean `check` prints no JSON and so never loads it
+
         return json.dumps(self.to_dict(), indent=2)
 
 
@@ -214,6 +214,8 @@ def error(code: str, message: str, span: Span | None = None, *, notes: Iterable[
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     """The closest candidate to a misspelt `word`, if one is close enough to suggest."""
+    import difflib  # here: only a misspelling pays for it, not every start-up
+
     matches = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
     return matches[0] if matches else None
 

@@ -6,7 +6,6 @@ overflow Python's stack; lark errors become ZK01xx diagnostics.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from functools import cache
@@ -33,16 +32,7 @@ def _lark() -> lark.Lark:
     no pickle, no analysis at start-up."""
     from zhenwu_cc.frontend import _tables
 
-    tables = json.loads(_tables.TABLES, object_hook=_int_keys)
-    return lark.Lark._load_from_dict(tables["data"], tables["memo"])
-
-
-def _int_keys(obj: dict) -> dict:
-    """JSON keys are strings; lark's tables number states, tokens and memo entries with ints (a
-    table's keys are all numbers or all names, so the first key decides)."""
-    if obj and next(iter(obj)).isdigit():
-        return {int(k): v for k, v in obj.items()}
-    return obj
+    return lark.Lark._load_from_dict(_tables.TABLES["data"], _tables.TABLES["memo"])
 
 
 def _span(file: str, meta) -> Span:
