@@ -11,7 +11,9 @@
    schedule's precomputed workload), measured in the same run. The fast path's first pass over
    the schedules (a fresh `fast_cost` cache) learns their structure keys: it is reported with
    how many distinct keys it met, how many schedules it lowered in full and how many it took
-   only through `tile` (a key served by a template of another key of the same structure); the
+   only through `tile` (a key served by a template of another key of the same structure; a key
+   that differs from a template's only in which of a flash grid's sizes are equal is served
+   without either); the
    steady state is the best of `--repeats` later passes (interleaved with the model's).
    Schedules whose tiles do not fit SRAM count too (both paths raise ZK0604 or ZK0601 for
    them). Goal: >= 2,000 schedules/s for the GEMM, >= 500/s

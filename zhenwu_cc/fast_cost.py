@@ -31,10 +31,14 @@ workload of the full lowering (both are computed then); a key whose numbers cann
 this way (a directive on a reduction or a quantised value, a matmul grid keeping a row
 reduction's parts, whose count follows its N tile: `passes/tiling/epilogue.py`, a mismatch)
 always lowers.
-Keys that differ only in which sizes are equal (one *coarse key*, `_coarse`) mostly have one
-structure: a new key whose program after `tile` (a fraction of a lowering) has the structure of a
-template of its coarse key whose sizes map to its own is served by that template, without a
-lowering or a check of its own (`FastCoster._serving`).
+Keys that differ only in which sizes are equal (one *coarse key*, `coarse`) mostly have one
+structure (`zhenwu_cc/fast_structure.py` holds the keys and this matching): a new key is served
+by a template of its coarse key whose sizes map to its own, without a lowering or a check of
+its own (`FastCoster._serving`), where the two keys differ only in which sizes of a flash grid
+are equal (which never changes its program: `equal_sizes_only`), else where its program after
+`tile` (a fraction of a lowering) has the template's structure. A flash grid met first with
+equal sizes is learned from sizes of the same classes with none equal (`FastCoster._distinct`),
+whose template maps to every key of its coarse key.
 Tiles too big for SRAM raise `tile`'s ZK0604 (`sram_overflow`), the smaller tiles it names
 planned from the templates of their keys (lowering in full where one is missing); buffers
 `alloc-sram` cannot place raise its ZK0601 (`sram_refusal`). A key not yet trusted checks its
@@ -44,7 +48,6 @@ refused again from memory.
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 from zhenwu_cc.core import attrs, dtypes
@@ -54,6 +57,18 @@ from zhenwu_cc.core.tiling import tile_bytes, tile_counts
 from zhenwu_cc.dialects import ppu, zk
 from zhenwu_cc.dialects import tile as tile_dialect
 from zhenwu_cc.dialects.loc import span_of
+from zhenwu_cc.fast_structure import FLASH as _FLASH
+from zhenwu_cc.fast_structure import GRID as _GRID
+from zhenwu_cc.fast_structure import MATMUL as _MATMUL
+from zhenwu_cc.fast_structure import (
+    coarse,
+    distinct_tiles,
+    equal_sizes_only,
+    flash_groups,
+    program_structure,
+    structure_key,
+    tiled_structure,
+)
 from zhenwu_cc.frontend.schedules import check_tile
 from zhenwu_cc.passes.alloc_sram import AllocSramPass, buffer_origin, sram_refusal
 from zhenwu_cc.passes.sram_plan import DEFAULT_BUFFERS, place_buffers, plan_grid, runs_in_turn
@@ -86,7 +101,6 @@ from zhenwu_cc.runtime.cost.extract import _Names, phase_of, phase_spec, workloa
 from zhenwu_cc.runtime.cost.model import estimate
 from zhenwu_cc.runtime.cost.workload import TileSizes, Workload
 
-_MATMUL, _GRID, _FLASH = "matmul", "grid", "flash"
 _MULTI = "multi"  # a key's depth where any `buffers` depth above 1 shares its template
 _ROLES = {_MATMUL: ("matmul",), _GRID: ("elementwise", "copy"), _FLASH: ("attention",)}
 
@@ -177,41 +191,6 @@ class _Sizes:
         return all(seen.setdefault(a, b) == b for a, b in zip(self.mapped, new.mapped))
 
 
-def _key(target: str, depth: int, sizes: dict[str, _Sizes], cus: int) -> tuple:
-    """The structure key: the target, the `buffers` depth, each directive's classes and
-    whether its grid (if not a matmul's) has more tiles than CUs, which multi-buffers a
-    loop-less grid's loads across the tiles a CU runs in turn (alloc-sram)."""
-    return (target, depth, tuple(sorted(
-        (n, s.classes, s.kind == _GRID and math.prod(s.grid) > cus) for n, s in sizes.items())))
-
-
-def _coarse(key: tuple) -> tuple:
-    """The structure key without which sizes of a directive are equal: its templates may serve
-    each other's schedules (`FastCoster._serving`)."""
-    target, depth, classes = key
-    return (target, depth, tuple((n, c[:2] + c[3:], many) for n, c, many in classes))
-
-
-def _structure(module) -> tuple:
-    """A program's structure without its sizes: each op's name, the names of its attributes
-    and properties, the element types of its results, its regions and which values (results,
-    block arguments, by first appearance) it uses."""
-    ids: dict = {}
-    out = []
-    for op in module.walk():
-        out.append((op.name, tuple(ids.setdefault(v, len(ids)) for v in op.operands),
-                    tuple(str(getattr(r.type, "element_type", r.type)) for r in op.results),
-                    tuple(len(r.blocks) for r in op.regions), tuple(sorted(op.attributes)),
-                    tuple(sorted(op.properties))))
-        for r in op.results:
-            ids.setdefault(r, len(ids))
-        for region in op.regions:
-            for block in region.blocks:
-                for a in block.args:
-                    ids.setdefault(a, len(ids))
-    return tuple(out)
-
-
 def _blocked(size: int, block: int) -> tuple:
     """How a tile size meets an operand's scale blocks (`scales.scale_plan`): whole blocks
     (how many: the scale tile's size), inside one (how many tiles a block holds: the scale
@@ -255,9 +234,10 @@ class _Template:
         self.trusted = False
         self.slow = False
         self.refuses = False  # a refusal derived from it was the full lowering's
-        # the program after `tile` (`_structure`), and the other keys of its coarse key
-        # (`_coarse`) whose programs have that structure (it serves them) or not
+        # the program after `tile` (`program_structure`), and the other keys of its coarse key
+        # (`coarse`) whose programs have that structure (it serves them) or not
         self.structure: tuple | None = None
+        self.classes: tuple = ()  # its key's classes (`equal_sizes_only`)
         self.serves: set[tuple] = set()
         self.apart: set[tuple] = set()
         self.spans: dict[str, object] = {}  # directive -> where `tile` reports its ZK0604
@@ -391,14 +371,15 @@ class FastCoster:
         except _Fallback:  # `tile s` and `tile o` disagree: `tile` says how (ZK0618)
             return self._full(tiles, split_k, buffers, target)
         asked = {name: given[0] for name, given in directives.items()}
-        key = _key(target, depth, sizes, loaded.compute_units)
+        key = structure_key(target, depth, sizes, loaded.compute_units)
         template = self._template(key)
         if template is None:
             exact = (key, tuple(sorted(directives.items())))
             if exact in self.refused:  # no template to derive it from: refused as before
                 raise CompileError(self.refused[exact])
             try:
-                template = self._serving(key, sizes, tiles, split_k, buffers, target)
+                template = self._serving(key, sizes, tiles, split_k, buffers, target) or \
+                    self._distinct(key, sizes, tiles, split_k, buffers, target, loaded)
                 if template is None:
                     return self._probe(key, tiles, split_k, buffers, target, sizes, loaded)
             except CompileError as e:
@@ -440,28 +421,58 @@ class FastCoster:
 
     def _serving(self, key: tuple, sizes: dict[str, _Sizes], tiles, split_k, buffers,
                  target: str):
-        """A template of another key of `key`'s coarse key (`_coarse`) that serves this
-        schedule: its sizes map to this schedule's (`_Template.maps`), and this schedule's
-        program after `tile` (and its canonicalize, cse) has its structure (`_structure`),
-        which takes a fraction of a lowering to tell. None where no template does (equal
-        sizes can change structure: cse merges the zeros that start a score tile and the
-        accumulator where both have one shape)."""
+        """A template of another key of `key`'s coarse key (`coarse`) that serves this
+        schedule: its sizes map to this schedule's (`_Template.maps`), and either its key
+        differs only in which sizes of a flash grid are equal (`equal_sizes_only`: one
+        structure, known without a look) or this schedule's program after `tile` (and its
+        canonicalize, cse) has its structure (`program_structure`), which takes a fraction of
+        a lowering to tell. None where no template does (other equal sizes can change
+        structure)."""
         candidates = [t for t in self._family(key)
                       if not t.slow and key[2] not in t.apart and t.maps(sizes)]
-        if not candidates:
-            return None
+        known = next((t for t in candidates if equal_sizes_only(t.classes, key[2])), None)
+        if known is not None or not candidates:
+            if known is not None:
+                known.serves.add(key[2])
+            return known
         self.tiled += 1
-        module = self.kernel.retile(tiles, split_k=split_k, buffers=buffers)._zk.clone()
-        ctx = make_context()
-        for p in _default_passes("tile", target, self.kernel.fuse):
-            p.apply(ctx, module)
-        structure = _structure(module)
+        structure = tiled_structure(self.kernel.retile(tiles, split_k=split_k, buffers=buffers),
+                                    target)
         for template in candidates:
             if template.structure == structure:
                 template.serves.add(key[2])
                 return template
             template.apart.add(key[2])
         return None
+
+    def _distinct(self, key: tuple, sizes: dict[str, _Sizes], tiles, split_k, buffers,
+                  target: str, loaded):
+        """Where a flash grid of this schedule has equal sizes (and no template of its coarse
+        key maps to it), the template of the same schedule with sizes of the same classes, no
+        two equal (`distinct_build`), lowered in its place: it maps to every key of the coarse
+        key, and serves this one (checked, as its first new numbers, against this schedule's
+        own lowering). None where no such sizes give the same key up to equalities or their
+        lowering refuses them."""
+        other = distinct_tiles(self._flash_groups(), sizes, tiles)
+        if other is None:
+            return None
+        try:
+            other_sizes = self._all_sizes(self._directives(other, split_k))
+        except _Fallback:
+            return None
+        other_key = structure_key(target, key[1], other_sizes, loaded.compute_units)
+        if (self._template(other_key) is not None or not equal_sizes_only(other_key[2], key[2])
+                or not all(other_sizes[n].maps(s) for n, s in sizes.items())):
+            return None
+        try:
+            self._probe(other_key, other, split_k, buffers, target, other_sizes, loaded)
+        except CompileError:
+            return None
+        template = self._exact(other_key)
+        if template.slow:
+            return None
+        template.serves.add(key[2])
+        return template
 
     def _template(self, key: tuple):
         """The template of `key` (target, depth, classes): its own where trusted (or known
@@ -483,9 +494,9 @@ class FastCoster:
         return self.templates.get(key)
 
     def _family(self, key: tuple) -> list[_Template]:
-        """The templates of `key`'s coarse key (`_coarse`), those lowered at any depth above 1
+        """The templates of `key`'s coarse key (`coarse`), those lowered at any depth above 1
         first (as `_exact`)."""
-        target, depth, classes = _coarse(key)
+        target, depth, classes = coarse(key)
         multi = self.families.get((target, _MULTI, classes), []) if depth > 1 else []
         return multi + self.families.get((target, depth, classes), [])
 
@@ -551,28 +562,9 @@ class FastCoster:
     def _flash_groups(self) -> list:
         """(match, names of `o`'s matmul, names of `s`'s) of each `softmax(s) @ v` that `tile`
         fuses into a flash grid whatever the tile sizes (found in the kernel as `tile` receives
-        it; a `fuse NAME off` or `split NAME S` in it keeps the unfused grids)."""
+        it; a `fuse NAME off` or `split NAME S` in it keeps the unfused grids), found once."""
         if self.flash is None:
-            self.flash = []
-            if not self.kernel.fuse:
-                return self.flash
-            module = self.kernel._zk.clone()
-            ctx = make_context()
-            for p in _default_passes("tile", self.kernel.target, True):
-                if isinstance(p, TilePass):
-                    break
-                p.apply(ctx, module)
-            kernel = module.ops.first
-            fusion = FuseControl(kernel, True)
-            feeding = {op.results[0].name_hint: zk.matmul_feeding(op)
-                       for op in kernel.body.walk() if op.results and op.results[0].name_hint}
-            for op in kernel.body.walk():
-                f = match_flash(op) if isinstance(op, zk.MatmulOp) else None
-                if (f is None or not fusion.allows_all(f.group())
-                        or any(split_parts(g) is not None for g in f.group())):
-                    continue
-                self.flash.append((f, tuple(n for n, mm in feeding.items() if mm is f.pv),
-                                   tuple(n for n, mm in feeding.items() if mm is f.qk)))
+            self.flash = flash_groups(self.kernel)
         return self.flash
 
     def _sizes(self, name: str, values: tuple, split: int) -> _Sizes:
@@ -607,7 +599,7 @@ class FastCoster:
             live = self._live(flash, build[0], build[2]) if flash is not None else None
             smaller = _Sizes(first.kind, build, first.parts, out, mm, blocks, flash, live,
                              first.spell)
-            other = _key(key[0], key[1], {n: smaller if s is first else s
+            other = structure_key(key[0], key[1], {n: smaller if s is first else s
                                           for n, s in sizes.items()}, target.compute_units)
             template = self._template(other)
             if template is None:
@@ -636,7 +628,7 @@ class FastCoster:
                 self._shrinks(module.ops.first, loaded)
             p.apply(ctx, module)
             if i == tiled - 1:
-                structure = _structure(module)
+                structure = program_structure(module)
             grids = [op for op in module.ops.first.body.block.ops
                      if isinstance(op, tile_dialect.GridOp)]
             if isinstance(p, TilePass):
@@ -663,13 +655,13 @@ class FastCoster:
         template = _Template(workload, specs, tile_plans, alloc_plans,
                              [None] * len(specs), alignment, depth, across_plans)
         template.spans, template.grids, template.origins = spans, about, origins
-        template.structure = structure
+        template.structure, template.classes = structure, key[2]
         template.slow = row_parts or not _derivable(template, sizes, loaded.sram_per_cu)
         if depth > 1 and not template.slow and None not in template.sizes:
             key = (key[0], _MULTI, key[2])
         self.templates[key] = template
         if not template.slow:
-            self.families.setdefault(_coarse(key), []).append(template)
+            self.families.setdefault(coarse(key), []).append(template)
         return workload, estimate(workload, loaded)
 
     def _shrinks(self, kernel, target) -> None:

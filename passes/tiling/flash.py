@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, TensorType
+from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, TensorType, UnitAttr
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.core import attrs, dtypes
 from zhenwu_cc.dialects import tile, zk
@@ -250,6 +250,7 @@ def build_flash(tiler, v: SSAValue, f: FlashMatch, bq: int, bd: int, bkv: int, t
     init_m = g.emit(zk.ConstantOp(-math.inf, TensorType(F32, list(row))), loc)
     init_l = g.emit(zk.ConstantOp(0.0, TensorType(F32, list(row))), loc)
     init_acc = g.emit(zk.ConstantOp(0.0, TensorType(F32, list(sizes))), loc)
+    init_acc.owner.attributes[attrs.LOOP_INIT] = UnitAttr()
     last = len(s_shape) - 1
     n = f.kv_len
 

@@ -41,6 +41,10 @@ HBM = "ppu.hbm"  # `#ppu.hbm<...>` (place-hbm) on arguments and tile.empty / ppu
 # steps lo[r] <= k < hi[r] run, the others leave the loop's state unchanged (tiles a mask
 # wholly hides: docs/language.md, "Flash attention"). Read through `live_steps`.
 LIVE_STEPS = "loop.live_steps"
+# On a flash grid's `zk.constant` that starts its loop's accumulator: `cse` may then not replace
+# the zero fill that starts a key/value step's scores with it where both have one shape (BD ==
+# BKV), which would keep that fill live across the loop in an SRAM buffer of its own.
+LOOP_INIT = "loop.init"
 # On a `ppu.kernel`: the target (name or file) `lower-ppu` lowered it for; the executor checks
 # the kernel's SRAM plan against that target's SRAM (ZK0611).
 TARGET = "ppu.target"
