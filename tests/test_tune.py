@@ -562,6 +562,20 @@ def test_the_joint_fp8_choice_is_verified_against_the_budget_and_written_round_t
     assert again == pytest.approx(doc["winner"]["time_s"], rel=1e-5)
 
 
+@pytest.mark.slow
+def test_jobs_2_gives_the_same_bytes_with_the_joint_fp8_choice_verified(tmp_path, capsys):
+    """Verification runs on the workers too (one BLAS thread each): the rounded errors agree."""
+    src = tmp_path / "att.zk"
+    src.write_text(ATT_V)
+    argv = ["tune", src, "--budget", "24", "--verify", "2", "--max-rel-error", "0.1",
+            "--format", "json", "--no-cache"]
+    one = _cli(capsys, *argv)
+    two = _cli(capsys, *argv, "--jobs", "2")
+    assert one[0] == two[0] == 0 and one[1] == two[1]
+    winner = json.loads(one[1])["winner"]["directives"]
+    assert "precision v as f8E4M3FN" in winner and "precision p as f8E4M3FN scale unit" in winner
+
+
 def test_a_refused_structural_candidate_is_recorded_not_fatal():
     k = zhenwu_cc.compile(str(ROOT / "examples" / "softmax.zk"), defines={"M": 4, "N": 1000})
     refused = tune_eval.cost_candidate(k, Schedule(splits=(("y", 999),)), "m890")
