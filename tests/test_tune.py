@@ -424,6 +424,12 @@ ATT = ("kernel att<S = 128, D = 64>(q: bf16[S, D], k: bf16[S, D], v: bf16[S, D])
        "    o = p @ f32(v)\n    return o\n}\n\n"
        "schedule att {\n    precision q, k as bf16\n    precision v as f8E4M3FN scale tensor\n}\n")
 UNIT = Schedule(precision=((("p",), "f8E4M3FN scale unit"),))
+# the same attention with no directive on `v` (behind a cast): v's FP8 and p's `scale unit` are
+# one choice; `bf16(p) @ v` is examples/attention.zk's form
+ATT_V = ATT.replace("    precision v as f8E4M3FN scale tensor\n", "")
+VP = ((("v",), "f8E4M3FN"), (("p",), "f8E4M3FN scale unit"))
+QK = ((("q", "k"), "f8E4M3FN"),)
+SMALL_ATT = {"B": 1, "H": 2, "S": 256, "D": 64}
 
 
 def test_a_softmax_feeding_an_fp8_matmul_gets_a_scale_unit_choice(tmp_path):
@@ -449,32 +455,110 @@ def test_a_softmax_feeding_an_fp8_matmul_gets_a_scale_unit_choice(tmp_path):
         s = space.schedule({**space.start, "precision.p": dict(s.precision).get(("p",),
                                                                                 "as written")})
         assert space.floor(s, target) <= tune_eval.cost_candidate(k, s, "m890")["time"]
-    for text in (ATT.replace("    precision v as f8E4M3FN scale tensor\n", ""),  # v not FP8
-                 ATT.replace("precision q, k as bf16", "precision p as f8E4M3FN scale unit"),
+    for text in (ATT.replace("precision q, k as bf16", "precision p as f8E4M3FN scale unit"),
                  ATT.replace("p @ f32(v)", "transpose(transpose(f32(v)) @ p)")):  # p on the right
         src.write_text(text)
         other = zhenwu_cc.compile(str(src))
-        assert "precision p" not in [c.key for c in _space(other, precision=True).choices]
+        assert not any(c.key.startswith("precision p")
+                       for c in _space(other, precision=True).choices)
 
 
-def test_tune_picks_scale_unit_within_a_loose_budget_and_a_tight_one_rejects_it(tmp_path,
-                                                                               capsys):
+@pytest.mark.parametrize("text,tight,loose,precision", [
+    (ATT, 0.028, 0.5, UNIT.precision),  # v's FP8 written: p's `scale unit` alone
+    (ATT_V, 0.01, 0.1, VP),  # v with no directive: v's FP8 with p's `scale unit`
+], ids=["unit", "joint"])
+def test_tune_picks_scale_unit_within_a_loose_budget_and_a_tight_one_rejects_it(
+        tmp_path, capsys, text, tight, loose, precision):
+    """Every candidate with the choice is verified against the budget; `--write` puts what the
+    leaderboard costed into the file."""
     src = tmp_path / "att.zk"
-    src.write_text(ATT)
+    src.write_text(text)
     k = zhenwu_cc.compile(str(src))
-    tight = k.tune(budget=24, verify=2, max_rel_error=0.028, cache=False)
-    unit = [v for s, v in tight.verified.items() if ("p",) in dict(s.precision)]
+    strict = k.tune(budget=24, verify=2, max_rel_error=tight, cache=False)
+    unit = [v for s, v in strict.verified.items() if s.precision == precision]
     assert unit and not any(v["passed"] for v in unit)
-    assert all("above the budget 0.028" in v["reason"] for v in unit)
-    assert tight.winner is not None and tight.winner.schedule.precision == ()
+    assert all(f"above the budget {tight}" in v["reason"] for v in unit)
+    assert strict.winner is not None and strict.winner.schedule.precision == ()
     code, out, _ = _cli(capsys, "tune", src, "--budget", "24", "--verify", "2",
-                        "--max-rel-error", "0.5", "--format", "json", "--write", "--no-cache")
+                        "--max-rel-error", str(loose), "--format", "json", "--write",
+                        "--no-cache")
     assert code == 0
     doc = json.loads(out)
-    assert "precision p as f8E4M3FN scale unit" in doc["winner"]["directives"]
-    assert "    precision p as f8E4M3FN scale unit\n" in src.read_text()
+    assert doc["winner"]["verified"]
+    for line in Schedule(precision=precision).structure():
+        assert line in doc["winner"]["directives"]
+        assert f"    {line}\n" in src.read_text()
     again = zhenwu_cc.compile(str(src)).cost().time
     assert again == pytest.approx(doc["winner"]["time_s"], rel=1e-5)
+
+
+@pytest.mark.parametrize("example", ["attention.zk", "att_v.zk"])
+def test_a_bf16_v_gets_its_fp8_directive_and_p_scale_unit_as_one_choice(tmp_path, example):
+    """With a budget, one choice writes `precision v as f8E4M3FN` (as the operand choice would)
+    and p's `scale unit` together; `p @ v`'s tiles are then sized at FP8 and the model makes it
+    faster. Without a budget there is none."""
+    from zhenwu_cc.tune_space import UnitChoice
+
+    src = tmp_path / example
+    src.write_text(ATT_V if example == "att_v.zk" else
+                   (ROOT / "examples" / example).read_text())
+    k = zhenwu_cc.compile(str(src), defines=SMALL_ATT if example == "attention.zk" else None)
+    assert not any(c.key.startswith("precision p") for c in _space(k).choices)
+    space = _space(k, precision=True)
+    choice = next(c for c in space.choices if c.key == "precision p with v")
+    assert isinstance(choice, UnitChoice)
+    assert choice.params == (
+        ("precision.p", ("as written", "f8E4M3FN scale unit, v as f8E4M3FN")),)
+    assert space.start["precision.p"] == "as written"
+    joint = space.schedule({**space.start, "precision.p": choice.params[0][1][1]})
+    assert joint.precision == VP
+    assert joint.structure() == ["precision v as f8E4M3FN",
+                                 "precision p as f8E4M3FN scale unit"]
+    plain = space.schedule(space.start)
+    tile = next(c for c in space.choices if c.key == "tile o")
+    assert (tile._dtype(plain), tile._dtype(joint)) == ("bf16", "f8E4M3FN")
+    times = [tune_eval.cost_candidate(k, s, "m890")["time"] for s in (plain, joint)]
+    assert times[1] < times[0]
+    target = load_target("m890")
+    for s, t in zip((plain, joint), times):
+        assert space.floor(s, target) <= t
+
+
+NO_JOINT = [
+    ("v computed", ATT_V.replace("p @ f32(v)", "p @ f32(v * 2.0)")),
+    ("v has a directive", ATT_V.replace("precision q, k as bf16", "precision q, k, v as bf16")),
+    ("p has another use", ATT_V.replace("-> f32[S, D]", "-> (o: f32[S, D], p: f32[S, S])")
+     .replace("return o", "return o, p")),
+    ("v in an operand choice", ATT_V.replace(", v: bf16[S, D])", ", v: bf16[S, D], w: bf16[D, D])")
+     .replace("-> f32[S, D]", "-> (o: f32[S, D], u: f32[S, D])")
+     .replace("return o", "u = v @ w\n    return o, u")),
+]
+
+
+@pytest.mark.parametrize("why,text", NO_JOINT, ids=[w for w, _ in NO_JOINT])
+def test_no_joint_fp8_choice_where_v_is_not_a_free_parameter_or_p_is_read_elsewhere(
+        tmp_path, why, text):
+    src = tmp_path / "att.zk"
+    src.write_text(text)
+    k = zhenwu_cc.compile(str(src))
+    keys = [c.key for c in _space(k, precision=True).choices]
+    assert not any(key.startswith("precision p") for key in keys), keys
+    if why == "v in an operand choice":  # its own choice, which the joint one would contradict
+        assert "precision v, w" in keys
+
+
+@pytest.mark.slow
+def test_jobs_2_gives_the_same_bytes_with_the_joint_fp8_choice_verified(tmp_path, capsys):
+    """Verification runs on the workers too (one BLAS thread each): the rounded errors agree."""
+    src = tmp_path / "att.zk"
+    src.write_text(ATT_V)
+    argv = ["tune", src, "--budget", "24", "--verify", "2", "--max-rel-error", "0.1",
+            "--format", "json", "--no-cache"]
+    one = _cli(capsys, *argv)
+    two = _cli(capsys, *argv, "--jobs", "2")
+    assert one[0] == two[0] == 0 and one[1] == two[1]
+    winner = json.loads(one[1])["winner"]["directives"]
+    assert "precision v as f8E4M3FN" in winner and "precision p as f8E4M3FN scale unit" in winner
 
 
 def test_a_refused_structural_candidate_is_recorded_not_fatal():
@@ -523,6 +607,10 @@ def test_place_is_offered_only_for_a_tensor_hbm_serves_more_than_once(tmp_path):
     ("gemm.zk", TINY, Schedule(precision=((("a", "b"), "f8E4M3FN"),)),
      ["precision a, b as f8E4M3FN"]),
     ("pin.zk", {}, Schedule(places=(("w", "l2"),)), ["place w in l2"]),
+    ("attention.zk", SMALL_ATT,  # q @ k^T's operand choice with p @ v's joint one
+     Schedule((("o", (32, 64, 64)), ("s", (32, 64, 64))), precision=QK + VP),
+     ["tile o [32, 64, 64]", "tile s [32, 64, 64]", "precision q, k as f8E4M3FN",
+      "precision v as f8E4M3FN", "precision p as f8E4M3FN scale unit"]),
 ])
 def test_write_round_trips_each_structural_directive(tmp_path, example, defines, schedule,
                                                      lines):

@@ -22,7 +22,8 @@ MAX_SPLIT_K = 16
 MAX_SPLIT = 64  # parts a `split NAME S` choice offers at most
 AS_WRITTEN = "as written"  # a precision choice's option that adds no directive
 NARROWER = ("bf16", "f8E4M3FN")  # operand dtypes a precision choice offers, widest first
-UNIT = "f8E4M3FN scale unit"  # what a softmax's precision choice offers (`UnitChoice`)
+FP8 = "f8E4M3FN"
+UNIT = f"{FP8} scale unit"  # what a softmax's precision choice offers (`UnitChoice`)
 
 
 @dataclass(frozen=True)
@@ -260,20 +261,24 @@ class PrecisionChoice(Choice):
 @dataclass(eq=False)
 class UnitChoice(Choice):
     """`precision p as f8E4M3FN scale unit` on `p = softmax(...)` that is the left operand of a
-    matmul over the softmax's axis whose other operand has an FP8 precision directive: then
-    that matmul runs at FP8 rate (in the flash grid for attention). Offered, like
-    `PrecisionChoice`, only with a numerics budget."""
+    matmul over the softmax's axis whose other operand is FP8: then that matmul runs at FP8 rate
+    (in the flash grid for attention). Where that operand is a parameter `value` with no
+    directive, the choice writes its `precision value as f8E4M3FN` too: either alone leaves
+    `p @ v` at the wider rate. Offered, like `PrecisionChoice`, only with a numerics budget."""
 
     name: str
+    value: str = ""  # the parameter whose FP8 directive the choice writes with p's
 
     def __post_init__(self):
-        self.key = f"precision {self.name}"
-        self.params = ((f"precision.{self.name}", (AS_WRITTEN, UNIT)),)
+        self.key = f"precision {self.name}" + (f" with {self.value}" if self.value else "")
+        option = UNIT + (f", {self.value} as {FP8}" if self.value else "")
+        self.params = ((f"precision.{self.name}", (AS_WRITTEN, option)),)
 
     def apply(self, values, s):
-        mode = values[self.params[0][0]]
-        return s if mode == AS_WRITTEN else replace(
-            s, precision=s.precision + (((self.name,), mode),))
+        if values[self.params[0][0]] == AS_WRITTEN:
+            return s
+        operand = (((self.value,), FP8),) if self.value else ()
+        return replace(s, precision=s.precision + operand + (((self.name,), UNIT),))
 
 
 @dataclass(eq=False)
@@ -374,8 +379,9 @@ def build_space(k, costing, probe, precision: bool = False) -> Space:
     binding that names a grid (one a phase of the estimate runs), split-K for matmuls with few
     tiles, `split` for reductions with few, `fuse ... off` for each fused group, `place ... in
     l2` for parameters HBM serves more than once, the operand `precision` of matmuls of
-    parameters and `scale unit` on softmaxes feeding FP8 matmuls when `precision` (a numerics
-    budget was given), and `buffers`.
+    parameters and `scale unit` on softmaxes feeding matmuls (with their FP8 parameter, as one
+    choice, where it has no directive) when `precision` (a numerics budget was given), and
+    `buffers`.
     `probe(schedule)` returns None when the compiler accepts a schedule, else the refusal: a tile
     or fuse choice the compiler refuses as compiled is left out."""
     from zhenwu_cc.core import attrs
@@ -400,7 +406,8 @@ def build_space(k, costing, probe, precision: bool = False) -> Space:
                      row_parts=ROW_PARTS in getattr(op.attributes.get(attrs.TILE_SIZES), "data", {}))
                 for op in launches]
     quantised = _precision_choices(k.zk, target) if precision else {}
-    units = {c.name: c for c in _unit_choices(k.zk, target)} if precision else {}
+    taken = {n for c in quantised.values() for n in c.operands}
+    units = _unit_choices(k.zk, target, taken) if precision else {}
     fused: list[str] = []
     for p, w, agree in zip(est.phases, costing.workload.phases, agreeing):
         t = p.tile
@@ -426,7 +433,7 @@ def build_space(k, costing, probe, precision: bool = False) -> Space:
             other = agree.get("agreeing")
             narrow = quantised.get(mm)
             operands = () if narrow is None else narrow.operands
-            unit = units.get(mm.lhs.name_hint) if isinstance(mm.lhs.owner, zk.SoftmaxOp) else None
+            unit = units.get(mm)
             if unit is not None:  # `p @ v` runs in FP8 with `scale unit`
                 narrow, operands = unit, (unit.name,)
             if other in named and p.name.startswith("attention"):  # `tile s` follows `tile o`
@@ -483,7 +490,7 @@ def build_space(k, costing, probe, precision: bool = False) -> Space:
     for choice in dict.fromkeys(quantised.values()):  # matmuls sharing operands: one choice
         space.choices.append(choice)
         space.start[choice.params[0][0]] = AS_WRITTEN
-    for choice in units.values():
+    for choice in dict.fromkeys(units.values()):  # a softmax feeding two matmuls: one choice
         space.choices.append(choice)
         space.start[choice.params[0][0]] = AS_WRITTEN
     for choice in _place_choices(k.zk, costing.workload, est, target):
@@ -573,34 +580,59 @@ def _precision_choices(kernel, target) -> dict:
     return out
 
 
-def _unit_choices(kernel, target) -> list[UnitChoice]:
-    """A `UnitChoice` for each `p = softmax(x, axis=-1)` without a precision directive that is
-    the left operand of a matmul (so contracted over its axis) whose right operand, through
-    casts and transposes, has an FP8 precision directive: only then does `p @ v` run at FP8
-    rate, and the target must run FP8."""
+def _unit_choices(kernel, target, taken: set[str]) -> dict:
+    """matmul -> the `UnitChoice` of the `p = softmax(x, axis=-1)` without a precision directive
+    that it reads as its left operand (through float casts with no other use: `bf16(p) @ v`, as
+    `cast` normalises it), so contracted over p's axis; the target must run FP8. Where the right
+    operand `v`, through casts and transposes, has an FP8 precision directive, the choice is p's
+    `scale unit`. Where `v` is a float parameter with no directive that no `PrecisionChoice`
+    names (`taken`) and p has no other use (the flash grid's form), the choice writes v's FP8
+    directive too."""
     from xdsl.ir import BlockArgument
 
     from zhenwu_cc.core import attrs
     from zhenwu_cc.dialects import zk
 
-    def fp8(v) -> bool:
+    def source(v):
         while isinstance(v.owner, (zk.TransposeOp, zk.CastOp)):
             v = v.owner.input
+        return v
+
+    def fp8(v) -> bool:
         given = (kernel.arg_attr(v.index, attrs.PRECISION) if isinstance(v, BlockArgument)
                  else v.owner.attributes.get(attrs.PRECISION))
         return given is not None and given.element.is_low_precision and given.element.bits == 8
 
-    if _peak(target, "f8E4M3FN") <= 0:
-        return []
-    out = []
+    def plain(v) -> bool:
+        if not isinstance(v, BlockArgument) or kernel.arg_attr(v.index, attrs.PRECISION):
+            return False
+        dtype = dtypes.from_xdsl(v.type.element_type)
+        return (dtype.is_float and not dtype.is_low_precision
+                and kernel.arg_names[v.index] not in taken)
+
+    def left_of(use):
+        """The matmul reading `use`'s value as its left operand, through float casts."""
+        op, v = use.operation, use.operation.operands[use.index]
+        while (isinstance(op, zk.CastOp) and op.result.has_one_use()
+               and dtypes.from_xdsl(op.result.type.element_type).is_float):
+            v, op = op.result, op.result.get_user_of_unique_use()
+        return op if isinstance(op, zk.MatmulOp) and op.lhs is v else None
+
+    if _peak(target, FP8) <= 0:
+        return {}
+    out = {}
     for op in kernel.body.walk():
         if (not isinstance(op, zk.SoftmaxOp) or op.result.name_hint is None
                 or attrs.PRECISION in op.attributes
                 or op.axis.value.data != len(op.result.type.get_shape()) - 1):
             continue
-        if any(isinstance(u.operation, zk.MatmulOp) and u.index == 0 and fp8(u.operation.rhs)
-               for u in op.result.uses):
-            out.append(UnitChoice(op.result.name_hint))
+        mms = [mm for u in op.result.uses if (mm := left_of(u)) is not None]
+        written = [mm for mm in mms if fp8(source(mm.rhs))]
+        if written:
+            choice = UnitChoice(op.result.name_hint)
+            out.update((mm, choice) for mm in written)
+        elif len(mms) == 1 and op.result.has_one_use() and plain(v := source(mms[0].rhs)):
+            out[mms[0]] = UnitChoice(op.result.name_hint, kernel.arg_names[v.index])
     return out
 
 
