@@ -49,7 +49,7 @@ from zhenwu_cc.dialects import zk
 from zhenwu_cc.dialects.loc import span_of
 
 from zhenwu_cc.core.diagnostics import error
-from zhenwu_cc.passes.decompose import expand_in_place
+from zhenwu_cc.passes.decompose import expand_in_place, normalised
 from zhenwu_cc.passes.stages import require_untiled
 
 F32 = dtypes.to_xdsl(dtypes.F32)
@@ -310,13 +310,10 @@ def softmax_parts(v: SSAValue) -> tuple[zk.DivOp, SSAValue, SSAValue] | None:
     """(the division, e = exp(x - max(x)), sum(e)) of the softmax `decompose` left as `v`
     (through its cast back to the softmax's dtype), or None."""
     div = v.owner.input.owner if isinstance(v.owner, zk.CastOp) else v.owner
-    if not (isinstance(div, zk.DivOp) and isinstance(div.rhs.owner, zk.ReduceSumOp)
-            and div.rhs.owner.input is div.lhs and isinstance(div.lhs.owner, zk.ExpOp)):
+    if not isinstance(div, zk.DivOp):
         return None
-    sub = div.lhs.owner.input.owner
-    if not (isinstance(sub, zk.SubOp) and isinstance(sub.rhs.owner, zk.ReduceMaxOp)
-            and sub.rhs.owner.input is sub.lhs
-            and sub.rhs.owner.axis_list == div.rhs.owner.axis_list):
+    found = normalised(div.lhs, div.rhs)
+    if found is None or found.shift:  # softmax shifts by the plain max
         return None
     return div, div.lhs, div.rhs
 

@@ -17,12 +17,12 @@ an all -inf row is -inf and of a row holding +inf is +inf; log_softmax of an all
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, TensorType, f32
-from xdsl.ir import Operation, SSAValue
+from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
 from zhenwu_cc.core import attrs
@@ -106,6 +106,85 @@ def _logsumexp(e: _Expansion, op: zk.ReduceOp) -> SSAValue:
     if op.keepdims is None:
         out = e(zk.ReshapeOp(out, zk.reduce_shape(op.input.type.get_shape(), axes, False)))
     return out
+
+
+@dataclass(frozen=True)
+class ExpSum:
+    """The parts of `sum(exp(x - shift))` as `_softmax`, `_log_softmax` and `_logsumexp` leave
+    it, `shift` the max of x over the sum's axes (kept), or `_finite_max`'s guarded max. The one
+    matcher of that shape: `cast` (`scale unit`) and the `tile` pass's fusions (tiling/flash.py,
+    epilogue.py, online.py) each add their own conditions (axis, uses, plain max)."""
+
+    x: SSAValue
+    mx: zk.ReduceMaxOp
+    shift: tuple[Operation, ...]  # _finite_max's abs, compare, select; empty: the max itself
+    sub: zk.SubOp
+    exp: zk.ExpOp
+    total: zk.ReduceSumOp
+
+
+def exp_sum(total: Operation | Block) -> ExpSum | None:
+    """The parts when `total` is such a sum, else None."""
+    if not isinstance(total, zk.ReduceSumOp):
+        return None
+    exp = total.input.owner
+    if not isinstance(exp, zk.ExpOp):
+        return None
+    sub = exp.input.owner
+    if not isinstance(sub, zk.SubOp):
+        return None
+    found = _shift_of(sub.rhs, sub.lhs)
+    if found is None or found[0].axis_list != total.axis_list:
+        return None
+    return ExpSum(sub.lhs, *found, sub, exp, total)
+
+
+def normalised(e: SSAValue, total: SSAValue) -> ExpSum | None:
+    """The parts of the softmax `e / total`: `total` such a sum of exactly `e`, else None."""
+    found = exp_sum(total.owner)
+    return found if found is not None and found.exp.result is e else None
+
+
+def exp_sums_of(mx: zk.ReduceMaxOp) -> Iterator[ExpSum]:
+    """Every such sum shifted by `mx` itself (unguarded), in the order of `mx`'s uses."""
+    for sub in _readers(mx):
+        for exp in _readers(sub):
+            for total in _readers(exp):
+                found = exp_sum(total)
+                if found is not None and found.mx is mx and not found.shift:
+                    yield found
+
+
+def _readers(op: Operation) -> list[Operation]:
+    """The ops reading `op`'s first result, one per use."""
+    return [use.operation for r in op.results[:1] for use in r.uses]
+
+
+def _shift_of(shift: SSAValue, x: SSAValue
+              ) -> tuple[zk.ReduceMaxOp, tuple[Operation, ...]] | None:
+    """(the max, the ops between it and `shift`) when `shift` is `max(x)`, or `_finite_max`'s
+    `select(abs(max) < inf, max, 0)`; else None."""
+    op = shift.owner
+    if isinstance(op, zk.ReduceMaxOp):
+        return (op, ()) if op.input is x else None
+    if not isinstance(op, zk.SelectOp):
+        return None
+    cond, m, zero = op.operands
+    cmp = cond.owner
+    if not (isinstance(cmp, zk.CompareOp) and cmp.predicate.data == "lt"
+            and isinstance(cmp.lhs.owner, zk.AbsOp) and cmp.lhs.owner.input is m
+            and _scalar(cmp.rhs) == math.inf and _scalar(zero) == 0.0):
+        return None
+    inner = _shift_of(m, x)
+    if inner is None or inner[1]:
+        return None
+    return inner[0], (cmp.lhs.owner, cmp, op)
+
+
+def _scalar(v: SSAValue) -> float | None:
+    """The value of a rank-0 constant (`_Expansion.const`), else None."""
+    op = v.owner
+    return op.number if isinstance(op, zk.ConstantOp) and not v.type.get_shape() else None
 
 
 def _scale_bias(e: _Expansion, op: zk.NormOp, y: SSAValue) -> SSAValue:

@@ -93,21 +93,39 @@ def dequantize(values: np.ndarray, scales: Sequence[np.ndarray], rank: int | Non
     values = np.asarray(values)
     shape = values.shape[values.ndim - (values.ndim if rank is None else rank):]
     scales = [np.asarray(s) for s in scales]
-    wide = [s for s in scales if s.dtype.itemsize > 1]
     with np.errstate(over="ignore", invalid="ignore"):
-        if values.dtype.itemsize == 1 and len(wide) <= 1:
+        factors = scale_factors(values, scales, rank)
+        if factors is not None:
             out = numerics.widen(values)  # a new array: scaled in place where shapes allow
-            for s in [*(s for s in scales if s.dtype.itemsize == 1), *wide]:
-                s = expand(numerics.widen(s), shape)
-                if np.broadcast_shapes(out.shape, s.shape) == out.shape:
-                    np.multiply(out, s, out=out)
+            for f in factors:
+                if np.broadcast_shapes(out.shape, f.shape) == out.shape:
+                    np.multiply(out, f, out=out)
                 else:
-                    out = out * s
+                    out = out * f
             return out
         exact = numerics.widen(values).astype(np.float64)
         for s in scales:
             exact = exact * expand(numerics.widen(s).astype(np.float64), shape)
         return exact.astype(np.float32)
+
+
+def scale_factors(values: np.ndarray, scales: Sequence[np.ndarray], rank: int | None = None
+                  ) -> list[np.ndarray] | None:
+    """The float32 factors `dequantize` multiplies the widened one-byte `values` by, in its
+    order (one-byte scales, then the float32 one), each expanded over its blocks of the last
+    `rank` axes (an axis it has one entry of left to broadcast); None where it works in float64
+    instead (wider values, several wider scales). The executor's kept operands
+    (`executor.lowp.dequantize_factors`) multiply by the same factors, so get the same bits."""
+    shape = values.shape[values.ndim - (values.ndim if rank is None else rank):]
+    wide = [s for s in scales if s.dtype.itemsize > 1]
+    if not (values.dtype.itemsize == 1 and len(wide) <= 1):
+        return None
+    factors = []
+    for s in [*(s for s in scales if s.dtype.itemsize == 1), *wide]:
+        f = numerics.widen(s)
+        tile = f.shape[f.ndim - len(shape):]
+        factors.append(expand(f, [n if t > 1 else 1 for n, t in zip(shape, tile)]))
+    return factors
 
 
 # ---- tiles (the executor's vector-engine quantisation) ------------------------------------------

@@ -8,7 +8,13 @@ import pytest
 from xdsl.context import Context
 from xdsl.dialects.builtin import Builtin, f32, i1
 from zhenwu_cc.dialects import zk
-from zhenwu_cc.passes.decompose import COMPOSITES, DecomposePass
+from zhenwu_cc.passes.decompose import (
+    COMPOSITES,
+    DecomposePass,
+    exp_sum,
+    exp_sums_of,
+    normalised,
+)
 from zhenwu_cc.runtime import reference
 
 from zhenwu_cc.frontend import build
@@ -222,3 +228,65 @@ def test_unary_extremes(expr, mode):
     after = reference.evaluate(kernel, {"x": x}, mode=mode)["y"]
     assert np.all(np.isfinite(after))
     np.testing.assert_allclose(after, before, rtol=1e-12 if mode == "f64" else 1e-6, atol=0)
+
+
+def _sums(kernel: zk.KernelOp) -> list[zk.ReduceSumOp]:
+    return [op for op in kernel.walk() if isinstance(op, zk.ReduceSumOp)]
+
+
+@pytest.mark.parametrize("expr, result, guarded", [
+    ("softmax(x)", "f32[6, 10]", False),
+    ("softmax(x, axis=0)", "f32[6, 10]", False),
+    ("log_softmax(x)", "f32[6, 10]", True),
+    ("logsumexp(x, axis=(0, 1), keepdims=true)", "f32[1, 1]", True),
+])
+def test_exp_sum_matches_what_each_expansion_leaves(expr, result, guarded):
+    """The one matcher of sum(exp(x - shift)) (cast, flash, epilogue and online fusions use it)
+    finds every expansion's parts: the plain max, or `_finite_max`'s guard and the max in it."""
+    kernel = _kernel("x: f32[6, 10]", result, expr)
+    _decompose(kernel)
+    (total,) = _sums(kernel)
+    found = exp_sum(total)
+    assert found is not None
+    x = kernel.body.block.args[0]
+    assert (found.x, found.mx.input, found.sub.lhs) == (x, x, x)
+    assert (found.exp.result, found.total) == (total.input, total)
+    assert found.mx.axis_list == total.axis_list
+    shift = found.shift[-1] if guarded else found.mx
+    assert found.sub.rhs is shift.results[0]
+    assert [type(op) for op in found.shift] == ([zk.AbsOp, zk.CompareOp, zk.SelectOp]
+                                                if guarded else [])
+    assert list(exp_sums_of(found.mx)) == ([] if guarded else [found])
+    div = [use.operation for use in found.exp.result.uses if isinstance(use.operation, zk.DivOp)]
+    assert [normalised(d.lhs, d.rhs) for d in div] == ([] if guarded else [found])
+
+
+@pytest.mark.parametrize("body, parts", [
+    ("m = max(x, axis=1, keepdims=true)\n"
+     "    y = sum(exp(x - where(abs(m) < inf, m, 0.0)), axis=1, keepdims=true)", 3),
+    ("m = max(x, axis=1, keepdims=true)\n"
+     "    y = sum(exp(x - where(abs(m) < inf, m, 1.0)), axis=1, keepdims=true)", None),
+    ("y = sum(exp(x - max(x, axis=0, keepdims=true)), axis=1, keepdims=true)", None),
+    ("y = sum(exp(x - max(z, axis=1, keepdims=true)), axis=1, keepdims=true)", None),
+    ("y = sum(exp(z - max(x, axis=1, keepdims=true)), axis=1, keepdims=true)", None),
+    ("y = sum(exp(x) - max(x, axis=1, keepdims=true), axis=1, keepdims=true)", None),
+])
+def test_exp_sum_refuses_near_misses(body, parts):
+    """Only a shift by the max of the same value over the sum's own axes, or that max guarded
+    to 0 where not finite, is the shape."""
+    kernel = build(f"kernel k(x: f32[6, 10], z: f32[6, 10]) -> f32[6, 1] {{\n    {body}\n"
+                   "    return y\n}\n", "t.zk", {}).ops.first
+    (total,) = _sums(kernel)
+    found = exp_sum(total)
+    assert (None if found is None else len(found.shift)) == parts
+
+
+def test_normalised_needs_the_sum_of_the_numerator_itself():
+    """`e / sum(e')` with e' an equal but separate exp is not a softmax's division."""
+    kernel = build("kernel k(x: f32[6, 10]) -> f32[6, 10] {\n"
+                   "    m = max(x, axis=1, keepdims=true)\n"
+                   "    y = exp(x - m) / sum(exp(x - m), axis=1, keepdims=true)\n"
+                   "    return y\n}\n", "t.zk", {}).ops.first
+    (div,) = [op for op in kernel.walk() if isinstance(op, zk.DivOp)]
+    assert exp_sum(div.rhs.owner) is not None
+    assert normalised(div.lhs, div.rhs) is None

@@ -204,10 +204,10 @@ def test_a_mask_is_evaluated_once_per_shape_and_blocks(monkeypatch):
     another mask, or the same mask at another shape, is evaluated, and gets its own steps."""
     from zhenwu_cc.passes.tiling import masks
 
-    monkeypatch.setattr(masks, "_LIVE", {})
+    masks._live_blocks.cache_clear()
     evaluated = []
-    real = masks._live_blocks
-    monkeypatch.setattr(masks, "_live_blocks", lambda *a: evaluated.append(a[2:]) or real(*a))
+    real = masks._evaluate
+    monkeypatch.setattr(masks, "_evaluate", lambda *a: evaluated.append(a[1:]) or real(*a))
     window = CAUSAL.replace("where(col <= row, s, -inf)",
                             "where(col <= row, where(col > row - 64, s, -inf), -inf)")
     steps, counts = [], []
@@ -218,6 +218,27 @@ def test_a_mask_is_evaluated_once_per_shape_and_blocks(monkeypatch):
     assert steps == [[(2, (0, 0, 0, 0), (2, 4, 6, 7))]] * 2 + [
         [(2, (0, 0, 2, 4), (2, 4, 6, 8))], [(2, (0, 0, 0, 0), (2, 4, 6, 8))]]
     assert counts[0] > 0 and counts[1] == counts[0] and counts[0] < counts[2] < counts[3]
+
+
+def test_kept_masks_hold_no_ir():
+    """What `masks.live_blocks` keeps is plain data, not the IR it was asked about (a tuner
+    compiles hundreds of candidates): the kernel's IR is freed once nothing else holds it."""
+    import gc
+    import weakref
+
+    from zhenwu_cc.dialects import zk
+    from zhenwu_cc.frontend import build
+    from zhenwu_cc.passes.tiling import masks
+
+    masks._live_blocks.cache_clear()
+    module = build(_kernel(CAUSAL, "", "B = 1, H = 2, S = 200, D = 64"), "t.zk", {})
+    (x,) = [op.results[0] for op in module.walk() if isinstance(op, zk.SelectOp)]
+    assert masks.live_blocks(x, 64, 32) == ([0, 0, 0, 0], [2, 4, 6, 7], 20100 / 40000)
+    assert masks._live_blocks.cache_info().currsize == 1
+    kept = weakref.ref(module)
+    del module, x
+    gc.collect()
+    assert kept() is None
 
 
 @pytest.mark.parametrize("body", [

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 import pytest
 from zhenwu_cc.runtime import numerics, precision, reference
@@ -97,6 +98,38 @@ def test_dequantize_is_numerics(dtype, mode, quantize):
     x = np.random.default_rng(3).standard_normal((40, 128)).astype(np.float32) * 7
     values, *scales = precision.quantize(x, _spec_of(dtype, mode))
     assert _same(precision.dequantize(values, scales), numerics.dequantize(quantize(x)))
+
+
+@pytest.mark.parametrize("dtype,mode,quantize", MODES, ids=IDS)
+def test_dequantize_multiplies_by_its_scale_factors_in_order(dtype, mode, quantize):
+    """`scale_factors` holds `dequantize`'s order of float32 multiplies (one-byte scales, then
+    the float32 one; the executor's kept operands repeat it): the widened codes times each
+    factor in turn are its bits, on tiles with a leading grid axis, whatever the scales' order,
+    and the exact product rounded once (NVFP4's two scales the other way round would round
+    twice)."""
+    x = np.random.default_rng(5).standard_normal((2, 40, 128)).astype(np.float32) * 7
+    values, *scales = (np.stack(p) for p in zip(*(precision.quantize(t, _spec_of(dtype, mode))
+                                                   for t in x)))
+    factors = precision.scale_factors(values, scales[::-1], 2)
+    assert [f.dtype for f in factors] == [np.dtype(np.float32)] * len(scales)
+    out = numerics.widen(values).copy()
+    for f in factors:
+        out = out * f
+    exact = numerics.widen(values).astype(np.float64)
+    for s in scales:
+        exact = exact * precision.expand(numerics.widen(s).astype(np.float64), values.shape[1:])
+    assert _same(out, exact.astype(np.float32))
+    assert _same(precision.dequantize(values, scales[::-1], 2), out)
+    assert _same(precision.dequantize(values, scales, 2), out)
+
+
+def test_scale_factors_leave_wider_operands_to_float64():
+    codes = np.ones((4, 8), np.float16)
+    one = np.ones((1, 1), np.float32)
+    assert precision.scale_factors(codes, [one], 2) is None
+    fp8 = codes.astype(ml_dtypes.float8_e4m3fn)
+    assert precision.scale_factors(fp8, [one, one], 2) is None
+    assert len(precision.scale_factors(fp8, [one], 2)) == 1
 
 
 def _spec_of(dtype: str, mode: str) -> precision.Spec:

@@ -12,10 +12,11 @@ in its last bits and both are checked against the exact math. `x` itself reaches
 something else reads it (`log_softmax`'s `x - lse`, `softmax`'s `exp(x - max) / sum`): then the
 grid stores it too, and the reductions no longer read it back.
 
-The match is on the dataflow `decompose` leaves (`_softmax`, `_log_softmax`, `_logsumexp`):
-`sum(exp(x - shift))` with `shift` the max of `x` over its last axis (kept), or
-`select(abs(max) < inf, max, 0)`. A `tile`/`split` directive on either reduction, `split_k` on the
-matmul or `fuse NAME off` on a value of the group keeps the unfused grids, which honour them."""
+The match (`decompose.exp_sum`) is on the dataflow `decompose` leaves (`_softmax`,
+`_log_softmax`, `_logsumexp`): `sum(exp(x - shift))` with `shift` the max of `x` over its last
+axis (kept), or `select(abs(max) < inf, max, 0)`. A `tile`/`split` directive on either
+reduction, `split_k` on the matmul or `fuse NAME off` on a value of the group keeps the unfused
+grids, which honour them."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from xdsl.dialects.builtin import DenseArrayBase, DictionaryAttr, IntegerAttr, i
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.core import attrs, dtypes
 from zhenwu_cc.dialects import zk
+from zhenwu_cc.passes.decompose import exp_sum
 from zhenwu_cc.passes.tiling.directives import split_k_asked
 from zhenwu_cc.passes.tiling.fusion import exclusive, path_ops
 from zhenwu_cc.passes.tiling.requests import reduces_last_axis, shape_of
@@ -90,49 +92,15 @@ class OnlineGroup:
 
 def match_online(total: Operation) -> OnlineMatch | None:
     """The match `total` (a `zk.reduce_sum`) heads, or None."""
-    if not (isinstance(total, zk.ReduceSumOp) and reduces_last_axis(total)):
+    found = exp_sum(total)
+    if not (found is not None and reduces_last_axis(found.total) and reduces_last_axis(found.mx)
+            and isinstance(found.x.owner, Operation)):
         return None
-    exp = total.input.owner
-    if not isinstance(exp, zk.ExpOp):
-        return None
-    sub = exp.input.owner
-    if not isinstance(sub, zk.SubOp):
-        return None
-    x = sub.lhs
-    found = _shift_of(sub.rhs, x)
-    if found is None or not isinstance(x.owner, Operation):
-        return None
-    mx, shift = found
+    x = found.x
     mm = zk.matmul_feeding(x.owner)
     if mm is None or shape_of(mm.result) != shape_of(x) or not exclusive(mm, x.owner):
         return None
-    return OnlineMatch(mm, x, mx, shift, sub, exp, total)
-
-
-def _shift_of(shift: SSAValue, x: SSAValue
-              ) -> tuple[zk.ReduceMaxOp, tuple[Operation, ...]] | None:
-    """(the max, the ops between it and `shift`) when `shift` is `max(x)` over the last axis,
-    kept, or decompose's `select(abs(max) < inf, max, 0)`; else None."""
-    op = shift.owner
-    if isinstance(op, zk.ReduceMaxOp):
-        return (op, ()) if op.input is x and reduces_last_axis(op) else None
-    if not isinstance(op, zk.SelectOp):
-        return None
-    cond, m, zero = op.operands
-    cmp = cond.owner
-    if not (isinstance(cmp, zk.CompareOp) and cmp.predicate.data == "lt"
-            and isinstance(cmp.lhs.owner, zk.AbsOp) and cmp.lhs.owner.input is m
-            and _constant(cmp.rhs) == math.inf and _constant(zero) == 0.0):
-        return None
-    inner = _shift_of(m, x)
-    if inner is None or inner[1]:
-        return None
-    return inner[0], (cmp.lhs.owner, cmp, op)
-
-
-def _constant(v: SSAValue) -> float | None:
-    op = v.owner
-    return op.number if isinstance(op, zk.ConstantOp) and not shape_of(v) else None
+    return OnlineMatch(mm, x, found.mx, found.shift, found.sub, found.exp, found.total)
 
 
 class EpilogueReductions:

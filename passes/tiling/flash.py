@@ -32,6 +32,7 @@ from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, TensorType, UnitA
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.core import attrs, dtypes
 from zhenwu_cc.dialects import tile, zk
+from zhenwu_cc.passes.decompose import normalised
 from zhenwu_cc.passes.tiling.directives import disagree, split_k_asked
 from zhenwu_cc.passes.tiling.fusion import exclusive, path_ops
 from zhenwu_cc.passes.tiling.grids import F32
@@ -106,18 +107,13 @@ def match_flash(pv: zk.MatmulOp) -> FlashMatch | None:
         if not (isinstance(div, zk.DivOp) and div.result.has_one_use()):
             return None
         e, l_ = div.lhs, div.rhs
-    total, exp = l_.owner, e.owner
-    if not (isinstance(total, zk.ReduceSumOp) and total.input is e and reduces_last_axis(total)
-            and isinstance(exp, zk.ExpOp) and _uses(e) == {id(div), id(total)}
-            and l_.has_one_use()):
+    soft = normalised(e, l_)
+    if soft is None or soft.shift:  # softmax shifts by the plain max
         return None
-    sub = exp.input.owner
-    if not (isinstance(sub, zk.SubOp) and sub.result.has_one_use()):
-        return None
-    x, m = sub.lhs, sub.rhs
-    mx = m.owner
-    if not (isinstance(mx, zk.ReduceMaxOp) and mx.input is x and reduces_last_axis(mx)
-            and m.has_one_use() and _uses(x) == {id(sub), id(mx)}):
+    x, sub, mx = soft.x, soft.sub, soft.mx
+    if not (reduces_last_axis(soft.total) and _uses(e) == {id(div), id(soft.total)}
+            and l_.has_one_use() and sub.result.has_one_use() and reduces_last_axis(mx)
+            and mx.results[0].has_one_use() and _uses(x) == {id(sub), id(mx)}):
         return None
     if not isinstance(x.owner, Operation):
         return None

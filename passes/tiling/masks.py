@@ -11,6 +11,7 @@ a tensor (a padding mask) is not known at compile time: every block runs."""
 
 from __future__ import annotations
 
+import functools
 import operator
 
 from xdsl.ir import Operation, SSAValue
@@ -21,10 +22,7 @@ _COMPARE = {"lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": opera
             "eq": operator.eq, "ne": operator.ne}
 _BINARY = {zk.AddOp: "add", zk.SubOp: "subtract", zk.MulOp: "multiply", zk.MaxOp: "maximum",
            zk.MinOp: "minimum"}  # numpy's names: numpy is imported only when a mask is seen
-# (the mask's expression, its rows and columns, BQ, BKV) -> `live_blocks`: a tuner compiles one
-# mask with many blocks, and each evaluation walks every score
-_LIVE: dict[tuple, tuple | None] = {}
-_LIVE_MAX = 1024
+_OPAQUE = ("opaque",)  # a value `_evaluate` cannot compute at compile time
 
 
 def live_blocks(x: SSAValue, bq: int, bkv: int
@@ -35,20 +33,18 @@ def live_blocks(x: SSAValue, bq: int, bkv: int
     conds = _conditions(x)
     if not conds:
         return None
-    key = (tuple(_expression(c) for c in conds), tuple(shape_of(x)[-2:]), bq, bkv)
-    if key not in _LIVE:
-        if len(_LIVE) >= _LIVE_MAX:
-            _LIVE.clear()
-        _LIVE[key] = _live_blocks(conds, x, bq, bkv)
-    live = _LIVE[key]
+    live = _live_blocks(tuple(_expression(c) for c in conds), *shape_of(x)[-2:], bq, bkv)
     return None if live is None else (list(live[0]), list(live[1]), live[2])
 
 
-def _live_blocks(conds: list[SSAValue], x: SSAValue, bq: int, bkv: int):
-    """`live_blocks`, evaluated (the lists as tuples)."""
+# A tuner compiles one mask with many blocks, and each evaluation walks every score: results
+# are kept by the conditions' expressions (plain data, not the IR), rows, columns and blocks.
+@functools.lru_cache(maxsize=1024)
+def _live_blocks(conds: tuple[tuple, ...], m: int, n: int, bq: int, bkv: int):
+    """`live_blocks` of the conditions' expressions on scores of `m` rows and `n` columns (the
+    lists as tuples)."""
     import numpy as np
 
-    m, n = shape_of(x)[-2:]
     nb = -(-n // bkv)
     lo, hi = [], []
     seen = 0
@@ -72,13 +68,28 @@ def _live_blocks(conds: list[SSAValue], x: SSAValue, bq: int, bkv: int):
 
 
 def _expression(v: SSAValue) -> tuple:
-    """All that `_evaluate` reads of `v`, as a key: each op's name, result type, properties,
-    attributes and operands."""
+    """All that `_evaluate` reads of `v`, as plain data: (kind, shape, detail, operands), or
+    `_OPAQUE` for a value not made of iotas, constants and integer arithmetic on them (or with
+    a leading dimension other than 1)."""
     op = v.owner
-    if not isinstance(op, Operation):
-        return ("argument", str(v.type))
-    return (op.name, getattr(v, "index", 0), str(v.type), str(op.properties),
-            str(op.attributes), tuple(_expression(o) for o in op.operands))
+    shape = shape_of(v)
+    if not isinstance(op, Operation) or any(d != 1 for d in shape[:-2]):
+        return _OPAQUE
+    if isinstance(op, zk.ConstantOp):
+        return _OPAQUE if shape else ("constant", shape, op.number, ())
+    if isinstance(op, zk.IotaOp):
+        return ("iota", shape, op.axis.value.data, ())
+    if isinstance(op, zk.CompareOp):
+        kind, detail = "compare", op.predicate.data
+    elif isinstance(op, zk.SelectOp):
+        kind, detail = "select", None
+    elif type(op) in _BINARY:
+        kind, detail = _BINARY[type(op)], None
+    elif isinstance(op, zk.BroadcastOp):
+        kind, detail = "broadcast", len(shape_of(op.input))
+    else:
+        return _OPAQUE
+    return kind, shape, detail, tuple(_expression(o) for o in op.operands)
 
 
 def _conditions(x: SSAValue) -> list[SSAValue]:
@@ -100,34 +111,31 @@ def _is_minus_inf(v: SSAValue) -> bool:
             and float(op.number) == float("-inf"))
 
 
-def _evaluate(v: SSAValue, r0: int, r1: int, n: int):
-    """`v` on rows r0..r1 and all n columns of its last two dims (a broadcastable array), or
-    None when it is not made of iotas, constants and integer arithmetic on them."""
+def _evaluate(e: tuple, r0: int, r1: int, n: int):
+    """The expression `e` (`_expression`) on rows r0..r1 and all n columns of its last two dims
+    (a broadcastable array), or None when it is opaque."""
     import numpy as np
 
-    op = v.owner
-    shape = shape_of(v)
-    if not isinstance(op, Operation) or any(d != 1 for d in shape[:-2]):
+    if e == _OPAQUE:
         return None
-    if isinstance(op, zk.ConstantOp):
-        return np.asarray(op.number) if not shape else None
-    if isinstance(op, zk.IotaOp):
-        axis = op.axis.value.data - len(shape)
+    kind, shape, detail, operands = e
+    if kind == "constant":
+        return np.asarray(detail)
+    if kind == "iota":
+        axis = detail - len(shape)
         rows, cols = (shape[-2] if len(shape) > 1 else 1), shape[-1]
         if axis == -2 and rows > 1:
             return np.arange(r0, r1, dtype=np.int64)[:, None]
         if axis == -1 and cols > 1:
             return np.arange(n, dtype=np.int64)[None, :]
         return np.zeros((1, 1), np.int64)
-    args = [_evaluate(o, r0, r1, n) for o in op.operands]
+    args = [_evaluate(o, r0, r1, n) for o in operands]
     if any(a is None for a in args):
         return None
-    if isinstance(op, zk.CompareOp):
-        return _COMPARE[op.predicate.data](*args)
-    if isinstance(op, zk.SelectOp):
+    if kind == "compare":
+        return _COMPARE[detail](*args)
+    if kind == "select":
         return np.where(*args)
-    if type(op) in _BINARY:
-        return getattr(np, _BINARY[type(op)])(*args)
-    if isinstance(op, zk.BroadcastOp):
-        return args[0] if len(shape_of(op.input)) >= 1 else None
-    return None
+    if kind == "broadcast":
+        return args[0] if detail >= 1 else None
+    return getattr(np, kind)(*args)

@@ -8,10 +8,10 @@ running max m and a running sum s rescaled whenever m grows (s·exp(m_old − m_
 them, M = max_p m_p and S = Σ_p s_p·exp(m_p − M) (`online` names the maxima a sum's partials are
 relative to). One read of x instead of two.
 
-The match is on the dataflow, never on a name: `sum(exp(a - max(a)))` over one kept axis of the
-same f32 value `a`, the max split in as many parts as the sum would be. `--no-fuse` and
-`fuse NAME off` on any of its ops or on the sum's users (the softmax's division, which
-`decompose` gives the softmax binding's directives) keep the two grids. The sum's terms are
+The match is on the dataflow, never on a name (`decompose.exp_sum`): `sum(exp(a - max(a)))` over
+one kept axis of the same f32 value `a`, the max split in as many parts as the sum would be.
+`--no-fuse` and `fuse NAME off` on any of its ops or on the sum's users (the softmax's division,
+which `decompose` gives the softmax binding's directives) keep the two grids. The sum's terms are
 shifted by each part's running max and rescaled, so S differs from the two-pass sum in its
 last bits; special values follow the reference: a row of all -inf, or one holding +inf or NaN,
 gives NaN."""
@@ -24,6 +24,7 @@ from xdsl.dialects import arith
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.dialects import tile, zk
+from zhenwu_cc.passes.decompose import exp_sum, exp_sums_of
 from zhenwu_cc.passes.tiling.grids import F32
 from zhenwu_cc.passes.tiling.requests import Req, shape_of
 from zhenwu_cc.passes.tiling.split import split_parts
@@ -66,39 +67,27 @@ def online_sum(tiler, m_op: Operation) -> zk.ReduceSumOp | None:
     it splits the max (both, or neither, by `split`)."""
     if not isinstance(m_op, zk.ReduceMaxOp) or m_op.keepdims is None:
         return None
-    a, m = m_op.input, m_op.results[0]
-    if a.type.element_type != F32 or len(m_op.axis_list) != 1:
+    if m_op.input.type.element_type != F32 or len(m_op.axis_list) != 1:
         return None
-    for use in m.uses:
-        sub = use.operation
-        if not isinstance(sub, zk.SubOp) or sub.lhs is not a or sub.rhs is not m:
-            continue
-        for exp_use in sub.result.uses:
-            ex = exp_use.operation
-            if not isinstance(ex, zk.ExpOp):
-                continue
-            for sum_use in ex.result.uses:
-                s_op = sum_use.operation
-                if (isinstance(s_op, zk.ReduceSumOp) and s_op.keepdims is not None
-                        and s_op.axis_list == m_op.axis_list
-                        and s_op not in tiler.partials and s_op.result not in tiler.materialized
-                        and split_parts(s_op) == split_parts(m_op)
-                        and tiler.fusion.allows_all([m_op, sub, ex, s_op, *(
-                            u.operation for u in s_op.results[0].uses)])):
-                    return s_op
+    for found in exp_sums_of(m_op):
+        s_op = found.total
+        if (s_op.keepdims is not None
+                and s_op not in tiler.partials and s_op.result not in tiler.materialized
+                and split_parts(s_op) == split_parts(m_op)
+                and tiler.fusion.allows_all([m_op, found.sub, found.exp, s_op, *(
+                    u.operation for u in s_op.results[0].uses)])):
+            return s_op
     return None
 
 
 def online_max(tiler, s_op: Operation) -> zk.ReduceMaxOp | None:
     """The max whose grid is to compute `s_op` (a `sum(exp(a - max(a)))`) with it, when the
     sum's grid is asked for first (the max not yet built)."""
-    if not isinstance(s_op, zk.ReduceSumOp):
+    found = exp_sum(s_op)
+    if found is None or found.shift:
         return None
-    ex = s_op.input.owner
-    sub = ex.input.owner if isinstance(ex, zk.ExpOp) else None
-    m_op = sub.rhs.owner if isinstance(sub, zk.SubOp) else None
-    if (not isinstance(m_op, zk.ReduceMaxOp) or m_op in tiler.partials
-            or m_op.results[0] in tiler.materialized):
+    m_op = found.mx
+    if m_op in tiler.partials or m_op.results[0] in tiler.materialized:
         return None
     return m_op if online_sum(tiler, m_op) is s_op else None
 

@@ -72,22 +72,14 @@ def scaled_product(lhs: np.ndarray, lhs_scales: Sequence[np.ndarray], rhs: np.nd
 
 def dequantize_factors(values: np.ndarray, scales: Sequence[np.ndarray], rank: int
                        ) -> list[np.ndarray] | None:
-    """The float32 factors `precision.dequantize(values, scales, rank)` multiplies the widened
-    codes by, in its order (one-byte scales, then the float32 one), each expanded over its
-    blocks (left to broadcasting along an axis it has one entry of); None where it takes
-    another path (wider values or scales, several float32 scales, a scale spanning more than
-    values)."""
-    narrow = [s for s in scales if s.dtype.itemsize == 1]
-    wide = [s for s in scales if s.dtype.itemsize > 1]
-    if not (values.dtype.itemsize == 1 and values.dtype.kind == "V" and len(wide) <= 1):
+    """The float32 factors `precision.dequantize(values, scales, rank)` multiplies FP8/FP4
+    codes by, in its order (`precision.scale_factors`); None where it takes another path
+    (other values, several float32 scales) or a factor spans more than values."""
+    if values.dtype.kind != "V":
         return None
-    shape = values.shape[values.ndim - rank:]
-    factors = []
-    for s in (*narrow, *wide):
-        f = numerics.widen(s)
-        tile = f.shape[f.ndim - rank:]
-        factors.append(precision.expand(f, [n if t > 1 else 1 for n, t in zip(shape, tile)]))
-    if any(np.broadcast_shapes(values.shape, f.shape) != values.shape for f in factors):
+    factors = precision.scale_factors(values, scales, rank)
+    if factors is None or any(np.broadcast_shapes(values.shape, f.shape) != values.shape
+                              for f in factors):
         return None
     return factors
 
