@@ -126,6 +126,15 @@ def test_the_suggested_shape_does_fit(monkeypatch):
     assert smaller.check_plan() is None
 
 
+def test_the_suggested_shape_keeps_the_softmax_axis(monkeypatch):
+    """Rounding error grows with a softmax's length, not with its rows: the rows go first."""
+    monkeypatch.setenv("ZHENWU_MAX_HOST_BYTES", "1M")
+    k = zhenwu_cc.compile("examples/softmax.zk", defines={"M": 64, "N": 4096})
+    with pytest.raises(zhenwu_cc.core.diagnostics.CompileError) as e:
+        k.check_plan(sample=64)
+    assert "(-D M=4 fits)" in e.value.diagnostics[0].help
+
+
 def test_an_explicit_sample_that_keeps_every_index_is_the_full_check(monkeypatch):
     k = zhenwu_cc.compile("examples/softmax.zk", defines={"M": 17, "N": 50})
     assert k.check_plan(sample=64) is None

@@ -153,6 +153,45 @@ def test_a_candidate_over_the_error_budget_fails_and_the_next_is_verified(tmp_pa
     assert src.read_text() == GEMM.read_text()  # nothing written
 
 
+def test_the_verify_shape_halves_batch_like_parameters_first():
+    """Rounding error grows with the reduced and contracted lengths: tune's verify shape (and
+    ZK0510's suggestion) halves the parameters that size none first (read from the IR)."""
+    from zhenwu_cc.api import _fitting_defines
+    from zhenwu_cc.runtime.host_memory import check_bytes
+    from zhenwu_cc.tune import VERIFY_BYTES
+
+    att = zhenwu_cc.compile(str(ROOT / "examples" / "attention.zk"))  # B=4, H=32, S=2048, D=128
+    assert _fitting_defines(att, VERIFY_BYTES) == {"B": 1, "H": 1, "S": 1024}  # D kept whole
+    longer = zhenwu_cc.compile(str(ROOT / "examples" / "attention.zk"),
+                               defines={"B": 1, "H": 1, "S": 2048})
+    assert sum(check_bytes(longer._check_programs(), None)) > VERIFY_BYTES  # S: the largest
+    gemm = zhenwu_cc.compile(str(GEMM))  # M = N = K = 4096
+    assert _fitting_defines(gemm, VERIFY_BYTES) == {"M": 256, "N": 256}  # K kept whole
+
+
+# attention over heads H with v's FP8 and p's `scale unit` left to the tuner (one choice)
+HEADS = ("kernel att<H = 4, S = 256, D = 64>(q: bf16[H, S, D], k: bf16[H, S, D], "
+         "v: bf16[H, S, D]) -> f32[H, S, D] {\n    s = q @ transpose(k) * rsqrt(D)\n"
+         "    p = softmax(s, axis=-1)\n    o = bf16(p) @ v\n    return o\n}\n\n"
+         "schedule att {\n    precision q, k as bf16\n}\n")
+
+
+def test_a_candidate_within_the_budget_only_at_a_short_softmax_is_rejected(tmp_path, monkeypatch):
+    """The joint FP8 choice measures rel L2 0.0342 at H=4, S=64 (where halving the largest
+    parameter first verified it) and 0.0358 at the H=1, S=128 verified now: over 0.035."""
+    from zhenwu_cc import tune
+
+    monkeypatch.setattr(tune, "VERIFY_BYTES", 3_100_000)  # H=1, S=128 fits, H=1, S=256 not
+    src = tmp_path / "att.zk"
+    src.write_text(HEADS)
+    r = zhenwu_cc.compile(str(src)).tune(budget=24, verify=1, max_rel_error=0.035, cache=False)
+    assert r.verify_params == {"H": 1, "S": 128}
+    joint = [v for s, v in r.verified.items() if s.precision == VP]
+    assert joint and not any(v["passed"] for v in joint)
+    assert all("above the budget 0.035" in v["reason"] for v in joint)
+    assert r.winner is not None and r.winner.schedule.precision == ()
+
+
 # ---- --write ------------------------------------------------------------------------------------
 def test_write_keeps_comments_and_the_file_compiles_to_the_winner(tmp_path, capsys):
     src = tmp_path / "g.zk"

@@ -493,7 +493,10 @@ SAMPLE_SAVING = 20  # an axis is sampled automatically when halving it saves 1/2
 
 def _fitting_defines(k: CompiledKernel, limit: int | None) -> dict[str, int]:
     """Shape parameters at which the full check's reference fits `limit`, found by halving the
-    largest parameter of the source `k` was compiled from; {} when unknown."""
+    parameters of the source `k` was compiled from: first those that size no reduced or
+    contracted axis (batch, heads, rows), largest first, then the others, largest first.
+    Rounding error grows with the reduced lengths, so a check at the smaller shape keeps them as
+    long as it can. {} when unknown."""
     from zhenwu_cc.core.diagnostics import CompileError
     from zhenwu_cc.frontend import build
     from zhenwu_cc.runtime.host_memory import check_bytes
@@ -502,13 +505,14 @@ def _fitting_defines(k: CompiledKernel, limit: int | None) -> dict[str, int]:
         return {}
     text, kernel = k.source
     original = {n: a.value.data for n, a in k.zk.attributes["params"].data.items()}
+    reducing = _sizing_reductions(k, original)
     params = dict(original)
     fixed: set[str] = set()
     for _ in range(64):
         free = [n for n, v in params.items() if v > 1 and n not in fixed]
         if not free:
             return {}
-        name = max(free, key=lambda n: params[n])
+        name = max(free, key=lambda n: (n not in reducing, params[n]))
         trial = {**params, name: params[name] // 2}
         try:
             module = build(text, k.file, trial, kernel)
@@ -520,6 +524,45 @@ def _fitting_defines(k: CompiledKernel, limit: int | None) -> dict[str, int]:
         if sum(check_bytes(other._check_programs(), None)) <= limit:
             return {n: v for n, v in params.items() if v != original[n]}
     return {}
+
+
+def _sizing_reductions(k: CompiledKernel, params: dict[str, int]) -> set[str]:
+    """The shape parameters whose halving changes a reduced or contracted length of the `zk`
+    kernel (a matmul's K, a reduction's, softmax's or norm's axis), or that do not compile
+    halved: read from the IR, not from the names."""
+    from zhenwu_cc.core.diagnostics import CompileError
+    from zhenwu_cc.frontend import build
+
+    text, kernel = k.source
+    lengths = _reduced_lengths(k.zk)
+    out = set()
+    for name, value in params.items():
+        if value <= 1:
+            continue
+        try:
+            module = build(text, k.file, {**params, name: value // 2}, kernel)
+        except CompileError:
+            out.add(name)
+            continue
+        if _reduced_lengths(module.ops.first) != lengths:
+            out.add(name)
+    return out
+
+
+def _reduced_lengths(kernel) -> list[tuple[int, ...]]:
+    """The lengths each op of a `zk.kernel` reduces or contracts over, in program order."""
+    from zhenwu_cc.dialects import zk
+
+    out = []
+    for op in kernel.walk():
+        if isinstance(op, zk.MatmulOp):
+            out.append((op.lhs.type.get_shape()[-1],))
+        elif isinstance(op, zk.ReduceOp):
+            shape = op.input.type.get_shape()
+            out.append(tuple(shape[a] for a in op.axis_list))
+        elif isinstance(op, (zk.ArgmaxOp, zk.AxisOp, zk.NormOp)):
+            out.append((op.input.type.get_shape()[op.axis.value.data],))
+    return out
 
 
 def _without_each_directive(module):
