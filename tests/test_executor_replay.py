@@ -170,3 +170,42 @@ def test_checks_fire_in_replayed_blocks(monkeypatch, replays, stored, grid, code
         messages.append(str(exc.value))
     assert replays[0] > 0
     assert messages[0] == messages[1]
+
+
+FEEDBACK = """
+!x = memref<16x8xf32, #ppu.space<hbm>>
+!t = memref<2x8xf32, #ppu.space<sram>>
+builtin.module {
+  ppu.kernel @feedback(%x: !x) -> (%y: !x) {
+    %c0 = arith.constant 0 : index
+    ppu.launch [8] (%i) cus 2 role vector {
+      %a = ppu.alloc offset 0 depth 1 : !t
+      %b = ppu.alloc offset 64 depth 1 : !t
+      %t0 = ppu.dma_load %y[%c0, %c0] tile [2, 8] -> %a : !x, !t
+      %t1 = ppu.dma_load %x[%i, %c0] tile [2, 8] -> %b : !x, !t
+      ppu.vmap "add"(%a, %b) -> %b : (!t, !t) -> !t
+      %t2 = ppu.dma_store %b -> %y[%i, %c0] tile [2, 8] : !t, !x
+      ppu.yield
+    }
+    ppu.return
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("rows", [16, 15])  # 15: loads through a padded copy of `y`
+def test_a_tile_the_launch_stores_into_is_loaded_again_every_block(monkeypatch, replays, rows):
+    """Tile 0 of `y` does not move with the blocks, but the first block stores it: later
+    blocks read what it stored (unchecked; checked, the first load is ZK0614)."""
+    monkeypatch.setattr(rowblocks, "BLOCK_BYTES", 64)
+    text = FEEDBACK.replace("16x8xf32", f"{rows}x8xf32")
+    x = f32(rows, 8)
+    with pytest.raises(CompileError) as exc:
+        execute(parse(text), {"x": x})
+    assert code_of(exc) == "ZK0614"
+    taped, plain = both(monkeypatch, lambda: parse(text), {"x": x}, check_uninitialised=False)
+    assert replays[0] == 3
+    assert_same_bits(taped, plain)
+    want = x.copy()  # the first block read tile 0 before storing it: zeros
+    want[4:] += np.tile(x[:2], (6, 1))[:rows - 4]
+    np.testing.assert_array_equal(taped["y"], want)

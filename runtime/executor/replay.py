@@ -14,7 +14,8 @@ no view, no tensor-engine work), the interpreter runs its first full block as us
 - vector maps and reductions call the same compute functions on the same operands, into the
   arrays the noted block computed into (each of those was free at that point of that block, so
   it is free at the same point of every block: the data flow is the same);
-- fills and allocs cost nothing: a fill is a read-only constant, a buffer is just its array.
+- fills and allocs cost nothing: a fill is a read-only constant, a buffer is just its array; a
+  load whose tiles do not move with the blocks (a LayerNorm's gamma) keeps the noted view.
 
 Same functions, same operands, same order: every output bit is the plain path's (tested). What
 the noted block proved of SRAM (no read before a write) holds for every block, since each
@@ -28,7 +29,7 @@ import weakref
 from collections.abc import Callable
 
 import numpy as np
-from xdsl.ir import SSAValue
+from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.dialects import ppu
 from zhenwu_cc.runtime.executor.compute import align, bitcast, broadcast_shapes, vmap, vreduce
 from zhenwu_cc.runtime.executor.index import INDEX_OPS
@@ -102,10 +103,13 @@ class Tape:
             if isinstance(op, INDEX_OPS):
                 self.steps.append(lambda values, op=op: interp.run_op(op))
             elif isinstance(op, ppu.FillOp):
-                self.steps.append(self._fill(op.out, interp.read(op.out, op)))
+                self.steps.append(self._same(op.out, interp.read(op.out, op)))
                 written.add(op.out)
             elif isinstance(op, ppu.DmaLoadOp):
-                self.steps.append(self._load(op, r))
+                if self._same_tiles(op, launch):  # checked once, as every block would
+                    self.steps.append(self._same(op.dest, interp.read(op.dest, op)))
+                else:
+                    self.steps.append(self._load(op, r))
                 written.add(op.dest)
             elif isinstance(op, ppu.VMapOp):
                 self.steps.append(self._vmap(op, r, plan))
@@ -117,10 +121,29 @@ class Tape:
                 self.steps.append(lambda values, op=op: interp._store(op, values.get(op.source)))
 
     @staticmethod
-    def _fill(dest: SSAValue, value: np.ndarray) -> Step:
-        def fill(values: dict) -> None:
+    def _same(dest: SSAValue, value: np.ndarray) -> Step:
+        """`dest` gets `value` in every block: a fill, or a load of `_same_tiles`."""
+        def same(values: dict) -> None:
             values[dest] = value
-        return fill
+        return same
+
+    def _same_tiles(self, op: ppu.DmaLoadOp, launch: ppu.LaunchOp) -> bool:
+        """Whether `op` loads the same tiles in every block: its tile indices do not depend on
+        the blocked grid index and the launch stores nothing into the tensor it reads (so its
+        data, and what its checks see, stay as they are)."""
+        args = launch.body.block.args
+        (key,) = self.interp.launch.offsets
+        blocked = args[key + len(args)]
+
+        def depends(v: SSAValue) -> bool:
+            if v is blocked:
+                return True
+            return isinstance(v.owner, Operation) and any(depends(u) for u in v.owner.operands)
+        env = self.interp.env
+        root = env[op.source].root
+        return not (any(depends(v) for v in op.indices)
+                    or any(env[store.dest].root is root for store in launch.body.walk()
+                           if isinstance(store, ppu.DmaStoreOp)))
 
     def _load(self, op: ppu.DmaLoadOp, r: int) -> Step:
         interp, dest, shape = self.interp, op.dest, tuple(op.dest.type.get_shape())

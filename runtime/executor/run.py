@@ -30,6 +30,7 @@ when its launch ends.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 
@@ -102,9 +103,10 @@ class Interpreter:
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._bind_inputs(inputs)
         outputs = {}
+        untracked = _untracked(self.kernel) if self.check else ()
         for arg in self.kernel.outputs:
             array = np.zeros(_shape(arg), _dtype(arg).np_dtype)
-            mask = np.zeros(array.shape, np.bool_) if self.check else None
+            mask = np.zeros(array.shape, np.bool_) if self.check and arg not in untracked else None
             self.env[arg] = Global(array, array, mask)
             outputs[_arg_name(self.kernel, arg)] = array
         with np.errstate(all="ignore"):  # IEEE results (inf, nan) are the semantics
@@ -566,6 +568,17 @@ def _vmap_plan(function: str, types: tuple[np.dtype, ...], dest: DType) -> tuple
     fused = one_call(function, ins, dest)
     return fused, fused or (function != "select"
                             and result_dtype(function, ins, dest) == dest.np_dtype)
+
+
+_UNTRACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # kernel -> tensors
+
+
+def _untracked(kernel: ppu.KernelOp) -> set[SSAValue]:
+    """The tensors whose written-mask is never read (coverage.untracked_tensors), once a kernel."""
+    found = _UNTRACKED.get(kernel)
+    if found is None:
+        found = _UNTRACKED[kernel] = coverage.untracked_tensors(kernel)
+    return found
 
 
 def _nothing(interp: Interpreter, op: Operation) -> None:
