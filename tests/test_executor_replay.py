@@ -209,3 +209,22 @@ def test_a_tile_the_launch_stores_into_is_loaded_again_every_block(monkeypatch, 
     want = x.copy()  # the first block read tile 0 before storing it: zeros
     want[4:] += np.tile(x[:2], (6, 1))[:rows - 4]
     np.testing.assert_array_equal(taped["y"], want)
+
+
+@pytest.mark.parametrize("fn", ["add", "sub", "mul", "div"])
+@pytest.mark.parametrize("dest", ["f32", "bf16", "f16"])
+def test_a_row_written_out_over_the_tile_gives_the_same_bits(fn, dest):
+    """compute._rows widens a row broadcast over a tile's rows before a rounded-once op: the
+    same bits as the broadcast, on Inf, NaN, +-0, subnormals and values that overflow f16."""
+    from zhenwu_cc.runtime.executor import compute
+    rng = np.random.default_rng(11)
+    x = adversarial((6, 1, 4, 512), np.float32, rng)
+    row = adversarial((1, 1, 1, 512), np.float32, rng)
+    assert compute._rows(row, x.shape).shape == (1, 1, 4, 512)
+    short = row[..., :8]
+    assert compute._rows(short, x[..., :8].shape) is short  # rows too short to matter
+    d = dtypes.get(dest)
+    with np.errstate(all="ignore"):
+        got = compute.vmap(fn, [x, row], d, np.empty(x.shape, d.np_dtype), fused=True)
+        want = compute._UFUNCS[fn](x, row, dtype=np.float32).astype(d.np_dtype)
+    assert got.tobytes() == want.tobytes()
