@@ -228,3 +228,55 @@ def test_a_row_written_out_over_the_tile_gives_the_same_bits(fn, dest):
         got = compute.vmap(fn, [x, row], d, np.empty(x.shape, d.np_dtype), fused=True)
         want = compute._UFUNCS[fn](x, row, dtype=np.float32).astype(d.np_dtype)
     assert got.tobytes() == want.tobytes()
+
+
+CAST_AFTER = """
+!x = memref<16x8xf32, #ppu.space<hbm>>
+!h = memref<16x8xbf16, #ppu.space<hbm>>
+!t = memref<2x8xf32, #ppu.space<sram>>
+!c = memref<2x8xbf16, #ppu.space<sram>>
+!s = memref<f32, #ppu.space<sram>>
+builtin.module {
+  ppu.kernel @cast_after(%x: !x) -> (%y: !h, %z: !x) {
+    %c0 = arith.constant 0 : index
+    ppu.launch [8] (%i) cus 2 role vector {
+      %b = ppu.alloc offset 0 depth 1 : !t
+      %one = ppu.alloc offset 64 depth 1 : !s
+      ppu.fill 1.0 -> %one : !s
+      %t0 = ppu.dma_load %x[%i, %c0] tile [2, 8] -> %b : !x, !t
+      ppu.vmap "add"(%b, %one) -> %b : (!t, !s) -> !t
+      %c = ppu.alloc offset 128 depth 1 : !c
+      ppu.vmap "cast"(%b) -> %c : (!t) -> !c
+      %t1 = ppu.dma_store %c -> %y[%i, %c0] tile [2, 8] : !c, !h
+      LATER
+      ppu.yield
+    }
+    ppu.return
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("later", [True, False])
+def test_an_op_before_a_forwarded_cast_computes_into_the_tiles(monkeypatch, replays, later):
+    """`x + 1` then `bf16(...)` into the stored tiles: one op into the tiles when nothing
+    reads the float32 sum afterwards, the two ops when a later store does."""
+    monkeypatch.setattr(rowblocks, "BLOCK_BYTES", 64)
+    store = "%t2 = ppu.dma_store %b -> %z[%i, %c0] tile [2, 8] : !t, !x"
+    text = CAST_AFTER.replace("LATER", store if later else "")
+    if not later:
+        text = text.replace("-> (%y: !h, %z: !x)", "-> (%y: !h)")
+    x = adversarial((16, 8), np.float32, np.random.default_rng(2))
+    fused = []
+    original = replay.Tape._into_tiles
+    monkeypatch.setattr(replay.Tape, "_into_tiles",
+                        lambda *a: fused.append(a[1].function) or original(*a))
+    taped, plain = both(monkeypatch, lambda: parse(text), {"x": x})
+    assert replays[0] == 3
+    assert fused == ([] if later else ["add"])
+    assert_same_bits(taped, plain)
+    with np.errstate(over="ignore"):
+        want = (x + np.float32(1)).astype(taped["y"].dtype)
+    np.testing.assert_array_equal(taped["y"].astype(np.float32), want.astype(np.float32))
+    if later:
+        np.testing.assert_array_equal(taped["z"], x + np.float32(1))
