@@ -15,7 +15,9 @@ no view, no tensor-engine work), the interpreter runs its first full block as us
   arrays the noted block computed into (each of those was free at that point of that block, so
   it is free at the same point of every block: the data flow is the same);
 - fills and allocs cost nothing: a fill is a read-only constant, a buffer is just its array; a
-  load whose tiles do not move with the blocks (a LayerNorm's gamma) keeps the noted view.
+  load whose tiles do not move with the blocks (a LayerNorm's gamma) keeps the noted view;
+- a rounded-once op whose float32 result only a forwarded cast reads computes straight into the
+  stored tiles (`_fuse_casts`): one pass over the block where the plain path makes two.
 
 Same functions, same operands, same order: every output bit is the plain path's (tested). What
 the noted block proved of SRAM (no read before a write) holds for every block, since each
