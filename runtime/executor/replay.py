@@ -15,9 +15,7 @@ no view, no tensor-engine work), the interpreter runs its first full block as us
   arrays the noted block computed into (each of those was free at that point of that block, so
   it is free at the same point of every block: the data flow is the same);
 - fills and allocs cost nothing: a fill is a read-only constant, a buffer is just its array; a
-  load whose tiles do not move with the blocks (a LayerNorm's gamma) keeps the noted view;
-- a rounded-once op whose float32 result only a forwarded cast reads computes straight into the
-  stored tiles (`_fuse_casts`): one pass over the block where the plain path makes two.
+  load whose tiles do not move with the blocks (a LayerNorm's gamma) keeps the noted view.
 
 Same functions, same operands, same order: every output bit is the plain path's (tested). What
 the noted block proved of SRAM (no read before a write) holds for every block, since each
@@ -33,8 +31,7 @@ from collections.abc import Callable
 import numpy as np
 from xdsl.ir import Operation, SSAValue
 from zhenwu_cc.dialects import ppu
-from zhenwu_cc.runtime.executor.compute import (
-    align, bitcast, broadcast_shapes, one_call, vmap, vreduce)
+from zhenwu_cc.runtime.executor.compute import align, bitcast, broadcast_shapes, vmap, vreduce
 from zhenwu_cc.runtime.executor.index import INDEX_OPS
 
 _FREE = (ppu.AllocOp, ppu.WaitOp, ppu.YieldOp)  # nothing to do once the tape exists
@@ -87,8 +84,6 @@ class Tape:
         interp = self.interp
         r = interp.launch.rank
         written: set[SSAValue] = set()
-        plans: dict[ppu.VMapOp, tuple] = {}
-        owners: list[Operation] = []  # the op each step replays
         for op in launch.body.block.ops:
             reads = (op.ins if isinstance(op, ppu.VMapOp) else (op.input,)
                      if isinstance(op, ppu.VReduceOp) else (op.source,)
@@ -103,10 +98,8 @@ class Tape:
                 ins = [align(x, r, rank) for x in ins]
                 fused, into_dest = vmap_plan(op.function, tuple(x.dtype for x in ins),
                                              interp.dtype(op.out))
-                plan = plans[op] = (fused, into_dest, broadcast_shapes(*(x.shape for x in ins)),
-                                    ins)
+                plan = fused, into_dest, broadcast_shapes(*(x.shape for x in ins)), ins
             interp.run_op(op)
-            owners += [op] * (not isinstance(op, _FREE))
             if isinstance(op, INDEX_OPS):
                 self.steps.append(lambda values, op=op: interp.run_op(op))
             elif isinstance(op, ppu.FillOp):
@@ -126,48 +119,6 @@ class Tape:
                 written.add(op.out)
             elif isinstance(op, ppu.DmaStoreOp):
                 self.steps.append(lambda values, op=op: interp._store(op, values.get(op.source)))
-        self._fuse_casts(list(launch.body.block.ops), owners, plans)
-
-    def _fuse_casts(self, ops: list[Operation], owners: list[Operation], plans: dict) -> None:
-        """A rounded-once op whose float32 result only a forwarded cast reads (a LayerNorm's
-        `+ beta` before `bf16(...)`) computes straight into the stored tiles, rounding into
-        their type as it goes (compute.one_call: numpy rounds the float32 result it computed,
-        the cast's own conversion), one pass over the block instead of two."""
-        interp = self.interp
-        for i in range(1, len(self.steps)):
-            op, cast = owners[i - 1], owners[i]
-            if not (isinstance(cast, ppu.VMapOp) and cast.function == "cast"
-                    and cast in interp.launch.forwards and isinstance(op, ppu.VMapOp)
-                    and op not in interp.launch.forwards
-                    and op.out is cast.ins[0] and op.out is not cast.out):
-                continue
-            fused, into_dest, shape, ins = plans[op]
-            dest = interp.dtype(cast.out)
-            after = ops[ops.index(cast) + 1:]
-            if (not fused or not into_dest or shape != plans[cast][2]
-                    or not one_call(op.function, ins, dest)
-                    or any(op.out in later.operands for later in after)):
-                continue
-            self.steps[i - 1:i + 1] = [None, self._into_tiles(op, cast, shape, dest,
-                                                             self.steps[i - 1], self.steps[i])]
-        self.steps = [step for step in self.steps if step is not None]
-
-    def _into_tiles(self, op: ppu.VMapOp, cast: ppu.VMapOp, shape: tuple[int, ...],
-                    dest, compute: Step, then: Step) -> Step:
-        interp = self.interp
-        r = interp.launch.rank
-        function, operands, _, rank, _ = interp.facts[op]
-        result = cast.out
-
-        def into_tiles(values: dict) -> None:
-            tiles = interp._forward(cast, "cast", shape, dest)
-            if tiles is None:  # the store copies this block: the two ops as noted
-                compute(values)
-                then(values)
-                return
-            ins = [align(values[v], r, rank) for v in operands]
-            values[result] = vmap(function, ins, dest, tiles, True)
-        return into_tiles
 
     @staticmethod
     def _same(dest: SSAValue, value: np.ndarray) -> Step:
