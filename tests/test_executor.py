@@ -934,6 +934,22 @@ def test_overlapping_live_allocs_is_zk0612():
     assert code_of(exc) == "ZK0612"
 
 
+def test_sram_plan_checked_once_per_launch_and_size(monkeypatch):
+    """The SRAM checks read the IR alone: a launch that passed is not checked again for the
+    same SRAM size (every run asks), while a size it does not fit is refused every time."""
+    from zhenwu_cc.runtime.executor import sram
+    checked = []
+    original = sram._check
+    monkeypatch.setattr(sram, "_check", lambda *a: checked.append(a[1]) or original(*a))
+    kernel, x = parse(gemm_text()), gemm_inputs()
+    for _ in range(2):
+        execute(kernel, x, sram_bytes=1 << 20)
+        with pytest.raises(CompileError) as exc:
+            execute(kernel, x, sram_bytes=8192)
+        assert code_of(exc) == "ZK0611"
+    assert checked == [1 << 20, 8192, 8192]
+
+
 def test_accumulator_never_filled_is_zk0613():
     with pytest.raises(CompileError) as exc:
         run(gemm_text(FILL=""), **gemm_inputs())

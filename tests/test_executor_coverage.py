@@ -93,3 +93,49 @@ def test_the_memory_estimate_counts_a_mask_only_where_one_is_kept():
     half = parse(TWO_LAUNCHES.replace("FIRST", "1"))
     assert {v.name_hint for v in coverage.unmasked_tensors(half)} == {"y"}
     assert estimate_host_bytes(half) - estimate_host_bytes(two) == 8 * 8  # %g's bool mask
+
+
+READ_FIRST = """
+!x = memref<8x8xf32, #ppu.space<hbm>>
+!t = memref<4x8xf32, #ppu.space<sram>>
+builtin.module {
+  ppu.kernel @read_first(%x: !x) -> (%y: !x, %z: !x) {
+    %c0 = arith.constant 0 : index
+    ppu.launch [2] (%i) cus 2 role vector {
+      %b = ppu.alloc offset 0 depth 1 : !t
+      %t0 = ppu.dma_load %y[%i, %c0] tile [4, 8] -> %b : !x, !t
+      %t1 = ppu.dma_store %b -> %z[%i, %c0] tile [4, 8] : !t, !x
+      ppu.yield
+    }
+    ppu.launch [2] (%i) cus 2 role vector {
+      %b = ppu.alloc offset 0 depth 1 : !t
+      %t0 = ppu.dma_load %x[%i, %c0] tile [4, 8] -> %b : !x, !t
+      %t1 = ppu.dma_store %b -> %y[%i, %c0] tile [4, 8] : !t, !x
+      ppu.yield
+    }
+    ppu.return
+  }
+}
+"""
+
+
+def test_outputs_whose_mask_no_one_reads_get_none(monkeypatch):
+    """An output whose every store is proven and that no launch loads before one stores it
+    needs no written-mask at all; one loaded first keeps it, and ZK0614 still fires."""
+    norm = zhenwu_cc.compile(EXAMPLES / "rmsnorm.zk", defines={"T": 64, "D": 256})
+    kernel = norm.module("ppu").ops.first
+    assert coverage.untracked_tensors(kernel) == set(kernel.outputs)
+    read_first = parse(READ_FIRST)
+    y, z = read_first.outputs
+    assert coverage.untracked_tensors(read_first) == {z}
+    masks = []
+    original = np.zeros
+    monkeypatch.setattr(np, "zeros", lambda shape, dtype=float: masks.append(
+        np.dtype(dtype) == np.bool_) or original(shape, dtype))
+    execute(kernel, norm.inputs(seed=0))
+    assert masks and not any(masks)  # the two outputs' arrays, no mask
+    masks.clear()
+    with pytest.raises(CompileError) as exc:
+        run(READ_FIRST, x=f32(8, 8))
+    assert code_of(exc) == "ZK0614"
+    assert masks.count(True) == 1  # y's

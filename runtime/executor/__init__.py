@@ -3,7 +3,8 @@
 It imports the `ppu` dialect and the core layer only (never `zk`, `tile` or the reference
 evaluator), one module an idea: run.py (the interpreter), state.py (what a run holds), dma.py,
 index.py, buffers.py, compute.py, lowp.py, merge.py, sram.py, rowblocks.py (the blocks a launch
-runs in), dependence.py (what each buffer varies along), memory.py (the host-memory estimate).
+runs in), replay.py (a straight-line launch's later blocks replayed), dependence.py (what each
+buffer varies along), memory.py (the host-memory estimate).
 """
 
 from zhenwu_cc.runtime.executor.memory import estimate_host_bytes

@@ -120,11 +120,33 @@ def vmap(fn: str, ins: Sequence[np.ndarray], dest: DType, out: np.ndarray | None
             return out
         return _cast(ins[0], dest)
     if fused and out is not None:
-        return _UFUNCS[fn](*ins, out=out, dtype=F32, casting="unsafe")
+        return _UFUNCS[fn](*(_rows(x, out.shape) for x in ins), out=out, dtype=F32,
+                           casting="unsafe")
     if fn == "select":
         cond, a, b = ins
         return into(np.where(cond, up(a), up(b)), dest)
     return into(_UFUNCS[fn](*(up(x) for x in ins), out=out), dest)
+
+
+_ROWS = 1 << 16  # elements: a broadcast operand is widened to at most this many
+
+
+def _rows(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """`x`, or, where it repeats one row over the trailing axes of `shape` (a LayerNorm's gamma
+    over a tile's rows), those rows written out once: numpy then walks the tile as one run
+    instead of one short run per row (measured 119 against 213 us for [64, 4, 4096] float32
+    times a row), and some row addresses made numpy's row-by-row walk several times slower
+    still. The values and the rounded-once operation are the same, so are the bits."""
+    if x.shape == shape or x.ndim != len(shape):
+        return x
+    k = len(shape)
+    while k > 0 and x.shape[k - 1] == shape[k - 1]:
+        k -= 1
+    wide = math.prod(shape[k - 1:]) if k else 0
+    if (k == 0 or x.shape[k - 1] != 1 or wide > _ROWS or math.prod(shape[k:]) < 256
+            or any(n != 1 for n in x.shape[:k - 1])):
+        return x  # not one row repeated, too wide, or rows too short to matter
+    return np.ascontiguousarray(np.broadcast_to(x, (1,) * (k - 1) + shape[k - 1:]))
 
 
 def bitcast(x: np.ndarray, src: DType, dest: DType) -> np.ndarray:

@@ -33,6 +33,21 @@ def unmasked_tensors(kernel: ppu.KernelOp) -> set[SSAValue]:
     return {v for v, ok in stored.items() if ok}
 
 
+def untracked_tensors(kernel: ppu.KernelOp) -> set[SSAValue]:
+    """The `unmasked_tensors` no launch loads before a launch stores them: nothing ever reads
+    their written-mask (the first store makes them wholly written), so none is allocated."""
+    candidates = unmasked_tensors(kernel)
+    stored: set[SSAValue] = set()
+    read_first: set[SSAValue] = set()
+    for launch in kernel.body.block.ops:
+        if isinstance(launch, ppu.LaunchOp):
+            ops = list(launch.body.walk())
+            read_first |= {_root(op.source) for op in ops
+                           if isinstance(op, ppu.DmaLoadOp)} - stored
+            stored |= {_root(op.dest) for op in ops if isinstance(op, ppu.DmaStoreOp)}
+    return candidates - read_first
+
+
 def unmasked_stores(launch: ppu.LaunchOp) -> tuple[ppu.DmaStoreOp, ...]:
     """The stores of `launch` that need not record what they write: proven to write their whole
     tensor once (`covering_stores`), into the tensor itself (not a view), which the launch does

@@ -2,7 +2,8 @@
 
 Every `ppu.launch` executes for many tiles at once: its whole grid, or for a vector launch one
 row block of grid points after another (rowblocks.py; buffers of one block are computed into in
-place and reused by the next). Each SRAM buffer holds one numpy array
+place and reused by the next; a straight-line launch's later blocks replay the first one's numpy
+calls, replay.py). Each SRAM buffer holds one numpy array
 `[grid..., tile...]` with a size-1 grid axis wherever its contents do not depend on that grid
 index (a GEMM's A tile is [gi, 1, tm, tk], buffers.py); index values are integer
 arrays over the grid (index.py). A `ppu.dma_load` is one gather of every tile (a
@@ -29,6 +30,7 @@ when its launch ends.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 
@@ -43,7 +45,7 @@ from zhenwu_cc.dialects import ppu
 from zhenwu_cc.core.dtypes import DType
 from zhenwu_cc.dialects.loc import span_of
 from zhenwu_cc.runtime import precision
-from zhenwu_cc.runtime.executor import coverage, dma, forward, products, rowblocks
+from zhenwu_cc.runtime.executor import coverage, dma, forward, products, replay, rowblocks
 from zhenwu_cc.runtime.executor.buffers import Alloc, Ref
 from zhenwu_cc.runtime.executor.compute import (
     accumulate,
@@ -101,9 +103,10 @@ class Interpreter:
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._bind_inputs(inputs)
         outputs = {}
+        untracked = _untracked(self.kernel) if self.check else ()
         for arg in self.kernel.outputs:
             array = np.zeros(_shape(arg), _dtype(arg).np_dtype)
-            mask = np.zeros(array.shape, np.bool_) if self.check else None
+            mask = np.zeros(array.shape, np.bool_) if self.check and arg not in untracked else None
             self.env[arg] = Global(array, array, mask)
             outputs[_arg_name(self.kernel, arg)] = array
         with np.errstate(all="ignore"):  # IEEE results (inf, nan) are the semantics
@@ -209,6 +212,8 @@ class Interpreter:
                              unmasked=self._unmasked(op), forwards=self.facts[op][1])
         axis, size = rowblocks.plan(op)
         extent = grid[axis] if grid else 1
+        tape = None  # full blocks after the first replay it (replay.py)
+        taped = replay.ENABLED and extent // size >= 2 and replay.straight(op)
         for start in range(0, extent, size):
             if start + size > extent:
                 self.launch.spare = {}  # a shorter last block: the arrays would not fit
@@ -216,7 +221,13 @@ class Interpreter:
             for d, (arg, n) in enumerate(zip(args, grid)):
                 self.env[arg] = (Index.along(d - r, min(size, n - start), start) if d == axis
                                  else Index.along(d - r, n))
-            self.block(op.body.block)
+            if tape is not None and start + size <= extent:
+                tape.run()
+                continue
+            if taped and start == 0:
+                tape = replay.Tape(self, op, _vmap_plan)
+            else:
+                self.block(op.body.block)
             for alloc in self.launch.allocs.values():
                 self.launch.spare[alloc.op] = alloc.leftovers()
             self.launch.allocs = {}
@@ -374,13 +385,15 @@ class Interpreter:
                                       op.tile_sizes, tile_counts(bound, op.tile_sizes))
         return facts
 
-    def _store(self, op: ppu.DmaStoreOp) -> None:
+    def _store(self, op: ppu.DmaStoreOp, value: np.ndarray | None = None) -> None:
+        """Store the source buffer's tiles (`value`: its contents, when replay.py has them)."""
         dest, source, index_values, base, bound, sizes, counts = self._store_facts(op)
         g: Global = self.env[dest]
         if op in self.launch.forwarded:  # its tiles hold the data already (_forward)
             self.launch.forwarded.discard(op)
             return
-        value = self.read(source, op)
+        if value is None:
+            value = self.read(source, op)
         r = self.launch.rank
         indices = [self.env[i] for i in index_values]
         dma.check_tiles(op, indices, counts, self.launch.names, self._context(),
@@ -555,6 +568,17 @@ def _vmap_plan(function: str, types: tuple[np.dtype, ...], dest: DType) -> tuple
     fused = one_call(function, ins, dest)
     return fused, fused or (function != "select"
                             and result_dtype(function, ins, dest) == dest.np_dtype)
+
+
+_UNTRACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # kernel -> tensors
+
+
+def _untracked(kernel: ppu.KernelOp) -> set[SSAValue]:
+    """The tensors whose written-mask is never read (coverage.untracked_tensors), once a kernel."""
+    found = _UNTRACKED.get(kernel)
+    if found is None:
+        found = _UNTRACKED[kernel] = coverage.untracked_tensors(kernel)
+    return found
 
 
 def _nothing(interp: Interpreter, op: Operation) -> None:

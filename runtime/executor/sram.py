@@ -3,6 +3,8 @@ bytes. They need no data, so the executor runs them before a launch touches any.
 
 from __future__ import annotations
 
+import weakref
+
 from xdsl.ir import Operation
 from zhenwu_cc.dialects import ppu
 from zhenwu_cc.dialects.loc import span_of
@@ -43,9 +45,21 @@ def _live_range(alloc: ppu.AllocOp, launch: ppu.LaunchOp, pos: dict[Operation, i
     return pos[alloc], last
 
 
+_PASSED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # launch -> SRAM sizes
+
+
 def check_allocations(launch: ppu.LaunchOp, sram_bytes: int | None) -> None:
     """ZK0611 for a buffer past `sram_bytes` (skipped when None), ZK0612 for live buffers whose
-    byte ranges overlap."""
+    byte ranges overlap. A launch that passed is not checked again for the same SRAM size (the
+    checks read the IR alone; every run asks them)."""
+    passed = _PASSED.setdefault(launch, set())
+    if sram_bytes in passed:
+        return
+    _check(launch, sram_bytes)
+    passed.add(sram_bytes)
+
+
+def _check(launch: ppu.LaunchOp, sram_bytes: int | None) -> None:
     ops = list(launch.body.walk())
     pos = {op: i for i, op in enumerate(ops)}
     end = {}
