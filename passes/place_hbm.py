@@ -182,6 +182,8 @@ def _need(tensors: list[_Global], hbm: HBM) -> int:
 
 @dataclass
 class _Plan:
+    """Where each tensor goes, and how full each stack is so far."""
+
     regions: dict[str, ppu.HbmAttr]
     top: list[int]  # the first free byte of each stack
     level: int  # bytes each stack holds of the tensors interleaved over all stacks

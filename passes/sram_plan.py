@@ -71,6 +71,8 @@ def _writes_in_place(x: SSAValue, y: SSAValue) -> bool:
 
 @dataclass
 class _Value:
+    """A tile value's SRAM needs: its live range, size and buffer depth."""
+
     value: SSAValue
     order: int  # position in program order, for deterministic choices
     start: int

@@ -138,3 +138,37 @@ def test_only_the_command_run_gets_its_arguments():
     assert sorted(parser.commands) == sorted(build_parser().commands)
     for argv in (None, [], ["--help"], ["chek", EXAMPLE]):
         assert "emit" in dests(build_parser(argv), "compile"), argv
+
+
+def test_start_up_dataclasses_bring_their_own_docstrings():
+    """A dataclass without a docstring gets one made from `inspect.signature` when its class is
+    created, at every start-up; the ones `check`, `compile` and `cost` define have their own."""
+    probe = PROBE.replace("print(", "import dataclasses, inspect\n"
+                          "generated = sorted(f'{m.__name__}.{c.__name__}' for m in list("
+                          "sys.modules.values()) if m.__name__.startswith('zhenwu_cc') "
+                          "for c in vars(m).values() if inspect.isclass(c) and "
+                          "dataclasses.is_dataclass(c) and c.__module__ == m.__name__ and "
+                          "(c.__doc__ or '').startswith(c.__name__ + '('))\n"
+                          "print(json.dumps(generated))\nprint(")
+    for argv in (["check", EXAMPLE], ["cost", EXAMPLE, "-D", "M=64", "-D", "N=64", "-D", "K=64"],
+                 ["compile", EXAMPLE, "-D", "M=64", "-D", "N=64", "-D", "K=64"]):
+        done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True,
+                              text=True, check=True, cwd=ROOT)
+        generated, result = map(json.loads, done.stdout.splitlines())
+        assert result["code"] == 0, done.stderr
+        assert "zhenwu_cc.frontend.irgen" in result["modules"]  # the probe saw the front end
+        assert generated == [], argv[0]
+
+
+def test_syntax_tree_nodes_generate_only_their_init():
+    """AST nodes compare by identity and nothing prints one: each generated method would be
+    compiled at every start-up (28 classes)."""
+    import dataclasses
+
+    from zhenwu_cc.frontend import ast
+
+    nodes = [c for c in vars(ast).values() if isinstance(c, type) and dataclasses.is_dataclass(c)
+             and c.__module__ == ast.__name__]
+    assert len(nodes) == 28
+    assert [c.__name__ for c in nodes if {"__repr__", "__eq__"} & set(vars(c))] == []
+    assert all("__init__" in vars(c) for c in nodes)

@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # numpy is imported where arrays are handled: `cost` needs no
 
 @dataclass(frozen=True)
 class CheckResult:
+    """What `check()` found: the outputs, each comparison with the reference, and the verdict."""
+
     outputs: dict[str, np.ndarray]
     checks: list
     passed: bool

@@ -79,12 +79,16 @@ class Instrumentation:
 
 @dataclass
 class PassTiming:
+    """Seconds one pass took (`--timing`)."""
+
     name: str
     seconds: float
 
 
 @dataclass
 class PipelineRun:
+    """The passes a pipeline ran and, with `--timing`, their times."""
+
     passes: tuple[ModulePass, ...]
     timings: list[PassTiming] = field(default_factory=list)
 

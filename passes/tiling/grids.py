@@ -43,6 +43,8 @@ F32 = dtypes.to_xdsl(dtypes.F32)
 
 @dataclass
 class _Scope:
+    """A block being filled, with the values already emitted in it (memo)."""
+
     block: Block
     memo: dict = field(default_factory=dict)
     loop_var: SSAValue | None = None

@@ -115,6 +115,8 @@ class LocTime:
 
 @dataclass(frozen=True)
 class Estimate:
+    """A kernel's estimated time: the total, its bound, and the figures per phase."""
+
     kernel: str
     target: str
     time: float  # seconds, the whole kernel

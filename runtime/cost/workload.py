@@ -92,6 +92,8 @@ class Tensor:
 
 @dataclass(frozen=True)
 class Workload:
+    """What a kernel asks of the chip: its phases and HBM tensors."""
+
     kernel: str
     phases: tuple[Phase, ...]
     tensors: dict[str, Tensor]

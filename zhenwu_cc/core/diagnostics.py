@@ -152,6 +152,8 @@ class Span:
 
 @dataclass(frozen=True)
 class Note:
+    """A secondary message, at its own span if it has one."""
+
     message: str
     span: Span | None = None
 
@@ -166,6 +168,8 @@ class FixIt:
 
 @dataclass(frozen=True)
 class Diagnostic:
+    """One error or warning: its code, message, span, notes, fix-its and help."""
+
     code: str
     message: str
     span: Span | None = None

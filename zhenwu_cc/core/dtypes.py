@@ -15,6 +15,8 @@ from functools import cache
 
 @dataclass(frozen=True)
 class DType:
+    """An element type: its spellings, storage and range."""
+
     name: str  # the `.zk` and MLIR spelling
     kind: str  # "float" | "int" | "bool"
     bits: int  # storage bits of one element (f4 packs two per byte)

@@ -107,12 +107,16 @@ class TensorRate:
 
 @dataclass(frozen=True)
 class VectorEngine:
+    """The vector engine's rates per CU."""
+
     ops_per_clock_per_cu: float
     transcendentals_per_clock_per_cu: float
 
 
 @dataclass(frozen=True)
 class L2Cache:
+    """The L2 cache every CU shares."""
+
     bytes: int
     bandwidth: float
     persisting: bool  # can a region be set aside for pinned (`place NAME in l2`) tensors?
@@ -126,6 +130,8 @@ class L2Cache:
 
 @dataclass(frozen=True)
 class HBM:
+    """The HBM stacks and how allocations are laid over them."""
+
     stacks: int
     stack_capacity: int  # bytes
     stack_bandwidth: float  # bytes/s
@@ -143,6 +149,8 @@ class HBM:
 
 @dataclass(frozen=True)
 class Links:
+    """The chip-to-chip links."""
+
     count: int
     bandwidth: float  # bytes/s per link per direction
 
@@ -159,6 +167,8 @@ class Efficiency:
 
 @dataclass(frozen=True)
 class Target:
+    """A chip model, read from a target file (runtime/targets/*.toml)."""
+
     name: str
     description: str
     path: str  # the file it was read from

@@ -1,7 +1,8 @@
 """The `.zk` syntax tree: plain dataclasses with a source span on every node.
 
 The parser builds it; irgen gives it meaning. Nodes compare by identity (`eq=False`) so that a
-deep expression never recurses through a generated `__eq__`.
+deep expression never recurses through a generated `__eq__`, and have no generated `__repr__`
+(`repr=False`: nothing prints a node, and each generated method is compiled at every start-up).
 """
 
 from __future__ import annotations
@@ -10,68 +11,90 @@ from dataclasses import dataclass, field
 
 from zhenwu_cc.core.diagnostics import Span
 
+node = dataclass(eq=False, repr=False)
 
-@dataclass(eq=False)
+
+@node
 class Node:
+    """Every node has the source span it came from."""
+
     span: Span
 
 
 # ---- expressions -------------------------------------------------------------------------------
-@dataclass(eq=False)
+@node
 class Name(Node):
+    """A use of a parameter, binding or shape parameter: `x`."""
+
     id: str
 
 
-@dataclass(eq=False)
+@node
 class Number(Node):
+    """A literal, with its source text: `0.5`, `128`."""
+
     value: int | float
     text: str
 
 
-@dataclass(eq=False)
+@node
 class Neg(Node):
+    """Unary minus: `-x`."""
+
     operand: Node
 
 
-@dataclass(eq=False)
+@node
 class BinOp(Node):
+    """`lhs op rhs`: arithmetic, matmul or comparison."""
+
     op: str  # + - * / @ == != < <= > >=
     lhs: Node
     rhs: Node
 
 
-@dataclass(eq=False)
+@node
 class Kwarg(Node):
+    """A keyword argument of a call: `axis=-1`."""
+
     name: str
     value: Node
 
 
-@dataclass(eq=False)
+@node
 class Call(Node):
+    """A builtin applied to arguments: `softmax(x, axis=-1)`."""
+
     func: str
     func_span: Span
     args: list[Node]
     kwargs: list[Kwarg]
 
 
-@dataclass(eq=False)
+@node
 class SubIndex(Node):
+    """One integer subscript: the `0` of `x[0, :]`."""
+
     index: Node
 
 
-@dataclass(eq=False)
+@node
 class SubSlice(Node):
+    """One slice subscript: `a:b`, either bound optional."""
+
     start: Node | None
     stop: Node | None
 
 
-@dataclass(eq=False)
+@node
 class Index(Node):
+    """A subscripted value: `x[0, 1:4]`."""
+
     base: Node
     subs: list[SubIndex | SubSlice]
 
 
-@dataclass(eq=False)
+@node
 class Seq(Node):
     """A tuple or list literal: shapes, axes, permutations."""
 
@@ -97,45 +120,59 @@ def children(node: Node) -> list[Node]:
 
 
 # ---- kernels -----------------------------------------------------------------------------------
-@dataclass(eq=False)
+@node
 class TensorType(Node):
+    """A parameter's or result's type: `f16[M, K]`."""
+
     dtype: str
     dtype_span: Span
     dims: list[Node]
 
 
-@dataclass(eq=False)
+@node
 class ShapeParam(Node):
+    """A shape parameter with its default: `M = 4096`."""
+
     name: str
     default: int
 
 
-@dataclass(eq=False)
+@node
 class Param(Node):
+    """A kernel parameter: `a: f16[M, K]`."""
+
     name: str
     type: TensorType
 
 
-@dataclass(eq=False)
+@node
 class Result(Node):
+    """A declared kernel result, named or not."""
+
     name: str | None
     type: TensorType
 
 
-@dataclass(eq=False)
+@node
 class Assign(Node):
+    """`name = value`."""
+
     name: str
     name_span: Span
     value: Node
 
 
-@dataclass(eq=False)
+@node
 class Return(Node):
+    """`return a, b`."""
+
     values: list[Node]
 
 
-@dataclass(eq=False)
+@node
 class Kernel(Node):
+    """`kernel name<shape params>(params) -> results { body }`."""
+
     name: str
     name_span: Span
     shape_params: list[ShapeParam]
@@ -145,36 +182,44 @@ class Kernel(Node):
 
 
 # ---- schedules ---------------------------------------------------------------------------------
-@dataclass(eq=False)
+@node
 class Ident(Node):
     """A name inside a schedule directive (it refers to a parameter or binding of the kernel)."""
 
     id: str
 
 
-@dataclass(eq=False)
+@node
 class TileDirective(Node):
+    """`tile NAME [sizes] (split_k S)`."""
+
     target: Ident
     sizes: list[int]
     sizes_span: Span
     split_k: int | None
 
 
-@dataclass(eq=False)
+@node
 class SplitDirective(Node):
+    """`split NAME S`."""
+
     target: Ident
     parts: int
     parts_span: Span
 
 
-@dataclass(eq=False)
+@node
 class FuseDirective(Node):
+    """`fuse NAME off`."""
+
     target: Ident
     setting: Ident  # `off`, the one setting
 
 
-@dataclass(eq=False)
+@node
 class PrecisionDirective(Node):
+    """`precision NAMES as DTYPE (scale MODE(args))`."""
+
     targets: list[Ident]
     dtype: Ident
     mode: Ident | None  # tensor | channel | block | mx | nvfp4
@@ -182,21 +227,27 @@ class PrecisionDirective(Node):
     mode_option: Ident | None = None  # a scale-rounding option: mx(rceil), nvfp4(rne)
 
 
-@dataclass(eq=False)
+@node
 class AccumulateDirective(Node):
+    """`accumulate DTYPE (OPTION)`."""
+
     dtype: Ident
     option: Ident | None = None  # fp8_fast: emulate FP8 tensor-core accumulation
 
 
-@dataclass(eq=False)
+@node
 class PlaceDirective(Node):
+    """`place NAMES in hbm|l2 (stacks ...)`."""
+
     targets: list[Ident]
     memory: str  # "hbm" | "l2"
     stacks: list[int] | None
 
 
-@dataclass(eq=False)
+@node
 class BuffersDirective(Node):
+    """`buffers N`."""
+
     count: int
 
 
@@ -204,14 +255,18 @@ Directive = (TileDirective | SplitDirective | FuseDirective | PrecisionDirective
              | AccumulateDirective | PlaceDirective | BuffersDirective)
 
 
-@dataclass(eq=False)
+@node
 class Schedule(Node):
+    """`schedule KERNEL { directives }`."""
+
     kernel: str
     kernel_span: Span
     directives: list[Directive]
 
 
-@dataclass(eq=False)
+@node
 class Module(Node):
+    """A whole source file: its kernels and schedules."""
+
     kernels: list[Kernel] = field(default_factory=list)
     schedules: list[Schedule] = field(default_factory=list)

@@ -68,6 +68,8 @@ COMPARE_KIND = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": 
 # ---- one kernel ----------------------------------------------------------------------------------
 @dataclass
 class _Binding:
+    """What a name means in a kernel: its value, where it was bound, whether a parameter."""
+
     value: Value
     span: Span
     is_param: bool
@@ -75,6 +77,8 @@ class _Binding:
 
 @dataclass
 class _KernelGen(DtypeRules, BuiltinCalls):
+    """Generates one kernel's `zk` ops from its AST."""
+
     kernel: ast.Kernel
     shape_values: dict[str, int]
     block: Block = field(default_factory=Block)
