@@ -193,3 +193,30 @@ def test_a_kernel_run_again_reads_its_ir_once(monkeypatch):
         execute(k.module("ppu").ops.first, k.kernel_inputs(inputs), sram_bytes=1024,
                 facts=k._executor_facts)
     assert exc.value.diagnostics[0].code == "ZK0611"
+
+
+def test_bf16_widened_by_bits_is_ml_dtypes_conversion_for_every_code():
+    """A transposed bfloat16 tile widens by shifting its bits (products.widen_bf16_into): the
+    float32 bits of ml_dtypes' conversion for all 65,536 codes (NaN payloads, subnormals, ±0,
+    ±Inf), into a strided destination too."""
+    import ml_dtypes
+
+    codes = np.arange(1 << 16, dtype=np.uint16).view(ml_dtypes.bfloat16).reshape(256, 256)
+    for x in (codes, codes.T, codes[::2, 1::3].T):
+        dest = np.full((x.shape[1], x.shape[0]), 7, np.float32).T
+        products.widen_bf16_into(x, dest)
+        assert dest.view(np.uint32).tobytes() == x.astype(np.float32).view(np.uint32).tobytes()
+
+
+def test_a_transposed_bf16_operand_widened_by_bits_changes_no_output_bit(monkeypatch):
+    """attention's K^T takes the bit-shift widening every step; turned off, the same bytes."""
+    k = zhenwu_cc.compile(EXAMPLES / "attention.zk", defines={"B": 1, "H": 2, "S": 192, "D": 64})
+    inputs = k.inputs(seed=14)
+    widened = []
+    widen = products.widen_bf16_into
+    monkeypatch.setattr(products, "widen_bf16_into",
+                        lambda x, dest: (widened.append(x.shape), widen(x, dest)))
+    fast = _bytes(k, inputs)
+    assert len(widened) == 192 // 64
+    monkeypatch.setattr(products, "_strided_bf16", lambda x: False)
+    assert _bytes(k, inputs) == fast

@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import ml_dtypes
 import numpy as np
 from zhenwu_cc.core import dtypes
 from zhenwu_cc.dialects import ppu
@@ -29,6 +30,8 @@ from zhenwu_cc.runtime import precision
 from zhenwu_cc.runtime.executor.buffers import Ref
 from zhenwu_cc.runtime.executor.compute import F32, GridMatmul, align, broadcast_shapes
 from zhenwu_cc.runtime.executor.lowp import dequantize_factors, dequantize_into
+
+_BF16 = np.dtype(ml_dtypes.bfloat16)
 
 
 def kept(op: ppu.MmaOp) -> bool:
@@ -41,6 +44,20 @@ def kept(op: ppu.MmaOp) -> bool:
             and dtypes.from_xdsl(op.acc.type.element_type).name == "f32"
             and all(n == 1 for s in (*op.lhs_scales, *op.rhs_scales)
                     for n in s.type.get_shape()))
+
+
+def _strided_bf16(x: np.ndarray) -> bool:
+    """A bfloat16 operand whose last axis is strided (a transposed tile, attention's K^T):
+    numpy widens it element by element through ml_dtypes, five times slower than by bits."""
+    return x.dtype == _BF16 and x.ndim > 0 and x.shape[-1] > 1 and x.strides[-1] != 2
+
+
+def widen_bf16_into(x: np.ndarray, dest: np.ndarray) -> None:
+    """bfloat16 `x` as float32 into `dest` (float32, x's shape, any strides): its bits shifted
+    into the upper half, which is ml_dtypes' conversion bit for bit (NaN payloads and
+    subnormals included)."""
+    np.left_shift(x.view(np.uint16), 16, out=dest.view(np.uint32), dtype=np.uint32,
+                  casting="unsafe")
 
 
 def _view(buffer: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -153,7 +170,7 @@ class Products:
                     and _same_scales(kept.scales[side], scales)):
                 sides.append(buffer)  # the same read-only elements: converted before
                 continue
-            if cut or factors:
+            if cut or factors or _strided_bf16(x):
                 if buffer is None:
                     buffer = np.zeros(shape, F32)
                     kept.operands[side] = buffer.reshape(-1)
@@ -161,6 +178,8 @@ class Products:
                 dest = rows[(slice(None),) * g + (slice(lo, hi),)] if cut else rows
                 if factors:
                     dequantize_into(x, factors, dest)
+                elif _strided_bf16(x):
+                    widen_bf16_into(x, dest)
                 else:
                     np.copyto(dest, x, casting="unsafe")
                 kept.sources[side] = None if x.flags.writeable else (x, g, lo if cut else 0)

@@ -325,7 +325,10 @@ class Interpreter:
         before = self.launch.allocs.get(op)  # the same buffer's last step in a loop
         spare = before.leftovers() if before is not None else self.launch.spare.pop(op, None)
         alloc = self.launch.allocs[op] = Alloc(op, self.launch.rank, spare)
-        self.env[op.result] = Ref(alloc, None, alloc.shape)
+        result = self.facts.get(op)
+        if result is None:
+            result = self.facts[op] = op.result
+        self.env[result] = Ref(alloc, None, alloc.shape)
 
     def _slot(self, op: ppu.SlotOp) -> None:
         facts = self.facts.get(op)
@@ -344,8 +347,8 @@ class Interpreter:
             facts = self.facts[op] = (
                 op.source, tuple(op.indices), base, bound, op.tile_sizes,
                 tile_counts(bound, op.tile_sizes),
-                round_to(np.array(op.pad_value), _dtype(op.source)))
-        source, index_values, base, bound, sizes, counts, pad = facts
+                round_to(np.array(op.pad_value), _dtype(op.source)), op.dest)
+        source, index_values, base, bound, sizes, counts, pad, _ = facts
         g: Global = self.env[source]
         indices = [self.env[i] for i in index_values]
         dma.check_tiles(op, indices, counts, self.launch.names, self._context(),
@@ -371,7 +374,8 @@ class Interpreter:
         return cache[key]
 
     def _load(self, op: ppu.DmaLoadOp) -> None:
-        self.write(op.dest, self.load_tiles(op, self.launch.rank), owned=False)
+        tiles = self.load_tiles(op, self.launch.rank)
+        self.write(self.facts[op][-1], tiles, owned=False)
 
     def _store_facts(self, op: ppu.DmaStoreOp) -> tuple:
         facts = self.facts.get(op)
