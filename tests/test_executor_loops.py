@@ -9,7 +9,7 @@ import pytest
 from conftest import EXAMPLES
 
 import zhenwu_cc
-from zhenwu_cc.runtime.executor import compute, window
+from zhenwu_cc.runtime.executor import compute, products, window
 from zhenwu_cc.runtime.executor.run import Interpreter
 
 CAUSAL = """kernel attn<B = 1, H = 3, S = 200, D = 64>(q: f16[B, H, S, D], k: f16[B, H, S, D],
@@ -119,3 +119,104 @@ def test_an_undone_step_restores_a_buffer_that_does_not_vary_where_the_step_does
         assert alloc.values[0].shape == (1, 2, 4)
         assert (alloc.values[0][0, 0] == 1).all() and (alloc.values[0][0, 1] == 0).all()
     assert alloc.owned[0]
+
+
+def test_a_product_into_its_accumulators_array_changes_no_output_bit(monkeypatch):
+    """Q K^T, added to the zero fill of a fresh score tile, is computed in the array that sum
+    goes into (products.target) from the second step on, and added there in place: the same
+    bytes as through the kept product buffer."""
+    k = zhenwu_cc.compile(EXAMPLES / "attention.zk", defines={"B": 1, "H": 2, "S": 320, "D": 64})
+    inputs = k.inputs(seed=11)
+    found = []
+    target = products.target
+
+    def counted(*args):
+        found.append(target(*args))
+        return found[-1]
+
+    monkeypatch.setattr(products, "target", counted)
+    into = _bytes(k, inputs)
+    assert sum(t is not None for t in found) == 320 // 64 - 1, found  # every step but the first (nothing spare yet)
+    monkeypatch.setattr(products, "target", lambda *args: None)
+    assert _bytes(k, inputs) == into
+
+
+def test_a_sum_in_place_is_the_sum_into_another_array():
+    """`accumulate` into the product's own array (where `target` had it computed) gives the
+    bits of the sum into a third array: -0 + 0 is +0, NaN and infinities pass."""
+    from xdsl.dialects.builtin import f32
+
+    from zhenwu_cc.dialects import ppu
+    from zhenwu_cc.dialects.ppu_types import memref
+    from zhenwu_cc.runtime.executor.buffers import Alloc, Ref
+
+    special = np.array([-0.0, 0.0, np.inf, -np.inf, np.nan, -np.nan, 1e-45, -1e-45],
+                       np.float32)
+    prod = np.random.default_rng(12).standard_normal((1, 2, 4, 8)).astype(np.float32)
+    prod[0, 0, 0] = special
+    for fill in (0.0, -0.0, 1.5):
+        acc = np.broadcast_to(np.float32(fill), (1, 1, 4, 8))
+        alloc = Alloc(ppu.AllocOp(memref(f32, [4, 8], "sram"), 0), 2, [np.empty((1, 2, 4, 8),
+                                                                              np.float32)])
+        ref = Ref(alloc, None, (4, 8))
+        into = products.target(ref, acc, False, prod.shape)
+        assert into is not None
+        np.copyto(into, prod)
+        in_place = products.accumulate(ref, acc, False, into)
+        assert products._address(in_place) == products._address(into)
+        plain = products.accumulate(Ref(Alloc(alloc.op, 2), None, (4, 8)), acc, False, prod)
+        assert in_place.tobytes() == plain.tobytes() == np.add(acc, prod).tobytes()
+    assert products.target(ref, prod, True, prod.shape) is None  # an owned one adds into itself
+
+
+def test_a_kernel_run_again_reads_its_ir_once(monkeypatch):
+    """The API keeps what the executor read from the IR for the compiled kernel's next runs:
+    they skip the SRAM checks, store coverage and op facts, and give the same bytes. A run
+    with another SRAM size is checked again."""
+    from zhenwu_cc.core.diagnostics import CompileError
+    from zhenwu_cc.runtime.executor import coverage, execute, run, sram
+
+    k = zhenwu_cc.compile(EXAMPLES / "attention_causal.zk",
+                          defines={"B": 1, "H": 2, "S": 192, "D": 64})
+    inputs = k.inputs(seed=13)
+    first = _bytes(k, inputs)
+    calls = []
+    for module, name in ((run, "check_allocations"), (coverage, "unmasked_stores"),
+                         (run, "stored_inputs"), (run, "carried")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _f=original, _n=name: (
+            calls.append(_n), _f(*a))[1])
+    assert _bytes(k, inputs) == first
+    assert calls == []
+    monkeypatch.setattr(run, "check_allocations", sram.check_allocations)
+    with pytest.raises(CompileError) as exc:
+        execute(k.module("ppu").ops.first, k.kernel_inputs(inputs), sram_bytes=1024,
+                facts=k._executor_facts)
+    assert exc.value.diagnostics[0].code == "ZK0611"
+
+
+def test_bf16_widened_by_bits_is_ml_dtypes_conversion_for_every_code():
+    """A transposed bfloat16 tile widens by shifting its bits (products.widen_bf16_into): the
+    float32 bits of ml_dtypes' conversion for all 65,536 codes (NaN payloads, subnormals, ±0,
+    ±Inf), into a strided destination too."""
+    import ml_dtypes
+
+    codes = np.arange(1 << 16, dtype=np.uint16).view(ml_dtypes.bfloat16).reshape(256, 256)
+    for x in (codes, codes.T, codes[::2, 1::3].T):
+        dest = np.full((x.shape[1], x.shape[0]), 7, np.float32).T
+        products.widen_bf16_into(x, dest)
+        assert dest.view(np.uint32).tobytes() == x.astype(np.float32).view(np.uint32).tobytes()
+
+
+def test_a_transposed_bf16_operand_widened_by_bits_changes_no_output_bit(monkeypatch):
+    """attention's K^T takes the bit-shift widening every step; turned off, the same bytes."""
+    k = zhenwu_cc.compile(EXAMPLES / "attention.zk", defines={"B": 1, "H": 2, "S": 192, "D": 64})
+    inputs = k.inputs(seed=14)
+    widened = []
+    widen = products.widen_bf16_into
+    monkeypatch.setattr(products, "widen_bf16_into",
+                        lambda x, dest: (widened.append(x.shape), widen(x, dest)))
+    fast = _bytes(k, inputs)
+    assert len(widened) == 192 // 64
+    monkeypatch.setattr(products, "_strided_bf16", lambda x: False)
+    assert _bytes(k, inputs) == fast

@@ -57,6 +57,7 @@ class CompiledKernel:
         self._fast = None  # fast_cost()'s templates
         self._numerics: dict = {}  # `evaluate`'s numerics checks, by seed, sample and budget
         self._host_bytes: int | None = None  # the executor's estimate (`_executor_bytes`)
+        self._executor_facts: dict = {}  # what the executor read from the ppu IR (`run`)
         self.source: tuple[str, str | None] | None = None  # the .zk text and kernel name
 
     # -- the program --
@@ -238,7 +239,7 @@ class CompiledKernel:
         ensure_run_memory(self, given={**inputs, **arrays}, execute=True)
         given = self.inputs({**(inputs or {}), **arrays}, seed=seed)
         return execute(self.module("ppu").ops.first, self.kernel_inputs(given),
-                       host_bytes=self._executor_bytes())
+                       host_bytes=self._executor_bytes(), facts=self._executor_facts)
 
     def reference(self, inputs: Mapping[str, np.ndarray] | None = None, *, mode: str = "f64",
                   seed: int = 0, **arrays: np.ndarray) -> dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ from zhenwu_cc.runtime.executor.index import Index
 
 
 _NO, _YES = np.zeros((), np.bool_), np.ones((), np.bool_)  # never changed in place
+_FIRST = ((0, None),)  # the parts of a buffer read or written without a slot index
 _LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -71,10 +73,10 @@ class Alloc:
                 return candidate.reshape(shape)
         return None
 
-    def parts(self, index: Index | None) -> list[tuple[int, np.ndarray | None]]:
+    def parts(self, index: Index | None) -> Sequence[tuple[int, np.ndarray | None]]:
         """(slot, grid points choosing it or None for all) that a slot index selects."""
         if index is None:
-            return [(0, None)]
+            return _FIRST
         s = np.mod(index.value, self.depth)
         if s.size == 1:
             return [(int(s.reshape(-1)[0]), None)]
@@ -82,6 +84,8 @@ class Alloc:
 
     def unwritten(self, index: Index | None) -> int | None:
         """A slot read through `index` on some grid point that never wrote it, if any."""
+        if index is None and self.depth == 1 and self.written[0] is _YES:
+            return None  # the common case, asked of every read
         for k, choose in self._all_parts(index):
             if self.written[k] is _YES:
                 continue
@@ -104,6 +108,8 @@ class Alloc:
 
     def read(self, index: Index | None) -> tuple[np.ndarray, bool]:
         """The contents seen through `index`, and whether that array is owned."""
+        if index is None and self.depth == 1 and self.values[0] is not None:
+            return self.values[0], self.owned[0]  # the common case
         if index is None and self.depth > 1:
             slots = np.broadcast_arrays(*(self._value(k) for k in range(self.depth)))
             return np.stack(slots, axis=self.r), False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -67,7 +68,7 @@ def check_tiles(op: Operation, indices: Sequence[Index], counts: Sequence[int],
     indices: a row block's positions plus `offsets`, its first index along each axis)."""
     for d, (ix, n) in enumerate(zip(indices, counts)):
         v = ix.value
-        if ix.affine is not None and 0 <= _low(ix) and _high(ix) < n:
+        if ix.affine is not None and _inside(ix.affine, v.shape, n):
             continue  # in bounds on every grid point, by its affine form alone
         bad = (v < 0) | (v >= n)
         if bad.any():
@@ -79,6 +80,14 @@ def check_tiles(op: Operation, indices: Sequence[Index], counts: Sequence[int],
                         f"{d}, outside the {n} tile(s) of its window{point}{context}",
                         span_of(op), help="the tile indices or the grid of the lowered program "
                         "are wrong; report it with the IR (--emit ppu)")
+
+
+@lru_cache(maxsize=4096)
+def _inside(affine: Affine, shape: tuple[int, ...], n: int) -> bool:
+    """Whether an index of this affine form, over grid points of this shape, lies in [0, n)
+    (asked of the same few forms every loop step and row block)."""
+    ix = Index(np.empty(shape, np.int64), affine)
+    return 0 <= _low(ix) and _high(ix) < n
 
 
 def _low(ix: Index) -> int:
@@ -103,14 +112,22 @@ def _strided(blocks: np.ndarray, indices: Sequence[Index], shape: tuple[int, ...
     """The tiles at affine `indices` over the grid `shape`: a view of `blocks`."""
     rank = len(indices)
     origin = blocks[(*(ix.affine.const for ix in indices), Ellipsis)]
-    strides = []
+    strides = _grid_strides(tuple(ix.affine.coefs for ix in indices), blocks.strides, shape)
+    assert origin.ndim == blocks.ndim - rank
+    return _as_strided(origin, shape + origin.shape, strides + origin.strides, writeable)
+
+
+@lru_cache(maxsize=4096)
+def _grid_strides(coefs: tuple[tuple[tuple[int, int], ...], ...], strides: tuple[int, ...],
+                  shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The byte step along each grid axis of `shape` of tiles at affine indices with these
+    coefficients (one per block axis of `strides`): asked again every loop step."""
+    steps = []
     for p, n in enumerate(shape):
         axis = p - len(shape)
-        step = sum(ix.affine.coef(axis) * blocks.strides[d] for d, ix in enumerate(indices))
-        strides.append(step if n > 1 else 0)
-    assert origin.ndim == blocks.ndim - rank
-    return _as_strided(origin, shape + origin.shape, tuple(strides) + origin.strides,
-                       writeable)
+        step = sum(dict(c).get(axis, 0) * strides[d] for d, c in enumerate(coefs))
+        steps.append(step if n > 1 else 0)
+    return tuple(steps)
 
 
 def _affine(indices: Sequence[Index]) -> bool:

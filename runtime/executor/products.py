@@ -19,16 +19,19 @@ scales hold the same bits as last step's is not dequantised again."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import ml_dtypes
 import numpy as np
 from zhenwu_cc.core import dtypes
 from zhenwu_cc.dialects import ppu
 from zhenwu_cc.runtime import precision
 from zhenwu_cc.runtime.executor.buffers import Ref
-from zhenwu_cc.runtime.executor.compute import F32, GridMatmul, align
+from zhenwu_cc.runtime.executor.compute import F32, GridMatmul, align, broadcast_shapes
 from zhenwu_cc.runtime.executor.lowp import dequantize_factors, dequantize_into
+
+_BF16 = np.dtype(ml_dtypes.bfloat16)
 
 
 def kept(op: ppu.MmaOp) -> bool:
@@ -41,6 +44,20 @@ def kept(op: ppu.MmaOp) -> bool:
             and dtypes.from_xdsl(op.acc.type.element_type).name == "f32"
             and all(n == 1 for s in (*op.lhs_scales, *op.rhs_scales)
                     for n in s.type.get_shape()))
+
+
+def _strided_bf16(x: np.ndarray) -> bool:
+    """A bfloat16 operand whose last axis is strided (a transposed tile, attention's K^T):
+    numpy widens it element by element through ml_dtypes, five times slower than by bits."""
+    return x.dtype == _BF16 and x.ndim > 0 and x.shape[-1] > 1 and x.strides[-1] != 2
+
+
+def widen_bf16_into(x: np.ndarray, dest: np.ndarray) -> None:
+    """bfloat16 `x` as float32 into `dest` (float32, x's shape, any strides): its bits shifted
+    into the upper half, which is ml_dtypes' conversion bit for bit (NaN payloads and
+    subnormals included)."""
+    np.left_shift(x.view(np.uint16), 16, out=dest.view(np.uint32), dtype=np.uint32,
+                  casting="unsafe")
 
 
 def _view(buffer: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -69,6 +86,10 @@ def _same_scales(kept: tuple[np.ndarray, ...], scales: Sequence[np.ndarray]) -> 
         for k, s in zip(kept, scales))
 
 
+def _address(x: np.ndarray) -> int:
+    return x.__array_interface__["data"][0]
+
+
 def _covers(kept: tuple[np.ndarray, int | None, int] | None, x: np.ndarray, g: int | None,
             a: int | None) -> bool:
     """Whether the read-only array converted last (`kept`: it, and the grid axis it was cut
@@ -90,7 +111,7 @@ def _covers(kept: tuple[np.ndarray, int | None, int] | None, x: np.ndarray, g: i
             return False
     elif y.shape != x.shape:
         return False
-    return y.__array_interface__["data"][0] + shift == x.__array_interface__["data"][0]
+    return _address(y) + shift == _address(x)
 
 
 class Products:
@@ -112,10 +133,13 @@ class Products:
             kept.sources = [None, None]
 
     def multiply(self, op: object, lhs: np.ndarray, rhs: np.ndarray, r: int, rank: int,
-                 lhs_scales: Sequence[np.ndarray] = (), rhs_scales: Sequence[np.ndarray] = ()
+                 lhs_scales: Sequence[np.ndarray] = (), rhs_scales: Sequence[np.ndarray] = (),
+                 into: Callable[[tuple[int, ...]], np.ndarray | None] | None = None
                  ) -> np.ndarray:
         """`compute.product(lhs, rhs, r, rank, f32)` for the mma `op` (with scales, the exact
-        `lowp.scaled_product`), in its product buffer (valid until this op's next product)."""
+        `lowp.scaled_product`), in its product buffer (valid until this op's next product), or
+        in the array `into(shape)` gives (float32, C-contiguous, sharing no memory with the
+        operands) where the step is not narrowed: the same BLAS call either way."""
         operands = []
         for x, scales in ((lhs, lhs_scales), (rhs, rhs_scales)):
             factors = dequantize_factors(x, scales, x.ndim - r) if scales else []
@@ -146,7 +170,7 @@ class Products:
                     and _same_scales(kept.scales[side], scales)):
                 sides.append(buffer)  # the same read-only elements: converted before
                 continue
-            if cut or factors:
+            if cut or factors or _strided_bf16(x):
                 if buffer is None:
                     buffer = np.zeros(shape, F32)
                     kept.operands[side] = buffer.reshape(-1)
@@ -154,6 +178,8 @@ class Products:
                 dest = rows[(slice(None),) * g + (slice(lo, hi),)] if cut else rows
                 if factors:
                     dequantize_into(x, factors, dest)
+                elif _strided_bf16(x):
+                    widen_bf16_into(x, dest)
                 else:
                     np.copyto(dest, x, casting="unsafe")
                 kept.sources[side] = None if x.flags.writeable else (x, g, lo if cut else 0)
@@ -166,7 +192,13 @@ class Products:
             if copied and converted is not buffer:
                 kept.operands[side] = converted.reshape(-1)
             sides.append(converted)
-        out = _view(kept.product, plan.shape)
+        out = None if into is None or g is not None else into(plan.shape)
+        if out is not None and (out.shape != plan.shape or out.dtype != F32
+                                or not out.flags.c_contiguous
+                                or any(np.may_share_memory(out, x) for x in (*sides, lhs, rhs))):
+            out = None
+        if out is None:
+            out = _view(kept.product, plan.shape)
         if out is None:
             out = np.empty(plan.shape, F32)
             kept.product = out.reshape(-1)
@@ -181,12 +213,28 @@ def _whole(shape: tuple[int, ...], g: int, n: int, cut: int) -> tuple[int, ...]:
     return shape if shape[g] != cut else shape[:g] + (n,) + shape[g + 1:]
 
 
+def target(ref: Ref, acc: np.ndarray, owned: bool, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Where the sum with an accumulator the executor does not own (a fill's read-only
+    broadcast) goes, for a product of `shape` to be computed there first and `accumulate` to
+    add in place: the same additions as into a third array, without the traffic of one more
+    array per step. None where the sum would go elsewhere: into the accumulator's own array,
+    or into a new one."""
+    if owned or broadcast_shapes(acc.shape, shape) != shape:
+        return None
+    found = ref.scratch(shape, F32)
+    return None if found is None or np.may_share_memory(found, acc) else found
+
+
 def accumulate(ref: Ref, acc: np.ndarray, owned: bool, prod: np.ndarray) -> np.ndarray:
     """`acc + prod` in float32 (`compute.accumulate` for a float32 accumulator), written into
     the accumulator's array when it is owned and of the sum's shape, else into an array its
-    allocation may overwrite, never into `prod` (a kept buffer)."""
-    shape = np.broadcast_shapes(acc.shape, prod.shape)
+    allocation may overwrite (where `target` had `prod` computed, in place), never into a
+    kept product buffer."""
+    shape = broadcast_shapes(acc.shape, prod.shape)
     target = acc if owned and acc.shape == shape else ref.scratch(shape, F32)
+    if (target is not None and target.shape == prod.shape and target.flags.c_contiguous
+            and prod.flags.c_contiguous and _address(target) == _address(prod)):
+        return np.add(acc, prod, out=prod)  # the product was computed there (`target`)
     if target is None or np.may_share_memory(target, prod):
         target = np.empty(shape, F32)
     return np.add(acc, prod, out=target)

@@ -90,12 +90,15 @@ def _name(v: SSAValue) -> str:
 class Interpreter:
     """Runs one kernel; `env` maps SSA values to index values, globals and SRAM references."""
 
-    def __init__(self, kernel: ppu.KernelOp, check_uninitialised: bool, sram_bytes: int | None):
+    def __init__(self, kernel: ppu.KernelOp, check_uninitialised: bool, sram_bytes: int | None,
+                 facts: dict | None = None):
         self.kernel = kernel
         self.check = check_uninitialised
         self.sram_bytes = sram_bytes
         self.env: dict[SSAValue, object] = {}
-        self.facts: dict[Operation, tuple] = {}  # what each op says, read from the IR once
+        # what each op says, read from the IR once (and kept by the caller for the kernel's
+        # next runs: `execute`'s `facts`)
+        self.facts: dict = {} if facts is None else facts
         self.launch: Launch | None = None
         self.steps: list[tuple[str, int]] = []  # loops being stepped through, for messages
 
@@ -162,7 +165,9 @@ class Interpreter:
                             f"`{self.kernel.sym_name.data}` (inputs: {', '.join(names)})",
                             span_of(self.kernel),
                             help=f"did you mean `{guess}`?" if guess else "drop it")
-        stored = stored_inputs(self.kernel)
+        stored = self.facts.get(self.kernel)
+        if stored is None:
+            stored = self.facts[self.kernel] = stored_inputs(self.kernel)
         for name, arg in zip(names, self.kernel.inputs):
             if name not in inputs:
                 raise error("ZK0501", f"missing input `{name}` for kernel "
@@ -204,7 +209,10 @@ class Interpreter:
 
     # -- launches and loops --
     def _launch(self, op: ppu.LaunchOp) -> None:
-        check_allocations(op, self.sram_bytes)
+        checked = self.facts.setdefault("sram checked", set())  # (launch, SRAM bytes) passed
+        if (op, self.sram_bytes) not in checked:
+            check_allocations(op, self.sram_bytes)
+            checked.add((op, self.sram_bytes))
         grid = op.grid_shape
         r = len(grid)
         args = op.body.block.args
@@ -234,19 +242,18 @@ class Interpreter:
         for g in self.launch.unmasked.values():
             self._written(g.root)
         self.launch = None
-        for inner in op.body.walk():  # SRAM lives for one launch: free its buffers now
-            for v in (*inner.results, *(a for r in inner.regions for b in r.blocks
-                                        for a in b.args)):
-                self.env.pop(v, None)
-        for arg in args:
-            self.env.pop(arg, None)
+        for v in self.facts[op][2]:  # SRAM lives for one launch: free its buffers now
+            self.env.pop(v, None)
 
     def _unmasked(self, op: ppu.LaunchOp) -> dict[ppu.DmaStoreOp, Global]:
         """The stores of launch `op` that keep no written-mask (coverage.py), by the tensor
         each writes, where that tensor's elements are tracked."""
         facts = self.facts.get(op)
-        if facts is None:
-            facts = self.facts[op] = (coverage.unmasked_stores(op), forward.forwarded(op))
+        if facts is None:  # and every value the launch defines (freed when it ends)
+            defined = (*op.body.block.args, *(v for inner in op.body.walk() for v in (
+                *inner.results, *(a for r in inner.regions for b in r.blocks for a in b.args))))
+            facts = self.facts[op] = (coverage.unmasked_stores(op), forward.forwarded(op),
+                                      tuple(dict.fromkeys(defined)))
         stores = facts[0]
         if not self.check:
             return {}
@@ -329,7 +336,10 @@ class Interpreter:
         before = self.launch.allocs.get(op)  # the same buffer's last step in a loop
         spare = before.leftovers() if before is not None else self.launch.spare.pop(op, None)
         alloc = self.launch.allocs[op] = Alloc(op, self.launch.rank, spare)
-        self.env[op.result] = Ref(alloc, None, alloc.shape)
+        result = self.facts.get(op)
+        if result is None:
+            result = self.facts[op] = op.result
+        self.env[result] = Ref(alloc, None, alloc.shape)
 
     def _slot(self, op: ppu.SlotOp) -> None:
         facts = self.facts.get(op)
@@ -348,8 +358,8 @@ class Interpreter:
             facts = self.facts[op] = (
                 op.source, tuple(op.indices), base, bound, op.tile_sizes,
                 tile_counts(bound, op.tile_sizes),
-                round_to(np.array(op.pad_value), _dtype(op.source)))
-        source, index_values, base, bound, sizes, counts, pad = facts
+                round_to(np.array(op.pad_value), _dtype(op.source)), op.dest)
+        source, index_values, base, bound, sizes, counts, pad, _ = facts
         g: Global = self.env[source]
         indices = [self.env[i] for i in index_values]
         dma.check_tiles(op, indices, counts, self.launch.names, self._context(),
@@ -375,7 +385,8 @@ class Interpreter:
         return cache[key]
 
     def _load(self, op: ppu.DmaLoadOp) -> None:
-        self.write(op.dest, self.load_tiles(op, self.launch.rank), owned=False)
+        tiles = self.load_tiles(op, self.launch.rank)
+        self.write(self.facts[op][-1], tiles, owned=False)
 
     def _store_facts(self, op: ppu.DmaStoreOp) -> tuple:
         facts = self.facts.get(op)
@@ -433,14 +444,16 @@ class Interpreter:
     def _mma(self, op: ppu.MmaOp) -> None:
         r = self.launch.rank
         if self._kept(op):  # buffers kept from step to step (products.py)
-            kept = self.launch.products
-            lhs_value, rhs_value, acc_value, rank = self.facts[op][1]
-            prod = kept.multiply(op, self.read(lhs_value, op), self.read(rhs_value, op), r, rank,
-                                 [self.read(s, op) for s in op.lhs_scales],
-                                 [self.read(s, op) for s in op.rhs_scales])
+            lhs_value, rhs_value, acc_value, rank, lhs_scales, rhs_scales = self.facts[op][1]
+            lhs, rhs = self.read(lhs_value, op), self.read(rhs_value, op)
+            scales = ([self.read(s, op) for s in lhs_scales],
+                      [self.read(s, op) for s in rhs_scales])
             acc, owned = self.read_owned(acc_value, op)
-            self.write(acc_value, products.accumulate(self.env[acc_value], acc, owned, prod),
-                       True)
+            ref = self.env[acc_value]
+            prod = self.launch.products.multiply(
+                op, lhs, rhs, r, rank, *scales,
+                into=lambda shape: products.target(ref, acc, owned, shape))
+            self.write(acc_value, products.accumulate(ref, acc, owned, prod), True)
             return
         lhs, rhs = self.read(op.lhs, op), self.read(op.rhs, op)
         if op.lhs_scales or op.rhs_scales or op.fp8_fast is not None:
@@ -456,8 +469,9 @@ class Interpreter:
         """Whether the product runs with buffers kept from step to step (products.py)."""
         facts = self.facts.get(op)
         if facts is None:
-            facts = self.facts[op] = (products.kept(op), (op.lhs, op.rhs, op.acc,
-                                                          len(_shape(op.acc))))
+            facts = self.facts[op] = (products.kept(op), (
+                op.lhs, op.rhs, op.acc, len(_shape(op.acc)), tuple(op.lhs_scales),
+                tuple(op.rhs_scales)))
         return facts[0]
 
     def _vquantize(self, op: ppu.VQuantizeOp) -> None:
@@ -607,7 +621,7 @@ def _arg_name(kernel: ppu.KernelOp, arg: SSAValue) -> str:
 
 def execute(kernel: ppu.KernelOp, inputs: Mapping[str, np.ndarray], *,
             check_uninitialised: bool = True, sram_bytes: int | None = None,
-            host_bytes: int | None = None) -> dict[str, np.ndarray]:
+            host_bytes: int | None = None, facts: dict | None = None) -> dict[str, np.ndarray]:
     """Run `kernel` on `inputs` (by input argument name) and return its outputs by name, each
     in its declared element type (ml_dtypes types for bf16 / FP8 / FP4).
 
@@ -618,7 +632,10 @@ def execute(kernel: ppu.KernelOp, inputs: Mapping[str, np.ndarray], *,
     (`ppu.target`, set by `lower-ppu`) does, and a kernel without one is not checked. Raises
     ZK0505 before allocating when `estimate_host_bytes(kernel)` (`host_bytes` where the caller
     has it already: the API computes it once per compiled kernel), plus copies of inputs given
-    in another dtype, exceeds the host-memory limit.
+    in another dtype, exceeds the host-memory limit. `facts`, a dict the caller keeps for
+    `kernel` (empty at first, the API keeps one per compiled kernel), holds what the run read
+    from the IR and the static SRAM checks it passed, for the kernel's next runs to skip (the
+    IR must not change in between).
     """
     def copied(x, arg: SSAValue) -> bool:
         return not (isinstance(x, np.ndarray) and x.dtype == _dtype(arg).np_dtype
@@ -632,5 +649,5 @@ def execute(kernel: ppu.KernelOp, inputs: Mapping[str, np.ndarray], *,
         # a non-string value (hand-edited IR) is an unknown target (ZK0701), not a crash
         name = target.data if isinstance(target, StringAttr) else str(target)
         sram_bytes = load_target(name).sram_per_cu
-    return Interpreter(kernel, check_uninitialised, sram_bytes).run(inputs)
+    return Interpreter(kernel, check_uninitialised, sram_bytes, facts).run(inputs)
 
