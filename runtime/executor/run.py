@@ -209,10 +209,7 @@ class Interpreter:
 
     # -- launches and loops --
     def _launch(self, op: ppu.LaunchOp) -> None:
-        checked = self.facts.setdefault("sram checked", set())  # (launch, SRAM bytes) passed
-        if (op, self.sram_bytes) not in checked:
-            check_allocations(op, self.sram_bytes)
-            checked.add((op, self.sram_bytes))
+        check_allocations(op, self.sram_bytes)  # once per launch and SRAM size (sram.py)
         grid = op.grid_shape
         r = len(grid)
         args = op.body.block.args
@@ -634,8 +631,8 @@ def execute(kernel: ppu.KernelOp, inputs: Mapping[str, np.ndarray], *,
     has it already: the API computes it once per compiled kernel), plus copies of inputs given
     in another dtype, exceeds the host-memory limit. `facts`, a dict the caller keeps for
     `kernel` (empty at first, the API keeps one per compiled kernel), holds what the run read
-    from the IR and the static SRAM checks it passed, for the kernel's next runs to skip (the
-    IR must not change in between).
+    from the IR, for the kernel's next runs to skip (the IR must not change in between; the
+    static SRAM checks are kept per launch by `sram.check_allocations`).
     """
     def copied(x, arg: SSAValue) -> bool:
         return not (isinstance(x, np.ndarray) and x.dtype == _dtype(arg).np_dtype
