@@ -74,7 +74,7 @@ def _speeds(label: str, kernel, schedules, repeats: int) -> None:
     workloads = []
     full, rejected = _sweep(lambda t: workloads.append(
         kernel.retile(t).costing(kernel.target).workload), schedules)
-    masks._LIVE.clear()  # the masks the retile sweep evaluated: the first pass starts cold
+    masks._live_blocks.cache_clear()  # the masks the retile sweep evaluated: the 1st pass is cold
     first, _ = _sweep(kernel.fast_cost, schedules)
     learnt = kernel._fast
     keys = len(learnt.templates) + sum(len(t.serves) for t in learnt.templates.values())
