@@ -38,6 +38,13 @@ def adversarial(shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generato
         return x.astype(dtype)
 
 
+def adversarial_inputs(kernel, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """`adversarial` values for each input of a `ppu.kernel`, in its declared dtype."""
+    return {arg.name_hint: adversarial(tuple(arg.type.get_shape()),
+                                       dtypes.from_xdsl(arg.type.element_type).np_dtype, rng)
+            for arg in kernel.inputs}
+
+
 @pytest.mark.parametrize("name, defines", [
     ("rmsnorm", {"T": 252, "D": 256}),  # bf16; 63 tiles: a shorter last row block
     ("layernorm", {"T": 100, "D": 384}),
@@ -52,11 +59,7 @@ def test_forwarded_results_have_the_bits_of_the_store_copy(monkeypatch, name, de
     original = executor_run.Interpreter._forward
     monkeypatch.setattr(executor_run.Interpreter, "_forward",
                         lambda *a: taken.append(original(*a)) or taken[-1])
-    rng = np.random.default_rng(3)
-    inputs = {}
-    for arg in kernel.inputs:
-        t = dtypes.from_xdsl(arg.type.element_type).np_dtype
-        inputs[arg.name_hint] = adversarial(tuple(arg.type.get_shape()), t, rng)
+    inputs = adversarial_inputs(kernel, np.random.default_rng(3))
     monkeypatch.setattr(rowblocks, "BLOCK_BYTES", 1 << 16)  # several row blocks
     got = execute(kernel, inputs)
     ragged = defines.get("T", 0) % 4 != 0

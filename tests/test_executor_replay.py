@@ -14,7 +14,7 @@ from zhenwu_cc.core.diagnostics import CompileError
 from zhenwu_cc.dialects import ppu
 from zhenwu_cc.runtime.executor import execute, replay, rowblocks
 from test_executor import code_of, f32, parse
-from test_executor_forward import adversarial
+from test_executor_forward import adversarial, adversarial_inputs
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -63,11 +63,7 @@ def test_replayed_blocks_have_the_interpreted_bits(monkeypatch, replays, name, d
     def kernel_of():
         return zhenwu_cc.compile(EXAMPLES / f"{name}.zk", defines=defines).module("ppu").ops.first
     kernel = kernel_of()
-    rng = np.random.default_rng(5)
-    inputs = {}
-    for arg in kernel.inputs:
-        t = dtypes.from_xdsl(arg.type.element_type).np_dtype
-        inputs[arg.name_hint] = adversarial(tuple(arg.type.get_shape()), t, rng)
+    inputs = adversarial_inputs(kernel, np.random.default_rng(5))
     monkeypatch.setattr(rowblocks, "BLOCK_BYTES", 1 << 14)  # many row blocks
     taped, plain = both(monkeypatch, kernel_of, inputs)
     assert replays[0] > 0, name
