@@ -1092,3 +1092,24 @@ def test_compiled_examples_match_the_reference(cli, tmp_path, example, defines):
         tol = _tolerance(value.dtype)
         np.testing.assert_allclose(got[name].astype(np.float64), value.astype(np.float64),
                                    rtol=tol, atol=tol, err_msg=name)
+
+
+@pytest.mark.parametrize("name, defines", [
+    ("rmsnorm", {"T": 64, "D": 256}),  # replayed row blocks, an untracked output
+    ("attention_causal", {"B": 1, "H": 2, "S": 128, "D": 64}),  # loops, kept products
+])
+def test_a_kernel_run_and_dropped_is_freed(name, defines):
+    """What the executor keeps between runs lives with the compiled kernel (or refers to it
+    weakly): nothing module-level keeps a dropped kernel's IR alive (a server compiles
+    thousands)."""
+    import gc
+    import weakref
+
+    import zhenwu_cc
+
+    k = zhenwu_cc.compile(EXAMPLES / f"{name}.zk", defines=defines)
+    k.run(seed=0)
+    kernel = weakref.ref(k.module("ppu").ops.first)
+    del k
+    gc.collect()
+    assert kernel() is None

@@ -224,3 +224,4 @@ def test_a_row_written_out_over_the_tile_gives_the_same_bits(fn, dest):
         got = compute.vmap(fn, [x, row], d, np.empty(x.shape, d.np_dtype), fused=True)
         want = compute._UFUNCS[fn](x, row, dtype=np.float32).astype(d.np_dtype)
     assert got.tobytes() == want.tobytes()
+

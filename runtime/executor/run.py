@@ -30,7 +30,6 @@ when its launch ends.
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 
@@ -106,7 +105,7 @@ class Interpreter:
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._bind_inputs(inputs)
         outputs = {}
-        untracked = _untracked(self.kernel) if self.check else ()
+        untracked = self._kernel_facts()[1] if self.check else ()
         for arg in self.kernel.outputs:
             array = np.zeros(_shape(arg), _dtype(arg).np_dtype)
             mask = np.zeros(array.shape, np.bool_) if self.check and arg not in untracked else None
@@ -156,6 +155,17 @@ class Interpreter:
         return f" (at {', '.join(f'{n}={k}' for n, k in self.steps)})" if self.steps else ""
 
     # -- kernel level --
+    def _kernel_facts(self) -> tuple:
+        """(the inputs some launch stores into, the outputs whose written-mask nothing reads:
+        coverage.untracked_tensors), read from the kernel once. Kept in `facts`, which lives
+        with the compiled kernel, never in a module-level table: these values refer back to
+        the kernel and would keep it alive."""
+        facts = self.facts.get(self.kernel)
+        if facts is None:
+            facts = self.facts[self.kernel] = (stored_inputs(self.kernel),
+                                               coverage.untracked_tensors(self.kernel))
+        return facts
+
     def _bind_inputs(self, inputs: Mapping[str, np.ndarray]) -> None:
         names = [_arg_name(self.kernel, a) for a in self.kernel.inputs]
         for name in inputs:
@@ -165,9 +175,7 @@ class Interpreter:
                             f"`{self.kernel.sym_name.data}` (inputs: {', '.join(names)})",
                             span_of(self.kernel),
                             help=f"did you mean `{guess}`?" if guess else "drop it")
-        stored = self.facts.get(self.kernel)
-        if stored is None:
-            stored = self.facts[self.kernel] = stored_inputs(self.kernel)
+        stored = self._kernel_facts()[0]
         for name, arg in zip(names, self.kernel.inputs):
             if name not in inputs:
                 raise error("ZK0501", f"missing input `{name}` for kernel "
@@ -579,17 +587,6 @@ def _vmap_plan(function: str, types: tuple[np.dtype, ...], dest: DType) -> tuple
     fused = one_call(function, ins, dest)
     return fused, fused or (function != "select"
                             and result_dtype(function, ins, dest) == dest.np_dtype)
-
-
-_UNTRACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # kernel -> tensors
-
-
-def _untracked(kernel: ppu.KernelOp) -> set[SSAValue]:
-    """The tensors whose written-mask is never read (coverage.untracked_tensors), once a kernel."""
-    found = _UNTRACKED.get(kernel)
-    if found is None:
-        found = _UNTRACKED[kernel] = coverage.untracked_tensors(kernel)
-    return found
 
 
 def _nothing(interp: Interpreter, op: Operation) -> None:
