@@ -1,4 +1,4 @@
-"""Target descriptions: one TOML file per chip, read into frozen dataclasses.
+"""Target descriptions: one TOML file per chip, read into dataclasses.
 
 The cost model must say where every figure comes from, so every number in a target file is a
 table `{ value = ..., provenance = ..., source = "..." }` with provenance "published", "reported",
@@ -9,6 +9,9 @@ schema, with each field's unit.
 A malformed file is a user error (`CompileError` naming the file and the dotted field), never a
 traceback: people and agents write their own target files to ask "what if HBM were faster?".
 Loading needs only `tomllib` and `dataclasses`, and is cached, so `zhenwu-cc cost` starts fast.
+The model's classes generate only `__init__` (no eq, repr, hash or frozen guard: nothing compares,
+prints or hashes them, and each generated method costs `compile` and `cost` ~0.6M instructions
+of start-up); a loaded target is shared by every caller (cached), so treat it as read-only.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from stat import S_ISREG
@@ -82,7 +85,7 @@ FIELDS.update({f"tensor.{dt}.{key}": spec
 _OPTIONAL = {p for p in FIELDS if p.startswith("tensor.") and not p.endswith(".support")}
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class Sourced:
     """One parameter: its value and where the value comes from."""
 
@@ -92,7 +95,7 @@ class Sourced:
     unit: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class TensorRate:
     """How the tensor engine handles one operand dtype.
 
@@ -105,7 +108,7 @@ class TensorRate:
     via: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class VectorEngine:
     """The vector engine's rates per CU."""
 
@@ -113,7 +116,7 @@ class VectorEngine:
     transcendentals_per_clock_per_cu: float
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class L2Cache:
     """The L2 cache every CU shares."""
 
@@ -128,7 +131,7 @@ class L2Cache:
         return int(self.bytes * self.persisting_max_fraction) if self.persisting else 0
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class HBM:
     """The HBM stacks and how allocations are laid over them."""
 
@@ -147,7 +150,7 @@ class HBM:
         return self.stacks * self.stack_bandwidth
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class Links:
     """The chip-to-chip links."""
 
@@ -155,7 +158,7 @@ class Links:
     bandwidth: float  # bytes/s per link per direction
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class Efficiency:
     """Fractions of the datasheet rates that real kernels sustain (calibrated or assumed)."""
 
@@ -165,7 +168,7 @@ class Efficiency:
     vector: float
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class Target:
     """A chip model, read from a target file (runtime/targets/*.toml)."""
 
@@ -174,7 +177,7 @@ class Target:
     path: str  # the file it was read from
     compute_units: int
     clock: float
-    tensor: Mapping[str, TensorRate] = field(hash=False)
+    tensor: Mapping[str, TensorRate]
     f32_matmul: str
     vector: VectorEngine
     sram_per_cu: int
@@ -184,7 +187,7 @@ class Target:
     dma_queues_per_cu: int
     kernel_overhead: float
     efficiency: Efficiency
-    sources: Mapping[str, Sourced] = field(compare=False, hash=False, repr=False)
+    sources: Mapping[str, Sourced]
 
     @property
     def hbm_bandwidth(self) -> float:
