@@ -8,7 +8,8 @@ schema, with each field's unit.
 
 A malformed file is a user error (`CompileError` naming the file and the dotted field), never a
 traceback: people and agents write their own target files to ask "what if HBM were faster?".
-Loading needs only `tomllib` and `dataclasses`, and is cached, so `zhenwu-cc cost` starts fast.
+Loading needs only `tomllib` and `dataclasses`, and is cached, so `zhenwu-cc cost` starts fast;
+a packaged target is read from `parsed.json` beside the files (see `PARSED`), without tomllib.
 The model's classes generate only `__init__` (no eq, repr, hash or frozen guard: nothing compares,
 prints or hashes them, and each generated method costs `compile` and `cost` ~0.6M instructions
 of start-up); a loaded target is shared by every caller (cached), so treat it as read-only.
@@ -16,9 +17,10 @@ of start-up); a loaded target is shared by every caller (cached), so treat it as
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import tomllib
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -45,6 +47,12 @@ I64_MAX = 2**63 - 1
 MIN_NUMBER, MAX_NUMBER = 1e-9, 1e24
 MAX_FILE_BYTES = 1 << 20  # a target file larger than this is refused (ZK0001)
 MAX_NESTING = 16  # tables and arrays within each other; the schema needs 3
+# The packaged targets' parsed documents, {name: {"crc32": of the .toml file's bytes, "doc": ...}}:
+# `compile` and `cost` read this JSON (json is imported anyway) instead of importing tomllib and
+# parsing TOML, ~20M instructions of start-up. An entry whose crc32 is not its file's is ignored
+# (the file is parsed); `python -m zhenwu_cc.core.target` rewrites it (tests/test_target.py
+# checks that it is current).
+PARSED = "parsed.json"
 
 # dotted field -> (kind, unit, lower bound, lower bound inclusive, upper bound or None)
 _NUM = "number"
@@ -315,8 +323,33 @@ def _load_packaged(name: str) -> Target:
         hint = f"; did you mean `{guess}`?" if guess else ""
         raise error("ZK0701", f"unknown target `{name}`{hint}",
                     help=f"known targets: {', '.join(names)}; or give a path to a .toml file")
-    text = (_packaged() / f"{name}.toml").read_text("utf-8")
-    return parse_target(text, f"{name}.toml")
+    data = (_packaged() / f"{name}.toml").read_bytes()
+    parsed = _parsed().get(name)
+    if parsed is not None and parsed["crc32"] == zlib.crc32(data):
+        return _Reader(f"{name}.toml").target(parsed["doc"])
+    return parse_target(data.decode("utf-8"), f"{name}.toml")
+
+
+@lru_cache(maxsize=1)
+def _parsed() -> dict:
+    """The packaged targets' parsed documents (`PARSED`); none if the file is missing."""
+    try:
+        return json.loads((_packaged() / PARSED).read_bytes())
+    except FileNotFoundError:
+        return {}
+
+
+def write_parsed() -> None:
+    """Rewrite `PARSED` from the packaged .toml files (run it after editing one)."""
+    import tomllib
+
+    folder = _packaged()
+    docs = {}
+    for name in list_targets():
+        data = (folder / f"{name}.toml").read_bytes()
+        parse_target(data.decode("utf-8"), f"{name}.toml")  # only a valid file is kept
+        docs[name] = {"crc32": zlib.crc32(data), "doc": tomllib.loads(data.decode("utf-8"))}
+    (folder / PARSED).write_text(json.dumps(docs, indent=1, ensure_ascii=False) + "\n", "utf-8")
 
 
 @lru_cache(maxsize=64)
@@ -336,6 +369,8 @@ def _load_file(path: str, mtime_ns: int, size: int) -> Target:
 
 def parse_target(text: str, file: str) -> Target:
     """Parse and check the text of a target file; `file` names it in errors."""
+    import tomllib  # here: a packaged target is read from PARSED
+
     _check_nesting(text, file)
     try:
         doc = tomllib.loads(text)
@@ -519,3 +554,7 @@ class _Reader:
 
 def _leaf_example(path: str) -> str:
     return f'{path} = {{ value = ..., provenance = "assumed", source = "why" }}'
+
+
+if __name__ == "__main__":
+    write_parsed()
