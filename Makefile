@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # with `make lock` after changing the ranges in pyproject.toml, and commit both together.
 LOCK := .ci/constraints.txt
 
-.PHONY: demo test lint-imports test-slow fuzz bench parser lock clean
+.PHONY: demo test lint-imports test-slow fuzz bench parser targets lock clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ bench: $(STAMP)
 # commit both together (tests/test_grammar.py checks that they match).
 parser: $(STAMP)
 	$(BIN)/python -m zhenwu_cc.frontend.gen_tables
+
+# Rewrite runtime/targets/parsed.json (the packaged targets, read without tomllib at start-up)
+# after editing a target file; commit both together (tests/test_target.py checks that they match).
+targets: $(STAMP)
+	$(BIN)/python -m zhenwu_cc.core.target
 
 # Resolve pyproject.toml's ranges afresh in a throw-away venv and pin the result.
 lock:

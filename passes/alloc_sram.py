@@ -119,7 +119,8 @@ def sram_refusal(role: str, span, peak: int, capacity: int, source: str, buffers
              + (", or `buffers 1` to stop multi-buffering its loads" if multi else ""))
 
 
-@dataclass(frozen=True)
+# frozen: xDSL's ModulePass is; no repr (start-up: nothing prints a pass)
+@dataclass(frozen=True, repr=False)
 class AllocSramPass(ModulePass):
     """Place the tile values of every grid in SRAM; record offsets, depths and peaks."""
 

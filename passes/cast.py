@@ -27,7 +27,6 @@ of the parameter or op it comes from.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
@@ -357,7 +356,7 @@ class EraseDeadOperandCopies(RewritePattern):
             rewriter.erase(op)
 
 
-@dataclass(frozen=True)
+# No options: ModulePass's own dataclass methods serve (start-up: none generated here).
 class CastPass(ModulePass):
     """Insert the quantise/dequantise ops and quantised parameters that `precision` asks for."""
 

@@ -108,7 +108,8 @@ def _logsumexp(e: _Expansion, op: zk.ReduceOp) -> SSAValue:
     return out
 
 
-@dataclass(frozen=True)
+# Start-up: __init__ and __eq__ only (tests compare matches; nothing prints or hashes one).
+@dataclass(repr=False)
 class ExpSum:
     """The parts of `sum(exp(x - shift))` as `_softmax`, `_log_softmax` and `_logsumexp` leave
     it, `shift` the max of x over the sum's axes (kept), or `_finite_max`'s guarded max. The one
@@ -303,7 +304,7 @@ class ExpandComposite(RewritePattern):
             e.replace(rewriter, expand(e, op))
 
 
-@dataclass(frozen=True)
+# No options: ModulePass's own dataclass methods serve (start-up: none generated here).
 class DecomposePass(ModulePass):
     """zk -> zk: no composite op remains."""
 

@@ -382,7 +382,8 @@ _LOWERINGS: dict[type[Operation], Callable[[_Lowering, Operation], None]] = {
 }
 
 
-@dataclass(frozen=True)
+# frozen: xDSL's ModulePass is; no repr (start-up: nothing prints a pass)
+@dataclass(frozen=True, repr=False)
 class LowerPpuPass(ModulePass):
     """Turn every tile-level `zk.kernel` into a `ppu.kernel` (run `alloc-sram` first)."""
 

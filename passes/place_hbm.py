@@ -55,7 +55,8 @@ def gib(n: int, exact: bool = True) -> str:
     return f"{n / scale:.2f} {unit}" + (f" ({n} bytes)" if exact else "")
 
 
-@dataclass
+# Start-up: only __init__ is generated (nothing compares, prints or hashes these).
+@dataclass(eq=False, repr=False)
 class _Global:
     """A global tensor of a tile-level kernel."""
 
@@ -180,7 +181,8 @@ def _need(tensors: list[_Global], hbm: HBM) -> int:
     return sum(_per_stack(t, hbm) * _layout(t, hbm)[0] for t in tensors)
 
 
-@dataclass
+# Start-up: only __init__ is generated (nothing compares, prints or hashes these).
+@dataclass(eq=False, repr=False)
 class _Plan:
     """Where each tensor goes, and how full each stack is so far."""
 
@@ -316,7 +318,8 @@ def place_kernel(kernel: zk.KernelOp, target: Target) -> None:
     _record(kernel, tensors, plan.regions)
 
 
-@dataclass(frozen=True)
+# frozen: xDSL's ModulePass is; no repr (start-up: nothing prints a pass)
+@dataclass(frozen=True, repr=False)
 class PlaceHbmPass(ModulePass):
     """Give every global tensor of each tile-level `zk.kernel` an HBM region (module docstring)."""
 

@@ -69,7 +69,8 @@ def _writes_in_place(x: SSAValue, y: SSAValue) -> bool:
             and any(root_of(o) == x for o in op.operands))
 
 
-@dataclass
+# Start-up: only __init__ is generated (nothing compares, prints or hashes these).
+@dataclass(eq=False, repr=False)
 class _Value:
     """A tile value's SRAM needs: its live range, size and buffer depth."""
 
@@ -114,7 +115,8 @@ class Buffer:
         return self.first.nbytes * self.first.depth
 
 
-@dataclass
+# Start-up: only __init__ is generated (nothing compares, prints or hashes these).
+@dataclass(eq=False, repr=False)
 class GridPlan:
     """The buffers of one grid, placed, and the SRAM they need."""
 

@@ -114,7 +114,8 @@ def split_multi_axis_reductions(kernel: zk.KernelOp) -> None:
                          ).rewrite_region(kernel.body)
 
 
-@dataclass(frozen=True)
+# frozen: xDSL's ModulePass is; no repr (start-up: nothing prints a pass)
+@dataclass(frozen=True, repr=False)
 class TilePass(ModulePass):
     """Cut every `zk.kernel` into `tile.grid`s (see the module docstring)."""
 

@@ -121,8 +121,9 @@ def test_the_packaged_target_is_read_as_a_file(command):
     """The packaged targets are a folder: read directly, not through importlib.resources'
     readers (which import zipfile and more: ~20 ms of `compile` and `cost`)."""
     modules = _modules_after(command, EXAMPLE, "-D", "M=64", "-D", "N=64", "-D", "K=64")
-    assert "tomllib" in modules  # the probe saw a target loaded
+    assert "zhenwu_cc.core.target" in modules  # the probe saw a target loaded
     assert _loaded(modules, "importlib.readers", "importlib.resources.readers", "zipfile") == []
+    assert "tomllib" not in modules  # the packaged target is read from its parsed JSON
 
 
 def test_only_the_command_run_gets_its_arguments():
@@ -172,3 +173,50 @@ def test_syntax_tree_nodes_generate_only_their_init():
     assert len(nodes) == 28
     assert [c.__name__ for c in nodes if {"__repr__", "__eq__"} & set(vars(c))] == []
     assert all("__init__" in vars(c) for c in nodes)
+
+
+# The dataclasses `compile` and `cost` define beyond `check`'s (xDSL's attribute classes aside):
+# each generated method is compiled at every start-up (~0.6M instructions), so they generate
+# only what is used (no repr; eq where compared; frozen where xDSL's ModulePass is).
+_COMPILE_AND_COST = ("zhenwu_cc.core.target", "zhenwu_cc.runtime", "zhenwu_cc.passes",
+                     "zhenwu_cc.pipeline", "zhenwu_cc.api", "zhenwu_cc.outputs",
+                     "zhenwu_cc.arguments")
+
+
+@pytest.mark.parametrize("command, most", [("compile", 42), ("cost", 62)])
+def test_compile_and_cost_generate_few_dataclass_methods(command, most):
+    probe = PROBE.replace("print(", "import dataclasses, inspect\n"
+                          "made = {f'{m.__name__}.{c.__name__}': sorted(k for k, v in vars(c)"
+                          ".items() if inspect.isfunction(v) and v.__code__.co_filename == "
+                          "'<string>') for m in list(sys.modules.values()) if m.__name__."
+                          f"startswith({_COMPILE_AND_COST!r}) for c in vars(m).values() if "
+                          "inspect.isclass(c) and dataclasses.is_dataclass(c) and "
+                          "c.__module__ == m.__name__}\n"
+                          "print(json.dumps(made))\nprint(")
+    done = subprocess.run([sys.executable, "-c", probe, command, EXAMPLE, "-D", "M=64", "-D",
+                           "N=64", "-D", "K=64"], capture_output=True, text=True, check=True,
+                          cwd=ROOT)
+    made, result = map(json.loads, done.stdout.splitlines())
+    assert result["code"] == 0, done.stderr
+    assert "zhenwu_cc.core.target.Target" in made  # the probe saw the target model
+    assert sum(map(len, made.values())) <= most, made
+
+
+def test_target_workload_and_estimate_classes_generate_no_repr_or_hash():
+    """Targets are never compared (only __init__); workloads and estimates compare by value
+    (fast_cost, tests) but are never printed or hashed."""
+    import dataclasses
+
+    from zhenwu_cc.core import target
+    from zhenwu_cc.runtime.cost import model, workload
+
+    def generated(module) -> dict[str, list[str]]:
+        return {c.__name__: sorted({"__init__", "__eq__", "__repr__", "__hash__", "__setattr__",
+                                    "__delattr__"} & {k for k, v in vars(c).items() if v})
+                for c in vars(module).values() if isinstance(c, type)
+                and dataclasses.is_dataclass(c) and c.__module__ == module.__name__}
+
+    assert set(map(tuple, generated(target).values())) == {("__init__",)}
+    assert len(generated(target)) == 8
+    for module, count in ((workload, 5), (model, 3)):
+        assert list(map(tuple, generated(module).values())) == [("__eq__", "__init__")] * count

@@ -208,3 +208,50 @@ def test_loading_stays_light():
             "print(any(m.split('.')[0] in ('numpy', 'xdsl', 'lark') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _fields(target) -> dict:
+    """A loaded target as plain data (its classes compare by identity)."""
+    def plain(v):
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return {k: plain(x) for k, x in vars(v).items()} if hasattr(v, "__dict__") else v
+    return plain(target)
+
+
+@pytest.mark.parametrize("name", list_targets())
+def test_parsed_targets_are_current(name):
+    """parsed.json holds each packaged file's document and checksum: after editing a .toml
+    file, run `python -m zhenwu_cc.core.target`."""
+    import json
+    import tomllib
+    import zlib
+
+    from zhenwu_cc.core import target
+
+    folder = resources.files("zhenwu_cc.runtime.targets")
+    data = (folder / f"{name}.toml").read_bytes()
+    parsed = json.loads((folder / target.PARSED).read_text("utf-8"))
+    assert sorted(parsed) == list_targets()
+    assert parsed[name]["crc32"] == zlib.crc32(data)
+    assert parsed[name]["doc"] == tomllib.loads(data.decode("utf-8"))
+    assert _fields(load_target(name)) == _fields(parse_target(data.decode("utf-8"),
+                                                              f"{name}.toml"))
+
+
+def test_a_packaged_target_is_read_from_its_parsed_document(monkeypatch):
+    """The parsed document is used while its checksum is the file's, and ignored (the file is
+    parsed) once the file changes."""
+    import tomllib
+    import zlib
+
+    from zhenwu_cc.core import target
+
+    doc = tomllib.loads(M890_TEXT)
+    doc["description"] = "from parsed.json"
+    crc = zlib.crc32(M890_TEXT.encode("utf-8"))
+    monkeypatch.setattr(target, "_parsed", lambda: {"m890": {"crc32": crc, "doc": doc}})
+    assert target._load_packaged.__wrapped__("m890").description == "from parsed.json"
+    monkeypatch.setattr(target, "_parsed", lambda: {"m890": {"crc32": crc + 1, "doc": doc}})
+    assert target._load_packaged.__wrapped__("m890").description == tomllib.loads(
+        M890_TEXT)["description"]

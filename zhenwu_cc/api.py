@@ -26,7 +26,8 @@ if TYPE_CHECKING:  # numpy is imported where arrays are handled: `cost` needs no
     import numpy as np
 
 
-@dataclass(frozen=True)
+# Start-up: only __init__ is generated (nothing compares, prints or hashes these).
+@dataclass(eq=False, repr=False)
 class CheckResult:
     """What `check()` found: the outputs, each comparison with the reference, and the verdict."""
 
@@ -440,7 +441,8 @@ class CompiledKernel:
                     progress=arg.flag("tune()", "progress", progress))
 
 
-@dataclass(frozen=True)
+# Start-up: only __init__ is generated (nothing compares, prints or hashes these).
+@dataclass(eq=False, repr=False)
 class Costing:
     """An estimate and its inputs: the target model, the workload, the ppu kernel."""
 

@@ -64,7 +64,8 @@ def make_context() -> Context:
     return ctx
 
 
-@dataclass
+# Start-up: only __init__ is generated for these three (nothing compares, prints or hashes them).
+@dataclass(eq=False, repr=False)
 class Instrumentation:
     """What to show while a pipeline runs (all off except verification)."""
 
@@ -77,7 +78,7 @@ class Instrumentation:
     stream: TextIO | None = None  # where --print-ir-after* goes (stderr, as in mlir-opt)
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class PassTiming:
     """Seconds one pass took (`--timing`)."""
 
@@ -85,7 +86,7 @@ class PassTiming:
     seconds: float
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class PipelineRun:
     """The passes a pipeline ran and, with `--timing`, their times."""
 

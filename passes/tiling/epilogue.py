@@ -41,7 +41,8 @@ F32 = dtypes.to_xdsl(dtypes.F32)
 ROW_PARTS = "row_parts"
 
 
-@dataclass(frozen=True)
+# Start-up: only __init__ is generated (nothing compares, prints or hashes these).
+@dataclass(eq=False, repr=False)
 class OnlineMatch:
     """The values of one `sum(exp(x - shift))` over a matmul's result (module docstring)."""
 
@@ -54,7 +55,8 @@ class OnlineMatch:
     total: zk.ReduceSumOp
 
 
-@dataclass(frozen=True)
+# Start-up: only __init__ is generated (nothing compares, prints or hashes these).
+@dataclass(eq=False, repr=False)
 class OnlineGroup:
     """Every match over one `x` (`softmax(y)` and `log_softmax(y)` of one `y`): their parts
     are the same, so one grid computes them once."""

@@ -51,7 +51,8 @@ from zhenwu_cc.passes.tiling.split import split_parts
 DEFAULT_BLOCK = 128  # query and key/value block of the heuristic (FlashAttention-2's choice)
 
 
-@dataclass(frozen=True)
+# Start-up: only __init__ is generated (nothing compares, prints or hashes these).
+@dataclass(eq=False, repr=False)
 class FlashMatch:
     """The values of one `softmax(x) @ V` (see the module docstring)."""
 

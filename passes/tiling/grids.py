@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 F32 = dtypes.to_xdsl(dtypes.F32)
 
 
-@dataclass
+# Start-up: only __init__ is generated (nothing compares, prints or hashes these).
+@dataclass(eq=False, repr=False)
 class _Scope:
     """A block being filled, with the values already emitted in it (memo)."""
 

@@ -26,7 +26,8 @@ def dtype_of(v: SSAValue) -> dtypes.DType:
     return dtypes.from_xdsl(v.type.element_type)
 
 
-@dataclass(frozen=True)
+# Start-up: only __init__ is generated (nothing compares, prints or hashes these).
+@dataclass(eq=False, repr=False)
 class Req:
     """A tile of a value: index, size, window (base, bound) per dimension, and the padding
     its consumer needs outside the window (0 for matmul operands, the identity for reductions)."""

@@ -191,7 +191,8 @@ def _dma_points(dims, space: _Space, in_loop: bool, dim=None) -> int:
     return space.total(1 if extents is None else extents, in_loop)
 
 
-@dataclass(frozen=True)
+# Start-up: only __init__ is generated (nothing compares, prints or hashes these).
+@dataclass(eq=False, repr=False)
 class OpWork:
     """What one ppu op does, as numbers a tile size change maps (see `phase_of`): `shape`
     (the elements it computes; a matmul's result tile), `k` (a matmul's K tile), `dims`
@@ -212,7 +213,8 @@ class OpWork:
     promotions: tuple = ()
 
 
-@dataclass(frozen=True)
+# Start-up: only __init__ is generated (nothing compares, prints or hashes these).
+@dataclass(eq=False, repr=False)
 class PhaseSpec:
     """One launch as data: its work per op and the numbers `phase_of` needs."""
 

@@ -69,7 +69,10 @@ FITTED_AT_COMPUTE_EFFICIENCY = 0.852
 COMBINE_WAIT = 0.15
 
 
-@dataclass(frozen=True)
+# Start-up: these estimates generate __init__ and __eq__ only (the fast path's are checked
+# against full ones; nothing prints or hashes one): each generated method is compiled at every
+# `cost`.
+@dataclass(repr=False)
 class PhaseEstimate:
     """One phase's time and the named terms it came from (seconds unless said otherwise).
 
@@ -102,7 +105,7 @@ class PhaseEstimate:
     hbm_reads: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False)
 class LocTime:
     """Time attributed to one `.zk` source location: `time` shares out the phase times (they sum
     to the kernel time less the fixed overhead); the rest are engine busy times."""
@@ -113,7 +116,7 @@ class LocTime:
     vector: float
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False)
 class Estimate:
     """A kernel's estimated time: the total, its bound, and the figures per phase."""
 

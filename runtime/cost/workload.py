@@ -13,9 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 ENGINES = ("dma", "tensor", "vector")
+# Start-up: the classes below generate __init__ and __eq__ only (fast_cost compares a mapped
+# workload with its template's; nothing prints or hashes one): each generated method is
+# compiled at every `cost`.
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False)
 class Work:
     """One kind of work from one source op, summed over a phase.
 
@@ -37,7 +40,7 @@ class Work:
     op: str = ""  # the ppu op name, e.g. "ppu.mma"
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False)
 class TileSizes:
     """The tiles a phase runs, as the `tile` pass chose them: the result tile, the step of its
     loop (a matmul's K tile, a reduction's chunk; None without one), and the binding whose
@@ -57,7 +60,7 @@ class TileSizes:
                 "parts": self.parts, "split": self.split}
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False)
 class Phase:
     """One grid of tiles run over the compute units; phases run one after another."""
 
@@ -79,7 +82,7 @@ class Phase:
     reload_waits: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False)
 class Tensor:
     """A global tensor: where it lives decides the bandwidth its traffic gets."""
 
@@ -90,7 +93,7 @@ class Tensor:
     l2_resident: bool = False  # pinned in L2 (`place NAME in l2`)
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False)
 class Workload:
     """What a kernel asks of the chip: its phases and HBM tensors."""
 

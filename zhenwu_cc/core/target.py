@@ -1,4 +1,4 @@
-"""Target descriptions: one TOML file per chip, read into frozen dataclasses.
+"""Target descriptions: one TOML file per chip, read into dataclasses.
 
 The cost model must say where every figure comes from, so every number in a target file is a
 table `{ value = ..., provenance = ..., source = "..." }` with provenance "published", "reported",
@@ -8,16 +8,21 @@ schema, with each field's unit.
 
 A malformed file is a user error (`CompileError` naming the file and the dotted field), never a
 traceback: people and agents write their own target files to ask "what if HBM were faster?".
-Loading needs only `tomllib` and `dataclasses`, and is cached, so `zhenwu-cc cost` starts fast.
+Loading needs only `tomllib` and `dataclasses`, and is cached, so `zhenwu-cc cost` starts fast;
+a packaged target is read from `parsed.json` beside the files (see `PARSED`), without tomllib.
+The model's classes generate only `__init__` (no eq, repr, hash or frozen guard: nothing compares,
+prints or hashes them, and each generated method costs `compile` and `cost` ~0.6M instructions
+of start-up); a loaded target is shared by every caller (cached), so treat it as read-only.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import tomllib
+import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from stat import S_ISREG
@@ -42,6 +47,12 @@ I64_MAX = 2**63 - 1
 MIN_NUMBER, MAX_NUMBER = 1e-9, 1e24
 MAX_FILE_BYTES = 1 << 20  # a target file larger than this is refused (ZK0001)
 MAX_NESTING = 16  # tables and arrays within each other; the schema needs 3
+# The packaged targets' parsed documents, {name: {"crc32": of the .toml file's bytes, "doc": ...}}:
+# `compile` and `cost` read this JSON (json is imported anyway) instead of importing tomllib and
+# parsing TOML, ~20M instructions of start-up. An entry whose crc32 is not its file's is ignored
+# (the file is parsed); `python -m zhenwu_cc.core.target` rewrites it (tests/test_target.py
+# checks that it is current).
+PARSED = "parsed.json"
 
 # dotted field -> (kind, unit, lower bound, lower bound inclusive, upper bound or None)
 _NUM = "number"
@@ -82,7 +93,7 @@ FIELDS.update({f"tensor.{dt}.{key}": spec
 _OPTIONAL = {p for p in FIELDS if p.startswith("tensor.") and not p.endswith(".support")}
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class Sourced:
     """One parameter: its value and where the value comes from."""
 
@@ -92,7 +103,7 @@ class Sourced:
     unit: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class TensorRate:
     """How the tensor engine handles one operand dtype.
 
@@ -105,7 +116,7 @@ class TensorRate:
     via: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class VectorEngine:
     """The vector engine's rates per CU."""
 
@@ -113,7 +124,7 @@ class VectorEngine:
     transcendentals_per_clock_per_cu: float
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class L2Cache:
     """The L2 cache every CU shares."""
 
@@ -128,7 +139,7 @@ class L2Cache:
         return int(self.bytes * self.persisting_max_fraction) if self.persisting else 0
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class HBM:
     """The HBM stacks and how allocations are laid over them."""
 
@@ -147,7 +158,7 @@ class HBM:
         return self.stacks * self.stack_bandwidth
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class Links:
     """The chip-to-chip links."""
 
@@ -155,7 +166,7 @@ class Links:
     bandwidth: float  # bytes/s per link per direction
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class Efficiency:
     """Fractions of the datasheet rates that real kernels sustain (calibrated or assumed)."""
 
@@ -165,7 +176,7 @@ class Efficiency:
     vector: float
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, repr=False)
 class Target:
     """A chip model, read from a target file (runtime/targets/*.toml)."""
 
@@ -174,7 +185,7 @@ class Target:
     path: str  # the file it was read from
     compute_units: int
     clock: float
-    tensor: Mapping[str, TensorRate] = field(hash=False)
+    tensor: Mapping[str, TensorRate]
     f32_matmul: str
     vector: VectorEngine
     sram_per_cu: int
@@ -184,7 +195,7 @@ class Target:
     dma_queues_per_cu: int
     kernel_overhead: float
     efficiency: Efficiency
-    sources: Mapping[str, Sourced] = field(compare=False, hash=False, repr=False)
+    sources: Mapping[str, Sourced]
 
     @property
     def hbm_bandwidth(self) -> float:
@@ -312,8 +323,33 @@ def _load_packaged(name: str) -> Target:
         hint = f"; did you mean `{guess}`?" if guess else ""
         raise error("ZK0701", f"unknown target `{name}`{hint}",
                     help=f"known targets: {', '.join(names)}; or give a path to a .toml file")
-    text = (_packaged() / f"{name}.toml").read_text("utf-8")
-    return parse_target(text, f"{name}.toml")
+    data = (_packaged() / f"{name}.toml").read_bytes()
+    parsed = _parsed().get(name)
+    if parsed is not None and parsed["crc32"] == zlib.crc32(data):
+        return _Reader(f"{name}.toml").target(parsed["doc"])
+    return parse_target(data.decode("utf-8"), f"{name}.toml")
+
+
+@lru_cache(maxsize=1)
+def _parsed() -> dict:
+    """The packaged targets' parsed documents (`PARSED`); none if the file is missing."""
+    try:
+        return json.loads((_packaged() / PARSED).read_bytes())
+    except FileNotFoundError:
+        return {}
+
+
+def write_parsed() -> None:
+    """Rewrite `PARSED` from the packaged .toml files (run it after editing one)."""
+    import tomllib
+
+    folder = _packaged()
+    docs = {}
+    for name in list_targets():
+        data = (folder / f"{name}.toml").read_bytes()
+        parse_target(data.decode("utf-8"), f"{name}.toml")  # only a valid file is kept
+        docs[name] = {"crc32": zlib.crc32(data), "doc": tomllib.loads(data.decode("utf-8"))}
+    (folder / PARSED).write_text(json.dumps(docs, indent=1, ensure_ascii=False) + "\n", "utf-8")
 
 
 @lru_cache(maxsize=64)
@@ -333,6 +369,8 @@ def _load_file(path: str, mtime_ns: int, size: int) -> Target:
 
 def parse_target(text: str, file: str) -> Target:
     """Parse and check the text of a target file; `file` names it in errors."""
+    import tomllib  # here: a packaged target is read from PARSED
+
     _check_nesting(text, file)
     try:
         doc = tomllib.loads(text)
@@ -516,3 +554,7 @@ class _Reader:
 
 def _leaf_example(path: str) -> str:
     return f'{path} = {{ value = ..., provenance = "assumed", source = "why" }}'
+
+
+if __name__ == "__main__":
+    write_parsed()
