@@ -172,3 +172,32 @@ def test_syntax_tree_nodes_generate_only_their_init():
     assert len(nodes) == 28
     assert [c.__name__ for c in nodes if {"__repr__", "__eq__"} & set(vars(c))] == []
     assert all("__init__" in vars(c) for c in nodes)
+
+
+def test_check_compiles_one_lexer_regex_not_one_a_parser_state():
+    """lexer.py's contextual lexer compiles one regex of all the terminals, and a small one for
+    terminals a state tries after one it does not (an integer where SIGNED_INT comes first):
+    4 more on gemm.zk. lark's own compiled one a parser state it met and one for each set of
+    strings a regex terminal swallows (41 on gemm.zk), most of the cost of the first parse."""
+    import re
+
+    from zhenwu_cc.frontend._tables import LEXER
+
+    probe = ("import re._compiler as compiler\n"
+             "seen = []\n"
+             "original = compiler.compile\n"
+             "def counting(pattern, flags=0):\n"
+             "    seen.append(str(pattern))\n"
+             "    return original(pattern, flags)\n"
+             "compiler.compile = counting\n"
+             + PROBE.replace("print(", "print(json.dumps(seen))\nprint("))
+    done = subprocess.run([sys.executable, "-c", probe, "check", EXAMPLE], capture_output=True,
+                          text=True, check=True, cwd=ROOT)
+    seen, result = map(json.loads, done.stdout.splitlines())
+    assert result["code"] == 0, done.stderr
+    assert "zhenwu_cc.frontend.lexer" in result["modules"]  # the probe saw the parse
+    groups = [re.findall(r"\(\?P<(\w+)>", pattern) for pattern in seen]
+    terminals = sorted((names for names in groups if names and set(names) <= set(LEXER["order"])),
+                       key=len)
+    assert terminals[-1] == LEXER["order"]
+    assert len(terminals) == 1 + 4 and all(len(names) <= 3 for names in terminals[:-1])
