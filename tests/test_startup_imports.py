@@ -175,10 +175,10 @@ def test_syntax_tree_nodes_generate_only_their_init():
 
 
 def test_check_compiles_one_lexer_regex_not_one_a_parser_state():
-    """lexer.py's contextual lexer compiles one regex of all the terminals, and a small one for
-    terminals a state tries after one it does not (an integer where SIGNED_INT comes first):
-    4 more on gemm.zk. lark's own compiled one a parser state it met and one for each set of
-    strings a regex terminal swallows (41 on gemm.zk), most of the cost of the first parse."""
+    """lexer.py's contextual lexer compiles one regex of all the terminals, and a terminal's
+    own when a state tries it after one the state does not (INT, where SIGNED_INT comes first):
+    2 more on gemm.zk. lark's own compiled one alternation a parser state it met, and one for
+    each set of strings a regex terminal swallows (41 on gemm.zk): most of the first parse."""
     import re
 
     from zhenwu_cc.frontend._tables import LEXER
@@ -190,14 +190,17 @@ def test_check_compiles_one_lexer_regex_not_one_a_parser_state():
              "    seen.append(str(pattern))\n"
              "    return original(pattern, flags)\n"
              "compiler.compile = counting\n"
-             + PROBE.replace("print(", "print(json.dumps(seen))\nprint("))
+             + PROBE.replace("print(", "from zhenwu_cc.frontend import parser\n"
+                             "lexer = parser._lark().parser.lexer\n"
+                             "print(json.dumps([seen, lexer._regex.pattern, sorted(lexer._alone)]))"
+                             "\nprint("))
     done = subprocess.run([sys.executable, "-c", probe, "check", EXAMPLE], capture_output=True,
                           text=True, check=True, cwd=ROOT)
-    seen, result = map(json.loads, done.stdout.splitlines())
+    (seen, regex, alone), result = map(json.loads, done.stdout.splitlines())
     assert result["code"] == 0, done.stderr
     assert "zhenwu_cc.frontend.lexer" in result["modules"]  # the probe saw the parse
-    groups = [re.findall(r"\(\?P<(\w+)>", pattern) for pattern in seen]
-    terminals = sorted((names for names in groups if names and set(names) <= set(LEXER["order"])),
-                       key=len)
-    assert terminals[-1] == LEXER["order"]
-    assert len(terminals) == 1 + 4 and all(len(names) <= 3 for names in terminals[:-1])
+    assert seen.count(regex) == 1 and regex.count("()") == len(LEXER["order"])
+    assert len(alone) <= 2
+    terminals = set(LEXER["order"])
+    alternations = [p for p in seen if len(set(re.findall(r"\(\?P<(\w+)>", p)) & terminals) > 1]
+    assert alternations == []

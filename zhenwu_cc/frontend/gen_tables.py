@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import pprint
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -56,8 +57,9 @@ def lexer_tables(parser: lark.Lark) -> dict:
     lexer): the order in which lark tries them (it sorts every state's terminals by one key, so
     each state tries a subsequence of this order), the ones whose text may hold a newline, and
     the string terminals that a regex terminal's match turns into (`-` matched by ADDOP is a
-    MINUS wherever a state accepts both). Recorded here, not derived at start-up: lark's sort
-    key needs each regex's width (from the regex parser), its string check a match of each."""
+    MINUS wherever a state accepts both), and how many groups each regex has (lexer.py numbers
+    its own after them). Recorded here, not derived at start-up: lark's sort key needs each
+    regex's width (from the regex parser), its string check a match of each."""
     root = parser.parser.lexer.root_lexer
     root.scanner  # builds the callbacks below
     unless = {name: [t.name for t in callback.scanner.terminals]
@@ -66,8 +68,9 @@ def lexer_tables(parser: lark.Lark) -> dict:
         for name in strings:  # lexer.py compares such a token's text with the string itself
             if parser.get_terminal(name).pattern.flags:
                 raise ValueError(f"terminal {name} has flags; lexer.py assumes none")
-    return {"order": [t.name for t in root.terminals], "newline": sorted(root.newline_types),
-            "unless": unless}
+    groups = [re.compile(t.pattern.to_regexp()).groups for t in root.terminals]
+    return {"order": [t.name for t in root.terminals], "groups": groups,
+            "newline": sorted(root.newline_types), "unless": unless}
 
 
 def render(grammar: str) -> str:

@@ -8,8 +8,7 @@ Python's `re` returns the first alternative that matches. One regex of all the t
 compiled once, finds the first terminal T in that order that matches here: when the state
 accepts T, that is what the state's own scanner finds; when it does not (`tile` used as a name,
 an integer where SIGNED_INT comes before INT), the answer is the first terminal after T that the
-state accepts and that matches, from a small alternation of those compiled on first need. The
-rest is lark's `BasicLexer.next_token` and `ContextualLexer.lex` step for step: ignored
+state accepts and that matches, each tried alone (a regex compiled on first need). The rest is lark's `BasicLexer.next_token` and `ContextualLexer.lex` step for step: ignored
 terminals, a regex terminal's match turned into the string terminal it spells (`-` as MINUS),
 and errors (an UnexpectedCharacters, or an UnexpectedToken when a terminal the state does not
 accept matches). tests/test_lexer.py holds it to lark's own lexer: every state's terminals, and
@@ -35,7 +34,7 @@ _RANK = {name: i for i, name in enumerate(LEXER["order"])}
 class _State:
     """What one parser state's own scanner would be: the terminals it tries (`terms`), what it
     names when none matches (`allowed`), for a regex terminal the strings its match may spell
-    (`unless`, text -> terminal), and the regexes `ZkLexer._later` tries."""
+    (`unless`, text -> terminal), and the terminals it tries after one it does not (`after`)."""
 
     __slots__ = ("terms", "allowed", "unless", "after")
 
@@ -48,7 +47,8 @@ class _State:
         self.terms = frozenset(accepts - swallowed)
         self.allowed = (self.terms - ignore) or {"<END-OF-FILE>"}
         self.unless = {name: {strings[s]: s for s in spelled} for name, spelled in unless.items()}
-        self.after: dict[str, re.Pattern] = {}  # a terminal it does not try -> `_later`'s regex
+        # a terminal it does not try -> (terminal, its text if a plain string) it tries later
+        self.after: dict[str, list[tuple[str, str | None]]] = {}
 
 
 class ZkLexer(Lexer):
@@ -66,11 +66,12 @@ class ZkLexer(Lexer):
         self._newline = frozenset(LEXER["newline"])
         self._by_state: dict[int, _State] = {}
         self._by_accepts: dict[frozenset[str], _State] = {}
-        self._alternations: dict[tuple[str, ...], re.Pattern] = {}
+        self._alone: dict[str, re.Pattern] = {}
+        self._names: list[str | None] = [None]  # group number in `_regex` -> terminal
         self._strings = {s: conf.terminals_by_name[s].pattern.value
                          for spelled in LEXER["unless"].values() for s in spelled}
         self._root = _State(set(LEXER["order"]), self._ignore, self._strings)
-        self._regex = self._alternation(LEXER["order"])
+        self._regex = self._alternation()
 
     def _state(self, position: int) -> _State:
         accepts = self._states[position]
@@ -84,42 +85,58 @@ class ZkLexer(Lexer):
 
     def _later(self, state: _State, first: str, text: str, pos: int, end: int):
         """(text, terminal) of the first terminal after `first` that `state` tries and that
-        matches at `pos`, or None: their alternation, compiled on first need (an integer where
-        only INT is accepted, since SIGNED_INT comes first, is the common case)."""
-        regex = state.after.get(first)
-        if regex is None:
-            names = tuple(t for t in LEXER["order"][_RANK[first] + 1:] if t in state.terms)
-            regex = self._alternations.get(names)
-            if regex is None:
-                regex = self._alternations[names] = self._alternation(names)
-            state.after[first] = regex
-        m = regex.match(text, pos, end)
-        return None if m is None else (m.group(0), m.lastgroup)
+        matches at `pos`, or None; each tried alone (an integer where only INT is accepted,
+        since SIGNED_INT comes first, is the common case): a string compared, a regex compiled
+        on first need, which costs less than one alternation of them a state."""
+        tries = state.after.get(first)
+        if tries is None:
+            tries = state.after[first] = [(name, self._string(name))
+                                          for name in LEXER["order"][_RANK[first] + 1:]
+                                          if name in state.terms]
+        for name, string in tries:
+            if string is not None:
+                if text.startswith(string, pos, end):
+                    return string, name
+                continue
+            alone = self._alone.get(name)
+            if alone is None:
+                pattern = self.terminals_by_name[name].pattern.to_regexp()
+                alone = self._alone[name] = re.compile(pattern, self._flags)
+            m = alone.match(text, pos, end)
+            if m is not None:
+                return m.group(0), name
+        return None
 
-    def _alternation(self, names) -> re.Pattern:
-        """One regex of the terminals `names`, tried in that order; `lastgroup` names the one
-        that matched. Each name is an empty group after its terminal, not a group around it:
-        `re` skips an alternative whose first character cannot match only when the alternative
-        starts with that character (a third faster). Only a terminal with a `|` needs a group
-        of its own around it, and groups cost compile time."""
+    def _string(self, name: str) -> str | None:
+        """The text of a string terminal that matches exactly its text, else None."""
+        pattern = self.terminals_by_name[name].pattern
+        return pattern.value if pattern.type == "str" and not pattern.flags else None
+
+    def _alternation(self) -> re.Pattern:
+        """One regex of all the terminals, tried in lark's order; `lastindex` is the number of
+        the one that matched in `self._names`. Each terminal is followed by an empty group, not
+        put in one: `re` skips an alternative whose first character cannot match only when the
+        alternative starts with that character (a third faster); a terminal with a `|` gets a
+        non-capturing group around it. Unnamed groups: named ones cost a third more to compile."""
         alternatives = []
-        for name in names:
+        for name, inner in zip(LEXER["order"], LEXER["groups"], strict=True):
             pattern = self.terminals_by_name[name].pattern.to_regexp()
-            alternatives.append(f"(?:{pattern})(?P<{name}>)" if "|" in pattern
-                                else f"{pattern}(?P<{name}>)")
-        return re.compile("|".join(alternatives) or "(?!)", self._flags)
+            alternatives.append(f"(?:{pattern})()" if "|" in pattern else f"{pattern}()")
+            self._names += [None] * inner + [name]
+        return re.compile("|".join(alternatives), self._flags)
 
     def _next_token(self, state: _State, lexer_state, parser_state):
         """`BasicLexer.next_token`; None at the end of the text."""
         line_ctr, text = lexer_state.line_ctr, lexer_state.text
-        source, end, match = text.text, text.end, self._regex.match
+        source, end, match, names = text.text, text.end, self._regex.match, self._names
         while line_ctr.char_pos < end:
             pos = line_ctr.char_pos
             m = match(source, pos, end)
-            if m is not None and m.lastgroup in state.terms:
-                value, name = m.group(0), m.lastgroup
+            name = names[m.lastindex] if m is not None else None
+            if name in state.terms:
+                value = m.group(0)
             else:
-                found = m and self._later(state, m.lastgroup, source, pos, end)
+                found = m and self._later(state, name, source, pos, end)
                 if not found:
                     last = lexer_state.last_token
                     raise UnexpectedCharacters(source, pos, line_ctr.line, line_ctr.column,
