@@ -220,3 +220,35 @@ def test_target_workload_and_estimate_classes_generate_no_repr_or_hash():
     assert len(generated(target)) == 8
     for module, count in ((workload, 5), (model, 3)):
         assert list(map(tuple, generated(module).values())) == [("__eq__", "__init__")] * count
+
+
+def test_check_compiles_one_lexer_regex_not_one_a_parser_state():
+    """lexer.py's contextual lexer compiles one regex of all the terminals, and a terminal's
+    own when a state tries it after one the state does not (INT, where SIGNED_INT comes first):
+    2 more on gemm.zk. lark's own compiled one alternation a parser state it met, and one for
+    each set of strings a regex terminal swallows (41 on gemm.zk): most of the first parse."""
+    import re
+
+    from zhenwu_cc.frontend._tables import LEXER
+
+    probe = ("import re._compiler as compiler\n"
+             "seen = []\n"
+             "original = compiler.compile\n"
+             "def counting(pattern, flags=0):\n"
+             "    seen.append(str(pattern))\n"
+             "    return original(pattern, flags)\n"
+             "compiler.compile = counting\n"
+             + PROBE.replace("print(", "from zhenwu_cc.frontend import parser\n"
+                             "lexer = parser._lark().parser.lexer\n"
+                             "print(json.dumps([seen, lexer._regex.pattern, sorted(lexer._alone)]))"
+                             "\nprint("))
+    done = subprocess.run([sys.executable, "-c", probe, "check", EXAMPLE], capture_output=True,
+                          text=True, check=True, cwd=ROOT)
+    (seen, regex, alone), result = map(json.loads, done.stdout.splitlines())
+    assert result["code"] == 0, done.stderr
+    assert "zhenwu_cc.frontend.lexer" in result["modules"]  # the probe saw the parse
+    assert seen.count(regex) == 1 and regex.count("()") == len(LEXER["order"])
+    assert len(alone) <= 2
+    terminals = set(LEXER["order"])
+    alternations = [p for p in seen if len(set(re.findall(r"\(\?P<(\w+)>", p)) & terminals) > 1]
+    assert alternations == []

@@ -29,10 +29,13 @@ _TERMINAL_WORDS = {"NAME": "a name", "INT": "an integer", "FLOAT": "a number",
 @cache
 def _lark() -> lark.Lark:
     """The parser, from the tables `make parser` generates (gen_tables.py says why): plain data,
-    no pickle, no analysis at start-up."""
+    no pickle, no analysis at start-up; its contextual lexer is lexer.py's (one regex, not one a
+    parser state)."""
     from zhenwu_cc.frontend import _tables
+    from zhenwu_cc.frontend.lexer import ZkLexer
 
-    return lark.Lark._load_from_dict(_tables.TABLES["data"], _tables.TABLES["memo"])
+    return lark.Lark._load_from_dict(_tables.TABLES["data"], _tables.TABLES["memo"],
+                                     _plugins={"ContextualLexer": ZkLexer})
 
 
 def _span(file: str, meta) -> Span:
