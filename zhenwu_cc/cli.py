@@ -12,7 +12,6 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 RESULT_SCHEMA = "zhenwu-cc.result/1"
@@ -62,15 +61,18 @@ def _define(text: str) -> tuple[str, int]:
             f"bad -D {text!r}: expected NAME=INTEGER, e.g. -D M=2048") from None
 
 
-@dataclass
 class Output:
     """What a command produced: a JSON payload, text for people, and (for a command that
-    finished but found a problem, like a failed numerics check) diagnostics and exit code."""
+    finished but found a problem, like a failed numerics check) diagnostics and exit code.
+    A plain class, not a dataclass: nothing compares or prints one, and a generated `__init__`
+    would be compiled at every start-up."""
 
-    payload: dict = field(default_factory=dict)
-    text: str = ""
-    diagnostics: list = field(default_factory=list)
-    code: int = 0
+    def __init__(self, payload: dict | None = None, text: str = "",
+                 diagnostics: list | None = None, code: int = 0):
+        self.payload = {} if payload is None else payload
+        self.text = text
+        self.diagnostics = [] if diagnostics is None else diagnostics
+        self.code = code
 
 
 # ---- shared steps -------------------------------------------------------------------------------
