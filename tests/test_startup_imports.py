@@ -127,18 +127,20 @@ def test_the_packaged_target_is_read_as_a_file(command):
 
 
 def test_only_the_command_run_gets_its_arguments():
-    """`build_parser(argv)` lists every subcommand but fills in only the arguments of the one
-    argv runs; without argv (or with no command in it) every subcommand has its own."""
-    from zhenwu_cc.cli import build_parser
+    """`build_parser(argv)` builds only the subcommand that argv starts with (each parser costs
+    argparse's gettext look-ups); without argv, or with anything else first (`--help check`, a
+    misspelt command), every subcommand is listed, with its arguments."""
+    from zhenwu_cc.cli import COMMANDS, build_parser
 
     def dests(parser, name: str) -> list[str]:
         return [a.dest for a in parser.commands[name]._actions]
 
     parser = build_parser(["check", EXAMPLE])
-    assert "file" in dests(parser, "check") and dests(parser, "compile") == ["help"]
-    assert sorted(parser.commands) == sorted(build_parser().commands)
-    for argv in (None, [], ["--help"], ["chek", EXAMPLE]):
-        assert "emit" in dests(build_parser(argv), "compile"), argv
+    assert list(parser.commands) == ["check"] and "file" in dests(parser, "check")
+    for argv in (None, [], ["--help"], ["--help", "check"], ["chek", EXAMPLE]):
+        parser = build_parser(argv)
+        assert sorted(parser.commands) == sorted(COMMANDS), argv
+        assert "emit" in dests(parser, "compile"), argv
 
 
 def test_start_up_dataclasses_bring_their_own_docstrings():
@@ -161,18 +163,22 @@ def test_start_up_dataclasses_bring_their_own_docstrings():
         assert generated == [], argv[0]
 
 
-def test_syntax_tree_nodes_generate_only_their_init():
-    """AST nodes compare by identity and nothing prints one: each generated method would be
-    compiled at every start-up (28 classes)."""
-    import dataclasses
-
+def test_syntax_tree_nodes_are_plain_classes_with_one_init():
+    """AST nodes are not dataclasses: one `__init__` on `Node` assigns each class's fields in
+    order (`_fields`, from its annotations after its base's), and nothing is generated for the
+    27 node classes at start-up; they compare by identity and nothing prints one."""
     from zhenwu_cc.frontend import ast
 
-    nodes = [c for c in vars(ast).values() if isinstance(c, type) and dataclasses.is_dataclass(c)
-             and c.__module__ == ast.__name__]
-    assert len(nodes) == 28
-    assert [c.__name__ for c in nodes if {"__repr__", "__eq__"} & set(vars(c))] == []
-    assert all("__init__" in vars(c) for c in nodes)
+    nodes = [c for c in vars(ast).values() if isinstance(c, type) and issubclass(c, ast.Node)
+             and c is not ast.Node]
+    assert len(nodes) == 27
+    assert [c.__name__ for c in nodes if {"__init__", "__repr__", "__eq__"} & set(vars(c))] == []
+    assert ast.BinOp._fields == ("span", "op", "lhs", "rhs")
+    assert ast.PrecisionDirective._fields[-1] == "mode_option"
+    node = ast.BinOp("span", "+", "a", "b")
+    assert (node.span, node.op, node.lhs, node.rhs) == ("span", "+", "a", "b")
+    with pytest.raises(TypeError, match=r"BinOp takes 4 values \(span, op, lhs, rhs\), got 3"):
+        ast.BinOp("span", "+", "a")
 
 
 # The dataclasses `compile` and `cost` define beyond `check`'s (xDSL's attribute classes aside):
@@ -252,3 +258,42 @@ def test_check_compiles_one_lexer_regex_not_one_a_parser_state():
     terminals = set(LEXER["order"])
     alternations = [p for p in seen if len(set(re.findall(r"\(\?P<(\w+)>", p)) & terminals) > 1]
     assert alternations == []
+
+
+
+def test_check_generates_few_dataclass_methods():
+    """Python 3.11's `dataclass` compiles each method it generates (with `exec`, so its code
+    comes from "<string>") at every start-up, ~0.6M instructions each. What `check` defines
+    generates only the diagnostics' records: `__init__` and `__eq__` of Note, FixIt and
+    Diagnostic, and Span's frozen value methods (init, eq, hash, setattr, delattr). The zk
+    dialect's attributes are left out: xDSL's `irdl_attr_definition` makes them."""
+    probe = PROBE.replace("print(", "import inspect\nfrom xdsl.ir import Attribute\n"
+                          "generated = {f'{m.__name__}.{c.__name__}': sorted("
+                          "k for k, f in vars(c).items() if getattr(getattr(f, '__code__', None), "
+                          "'co_filename', '') == '<string>') for m in list(sys.modules.values()) "
+                          "if m.__name__.startswith('zhenwu_cc') for c in vars(m).values() "
+                          "if inspect.isclass(c) and c.__module__ == m.__name__ "
+                          "and not issubclass(c, Attribute)}\n"
+                          "print(json.dumps({k: v for k, v in generated.items() if v}))\nprint(")
+    done = subprocess.run([sys.executable, "-c", probe, "check", EXAMPLE], capture_output=True,
+                          text=True, check=True, cwd=ROOT)
+    generated, result = map(json.loads, done.stdout.splitlines())
+    assert result["code"] == 0, done.stderr
+    assert "zhenwu_cc.frontend.irgen" in result["modules"]  # the probe saw the front end
+    assert sum(map(len, generated.values())) <= 11, generated
+    assert [name for name, methods in generated.items() if "__repr__" in methods] == []
+
+
+def test_diagnostics_compare_by_value_without_a_repr():
+    """Diagnostics are compared (fast_cost.py keeps a refusal's), so equal records from two
+    compiles are equal, through their spans, notes and fix-its; spans are hashable values."""
+    from zhenwu_cc.core.diagnostics import Diagnostic, FixIt, Note, Span
+
+    def one(end_col: int) -> Diagnostic:
+        span = Span("k.zk", 2, 5, 2, end_col)
+        return Diagnostic("ZK0201", "undefined name `xx`", span, (Note("here", span),),
+                          (FixIt(span, "x"),), "did you mean `x`?")
+
+    assert one(7) == one(7) and one(7) != one(8)
+    assert len({Span("k.zk", 1, 1, 1, 2), Span("k.zk", 1, 1, 1, 2)}) == 1
+    assert [c.__name__ for c in (Span, Note, FixIt, Diagnostic) if "__repr__" in vars(c)] == []

@@ -12,7 +12,6 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 EXIT_OK, EXIT_USER, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 RESULT_SCHEMA = "zhenwu-cc.result/1"
@@ -62,15 +61,18 @@ def _define(text: str) -> tuple[str, int]:
             f"bad -D {text!r}: expected NAME=INTEGER, e.g. -D M=2048") from None
 
 
-@dataclass
 class Output:
     """What a command produced: a JSON payload, text for people, and (for a command that
-    finished but found a problem, like a failed numerics check) diagnostics and exit code."""
+    finished but found a problem, like a failed numerics check) diagnostics and exit code.
+    A plain class, not a dataclass: nothing compares or prints one, and a generated `__init__`
+    would be compiled at every start-up."""
 
-    payload: dict = field(default_factory=dict)
-    text: str = ""
-    diagnostics: list = field(default_factory=list)
-    code: int = 0
+    def __init__(self, payload: dict | None = None, text: str = "",
+                 diagnostics: list | None = None, code: int = 0):
+        self.payload = {} if payload is None else payload
+        self.text = text
+        self.diagnostics = [] if diagnostics is None else diagnostics
+        self.code = code
 
 
 # ---- shared steps -------------------------------------------------------------------------------
@@ -654,15 +656,17 @@ class _Unused:
 
 
 def _command(sub, name: str, only: str | None, **kwargs):
-    """Subcommand `name` (listed in the top-level help whatever runs), and where its arguments
-    go: the subcommand itself, or nowhere when the command line runs another one."""
-    p = sub.add_parser(name, **kwargs)
-    return p if only in (None, name) else _Unused()
+    """Subcommand `name` and where its arguments go: the subcommand itself, or nowhere when the
+    command line starts with another command (`only`). Then `name` is not built at all: only
+    the top-level help and an unknown command's error list every subcommand, and a command line
+    that starts with a command gets neither."""
+    return sub.add_parser(name, **kwargs) if only in (None, name) else _Unused()
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The command-line parser; given `argv`, only the subcommand it runs gets its arguments
-    (building every subcommand's is ~5% of `check`'s start-up)."""
+    """The command-line parser; given `argv` that starts with a command, only that subcommand is
+    built (building every subcommand is ~5% of `check`'s start-up, and each parser asks gettext
+    for its help texts)."""
     from zhenwu_cc import __version__
 
     parser = _Parser(prog="zhenwu-cc", description="Compile, run and cost .zk kernels for the "
@@ -671,9 +675,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     parser.commands = sub.choices
-    only = next((a for a in argv or () if not a.startswith("-")), None)
-    if only not in COMMANDS:
-        only = None
+    only = argv[0] if argv and argv[0] in COMMANDS else None
 
     p = _command(sub, "check", only, help="parse and verify only")
     _add_source_args(p, "check only this kernel")
@@ -755,8 +757,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
                    help="reuse costs and verifications from $ZHENWU_CACHE_DIR (default: on)")
 
-    sub.add_parser("serve", help="answer JSON-lines requests (check, eval, cost, diff) on stdin "
-                   "and stdout, paying start-up once (docs/cli.md)")
+    _command(sub, "serve", only, help="answer JSON-lines requests (check, eval, cost, diff) on "
+             "stdin and stdout, paying start-up once (docs/cli.md)")
 
     p = _command(sub, "compare", only, help="the same kernel's estimated cost on several chips")
     _add_source_args(p, "the kernel to compare (when the file has several)")

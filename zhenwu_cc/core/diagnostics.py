@@ -9,7 +9,7 @@ a test keeps the two in step.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 DIAGNOSTIC_SCHEMA = "zhenwu-cc.diagnostic/1"
 
@@ -131,7 +131,11 @@ CODES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
+# Python 3.11's `dataclass` compiles each method it generates at every start-up (~0.6M
+# instructions each), so these records generate only what is used: `__init__` and `__eq__`
+# (diagnostics are compared: fast_cost.py, tests), `__hash__` for spans (values, kept in sets), no
+# `__repr__` (nothing prints them; the CLI and the API render `to_dict()` or `render_text`).
+@dataclass(frozen=True, repr=False)
 class Span:
     """A region of a source file; lines and columns count from 1, `end_col` is exclusive."""
 
@@ -150,7 +154,7 @@ class Span:
                 "end_line": self.end_line, "end_col": self.end_col}
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False)
 class Note:
     """A secondary message, at its own span if it has one."""
 
@@ -158,7 +162,7 @@ class Note:
     span: Span | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False)
 class FixIt:
     """Replace the text at `span` with `replacement` (an agent can apply it mechanically)."""
 
@@ -166,7 +170,7 @@ class FixIt:
     replacement: str
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False)
 class Diagnostic:
     """One error or warning: its code, message, span, notes, fix-its and help."""
 
@@ -272,11 +276,12 @@ def typo_fixits(span: Span, word: str, guess: str | None) -> tuple[FixIt, ...]:
     return (FixIt(span, guess),) if guess and is_typo(word, guess) else ()
 
 
-@dataclass
 class SourceMap:
-    """Source texts by file name, so diagnostics can quote the offending line."""
+    """Source texts by file name, so diagnostics can quote the offending line. A plain class:
+    nothing compares or prints one, and it is built at every start-up."""
 
-    texts: dict[str, str] = field(default_factory=dict)
+    def __init__(self, texts: dict[str, str] | None = None):
+        self.texts = {} if texts is None else texts
 
     def add(self, file: str, text: str) -> None:
         self.texts[file] = text

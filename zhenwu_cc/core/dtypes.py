@@ -6,23 +6,29 @@ an element type, so a new format is added here once. Names follow MLIR / ml_dtyp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 
 # numpy and ml_dtypes are imported only when a numpy dtype is asked for: `zhenwu-cc check` never
 # needs them, and they cost ~0.1 s of start-up.
 
 
-@dataclass(frozen=True)
 class DType:
-    """An element type: its spellings, storage and range."""
+    """An element type: its spellings, storage and range. There is one instance per type (the
+    table below), so instances compare and hash by identity; `str()` is the name. A plain class,
+    not a dataclass: every method a dataclass generates is compiled at every start-up, and none
+    is needed here."""
 
-    name: str  # the `.zk` and MLIR spelling
-    kind: str  # "float" | "int" | "bool"
-    bits: int  # storage bits of one element (f4 packs two per byte)
-    np_name: str  # numpy / ml_dtypes type name holding the values (f4 in a whole byte)
-    finite_max: float  # largest finite value (checked against ml_dtypes in tests/test_dtypes.py)
-    finite_min: float
+    __slots__ = ("name", "kind", "bits", "np_name", "finite_max", "finite_min")
+
+    def __init__(self, name: str, kind: str, bits: int, np_name: str, finite_max: float,
+                 finite_min: float):
+        self.name = name  # the `.zk` and MLIR spelling
+        self.kind = kind  # "float" | "int" | "bool"
+        self.bits = bits  # storage bits of one element (f4 packs two per byte)
+        self.np_name = np_name  # numpy / ml_dtypes type name holding the values (f4 in a byte)
+        # the largest and smallest finite values (checked against ml_dtypes in test_dtypes.py)
+        self.finite_max = finite_max
+        self.finite_min = finite_min
 
     @property
     def is_float(self) -> bool:

@@ -1,35 +1,44 @@
-"""The `.zk` syntax tree: plain dataclasses with a source span on every node.
+"""The `.zk` syntax tree: plain classes with a source span on every node.
 
-The parser builds it; irgen gives it meaning. Nodes compare by identity (`eq=False`) so that a
-deep expression never recurses through a generated `__eq__`, and have no generated `__repr__`
-(`repr=False`: nothing prints a node, and each generated method is compiled at every start-up).
+The parser builds it; irgen gives it meaning. Nodes compare by identity, so that a deep expression
+never recurses through an `__eq__`, and have no `__repr__` (nothing prints a node). They are not
+dataclasses: Python 3.11's `dataclass` compiles each generated `__init__` at every start-up
+(~0.7M instructions a class, 28 classes on every `check`); one `__init__` on `Node` serves all.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import ClassVar
 
 from zhenwu_cc.core.diagnostics import Span
 
-node = dataclass(eq=False, repr=False)
 
-
-@node
 class Node:
-    """Every node has the source span it came from."""
+    """Every node has the source span it came from. A node class lists its fields as annotations
+    after its base's (`_fields`), and is built from their values in that order."""
 
+    _fields: ClassVar[tuple[str, ...]] = ("span",)
     span: Span
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        cls._fields = cls._fields + tuple(vars(cls).get("__annotations__", ()))
+
+    def __init__(self, *values) -> None:
+        if len(values) != len(self._fields):
+            raise TypeError(f"{type(self).__name__} takes {len(self._fields)} values "
+                            f"({', '.join(self._fields)}), got {len(values)}")
+        for name, value in zip(self._fields, values):
+            setattr(self, name, value)
 
 
 # ---- expressions -------------------------------------------------------------------------------
-@node
 class Name(Node):
     """A use of a parameter, binding or shape parameter: `x`."""
 
     id: str
 
 
-@node
 class Number(Node):
     """A literal, with its source text: `0.5`, `128`."""
 
@@ -37,14 +46,12 @@ class Number(Node):
     text: str
 
 
-@node
 class Neg(Node):
     """Unary minus: `-x`."""
 
     operand: Node
 
 
-@node
 class BinOp(Node):
     """`lhs op rhs`: arithmetic, matmul or comparison."""
 
@@ -53,7 +60,6 @@ class BinOp(Node):
     rhs: Node
 
 
-@node
 class Kwarg(Node):
     """A keyword argument of a call: `axis=-1`."""
 
@@ -61,7 +67,6 @@ class Kwarg(Node):
     value: Node
 
 
-@node
 class Call(Node):
     """A builtin applied to arguments: `softmax(x, axis=-1)`."""
 
@@ -71,14 +76,12 @@ class Call(Node):
     kwargs: list[Kwarg]
 
 
-@node
 class SubIndex(Node):
     """One integer subscript: the `0` of `x[0, :]`."""
 
     index: Node
 
 
-@node
 class SubSlice(Node):
     """One slice subscript: `a:b`, either bound optional."""
 
@@ -86,7 +89,6 @@ class SubSlice(Node):
     stop: Node | None
 
 
-@node
 class Index(Node):
     """A subscripted value: `x[0, 1:4]`."""
 
@@ -94,7 +96,6 @@ class Index(Node):
     subs: list[SubIndex | SubSlice]
 
 
-@node
 class Seq(Node):
     """A tuple or list literal: shapes, axes, permutations."""
 
@@ -120,7 +121,6 @@ def children(node: Node) -> list[Node]:
 
 
 # ---- kernels -----------------------------------------------------------------------------------
-@node
 class TensorType(Node):
     """A parameter's or result's type: `f16[M, K]`."""
 
@@ -129,7 +129,6 @@ class TensorType(Node):
     dims: list[Node]
 
 
-@node
 class ShapeParam(Node):
     """A shape parameter with its default: `M = 4096`."""
 
@@ -137,7 +136,6 @@ class ShapeParam(Node):
     default: int
 
 
-@node
 class Param(Node):
     """A kernel parameter: `a: f16[M, K]`."""
 
@@ -145,7 +143,6 @@ class Param(Node):
     type: TensorType
 
 
-@node
 class Result(Node):
     """A declared kernel result, named or not."""
 
@@ -153,7 +150,6 @@ class Result(Node):
     type: TensorType
 
 
-@node
 class Assign(Node):
     """`name = value`."""
 
@@ -162,14 +158,12 @@ class Assign(Node):
     value: Node
 
 
-@node
 class Return(Node):
     """`return a, b`."""
 
     values: list[Node]
 
 
-@node
 class Kernel(Node):
     """`kernel name<shape params>(params) -> results { body }`."""
 
@@ -182,14 +176,12 @@ class Kernel(Node):
 
 
 # ---- schedules ---------------------------------------------------------------------------------
-@node
 class Ident(Node):
     """A name inside a schedule directive (it refers to a parameter or binding of the kernel)."""
 
     id: str
 
 
-@node
 class TileDirective(Node):
     """`tile NAME [sizes] (split_k S)`."""
 
@@ -199,7 +191,6 @@ class TileDirective(Node):
     split_k: int | None
 
 
-@node
 class SplitDirective(Node):
     """`split NAME S`."""
 
@@ -208,7 +199,6 @@ class SplitDirective(Node):
     parts_span: Span
 
 
-@node
 class FuseDirective(Node):
     """`fuse NAME off`."""
 
@@ -216,7 +206,6 @@ class FuseDirective(Node):
     setting: Ident  # `off`, the one setting
 
 
-@node
 class PrecisionDirective(Node):
     """`precision NAMES as DTYPE (scale MODE(args))`."""
 
@@ -224,18 +213,16 @@ class PrecisionDirective(Node):
     dtype: Ident
     mode: Ident | None  # tensor | channel | block | mx | nvfp4
     mode_args: list[int]
-    mode_option: Ident | None = None  # a scale-rounding option: mx(rceil), nvfp4(rne)
+    mode_option: Ident | None  # a scale-rounding option: mx(rceil), nvfp4(rne)
 
 
-@node
 class AccumulateDirective(Node):
     """`accumulate DTYPE (OPTION)`."""
 
     dtype: Ident
-    option: Ident | None = None  # fp8_fast: emulate FP8 tensor-core accumulation
+    option: Ident | None  # fp8_fast: emulate FP8 tensor-core accumulation
 
 
-@node
 class PlaceDirective(Node):
     """`place NAMES in hbm|l2 (stacks ...)`."""
 
@@ -244,7 +231,6 @@ class PlaceDirective(Node):
     stacks: list[int] | None
 
 
-@node
 class BuffersDirective(Node):
     """`buffers N`."""
 
@@ -255,7 +241,6 @@ Directive = (TileDirective | SplitDirective | FuseDirective | PrecisionDirective
              | AccumulateDirective | PlaceDirective | BuffersDirective)
 
 
-@node
 class Schedule(Node):
     """`schedule KERNEL { directives }`."""
 
@@ -264,9 +249,8 @@ class Schedule(Node):
     directives: list[Directive]
 
 
-@node
 class Module(Node):
     """A whole source file: its kernels and schedules."""
 
-    kernels: list[Kernel] = field(default_factory=list)
-    schedules: list[Schedule] = field(default_factory=list)
+    kernels: list[Kernel]
+    schedules: list[Schedule]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from xdsl.dialects.builtin import (
     DictionaryAttr,
@@ -66,24 +65,26 @@ COMPARE_KIND = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": 
 
 
 # ---- one kernel ----------------------------------------------------------------------------------
-@dataclass
+# Plain classes, not dataclasses: nothing compares or prints them, and each generated method would
+# be compiled at every start-up.
 class _Binding:
     """What a name means in a kernel: its value, where it was bound, whether a parameter."""
 
-    value: Value
-    span: Span
-    is_param: bool
+    def __init__(self, value: Value, span: Span, is_param: bool):
+        self.value = value
+        self.span = span
+        self.is_param = is_param
 
 
-@dataclass
 class _KernelGen(DtypeRules, BuiltinCalls):
     """Generates one kernel's `zk` ops from its AST."""
 
-    kernel: ast.Kernel
-    shape_values: dict[str, int]
-    block: Block = field(default_factory=Block)
-    env: dict[str, _Binding] = field(default_factory=dict)
-    flops: int = 0  # of the matmuls so far
+    def __init__(self, kernel: ast.Kernel, shape_values: dict[str, int]):
+        self.kernel = kernel
+        self.shape_values = shape_values
+        self.block = Block()
+        self.env: dict[str, _Binding] = {}
+        self.flops = 0  # of the matmuls so far
 
     # -- helpers --
     def loc(self, span: Span) -> FileLineColLoc:

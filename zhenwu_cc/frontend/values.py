@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from xdsl.ir import SSAValue
 
@@ -12,15 +11,19 @@ from zhenwu_cc.core import dtypes
 from zhenwu_cc.core.dtypes import DType
 
 
-@dataclass
 class Value:
-    """What an expression evaluates to: a tensor, a weak scalar, or a sequence (shapes, axes)."""
+    """What an expression evaluates to: a tensor, a weak scalar, or a sequence (shapes, axes).
+    A plain class, not a dataclass: nothing compares or prints one, and a generated `__init__`
+    would be compiled at every start-up."""
 
-    span: Span
-    ssa: SSAValue | None = None
-    num: int | float | bool | None = None
-    items: list[Value] | None = None
-    dtype_arg: DType | None = None  # a dtype named as an argument: `bitcast(x, f8E8M0FNU)`
+    def __init__(self, span: Span, ssa: SSAValue | None = None,
+                 num: int | float | bool | None = None, items: list[Value] | None = None,
+                 dtype_arg: DType | None = None):
+        self.span = span
+        self.ssa = ssa
+        self.num = num
+        self.items = items
+        self.dtype_arg = dtype_arg  # a dtype named as an argument: `bitcast(x, f8E8M0FNU)`
 
     @property
     def is_tensor(self) -> bool:
