@@ -32,6 +32,17 @@ def _modules_after(*argv: str) -> set[str]:
     return set(result["modules"])
 
 
+def _probe(argv: list[str], report: str, before: str = "") -> tuple[object, dict]:
+    """Run the command `argv` under PROBE in a fresh interpreter, with `before` run first and
+    `report` after the command (it prints one JSON line): that line's value, and PROBE's."""
+    probe = before + PROBE.replace("print(", report + "\nprint(")
+    done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True,
+                          check=True, cwd=ROOT)
+    reported, result = map(json.loads, done.stdout.splitlines())
+    assert result["code"] == 0, done.stderr
+    return reported, result
+
+
 def _loaded(modules: set[str], *prefixes: str) -> list[str]:
     return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes))
 
@@ -146,19 +157,16 @@ def test_only_the_command_run_gets_its_arguments():
 def test_start_up_dataclasses_bring_their_own_docstrings():
     """A dataclass without a docstring gets one made from `inspect.signature` when its class is
     created, at every start-up; the ones `check`, `compile` and `cost` define have their own."""
-    probe = PROBE.replace("print(", "import dataclasses, inspect\n"
-                          "generated = sorted(f'{m.__name__}.{c.__name__}' for m in list("
-                          "sys.modules.values()) if m.__name__.startswith('zhenwu_cc') "
-                          "for c in vars(m).values() if inspect.isclass(c) and "
-                          "dataclasses.is_dataclass(c) and c.__module__ == m.__name__ and "
-                          "(c.__doc__ or '').startswith(c.__name__ + '('))\n"
-                          "print(json.dumps(generated))\nprint(")
+    report = ("import dataclasses, inspect\n"
+              "generated = sorted(f'{m.__name__}.{c.__name__}' for m in list("
+              "sys.modules.values()) if m.__name__.startswith('zhenwu_cc') "
+              "for c in vars(m).values() if inspect.isclass(c) and "
+              "dataclasses.is_dataclass(c) and c.__module__ == m.__name__ and "
+              "(c.__doc__ or '').startswith(c.__name__ + '('))\n"
+              "print(json.dumps(generated))")
     for argv in (["check", EXAMPLE], ["cost", EXAMPLE, "-D", "M=64", "-D", "N=64", "-D", "K=64"],
                  ["compile", EXAMPLE, "-D", "M=64", "-D", "N=64", "-D", "K=64"]):
-        done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True,
-                              text=True, check=True, cwd=ROOT)
-        generated, result = map(json.loads, done.stdout.splitlines())
-        assert result["code"] == 0, done.stderr
+        generated, result = _probe(argv, report)
         assert "zhenwu_cc.frontend.irgen" in result["modules"]  # the probe saw the front end
         assert generated == [], argv[0]
 
@@ -191,19 +199,15 @@ _COMPILE_AND_COST = ("zhenwu_cc.core.target", "zhenwu_cc.runtime", "zhenwu_cc.pa
 
 @pytest.mark.parametrize("command, most", [("compile", 42), ("cost", 62)])
 def test_compile_and_cost_generate_few_dataclass_methods(command, most):
-    probe = PROBE.replace("print(", "import dataclasses, inspect\n"
-                          "made = {f'{m.__name__}.{c.__name__}': sorted(k for k, v in vars(c)"
-                          ".items() if inspect.isfunction(v) and v.__code__.co_filename == "
-                          "'<string>') for m in list(sys.modules.values()) if m.__name__."
-                          f"startswith({_COMPILE_AND_COST!r}) for c in vars(m).values() if "
-                          "inspect.isclass(c) and dataclasses.is_dataclass(c) and "
-                          "c.__module__ == m.__name__}\n"
-                          "print(json.dumps(made))\nprint(")
-    done = subprocess.run([sys.executable, "-c", probe, command, EXAMPLE, "-D", "M=64", "-D",
-                           "N=64", "-D", "K=64"], capture_output=True, text=True, check=True,
-                          cwd=ROOT)
-    made, result = map(json.loads, done.stdout.splitlines())
-    assert result["code"] == 0, done.stderr
+    made, _ = _probe([command, EXAMPLE, "-D", "M=64", "-D", "N=64", "-D", "K=64"],
+                     "import dataclasses, inspect\n"
+                     "made = {f'{m.__name__}.{c.__name__}': sorted(k for k, v in vars(c)"
+                     ".items() if inspect.isfunction(v) and v.__code__.co_filename == "
+                     "'<string>') for m in list(sys.modules.values()) if m.__name__."
+                     f"startswith({_COMPILE_AND_COST!r}) for c in vars(m).values() if "
+                     "inspect.isclass(c) and dataclasses.is_dataclass(c) and "
+                     "c.__module__ == m.__name__}\n"
+                     "print(json.dumps(made))")
     assert "zhenwu_cc.core.target.Target" in made  # the probe saw the target model
     assert sum(map(len, made.values())) <= most, made
 
@@ -237,21 +241,18 @@ def test_check_compiles_one_lexer_regex_not_one_a_parser_state():
 
     from zhenwu_cc.frontend._tables import LEXER
 
-    probe = ("import re._compiler as compiler\n"
-             "seen = []\n"
-             "original = compiler.compile\n"
-             "def counting(pattern, flags=0):\n"
-             "    seen.append(str(pattern))\n"
-             "    return original(pattern, flags)\n"
-             "compiler.compile = counting\n"
-             + PROBE.replace("print(", "from zhenwu_cc.frontend import parser\n"
-                             "lexer = parser._lark().parser.lexer\n"
-                             "print(json.dumps([seen, lexer._regex.pattern, sorted(lexer._alone)]))"
-                             "\nprint("))
-    done = subprocess.run([sys.executable, "-c", probe, "check", EXAMPLE], capture_output=True,
-                          text=True, check=True, cwd=ROOT)
-    (seen, regex, alone), result = map(json.loads, done.stdout.splitlines())
-    assert result["code"] == 0, done.stderr
+    (seen, regex, alone), result = _probe(
+        ["check", EXAMPLE],
+        "from zhenwu_cc.frontend import parser\n"
+        "lexer = parser._lark().parser.lexer\n"
+        "print(json.dumps([seen, lexer._regex.pattern, sorted(lexer._alone)]))",
+        before=("import re._compiler as compiler\n"
+                "seen = []\n"
+                "original = compiler.compile\n"
+                "def counting(pattern, flags=0):\n"
+                "    seen.append(str(pattern))\n"
+                "    return original(pattern, flags)\n"
+                "compiler.compile = counting\n"))
     assert "zhenwu_cc.frontend.lexer" in result["modules"]  # the probe saw the parse
     assert seen.count(regex) == 1 and regex.count("()") == len(LEXER["order"])
     assert len(alone) <= 2
@@ -267,18 +268,16 @@ def test_check_generates_few_dataclass_methods():
     generates only the diagnostics' records: `__init__` and `__eq__` of Note, FixIt and
     Diagnostic, and Span's frozen value methods (init, eq, hash, setattr, delattr). The zk
     dialect's attributes are left out: xDSL's `irdl_attr_definition` makes them."""
-    probe = PROBE.replace("print(", "import inspect\nfrom xdsl.ir import Attribute\n"
-                          "generated = {f'{m.__name__}.{c.__name__}': sorted("
-                          "k for k, f in vars(c).items() if getattr(getattr(f, '__code__', None), "
-                          "'co_filename', '') == '<string>') for m in list(sys.modules.values()) "
-                          "if m.__name__.startswith('zhenwu_cc') for c in vars(m).values() "
-                          "if inspect.isclass(c) and c.__module__ == m.__name__ "
-                          "and not issubclass(c, Attribute)}\n"
-                          "print(json.dumps({k: v for k, v in generated.items() if v}))\nprint(")
-    done = subprocess.run([sys.executable, "-c", probe, "check", EXAMPLE], capture_output=True,
-                          text=True, check=True, cwd=ROOT)
-    generated, result = map(json.loads, done.stdout.splitlines())
-    assert result["code"] == 0, done.stderr
+    generated, result = _probe(
+        ["check", EXAMPLE],
+        "import inspect\nfrom xdsl.ir import Attribute\n"
+        "generated = {f'{m.__name__}.{c.__name__}': sorted("
+        "k for k, f in vars(c).items() if getattr(getattr(f, '__code__', None), "
+        "'co_filename', '') == '<string>') for m in list(sys.modules.values()) "
+        "if m.__name__.startswith('zhenwu_cc') for c in vars(m).values() "
+        "if inspect.isclass(c) and c.__module__ == m.__name__ "
+        "and not issubclass(c, Attribute)}\n"
+        "print(json.dumps({k: v for k, v in generated.items() if v}))")
     assert "zhenwu_cc.frontend.irgen" in result["modules"]  # the probe saw the front end
     assert sum(map(len, generated.values())) <= 11, generated
     assert [name for name, methods in generated.items() if "__repr__" in methods] == []
