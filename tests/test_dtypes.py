@@ -163,3 +163,14 @@ def test_accumulators():
     got = {d.name: dtypes.accumulator_for(d).name for d in ALL}
     assert got == {**{d.name: "f32" for d in FLOATS}, "i1": "i32", "i8": "i32", "ui8": "i32",
                    "i32": "i32", "i64": "i64"}
+
+
+@pytest.mark.parametrize("d", ALL, ids=NAMES)
+def test_a_pickled_or_copied_dtype_is_the_table_instance(d):
+    """Dtypes compare by identity (one instance each), so a copy must be that instance."""
+    import copy
+    import pickle
+
+    assert pickle.loads(pickle.dumps(d)) is d
+    assert copy.deepcopy(d) is d and copy.copy(d) is d
+    assert pickle.loads(pickle.dumps([d, d])) == [d, d]

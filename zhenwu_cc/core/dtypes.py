@@ -63,6 +63,11 @@ class DType:
     def __str__(self) -> str:
         return self.name
 
+    def __reduce__(self):
+        """Pickled or copied (tune's workers, `copy.deepcopy`), a dtype is the table's own
+        instance again: dtypes compare by identity."""
+        return get, (self.name,)
+
 
 @cache
 def _np_dtype(name: str):

@@ -8,9 +8,9 @@ Python's `re` returns the first alternative that matches. One regex of all the t
 compiled once, finds the first terminal T in that order that matches here: when the state
 accepts T, that is what the state's own scanner finds; when it does not (`tile` used as a name,
 an integer where SIGNED_INT comes before INT), the answer is the first terminal after T that the
-state accepts and that matches, each tried alone (a regex compiled on first need). The rest is lark's `BasicLexer.next_token` and `ContextualLexer.lex` step for step: ignored
-terminals, a regex terminal's match turned into the string terminal it spells (`-` as MINUS),
-and errors (an UnexpectedCharacters, or an UnexpectedToken when a terminal the state does not
+state accepts and that matches, each tried alone (a regex compiled on first need). The rest is
+lark's `BasicLexer.next_token` and `ContextualLexer.lex` step for step: ignored terminals, a
+regex terminal's match turned into the string terminal it spells (`-` as MINUS), and errors (an UnexpectedCharacters, or an UnexpectedToken when a terminal the state does not
 accept matches). tests/test_lexer.py holds it to lark's own lexer: every state's terminals, and
 tokens, trees and errors on a corpus.
 
