@@ -37,11 +37,11 @@ def gemm(m=1024, n=1024, k=1024, dtype="bf16", buffers=2, target="m890") -> Work
 
 
 def stream(nbytes=256 * MiB, tiles=4096, buffers=2, stacks=(), l2_resident=False,
-           op="vector") -> Workload:
-    """A memory-bound elementwise phase: load, one `op` per f32 element, store."""
+           op="vector", ops=1) -> Workload:
+    """A memory-bound elementwise phase: load, `ops` of `op` per f32 element, store."""
     phase = Phase("stream", tiles, 4, buffers, 64 * 1024, (
         Work("load", nbytes, tensor="x", dtype="f32"),
-        Work(op, nbytes // 4, dtype="f32"),
+        Work(op, ops * nbytes // 4, dtype="f32"),
         Work("store", nbytes, tensor="y"),
     ), {"x": nbytes})
     return Workload("stream", (phase,), {
@@ -185,8 +185,8 @@ def test_f32_matmul_mode_is_reported():
 @pytest.mark.parametrize("name", ["m890", "h100"])
 def test_single_buffering_is_slower_when_dma_heavy(name):
     target = load_target(name)
-    one = estimate(stream(buffers=1, op="transcendental"), target).phases[0]
-    two = estimate(stream(buffers=2, op="transcendental"), target).phases[0]
+    one = estimate(stream(buffers=1, op="transcendental", ops=2), target).phases[0]
+    two = estimate(stream(buffers=2, op="transcendental", ops=2), target).phases[0]
     assert two.bound == "hbm" and two.terms["vector"] > 0.1 * two.terms["dma"]
     assert one.time > 1.1 * two.time
     assert one.time == pytest.approx(one.terms["dma"] + one.terms["vector"], rel=0.01)

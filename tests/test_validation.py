@@ -1,18 +1,25 @@
-"""The cost model's error on measured H100 BF16 GEMMs, through the real compiler (bar: median
-|error| <= 5%, as issue 14 asks, max <= 35%), and the plain roofline's for contrast."""
+"""The cost model's error on measured H100 BF16 GEMMs, through the real compiler (issue 14's bar:
+median |error| in FLOP/s <= 5%, max <= 20%), the plain roofline's for contrast, and the committed
+constants against what the calibration fits today."""
 
 import importlib.util
 import statistics
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "validate_cost_model.py"
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _bench(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def _validate():
-    spec = importlib.util.spec_from_file_location("validate_cost_model", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.validate()
+    return _bench("validate_cost_model").validate()
 
 
 def test_model_error_on_the_calibration_shapes():
@@ -20,7 +27,30 @@ def test_model_error_on_the_calibration_shapes():
     assert len(rows) == 62
     errors = [abs(r["error"]) for r in rows]
     assert statistics.median(errors) <= 0.05
-    assert max(errors) <= 0.35
+    assert max(errors) <= 0.20
     # The plain roofline is far off on the same data: the model's terms are doing the work.
     roofline_time = [abs(1 / (1 + r["roofline_error"]) - 1) for r in rows]
     assert statistics.median(roofline_time) > 0.5
+
+
+@pytest.mark.slow
+def test_committed_constants_are_the_least_squares_fit():
+    """h100.toml's fitted constants and COMBINE_WAIT are what `calibrate_cost_model.py
+    --refit-all` fits now, to the digits committed: a model change that moves the fit fails here
+    until the constants are refitted."""
+    from zhenwu_cc.core.target import load_target
+    from zhenwu_cc.runtime.cost import model
+
+    cal = _bench("calibrate_cost_model")
+    shapes = cal.read_shapes(BENCHMARKS / "data" / cal.CSV_NAME)
+    workloads = {(m, n, k): cal.gemm_workload(m, n, k, "h100") for m, n, k, _ in shapes}
+    target = load_target("h100")
+    committed = model.COMBINE_WAIT
+    try:
+        t0, e_c, e_l2, e_m, wait = cal.fit(target, shapes, workloads)
+    finally:
+        model.COMBINE_WAIT = committed
+    e = target.efficiency
+    assert round(t0 * 1e6, 2) == round(target.kernel_overhead * 1e6, 2)
+    assert (round(e_c, 3), round(e_l2, 3), round(e_m, 3)) == (e.compute, e.l2, e.memory)
+    assert round(wait, 3) == committed
