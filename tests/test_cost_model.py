@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from importlib import resources
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
+import zhenwu_cc
 from zhenwu_cc.runtime.cost import model
 from zhenwu_cc.runtime.cost.model import estimate
 from zhenwu_cc.runtime.cost.workload import Phase, Tensor, TileSizes, Work, Workload
@@ -367,6 +370,50 @@ def test_rereads_that_fit_in_l2_come_from_hbm_once():
     assert est.phases[0].l2_read_bytes == 16 * unique - unique  # each panel read by 16 tiles
     huge = estimate(gemm(16384, 16384, 8192), target)  # operands far beyond L2
     assert huge.phases[0].hbm_read_bytes > 2 * (16384 * 8192 * 2 * 2)
+
+
+def test_tiles_sharing_along_one_dim_run_together():
+    """Keys and values read by every query tile of their head (shared along that one grid dim)
+    come from HBM once where a wave's run of query tiles spans a head or two; read in square
+    groups instead (as a GEMM's two operands, shared along different dims), a wave would read
+    sqrt(a) heads' worth, more than L2 holds, and read them again and again."""
+    target = load_target("h100")
+    heads, per_head, q_tiles = 16, 8 * MiB, 128
+
+    def flash(shared_dims):
+        loads = heads * q_tiles * per_head
+        phase = Phase("flash", heads * q_tiles, 64, 2, 0, (
+            Work("load", loads, tensor="k"), Work("load", 4 * MiB, "prologue", tensor="q"),
+            Work("mma", heads * q_tiles * 2 * 128 * 16384 * 128, dtype="bf16")),
+            {"k": heads * per_head, "q": 4 * MiB}, shared_dims)
+        return estimate(Workload("f", (phase,), {"k": Tensor("k", heads * per_head, "input"),
+                                                 "q": Tensor("q", 4 * MiB, "input")}),
+                        target).phases[0]
+
+    runs = flash({"k": (1,), "q": ()})
+    assert runs.hbm_read_bytes == heads * per_head + 4 * MiB
+    assert flash({}).hbm_read_bytes > 8 * heads * per_head
+
+
+REPO = Path(__file__).resolve().parent.parent
+GEMM_ZK = """
+kernel gemm<M = 1024, N = 1024, K = 1024>(a: bf16[M, K], b: bf16[K, N]) -> bf16[M, N] {
+    c = bf16(a @ b)
+    return c
+}
+"""
+
+
+def test_extracted_shared_dims():
+    """The grid dims each tensor's tiles are shared along, as extracted from the lowered program:
+    a flash grid's keys and values along its query tiles, a GEMM's A along n and B along m."""
+    attention = (REPO / "examples" / "attention.zk").read_text()
+    phase = zhenwu_cc.compile(attention, defines=dict(B=1, H=2, S=512, D=64)).costing(
+        "h100").workload.phases[0]
+    assert phase.shared_dims == {"q": (), "k": (2,), "v": (2,)}
+    mm = zhenwu_cc.compile(GEMM_ZK, defines=dict(M=512, N=512, K=4096)).costing(
+        "h100").workload.phases[0]
+    assert mm.shared_dims == {"a": (2,), "b": (1,)}  # grid (parts, m tiles, n tiles)
 
 
 def test_l2_pins_must_fit():

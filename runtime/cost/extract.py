@@ -409,8 +409,29 @@ def phase_of(spec: PhaseSpec, tensors: dict[str, Tensor], grid: tuple[int, ...] 
     steps = looped // tiles if spec.looped else trips  # per tile, on average where skipped
     return Phase(spec.name, tiles, steps, spec.buffers if buffers is None else buffers,
                  spec.sram if sram is None else sram,
-                 tuple(work), bounded, spec.loc, spec.tile if tile is None else tile,
-                 spec.reload_waits)
+                 tuple(work), bounded, _shared_dims(spec, grid), spec.loc,
+                 spec.tile if tile is None else tile, spec.reload_waits)
+
+
+def _shared_dims(spec: PhaseSpec, grid: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Per loaded tensor, the grid dims of more than one point that no load of it indexes by:
+    the tiles along them read the same slices."""
+    used: dict[str, set[int]] = {}
+    for w in spec.ops:
+        if w.kind == "load":
+            dims = used.setdefault(w.tensor, set())
+            for idx, _, _ in w.dims:
+                dims.update(_grid_dims(idx))
+    return {name: tuple(d for d, n in enumerate(grid) if n > 1 and d not in dims)
+            for name, dims in used.items()}
+
+
+def _grid_dims(e: IndexExpr) -> set[int]:
+    if e[0] == "grid":
+        return {e[1]}
+    if e[0] in ("step", "const"):
+        return set()
+    return _grid_dims(e[1]) | _grid_dims(e[2])
 
 
 def workload_of(kernel: ppu.KernelOp) -> Workload:

@@ -58,7 +58,7 @@ BOUNDS = ("compute", "hbm", "l2", "vector")
 # (benchmarks/calibrate_attention.py, docs/validation.md) at H100's fitted compute efficiency
 # (FITTED_AT_COMPUTE_EFFICIENCY, h100.toml's `efficiency.compute`) and carried to other
 # targets in proportion to how much less of their peak they sustain.
-EXPOSED_AT_H100 = 0.10
+EXPOSED_AT_H100 = 0.15
 FITTED_AT_COMPUTE_EFFICIENCY = 0.851
 # A phase that combines the partials of a split (split-K, a split reduction) is a launch that
 # starts only once every part has stored: it waits for the parts' stores to drain and then
@@ -383,7 +383,8 @@ def _hbm_fractions(phase: Phase, tensors: dict[str, Tensor], target: Target,
 
     Loads beyond a tensor's unique bytes are re-reads. Within a wave, tiles are taken in square
     groups (as tile rasterizers do), so a wave of a tiles reads a / min(reuse, sqrt(a)) distinct
-    panels of a tensor each panel of which `reuse` tiles read; re-reads inside a wave hit L2 in
+    panels of a tensor each panel of which `reuse` tiles read; in runs, a / min(reuse, a), where
+    every re-read tensor is shared along the same grid dims (`Phase.shared_dims`); re-reads inside a wave hit L2 in
     the share of that wave's distinct bytes L2 can hold, re-reads across waves in the share of the
     tensor's unique bytes it can hold. L2-resident tensors come from HBM only on first touch.
     A first read finds in L2 the share of the tensor an earlier phase left there (`l2.hit`).
@@ -393,7 +394,10 @@ def _hbm_fractions(phase: Phase, tensors: dict[str, Tensor], target: Target,
         if w.kind == "load":
             loads[w.tensor] = loads.get(w.tensor, 0) + w.amount
     a = min(phase.tiles, target.compute_units)
-    group = math.sqrt(a)
+    # runs where every re-read tensor is shared along the same dims, else square groups
+    shared = {phase.shared_dims.get(n, ()) for n, total in loads.items()
+              if 0 < phase.unique_load_bytes.get(n, total) < total}
+    group = a if len(shared) == 1 and () not in shared else math.sqrt(a)
     capacity = max(l2.free, 0)
     fractions, reread, reuse = {}, {}, {}
     for name, total in loads.items():

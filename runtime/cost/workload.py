@@ -73,6 +73,9 @@ class Phase:
     # For L2 reuse: distinct bytes of each tensor this phase reads. Loads beyond these are
     # re-reads of tiles that other tiles (on other CUs) also read.
     unique_load_bytes: dict[str, int] = field(default_factory=dict)
+    # For L2 reuse: the grid dims (of more than one point) along which each loaded tensor's
+    # tiles are shared, i.e. which none of its loads' indices depend on.
+    shared_dims: dict[str, tuple[int, ...]] = field(default_factory=dict)
     loc: str = ""
     tile: TileSizes | None = None  # None for programs the `tile` pass did not make
     # How far into a tile the next tile's prologue loads wait, because they load into a buffer
