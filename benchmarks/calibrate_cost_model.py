@@ -154,8 +154,7 @@ def halves(shapes, seed: int = 0, shuffles: int = 2) -> list[tuple[str, list, li
     pairs = [("even rows", shapes[0::2], shapes[1::2])]
     rng = random.Random(seed)
     for i in range(shuffles):
-        order = sorted(range(len(shapes)), key=lambda _: rng.random())
-        first = set(order[:len(shapes) // 2])
+        first = set(rng.sample(range(len(shapes)), len(shapes) // 2))
         pairs.append((f"random half {i}", [s for j, s in enumerate(shapes) if j in first],
                       [s for j, s in enumerate(shapes) if j not in first]))
     return [p for name, a, b in pairs for p in ((name, a, b), (name + "'", b, a))]
