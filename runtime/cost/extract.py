@@ -427,6 +427,7 @@ def _shared_dims(spec: PhaseSpec, grid: tuple[int, ...]) -> dict[str, tuple[int,
 
 
 def _grid_dims(e: IndexExpr) -> set[int]:
+    """The grid dims an index expression uses."""
     if e[0] == "grid":
         return {e[1]}
     if e[0] in ("step", "const"):

@@ -383,11 +383,12 @@ def _hbm_fractions(phase: Phase, tensors: dict[str, Tensor], target: Target,
 
     Loads beyond a tensor's unique bytes are re-reads. Within a wave, tiles are taken in square
     groups (as tile rasterizers do), so a wave of a tiles reads a / min(reuse, sqrt(a)) distinct
-    panels of a tensor each panel of which `reuse` tiles read; in runs, a / min(reuse, a), where
-    every re-read tensor is shared along the same grid dims (`Phase.shared_dims`); re-reads inside a wave hit L2 in
-    the share of that wave's distinct bytes L2 can hold, re-reads across waves in the share of the
-    tensor's unique bytes it can hold. L2-resident tensors come from HBM only on first touch.
-    A first read finds in L2 the share of the tensor an earlier phase left there (`l2.hit`).
+    panels of a tensor each panel of which `reuse` tiles read; or in runs, a / min(reuse, a),
+    where every re-read tensor is shared along the same grid dims (`Phase.shared_dims`).
+    Re-reads inside a wave hit L2 in the share of that wave's distinct bytes L2 can hold,
+    re-reads across waves in the share of the tensor's unique bytes it can hold. L2-resident
+    tensors come from HBM only on first touch. A first read finds in L2 the share of the tensor
+    an earlier phase left there (`l2.hit`).
     """
     loads: dict[str, int] = {}
     for w in phase.work:
