@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from xdsl.dialects import arith
@@ -229,6 +229,7 @@ class PhaseSpec:
     tile: TileSizes | None
     live: tuple[int, tuple[int, ...], tuple[int, ...]] | None = None  # `loop.live_steps`
     reload_waits: str = ""  # `Phase.reload_waits`
+    indexed: dict[str, frozenset[int]] = field(default_factory=dict)  # grid dims loads index by
 
 
 def _op_work(op: Operation, where: str, in_loop: bool, loc: str, names: _Names,
@@ -367,7 +368,7 @@ def phase_spec(launch: ppu.LaunchOp, names: _Names, written: set[str]) -> PhaseS
     return PhaseSpec(f"{launch.role.data} {here}".strip(), here, tuple(launch.grid_shape),
                      loop.trip_count if loop else 1, loop is not None, buffers, sram,
                      tuple(work), tile, live_steps(loop) if loop else None,
-                     _reload_waits(ops, loop))
+                     _reload_waits(ops, loop), _indexed_dims(work))
 
 
 def phase_of(spec: PhaseSpec, tensors: dict[str, Tensor], grid: tuple[int, ...] | None = None,
@@ -416,14 +417,20 @@ def phase_of(spec: PhaseSpec, tensors: dict[str, Tensor], grid: tuple[int, ...] 
 def _shared_dims(spec: PhaseSpec, grid: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
     """Per loaded tensor, the grid dims of more than one point that no load of it indexes by:
     the tiles along them read the same slices."""
+    return {name: tuple(d for d, n in enumerate(grid) if n > 1 and d not in dims)
+            for name, dims in spec.indexed.items()}
+
+
+def _indexed_dims(work: list[OpWork]) -> dict[str, frozenset[int]]:
+    """Per loaded tensor, the grid dims its loads' indices use (they do not change with the
+    tile sizes, so the fast cost path reuses them)."""
     used: dict[str, set[int]] = {}
-    for w in spec.ops:
+    for w in work:
         if w.kind == "load":
             dims = used.setdefault(w.tensor, set())
             for idx, _, _ in w.dims:
                 dims.update(_grid_dims(idx))
-    return {name: tuple(d for d, n in enumerate(grid) if n > 1 and d not in dims)
-            for name, dims in used.items()}
+    return {name: frozenset(dims) for name, dims in used.items()}
 
 
 def _grid_dims(e: IndexExpr) -> set[int]:
