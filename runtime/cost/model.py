@@ -395,10 +395,6 @@ def _hbm_fractions(phase: Phase, tensors: dict[str, Tensor], target: Target,
         if w.kind == "load":
             loads[w.tensor] = loads.get(w.tensor, 0) + w.amount
     a = min(phase.tiles, target.compute_units)
-    # runs where every re-read tensor is shared along the same dims, else square groups
-    shared = {phase.shared_dims.get(n, ()) for n, total in loads.items()
-              if 0 < phase.unique_load_bytes.get(n, total) < total}
-    group = a if len(shared) == 1 and () not in shared else math.sqrt(a)
     capacity = max(l2.free, 0)
     fractions, reread, reuse = {}, {}, {}
     for name, total in loads.items():
@@ -411,16 +407,19 @@ def _hbm_fractions(phase: Phase, tensors: dict[str, Tensor], target: Target,
         elif t is not None and t.l2_resident:
             fractions[name] = unique / total if total else 0.0
         elif 0 < unique < total:
-            per_tile = total / phase.tiles
-            wave_distinct = min(unique, a * per_tile / min(total / unique, group))
-            across = min(max(phase.tiles / a * wave_distinct, unique), total)
-            reread[name] = (total, unique, wave_distinct, across, cold)
+            reread[name] = (total, unique, cold)
         else:
             fractions[name] = cold
     if reread:
+        # runs where every re-read tensor is shared along the same dims, else square groups
+        shared = {phase.shared_dims.get(name, ()) for name in reread}
+        group = a if len(shared) == 1 and () not in shared else math.sqrt(a)
+        waves = {name: min(unique, a * total / phase.tiles / min(total / unique, group))
+                 for name, (total, unique, _) in reread.items()}
         keep_phase = min(1.0, capacity / max(sum(r[1] for r in reread.values()), 1))
-        keep_wave = min(1.0, capacity / max(sum(r[2] for r in reread.values()), 1))
-        for name, (total, unique, _, across, cold) in reread.items():
+        keep_wave = min(1.0, capacity / max(sum(waves.values()), 1))
+        for name, (total, unique, cold) in reread.items():
+            across = min(max(phase.tiles / a * waves[name], unique), total)
             hbm = (unique * cold + (across - unique) * (1 - keep_phase)
                    + (total - across) * (1 - keep_wave))
             fractions[name] = hbm / total
