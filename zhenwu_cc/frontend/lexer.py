@@ -10,8 +10,9 @@ accepts T, that is what the state's own scanner finds; when it does not (`tile` 
 an integer where SIGNED_INT comes before INT), the answer is the first terminal after T that the
 state accepts and that matches, each tried alone (a regex compiled on first need). The rest is
 lark's `BasicLexer.next_token` and `ContextualLexer.lex` step for step: ignored terminals, a
-regex terminal's match turned into the string terminal it spells (`-` as MINUS), and errors (an UnexpectedCharacters, or an UnexpectedToken when a terminal the state does not
-accept matches). tests/test_lexer.py holds it to lark's own lexer: every state's terminals, and
+regex terminal's match turned into the string terminal it spells (`-` as MINUS), and errors (an
+UnexpectedCharacters, or an UnexpectedToken when a terminal the state does not accept
+matches). tests/test_lexer.py holds it to lark's own lexer: every state's terminals, and
 tokens, trees and errors on a corpus.
 
 lark builds it through its `_plugins` hook (the one lark-cython uses); gen_tables.py records what
