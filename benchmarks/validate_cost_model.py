@@ -4,7 +4,7 @@ Each shape of shared/data/h100_bf16_gemm_calibration.csv (XLA's measured FLOP/s)
 from a `.zk` kernel by the normal pipeline for the `h100` target (the tile heuristic picks the
 tiles, split-K included), its `ppu` program is costed, and predicted FLOP/s are compared with
 the measurement. Prints per-shape errors and the median / p90 / max of |error|, next to a plain
-roofline at datasheet peak.
+roofline at datasheet peak, and the pairs of measurements that contradict each other.
 
     python benchmarks/validate_cost_model.py [--csv PATH] [--target h100] [--json]
 """
@@ -39,6 +39,15 @@ def load_shapes(path: str) -> list[tuple[int, int, int, float]]:
 def percentile(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+def contradictions(shapes: list[tuple[int, int, int, float]]) -> list[tuple[tuple, tuple]]:
+    """Pairs of measurements that no cost model fits exactly if more work never takes less time:
+    a shape no larger than another in M, N and K, measured slower. The error such a pair forces
+    on a model is a property of the data, so it is printed next to the model's."""
+    times = {(m, n, k): 2 * m * n * k / f for m, n, k, f in shapes}
+    return [((*a, ta), (*b, tb)) for a, ta in times.items() for b, tb in times.items()
+            if a != b and all(x <= y for x, y in zip(a, b)) and ta > tb]
 
 
 def validate(csv_path: str = DEFAULT_CSV, target_name: str = "h100") -> list[dict]:
@@ -95,6 +104,12 @@ def main() -> int:
         for name, errs in (("model", model), ("roofline at peak", base)):
             print(f"  {name:<17} |error| median {100 * statistics.median(errs):.1f}%, "
                   f"p90 {100 * percentile(errs, 0.9):.1f}%, max {100 * max(errs):.1f}%")
+    pairs = contradictions(load_shapes(args.csv))
+    print(f"measurements that contradict each other (no larger in M, N, K, yet slower): "
+          f"{len(pairs) or 'none'}")
+    for (m, n, k, ta), (m2, n2, k2, tb) in pairs:
+        print(f"  {m}x{n}x{k} {ta * 1e6:.2f} us > {m2}x{n2}x{k2} {tb * 1e6:.2f} us "
+              f"({100 * (ta / tb - 1):+.1f}%)")
     return 0
 
 

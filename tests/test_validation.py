@@ -33,6 +33,20 @@ def test_model_error_on_the_calibration_shapes():
     assert statistics.median(roofline_time) > 0.5
 
 
+def test_contradicting_measurements_are_pairs_ordered_by_size_and_time():
+    contradictions = _bench("validate_cost_model").contradictions
+    flops = 2 * 256 * 256
+    slow_small = [(256, 256, 1024, flops * 1024 / 7e-6), (256, 256, 4096, flops * 4096 / 6e-6)]
+    [(small, large)] = contradictions(slow_small)
+    assert (small[:3], large[:3]) == ((256, 256, 1024), (256, 256, 4096))
+    assert (small[3], large[3]) == (pytest.approx(7e-6), pytest.approx(6e-6))
+    fast_small = [(256, 256, 1024, flops * 1024 / 6e-6), (256, 256, 4096, flops * 4096 / 7e-6)]
+    assert contradictions(fast_small) == []
+    # Neither shape is within the other, so no order of their times contradicts anything.
+    unordered = [(512, 256, 2048, flops * 4096 / 9e-6), (256, 256, 4096, flops * 4096 / 6e-6)]
+    assert contradictions(unordered) == []
+
+
 @pytest.mark.slow
 def test_committed_constants_are_the_least_squares_fit():
     """h100.toml's fitted constants and COMBINE_WAIT are what `calibrate_cost_model.py
