@@ -78,7 +78,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--csv", default=DEFAULT_CSV)
     ap.add_argument("--target", default="h100")
-    ap.add_argument("--json", action="store_true", help="print the rows as JSON")
+    ap.add_argument("--json", action="store_true", help="print the rows, the error summary and the contradicting pairs as one JSON object")
     args = ap.parse_args()
     start = time.perf_counter()
     rows = validate(args.csv, args.target)
@@ -89,22 +89,29 @@ def main() -> int:
     # the plain roofline's error (a median of about 74%).
     time_errors = [abs(1 / (1 + r["error"]) - 1) for r in rows]
     roof_time = [abs(1 / (1 + r["roofline_error"]) - 1) for r in rows]
-    if args.json:
-        print(json.dumps(rows, indent=1))
-    else:
-        print(f"{'M':>5} {'N':>5} {'K':>5} {'measured':>9} {'predicted':>9} {'error':>7}  "
-              f"bound    grids (tiles x steps)")
-        for r in rows:
-            print(f"{r['m']:>5} {r['n']:>5} {r['k']:>5} {r['measured_tflops']:>8.1f}T "
-                  f"{r['predicted_tflops']:>8.1f}T {100 * r['error']:>+6.1f}%  {r['bound']:<8} "
-                  f"{' '.join(r['grids'])}")
-    print(f"\n{len(rows)} shapes on {args.target} through the compiler in {elapsed:.1f} s")
-    for label, model, base in (("FLOP/s", errors, roof), ("time", time_errors, roof_time)):
-        print(f"error in {label}:")
-        for name, errs in (("model", model), ("roofline at peak", base)):
-            print(f"  {name:<17} |error| median {100 * statistics.median(errs):.1f}%, "
-                  f"p90 {100 * percentile(errs, 0.9):.1f}%, max {100 * max(errs):.1f}%")
+    summary = {label: {name: {"median": statistics.median(errs),
+                              "p90": percentile(errs, 0.9), "max": max(errs)}
+                       for name, errs in (("model", model), ("roofline at peak", base))}
+               for label, model, base in (("FLOP/s", errors, roof),
+                                          ("time", time_errors, roof_time))}
     pairs = contradictions(load_shapes(args.csv))
+    if args.json:
+        print(json.dumps({"target": args.target, "rows": rows, "abs_error": summary,
+                          "contradictions": [{"slower": list(a), "faster": list(b)}
+                                             for a, b in pairs]}, indent=1))
+        return 0
+    print(f"{'M':>5} {'N':>5} {'K':>5} {'measured':>9} {'predicted':>9} {'error':>7}  "
+          f"bound    grids (tiles x steps)")
+    for r in rows:
+        print(f"{r['m']:>5} {r['n']:>5} {r['k']:>5} {r['measured_tflops']:>8.1f}T "
+              f"{r['predicted_tflops']:>8.1f}T {100 * r['error']:>+6.1f}%  {r['bound']:<8} "
+              f"{' '.join(r['grids'])}")
+    print(f"\n{len(rows)} shapes on {args.target} through the compiler in {elapsed:.1f} s")
+    for label, by_name in summary.items():
+        print(f"error in {label}:")
+        for name, e in by_name.items():
+            print(f"  {name:<17} |error| median {100 * e['median']:.1f}%, "
+                  f"p90 {100 * e['p90']:.1f}%, max {100 * e['max']:.1f}%")
     print(f"measurements that contradict each other (no larger in M, N, K, yet slower): "
           f"{len(pairs) or 'none'}")
     for (m, n, k, ta), (m2, n2, k2, tb) in pairs:

@@ -3,7 +3,10 @@ median |error| in FLOP/s <= 5%, max <= 20%), the plain roofline's for contrast, 
 constants against what the calibration fits today."""
 
 import importlib.util
+import json
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +48,17 @@ def test_contradicting_measurements_are_pairs_ordered_by_size_and_time():
     # Neither shape is within the other, so no order of their times contradicts anything.
     unordered = [(512, 256, 2048, flops * 4096 / 9e-6), (256, 256, 4096, flops * 4096 / 6e-6)]
     assert contradictions(unordered) == []
+
+
+def test_json_output_is_one_document():
+    """`--json` is for programs: stdout parses whole, the summary and the pairs inside it."""
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "validate_cost_model.py"), "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    doc = json.loads(out)
+    assert len(doc["rows"]) == 62
+    assert doc["abs_error"]["FLOP/s"]["model"]["max"] <= 0.20
+    assert [(p["slower"][:3], p["faster"][:3]) for p in doc["contradictions"]] == [
+        ([256, 256, 1024], [256, 256, 4096])]
 
 
 @pytest.mark.slow
